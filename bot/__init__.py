@@ -1,0 +1,3 @@
+"""Incident bot: runs the incident-response runbook from Slack."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,358 @@
+"""Builds the bot: services from config and settings, the Bolt app, and its listeners.
+
+Request path: Bolt verifies the signature, our listener parses `/incident <verb> [INC-n] args`,
+finds the incident, calls the command module, and acks with its reply. Slow work the command
+asks for (Slack set-up calls, Google calls) runs after the ack on a separate executor, so a
+slow Slack API never holds up another user's ack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk.errors import SlackApiError
+
+import commands
+from bot.announcements import Announcer
+from bot.config import Config
+from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
+from bot.errors import UsageError
+from bot.grammar import MAX_COMMAND_TEXT, parse
+from bot.incidents import Incident
+from bot.settings import Settings
+from bot.slack import SlackGateway, error_code, make_client
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+WORK_THREADS = 16
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reference() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _apology(ref: str) -> str:
+    return f"Sorry, something went wrong on my side (ref `{ref}`). The bot's log has the details."
+
+
+class IncidentBot:
+    """The running bot: store, Slack gateway, executors, Bolt app. One per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: Config,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.store = Store(settings.db_path)
+        self.client = make_client(settings.bot_token, settings.slack_api_url)
+        self.slack = SlackGateway(self.client)
+        self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
+        self.announcer = Announcer(config, self.store, self.slack, clock)
+        self.ctx = Context(
+            config=config,
+            store=self.store,
+            slack=self.slack,
+            clock=clock,
+            work=self.work,
+            announcer=self.announcer,
+        )
+        self.started = threading.Event()
+        self.bolt = build_bolt_app(self.ctx, settings, self.client)
+
+    def start(self) -> None:
+        """Finish any set-up a crash interrupted, then start taking requests."""
+        for incident in self.store.open_incidents():
+            if _setup_incomplete(self.config, incident):
+                self.work.submit(self._finish_setup, incident.number)
+        self.started.set()
+
+    def _finish_setup(self, number: int) -> None:
+        try:
+            self.announcer.setup(number)
+        except Exception:  # noqa: BLE001 - logged; the next start-up or retry tries again
+            log.exception("could not finish setting up INC-%s", number)
+
+    def health(self) -> dict[str, Any]:
+        db_ok = self.store.ping()
+        return {
+            "status": "ok" if db_ok and self.started.is_set() else "degraded",
+            "open_incidents": len(self.store.open_incidents()) if db_ok else None,
+            "scheduler_running": self.started.is_set(),
+            "db_ok": db_ok,
+        }
+
+    def stop(self) -> None:
+        self.work.shutdown(wait=True, cancel_futures=False)
+        self.store.close()
+
+
+def _setup_incomplete(config: Config, incident: Incident) -> bool:
+    if incident.announcement_ts is None:
+        return True
+    return config.has_war_room(incident.severity) and not (
+        incident.war_room_id and incident.war_room_briefed
+    )
+
+
+def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
+    app = App(
+        client=client,
+        signing_secret=settings.signing_secret or "socket-mode-has-no-signing-secret",
+        # Our listeners ack in microseconds and hand slow work to ctx.work; running them before
+        # the response avoids Bolt's 10 ms ack-polling loop and a second thread hop.
+        process_before_response=True,
+        request_verification_enabled=settings.signing_secret is not None,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    app.command("/incident")(_command_listener(ctx))
+    for action_id, handler in commands.actions().items():
+        app.action(action_id)(_action_listener(ctx, handler))
+    for callback_id, handler in commands.views().items():
+        app.view(callback_id)(_view_listener(ctx, handler))
+    return app
+
+
+def resolve_incident(
+    ctx: Context, ref: int | None, channel: str
+) -> tuple[Incident | None, str | None]:
+    """The incident named, else the one whose war room this is, else the only open one."""
+    if ref is not None:
+        incident = ctx.store.get(ref)
+        if incident is None:
+            return None, f"INC-{ref} does not exist. {_open_list(ctx)}"
+        return incident, None
+    incident = ctx.store.by_war_room(channel)
+    if incident is not None:
+        return incident, None
+    open_incidents = ctx.store.open_incidents()
+    if len(open_incidents) == 1:
+        return open_incidents[0], None
+    if not open_incidents:
+        return None, "There is no open incident. `/incident declare p1 <title>` opens one."
+    return None, f"Which incident? {_open_list(ctx, open_incidents)}"
+
+
+def _open_list(ctx: Context, incidents: list[Incident] | None = None) -> str:
+    incidents = ctx.store.open_incidents() if incidents is None else incidents
+    if not incidents:
+        return "There are no open incidents."
+    names = ", ".join(f"`{i.ref}`" for i in incidents[:20])
+    more = f" and {len(incidents) - 20} more" if len(incidents) > 20 else ""
+    return f"Open: {names}{more}. Name one, e.g. `/incident ack {incidents[0].ref}`."
+
+
+def _command_listener(ctx: Context) -> Callable[..., None]:
+    def on_incident(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        ref = _reference()
+        try:
+            reply = _dispatch_command(ctx, body, ref)
+        except UsageError as exc:
+            ack(text=exc.reply_text(), response_type="ephemeral")
+            return
+        except Exception:  # noqa: BLE001 - the user gets a reference, the log gets the trace
+            log.exception("command failed (ref %s): %r", ref, (body.get("text") or "")[:200])
+            ack(text=_apology(ref), response_type="ephemeral")
+            return
+        if reply.text or reply.blocks:
+            ack(
+                text=reply.text,
+                blocks=reply.blocks,
+                response_type="in_channel" if reply.in_channel else "ephemeral",
+            )
+        else:
+            ack()
+        if reply.after is not None:
+            ctx.work.submit(_run_after, reply.after, _responder(respond), ref)
+
+    return on_incident
+
+
+def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
+    text = body.get("text") or ""
+    if len(text) > MAX_COMMAND_TEXT:
+        raise UsageError(
+            f"That is {len(text):,} characters; commands are limited to {MAX_COMMAND_TEXT:,}. "
+            "Titles are limited to 150, updates to 2,900.",
+            "/incident help",
+        )
+    parsed = parse(text)
+    sub = commands.REGISTRY.get(parsed.verb)
+    if sub is None:
+        known = ", ".join(commands.REGISTRY)
+        shown = parsed.verb[:30].replace("`", "'")
+        raise UsageError(
+            f"There is no `{shown}` subcommand. Try one of: {known}.", "/incident help"
+        )
+    channel = body.get("channel_id") or ""
+    incident = error = None
+    if sub.needs_incident:
+        incident, error = resolve_incident(ctx, parsed.ref, channel)
+    req = CommandRequest(
+        verb=parsed.verb,
+        args=parsed.args,
+        user=body.get("user_id") or "",
+        channel=channel,
+        usage=sub.usage,
+        incident=incident,
+        incident_error=error,
+        trigger_id=body.get("trigger_id"),
+        request_id=ref,
+    )
+    return sub.handle(ctx, req)
+
+
+def _action_listener(
+    ctx: Context, handler: Callable[[Context, ButtonClick], Reply]
+) -> Callable[..., None]:
+    def on_action(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        ack()  # a button's ack carries nothing; feedback goes through its response_url
+        ref = _reference()
+        deliver = _responder(respond)
+        try:
+            action = (body.get("actions") or [{}])[0]
+            value = str(action.get("value") or "")
+            number = int(value.split(":", 1)[0]) if value.split(":", 1)[0].isdigit() else None
+            click = ButtonClick(
+                action_id=str(action.get("action_id")),
+                value=value,
+                user=(body.get("user") or {}).get("id", ""),
+                channel=(body.get("channel") or {}).get("id"),
+                trigger_id=body.get("trigger_id"),
+                incident=ctx.store.get(number) if number is not None else None,
+                request_id=ref,
+            )
+            reply = handler(ctx, click)
+        except UsageError as exc:
+            ctx.work.submit(deliver, Reply(exc.reply_text()))
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("button failed (ref %s)", ref)
+            ctx.work.submit(deliver, Reply(_apology(ref)))
+            return
+        if reply.text:
+            ctx.work.submit(deliver, reply)
+        if reply.after is not None:
+            ctx.work.submit(_run_after, reply.after, deliver, ref)
+
+    return on_action
+
+
+def _view_listener(
+    ctx: Context, handler: Callable[[Context, ViewSubmission], Reply]
+) -> Callable[..., None]:
+    def on_view(ack: Any, body: dict[str, Any]) -> None:
+        ref = _reference()
+        view = body.get("view") or {}
+        user = (body.get("user") or {}).get("id", "")
+        try:
+            metadata = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            metadata = {}
+        submission = ViewSubmission(
+            callback_id=str(view.get("callback_id")),
+            user=user,
+            values=_view_values(view),
+            metadata=metadata if isinstance(metadata, dict) else {},
+        )
+        try:
+            reply = handler(ctx, submission)
+        except ViewErrors as exc:
+            ack(response_action="errors", errors=exc.errors)
+            return
+        except UsageError as exc:
+            first_block = next(iter(submission.values), "")
+            ack(response_action="errors", errors={first_block: exc.message[:150]})
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("modal failed (ref %s)", ref)
+            ack(
+                response_action="errors",
+                errors={next(iter(submission.values), ""): _apology(ref)[:150]},
+            )
+            return
+        ack()
+        deliver = _ephemeral_deliverer(ctx, metadata.get("channel"), user)
+        if reply.text:
+            ctx.work.submit(deliver, reply)
+        if reply.after is not None:
+            ctx.work.submit(_run_after, reply.after, deliver, ref)
+
+    return on_view
+
+
+def _view_values(view: dict[str, Any]) -> dict[str, str | None]:
+    """block_id -> the value typed or chosen in that input."""
+    values: dict[str, str | None] = {}
+    for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
+        for state in actions.values():
+            if state.get("selected_option"):
+                values[block_id] = state["selected_option"].get("value")
+            else:
+                values[block_id] = state.get("value")
+    return values
+
+
+def _responder(respond: Any) -> Callable[[Reply], None]:
+    def deliver(reply: Reply) -> None:
+        try:
+            respond(
+                text=reply.text,
+                blocks=reply.blocks,
+                response_type="in_channel" if reply.in_channel else "ephemeral",
+                replace_original=False,
+            )
+        except Exception:  # noqa: BLE001 - an expired response_url must not hide the work's outcome
+            log.warning("could not deliver a reply through response_url", exc_info=True)
+
+    return deliver
+
+
+def _ephemeral_deliverer(ctx: Context, channel: str | None, user: str) -> Callable[[Reply], None]:
+    def deliver(reply: Reply) -> None:
+        try:
+            if channel:
+                ctx.slack.post_ephemeral(channel, user, reply.text)
+            else:
+                ctx.slack.post(ctx.slack.open_dm(user), reply.text, reply.blocks)
+        except SlackApiError:
+            # Not a member of that channel: a DM always reaches the person.
+            try:
+                ctx.slack.post(ctx.slack.open_dm(user), reply.text, reply.blocks)
+            except Exception:  # noqa: BLE001
+                log.warning("could not tell %s: %s", user, reply.text[:200], exc_info=True)
+
+    return deliver
+
+
+def _run_after(
+    after: Callable[[], Reply | None], deliver: Callable[[Reply], None], ref: str
+) -> None:
+    try:
+        reply = after()
+    except UsageError as exc:
+        deliver(Reply(exc.reply_text()))
+    except SlackApiError as exc:
+        log.warning("Slack refused follow-up work (ref %s): %s", ref, error_code(exc))
+        deliver(Reply(f"Slack refused part of that (`{error_code(exc)}`, ref `{ref}`)."))
+    except Exception:  # noqa: BLE001
+        log.exception("follow-up work failed (ref %s)", ref)
+        deliver(Reply(_apology(ref)))
+    else:
+        if reply is not None and (reply.text or reply.blocks):
+            deliver(reply)

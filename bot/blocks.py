@@ -1,0 +1,284 @@
+"""Block Kit builders: pure functions from domain state to message and modal payloads.
+
+Every piece of user text goes through `mrkdwn.user_text`, which escapes it and cuts it to the
+block's limit, so no title or update can break a message or ping a channel.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bot import ids
+from bot.config import Config
+from bot.durations import humanize
+from bot.incidents import STATUSES, TITLE_MAX, Incident, sla_text
+from bot.mrkdwn import escape, user_text
+
+Block = dict[str, Any]
+
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+HEADER_MAX = 150
+MESSAGE_BLOCKS_MAX = 50
+SEVERITY_MARK = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "⚪"}
+
+
+def _text(kind: str, text: str) -> dict[str, Any]:
+    return {"type": kind, "text": text}
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": _text("mrkdwn", text[:SECTION_MAX])}
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": _text("plain_text", text[:HEADER_MAX])}
+
+
+def context(*texts: str) -> Block:
+    return {"type": "context", "elements": [_text("mrkdwn", t[:SECTION_MAX]) for t in texts[:10]]}
+
+
+def button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": _text("plain_text", label[:75]),
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    """A timestamp every reader sees in their own time zone, with a UTC fallback."""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>"
+
+
+def severity_label(config: Config, severity: str) -> str:
+    return f"{severity} · {config.policy(severity).label}"
+
+
+def fallback_text(config: Config, incident: Incident) -> str:
+    """The notification text: what a phone shows, and what screen readers read."""
+    state = "resolved" if not incident.is_open else incident.status
+    return f"{incident.ref} ({severity_label(config, incident.severity)}, {state}): {escape(incident.title)}"
+
+
+def announcement(config: Config, incident: Incident, now: datetime) -> list[Block]:
+    """The one message per incident in the announcement channel, edited in place as it changes."""
+    mark = "✅" if not incident.is_open else SEVERITY_MARK.get(incident.severity, "")
+    title = f"{mark} {incident.ref} · {severity_label(config, incident.severity)}"
+    if not incident.is_open:
+        title += " · resolved"
+    fields = [
+        f"*Status*\n{incident.status.capitalize()}",
+        f"*Commander*\n<@{incident.commander}>",
+        f"*Declared*\n{slack_date(incident.declared_at)} by <@{incident.declared_by}>",
+        f"*Acknowledged*\n{_ack_text(config, incident)}",
+        f"*War room*\n<#{incident.war_room_id}>" if incident.war_room_id else "*War room*\n—",
+        f"*Last update*\n{slack_date(incident.last_update_at) if incident.last_update_at else 'none yet'}",
+    ]
+    if incident.resolved_at:
+        duration = humanize(incident.resolved_at - incident.declared_at)
+        fields.append(f"*Resolved*\n{slack_date(incident.resolved_at)} after {duration}")
+    blocks: list[Block] = [
+        header(title),
+        section(f"*{user_text(incident.title, TITLE_MAX * 6)}*"),
+        {"type": "section", "fields": [_text("mrkdwn", f[:FIELD_MAX]) for f in fields]},
+    ]
+    if incident.summary:
+        blocks.append(section(f"*Summary:* {user_text(incident.summary, SECTION_MAX - 20)}"))
+    if incident.is_open:
+        blocks.append(
+            context(
+                f"{config.policy(incident.severity).description}. SLA: {sla_text(config, incident.severity)}"
+            )
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "incident_actions",
+                "elements": announcement_buttons(incident),
+            }
+        )
+    return blocks
+
+
+def announcement_buttons(incident: Incident) -> list[dict[str, Any]]:
+    value = str(incident.number)
+    buttons = []
+    if incident.acknowledged_at is None:
+        buttons.append(button("Acknowledge", ids.ACK, value, style="primary"))
+    buttons += [
+        button("Post update", ids.POST_UPDATE, value),
+        button("Diagnose", ids.DIAGNOSE, value),
+        button("Resolve", ids.RESOLVE, value, style="danger"),
+    ]
+    return buttons
+
+
+def _ack_text(config: Config, incident: Incident) -> str:
+    if incident.acknowledged_at and incident.acknowledged_by:
+        return f"<@{incident.acknowledged_by}> {slack_date(incident.acknowledged_at, '{time}')}"
+    ack_within = config.policy(incident.severity).ack_within
+    return f"not yet (due within {humanize(ack_within)})" if ack_within else "not yet"
+
+
+def first_steps(config: Config, incident: Incident) -> list[Block]:
+    """The runbook's universal response flow, with this severity's numbers filled in."""
+    policy = config.policy(incident.severity)
+    ack = humanize(policy.ack_within) if policy.ack_within else "soon"
+    fix = f" within {humanize(policy.fix_within)}" if policy.fix_within else ""
+    every = humanize(policy.update_every) if policy.update_every else "each milestone"
+    gather = {
+        "P1": "Page the incident commander, VP Product and tech lead (the bot pages along the escalation path).",
+        "P2": "Keep VP Product informed (the bot has notified them).",
+    }.get(incident.severity, "This can be handled solo; pull people in with `/incident page`.")
+    steps = [
+        f"*1. Acknowledge* within {ack}: press *Acknowledge* or type `/incident ack`.",
+        "*2. Assess*: is it real? Confirm severity (`/incident severity p2` to change it), estimate customers and revenue affected.",
+        f"*3. Gather the team*: {gather}",
+        f"*4. Communicate* every {every}: `/incident update <what we know>`. No news is bad news.",
+        f"*5. Investigate & fix*{fix}: `/incident diagnose` checks Cloud Run, recent errors and the health endpoint; `/incident runbook` lists the scenarios.",
+        "*6. Verify*: error rate back under 1%, health 200, a real API call succeeds, watch 5 minutes.",
+        "*7. Resolve*: `/incident resolve <summary>` posts the all-clear and drafts the post-mortem.",
+    ]
+    return [
+        header(f"{incident.ref} war room · first steps"),
+        section(
+            f"*{user_text(incident.title, 500)}*\nDeclared by <@{incident.declared_by}>, commander <@{incident.commander}>."
+        ),
+        section("\n".join(steps)),
+    ]
+
+
+def war_room_topic(config: Config, incident: Incident) -> str:
+    # Topics are plain text (no mrkdwn), at most 250 characters.
+    topic = f"{incident.ref} {incident.severity} {config.policy(incident.severity).label}: {incident.title}"
+    return topic if len(topic) <= 250 else topic[:249] + "…"
+
+
+def incident_list(config: Config, incidents: list[Incident], now: datetime) -> list[Block]:
+    if not incidents:
+        return [section("No open incidents. :white_check_mark:")]
+    lines = []
+    for inc in incidents:
+        since_update = (
+            f"last update {humanize(now - inc.last_update_at)} ago"
+            if inc.last_update_at
+            else "no update yet"
+        )
+        ack = "" if inc.acknowledged_at else " · *not acknowledged*"
+        room = f" · <#{inc.war_room_id}>" if inc.war_room_id else ""
+        lines.append(
+            f"{SEVERITY_MARK.get(inc.severity, '')} *{inc.ref}* {inc.severity} · {user_text(inc.title, 200)}\n"
+            f"      open {humanize(now - inc.declared_at)} · commander <@{inc.commander}> · {since_update}{ack}{room}"
+        )
+    blocks = [header(f"{len(incidents)} open incident{'s' if len(incidents) != 1 else ''}")]
+    blocks += [section(chunk) for chunk in _chunks(lines, SECTION_MAX)]
+    if len(blocks) > MESSAGE_BLOCKS_MAX:
+        hidden = len(blocks) - MESSAGE_BLOCKS_MAX + 1
+        blocks = blocks[: MESSAGE_BLOCKS_MAX - 1] + [
+            context(f"…and more ({hidden} sections hidden).")
+        ]
+    return blocks
+
+
+def _chunks(lines: list[str], limit: int) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        if current and len(current) + 1 + len(line) > limit:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def declare_modal(config: Config, *, severity: str | None, channel: str) -> dict[str, Any]:
+    options = [
+        {"text": _text("plain_text", f"{name} · {config.policy(name).label}"), "value": name}
+        for name in config.severities
+    ]
+    select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": ids.SEVERITY_INPUT,
+        "options": options,
+    }
+    if severity:
+        select["initial_option"] = next(o for o in options if o["value"] == severity)
+    return {
+        "type": "modal",
+        "callback_id": ids.DECLARE_MODAL,
+        "private_metadata": json.dumps({"channel": channel}),
+        "title": _text("plain_text", "Declare an incident"),
+        "submit": _text("plain_text", "Declare"),
+        "close": _text("plain_text", "Cancel"),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": ids.SEVERITY_BLOCK,
+                "label": _text("plain_text", "Severity"),
+                "element": select,
+            },
+            {
+                "type": "input",
+                "block_id": ids.TITLE_BLOCK,
+                "label": _text("plain_text", "What is happening?"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ids.TITLE_INPUT,
+                    "max_length": TITLE_MAX,
+                    "placeholder": _text("plain_text", "Checkout returns 500"),
+                },
+            },
+        ],
+    }
+
+
+def update_modal(incident: Incident) -> dict[str, Any]:
+    options = [
+        {"text": _text("plain_text", s.capitalize()), "value": s}
+        for s in STATUSES
+        if s != "resolved"
+    ]
+    current = next((o for o in options if o["value"] == incident.status), options[0])
+    return {
+        "type": "modal",
+        "callback_id": ids.UPDATE_MODAL,
+        "private_metadata": json.dumps({"incident": incident.number}),
+        "title": _text("plain_text", f"Update {incident.ref}"[:24]),
+        "submit": _text("plain_text", "Post update"),
+        "close": _text("plain_text", "Cancel"),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": ids.UPDATE_TEXT_BLOCK,
+                "label": _text("plain_text", "What do we know now?"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ids.UPDATE_TEXT_INPUT,
+                    "multiline": True,
+                    "max_length": 2900,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": ids.STATUS_BLOCK,
+                "label": _text("plain_text", "Status"),
+                "element": {
+                    "type": "radio_buttons",
+                    "action_id": ids.STATUS_INPUT,
+                    "options": options,
+                    "initial_option": current,
+                },
+            },
+        ],
+    }

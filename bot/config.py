@@ -1,0 +1,434 @@
+"""The bot's configuration: the YAML schema of DESIGN.md, validated into frozen dataclasses.
+
+Every validation error names the offending key (`severities.P1.ack_within`) and says what is
+wrong, and all errors are reported at once so a config can be fixed in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.durations import parse_duration
+
+SEVERITIES = ("P1", "P2", "P3", "P4")
+INCIDENT_ROLES = ("commander", "scribe", "comms")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """The config is invalid; `errors` lists each problem as `key: what is wrong`."""
+
+    def __init__(self, errors: list[str], source: str) -> None:
+        super().__init__(f"{source}: " + "; ".join(errors))
+        self.errors = errors
+        self.source = source
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    after: timedelta
+    page: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SeverityPolicy:
+    name: str
+    label: str
+    description: str
+    ack_within: timedelta | None
+    fix_within: timedelta | None
+    update_every: timedelta | None
+    notify: tuple[str, ...]
+    escalation: tuple[EscalationStep, ...]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    project: str
+    region: str
+    name: str
+    health_url: str
+
+
+@dataclass(frozen=True)
+class StatuspageConfig:
+    page_id: str
+    api_key_env: str
+    api_url: str
+
+
+@dataclass(frozen=True)
+class Config:
+    channel: str
+    war_room_severities: tuple[str, ...]
+    war_room_prefix: str
+    people: dict[str, tuple[str, ...]]
+    severities: dict[str, SeverityPolicy]
+    postmortem_severities: tuple[str, ...]
+    postmortem_due_after: timedelta
+    service: ServiceConfig
+    rollback_allowed: tuple[str, ...]
+    runbook_path: str | None = None
+    statuspage: StatuspageConfig | None = None
+    source: str = field(default="built-in default", compare=False)
+
+    def policy(self, severity: str) -> SeverityPolicy:
+        return self.severities[severity]
+
+    def has_war_room(self, severity: str) -> bool:
+        return severity in self.war_room_severities
+
+
+def default_config_text() -> str:
+    return (Path(__file__).parent / "default_config.yaml").read_text(encoding="utf-8")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config from `path`, `$INCIDENT_BOT_CONFIG`, `./incident-bot.yaml`, or the default."""
+    if path is None:
+        path = os.environ.get("INCIDENT_BOT_CONFIG") or None
+    if path is None and Path("incident-bot.yaml").exists():
+        path = "incident-bot.yaml"
+    if path is None:
+        return parse(default_config_text(), source="built-in default")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file ({exc.strerror})"], str(path)) from exc
+    return parse(text, source=str(path))
+
+
+def parse(text: str, source: str = "config") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], source) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            ["the top level must be a mapping of keys (channel, severities, ...)"], source
+        )
+    reader = _Reader()
+    config = reader.config(raw, source)
+    if reader.errors:
+        raise ConfigError(reader.errors, source)
+    assert config is not None
+    return config
+
+
+class _Reader:
+    """Walks the raw YAML, collecting every error with its key path instead of stopping at one."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.errors.append(f"{key}: {message}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(key, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        for unknown in sorted(set(map(str, value)) - allowed):
+            self.error(
+                f"{key}.{unknown}" if key else unknown,
+                f"unknown key (expected one of: {', '.join(sorted(allowed))})",
+            )
+        return value
+
+    def string(self, value: Any, key: str, required: bool = True) -> str | None:
+        if value is None or (not required and value == ""):
+            if required:
+                self.error(key, "is required")
+            return None
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+            self.error(key, f"must be a non-empty string, got {value!r}")
+            return None
+        return str(value).strip()
+
+    def duration(self, value: Any, key: str, required: bool = False) -> timedelta | None:
+        if value is None:
+            if required:
+                self.error(key, "is required (a duration such as 5m)")
+            return None
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.error(key, str(exc))
+            return None
+
+    def string_list(self, value: Any, key: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.error(key, f"must be a list, got {type(value).__name__}")
+            return ()
+        items = []
+        for i, item in enumerate(value):
+            text = self.string(item, f"{key}[{i}]")
+            if text is not None:
+                items.append(text)
+        return tuple(items)
+
+    def severity_list(self, value: Any, key: str) -> tuple[str, ...]:
+        names = []
+        for i, name in enumerate(self.string_list(value, key)):
+            if name.upper() not in SEVERITIES:
+                self.error(f"{key}[{i}]", f"{name!r} is not a severity (P1, P2, P3 or P4)")
+            else:
+                names.append(name.upper())
+        return tuple(names)
+
+    def people_refs(
+        self, value: Any, key: str, roles: set[str], extra: set[str] = frozenset()
+    ) -> tuple[str, ...]:  # type: ignore[assignment]
+        refs = self.string_list(value, key)
+        for i, ref in enumerate(refs):
+            if not (_USER_ID.match(ref) or _EMAIL.match(ref) or ref in roles or ref in extra):
+                known = ", ".join(sorted(roles | set(extra))) or "none defined"
+                self.error(
+                    f"{key}[{i}]",
+                    f"{ref!r} is not a Slack user ID (U...), an email, or a role under people ({known})",
+                )
+        return refs
+
+    def config(self, raw: dict[str, Any], source: str) -> Config | None:
+        top = self.mapping(
+            raw,
+            "",
+            {
+                "channel",
+                "war_room",
+                "people",
+                "severities",
+                "postmortem",
+                "service",
+                "rollback",
+                "runbook",
+                "statuspage",
+            },
+        )
+        channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip(
+            "#"
+        )
+
+        war_room = self.mapping(top.get("war_room"), "war_room", {"severities", "prefix"})
+        war_room_severities = self.severity_list(
+            war_room.get("severities", ["P1", "P2"]), "war_room.severities"
+        )
+        prefix = self.string(war_room.get("prefix", "inc"), "war_room.prefix") or "inc"
+        if not re.fullmatch(r"[a-z0-9_-]{1,20}", prefix):
+            self.error(
+                "war_room.prefix",
+                f"{prefix!r} must be 1-20 lowercase letters, digits, - or _ (it starts channel names)",
+            )
+
+        people_raw = self.mapping(
+            top.get("people"), "people", set(map(str, top.get("people") or {}))
+        )
+        people: dict[str, tuple[str, ...]] = {}
+        for role, holders in people_raw.items():
+            if not _ROLE_NAME.match(str(role)):
+                self.error(f"people.{role}", "role names are lowercase letters, digits and _")
+                continue
+            people[str(role)] = self.string_list(holders, f"people.{role}")
+        for role, holders in people.items():
+            for i, ref in enumerate(holders):
+                if not (_USER_ID.match(ref) or _EMAIL.match(ref)):
+                    self.error(
+                        f"people.{role}[{i}]", f"{ref!r} is not a Slack user ID (U...) or an email"
+                    )
+        roles = set(people)
+
+        severities_raw = self.mapping(
+            top.get("severities"), "severities", set(SEVERITIES) | {s.lower() for s in SEVERITIES}
+        )
+        severities: dict[str, SeverityPolicy] = {}
+        for name in SEVERITIES:
+            body = severities_raw.get(name, severities_raw.get(name.lower()))
+            if body is None:
+                self.error(
+                    f"severities.{name}", "is required (every severity P1-P4 needs a policy)"
+                )
+                continue
+            policy = self.severity(name, body, roles)
+            if policy:
+                severities[name] = policy
+
+        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after"})
+        postmortem_severities = self.severity_list(
+            postmortem.get("severities", ["P1", "P2"]), "postmortem.severities"
+        )
+        due_after = self.duration(
+            postmortem.get("due_after", "24h"), "postmortem.due_after"
+        ) or timedelta(hours=24)
+
+        service_raw = self.mapping(
+            top.get("service"), "service", {"project", "region", "name", "health_url"}
+        )
+        service = ServiceConfig(
+            project=self.string(service_raw.get("project"), "service.project") or "",
+            region=self.string(service_raw.get("region"), "service.region") or "",
+            name=self.string(service_raw.get("name"), "service.name") or "",
+            health_url=self.string(service_raw.get("health_url"), "service.health_url") or "",
+        )
+        if service.health_url and not re.match(r"^https?://", service.health_url):
+            self.error("service.health_url", f"{service.health_url!r} must be an http(s) URL")
+
+        rollback = self.mapping(top.get("rollback"), "rollback", {"allowed"})
+        incident_roles = {f"incident_{r}" for r in INCIDENT_ROLES}
+        allowed = self.people_refs(
+            rollback.get("allowed", ["incident_commander"]),
+            "rollback.allowed",
+            roles,
+            incident_roles,
+        )
+
+        runbook = self.mapping(top.get("runbook"), "runbook", {"path"})
+        runbook_path = self.string(runbook.get("path"), "runbook.path", required=False)
+
+        statuspage = None
+        if top.get("statuspage") is not None:
+            sp = self.mapping(
+                top.get("statuspage"), "statuspage", {"page_id", "api_key_env", "api_url"}
+            )
+            statuspage = StatuspageConfig(
+                page_id=self.string(sp.get("page_id"), "statuspage.page_id") or "",
+                api_key_env=self.string(
+                    sp.get("api_key_env", "STATUSPAGE_API_KEY"), "statuspage.api_key_env"
+                )
+                or "",
+                api_url=self.string(
+                    sp.get("api_url", "https://api.statuspage.io/v1/"), "statuspage.api_url"
+                )
+                or "",
+            )
+
+        if self.errors:
+            return None
+        return Config(
+            channel=channel,
+            war_room_severities=war_room_severities,
+            war_room_prefix=prefix,
+            people=people,
+            severities=severities,
+            postmortem_severities=postmortem_severities,
+            postmortem_due_after=due_after,
+            service=service,
+            rollback_allowed=allowed,
+            runbook_path=runbook_path,
+            statuspage=statuspage,
+            source=source,
+        )
+
+    def severity(self, name: str, body: Any, roles: set[str]) -> SeverityPolicy | None:
+        key = f"severities.{name}"
+        body = self.mapping(
+            body,
+            key,
+            {
+                "label",
+                "description",
+                "ack_within",
+                "fix_within",
+                "update_every",
+                "notify",
+                "escalation",
+            },
+        )
+        steps_raw = body.get("escalation")
+        steps: list[EscalationStep] = []
+        if not isinstance(steps_raw, list) or not steps_raw:
+            self.error(f"{key}.escalation", "must be a non-empty list of {after, page} steps")
+        else:
+            previous = timedelta(-1)
+            for i, step_raw in enumerate(steps_raw):
+                step_key = f"{key}.escalation[{i}]"
+                step = self.mapping(step_raw, step_key, {"after", "page"})
+                after = self.duration(step.get("after"), f"{step_key}.after", required=True)
+                page = self.people_refs(step.get("page"), f"{step_key}.page", roles)
+                if not page:
+                    self.error(f"{step_key}.page", "must name at least one role or user")
+                if after is not None:
+                    if after < previous:
+                        self.error(f"{step_key}.after", "steps must be in order of their `after`")
+                    previous = after
+                    steps.append(EscalationStep(after=after, page=page))
+        return SeverityPolicy(
+            name=name,
+            label=self.string(body.get("label", name), f"{key}.label") or name,
+            description=self.string(
+                body.get("description", ""), f"{key}.description", required=False
+            )
+            or "",
+            ack_within=self.duration(body.get("ack_within"), f"{key}.ack_within"),
+            fix_within=self.duration(body.get("fix_within"), f"{key}.fix_within"),
+            update_every=self.duration(body.get("update_every"), f"{key}.update_every"),
+            notify=self.people_refs(body.get("notify"), f"{key}.notify", roles),
+            escalation=tuple(steps),
+        )
+
+
+def describe(config: Config) -> str:
+    """The effective config as YAML, for `incident-bot check-config`."""
+
+    def fmt(delta: timedelta | None) -> str | None:
+        if delta is None:
+            return None
+        seconds = int(delta.total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds and seconds % size == 0:
+                return f"{seconds // size}{unit}"
+        return f"{seconds}s"
+
+    data: dict[str, Any] = {
+        "channel": config.channel,
+        "war_room": {
+            "severities": list(config.war_room_severities),
+            "prefix": config.war_room_prefix,
+        },
+        "people": {role: list(holders) for role, holders in config.people.items()},
+        "severities": {
+            name: {
+                k: v
+                for k, v in {
+                    "label": p.label,
+                    "description": p.description,
+                    "ack_within": fmt(p.ack_within),
+                    "fix_within": fmt(p.fix_within),
+                    "update_every": fmt(p.update_every),
+                    "notify": list(p.notify) or None,
+                    "escalation": [
+                        {"after": fmt(s.after), "page": list(s.page)} for s in p.escalation
+                    ],
+                }.items()
+                if v is not None
+            }
+            for name, p in config.severities.items()
+        },
+        "postmortem": {
+            "severities": list(config.postmortem_severities),
+            "due_after": fmt(config.postmortem_due_after),
+        },
+        "service": vars(config.service),
+        "rollback": {"allowed": list(config.rollback_allowed)},
+    }
+    if config.runbook_path:
+        data["runbook"] = {"path": config.runbook_path}
+    if config.statuspage:
+        data["statuspage"] = vars(config.statuspage)
+    return f"# effective config ({config.source})\n" + yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True
+    )

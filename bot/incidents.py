@@ -1,0 +1,206 @@
+"""The incident lifecycle as pure functions: state in, new state out. No I/O, no clock.
+
+Every function that changes an incident returns a `Change`: the new state plus the line the
+timeline should show. The store applies a change in one transaction and derives the audit
+record from the difference between the old and new state, so no change can skip the audit.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot.config import SEVERITIES, Config
+from bot.errors import UsageError
+from bot.mrkdwn import escape
+
+TITLE_MAX = 150
+STATUSES = ("investigating", "identified", "monitoring", "resolved")
+CHANNEL_NAME_MAX = 80
+
+
+@dataclass(frozen=True)
+class Incident:
+    number: int
+    title: str
+    severity: str
+    status: str
+    commander: str
+    declared_by: str
+    declared_at: datetime
+    last_update_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    summary: str | None = None
+    scribe: str | None = None
+    comms: str | None = None
+    announcement_channel: str | None = None
+    announcement_ts: str | None = None
+    war_room_id: str | None = None
+    war_room_name: str | None = None
+    war_room_briefed: bool = False
+    version: int = 0
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.number}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "resolved"
+
+    def role_holder(self, role: str) -> str | None:
+        return {"commander": self.commander, "scribe": self.scribe, "comms": self.comms}.get(role)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A decided state change: what the incident becomes, and what the timeline says about it."""
+
+    incident: Incident
+    kind: str
+    actor: str
+    text: str
+
+
+def parse_severity(text: str | None, usage: str) -> str:
+    """`p1`/`P1`/`1` -> `P1`; anything else is a UsageError naming the choices."""
+    choices = "p1 (critical), p2 (high), p3 (medium) or p4 (low)"
+    if not text:
+        raise UsageError(f"Which severity? Use {choices}.", usage)
+    candidate = text.strip().upper()
+    if candidate in {"1", "2", "3", "4"}:
+        candidate = "P" + candidate
+    if candidate not in SEVERITIES:
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        raise UsageError(f"`{clean_inline(shown)}` is not a severity. Use {choices}.", usage)
+    return candidate
+
+
+def clean_title(text: str) -> str:
+    """One line of printable text: newlines and control characters folded to spaces."""
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def clean_inline(text: str) -> str:
+    """Text safe to quote back inside backticks in a reply."""
+    return clean_title(text).replace("`", "'")
+
+
+def validate_title(text: str, usage: str) -> str:
+    title = clean_title(text)
+    if not title:
+        raise UsageError("The incident needs a title.", usage)
+    if len(title) > TITLE_MAX:
+        raise UsageError(
+            f"Titles are limited to {TITLE_MAX} characters; yours has {len(title):,}. "
+            "Use a short title and add the details with `/incident note` once it is declared.",
+            usage,
+        )
+    return title
+
+
+def war_room_name(prefix: str, number: int, title: str) -> str:
+    """A valid Slack channel name: `inc-7-checkout-returns-500`, at most 80 characters."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+    base = f"{prefix}-{number}"
+    if not slug:
+        return base
+    return f"{base}-{slug}"[:CHANNEL_NAME_MAX].rstrip("-")
+
+
+def declare(*, title: str, severity: str, by: str, now: datetime, channel: str) -> Incident:
+    """A new incident, not yet numbered (the store assigns the number)."""
+    return Incident(
+        number=0,
+        title=title,
+        severity=severity,
+        status="investigating",
+        commander=by,
+        declared_by=by,
+        declared_at=now,
+        announcement_channel=channel,
+    )
+
+
+def acknowledge(incident: Incident, *, by: str, now: datetime) -> Change | None:
+    """None when it was already acknowledged: a second click is a no-op, not an error."""
+    _require_open(incident)
+    if incident.acknowledged_at is not None:
+        return None
+    new = replace(incident, acknowledged_at=now, acknowledged_by=by)
+    return Change(new, "ack", by, f"<@{by}> acknowledged {incident.ref}")
+
+
+def resolve(incident: Incident, *, by: str, now: datetime, summary: str | None) -> Change | None:
+    if not incident.is_open:
+        return None
+    new = replace(
+        incident,
+        status="resolved",
+        resolved_at=now,
+        resolved_by=by,
+        summary=summary or None,
+        acknowledged_at=incident.acknowledged_at or now,
+        acknowledged_by=incident.acknowledged_by or by,
+    )
+    text = f"<@{by}> resolved {incident.ref}" + (f": {escape(summary)}" if summary else "")
+    return Change(new, "resolve", by, text)
+
+
+def change_severity(incident: Incident, *, severity: str, by: str) -> Change | None:
+    _require_open(incident)
+    if severity == incident.severity:
+        return None
+    new = replace(incident, severity=severity)
+    return Change(new, "severity", by, f"<@{by}> changed severity {incident.severity} → {severity}")
+
+
+def assign_role(incident: Incident, *, role: str, user: str, by: str) -> Change | None:
+    _require_open(incident)
+    if incident.role_holder(role) == user:
+        return None
+    new = replace(incident, **{role: user})
+    return Change(new, "role", by, f"<@{by}> made <@{user}> {role}")
+
+
+def post_update(
+    incident: Incident, *, text: str, status: str | None, by: str, now: datetime
+) -> Change:
+    _require_open(incident)
+    new = replace(incident, last_update_at=now, status=status or incident.status)
+    return Change(new, "update", by, f"<@{by}> posted an update ({new.status}): {escape(text)}")
+
+
+def _require_open(incident: Incident) -> None:
+    if not incident.is_open:
+        raise UsageError(
+            f"{incident.ref} is resolved. `/incident reopen {incident.ref}` reopens it."
+        )
+
+
+def parse_ref(token: str) -> int | None:
+    """`INC-7`, `inc-7`, `#7` -> 7; anything else -> None."""
+    match = re.fullmatch(r"(?:inc-?|#)(\d{1,9})", token.strip(), flags=re.IGNORECASE)
+    return int(match.group(1)) if match else None
+
+
+def sla_text(config: Config, severity: str) -> str:
+    """`ack 5m · fix 15m · updates every 15m`, from the severity's policy."""
+    from bot.durations import humanize
+
+    policy = config.policy(severity)
+    parts = []
+    if policy.ack_within:
+        parts.append(f"ack within {humanize(policy.ack_within)}")
+    if policy.fix_within:
+        parts.append(f"fix under way within {humanize(policy.fix_within)}")
+    if policy.update_every:
+        parts.append(f"update every {humanize(policy.update_every)}")
+    return " · ".join(parts)

@@ -1,0 +1,50 @@
+"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /healthz`, under waitress.
+
+waitress is a production WSGI server in pure Python: threaded, no fork, so the scheduler that
+lives in this process is not duplicated, and it runs the same on a laptop and on Cloud Run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress.server import create_server
+
+from bot.app import IncidentBot
+
+MAX_BODY = 1_048_576  # Slack payloads are a few KB; refuse megabytes before parsing them
+
+
+def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
+    slack_handler = SlackRequestHandler(bot.bolt, path="/slack/events")
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            health = bot.health()
+            status = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
+            body = json.dumps(health).encode()
+            start_response(
+                status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        return slack_handler(environ, start_response)
+
+    return app
+
+
+def make_server(
+    bot: IncidentBot, host: str = "0.0.0.0", port: int = 3000, threads: int = 32
+) -> Any:
+    """A waitress server (not yet running): `.run()` serves, `.close()` stops, `.effective_port`."""
+    return create_server(
+        wsgi_app(bot),
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=MAX_BODY,
+        ident="incident-bot",
+        clear_untrusted_proxy_headers=True,
+    )

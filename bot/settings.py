@@ -1,0 +1,56 @@
+"""Process settings from the environment (DESIGN.md's environment contract)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    bot_token: str
+    signing_secret: str | None
+    app_token: str | None = None
+    slack_api_url: str | None = None
+    cloud_run_api_url: str | None = None
+    cloud_logging_api_url: str | None = None
+    config_path: str | None = None
+    db_path: str = "incident-bot.db"
+    port: int = 3000
+    http_threads: int = 32
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        bot_token = env.get("SLACK_BOT_TOKEN", "")
+        signing_secret = env.get("SLACK_SIGNING_SECRET") or None
+        app_token = env.get("SLACK_APP_TOKEN") or None
+        missing = []
+        if not bot_token:
+            missing.append("SLACK_BOT_TOKEN (the bot token, xoxb-...)")
+        if not signing_secret and not app_token:
+            missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+        if missing:
+            raise SettingsError("missing environment variables: " + "; ".join(missing))
+        try:
+            port = int(env.get("PORT", "3000"))
+            threads = int(env.get("HTTP_THREADS", "32"))
+        except ValueError as exc:
+            raise SettingsError(f"PORT and HTTP_THREADS must be numbers ({exc})") from exc
+        return cls(
+            bot_token=bot_token,
+            signing_secret=signing_secret,
+            app_token=app_token,
+            slack_api_url=env.get("SLACK_API_URL") or None,
+            cloud_run_api_url=env.get("CLOUD_RUN_API_URL") or None,
+            cloud_logging_api_url=env.get("CLOUD_LOGGING_API_URL") or None,
+            config_path=env.get("INCIDENT_BOT_CONFIG") or None,
+            db_path=env.get("INCIDENT_BOT_DB", "incident-bot.db"),
+            port=port,
+            http_threads=threads,
+        )

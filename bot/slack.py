@@ -1,0 +1,132 @@
+"""Thin adapter over slack_sdk's WebClient: the calls the bot makes, with retries.
+
+Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried by slack_sdk's
+own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> WebClient:
+    base = base_url or DEFAULT_API_URL
+    if not base.endswith("/"):
+        base += "/"
+    return WebClient(
+        token=token,
+        base_url=base,
+        timeout=timeout,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=3),
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def error_code(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "unknown_error")
+    except Exception:  # noqa: BLE001 - a malformed error body must not hide the original error
+        return "unknown_error"
+
+
+class SlackGateway:
+    """The Slack Web API calls the bot makes, named for what they do."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._email_cache: dict[str, str] = {}
+        self._dm_cache: dict[str, str] = {}
+        self._cache_lock = threading.Lock()
+
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> tuple[str, str]:
+        """Post a message; returns (channel id, ts)."""
+        response = self.client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
+        )
+        return str(response["channel"]), str(response["ts"])
+
+    def update(
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
+
+    def post_ephemeral(self, channel: str, user: str, text: str) -> None:
+        self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    def create_channel(self, name: str) -> tuple[str, str]:
+        """Create a public channel; when the name is taken, try `name-2`, `name-3`, ...
+
+        A name can be taken by an earlier attempt that crashed before its id was stored, or by
+        an unrelated channel: either way the incident gets a channel of its own.
+        """
+        candidates = [name] + [f"{name[: 80 - len(str(i)) - 1]}-{i}" for i in range(2, 10)]
+        for candidate in candidates:
+            try:
+                response = self.client.conversations_create(name=candidate, is_private=False)
+            except SlackApiError as exc:
+                if error_code(exc) == "name_taken":
+                    continue
+                raise
+            channel = response["channel"]
+            return str(channel["id"]), str(channel["name"])
+        raise RuntimeError(f"every channel name from {name} to {candidates[-1]} is taken")
+
+    def set_topic(self, channel: str, topic: str) -> None:
+        self.client.conversations_setTopic(channel=channel, topic=topic)
+
+    def invite(self, channel: str, users: list[str]) -> None:
+        for user in dict.fromkeys(users):
+            try:
+                self.client.conversations_invite(channel=channel, users=user)
+            except SlackApiError as exc:
+                if error_code(exc) not in {"already_in_channel", "cant_invite_self"}:
+                    raise
+
+    def open_dm(self, user: str) -> str:
+        with self._cache_lock:
+            cached = self._dm_cache.get(user)
+        if cached:
+            return cached
+        response = self.client.conversations_open(users=user)
+        channel = str(response["channel"]["id"])
+        with self._cache_lock:
+            self._dm_cache[user] = channel
+        return channel
+
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        self.client.views_open(trigger_id=trigger_id, view=view)
+
+    def user_by_email(self, email: str) -> str:
+        key = email.lower()
+        with self._cache_lock:
+            cached = self._email_cache.get(key)
+        if cached:
+            return cached
+        response = self.client.users_lookupByEmail(email=email)
+        user = str(response["user"]["id"])
+        with self._cache_lock:
+            self._email_cache[key] = user
+        return user

@@ -1,0 +1,61 @@
+"""The registry of `/incident` subcommands: verb -> module.
+
+`help`, the dispatcher and the manifest test all read this one table. Each module declares
+USAGE, SUMMARY, NEEDS_INCIDENT and `handle(ctx, req) -> Reply`, and may declare ACTIONS
+(action_id -> handler for its buttons) and VIEWS (callback_id -> handler for its modals).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from bot.context import CommandRequest, Context, Reply
+
+# Order is the order `help` shows them in.
+VERBS = ("declare", "ack", "update", "resolve", "list", "help")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    verb: str
+    usage: str
+    summary: str
+    needs_incident: bool
+    handle: Callable[[Context, CommandRequest], Reply]
+    actions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    views: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+def _load(verb: str) -> Subcommand:
+    module: ModuleType = importlib.import_module(f"commands.{verb}")
+    return Subcommand(
+        verb=verb,
+        usage=module.USAGE,
+        summary=module.SUMMARY,
+        needs_incident=getattr(module, "NEEDS_INCIDENT", False),
+        handle=module.handle,
+        actions=getattr(module, "ACTIONS", {}),
+        views=getattr(module, "VIEWS", {}),
+    )
+
+
+REGISTRY: dict[str, Subcommand] = {verb: _load(verb) for verb in VERBS}
+
+
+def actions() -> dict[str, Callable[..., Any]]:
+    table: dict[str, Callable[..., Any]] = {}
+    for sub in REGISTRY.values():
+        for action_id, handler in sub.actions.items():
+            assert action_id not in table, f"action {action_id} registered twice"
+            table[action_id] = handler
+    return table
+
+
+def views() -> dict[str, Callable[..., Any]]:
+    return {
+        callback: handler for sub in REGISTRY.values() for callback, handler in sub.views.items()
+    }

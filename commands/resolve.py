@@ -1,0 +1,54 @@
+"""/incident resolve — mark an incident resolved and show it so on its announcement."""
+
+from __future__ import annotations
+
+from bot import ids
+from bot.context import ButtonClick, CommandRequest, Context, Reply
+from bot.incidents import Incident, clean_title, resolve
+
+USAGE = "/incident resolve [INC-n] [summary]"
+SUMMARY = "resolve: all-clear, timers stop"
+NEEDS_INCIDENT = True
+SUMMARY_MAX = 2000
+
+
+def handle(ctx: Context, req: CommandRequest) -> Reply:
+    summary = req.args.strip()
+    if len(summary) > SUMMARY_MAX:
+        from bot.errors import UsageError
+
+        raise UsageError(
+            f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {len(summary):,}.",
+            USAGE,
+        )
+    return _resolve(ctx, req.incident_or_raise(), req.user, summary or None)
+
+
+def on_click(ctx: Context, click: ButtonClick) -> Reply:
+    return _resolve(ctx, click.incident_or_raise(), click.user, None)
+
+
+def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -> Reply:
+    now = ctx.now()
+    while True:
+        change = resolve(
+            incident, by=user, now=now, summary=clean_title(summary) if summary else None
+        )
+        if change is None:
+            return Reply(f"{incident.ref} is already resolved.")
+        saved = ctx.store.apply(change, now, old=incident)
+        if saved is not None:
+            break
+        incident = ctx.store.get(incident.number) or incident
+    for hook in ctx.extras.get("on_resolve", ()):
+        hook(saved)
+
+    def announce() -> Reply | None:
+        ctx.announcer.refresh(saved.number)
+        ctx.announcer.everywhere(saved, change.text)
+        return None
+
+    return Reply(f"{saved.ref} resolved.", after=announce)
+
+
+ACTIONS = {ids.RESOLVE: on_click}
