@@ -27,9 +27,12 @@ from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors,
 from bot.errors import UsageError
 from bot.grammar import MAX_COMMAND_TEXT, parse
 from bot.incidents import Incident
+from bot.paging import Pager
+from bot.people import Directory
 from bot.settings import Settings
 from bot.slack import SlackGateway, error_code, make_client
 from bot.store import Store
+from bot.timers import Timers
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,9 @@ class IncidentBot:
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
+        self.directory = Directory(config, self.slack)
+        self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
+        self.timers = Timers(config, self.store, self.pager, clock)
         self.ctx = Context(
             config=config,
             store=self.store,
@@ -71,12 +77,16 @@ class IncidentBot:
             clock=clock,
             work=self.work,
             announcer=self.announcer,
+            directory=self.directory,
+            pager=self.pager,
+            timers=self.timers,
         )
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
 
     def start(self) -> None:
-        """Finish any set-up a crash interrupted, then start taking requests."""
+        """Rebuild every timer from the store and finish any set-up a crash interrupted."""
+        self.timers.start()
         for incident in self.store.open_incidents():
             if _setup_incomplete(self.config, incident):
                 self.work.submit(self._finish_setup, incident.number)
@@ -91,13 +101,14 @@ class IncidentBot:
     def health(self) -> dict[str, Any]:
         db_ok = self.store.ping()
         return {
-            "status": "ok" if db_ok and self.started.is_set() else "degraded",
+            "status": "ok" if db_ok and self.timers.running else "degraded",
             "open_incidents": len(self.store.open_incidents()) if db_ok else None,
-            "scheduler_running": self.started.is_set(),
+            "scheduler_running": self.timers.running,
             "db_ok": db_ok,
         }
 
     def stop(self) -> None:
+        self.timers.stop()
         self.work.shutdown(wait=True, cancel_futures=False)
         self.store.close()
 

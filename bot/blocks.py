@@ -282,3 +282,44 @@ def update_modal(incident: Incident) -> dict[str, Any]:
             },
         ],
     }
+
+
+def page(config: Config, incident: Incident, detail: str) -> list[Block]:
+    """The DM that pages someone: what, how bad, how fast, where to go, and the Acknowledge button."""
+    room = (
+        f"War room: <#{incident.war_room_id}>"
+        if incident.war_room_id
+        else f"Announced in #{config.channel}"
+    )
+    return [
+        header(f"📟 You are paged: {incident.ref} · {severity_label(config, incident.severity)}"),
+        section(f"*{user_text(incident.title, 1000)}*\n{room}. Commander <@{incident.commander}>."),
+        context(f"SLA: {sla_text(config, incident.severity)}. You were paged as {escape(detail)}."),
+        {
+            "type": "actions",
+            "block_id": "page_actions",
+            "elements": [button("Acknowledge", ids.ACK, str(incident.number), style="primary")],
+        },
+    ]
+
+
+def page_closed(config: Config, incident: Incident) -> list[Block]:
+    """What a page turns into once someone acknowledged: no button left to press."""
+    who = f"<@{incident.acknowledged_by}>" if incident.acknowledged_by else "someone"
+    state = "resolved" if not incident.is_open else f"acknowledged by {who}"
+    return [
+        section(
+            f"✅ *{incident.ref}* ({severity_label(config, incident.severity)}) was {state}. No action needed from you."
+        ),
+        context(user_text(incident.title, 500)),
+    ]
+
+
+def fyi(config: Config, incident: Incident) -> list[Block]:
+    room = f"<#{incident.war_room_id}>" if incident.war_room_id else f"#{config.channel}"
+    return [
+        section(
+            f"FYI: *{incident.ref}* ({severity_label(config, incident.severity)}) was declared: "
+            f"*{user_text(incident.title, 1000)}*\nFollow it in {room}. No action is needed from you unless you are paged."
+        )
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,9 @@ from bot.store import Store
 
 if TYPE_CHECKING:
     from bot.announcements import Announcer
+    from bot.paging import Pager
+    from bot.people import Directory
+    from bot.timers import Timers
 
 
 @dataclass
@@ -26,7 +29,9 @@ class Context:
     clock: Callable[[], datetime]
     work: Executor
     announcer: Announcer
-    extras: dict[str, Any] = field(default_factory=dict)
+    directory: Directory
+    pager: Pager
+    timers: Timers
 
     def now(self) -> datetime:
         return self.clock()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.escalation import Firing
 from bot.incidents import Change, Incident
 from bot.mrkdwn import escape
 
@@ -34,6 +35,25 @@ class Event:
     kind: str
     actor: str
     text: str
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A message the bot owes (a page, an FYI, a warning) and how far its sending got."""
+
+    id: int
+    incident: int
+    firing_key: str
+    kind: str
+    target: str
+    detail: str
+    status: str  # pending | sending | sent | cancelled
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    user: str | None
+    channel: str | None
+    ts: str | None
 
 
 @dataclass(frozen=True)
@@ -114,6 +134,36 @@ class Store:
             if_not_exists=True,
         )
         self.db["audit"].create_index(["incident"], if_not_exists=True)
+        # One row per thing that came due: the primary key is what makes "fires once" true.
+        self.db["firings"].create(
+            {"incident": int, "key": str, "fired_at": str},
+            pk=("incident", "key"),
+            if_not_exists=True,
+        )
+        self.db["deliveries"].create(
+            {
+                "id": int,
+                "incident": int,
+                "firing_key": str,
+                "kind": str,
+                "target": str,
+                "detail": str,
+                "status": str,
+                "attempts": int,
+                "next_attempt_at": str,
+                "last_error": str,
+                "user": str,
+                "channel": str,
+                "ts": str,
+                "created_at": str,
+                "sent_at": str,
+            },
+            pk="id",
+            defaults={"status": "pending", "attempts": 0},
+            if_not_exists=True,
+        )
+        self.db["deliveries"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+        self.db["deliveries"].create_index(["incident"], if_not_exists=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -231,6 +281,154 @@ class Store:
             for r in rows
         ]
 
+    # -- timers: firings and deliveries ----------------------------------------------------
+
+    def fired_keys(self, number: int) -> frozenset[str]:
+        return frozenset(
+            r["key"] for r in self._rows("SELECT key FROM firings WHERE incident = ?", [number])
+        )
+
+    def claim(
+        self,
+        number: int,
+        decide: Callable[[Incident, frozenset[str]], list[Firing]],
+        now: datetime,
+    ) -> list[Firing]:
+        """Decide what is due and record it as fired, in one transaction.
+
+        Deciding inside the transaction means an ack committed a moment earlier is seen, and two
+        threads deciding at once cannot both claim the same key.
+        """
+        with self.transaction() as db:
+            rows = list(db.query("SELECT * FROM incidents WHERE number = ?", [number]))
+            if not rows:
+                return []
+            incident = _incident(rows[0])
+            fired = frozenset(
+                r["key"] for r in db.query("SELECT key FROM firings WHERE incident = ?", [number])
+            )
+            firings = decide(incident, fired)
+            for firing in firings:
+                self._record_firing(db, number, firing, now)
+        return firings
+
+    def record_firing(self, number: int, firing: Firing, now: datetime) -> bool:
+        """Record a firing decided outside the timers (a manual page); False if it already fired."""
+        with self.transaction() as db:
+            return self._record_firing(db, number, firing, now)
+
+    def _record_firing(
+        self, db: sqlite_utils.Database, number: int, firing: Firing, now: datetime
+    ) -> bool:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO firings (incident, key, fired_at) VALUES (?, ?, ?)",
+            [number, firing.key, _to_db(now)],
+        )
+        if cursor.rowcount != 1:
+            return False
+        for delivery in firing.deliveries:
+            db.execute(
+                "INSERT INTO deliveries (incident, firing_key, kind, target, detail, status, attempts,"
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+                [
+                    number,
+                    firing.key,
+                    delivery.kind,
+                    delivery.target,
+                    delivery.detail,
+                    _to_db(now),
+                    _to_db(now),
+                ],
+            )
+        self._audit(
+            db,
+            number,
+            now,
+            "bot",
+            "fired",
+            {"key": firing.key, "deliveries": len(firing.deliveries)},
+        )
+        return True
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[DeliveryRecord]:
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            [_to_db(now), limit],
+        )
+        return [_delivery(r) for r in rows]
+
+    def next_delivery_at(self) -> datetime | None:
+        rows = self._rows(
+            "SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'"
+        )
+        return _from_db_datetime(rows[0]["at"]) if rows else None
+
+    def start_delivery(self, delivery_id: int) -> bool:
+        """pending -> sending; False if another thread took it first."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET status = 'sending' WHERE id = ? AND status = 'pending'",
+                [delivery_id],
+            )
+            return cursor.rowcount == 1
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        user: str | None,
+        channel: str | None,
+        ts: str | None,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, user = ?, channel = ?, ts = ?,"
+                " attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                [_to_db(now), user, channel, ts, delivery_id],
+            )
+
+    def retry_delivery(self, delivery_id: int, error: str, at: datetime) -> int:
+        """Back to pending, to be tried again at `at`; returns how many attempts have failed."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                [error, _to_db(at), delivery_id],
+            )
+            return int(
+                next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))[
+                    "attempts"
+                ]
+            )
+
+    def cancel_delivery(self, delivery_id: int, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'cancelled', last_error = ? WHERE id = ?",
+                [reason, delivery_id],
+            )
+
+    def resume_interrupted_deliveries(self) -> int:
+        """After a crash, a delivery caught mid-send is tried again (at least once beats never)."""
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE deliveries SET status = 'pending' WHERE status = 'sending'"
+            ).rowcount
+
+    def deliveries(
+        self, number: int, kind: str | None = None, status: str | None = None
+    ) -> list[DeliveryRecord]:
+        sql = "SELECT * FROM deliveries WHERE incident = ?"
+        params: list[Any] = [number]
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        return [_delivery(r) for r in self._rows(sql + " ORDER BY id", params)]
+
     def count_incidents(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM incidents")[0]["n"])
 
@@ -289,6 +487,13 @@ class Store:
                 json.dumps(detail, ensure_ascii=False, default=str),
             ],
         )
+
+
+def _delivery(row: dict[str, Any]) -> DeliveryRecord:
+    values = {k: row[k] for k in (f.name for f in fields(DeliveryRecord))}
+    values["next_attempt_at"] = datetime.fromisoformat(row["next_attempt_at"])
+    values["detail"] = row["detail"] or ""
+    return DeliveryRecord(**values)
 
 
 def _incident(row: dict[str, Any]) -> Incident:

@@ -34,12 +34,14 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
             break
         # Someone else changed it meanwhile (a double click, a second person): decide again.
         incident = ctx.store.get(incident.number) or incident
-    for hook in ctx.extras.get("on_ack", ()):
-        hook(saved)
+    ctx.timers.replan(saved.number)
 
     def announce() -> Reply | None:
         ctx.announcer.refresh(saved.number)
-        ctx.announcer.in_thread(saved, f"<@{user}> acknowledged {saved.ref}.")
+        ctx.announcer.everywhere(
+            saved, f"✅ <@{user}> acknowledged {saved.ref}. Escalation stopped."
+        )
+        ctx.pager.close_pages(saved)
         return None
 
     return Reply(f"You acknowledged {saved.ref}. Escalation stopped.", after=announce)

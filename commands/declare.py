@@ -54,14 +54,15 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
 def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
     now = ctx.now()
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
-    incident = ctx.store.create_incident(draft, now)
-    for hook in ctx.extras.get("on_declare", ()):
-        hook(incident)
-    return incident
+    return ctx.store.create_incident(draft, now)
 
 
 def set_up(ctx: Context, incident: Incident) -> Reply | None:
-    """After the ack: announcement, war room, first steps. Safe to re-run; the store says what is done."""
+    """After the ack: announcement, war room, first steps, then paging.
+
+    Safe to re-run; the store says what is done. Paging starts once the war room exists, so the
+    page can link to it, and starts even when Slack refused part of the set-up.
+    """
     try:
         incident = ctx.announcer.setup(incident.number)
     except AnnouncementChannelError as exc:
@@ -72,6 +73,8 @@ def set_up(ctx: Context, incident: Incident) -> Reply | None:
             f"{incident.ref} is recorded, but Slack refused part of its set-up (`{error_code(exc)}`). "
             "It will be retried; `/incident list` shows it meanwhile."
         )
+    finally:
+        ctx.timers.replan(incident.number)
     room = f" War room: <#{incident.war_room_id}>." if incident.war_room_id else ""
     return Reply(f"{incident.ref} is announced in <#{incident.announcement_channel}>.{room}")
 

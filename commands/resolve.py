@@ -40,12 +40,12 @@ def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -
         if saved is not None:
             break
         incident = ctx.store.get(incident.number) or incident
-    for hook in ctx.extras.get("on_resolve", ()):
-        hook(saved)
+    ctx.timers.replan(saved.number)
 
     def announce() -> Reply | None:
         ctx.announcer.refresh(saved.number)
         ctx.announcer.everywhere(saved, change.text)
+        ctx.pager.close_pages(saved)
         return None
 
     return Reply(f"{saved.ref} resolved.", after=announce)

@@ -42,8 +42,7 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
         incident = ctx.store.get(incident.number) or incident
         if not incident.is_open:
             raise UsageError(f"{incident.ref} was resolved meanwhile.")
-    for hook in ctx.extras.get("on_update", ()):
-        hook(saved)
+    ctx.timers.replan(saved.number)
     message = f"*{saved.ref} update* ({saved.status}) from <@{user}>:\n{user_text(text, 2900)}"
 
     def announce() -> Reply | None:

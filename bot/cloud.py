@@ -1,0 +1,509 @@
+"""Adapters for Cloud Run (run_v2), Cloud Logging and the service's health endpoint.
+
+Thin on purpose: each call goes through the real Google client and comes back as a small
+frozen record (`ServiceState`, `RevisionState`, `LogRecord`, `HealthResult`), so diagnostics
+and tests never touch protobufs. In production the clients use Application Default
+Credentials; when an API URL is given (`CLOUD_RUN_API_URL` / `CLOUD_LOGGING_API_URL`, read by
+the caller) they talk REST to that URL with anonymous credentials, which is how the sandbox
+emulators are reached. Google libraries are imported inside functions so the bot starts fast.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_TIMEOUT_S = 8.0
+DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
+HEALTH_BODY_CHARS = 200
+LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
+LOGGING_SCOPES = (
+    "https://www.googleapis.com/auth/logging.read",
+    "https://www.googleapis.com/auth/cloud-platform",
+)
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """The Cloud Run service the bot acts on (the config's `service:` block)."""
+
+    project: str
+    region: str
+    name: str
+    health_url: str = ""
+
+    @property
+    def path(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}/services/{self.name}"
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any]) -> ServiceRef:
+        return cls(
+            project=str(block["project"]),
+            region=str(block["region"]),
+            name=str(block["name"]),
+            health_url=str(block.get("health_url") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class TrafficShare:
+    revision: str  # short revision id, e.g. tai-autonomics-00042-xyz
+    percent: int
+    tag: str = ""
+    latest: bool = False  # allocated as "latest ready revision"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    url: str
+    ready: bool | None  # None: the Ready condition is still reconciling
+    ready_message: str
+    latest_created_revision: str
+    latest_ready_revision: str
+    traffic: tuple[TrafficShare, ...]
+    memory_limit: str | None
+    max_instances: int | None
+    reconciling: bool = False
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    name: str
+    created_at: datetime | None
+    ready: bool | None
+    ready_message: str
+    ready_since: datetime | None  # when Ready last changed: the best "went live" estimate
+    image: str
+    memory_limit: str | None
+
+
+@dataclass(frozen=True)
+class HttpInfo:
+    method: str
+    url: str
+    path: str
+    status: int | None
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    timestamp: datetime
+    severity: str
+    log_name: str
+    revision: str
+    message: str
+    http: HttpInfo | None = None
+    error_code: str = ""
+    path: str = ""  # the request path, from httpRequest or jsonPayload.path
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    url: str
+    status: int
+    latency_ms: float
+    body: str  # at most HEALTH_BODY_CHARS characters
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """A finished long-running operation on the service, and the service it left behind."""
+
+    operation: str
+    service: ServiceState
+
+
+class CloudSources:
+    """The three things diagnostics reads. One instance per process; clients are made once."""
+
+    def __init__(
+        self,
+        run_api_url: str | None = None,
+        logging_api_url: str | None = None,
+    ) -> None:
+        self.run_api_url = run_api_url.rstrip("/") if run_api_url else None
+        self.logging_api_url = logging_api_url.rstrip("/") if logging_api_url else None
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._logging_credentials: Any = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CloudSources:
+        return cls(env.get("CLOUD_RUN_API_URL") or None, env.get("CLOUD_LOGGING_API_URL") or None)
+
+    def warm_up(self) -> None:
+        """Import the Google libraries and build the clients now rather than on first use."""
+        self._run_client("services")
+        self._run_client("revisions")
+        self._logging_session_credentials()
+
+    # -- Cloud Run -------------------------------------------------------------------------
+
+    def get_service(self, ref: ServiceRef, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ServiceState:
+        return service_state(self._get_service_proto(ref, timeout_s))
+
+    def list_revisions(
+        self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> list[RevisionState]:
+        """The newest `limit` revisions, newest first."""
+        from google.cloud import run_v2
+
+        client = self._run_client("revisions")
+        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=max(limit, 1))
+        revisions = []
+        for revision in client.list_revisions(request=request, timeout=timeout_s):
+            revisions.append(revision_state(revision))
+            # The API lists newest first; reading further pages would only cost time.
+            if len(revisions) >= limit:
+                break
+        revisions.sort(key=lambda r: r.created_at or datetime.min.replace(tzinfo=UTC))
+        return revisions[::-1][:limit]
+
+    def set_traffic(
+        self,
+        ref: ServiceRef,
+        revision: str,
+        percent: int = 100,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Send `percent` of traffic to `revision` (the rest to latest) and wait until done."""
+        from google.cloud import run_v2
+
+        if not 0 < percent <= 100:
+            raise ValueError(f"percent must be 1-100, got {percent}")
+        kind = run_v2.TrafficTargetAllocationType
+        targets = [
+            run_v2.TrafficTarget(
+                type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+                revision=short_revision(revision),
+                percent=percent,
+            )
+        ]
+        if percent < 100:
+            targets.append(
+                run_v2.TrafficTarget(
+                    type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100 - percent
+                )
+            )
+
+        def change(service: Any) -> None:
+            del service.traffic[:]
+            service.traffic.extend(targets)
+
+        return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
+
+    def update_memory(
+        self,
+        ref: ServiceRef,
+        memory: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Set the memory limit (e.g. `1Gi`) of every container; creates a new revision."""
+
+        def change(service: Any) -> None:
+            for container in service.template.containers:
+                container.resources.limits["memory"] = memory
+            service.template.revision = ""  # let Cloud Run name the new revision
+
+        return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
+
+    def update_max_instances(
+        self,
+        ref: ServiceRef,
+        max_instances: int,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Set the revision template's instance cap; creates a new revision."""
+        if max_instances < 1:
+            raise ValueError(f"max_instances must be at least 1, got {max_instances}")
+
+        def change(service: Any) -> None:
+            service.template.scaling.max_instance_count = max_instances
+            service.template.revision = ""
+
+        return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
+
+    def _get_service_proto(self, ref: ServiceRef, timeout_s: float) -> Any:
+        return self._run_client("services").get_service(name=ref.path, timeout=timeout_s)
+
+    def _update_service(
+        self, ref: ServiceRef, change: Any, *, timeout_s: float, wait_s: float
+    ) -> ChangeResult:
+        # Read-modify-write of the whole service is what gcloud does too; the API's
+        # update_mask is not honoured for every field.
+        service = self._get_service_proto(ref, timeout_s)
+        change(service)
+        operation = self._run_client("services").update_service(service=service, timeout=timeout_s)
+        result = operation.result(timeout=wait_s)
+        return ChangeResult(operation=operation.operation.name, service=service_state(result))
+
+    def _run_client(self, kind: str) -> Any:
+        with self._lock:
+            client = self._clients.get(kind)
+            if client is None:
+                client = self._clients[kind] = self._make_run_client(kind)
+            return client
+
+    def _make_run_client(self, kind: str) -> Any:
+        from google.cloud import run_v2
+
+        cls = run_v2.ServicesClient if kind == "services" else run_v2.RevisionsClient
+        if not self.run_api_url:
+            return cls()  # Application Default Credentials, gRPC
+        from google.auth.credentials import AnonymousCredentials
+
+        return cls(
+            credentials=AnonymousCredentials(),
+            transport="rest",
+            client_options={"api_endpoint": self.run_api_url},
+        )
+
+    # -- Cloud Logging ---------------------------------------------------------------------
+
+    def query_logs(
+        self,
+        ref: ServiceRef,
+        since: datetime,
+        condition: str = "",
+        *,
+        max_entries: int = 2000,
+        page_size: int = LOG_PAGE_SIZE,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> tuple[list[LogRecord], bool]:
+        """The newest log entries of the service since `since` matching `condition`.
+
+        Returns the records (newest first) and whether `max_entries` cut the list short.
+        """
+        client = self._logging_client(ref.project, timeout_s)
+        entries = client.list_entries(
+            resource_names=[f"projects/{ref.project}"],
+            filter_=service_log_filter(ref, since, condition),
+            order_by="timestamp desc",
+            page_size=min(page_size, max_entries + 1),
+            max_results=max_entries + 1,
+        )
+        records = [log_record(entry) for entry in entries]
+        return records[:max_entries], len(records) > max_entries
+
+    def _logging_client(self, project: str, timeout_s: float) -> Any:
+        from google.cloud import logging as cloud_logging
+
+        credentials = self._logging_session_credentials()
+        options = {"api_endpoint": self.logging_api_url} if self.logging_api_url else None
+        # The HTTP client waits 60 s per page whatever the caller wants; a session that caps
+        # the timeout keeps an abandoned diagnostic thread from lingering that long.
+        return cloud_logging.Client(
+            project=project,
+            credentials=credentials,
+            _http=_capped_session(credentials, timeout_s),
+            _use_grpc=False,
+            client_options=options,
+        )
+
+    def _logging_session_credentials(self) -> Any:
+        with self._lock:
+            if self._logging_credentials is None:
+                if self.logging_api_url:
+                    from google.auth.credentials import AnonymousCredentials
+
+                    self._logging_credentials = AnonymousCredentials()
+                else:
+                    import google.auth
+
+                    self._logging_credentials, _ = google.auth.default(scopes=LOGGING_SCOPES)
+            return self._logging_credentials
+
+    # -- health ----------------------------------------------------------------------------
+
+    def probe_health(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> HealthResult:
+        return probe_health(url, timeout_s=timeout_s)
+
+
+def probe_health(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> HealthResult:
+    """GET `url`; an HTTP error status is a result, a network failure raises."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"health_url must be http(s), got {url!r}")
+    request = urllib.request.Request(url, headers={"User-Agent": "incident-bot/diagnose"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            status, raw = response.status, response.read(4096)
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read(4096)
+    latency_ms = (time.perf_counter() - started) * 1000
+    body = raw.decode("utf-8", "replace").strip()[:HEALTH_BODY_CHARS]
+    return HealthResult(url=url, status=status, latency_ms=round(latency_ms, 1), body=body)
+
+
+def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") -> str:
+    """The Logging filter for the service's entries since `since` (an explicit time bound
+    keeps the client from adding its own 24 h default and the API from scanning 30 days)."""
+    parts = [
+        'resource.type="cloud_run_revision"',
+        f'resource.labels.service_name="{ref.name}"',
+        f'resource.labels.location="{ref.region}"',
+        f'timestamp>="{since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}"',
+    ]
+    if condition:
+        parts.append(condition)
+    return " AND ".join(parts)
+
+
+def short_revision(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+# -- conversions from the Google types -------------------------------------------------------
+
+
+def service_state(service: Any) -> ServiceState:
+    from google.cloud import run_v2
+
+    latest_kind = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    latest_ready = short_revision(service.latest_ready_revision)
+    traffic = tuple(
+        TrafficShare(
+            # A LATEST allocation may come without a revision name: it is the latest ready.
+            revision=short_revision(status.revision) or latest_ready,
+            percent=status.percent,
+            tag=status.tag,
+            latest=status.type_ == latest_kind,
+        )
+        for status in service.traffic_statuses
+    )
+    containers = list(service.template.containers)
+    max_instances = service.template.scaling.max_instance_count
+    ready, message, _ = _ready(service.terminal_condition)
+    return ServiceState(
+        name=service.name,
+        url=service.uri or (service.urls[0] if service.urls else ""),
+        ready=ready,
+        ready_message=message,
+        latest_created_revision=short_revision(service.latest_created_revision),
+        latest_ready_revision=latest_ready,
+        traffic=traffic,
+        memory_limit=_memory(containers),
+        max_instances=max_instances or None,
+        reconciling=service.reconciling,
+    )
+
+
+def revision_state(revision: Any) -> RevisionState:
+    ready_condition = next((c for c in revision.conditions if c.type_ == "Ready"), None)
+    ready, message, since = _ready(ready_condition)
+    containers = list(revision.containers)
+    return RevisionState(
+        name=short_revision(revision.name),
+        created_at=_datetime(revision.create_time),
+        ready=ready,
+        ready_message=message,
+        ready_since=since,
+        image=containers[0].image if containers else "",
+        memory_limit=_memory(containers),
+    )
+
+
+def log_record(entry: Any) -> LogRecord:
+    payload = entry.payload
+    message, error_code, payload_path = "", "", ""
+    if isinstance(payload, str):
+        message = payload
+    elif isinstance(payload, Mapping):
+        message = str(payload.get("message") or payload.get("error_message") or "")
+        error_code = str(payload.get("error_code") or "")
+        payload_path = str(payload.get("path") or "")
+    http = _http_info(entry.http_request) if entry.http_request else None
+    labels = (entry.resource.labels if entry.resource else None) or {}
+    return LogRecord(
+        timestamp=entry.timestamp,
+        severity=entry.severity or "DEFAULT",
+        log_name=entry.log_name or "",
+        revision=str(labels.get("revision_name", "")),
+        message=message.strip(),
+        http=http,
+        error_code=error_code,
+        path=(http.path if http and http.path else payload_path),
+    )
+
+
+def _http_info(request: Mapping[str, Any]) -> HttpInfo:
+    url = str(request.get("requestUrl") or "")
+    status = request.get("status")
+    return HttpInfo(
+        method=str(request.get("requestMethod") or ""),
+        url=url,
+        path=urlsplit(url).path if url else "",
+        status=int(status) if status is not None else None,
+        latency_ms=_latency_ms(request.get("latency")),
+    )
+
+
+def _latency_ms(value: Any) -> float | None:
+    # JSON carries a Duration as "1.234s"; be lenient about the dict form too.
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return (float(value.get("seconds", 0)) + float(value.get("nanos", 0)) / 1e9) * 1000
+    text = str(value).strip()
+    try:
+        return float(text[:-1] if text.endswith("s") else text) * 1000
+    except ValueError:
+        return None
+
+
+def _ready(condition: Any) -> tuple[bool | None, str, datetime | None]:
+    if condition is None or not condition.type_:
+        return None, "", None
+    state = condition.State
+    if condition.state == state.CONDITION_SUCCEEDED:
+        ready: bool | None = True
+    elif condition.state == state.CONDITION_FAILED:
+        ready = False
+    else:
+        ready = None
+    return ready, condition.message, _datetime(condition.last_transition_time)
+
+
+def _datetime(value: Any) -> datetime | None:
+    # proto-plus gives DatetimeWithNanoseconds, or a zero epoch when the field is unset.
+    if value is None or (hasattr(value, "timestamp") and value.timestamp() == 0):
+        return None
+    moment = datetime.fromtimestamp(value.timestamp(), tz=UTC)
+    return moment
+
+
+def _memory(containers: list[Any]) -> str | None:
+    for container in containers:
+        memory = container.resources.limits.get("memory")
+        if memory:
+            return str(memory)
+    return None
+
+
+def _capped_session(credentials: Any, timeout_s: float) -> Any:
+    from google.auth.transport.requests import AuthorizedSession
+
+    class CappedSession(AuthorizedSession):  # type: ignore[misc]
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            timeout = kwargs.get("timeout")
+            if timeout is None or (isinstance(timeout, (int, float)) and timeout > timeout_s):
+                kwargs["timeout"] = timeout_s
+            return super().request(method, url, *args, **kwargs)
+
+    return CappedSession(credentials)

@@ -1,0 +1,173 @@
+"""Sending what the timers decided: pages, FYIs, "who was paged" lines, SLA warnings.
+
+Each delivery is a row in the store. It counts as sent only once Slack accepted it; until
+then it is retried with backoff, across restarts, and never dropped. A failure that persists
+is said out loud in the war room, because a silent failed page is the worst bug this bot can have.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.announcements import Announcer
+from bot.config import Config
+from bot.escalation import Delivery, Firing
+from bot.incidents import Incident
+from bot.people import Directory, PeopleError
+from bot.slack import SlackGateway, error_code
+from bot.store import DeliveryRecord, Store
+
+log = logging.getLogger(__name__)
+
+WARN_AFTER_ATTEMPTS = 3
+
+
+class Pager:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        slack: SlackGateway,
+        announcer: Announcer,
+        directory: Directory,
+        clock: Callable[[], datetime],
+        retry_base: timedelta = timedelta(seconds=5),
+        retry_max: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.slack = slack
+        self.announcer = announcer
+        self.directory = directory
+        self.clock = clock
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+
+    def send_due(self) -> None:
+        for delivery in self.store.due_deliveries(self.clock()):
+            self._send(delivery)
+
+    def _send(self, delivery: DeliveryRecord) -> None:
+        if not self.store.start_delivery(delivery.id):
+            return  # another thread has it
+        incident = self.store.get(delivery.incident)
+        if incident is None:
+            self.store.cancel_delivery(delivery.id, "incident gone")
+            return
+        try:
+            self._deliver(delivery, incident)
+        except (SlackApiError, PeopleError, OSError) as exc:
+            reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc)
+            self._retry_later(delivery, incident, reason)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose the page: keep it pending
+            log.exception("delivery %s of INC-%s failed", delivery.id, delivery.incident)
+            self._retry_later(delivery, incident, type(exc).__name__)
+
+    def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
+        now = self.clock()
+        if delivery.kind in {"page", "fyi"}:
+            if delivery.kind == "page" and (incident.acknowledged_at or not incident.is_open):
+                self.store.cancel_delivery(delivery.id, "acknowledged before it went out")
+                return
+            users = self.directory.users(delivery.target, incident)
+            if len(users) > 1:
+                self._fan_out(delivery, users)
+                return
+            user = users[0]
+            channel = self.slack.open_dm(user)
+            if delivery.kind == "page":
+                text = f"📟 You are paged: {blocks.fallback_text(self.config, incident)}"
+                content = blocks.page(self.config, incident, delivery.detail)
+            else:
+                text = f"FYI: {blocks.fallback_text(self.config, incident)}"
+                content = blocks.fyi(self.config, incident)
+            channel, ts = self.slack.post(channel, text, content)
+            self.store.finish_delivery(delivery.id, now, user=user, channel=channel, ts=ts)
+        elif delivery.kind == "paged_note":
+            try:
+                who = ", ".join(f"<@{u}>" for u in self.directory.users(delivery.target, incident))
+            except PeopleError as exc:
+                who = f"nobody ({exc})"
+            label = delivery.target if delivery.target in self.config.people else "directly"
+            text = f"📟 Paged {who} ({label}, {delivery.detail})."
+            self.announcer.in_war_room(incident, text)
+            self.store.finish_delivery(delivery.id, now, user=None, channel=None, ts=None)
+        elif delivery.kind == "sla_breach":
+            if incident.acknowledged_at or not incident.is_open:
+                self.store.cancel_delivery(delivery.id, "acknowledged in time after all")
+                return
+            paged = [
+                d.user
+                for d in self.store.deliveries(incident.number, kind="page", status="sent")
+                if d.user
+            ]
+            who = ", ".join(f"<@{u}>" for u in dict.fromkeys(paged)) or "nobody yet"
+            text = (
+                f"⚠️ *{incident.ref} is not acknowledged* after {delivery.detail} "
+                f"(the {incident.severity} SLA). Paged so far: {who}. Press *Acknowledge* or `/incident ack`."
+            )
+            self.announcer.everywhere(incident, text)
+            self.store.finish_delivery(delivery.id, now, user=None, channel=None, ts=None)
+        else:
+            raise ValueError(f"unknown delivery kind {delivery.kind}")
+
+    def _fan_out(self, delivery: DeliveryRecord, users: list[str]) -> None:
+        """A role held by several people: one delivery each, so a retry never re-sends to the others."""
+        firing = Firing(
+            f"{delivery.firing_key}#{delivery.id}",
+            tuple(Delivery(delivery.kind, user, delivery.detail) for user in users),
+        )
+        self.store.record_firing(delivery.incident, firing, self.clock())
+        self.store.cancel_delivery(delivery.id, f"expanded to {', '.join(users)}")
+        self.send_due()
+
+    def _retry_later(self, delivery: DeliveryRecord, incident: Incident, reason: str) -> None:
+        delay = min(self.retry_max, self.retry_base * (2 ** min(delivery.attempts, 10)))
+        attempts = self.store.retry_delivery(delivery.id, reason, self.clock() + delay)
+        log.warning(
+            "delivery %s (%s to %s) failed: %s; retry in %s",
+            delivery.id,
+            delivery.kind,
+            delivery.target,
+            reason,
+            delay,
+        )
+        if attempts == WARN_AFTER_ATTEMPTS and delivery.kind in {"page", "fyi"}:
+            try:
+                self.announcer.in_war_room(
+                    incident,
+                    f"⚠️ Could not {delivery.kind} {delivery.target} after {attempts} tries (`{reason}`). "
+                    "Still trying; page them another way if this is urgent.",
+                )
+            except Exception:  # noqa: BLE001 - the warning is best effort; the page stays pending
+                log.warning(
+                    "could not post the delivery warning for INC-%s", incident.number, exc_info=True
+                )
+
+    def close_pages(self, incident: Incident) -> None:
+        """Acknowledged: every page sent loses its button, and the others are told to stand down."""
+        for page in self.store.deliveries(incident.number, kind="page", status="sent"):
+            if not (page.channel and page.ts):
+                continue
+            try:
+                self.slack.update(
+                    page.channel,
+                    page.ts,
+                    f"{incident.ref} acknowledged",
+                    blocks.page_closed(self.config, incident),
+                )
+                if page.user != incident.acknowledged_by and incident.acknowledged_by:
+                    self.slack.post(
+                        page.channel,
+                        f"✅ {incident.ref} was acknowledged by <@{incident.acknowledged_by}>. You can stand down.",
+                        thread_ts=page.ts,
+                    )
+            except SlackApiError as exc:
+                log.warning(
+                    "could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc)
+                )

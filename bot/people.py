@@ -1,0 +1,73 @@
+"""Who a name in the config means: role names, user IDs and emails resolved to Slack users."""
+
+from __future__ import annotations
+
+import re
+
+from slack_sdk.errors import SlackApiError
+
+from bot.config import INCIDENT_ROLES, Config
+from bot.incidents import Incident
+from bot.slack import SlackGateway, error_code
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+class PeopleError(Exception):
+    """A name that does not lead to a Slack user; the message says which and why."""
+
+
+def mentioned_user(token: str) -> str | None:
+    """`<@U123|alice>` or `U123` -> `U123` (Slack escapes mentions in slash-command text)."""
+    match = _MENTION.match(token.strip())
+    if match:
+        return match.group(1)
+    return token.strip() if _USER_ID.match(token.strip()) else None
+
+
+class Directory:
+    def __init__(self, config: Config, slack: SlackGateway) -> None:
+        self.config = config
+        self.slack = slack
+
+    def is_known(self, ref: str) -> bool:
+        return bool(
+            ref in self.config.people
+            or ref in INCIDENT_ROLES
+            or ref.removeprefix("incident_") in INCIDENT_ROLES
+            or _USER_ID.match(ref)
+            or "@" in ref
+        )
+
+    def users(self, ref: str, incident: Incident | None = None) -> list[str]:
+        """Slack user IDs for a role name, an incident role, a user ID or an email."""
+        if _USER_ID.match(ref):
+            return [ref]
+        if "@" in ref:
+            return [self._by_email(ref)]
+        incident_role = ref.removeprefix("incident_")
+        if incident_role in INCIDENT_ROLES:
+            holder = incident.role_holder(incident_role) if incident else None
+            if not holder:
+                raise PeopleError(
+                    f"nobody holds the {incident_role} role"
+                    + (f" in {incident.ref}" if incident else "")
+                )
+            return [holder]
+        if ref in self.config.people:
+            users: list[str] = []
+            for holder in self.config.people[ref]:
+                users.extend(self.users(holder, incident))
+            if not users:
+                raise PeopleError(f"nobody holds the role {ref} (see `people` in the config)")
+            return list(dict.fromkeys(users))
+        raise PeopleError(f"{ref!r} is not a role under `people`, a user ID or an email")
+
+    def _by_email(self, email: str) -> str:
+        try:
+            return self.slack.user_by_email(email)
+        except SlackApiError as exc:
+            if error_code(exc) == "users_not_found":
+                raise PeopleError(f"no Slack user has the email {email}") from exc
+            raise

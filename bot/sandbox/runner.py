@@ -1,0 +1,108 @@
+"""The bot running in-process against the sandbox: what the demo and the end-to-end tests drive.
+
+The bot is the real thing (`IncidentBot` under waitress on a loopback port); Slack is the
+sandbox's Web API emulator, and "Slack the platform" is `SlackPlatform`, which sends the bot
+signed slash commands and button clicks over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from bot import config as config_module
+from bot.app import IncidentBot
+from bot.sandbox.slack_api import SlackSandbox
+from bot.sandbox.slack_user import SlackPlatform
+from bot.server import make_server
+from bot.settings import Settings
+
+BOT_TOKEN = "xoxb-sandbox"
+SIGNING_SECRET = "sandbox-signing-secret"
+
+
+class SandboxedBot:
+    def __init__(
+        self,
+        config_text: str | None = None,
+        db_path: str | None = None,
+        slack: SlackSandbox | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
+        self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
+        self.config_text = config_text
+        self.slack = slack or SlackSandbox()
+        self._owns_slack = slack is None
+        self.env = env or {}
+        self.bot: IncidentBot | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SandboxedBot:
+        self.slack.start()
+        config = (
+            config_module.parse(self.config_text, source="sandbox config")
+            if self.config_text
+            else config_module.load(None)
+        )
+        settings = Settings(
+            bot_token=BOT_TOKEN,
+            signing_secret=SIGNING_SECRET,
+            slack_api_url=self.slack.api_url,
+            cloud_run_api_url=self.env.get("CLOUD_RUN_API_URL"),
+            cloud_logging_api_url=self.env.get("CLOUD_LOGGING_API_URL"),
+            db_path=self.db_path,
+            port=0,
+        )
+        self.bot = IncidentBot(settings, config)
+        self.bot.start()
+        self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)
+        self._thread = threading.Thread(target=self._server.run, name="bot-http", daemon=True)
+        self._thread.start()
+        self.platform = SlackPlatform(self.url, SIGNING_SECRET, self.slack)
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self, text: str, **kwargs: Any) -> Any:
+        return self.platform.command(text, **kwargs)
+
+    def click(self, *args: Any, **kwargs: Any) -> Any:
+        return self.platform.click(*args, **kwargs)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            # Finish in-flight requests before closing the socket their threads answer on.
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            self._server.close()
+        if self.bot is not None:
+            self.bot.stop()
+        if self._owns_slack:
+            self.slack.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> SandboxedBot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def write_config(text: str, directory: str | Path) -> str:
+    path = Path(directory) / "incident-bot.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
