@@ -158,8 +158,10 @@ def first_steps(config: Config, incident: Incident) -> list[Block]:
 
 
 def war_room_topic(config: Config, incident: Incident) -> str:
-    # Topics are plain text (no mrkdwn), at most 250 characters.
-    topic = f"{incident.ref} {incident.severity} {config.policy(incident.severity).label}: {incident.title}"
+    # Topics are plain text of at most 250 characters; angle brackets become look-alikes so
+    # no `<!channel>` in a title can ever be read as a mention, whatever the client does.
+    title = incident.title.replace("<", "‹").replace(">", "›")
+    topic = f"{incident.ref} {incident.severity} {config.policy(incident.severity).label}: {title}"
     return topic if len(topic) <= 250 else topic[:249] + "…"
 
 

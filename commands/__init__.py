@@ -16,7 +16,18 @@ from typing import Any
 from bot.context import CommandRequest, Context, Reply
 
 # Order is the order `help` shows them in.
-VERBS = ("declare", "ack", "update", "resolve", "list", "help")
+VERBS = (
+    "declare",
+    "ack",
+    "update",
+    "severity",
+    "page",
+    "role",
+    "resolve",
+    "list",
+    "oncall",
+    "help",
+)
 
 
 @dataclass(frozen=True)

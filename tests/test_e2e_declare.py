@@ -1,0 +1,245 @@
+"""Declaring, listing, updating and resolving through real HTTP, with Slack played by the sandbox."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+ANNOUNCE = "C0INCIDENT"
+
+
+def announcement(bot, number=1):
+    return bot.slack.wait_for_message(ANNOUNCE, f"INC-{number} ·", with_button="incident_resolve")
+
+
+def posted_params(bot) -> str:
+    """Everything the bot sent to the Web API, as one string, to look for leaks."""
+    return json.dumps([c.params for c in bot.slack.calls], ensure_ascii=False)
+
+
+def test_declare_p1_announces_opens_a_war_room_and_briefs_it(bot):
+    reply = bot.command("declare p1 Checkout returns 500", user="U0ALICE")
+
+    assert reply.status == 200
+    assert reply.text.startswith("INC-1 declared (P1 · Critical)")
+    message = announcement(bot)
+    assert "Checkout returns 500" in message.all_text
+    assert [b["action_id"] for b in message.buttons()] == [
+        "incident_ack",
+        "incident_post_update",
+        "incident_diagnose",
+        "incident_resolve",
+    ]
+    room = bot.slack.wait_for(lambda: bot.slack.channel_by_name("inc-1-checkout-returns-500"))
+    assert "INC-1" in room.topic and "Checkout returns 500" in room.topic
+    assert "U0ALICE" in room.members
+    steps = bot.slack.wait_for_message(room.id, "first steps")
+    assert "Acknowledge" in steps.all_text and "/incident diagnose" in steps.all_text
+    reply.wait_response(lambda r: "War room" in r.text)
+    incident = bot.bot.store.get(1)
+    assert incident.war_room_id == room.id and incident.announcement_ts == message.ts
+    assert incident.commander == "U0ALICE"
+    assert [e.kind for e in bot.bot.store.timeline(1)] == ["declare"]
+    assert "declare" in [a.action for a in bot.bot.store.audit_log(1)]
+
+
+def test_p3_gets_no_war_room(bot):
+    bot.command("declare p3 Typo on the pricing page")
+    announcement(bot)
+    time.sleep(0.3)
+    assert not bot.slack.calls_to("conversations.create")
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [
+        {"signature": "v0=" + "0" * 64},
+        {"sign": False},
+        {"timestamp": int(time.time()) - 6 * 60},
+    ],
+    ids=["forged", "unsigned", "six-minutes-old"],
+)
+def test_requests_without_a_valid_signature_are_refused(bot, signing):
+    reply = bot.command("declare p1 Forged outage", **signing)
+
+    assert reply.status == 401
+    assert bot.bot.store.count_incidents() == 0
+    assert not bot.slack.calls_to("chat.postMessage")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("declare p9 Checkout down", "`p9` is not a severity"),
+        ("declare Checkout down", "`Checkout` is not a severity"),
+        ("frobnicate now", "There is no `frobnicate` subcommand"),
+        ("ack INC-99", "INC-99 does not exist"),
+        ("resolve", "There is no open incident"),
+        ("declare p1 " + "\u200b\u0000\n\t ", "needs a title"),
+    ],
+)
+def test_bad_input_gets_a_short_explanation_and_changes_nothing(bot, text, expected):
+    reply = bot.command(text)
+
+    assert reply.status == 200
+    assert expected in reply.text
+    assert "Usage:" in reply.text or "declare" in reply.text
+    assert reply.body.get("response_type") == "ephemeral"
+    assert "Traceback" not in reply.text
+    assert bot.bot.store.count_incidents() == 0
+    assert not bot.slack.calls_to("chat.postMessage")
+
+
+def test_a_50_kb_title_is_refused_with_the_limit_and_never_sent(bot):
+    huge = "Checkout " + "x" * 50_000
+    reply = bot.command(f"declare p1 {huge}")
+
+    assert reply.status == 200
+    assert "limited to 4,000" in reply.text
+    assert bot.bot.store.count_incidents() == 0
+    assert "x" * 200 not in posted_params(bot)
+
+
+def test_a_long_title_is_refused_with_the_title_limit(bot):
+    reply = bot.command("declare p1 " + "y" * 400)
+
+    assert "Titles are limited to 150 characters; yours has 400" in reply.text
+    assert bot.bot.store.count_incidents() == 0
+
+
+def test_unicode_arrives_intact_and_mentions_in_user_text_are_escaped(bot):
+    title = "Paiement échoue 💳 <!channel> <@U0CEO> & co"
+    bot.command(f"declare p2 {title}")
+    message = announcement(bot)
+
+    sent = posted_params(bot)
+    assert "Paiement échoue 💳" in sent
+    assert "&lt;!channel&gt; &lt;@U0CEO&gt; &amp; co" in sent
+    assert "<!channel>" not in sent and "<@U0CEO>" not in sent
+    assert "Paiement échoue 💳" in message.all_text
+    assert bot.bot.store.get(1).title == title
+
+
+def test_twenty_concurrent_declares_get_twenty_distinct_numbers(bot):
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        replies = list(pool.map(lambda i: bot.command(f"declare p3 Outage {i}"), range(20)))
+
+    assert all(r.status == 200 for r in replies)
+    numbers = sorted(int(r.text.split()[0].removeprefix("INC-")) for r in replies)
+    assert numbers == list(range(1, 21))
+    bot.slack.wait_for(lambda: len(bot.slack.calls_to("chat.postMessage")) >= 40, timeout=15)
+
+
+def test_declare_without_a_title_opens_a_form_that_declares(bot):
+    reply = bot.command("declare p2")
+    assert reply.status == 200 and reply.text == ""
+    view = bot.slack.wait_for_view("declare_modal")
+
+    empty = bot.platform.submit_view(
+        view, {"severity_input": "P2", "title_input": "  "}, user="U0BOB"
+    )
+    assert empty.response_action == "errors"
+    assert bot.bot.store.count_incidents() == 0
+
+    done = bot.platform.submit_view(
+        view, {"severity_input": "P2", "title_input": "Payments slow"}, user="U0BOB"
+    )
+    assert done.status == 200 and done.response_action is None
+    message = announcement(bot)
+    assert "Payments slow" in message.all_text and "P2" in message.all_text
+    assert bot.bot.store.get(1).commander == "U0BOB"
+
+
+def test_list_shows_severity_age_commander_and_last_update(bot):
+    bot.command("declare p1 Checkout down", user="U0ALICE")
+    bot.command("declare p3 Slow admin page", user="U0BOB")
+
+    reply = bot.command("list")
+    text = json.dumps(reply.blocks)
+    assert "2 open incidents" in text
+    assert "*INC-1* P1" in text and "*INC-2* P3" in text
+    assert "<@U0ALICE>" in text and "<@U0BOB>" in text
+    assert "no update yet" in text and "not acknowledged" in text
+
+
+def test_update_reaches_war_room_thread_and_announcement(bot):
+    bot.command("declare p1 Checkout down")
+    room = bot.slack.wait_for(lambda: bot.slack.channel_by_name("inc-1-checkout-down"))
+    bot.slack.wait_for_message(room.id, "first steps")
+
+    reply = bot.command("update identified Bad deploy of <rev-42> & friends", channel=room.id)
+
+    assert reply.text == "Update posted to INC-1."
+    bot.slack.wait_for_message(room.id, "Bad deploy of &lt;rev-42&gt; &amp; friends")
+    bot.slack.wait_for(lambda: "Identified" in announcement(bot).all_text)
+    assert bot.bot.store.get(1).status == "identified"
+
+
+def test_resolve_edits_the_announcement_in_place(bot):
+    bot.command("declare p1 Checkout down")
+    first = announcement(bot)
+
+    reply = bot.command("resolve INC-1 Rolled back to rev 41")
+
+    assert reply.text == "INC-1 resolved."
+    edited = bot.slack.wait_for(
+        lambda: next(
+            (
+                m
+                for m in bot.slack.messages_in(ANNOUNCE)
+                if m.ts == first.ts and "resolved" in m.all_text
+            ),
+            None,
+        )
+    )
+    assert edited.edited
+    assert not edited.has_button("incident_ack")
+    assert "Rolled back to rev 41" in edited.all_text
+    assert bot.command("list").text == "No open incidents."
+    assert bot.command("resolve INC-1").text == "INC-1 is already resolved."
+
+
+def test_help_lists_every_subcommand(bot):
+    import commands
+
+    reply = bot.command("help")
+    for sub in commands.REGISTRY.values():
+        assert sub.usage in reply.text
+
+
+def test_healthz_reports_store_and_scheduler(bot):
+    with urllib.request.urlopen(f"{bot.base_url}/healthz", timeout=5) as response:
+        health = json.loads(response.read())
+    assert response.status == 200
+    assert health == {"status": "ok", "open_incidents": 0, "scheduler_running": True, "db_ok": True}
+
+
+def test_slack_errors_during_set_up_are_retried(bot):
+    bot.slack.fail("conversations.create", status=503, times=1)
+    bot.slack.rate_limit("chat.postMessage", times=1, retry_after=1)
+
+    bot.command("declare p1 Checkout down")
+
+    room = bot.slack.wait_for(lambda: bot.slack.channel_by_name("inc-1-checkout-down"), timeout=10)
+    bot.slack.wait_for_message(room.id, "first steps", timeout=10)
+    announcement(bot)
+
+
+def test_a_bot_outside_the_announcement_channel_says_what_to_do():
+    from bot.sandbox.runner import SandboxedBot
+
+    with SandboxedBot(config_text=_config_with_channel("general")) as running:
+        reply = running.command("declare p1 Checkout down")
+        said = reply.wait_response(lambda r: "invite me" in r.text)
+        assert "#general" in said.text
+        assert running.bot.store.count_incidents() == 1
+
+
+def _config_with_channel(channel: str) -> str:
+    from bot.config import default_config_text
+
+    return default_config_text().replace("channel: incident-response", f"channel: {channel}")
