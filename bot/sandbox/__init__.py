@@ -1,0 +1,1 @@
+"""Local emulators that speak the real wire protocols, for `incident-bot demo` and the tests."""

@@ -1,0 +1,172 @@
+"""Paging, escalation and acknowledgement end to end, with second-scale delays (see FAST_CONFIG)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+PRIMARY, SECOND, VP, CEO, LEAD, SUPPORT = (
+    "U0PRIMARY",
+    "U0SECOND",
+    "U0VP",
+    "U0CEO",
+    "U0LEAD",
+    "U0SUPPORT",
+)
+
+
+def pages_to(bot, user):
+    return [m for m in bot.slack.dms_to(user) if not m.is_reply and "You are paged" in m.all_text]
+
+
+def test_primary_is_paged_at_once_and_the_secondary_after_the_delay(fast_bot):
+    declared = time.monotonic()
+    fast_bot.command("declare p1 Checkout down", user="U0ALICE")
+
+    page = fast_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+    assert page.button("incident_ack")["value"] == "1"
+    assert "INC-1" in page.all_text and "War room" in page.all_text
+    fast_bot.slack.wait_for_dm(VP, "FYI")  # notify roles: told at once, nothing to press
+    assert not fast_bot.slack.wait_for_dm(VP, "FYI").has_button("incident_ack")
+    assert not pages_to(fast_bot, SECOND)
+
+    fast_bot.slack.wait_for_dm(SECOND, "You are paged", with_button="incident_ack", timeout=6)
+    assert time.monotonic() - declared >= 1.9  # the step is `after: 2s`
+    room = fast_bot.bot.store.get(1).war_room_id
+    fast_bot.slack.wait_for_message(room, "Paged <@U0SECOND>")
+
+
+def test_acknowledge_on_the_page_stops_escalation_and_a_double_click_acks_once(fast_bot):
+    fast_bot.command("declare p1 Checkout down")
+    page = fast_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+
+    first = fast_bot.click(page.button("incident_ack"), user=PRIMARY)
+    second = fast_bot.click(page.button("incident_ack"), user=PRIMARY)
+
+    assert first.status == 200 and second.status == 200
+    first.wait_response(lambda r: "You acknowledged INC-1" in r.text)
+    second.wait_response(lambda r: "already acknowledged" in r.text)
+    incident = fast_bot.bot.store.get(1)
+    assert incident.acknowledged_by == PRIMARY
+    assert [a.action for a in fast_bot.bot.store.audit_log(1)].count("ack") == 1
+    time.sleep(4.5)  # past the secondary's (2s) and VP's (4s) steps
+    assert not pages_to(fast_bot, SECOND) and not pages_to(fast_bot, VP)
+    closed = fast_bot.slack.wait_for(
+        lambda: not page_message(fast_bot, PRIMARY).has_button("incident_ack")
+    )
+    assert closed
+    assert "not acknowledged" not in " ".join(
+        m.all_text for m in fast_bot.slack.messages_in(incident.war_room_id)
+    )
+
+
+def page_message(bot, user):
+    return (
+        pages_to(bot, user)[0]
+        if pages_to(bot, user)
+        else next(m for m in bot.slack.dms_to(user) if not m.is_reply and "INC-" in m.all_text)
+    )
+
+
+def test_ack_from_the_announcement_tells_the_others_to_stand_down(fast_bot):
+    fast_bot.command("declare p1 Checkout down")
+    fast_bot.slack.wait_for_dm(SECOND, "You are paged", timeout=6)
+    announcement = fast_bot.slack.wait_for_message(
+        "C0INCIDENT", "INC-1 ·", with_button="incident_ack"
+    )
+
+    fast_bot.click(announcement.button("incident_ack"), user=SECOND, channel="C0INCIDENT")
+
+    fast_bot.slack.wait_for_dm(PRIMARY, "acknowledged by <@U0SECOND>. You can stand down")
+    fast_bot.slack.wait_for(
+        lambda: (
+            not [m for m in fast_bot.slack.messages_in("C0INCIDENT") if m.ts == announcement.ts][
+                0
+            ].has_button("incident_ack")
+        )
+    )
+
+
+def test_an_unacknowledged_incident_gets_an_sla_breach_warning(fast_bot):
+    fast_bot.command("declare p1 Checkout down")
+    room = fast_bot.slack.wait_for(lambda: fast_bot.bot.store.get(1).war_room_id)
+
+    warning = fast_bot.slack.wait_for_message(room, "is not acknowledged", timeout=6)
+    assert "3s" in warning.all_text and "<@U0PRIMARY>" in warning.all_text
+
+
+def test_ack_command_and_bad_input(fast_bot):
+    nothing = fast_bot.command("ack")
+    assert "There is no open incident" in nothing.text
+
+    fast_bot.command("declare p2 Search is slow")
+    fast_bot.slack.wait_for_dm(PRIMARY, "You are paged")
+    unknown_role = fast_bot.command("page INC-1 nightwatch")
+    assert (
+        "`nightwatch` is neither a person" in unknown_role.text
+        and "oncall_primary" in unknown_role.text
+    )
+    bad_role = fast_bot.command("role INC-1 overlord <@U0BOB|bob>")
+    assert "`overlord` is not an incident role" in bad_role.text
+    assert fast_bot.bot.store.get(1).commander == PRIMARY
+    assert "You acknowledged INC-1" in fast_bot.command("ack INC-1", user=SECOND).text
+    assert "already acknowledged by <@U0SECOND>" in fast_bot.command("ack", user=PRIMARY).text
+
+
+def test_manual_page_and_role_change(fast_bot):
+    fast_bot.command("declare p3 Export button broken")
+    fast_bot.slack.wait_for_dm(SUPPORT, "You are paged")
+
+    reply = fast_bot.command("page <@U0BOB|bob>")
+    assert reply.text == "Paging <@U0BOB> for INC-1."
+    fast_bot.slack.wait_for_dm("U0BOB", "You are paged", with_button="incident_ack")
+
+    reply = fast_bot.command("role commander <@U0ALICE|alice>")
+    assert reply.text == "<@U0ALICE> is now commander of INC-1."
+    fast_bot.slack.wait_for_dm("U0ALICE", "commander")
+    fast_bot.slack.wait_for_message("C0INCIDENT", "<@U0ALICE>")
+    assert fast_bot.bot.store.get(1).commander == "U0ALICE"
+    assert "role" in [a.action for a in fast_bot.bot.store.audit_log(1)]
+
+
+def test_raising_severity_opens_a_war_room_and_pages_the_new_path(fast_bot):
+    fast_bot.command("declare p3 Export button broken")
+    fast_bot.slack.wait_for_dm(SUPPORT, "You are paged")
+    assert fast_bot.bot.store.get(1).war_room_id is None
+
+    assert fast_bot.command("severity INC-1 p1").text == "INC-1 is now P1 · Critical."
+
+    fast_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+    fast_bot.slack.wait_for_dm(LEAD, "FYI")
+    room = fast_bot.slack.wait_for(lambda: fast_bot.bot.store.get(1).war_room_id)
+    fast_bot.slack.wait_for_message(room, "first steps")
+    # Lowering never un-pages: the support page stays as it was, and nothing new goes out.
+    fast_bot.command("ack INC-1")
+    assert fast_bot.command("severity INC-1 p4").text == "INC-1 is now P4 · Low."
+    assert len(pages_to(fast_bot, SUPPORT)) == 1
+
+
+def test_a_page_that_slack_keeps_refusing_is_retried_until_it_goes_out(fast_bot):
+    fast_bot.bot.pager.retry_base = timedelta(milliseconds=200)
+    # More failures than slack_sdk's own retries absorb: the page must survive them.
+    fast_bot.slack.fail("conversations.open", status=500, times=8)
+
+    fast_bot.command("declare p3 Export button broken")
+
+    fast_bot.slack.wait_for_dm(SUPPORT, "You are paged", with_button="incident_ack", timeout=15)
+    delivered = fast_bot.bot.store.deliveries(1, kind="page")
+    assert [d.status for d in delivered] == ["sent"] and delivered[0].attempts >= 2
+    assert len(pages_to(fast_bot, SUPPORT)) == 1
+
+
+def test_an_email_nobody_has_is_reported_not_dropped(fast_bot):
+    fast_bot.bot.pager.retry_base = timedelta(milliseconds=100)
+    fast_bot.command("declare p2 Search is slow")
+    fast_bot.slack.wait_for_dm(PRIMARY, "You are paged")
+
+    fast_bot.command("page INC-1 nobody_email")
+
+    room = fast_bot.slack.wait_for(lambda: fast_bot.bot.store.get(1).war_room_id)
+    warning = fast_bot.slack.wait_for_message(room, "Could not page nobody_email", timeout=10)
+    assert "no Slack user has the email ghost@example.com" in warning.all_text
+    assert fast_bot.bot.store.deliveries(1, kind="page", status="pending")
