@@ -24,11 +24,18 @@ def parse(text: str) -> ParsedCommand:
     The incident reference is recognised right after the verb (`/incident ack INC-7`) and, for
     the commands that take no other argument first, anywhere as the first argument.
     """
-    verb, _, rest = (text or "").strip().partition(" ")
+    verb, rest = _split((text or "").strip())
     verb = verb.lower()
-    rest = rest.strip()
-    first, _, remainder = rest.partition(" ")
+    first, remainder = _split(rest)
     ref = parse_ref(first) if first else None
     if ref is not None:
-        rest = remainder.strip()
+        rest = remainder
     return ParsedCommand(verb=verb or "help", ref=ref, args=rest)
+
+
+def _split(text: str) -> tuple[str, str]:
+    """First word and the rest; any whitespace separates (a pasted newline or tab included)."""
+    parts = text.split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], parts[1].strip() if len(parts) > 1 else ""

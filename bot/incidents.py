@@ -83,7 +83,9 @@ def parse_severity(text: str | None, usage: str) -> str:
 
 def clean_title(text: str) -> str:
     """One line of printable text: newlines and control characters folded to spaces."""
-    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    # Only control characters (Cc) and line/paragraph separators: format characters such as
+    # the zero-width joiner hold emoji sequences and some scripts together.
+    text = "".join(" " if unicodedata.category(ch) in {"Cc", "Zl", "Zp"} else ch for ch in text)
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -94,7 +96,7 @@ def clean_inline(text: str) -> str:
 
 def validate_title(text: str, usage: str) -> str:
     title = clean_title(text)
-    if not title:
+    if not any(unicodedata.category(ch)[0] not in "CZ" for ch in title):  # nothing visible
         raise UsageError("The incident needs a title.", usage)
     if len(title) > TITLE_MAX:
         raise UsageError(

@@ -13,6 +13,8 @@ def truncate(text: str, limit: int) -> str:
     """Cut `text` to at most `limit` characters, visibly, without splitting an escape like `&amp;`."""
     if len(text) <= limit:
         return text
+    if limit < len(TRUNCATION_MARK):
+        return text[:limit]
     cut = text[: max(0, limit - len(TRUNCATION_MARK))]
     amp = cut.rfind("&")
     if amp != -1 and ";" not in cut[amp:]:
