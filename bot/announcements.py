@@ -35,6 +35,7 @@ class Announcer:
         self.clock = clock
         # One lock per incident: two edits racing must not leave the older state on screen.
         self._locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._channel_id: str | None = None
 
     def _incident(self, number: int) -> Incident:
         incident = self.store.get(number)
@@ -77,6 +78,14 @@ class Announcer:
                 incident.announcement_channel, text, blocks_, thread_ts=incident.announcement_ts
             )
 
+    def war_room_target(self, incident: Incident) -> tuple[str, str | None] | None:
+        """Where war-room lines go: the war room, else the announcement's thread (channel, thread_ts)."""
+        if incident.war_room_id:
+            return incident.war_room_id, None
+        if incident.announcement_ts and incident.announcement_channel:
+            return incident.announcement_channel, incident.announcement_ts
+        return None
+
     def in_war_room(
         self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None
     ) -> None:
@@ -97,10 +106,12 @@ class Announcer:
     def _post_announcement(self, incident: Incident) -> Incident:
         now = self.clock()
         try:
-            channel, ts = self.slack.post(
+            channel, ts = self.post_once(
+                f"announcement:{incident.number}",
                 self.config.channel,
                 blocks.fallback_text(self.config, incident),
                 blocks.announcement(self.config, incident, now),
+                channel_id=self._announcement_channel_id(),
             )
         except SlackApiError as exc:
             if error_code(exc) == "not_in_channel":
@@ -111,6 +122,44 @@ class Announcer:
         return self.store.record_setup(
             incident.number, now, announcement_channel=channel, announcement_ts=ts
         )
+
+    def _announcement_channel_id(self) -> str | None:
+        """Needed to search history after a crash; learnt from earlier incidents, else looked up once."""
+        if self._channel_id is None:
+            self._channel_id = self.store.known_announcement_channel()
+        if self._channel_id is None:
+            try:
+                self._channel_id = self.slack.channel_id(self.config.channel)
+            except SlackApiError as exc:
+                log.warning("could not look up #%s: %s", self.config.channel, error_code(exc))
+        return self._channel_id
+
+    def post_once(
+        self,
+        key: str,
+        channel: str,
+        text: str,
+        blocks_: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        channel_id: str | None = None,
+    ) -> tuple[str, str]:
+        """Post a message that must appear once, even if the process dies mid-post.
+
+        The attempt is noted before posting; if a previous attempt was cut short, Slack's
+        history (searched by the key in the message's metadata) says whether it landed.
+        """
+        earlier = self.store.attempt(key)
+        if earlier is not None:
+            searched, at = earlier
+            try:
+                ts = self.slack.find_posted(searched, key, at.timestamp() - 1)
+            except SlackApiError as exc:
+                log.warning("could not check whether %s was posted: %s", key, error_code(exc))
+                ts = None
+            if ts is not None:
+                return searched, ts
+        self.store.note_attempt(key, channel_id or channel, self.clock())
+        return self.slack.post(channel, text, blocks_, thread_ts=thread_ts, key=key)
 
     def _create_war_room(self, incident: Incident) -> Incident:
         now = self.clock()
@@ -133,12 +182,19 @@ class Announcer:
         assert incident.war_room_id
         self.slack.set_topic(incident.war_room_id, blocks.war_room_topic(self.config, incident))
         self.slack.invite(incident.war_room_id, [incident.declared_by, incident.commander])
-        self.slack.post(
+        self.post_once(
+            f"brief:{incident.number}",
             incident.war_room_id,
             f"{incident.ref} war room: first steps",
             blocks.first_steps(self.config, incident),
         )
-        self.in_thread(incident, f"War room: <#{incident.war_room_id}>")
+        if incident.announcement_ts and incident.announcement_channel:
+            self.post_once(
+                f"war-room-link:{incident.number}",
+                incident.announcement_channel,
+                f"War room: <#{incident.war_room_id}>",
+                thread_ts=incident.announcement_ts,
+            )
         return self.store.record_setup(incident.number, self.clock(), war_room_briefed=True)
 
 

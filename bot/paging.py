@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -25,6 +26,10 @@ from bot.store import DeliveryRecord, Store
 log = logging.getLogger(__name__)
 
 WARN_AFTER_ATTEMPTS = 3
+
+
+def _key(delivery: DeliveryRecord) -> str:
+    return f"delivery:{delivery.id}"
 
 
 class Pager:
@@ -69,38 +74,51 @@ class Pager:
             self._retry_later(delivery, incident, type(exc).__name__)
 
     def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
-        now = self.clock()
+        outgoing = self._compose(delivery, incident)
+        if outgoing is None:
+            return
+        channel, user, text, content, thread_ts = outgoing
+        # The channel is stored before posting, so start-up can ask Slack whether it landed.
+        self.store.set_delivery_channel(delivery.id, channel, user)
+        channel, ts = self.slack.post(
+            channel, text, content, thread_ts=thread_ts, key=_key(delivery)
+        )
+        self.store.finish_delivery(delivery.id, self.clock(), user=user, channel=channel, ts=ts)
+
+    def _compose(
+        self, delivery: DeliveryRecord, incident: Incident
+    ) -> tuple[str, str | None, str, list[dict[str, Any]] | None, str | None] | None:
+        """(channel, user, text, blocks, thread_ts) for a delivery, or None when it is moot."""
+        if delivery.kind in {"page", "sla_breach"} and (
+            incident.acknowledged_at or not incident.is_open
+        ):
+            self.store.cancel_delivery(delivery.id, "acknowledged before it went out")
+            return None
         if delivery.kind in {"page", "fyi"}:
-            if delivery.kind == "page" and (incident.acknowledged_at or not incident.is_open):
-                self.store.cancel_delivery(delivery.id, "acknowledged before it went out")
-                return
             users = self.directory.users(delivery.target, incident)
             if len(users) > 1:
                 self._fan_out(delivery, users)
-                return
+                return None
             user = users[0]
-            channel = self.slack.open_dm(user)
             if delivery.kind == "page":
                 text = f"📟 You are paged: {blocks.fallback_text(self.config, incident)}"
                 content = blocks.page(self.config, incident, delivery.detail)
             else:
                 text = f"FYI: {blocks.fallback_text(self.config, incident)}"
                 content = blocks.fyi(self.config, incident)
-            channel, ts = self.slack.post(channel, text, content)
-            self.store.finish_delivery(delivery.id, now, user=user, channel=channel, ts=ts)
-        elif delivery.kind == "paged_note":
+            return self.slack.open_dm(user), user, text, content, None
+        target = self.announcer.war_room_target(incident)
+        if target is None:
+            raise PeopleError("the incident has no announcement or war room to post in yet")
+        channel, thread_ts = target
+        if delivery.kind == "paged_note":
             try:
                 who = ", ".join(f"<@{u}>" for u in self.directory.users(delivery.target, incident))
             except PeopleError as exc:
                 who = f"nobody ({exc})"
             label = delivery.target if delivery.target in self.config.people else "directly"
-            text = f"📟 Paged {who} ({label}, {delivery.detail})."
-            self.announcer.in_war_room(incident, text)
-            self.store.finish_delivery(delivery.id, now, user=None, channel=None, ts=None)
-        elif delivery.kind == "sla_breach":
-            if incident.acknowledged_at or not incident.is_open:
-                self.store.cancel_delivery(delivery.id, "acknowledged in time after all")
-                return
+            return channel, None, f"📟 Paged {who} ({label}, {delivery.detail}).", None, thread_ts
+        if delivery.kind == "sla_breach":
             paged = [
                 d.user
                 for d in self.store.deliveries(incident.number, kind="page", status="sent")
@@ -111,10 +129,29 @@ class Pager:
                 f"⚠️ *{incident.ref} is not acknowledged* after {delivery.detail} "
                 f"(the {incident.severity} SLA). Paged so far: {who}. Press *Acknowledge* or `/incident ack`."
             )
-            self.announcer.everywhere(incident, text)
-            self.store.finish_delivery(delivery.id, now, user=None, channel=None, ts=None)
-        else:
-            raise ValueError(f"unknown delivery kind {delivery.kind}")
+            return channel, None, text, None, thread_ts
+        raise ValueError(f"unknown delivery kind {delivery.kind}")
+
+    def recover_interrupted(self) -> None:
+        """Deliveries a crash caught mid-send: sent if Slack has them, else sent again."""
+        for delivery in self.store.interrupted_deliveries():
+            ts = None
+            if delivery.channel:
+                try:
+                    oldest = delivery.next_attempt_at.timestamp() - 1
+                    ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest)
+                except SlackApiError as exc:
+                    log.warning(
+                        "could not check delivery %s: %s; sending it again",
+                        delivery.id,
+                        error_code(exc),
+                    )
+            if ts is not None:
+                self.store.finish_delivery(
+                    delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts
+                )
+            else:
+                self.store.resume_delivery(delivery.id)
 
     def _fan_out(self, delivery: DeliveryRecord, users: list[str]) -> None:
         """A role held by several people: one delivery each, so a retry never re-sends to the others."""

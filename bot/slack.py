@@ -7,6 +7,7 @@ own retry handlers; an `ok: false` answer raises SlackApiError for the caller to
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+POST_EVENT_TYPE = "incident_bot_post"
 
 
 def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> WebClient:
@@ -61,12 +63,43 @@ class SlackGateway:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        key: str | None = None,
     ) -> tuple[str, str]:
-        """Post a message; returns (channel id, ts)."""
+        """Post a message; returns (channel id, ts).
+
+        `key` is stored in the message's metadata so `find_posted` can tell, after a crash,
+        whether a post that was under way when the process died reached Slack.
+        """
+        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": {"key": key}} if key else None
         response = self.client.chat_postMessage(
-            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            metadata=metadata,
         )
         return str(response["channel"]), str(response["ts"])
+
+    def find_posted(self, channel: str, key: str, oldest: float) -> str | None:
+        """The ts of the bot's message carrying `key` posted in `channel` since `oldest`, if any."""
+        cursor = None
+        for _ in range(5):  # a few pages of recent history; a crash window is seconds long
+            response = self.client.conversations_history(
+                channel=channel,
+                oldest=f"{oldest:.6f}",
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in response.get("messages") or []:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("key") == key:
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
 
     def update(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
@@ -115,6 +148,24 @@ class SlackGateway:
         with self._cache_lock:
             self._dm_cache[user] = channel
         return channel
+
+    def channel_id(self, name: str) -> str | None:
+        """The ID of a public channel by name (IDs pass through), paging through conversations.list."""
+        name = name.lstrip("#")
+        if re.fullmatch(r"[CG][A-Z0-9]{2,}", name):
+            return name
+        cursor = None
+        for _ in range(50):
+            response = self.client.conversations_list(
+                types="public_channel", exclude_archived=True, limit=1000, cursor=cursor
+            )
+            for channel in response.get("channels") or []:
+                if channel.get("name") == name:
+                    return str(channel["id"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)

@@ -164,6 +164,10 @@ class Store:
         )
         self.db["deliveries"].create_index(["status", "next_attempt_at"], if_not_exists=True)
         self.db["deliveries"].create_index(["incident"], if_not_exists=True)
+        # Posts under way: if the process dies mid-post, start-up asks Slack whether it landed.
+        self.db["attempts"].create(
+            {"key": str, "channel": str, "at": str}, pk="key", if_not_exists=True
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -307,10 +311,11 @@ class Store:
             fired = frozenset(
                 r["key"] for r in db.query("SELECT key FROM firings WHERE incident = ?", [number])
             )
-            firings = decide(incident, fired)
-            for firing in firings:
-                self._record_firing(db, number, firing, now)
-        return firings
+            return [
+                firing
+                for firing in decide(incident, fired)
+                if self._record_firing(db, number, firing, now)
+            ]
 
     def record_firing(self, number: int, firing: Firing, now: datetime) -> bool:
         """Record a firing decided outside the timers (a manual page); False if it already fired."""
@@ -409,12 +414,13 @@ class Store:
                 [reason, delivery_id],
             )
 
-    def resume_interrupted_deliveries(self) -> int:
-        """After a crash, a delivery caught mid-send is tried again (at least once beats never)."""
+    def resume_delivery(self, delivery_id: int) -> None:
+        """A delivery caught mid-send by a crash, which Slack says never arrived: send it again."""
         with self.transaction() as db:
-            return db.execute(
-                "UPDATE deliveries SET status = 'pending' WHERE status = 'sending'"
-            ).rowcount
+            db.execute(
+                "UPDATE deliveries SET status = 'pending' WHERE id = ? AND status = 'sending'",
+                [delivery_id],
+            )
 
     def deliveries(
         self, number: int, kind: str | None = None, status: str | None = None
@@ -428,6 +434,36 @@ class Store:
             sql += " AND status = ?"
             params.append(status)
         return [_delivery(r) for r in self._rows(sql + " ORDER BY id", params)]
+
+    def note_attempt(self, key: str, channel: str, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts (key, channel, at) VALUES (?, ?, ?)",
+                [key, channel, _to_db(now)],
+            )
+
+    def attempt(self, key: str) -> tuple[str, datetime] | None:
+        rows = self._rows("SELECT channel, at FROM attempts WHERE key = ?", [key])
+        return (rows[0]["channel"], datetime.fromisoformat(rows[0]["at"])) if rows else None
+
+    def known_announcement_channel(self) -> str | None:
+        rows = self._rows(
+            "SELECT announcement_channel FROM incidents WHERE announcement_ts IS NOT NULL ORDER BY number DESC LIMIT 1"
+        )
+        return rows[0]["announcement_channel"] if rows else None
+
+    def set_delivery_channel(self, delivery_id: int, channel: str, user: str | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET channel = ?, user = ? WHERE id = ?",
+                [channel, user, delivery_id],
+            )
+
+    def interrupted_deliveries(self) -> list[DeliveryRecord]:
+        return [
+            _delivery(r)
+            for r in self._rows("SELECT * FROM deliveries WHERE status = 'sending' ORDER BY id")
+        ]
 
     def count_incidents(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM incidents")[0]["n"])

@@ -43,9 +43,7 @@ class Timers:
         return bool(self.scheduler.running)
 
     def start(self) -> None:
-        resumed = self.store.resume_interrupted_deliveries()
-        if resumed:
-            log.warning("%s deliveries were interrupted by a stop; sending them again", resumed)
+        self.pager.recover_interrupted()
         self.scheduler.start()
         for incident in self.store.open_incidents():
             self.replan(incident.number)

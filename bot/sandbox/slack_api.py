@@ -82,6 +82,7 @@ METHOD_SCOPES: dict[str, str | None] = {
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
     "conversations.members": "channels:read",
+    "conversations.list": "channels:read",
     "users.info": "users:read",
     "users.lookupByEmail": "users:read.email",
     "views.open": None,
@@ -94,6 +95,8 @@ METHOD_SCOPES: dict[str, str | None] = {
 # them and recover) and anything injected with `error()`/`fail()`.
 REFUSAL_ERRORS = frozenset(
     {
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
         "invalid_blocks",
         "invalid_blocks_format",
         "invalid_attachments",
@@ -685,6 +688,9 @@ class Message(_HasBlocks):
     edits: tuple[MessageVersion, ...] = ()
     edited_ts: str | None = None
     via: str = "chat.postMessage"
+    metadata: dict[str, Any] | None = (
+        None  # chat.postMessage's `metadata` (event_type, event_payload)
+    )
 
     @property
     def edited(self) -> bool:
@@ -934,6 +940,7 @@ class SlackSandbox:
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
             "conversations.members": self._conversations_members,
+            "conversations.list": self._conversations_list,
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "views.open": self._views_open,
@@ -1363,9 +1370,11 @@ class SlackSandbox:
                 return i, msg
         raise SlackError("message_not_found")
 
-    def _message_api(self, msg: Message) -> dict[str, Any]:
+    def _message_api(self, msg: Message, include_metadata: bool = False) -> dict[str, Any]:
         """A message as conversations.history/replies return it (parents carry thread stats)."""
         out = msg.to_api()
+        if include_metadata and msg.metadata:
+            out["metadata"] = copy.deepcopy(msg.metadata)
         if not msg.is_reply:
             replies = [
                 m for m in self._messages[msg.channel] if m.thread_ts == msg.ts and m.is_reply
@@ -1425,9 +1434,28 @@ class SlackSandbox:
                 thread_ts=thread_ts,
                 reply_broadcast=bool(thread_ts) and _truthy(params.get("reply_broadcast")),
                 bot_id=BOT_ID,
+                metadata=self._metadata(params.get("metadata")),
             )
         )
         return {"channel": conv.id, "ts": ts, "message": msg.to_api()}
+
+    @staticmethod
+    def _metadata(value: Any) -> dict[str, Any] | None:
+        """Message metadata arrives as an object (JSON bodies) or a JSON string (form bodies)."""
+        if value in (None, ""):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise SlackError("invalid_metadata_format") from None
+        if (
+            not isinstance(value, dict)
+            or not value.get("event_type")
+            or not isinstance(value.get("event_payload"), dict)
+        ):
+            raise SlackError("invalid_metadata_schema")
+        return copy.deepcopy(value)
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = self._conversation(params.get("channel"))
@@ -1638,6 +1666,24 @@ class SlackSandbox:
         next_cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
         return page, {"has_more": more, "response_metadata": {"next_cursor": next_cursor}}
 
+    def _conversations_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Channels the bot can see: public ones, and private ones it is a member of."""
+        types = set(str(params.get("types") or "public_channel").split(","))
+        exclude_archived = _truthy(params.get("exclude_archived"))
+        visible = [
+            c
+            for c in self._conversations.values()
+            if not c.is_im
+            and ("private_channel" if c.is_private else "public_channel") in types
+            and (not c.is_private or BOT_USER_ID in c.members)
+            and not (exclude_archived and c.is_archived)
+        ]
+        page, meta = self._page(visible, params)
+        return {
+            "channels": [c.to_api() for c in page],
+            "response_metadata": meta["response_metadata"],
+        }
+
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = self._readable(params)
         oldest = float(params.get("oldest") or 0)
@@ -1650,7 +1696,12 @@ class SlackSandbox:
             and (oldest <= float(m.ts) <= latest if inclusive else oldest < float(m.ts) < latest)
         ]
         page, meta = self._page(visible, params)
-        return {"messages": [self._message_api(m) for m in page], "pin_count": 0, **meta}
+        with_metadata = _truthy(params.get("include_all_metadata"))
+        return {
+            "messages": [self._message_api(m, with_metadata) for m in page],
+            "pin_count": 0,
+            **meta,
+        }
 
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = self._readable(params)
