@@ -10,6 +10,7 @@ emulators are reached. Google libraries are imported inside functions so the bot
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import urllib.error
@@ -24,6 +25,8 @@ DEFAULT_TIMEOUT_S = 8.0
 DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
 HEALTH_BODY_CHARS = 200
 LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
+REVISIONS_PAGE = 50
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOGGING_SCOPES = (
     "https://www.googleapis.com/auth/logging.read",
     "https://www.googleapis.com/auth/cloud-platform",
@@ -73,6 +76,7 @@ class ServiceState:
     memory_limit: str | None
     max_instances: int | None
     reconciling: bool = False
+    updated_at: datetime | None = None  # last change to the service, traffic included
 
 
 @dataclass(frozen=True)
@@ -155,19 +159,21 @@ class CloudSources:
     def list_revisions(
         self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> list[RevisionState]:
-        """The newest `limit` revisions, newest first."""
+        """The newest `limit` revisions, newest first.
+
+        Reads one page of up to REVISIONS_PAGE and sorts it here rather than trusting the
+        API's order; a service with a longer history than that is cut at the page.
+        """
         from google.cloud import run_v2
 
         client = self._run_client("revisions")
-        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=max(limit, 1))
-        revisions = []
-        for revision in client.list_revisions(request=request, timeout=timeout_s):
-            revisions.append(revision_state(revision))
-            # The API lists newest first; reading further pages would only cost time.
-            if len(revisions) >= limit:
-                break
-        revisions.sort(key=lambda r: r.created_at or datetime.min.replace(tzinfo=UTC))
-        return revisions[::-1][:limit]
+        size = max(limit, REVISIONS_PAGE)
+        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=size)
+        pager = client.list_revisions(request=request, timeout=timeout_s)
+        first_page = next(iter(pager.pages), None)
+        revisions = [revision_state(r) for r in (first_page.revisions if first_page else [])]
+        revisions.sort(key=lambda r: r.created_at or _EPOCH, reverse=True)
+        return revisions[:limit]
 
     def set_traffic(
         self,
@@ -245,8 +251,8 @@ class CloudSources:
     def _update_service(
         self, ref: ServiceRef, change: Any, *, timeout_s: float, wait_s: float
     ) -> ChangeResult:
-        # Read-modify-write of the whole service is what gcloud does too; the API's
-        # update_mask is not honoured for every field.
+        # UpdateService without an update_mask replaces the whole service, so send back
+        # everything just read with one thing changed (its etag guards against a race).
         service = self._get_service_proto(ref, timeout_s)
         change(service)
         operation = self._run_client("services").update_service(service=service, timeout=timeout_s)
@@ -302,13 +308,11 @@ class CloudSources:
         return records[:max_entries], len(records) > max_entries
 
     def _logging_client(self, project: str, timeout_s: float) -> Any:
-        from google.cloud import logging as cloud_logging
-
         credentials = self._logging_session_credentials()
         options = {"api_endpoint": self.logging_api_url} if self.logging_api_url else None
         # The HTTP client waits 60 s per page whatever the caller wants; a session that caps
         # the timeout keeps an abandoned diagnostic thread from lingering that long.
-        return cloud_logging.Client(
+        return _reading_client_class()(
             project=project,
             credentials=credentials,
             _http=_capped_session(credentials, timeout_s),
@@ -401,6 +405,7 @@ def service_state(service: Any) -> ServiceState:
         memory_limit=_memory(containers),
         max_instances=max_instances or None,
         reconciling=service.reconciling,
+        updated_at=_datetime(service.update_time),
     )
 
 
@@ -484,8 +489,7 @@ def _datetime(value: Any) -> datetime | None:
     # proto-plus gives DatetimeWithNanoseconds, or a zero epoch when the field is unset.
     if value is None or (hasattr(value, "timestamp") and value.timestamp() == 0):
         return None
-    moment = datetime.fromtimestamp(value.timestamp(), tz=UTC)
-    return moment
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
 
 def _memory(containers: list[Any]) -> str | None:
@@ -496,11 +500,31 @@ def _memory(containers: list[Any]) -> str | None:
     return None
 
 
+@functools.cache
+def _reading_client_class() -> Any:
+    """A logging Client for reading only.
+
+    Turning an entry into a LogEntry makes the stock client build a Logger per log name, and
+    a Logger built without a resource asks the GCE metadata server where it runs (two HTTP
+    calls to metadata.google.internal, whose DNS lookup can hang off Google Cloud). Entries
+    we read are never written back, so their loggers get a fixed resource instead.
+    """
+    from google.cloud import logging as cloud_logging
+    from google.cloud.logging_v2.resource import Resource
+
+    class ReadingClient(cloud_logging.Client):  # type: ignore[misc]
+        def logger(self, name: str, *, labels: Any = None, resource: Any = None) -> Any:
+            resource = resource or Resource(type="global", labels={})
+            return super().logger(name, labels=labels, resource=resource)
+
+    return ReadingClient
+
+
 def _capped_session(credentials: Any, timeout_s: float) -> Any:
     from google.auth.transport.requests import AuthorizedSession
 
     class CappedSession(AuthorizedSession):  # type: ignore[misc]
-        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
             timeout = kwargs.get("timeout")
             if timeout is None or (isinstance(timeout, (int, float)) and timeout > timeout_s):
                 kwargs["timeout"] = timeout_s

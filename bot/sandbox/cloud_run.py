@@ -1,0 +1,266 @@
+"""A local Cloud Run Admin API v2 speaking the REST paths and JSON of `google.cloud.run_v2`.
+
+Enough of the API for diagnostics and rollback, at the paths the generated REST transports
+call (`run_v2/services/*/transports/rest_base.py`):
+
+    GET   /v2/projects/{p}/locations/{l}/services/{s}                 services.get
+    PATCH /v2/projects/{p}/locations/{l}/services/{s}                 services.patch -> Operation
+    GET   /v2/projects/{p}/locations/{l}/services/{s}/revisions       revisions.list (paged)
+    GET   /v2/projects/{p}/locations/{l}/services/{s}/revisions/{r}   revisions.get
+    GET   /v2/projects/{p}/locations/{l}/operations/{id}              operations.get
+
+A PATCH is applied at once (a changed template creates a revision; traffic is validated and
+resolved into `trafficStatuses`); its operation reports `done` after `operation_delay_s`.
+Resources are kept as the API's JSON (camelCase), so what the client sends comes back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.sandbox.health import JsonServer, Request, Response, google_error
+
+_LOC = r"/v2/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
+LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+SUCCEEDED = "CONDITION_SUCCEEDED"
+# The REST transport sends enums as numbers ($alt=json;enum-encoding=int).
+_LATEST_VALUES = (LATEST, 1)
+# Fields of a Service the caller owns; everything else is status computed here.
+_SPEC_FIELDS = (
+    "description",
+    "labels",
+    "annotations",
+    "client",
+    "clientVersion",
+    "ingress",
+    "launchStage",
+    "binaryAuthorization",
+    "template",
+    "traffic",
+    "scaling",
+    "invokerIamDisabled",
+    "defaultUriDisabled",
+    "customAudiences",
+)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class CloudRunEmulator(JsonServer):
+    """Cloud Run Admin API v2 over HTTP, with services and revisions loaded by `load()`."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.operation_delay_s = 0.0
+        self._state_lock = threading.Lock()
+        self._services: dict[str, dict[str, Any]] = {}
+        self._revisions: dict[str, list[dict[str, Any]]] = {}
+        self._operations: dict[str, tuple[float, dict[str, Any]]] = {}
+        svc = _LOC + r"/services/(?P<service>[^/:]+)"
+        self.route("GET", svc, "services.get", self._get_service)
+        self.route("PATCH", svc, "services.patch", self._patch_service)
+        self.route("GET", svc + r"/revisions", "revisions.list", self._list_revisions)
+        self.route("GET", svc + r"/revisions/(?P<revision>[^/:]+)", "revisions.get", self._get_rev)
+        self.route("GET", _LOC + r"/operations/(?P<op>[^/:]+)", "operations.get", self._get_op)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def load(self, service: dict[str, Any], revisions: list[dict[str, Any]]) -> None:
+        """Replace the world with one service (API JSON) and its revisions (any order)."""
+        with self._state_lock:
+            self._services = {service["name"]: copy.deepcopy(service)}
+            self._revisions = {
+                service["name"]: sorted(
+                    copy.deepcopy(revisions), key=lambda r: r["createTime"], reverse=True
+                )
+            }
+            self._operations = {}
+
+    def service(self, name: str) -> dict[str, Any]:
+        """The stored service JSON (a copy), for assertions."""
+        with self._state_lock:
+            return copy.deepcopy(self._services[name])
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _service_name(self, match: re.Match[str]) -> str:
+        g = match.groupdict()
+        return f"projects/{g['project']}/locations/{g['location']}/services/{g['service']}"
+
+    def _get_service(self, req: Request, match: re.Match[str]) -> Response:
+        name = self._service_name(match)
+        with self._state_lock:
+            found = self._services.get(name)
+            return Response(200, copy.deepcopy(found)) if found else _not_found(name)
+
+    def _list_revisions(self, req: Request, match: re.Match[str]) -> Response:
+        name = self._service_name(match)
+        with self._state_lock:
+            if name not in self._services:
+                return _not_found(name)
+            revisions = copy.deepcopy(self._revisions.get(name, []))
+        size = int(req.query.get("pageSize", ["100"])[0]) or 100
+        start = int(req.query.get("pageToken", ["0"])[0] or 0)
+        page: dict[str, Any] = {"revisions": revisions[start : start + size]}
+        if start + size < len(revisions):
+            page["nextPageToken"] = str(start + size)
+        return Response(200, page)
+
+    def _get_rev(self, req: Request, match: re.Match[str]) -> Response:
+        parent = self._service_name(match)
+        name = f"{parent}/revisions/{match['revision']}"
+        with self._state_lock:
+            for revision in self._revisions.get(parent, []):
+                if revision["name"] == name:
+                    return Response(200, copy.deepcopy(revision))
+        return _not_found(name)
+
+    def _patch_service(self, req: Request, match: re.Match[str]) -> Response:
+        name = self._service_name(match)
+        if not isinstance(req.body, dict):
+            return google_error(400, "body must be a Service")
+        mask = [p for p in req.query.get("updateMask", [""])[0].split(",") if p]
+        with self._state_lock:
+            current = self._services.get(name)
+            if current is None:
+                return _not_found(name)
+            updated = copy.deepcopy(current)
+            for key in mask or _SPEC_FIELDS:
+                key = _camel(key.split(".")[0])
+                if key in req.body:
+                    updated[key] = copy.deepcopy(req.body[key])
+                elif not mask:
+                    updated.pop(key, None)
+            error = self._reconcile(current, updated)
+            if error:
+                return error
+            self._services[name] = updated
+            op_name = f"{name.split('/services/')[0]}/operations/{uuid.uuid4()}"
+            operation = {
+                "name": op_name,
+                "metadata": {"@type": SERVICE_TYPE, **copy.deepcopy(updated)},
+                "done": False,
+            }
+            self._operations[op_name] = (time.monotonic() + self.operation_delay_s, updated)
+        return Response(200, operation)
+
+    def _get_op(self, req: Request, match: re.Match[str]) -> Response:
+        g = match.groupdict()
+        name = f"projects/{g['project']}/locations/{g['location']}/operations/{g['op']}"
+        with self._state_lock:
+            found = self._operations.get(name)
+        if found is None:
+            return _not_found(name)
+        done_at, result = found
+        operation: dict[str, Any] = {"name": name, "metadata": {"@type": SERVICE_TYPE, **result}}
+        if time.monotonic() >= done_at:
+            operation["done"] = True
+            operation["response"] = {"@type": SERVICE_TYPE, **copy.deepcopy(result)}
+        return Response(200, operation)
+
+    # -- reconciliation --------------------------------------------------------------------
+
+    def _reconcile(self, before: dict[str, Any], after: dict[str, Any]) -> Response | None:
+        """Derive status from spec the way Cloud Run does, or return the API's error."""
+        name = after["name"]
+        now = self.clock()
+        revisions = self._revisions.setdefault(name, [])
+        template = after.get("template") or {}
+        if _template_key(template) != _template_key(before.get("template") or {}):
+            generation = int(after.get("generation") or 0) + 1
+            short = name.rsplit("/", 1)[-1]
+            rev_id = template.get("revision") or f"{short}-{generation:05d}-{uuid.uuid4().hex[:3]}"
+            rev_name = f"{name}/revisions/{rev_id.rsplit('/', 1)[-1]}"
+            if any(r["name"] == rev_name for r in revisions):
+                return google_error(409, f"revision {rev_name} already exists")
+            revisions.insert(0, _revision_from_template(name, rev_name, template, now))
+            after["latestCreatedRevision"] = rev_name
+            after["latestReadyRevision"] = rev_name
+        known = {r["name"] for r in revisions}
+        statuses = []
+        total = 0
+        for target in after.get("traffic") or [{"type": LATEST, "percent": 100}]:
+            percent = int(target.get("percent") or 0)
+            total += percent
+            if target.get("type") in _LATEST_VALUES:
+                revision = after.get("latestReadyRevision", "")
+                kind = LATEST
+            else:
+                revision = _full_revision(name, target.get("revision", ""))
+                kind = REVISION
+                if revision not in known:
+                    return google_error(400, f"Revision {target.get('revision')!r} not found")
+            status = {"type": kind, "percent": percent}
+            if kind == REVISION:
+                # Traffic names revisions by short id; only LATEST leaves it out.
+                status["revision"] = revision.rsplit("/", 1)[-1]
+            if target.get("tag"):
+                status["tag"] = target["tag"]
+            statuses.append(status)
+        if total != 100:
+            return google_error(400, f"traffic percentages must add up to 100, got {total}")
+        after["trafficStatuses"] = statuses
+        after["generation"] = str(int(after.get("generation") or 0) + 1)
+        after["observedGeneration"] = after["generation"]
+        after["updateTime"] = rfc3339(now)
+        after["terminalCondition"] = ready_condition(now)
+        after["reconciling"] = False
+        return None
+
+
+def ready_condition(at: datetime, ok: bool = True, message: str = "") -> dict[str, Any]:
+    condition = {
+        "type": "Ready",
+        "state": SUCCEEDED if ok else "CONDITION_FAILED",
+        "lastTransitionTime": rfc3339(at),
+    }
+    if message:
+        condition["message"] = message
+    return condition
+
+
+def _revision_from_template(
+    service: str, name: str, template: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "uid": str(uuid.uuid4()),
+        "generation": "1",
+        "createTime": rfc3339(now),
+        "updateTime": rfc3339(now),
+        "service": service.rsplit("/", 1)[-1],
+        "containers": copy.deepcopy(template.get("containers") or []),
+        "scaling": copy.deepcopy(template.get("scaling") or {}),
+        "conditions": [ready_condition(now)],
+        "observedGeneration": "1",
+    }
+
+
+def _template_key(template: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in template.items() if k != "revision"}, sort_keys=True)
+
+
+def _full_revision(service: str, revision: str) -> str:
+    return revision if revision.startswith("projects/") else f"{service}/revisions/{revision}"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _not_found(name: str) -> Response:
+    return google_error(404, f"Resource '{name}' was not found")
