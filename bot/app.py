@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 import commands
 from bot.announcements import Announcer
+from bot.cloud import CloudSources
 from bot.config import Config
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
@@ -80,6 +81,7 @@ class IncidentBot:
             directory=self.directory,
             pager=self.pager,
             timers=self.timers,
+            cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
         )
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)

@@ -16,6 +16,7 @@ from bot.store import Store
 
 if TYPE_CHECKING:
     from bot.announcements import Announcer
+    from bot.cloud import CloudSources
     from bot.paging import Pager
     from bot.people import Directory
     from bot.timers import Timers
@@ -32,6 +33,7 @@ class Context:
     directory: Directory
     pager: Pager
     timers: Timers
+    cloud: CloudSources
 
     def now(self) -> datetime:
         return self.clock()

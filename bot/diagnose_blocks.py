@@ -27,8 +27,8 @@ from bot.diagnostics import (
     percent_text,
     span_text,
 )
-
-ROLLBACK_PROPOSE = "rollback_propose"  # value: "<incident_number>:<revision>"
+from bot.ids import ROLLBACK_PROPOSE
+from bot.mrkdwn import escape
 
 Block = dict[str, Any]
 SECTION_MAX = 3000
@@ -36,7 +36,6 @@ FIELD_MAX = 2000
 HEADER_MAX = 150
 BLOCKS_MAX = 50
 CONTEXT_ELEMENTS_MAX = 10
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _LABELS = {
     "service": "Service",
     "revisions": "Revisions",
@@ -45,11 +44,6 @@ _LABELS = {
     "signals": "Signals",
     "health": "Health",
 }
-
-
-def escape(text: str) -> str:
-    """Make text safe for mrkdwn: no `<!channel>`, no `<@U…>`, no links."""
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
 
 
 def code(text: str) -> str:

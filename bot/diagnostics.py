@@ -672,7 +672,7 @@ def bad_deployment(report: Report) -> Match | None:
     )
     if previous:
         reason += f" Last healthy revision: {previous}."
-        step = f"Roll back: /incident rollback {previous}"
+        step = f"Roll back to {previous}: press Roll back for the exact command"
     else:
         reason += " No earlier healthy revision found to roll back to."
         step = "Find the last good revision: gcloud run revisions list"
@@ -717,7 +717,12 @@ def memory_exceeded(report: Report) -> Match | None:
     reason = f"{signals.oom} “memory limit exceeded” messages in {_minutes(WINDOW)} min"
     reason += f" (limit {limit})" if limit else ""
     reason += f", {signals.restarts} restarts."
-    step = f"/incident scale memory {bigger}" if bigger else "Raise the memory limit"
+    target = report.target
+    step = (
+        f"gcloud run services update {target.name} --region={target.region} --memory={bigger}"
+        if bigger
+        else "Raise the memory limit"
+    )
     return Match("8", "High memory use / OOM kill", 0.85, reason, next_step=step)
 
 

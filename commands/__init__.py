@@ -23,8 +23,10 @@ VERBS = (
     "severity",
     "page",
     "role",
+    "diagnose",
     "resolve",
     "list",
+    "runbook",
     "oncall",
     "help",
 )

@@ -21,7 +21,7 @@ from bot.cloud import (
     ServiceState,
     TrafficShare,
 )
-from bot.diagnose_blocks import ROLLBACK_PROPOSE, detail_texts, summary_blocks
+from bot.diagnose_blocks import detail_texts, summary_blocks
 from bot.diagnostics import (
     Report,
     RequestsFinding,
@@ -34,6 +34,7 @@ from bot.diagnostics import (
     Upstream,
     triage,
 )
+from bot.ids import ROLLBACK_PROPOSE
 
 NOW = datetime(2026, 1, 25, 14, 40, tzinfo=UTC)
 TARGET = ServiceRef("demo", "us-central1", "svc", "https://svc.example/health")
@@ -229,7 +230,9 @@ def test_restarts_mean_crash_but_memory_messages_add_scenario_8_with_a_bigger_li
     assert "1B" in ids and "8" in ids
     eight = next(m for m in triage(r).matches if m.scenario == "8")
     assert "9 “memory limit exceeded” messages" in eight.reason and "512Mi" in eight.reason
-    assert eight.next_step == "/incident scale memory 1Gi"
+    assert (
+        eight.next_step.endswith("--memory=1Gi") and "gcloud run services update" in eight.next_step
+    )
 
 
 def test_restarts_without_memory_messages_are_1b_only():

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bot import config as config_module
 from bot.app import IncidentBot
+from bot.config import ServiceConfig
+from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.slack_api import SlackSandbox
 from bot.sandbox.slack_user import SlackPlatform
 from bot.server import make_server
@@ -30,31 +33,41 @@ class SandboxedBot:
         config_text: str | None = None,
         db_path: str | None = None,
         slack: SlackSandbox | None = None,
-        env: dict[str, str] | None = None,
+        preset: str = "healthy",
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
         self.slack = slack or SlackSandbox()
         self._owns_slack = slack is None
-        self.env = env or {}
+        self.gcp = GcpSandbox()
+        self.preset = preset
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> SandboxedBot:
         self.slack.start()
+        self.gcp.start()
+        self.gcp.use(self.preset)
         config = (
             config_module.parse(self.config_text, source="sandbox config")
             if self.config_text
             else config_module.load(None)
         )
+        # Diagnose and roll back act on the emulated service, whatever the config names.
+        config = replace(
+            config,
+            service=ServiceConfig(
+                self.gcp.project, self.gcp.region, self.gcp.name, self.gcp.health_url
+            ),
+        )
         settings = Settings(
             bot_token=BOT_TOKEN,
             signing_secret=SIGNING_SECRET,
             slack_api_url=self.slack.api_url,
-            cloud_run_api_url=self.env.get("CLOUD_RUN_API_URL"),
-            cloud_logging_api_url=self.env.get("CLOUD_LOGGING_API_URL"),
+            cloud_run_api_url=self.gcp.cloud_run_url,
+            cloud_logging_api_url=self.gcp.logging_url,
             db_path=self.db_path,
             port=0,
         )
@@ -93,6 +106,7 @@ class SandboxedBot:
             self.bot.stop()
         if self._owns_slack:
             self.slack.stop()
+        self.gcp.stop()
         self._tmp.cleanup()
 
     def __enter__(self) -> SandboxedBot:

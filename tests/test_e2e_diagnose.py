@@ -1,0 +1,100 @@
+"""`/incident diagnose` end to end: signed command in, Cloud Run / Logging / health emulators read
+by the real Google clients, summary and details out in the war room."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.sandbox.runner import SandboxedBot
+
+
+def diagnosis(running: SandboxedBot, channel: str):
+    return running.slack.wait_for_message(channel, "Diagnosis ·", timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("preset", "likely", "also"),
+    [
+        ("healthy", None, ()),
+        ("bad_deploy", "Scenario 1A, Bad deployment", ()),
+        ("oom", "Scenario 8", ("1B",)),
+        ("slow", "Scenario 3", ()),
+        ("dependency_down", None, ("4", "5", "7", "11")),
+        ("rate_limited", "Scenario 9", ()),
+        ("bad_input", "Scenario 6", ()),
+    ],
+)
+def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, also):
+    with SandboxedBot(preset=preset) as running:
+        running.command("declare p2 Checkout errors")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+
+        reply = running.command("diagnose", channel=room)
+
+        assert reply.text.startswith("Diagnosing tai-autonomics")
+        summary = diagnosis(running, room)
+        text = summary.all_text
+        if preset == "healthy":
+            assert "No runbook scenario matches" in text
+        if likely:
+            assert f"Likely: {likely}" in text
+        for scenario in also:
+            assert f"*{scenario}*" in text or f"Scenario {scenario}" in text
+        details = running.slack.wait_for(
+            lambda: len(running.slack.thread(room, summary.ts)) >= 6, timeout=10
+        )
+        assert details
+        assert any(e.kind == "diagnose" for e in running.bot.store.timeline(1))
+        assert not running.slack.refusals()
+
+
+def test_the_diagnose_button_and_the_roll_back_button():
+    with SandboxedBot(preset="bad_deploy") as running:
+        running.command("declare p1 Checkout down")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+        announcement = running.slack.wait_for_message(
+            "C0INCIDENT", "INC-1 ·", with_button="incident_diagnose"
+        )
+
+        running.click(announcement.button("incident_diagnose"), user="U0LEAD", channel="C0INCIDENT")
+
+        summary = diagnosis(running, room)
+        button = summary.button("rollback_propose")
+        revision = running.gcp.world.previous_revision
+        assert button["value"] == f"1:{revision}"
+        click = running.click(button, user="U0LEAD", channel=room)
+        said = click.wait_response(lambda r: "gcloud run services update-traffic" in r.text)
+        assert f"--to-revisions={revision}=100" in said.text
+
+
+def test_a_failing_source_is_named_while_the_others_still_report():
+    with SandboxedBot(preset="bad_deploy") as running:
+        running.gcp.fail("logging", 500)
+        running.command("declare p2 Checkout errors")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+
+        running.command("diagnose", channel=room)
+
+        text = diagnosis(running, room).all_text
+        assert "Not available" in text and "Errors" in text
+        assert "Health" in text and "503" in text  # the health probe still reported
+        assert "Serving" in text
+
+
+def test_diagnose_without_an_incident_answers_only_the_asker():
+    with SandboxedBot(preset="slow") as running:
+        reply = running.command("diagnose")
+        said = reply.wait_response(lambda r: "Diagnosis" in r.text or r.blocks, timeout=15)
+        assert said.response_type == "ephemeral"
+        assert not running.slack.calls_to("chat.postMessage")
+
+
+def test_runbook_lists_and_shows_scenarios(bot):
+    listing = bot.command("runbook")
+    assert "*1.* Service completely down" in str(listing.blocks) and "*11.*" in str(listing.blocks)
+    latency = bot.command("runbook latency")
+    assert "Scenario 3" in latency.text
+    three = bot.command("runbook 3")
+    assert three.text == latency.text
+    missing = bot.command("runbook unicorns")
+    assert "No runbook scenario matches `unicorns`" in missing.text
