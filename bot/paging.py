@@ -186,8 +186,8 @@ class Pager:
                     "could not post the delivery warning for INC-%s", incident.number, exc_info=True
                 )
 
-    def close_pages(self, incident: Incident) -> None:
-        """Acknowledged: every page sent loses its button, and the others are told to stand down."""
+    def close_pages(self, incident: Incident, *, stand_down: bool = True) -> None:
+        """Every page sent loses its button; on ack, the other paged people are told to stand down."""
         for page in self.store.deliveries(incident.number, kind="page", status="sent"):
             if not (page.channel and page.ts):
                 continue
@@ -198,7 +198,11 @@ class Pager:
                     f"{incident.ref} acknowledged",
                     blocks.page_closed(self.config, incident),
                 )
-                if page.user != incident.acknowledged_by and incident.acknowledged_by:
+                if (
+                    stand_down
+                    and page.user != incident.acknowledged_by
+                    and incident.acknowledged_by
+                ):
                     self.slack.post(
                         page.channel,
                         f"✅ {incident.ref} was acknowledged by <@{incident.acknowledged_by}>. You can stand down.",

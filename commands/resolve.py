@@ -45,7 +45,7 @@ def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -
     def announce() -> Reply | None:
         ctx.announcer.refresh(saved.number)
         ctx.announcer.everywhere(saved, change.text)
-        ctx.pager.close_pages(saved)
+        ctx.pager.close_pages(saved, stand_down=False)
         return None
 
     return Reply(f"{saved.ref} resolved.", after=announce)

@@ -38,7 +38,8 @@ class SandboxedBot:
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
-        self.slack = slack or SlackSandbox()
+        # Exactly the scopes the manifest grants: a call the manifest forgot fails like in Slack.
+        self.slack = slack or SlackSandbox(scopes=manifest_scopes())
         self._owns_slack = slack is None
         self.gcp = GcpSandbox()
         self.preset = preset
@@ -120,3 +121,16 @@ def write_config(text: str, directory: str | Path) -> str:
     path = Path(directory) / "incident-bot.yaml"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def manifest_scopes() -> frozenset[str]:
+    """The bot scopes manifest.yaml grants (the sandbox's defaults when run outside a checkout)."""
+    import yaml
+
+    from bot.sandbox.slack_api import DEFAULT_SCOPES
+
+    path = Path(__file__).resolve().parents[2] / "manifest.yaml"
+    if not path.exists():
+        return DEFAULT_SCOPES
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return frozenset(data["oauth_config"]["scopes"]["bot"])

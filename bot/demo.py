@@ -1,0 +1,85 @@
+"""`incident-bot demo`: a scripted P1 against the built-in sandbox, printed as Slack would show it.
+
+Everything is real except Slack and Google: the bot runs under waitress, receives signed
+requests, and calls the sandbox's Slack Web API, Cloud Run, Cloud Logging and health
+emulators through the real clients. Durations are shortened so escalation fits in seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bot.config import default_config_text
+from bot.sandbox.runner import SandboxedBot
+from bot.sandbox.transcript import render
+
+# The runbook's config, with minutes turned into seconds so the demo shows escalation.
+DEMO_CONFIG = (
+    default_config_text()
+    .replace("{after: 10m, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}")
+    .replace("{after: 20m, page: [vp_product]}", "{after: 60s, page: [vp_product]}")
+    .replace("{after: 30m, page: [ceo]}", "{after: 90s, page: [ceo]}")
+)
+
+
+def run_demo(db_path: str | None = None, out: object = None) -> int:
+    stream = out or sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)  # type: ignore[call-overload]
+
+    with SandboxedBot(config_text=DEMO_CONFIG, db_path=db_path, preset="bad_deploy") as world:
+        slack, store = world.slack, world.bot.store
+        say("▶ @alice: /incident declare p1 Checkout returns 500")
+        reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
+        say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
+        page = slack.wait_for_dm(
+            "U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10
+        )
+        room = slack.wait_for(lambda: store.get(1).war_room_id)
+        slack.wait_for_message(room, "first steps")
+        say(
+            "  → announcement in #incident-response, war room opened and briefed, primary on-call paged"
+        )
+
+        say("▶ @bob: /incident list")
+        say("  " + world.command("list", user="U0BOB").text)
+
+        say("▶ (nobody acknowledges for 3 s: the secondary on-call is paged)")
+        slack.wait_for_dm("U0SECOND", "You are paged", timeout=10)
+
+        say("▶ @primary presses [Acknowledge] on the page")
+        world.click(page.button("incident_ack"), user="U0PRIMARY")
+        slack.wait_for_dm("U0SECOND", "You can stand down", timeout=10)
+        say("  → escalation stopped; the secondary is told to stand down")
+
+        say("▶ @primary in the war room: /incident diagnose")
+        world.command("diagnose", user="U0PRIMARY", channel=room)
+        slack.wait_for_message(room, "Diagnosis ·", timeout=20)
+
+        say("▶ @primary: /incident update identified Bad deploy 00043; rolling back to 00042")
+        world.command(
+            "update identified Bad deploy 00043; rolling back to 00042",
+            user="U0PRIMARY",
+            channel=room,
+        )
+        slack.wait_for_message(room, "rolling back to 00042")
+
+        say("▶ @primary: /incident resolve Rolled back to 00042; error rate back under 1%")
+        world.command(
+            "resolve Rolled back to 00042; error rate back under 1%", user="U0PRIMARY", channel=room
+        )
+        slack.wait_for_message(room, "resolved INC-1")
+        time.sleep(0.3)  # let the last edits land before printing
+
+        say("\n" + "═" * 100 + "\nWhat Slack shows\n" + "═" * 100)
+        say(render(slack))
+        refused = slack.refusals()
+        if refused:
+            say(
+                f"\n✗ Slack refused {len(refused)} call(s): {[c.method + ':' + str(c.error) for c in refused]}"
+            )
+            return 1
+        say("\n✓ Every message the bot sent was accepted by the sandbox's Slack.")
+    return 0
