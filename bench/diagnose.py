@@ -60,8 +60,7 @@ def main() -> int:
             ratio = report.elapsed_s / slowest.elapsed_s
             ratios.append(ratio)
             print(
-                f"{round_no:>5} {report.elapsed_s:>7.3f}s {slowest.elapsed_s:>7.3f}s "
-                f"{slowest.name:>10} {ratio:>6.3f}"
+                f"{round_no:>5} {report.elapsed_s:>7.3f}s {slowest.elapsed_s:>7.3f}s {slowest.name:>10} {ratio:>6.3f}"
             )
         likely = triage(report, "P2").likely
         print(f"verdict of the last round: {likely.scenario if likely else 'none'}")

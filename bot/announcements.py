@@ -26,9 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class Announcer:
-    def __init__(
-        self, config: Config, store: Store, slack: SlackGateway, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, config: Config, store: Store, slack: SlackGateway, clock: Callable[[], datetime]) -> None:
         self.config = config
         self.store = store
         self.slack = slack
@@ -69,14 +67,10 @@ class Announcer:
                 blocks.announcement(self.config, incident, self.clock()),
             )
 
-    def in_thread(
-        self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None
-    ) -> None:
+    def in_thread(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
         """A detail line under the announcement, where followers of the incident see it."""
         if incident.announcement_ts and incident.announcement_channel:
-            self.slack.post(
-                incident.announcement_channel, text, blocks_, thread_ts=incident.announcement_ts
-            )
+            self.slack.post(incident.announcement_channel, text, blocks_, thread_ts=incident.announcement_ts)
 
     def war_room_target(self, incident: Incident) -> tuple[str, str | None] | None:
         """Where war-room lines go: the war room, else the announcement's thread (channel, thread_ts)."""
@@ -86,18 +80,14 @@ class Announcer:
             return incident.announcement_channel, incident.announcement_ts
         return None
 
-    def in_war_room(
-        self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None
-    ) -> None:
+    def in_war_room(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
         """Post to the war room, or under the announcement for severities without one."""
         if incident.war_room_id:
             self.slack.post(incident.war_room_id, text, blocks_)
         else:
             self.in_thread(incident, text, blocks_)
 
-    def everywhere(
-        self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None
-    ) -> None:
+    def everywhere(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
         """Both the war room and the announcement thread (updates, all-clear)."""
         if incident.war_room_id:
             self.slack.post(incident.war_room_id, text, blocks_)
@@ -119,9 +109,7 @@ class Announcer:
                     f"I am not a member of #{self.config.channel}: invite me with `/invite @incident-bot` there."
                 ) from exc
             raise
-        return self.store.record_setup(
-            incident.number, now, announcement_channel=channel, announcement_ts=ts
-        )
+        return self.store.record_setup(incident.number, now, announcement_channel=channel, announcement_ts=ts)
 
     def _announcement_channel_id(self) -> str | None:
         """Needed to search history after a crash; learnt from earlier incidents, else looked up once."""
@@ -165,9 +153,7 @@ class Announcer:
         now = self.clock()
         name = war_room_name(self.config.war_room_prefix, incident.number, incident.title)
         channel_id, channel_name = self.slack.create_channel(name)
-        incident = self.store.record_setup(
-            incident.number, now, war_room_id=channel_id, war_room_name=channel_name
-        )
+        incident = self.store.record_setup(incident.number, now, war_room_id=channel_id, war_room_name=channel_name)
         # The announcement shows the war room link as soon as it exists.
         if incident.announcement_ts and incident.announcement_channel:
             self.slack.update(

@@ -118,9 +118,7 @@ class IncidentBot:
 def _setup_incomplete(config: Config, incident: Incident) -> bool:
     if incident.announcement_ts is None:
         return True
-    return config.has_war_room(incident.severity) and not (
-        incident.war_room_id and incident.war_room_briefed
-    )
+    return config.has_war_room(incident.severity) and not (incident.war_room_id and incident.war_room_briefed)
 
 
 def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
@@ -141,9 +139,7 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
     return app
 
 
-def resolve_incident(
-    ctx: Context, ref: int | None, channel: str
-) -> tuple[Incident | None, str | None]:
+def resolve_incident(ctx: Context, ref: int | None, channel: str) -> tuple[Incident | None, str | None]:
     """The incident named, else the one whose war room this is, else the only open one."""
     if ref is not None:
         incident = ctx.store.get(ref)
@@ -209,9 +205,7 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
     if sub is None:
         known = ", ".join(commands.REGISTRY)
         shown = parsed.verb[:30].replace("`", "'")
-        raise UsageError(
-            f"There is no `{shown}` subcommand. Try one of: {known}.", "/incident help"
-        )
+        raise UsageError(f"There is no `{shown}` subcommand. Try one of: {known}.", "/incident help")
     channel = body.get("channel_id") or ""
     incident = error = None
     if sub.needs_incident:
@@ -230,9 +224,7 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
     return sub.handle(ctx, req)
 
 
-def _action_listener(
-    ctx: Context, handler: Callable[[Context, ButtonClick], Reply]
-) -> Callable[..., None]:
+def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Reply]) -> Callable[..., None]:
     def on_action(ack: Any, body: dict[str, Any], respond: Any) -> None:
         ack()  # a button's ack carries nothing; feedback goes through its response_url
         ref = _reference()
@@ -266,9 +258,7 @@ def _action_listener(
     return on_action
 
 
-def _view_listener(
-    ctx: Context, handler: Callable[[Context, ViewSubmission], Reply]
-) -> Callable[..., None]:
+def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Reply]) -> Callable[..., None]:
     def on_view(ack: Any, body: dict[str, Any]) -> None:
         ref = _reference()
         view = body.get("view") or {}
@@ -353,9 +343,7 @@ def _ephemeral_deliverer(ctx: Context, channel: str | None, user: str) -> Callab
     return deliver
 
 
-def _run_after(
-    after: Callable[[], Reply | None], deliver: Callable[[Reply], None], ref: str
-) -> None:
+def _run_after(after: Callable[[], Reply | None], deliver: Callable[[Reply], None], ref: str) -> None:
     try:
         reply = after()
     except UsageError as exc:

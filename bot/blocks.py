@@ -95,9 +95,7 @@ def announcement(config: Config, incident: Incident, now: datetime) -> list[Bloc
         blocks.append(section(f"*Summary:* {user_text(incident.summary, SECTION_MAX - 20)}"))
     if incident.is_open:
         blocks.append(
-            context(
-                f"{config.policy(incident.severity).description}. SLA: {sla_text(config, incident.severity)}"
-            )
+            context(f"{config.policy(incident.severity).description}. SLA: {sla_text(config, incident.severity)}")
         )
         blocks.append(
             {
@@ -171,9 +169,7 @@ def incident_list(config: Config, incidents: list[Incident], now: datetime) -> l
     lines = []
     for inc in incidents:
         since_update = (
-            f"last update {humanize(now - inc.last_update_at)} ago"
-            if inc.last_update_at
-            else "no update yet"
+            f"last update {humanize(now - inc.last_update_at)} ago" if inc.last_update_at else "no update yet"
         )
         ack = "" if inc.acknowledged_at else " · *not acknowledged*"
         room = f" · <#{inc.war_room_id}>" if inc.war_room_id else ""
@@ -185,9 +181,7 @@ def incident_list(config: Config, incidents: list[Incident], now: datetime) -> l
     blocks += [section(chunk) for chunk in _chunks(lines, SECTION_MAX)]
     if len(blocks) > MESSAGE_BLOCKS_MAX:
         hidden = len(blocks) - MESSAGE_BLOCKS_MAX + 1
-        blocks = blocks[: MESSAGE_BLOCKS_MAX - 1] + [
-            context(f"…and more ({hidden} sections hidden).")
-        ]
+        blocks = blocks[: MESSAGE_BLOCKS_MAX - 1] + [context(f"…and more ({hidden} sections hidden).")]
     return blocks
 
 
@@ -246,11 +240,7 @@ def declare_modal(config: Config, *, severity: str | None, channel: str) -> dict
 
 
 def update_modal(incident: Incident) -> dict[str, Any]:
-    options = [
-        {"text": _text("plain_text", s.capitalize()), "value": s}
-        for s in STATUSES
-        if s != "resolved"
-    ]
+    options = [{"text": _text("plain_text", s.capitalize()), "value": s} for s in STATUSES if s != "resolved"]
     current = next((o for o in options if o["value"] == incident.status), options[0])
     return {
         "type": "modal",
@@ -288,11 +278,7 @@ def update_modal(incident: Incident) -> dict[str, Any]:
 
 def page(config: Config, incident: Incident, detail: str) -> list[Block]:
     """The DM that pages someone: what, how bad, how fast, where to go, and the Acknowledge button."""
-    room = (
-        f"War room: <#{incident.war_room_id}>"
-        if incident.war_room_id
-        else f"Announced in #{config.channel}"
-    )
+    room = f"War room: <#{incident.war_room_id}>" if incident.war_room_id else f"Announced in #{config.channel}"
     return [
         header(f"📟 You are paged: {incident.ref} · {severity_label(config, incident.severity)}"),
         section(f"*{user_text(incident.title, 1000)}*\n{room}. Commander <@{incident.commander}>."),

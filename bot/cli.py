@@ -17,22 +17,12 @@ log = logging.getLogger("incident_bot")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="incident-bot", description="Run the incident runbook from Slack."
-    )
+    parser = argparse.ArgumentParser(prog="incident-bot", description="Run the incident runbook from Slack.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "serve", help="serve Slack requests (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)"
-    )
-    demo = sub.add_parser(
-        "demo", help="run a scripted incident against the built-in sandbox and print it"
-    )
-    demo.add_argument(
-        "--db", default=None, help="SQLite file for the demo (default: a temporary one)"
-    )
-    check = sub.add_parser(
-        "check-config", help="print the effective config, or its errors (exit 1)"
-    )
+    sub.add_parser("serve", help="serve Slack requests (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
+    demo = sub.add_parser("demo", help="run a scripted incident against the built-in sandbox and print it")
+    demo.add_argument("--db", default=None, help="SQLite file for the demo (default: a temporary one)")
+    check = sub.add_parser("check-config", help="print the effective config, or its errors (exit 1)")
     check.add_argument("path", nargs="?", default=None)
     args = parser.parse_args(argv)
 

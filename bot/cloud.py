@@ -199,9 +199,7 @@ class CloudSources:
         ]
         if percent < 100:
             targets.append(
-                run_v2.TrafficTarget(
-                    type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100 - percent
-                )
+                run_v2.TrafficTarget(type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100 - percent)
             )
 
         def change(service: Any) -> None:
@@ -248,9 +246,7 @@ class CloudSources:
     def _get_service_proto(self, ref: ServiceRef, timeout_s: float) -> Any:
         return self._run_client("services").get_service(name=ref.path, timeout=timeout_s)
 
-    def _update_service(
-        self, ref: ServiceRef, change: Any, *, timeout_s: float, wait_s: float
-    ) -> ChangeResult:
+    def _update_service(self, ref: ServiceRef, change: Any, *, timeout_s: float, wait_s: float) -> ChangeResult:
         # UpdateService without an update_mask replaces the whole service, so send back
         # everything just read with one thing changed (its etag guards against a race).
         service = self._get_service_proto(ref, timeout_s)

@@ -113,9 +113,7 @@ def parse(text: str, source: str = "config") -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source) from exc
     if not isinstance(raw, dict):
-        raise ConfigError(
-            ["the top level must be a mapping of keys (channel, severities, ...)"], source
-        )
+        raise ConfigError(["the top level must be a mapping of keys (channel, severities, ...)"], source)
     reader = _Reader()
     config = reader.config(raw, source)
     if reader.errors:
@@ -191,9 +189,7 @@ class _Reader:
                 names.append(name.upper())
         return tuple(names)
 
-    def people_refs(
-        self, value: Any, key: str, roles: set[str], extra: set[str] = frozenset()
-    ) -> tuple[str, ...]:  # type: ignore[assignment]
+    def people_refs(self, value: Any, key: str, roles: set[str], extra: set[str] = frozenset()) -> tuple[str, ...]:  # type: ignore[assignment]
         refs = self.string_list(value, key)
         for i, ref in enumerate(refs):
             if not (_USER_ID.match(ref) or _EMAIL.match(ref) or ref in roles or ref in extra):
@@ -220,14 +216,10 @@ class _Reader:
                 "statuspage",
             },
         )
-        channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip(
-            "#"
-        )
+        channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
 
         war_room = self.mapping(top.get("war_room"), "war_room", {"severities", "prefix"})
-        war_room_severities = self.severity_list(
-            war_room.get("severities", ["P1", "P2"]), "war_room.severities"
-        )
+        war_room_severities = self.severity_list(war_room.get("severities", ["P1", "P2"]), "war_room.severities")
         prefix = self.string(war_room.get("prefix", "inc"), "war_room.prefix") or "inc"
         if not re.fullmatch(r"[a-z0-9_-]{1,20}", prefix):
             self.error(
@@ -235,9 +227,7 @@ class _Reader:
                 f"{prefix!r} must be 1-20 lowercase letters, digits, - or _ (it starts channel names)",
             )
 
-        people_raw = self.mapping(
-            top.get("people"), "people", set(map(str, top.get("people") or {}))
-        )
+        people_raw = self.mapping(top.get("people"), "people", set(map(str, top.get("people") or {})))
         people: dict[str, tuple[str, ...]] = {}
         for role, holders in people_raw.items():
             if not _ROLE_NAME.match(str(role)):
@@ -247,9 +237,7 @@ class _Reader:
         for role, holders in people.items():
             for i, ref in enumerate(holders):
                 if not (_USER_ID.match(ref) or _EMAIL.match(ref)):
-                    self.error(
-                        f"people.{role}[{i}]", f"{ref!r} is not a Slack user ID (U...) or an email"
-                    )
+                    self.error(f"people.{role}[{i}]", f"{ref!r} is not a Slack user ID (U...) or an email")
         roles = set(people)
 
         severities_raw = self.mapping(
@@ -259,25 +247,17 @@ class _Reader:
         for name in SEVERITIES:
             body = severities_raw.get(name, severities_raw.get(name.lower()))
             if body is None:
-                self.error(
-                    f"severities.{name}", "is required (every severity P1-P4 needs a policy)"
-                )
+                self.error(f"severities.{name}", "is required (every severity P1-P4 needs a policy)")
                 continue
             policy = self.severity(name, body, roles)
             if policy:
                 severities[name] = policy
 
         postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after"})
-        postmortem_severities = self.severity_list(
-            postmortem.get("severities", ["P1", "P2"]), "postmortem.severities"
-        )
-        due_after = self.duration(
-            postmortem.get("due_after", "24h"), "postmortem.due_after"
-        ) or timedelta(hours=24)
+        postmortem_severities = self.severity_list(postmortem.get("severities", ["P1", "P2"]), "postmortem.severities")
+        due_after = self.duration(postmortem.get("due_after", "24h"), "postmortem.due_after") or timedelta(hours=24)
 
-        service_raw = self.mapping(
-            top.get("service"), "service", {"project", "region", "name", "health_url"}
-        )
+        service_raw = self.mapping(top.get("service"), "service", {"project", "region", "name", "health_url"})
         service = ServiceConfig(
             project=self.string(service_raw.get("project"), "service.project") or "",
             region=self.string(service_raw.get("region"), "service.region") or "",
@@ -301,19 +281,11 @@ class _Reader:
 
         statuspage = None
         if top.get("statuspage") is not None:
-            sp = self.mapping(
-                top.get("statuspage"), "statuspage", {"page_id", "api_key_env", "api_url"}
-            )
+            sp = self.mapping(top.get("statuspage"), "statuspage", {"page_id", "api_key_env", "api_url"})
             statuspage = StatuspageConfig(
                 page_id=self.string(sp.get("page_id"), "statuspage.page_id") or "",
-                api_key_env=self.string(
-                    sp.get("api_key_env", "STATUSPAGE_API_KEY"), "statuspage.api_key_env"
-                )
-                or "",
-                api_url=self.string(
-                    sp.get("api_url", "https://api.statuspage.io/v1/"), "statuspage.api_url"
-                )
-                or "",
+                api_key_env=self.string(sp.get("api_key_env", "STATUSPAGE_API_KEY"), "statuspage.api_key_env") or "",
+                api_url=self.string(sp.get("api_url", "https://api.statuspage.io/v1/"), "statuspage.api_url") or "",
             )
 
         if self.errors:
@@ -369,10 +341,7 @@ class _Reader:
         return SeverityPolicy(
             name=name,
             label=self.string(body.get("label", name), f"{key}.label") or name,
-            description=self.string(
-                body.get("description", ""), f"{key}.description", required=False
-            )
-            or "",
+            description=self.string(body.get("description", ""), f"{key}.description", required=False) or "",
             ack_within=self.duration(body.get("ack_within"), f"{key}.ack_within"),
             fix_within=self.duration(body.get("fix_within"), f"{key}.fix_within"),
             update_every=self.duration(body.get("update_every"), f"{key}.update_every"),
@@ -410,9 +379,7 @@ def describe(config: Config) -> str:
                     "fix_within": fmt(p.fix_within),
                     "update_every": fmt(p.update_every),
                     "notify": list(p.notify) or None,
-                    "escalation": [
-                        {"after": fmt(s.after), "page": list(s.page)} for s in p.escalation
-                    ],
+                    "escalation": [{"after": fmt(s.after), "page": list(s.page)} for s in p.escalation],
                 }.items()
                 if v is not None
             }
@@ -429,6 +396,4 @@ def describe(config: Config) -> str:
         data["runbook"] = {"path": config.runbook_path}
     if config.statuspage:
         data["statuspage"] = vars(config.statuspage)
-    return f"# effective config ({config.source})\n" + yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True
-    )
+    return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -71,9 +71,7 @@ class CommandRequest:
 
     def incident_or_raise(self) -> Incident:
         if self.incident is None:
-            raise UsageError(
-                self.incident_error or "Which incident? Name it, e.g. `INC-7`.", self.usage
-            )
+            raise UsageError(self.incident_error or "Which incident? Name it, e.g. `INC-7`.", self.usage)
         return self.incident
 
     def open_incident_or_raise(self) -> Incident:

@@ -34,14 +34,10 @@ def run_demo(db_path: str | None = None, out: object = None) -> int:
         say("▶ @alice: /incident declare p1 Checkout returns 500")
         reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
         say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
-        page = slack.wait_for_dm(
-            "U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10
-        )
+        page = slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
         room = slack.wait_for(lambda: store.get(1).war_room_id)
         slack.wait_for_message(room, "first steps")
-        say(
-            "  → announcement in #incident-response, war room opened and briefed, primary on-call paged"
-        )
+        say("  → announcement in #incident-response, war room opened and briefed, primary on-call paged")
 
         say("▶ @bob: /incident list")
         say("  " + world.command("list", user="U0BOB").text)
@@ -67,9 +63,7 @@ def run_demo(db_path: str | None = None, out: object = None) -> int:
         slack.wait_for_message(room, "rolling back to 00042")
 
         say("▶ @primary: /incident resolve Rolled back to 00042; error rate back under 1%")
-        world.command(
-            "resolve Rolled back to 00042; error rate back under 1%", user="U0PRIMARY", channel=room
-        )
+        world.command("resolve Rolled back to 00042; error rate back under 1%", user="U0PRIMARY", channel=room)
         slack.wait_for_message(room, "resolved INC-1")
         time.sleep(0.3)  # let the last edits land before printing
 
@@ -77,9 +71,7 @@ def run_demo(db_path: str | None = None, out: object = None) -> int:
         say(render(slack))
         refused = slack.refusals()
         if refused:
-            say(
-                f"\n✗ Slack refused {len(refused)} call(s): {[c.method + ':' + str(c.error) for c in refused]}"
-            )
+            say(f"\n✗ Slack refused {len(refused)} call(s): {[c.method + ':' + str(c.error) for c in refused]}")
             return 1
         say("\n✓ Every message the bot sent was accepted by the sandbox's Slack.")
     return 0

@@ -65,9 +65,7 @@ def clip(text: str, limit: int = SECTION_MAX) -> str:
 # -- the summary ------------------------------------------------------------------------------
 
 
-def summary_blocks(
-    report: Report, triage: Triage, incident_number: int | None = None
-) -> list[Block]:
+def summary_blocks(report: Report, triage: Triage, incident_number: int | None = None) -> list[Block]:
     """The one summary message: numbers, likely scenario, buttons, failed sources."""
     blocks: list[Block] = [
         {
@@ -87,10 +85,7 @@ def summary_blocks(
         blocks.append(_section(text))
     else:
         blocks.append(_section("*No runbook scenario matches* the numbers above."))
-    others = [
-        f"*{escape(m.scenario)}* {escape(m.title)} ({m.confidence_label})"
-        for m in triage.matches[1:]
-    ]
+    others = [f"*{escape(m.scenario)}* {escape(m.title)} ({m.confidence_label})" for m in triage.matches[1:]]
     if others:
         blocks.append(_context("Also: " + " · ".join(others)))
     hint = triage.severity_hint
@@ -102,9 +97,7 @@ def summary_blocks(
             )
         )
     if report.failed:
-        failed = " · ".join(
-            f"*{_LABELS.get(r.name, r.name)}*: {_failure(r)}" for r in report.failed
-        )
+        failed = " · ".join(f"*{_LABELS.get(r.name, r.name)}*: {_failure(r)}" for r in report.failed)
         blocks.append(_context(f":warning: Not available: {failed}"))
     actions = _actions(triage, incident_number)
     if actions:
@@ -131,9 +124,7 @@ def _headline_fields(report: Report) -> list[str]:
     if requests and requests.recent.total:
         stats = requests.recent
         rate = stats.error_rate or 0.0
-        fields.append(
-            f"*5xx rate* ({minutes} min)\n{percent_text(rate)} · {stats.server_errors}/{stats.total}"
-        )
+        fields.append(f"*5xx rate* ({minutes} min)\n{percent_text(rate)} · {stats.server_errors}/{stats.total}")
         p95 = f"{stats.p95_ms:,.0f} ms" if stats.p95_ms is not None else "n/a"
         p50 = f" · p50 {stats.p50_ms:,.0f} ms" if stats.p50_ms is not None else ""
         fields.append(f"*p95 latency* ({minutes} min)\n{p95}{p50}")
@@ -195,9 +186,7 @@ def _footer(report: Report, triage: Triage) -> list[str]:
     if numbers:
         commands = ", ".join(f"`/incident runbook {n}`" for n in numbers)
         parts.append(f":book: Runbook: {commands}")
-    timing = " · ".join(
-        f"{r.name} {r.elapsed_s:.1f} s" for r in report.results if r.started_s is not None
-    )
+    timing = " · ".join(f"{r.name} {r.elapsed_s:.1f} s" for r in report.results if r.started_s is not None)
     parts.append(f"Checked in {report.elapsed_s:.1f} s ({timing}). Details in the thread.")
     return parts
 
@@ -234,10 +223,8 @@ def _service_detail(report: Report, finding: Any) -> str:
     lines = [
         f"{_service_state(finding)} · {escape(state.url) or 'no URL'}",
         f"Traffic: {traffic or 'none'}",
-        f"Latest created {code(state.latest_created_revision)}, "
-        f"latest ready {code(state.latest_ready_revision)}",
-        f"Memory limit {escape(state.memory_limit or 'default')}, "
-        f"max instances {state.max_instances or 'default'}",
+        f"Latest created {code(state.latest_created_revision)}, latest ready {code(state.latest_ready_revision)}",
+        f"Memory limit {escape(state.memory_limit or 'default')}, max instances {state.max_instances or 'default'}",
     ]
     return "\n".join(lines)
 
@@ -266,9 +253,7 @@ def _errors_detail(report: Report, finding: Any) -> str:
     more = " (more than were read)" if finding.sampled else ""
     lines = [f"{finding.count} ERROR-or-worse entries in {window} min{more}."]
     if finding.times:
-        lines.append(
-            f"First {_ago(report.now, finding.times[0])}, last {_ago(report.now, finding.times[-1])}."
-        )
+        lines.append(f"First {_ago(report.now, finding.times[0])}, last {_ago(report.now, finding.times[-1])}.")
     if finding.top_messages:
         lines.append("Top messages:")
         lines += [f"• {n}× {code(message)}" for message, n in finding.top_messages]
@@ -307,8 +292,7 @@ def _requests_detail(report: Report, finding: Any) -> str:
 def _signals_detail(report: Report, finding: Any) -> str:
     assert isinstance(finding, SignalsFinding)
     lines = [
-        f"Memory limit exceeded: {finding.oom}"
-        + (f", e.g. {code(finding.oom_sample)}" if finding.oom_sample else ""),
+        f"Memory limit exceeded: {finding.oom}" + (f", e.g. {code(finding.oom_sample)}" if finding.oom_sample else ""),
         f"Container restarts: {finding.restarts}"
         + (f", e.g. {code(finding.restart_sample)}" if finding.restart_sample else ""),
         f"429 answers: {finding.rate_limited}",

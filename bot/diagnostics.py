@@ -163,14 +163,7 @@ class SignalsFinding:
         return next((u for u in self.upstream if u.name == name), None)
 
 
-Finding = (
-    ServiceFinding
-    | RevisionsFinding
-    | ErrorsFinding
-    | RequestsFinding
-    | SignalsFinding
-    | HealthResult
-)
+Finding = ServiceFinding | RevisionsFinding | ErrorsFinding | RequestsFinding | SignalsFinding | HealthResult
 
 
 @dataclass(frozen=True)
@@ -310,9 +303,7 @@ def diagnose(
     return Report(service, now, results, elapsed_s=time.perf_counter() - started)
 
 
-def _bind(
-    fn: SourceFn, sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> Callable[[], Any]:
+def _bind(fn: SourceFn, sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> Callable[[], Any]:
     return lambda: fn(sources, ref, now, timeout_s)
 
 
@@ -325,9 +316,7 @@ class _Slot:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-def fan_out(
-    tasks: Mapping[str, Callable[[], Any]], timeouts: Mapping[str, float]
-) -> tuple[SourceResult, ...]:
+def fan_out(tasks: Mapping[str, Callable[[], Any]], timeouts: Mapping[str, float]) -> tuple[SourceResult, ...]:
     """Run each task on its own thread; wait for each no longer than its timeout.
 
     Results come back in the order of `tasks`. A task still running at its deadline is
@@ -416,22 +405,16 @@ def _one_line(text: str) -> str:
 # -- sources: fetch through the adapter, then summarise (pure) -------------------------------
 
 
-def read_service(
-    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> ServiceFinding:
+def read_service(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> ServiceFinding:
     return ServiceFinding(sources.get_service(ref, timeout_s=timeout_s))
 
 
-def read_revisions(
-    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> RevisionsFinding:
+def read_revisions(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> RevisionsFinding:
     revisions = sources.list_revisions(ref, limit=REVISIONS_SHOWN, timeout_s=timeout_s)
     return RevisionsFinding(tuple(revisions))
 
 
-def read_errors(
-    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> ErrorsFinding:
+def read_errors(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> ErrorsFinding:
     since = now - WINDOW
     records, sampled = sources.query_logs(
         ref, since, "severity>=ERROR", max_entries=ERROR_MAX_ENTRIES, timeout_s=timeout_s
@@ -439,9 +422,7 @@ def read_errors(
     return summarise_errors(records, since, sampled)
 
 
-def read_requests(
-    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> RequestsFinding:
+def read_requests(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> RequestsFinding:
     since = now - WINDOW
     # Only request logs carry httpRequest.status; every status is >= 100.
     records, sampled = sources.query_logs(
@@ -450,9 +431,7 @@ def read_requests(
     return summarise_requests(records, now, sampled)
 
 
-def read_signals(
-    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> SignalsFinding:
+def read_signals(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> SignalsFinding:
     since = now - WINDOW
     records, sampled = sources.query_logs(
         ref, since, "severity>=WARNING", max_entries=SIGNAL_MAX_ENTRIES, timeout_s=timeout_s
@@ -460,9 +439,7 @@ def read_signals(
     return summarise_signals(records, sampled)
 
 
-def read_health(
-    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float
-) -> HealthResult:
+def read_health(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> HealthResult:
     if not ref.health_url:
         raise NotConfigured("no service.health_url in the config")
     return sources.probe_health(ref.health_url, timeout_s=timeout_s)
@@ -478,9 +455,7 @@ SOURCES: dict[str, SourceFn] = {
 }
 
 
-def summarise_errors(
-    records: Sequence[LogRecord], window_start: datetime, sampled: bool = False
-) -> ErrorsFinding:
+def summarise_errors(records: Sequence[LogRecord], window_start: datetime, sampled: bool = False) -> ErrorsFinding:
     messages = Counter(_normalise(r.message) for r in records if r.message)
     paths = Counter(_path_label(r) for r in records if r.path)
     codes = Counter(r.error_code for r in records if r.error_code)
@@ -498,9 +473,7 @@ def summarise_errors(
     )
 
 
-def summarise_requests(
-    records: Sequence[LogRecord], now: datetime, sampled: bool = False
-) -> RequestsFinding:
+def summarise_requests(records: Sequence[LogRecord], now: datetime, sampled: bool = False) -> RequestsFinding:
     requests = [r for r in records if r.http and r.http.status is not None]
     recent = [r for r in requests if r.timestamp >= now - RECENT]
     per_path: dict[str, list[int]] = {}
@@ -518,9 +491,7 @@ def summarise_requests(
 
 
 def _stats(requests: Sequence[LogRecord]) -> RequestStats:
-    latencies = sorted(
-        r.http.latency_ms for r in requests if r.http and r.http.latency_ms is not None
-    )
+    latencies = sorted(r.http.latency_ms for r in requests if r.http and r.http.latency_ms is not None)
     return RequestStats(
         total=len(requests),
         server_errors=sum(_is_5xx(r) for r in requests),
@@ -545,9 +516,7 @@ _RESTART = re.compile(
     re.I,
 )
 _TIMEOUT_WORDS = re.compile(r"time(?:d)?\s?out|deadline exceeded", re.I)
-_FAILURE_WORDS = re.compile(
-    r"time(?:d)?\s?out|deadline|unavailable|refused|reset|fail|error|exception|\b5\d\d\b", re.I
-)
+_FAILURE_WORDS = re.compile(r"time(?:d)?\s?out|deadline|unavailable|refused|reset|fail|error|exception|\b5\d\d\b", re.I)
 # Not preceded by "/" or a letter, so the request path /pubsub is not the Pub/Sub service.
 DEPENDENCIES = (
     ("Pub/Sub", re.compile(r"(?<![/\w])pub\s*/?\s*sub", re.I)),
@@ -561,9 +530,7 @@ def summarise_signals(records: Sequence[LogRecord], sampled: bool = False) -> Si
     restarts = [r for r in records if _RESTART.search(r.message)]
     upstream = []
     for name, pattern in DEPENDENCIES:
-        hits = [
-            r for r in records if pattern.search(r.message) and _FAILURE_WORDS.search(r.message)
-        ]
+        hits = [r for r in records if pattern.search(r.message) and _FAILURE_WORDS.search(r.message)]
         if hits:
             timeouts = sum(1 for r in hits if _TIMEOUT_WORDS.search(r.message))
             upstream.append(Upstream(name, len(hits), timeouts, _one_line(hits[0].message)))

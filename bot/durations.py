@@ -11,9 +11,7 @@ def parse_duration(text: str) -> timedelta:
     """`5m` -> 5 minutes. Raises ValueError with the accepted forms."""
     match = _PATTERN.match(str(text))
     if not match:
-        raise ValueError(
-            f"{text!r} is not a duration (use a number and s, m, h or d: 30s, 5m, 2h, 1d)"
-        )
+        raise ValueError(f"{text!r} is not a duration (use a number and s, m, h or d: 30s, 5m, 2h, 1d)")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 

@@ -35,9 +35,7 @@ class Firing:
     deliveries: tuple[Delivery, ...]
 
 
-def due_actions(
-    incident: Incident, policy: SeverityPolicy, fired: frozenset[str], now: datetime
-) -> list[Firing]:
+def due_actions(incident: Incident, policy: SeverityPolicy, fired: frozenset[str], now: datetime) -> list[Firing]:
     """Everything due at `now` that has not fired yet, in the order it should go out."""
     if not incident.is_open:
         return []
@@ -62,15 +60,11 @@ def due_actions(
                     )
         breach_at = _ack_deadline(incident, policy)
         if breach_at is not None and breach_at <= now and "sla:ack" not in fired:
-            firings.append(
-                Firing("sla:ack", (Delivery("sla_breach", "incident", _fmt(policy.ack_within)),))
-            )
+            firings.append(Firing("sla:ack", (Delivery("sla_breach", "incident", _fmt(policy.ack_within)),)))
     return firings
 
 
-def next_due(
-    incident: Incident, policy: SeverityPolicy, fired: frozenset[str], now: datetime
-) -> datetime | None:
+def next_due(incident: Incident, policy: SeverityPolicy, fired: frozenset[str], now: datetime) -> datetime | None:
     """When `due_actions` will next have something to say; `now` if it already has."""
     if not incident.is_open:
         return None
@@ -81,8 +75,7 @@ def next_due(
     candidates = [
         incident.declared_at + step.after
         for step in policy.escalation
-        if incident.declared_at + step.after > now
-        and any(f"page:{ref}" not in fired for ref in step.page)
+        if incident.declared_at + step.after > now and any(f"page:{ref}" not in fired for ref in step.page)
     ]
     breach_at = _ack_deadline(incident, policy)
     if breach_at is not None and breach_at > now and "sla:ack" not in fired:

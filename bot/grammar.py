@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 from bot.incidents import parse_ref
 
-MAX_COMMAND_TEXT = (
-    4000  # Slack caps slash-command text well below this; anything longer is not a person typing
-)
+MAX_COMMAND_TEXT = 4000  # Slack caps slash-command text well below this; anything longer is not a person typing
 
 
 @dataclass(frozen=True)

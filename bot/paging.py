@@ -80,18 +80,14 @@ class Pager:
         channel, user, text, content, thread_ts = outgoing
         # The channel is stored before posting, so start-up can ask Slack whether it landed.
         self.store.set_delivery_channel(delivery.id, channel, user)
-        channel, ts = self.slack.post(
-            channel, text, content, thread_ts=thread_ts, key=_key(delivery)
-        )
+        channel, ts = self.slack.post(channel, text, content, thread_ts=thread_ts, key=_key(delivery))
         self.store.finish_delivery(delivery.id, self.clock(), user=user, channel=channel, ts=ts)
 
     def _compose(
         self, delivery: DeliveryRecord, incident: Incident
     ) -> tuple[str, str | None, str, list[dict[str, Any]] | None, str | None] | None:
         """(channel, user, text, blocks, thread_ts) for a delivery, or None when it is moot."""
-        if delivery.kind in {"page", "sla_breach"} and (
-            incident.acknowledged_at or not incident.is_open
-        ):
+        if delivery.kind in {"page", "sla_breach"} and (incident.acknowledged_at or not incident.is_open):
             self.store.cancel_delivery(delivery.id, "acknowledged before it went out")
             return None
         if delivery.kind in {"page", "fyi"}:
@@ -119,11 +115,7 @@ class Pager:
             label = delivery.target if delivery.target in self.config.people else "directly"
             return channel, None, f"📟 Paged {who} ({label}, {delivery.detail}).", None, thread_ts
         if delivery.kind == "sla_breach":
-            paged = [
-                d.user
-                for d in self.store.deliveries(incident.number, kind="page", status="sent")
-                if d.user
-            ]
+            paged = [d.user for d in self.store.deliveries(incident.number, kind="page", status="sent") if d.user]
             who = ", ".join(f"<@{u}>" for u in dict.fromkeys(paged)) or "nobody yet"
             text = (
                 f"⚠️ *{incident.ref} is not acknowledged* after {delivery.detail} "
@@ -182,9 +174,7 @@ class Pager:
                     "Still trying; page them another way if this is urgent.",
                 )
             except Exception:  # noqa: BLE001 - the warning is best effort; the page stays pending
-                log.warning(
-                    "could not post the delivery warning for INC-%s", incident.number, exc_info=True
-                )
+                log.warning("could not post the delivery warning for INC-%s", incident.number, exc_info=True)
 
     def close_pages(self, incident: Incident, *, stand_down: bool = True) -> None:
         """Every page sent loses its button; on ack, the other paged people are told to stand down."""
@@ -198,17 +188,11 @@ class Pager:
                     f"{incident.ref} acknowledged",
                     blocks.page_closed(self.config, incident),
                 )
-                if (
-                    stand_down
-                    and page.user != incident.acknowledged_by
-                    and incident.acknowledged_by
-                ):
+                if stand_down and page.user != incident.acknowledged_by and incident.acknowledged_by:
                     self.slack.post(
                         page.channel,
                         f"✅ {incident.ref} was acknowledged by <@{incident.acknowledged_by}>. You can stand down.",
                         thread_ts=page.ts,
                     )
             except SlackApiError as exc:
-                log.warning(
-                    "could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc)
-                )
+                log.warning("could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc))

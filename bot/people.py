@@ -51,8 +51,7 @@ class Directory:
             holder = incident.role_holder(incident_role) if incident else None
             if not holder:
                 raise PeopleError(
-                    f"nobody holds the {incident_role} role"
-                    + (f" in {incident.ref}" if incident else "")
+                    f"nobody holds the {incident_role} role" + (f" in {incident.ref}" if incident else "")
                 )
             return [holder]
         if ref in self.config.people:

@@ -52,8 +52,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             "Which endpoint fails? Group the errors by path.",
             "Which error? Group them by error code.",
-            "Random across endpoints points at a flaky dependency or memory; one endpoint at "
-            "bad input or a race.",
+            "Random across endpoints points at a flaky dependency or memory; one endpoint at bad input or a race.",
         ),
         (
             "Timeouts to Pub/Sub: check quotas and backlog; lengthen the processing timeout.",
@@ -70,12 +69,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             "Is every endpoint slow or just one?",
             "Is the service at its CPU or memory limit?",
-            "Trace or log slow requests: which call inside them takes the time "
-            "(Firestore, Pub/Sub, Stripe)?",
+            "Trace or log slow requests: which call inside them takes the time (Firestore, Pub/Sub, Stripe)?",
         ),
         (
-            "Slow Firestore query: add the missing index, narrow the query, or page it; "
-            "cache for a minute meanwhile.",
+            "Slow Firestore query: add the missing index, narrow the query, or page it; cache for a minute meanwhile.",
             "CPU-bound: give the service more memory (which also brings CPU) and instances.",
             "Slow Stripe: put a timeout on the call and queue the charge for a retry.",
             "Confirm: p95 back near its 500 ms baseline; a test call returns in under 1 s.",
@@ -106,8 +103,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Firestore errors spike, or writes take longer than 5000 ms.",
         (
             "Is the Firestore database running?",
-            "Are the service's credentials valid, and does its service account still hold the "
-            "Datastore User role?",
+            "Are the service's credentials valid, and does its service account still hold the Datastore User role?",
             "Is the Firestore API enabled, and is a quota exhausted?",
         ),
         (
@@ -208,8 +204,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             "Stop the cascade: isolate the failing dependency behind a circuit breaker.",
             "Degrade gracefully: cached answers, queued work, no timeouts.",
-            "Recover in stages: service, then reads, writes, Pub/Sub, payments; stop at the "
-            "first step that fails.",
+            "Recover in stages: service, then reads, writes, Pub/Sub, payments; stop at the first step that fails.",
             "Confirm for 10 minutes: errors under 1%, memory flat, latency under 500 ms.",
         ),
         ("cascade", "cascading", "everything", "multiple", "several", "all down"),

@@ -26,18 +26,14 @@ def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
             health = bot.health()
             status = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
             body = json.dumps(health).encode()
-            start_response(
-                status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         return slack_handler(environ, start_response)
 
     return app
 
 
-def make_server(
-    bot: IncidentBot, host: str = "0.0.0.0", port: int = 3000, threads: int = 32
-) -> Any:
+def make_server(bot: IncidentBot, host: str = "0.0.0.0", port: int = 3000, threads: int = 32) -> Any:
     """A waitress server (not yet running): `.run()` serves, `.close()` stops, `.effective_port`."""
     return create_server(
         wsgi_app(bot),

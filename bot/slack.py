@@ -101,9 +101,7 @@ class SlackGateway:
                 return None
         return None
 
-    def update(
-        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
-    ) -> None:
+    def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
 
     def post_ephemeral(self, channel: str, user: str, text: str) -> None:

@@ -52,9 +52,7 @@ class StatuspageError(Exception):
     `retry_after` is the server's `Retry-After` in seconds, when it sent one (429).
     """
 
-    def __init__(
-        self, status_code: int | None, message: str, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, status_code: int | None, message: str, retry_after: float | None = None) -> None:
         prefix = f"HTTP {status_code}" if status_code is not None else "no answer"
         super().__init__(f"Statuspage: {prefix}: {message}")
         self.status_code = status_code
@@ -101,9 +99,7 @@ class _Secret:
 class StatuspageClient:
     """Statuspage REST API v1 for one page."""
 
-    def __init__(
-        self, api_url: str, page_id: str, api_key: str, timeout: float = DEFAULT_TIMEOUT_S
-    ) -> None:
+    def __init__(self, api_url: str, page_id: str, api_key: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
             raise ValueError(f"Statuspage api_url must be an http(s) URL, got {api_url!r}")
         if not page_id or not page_id.strip():
@@ -112,9 +108,7 @@ class StatuspageClient:
         # A key with spaces or control characters would make http.client raise an error that
         # quotes the whole header, key included: refuse it here without showing it.
         if not api_key or not api_key.isprintable() or any(c.isspace() for c in api_key):
-            raise ValueError(
-                "Statuspage API key is empty or contains whitespace/control characters"
-            )
+            raise ValueError("Statuspage API key is empty or contains whitespace/control characters")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.api_url = api_url if api_url.endswith("/") else api_url + "/"
@@ -176,13 +170,9 @@ class StatuspageClient:
         self._call("PATCH", self._incident_path(incident_id), {"incident": incident})
         log.info("statuspage: updated incident %s (%s)", self._scrub(incident_id), status)
 
-    def resolve_incident(
-        self, incident_id: str, body: str, *, deliver_notifications: bool | None = None
-    ) -> None:
+    def resolve_incident(self, incident_id: str, body: str, *, deliver_notifications: bool | None = None) -> None:
         """Mark the incident resolved with a closing message."""
-        self.update_incident(
-            incident_id, "resolved", body, deliver_notifications=deliver_notifications
-        )
+        self.update_incident(incident_id, "resolved", body, deliver_notifications=deliver_notifications)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -237,12 +227,8 @@ class StatuspageClient:
             raise StatuspageError(None, message) from None
         except OSError as error:  # connection reset mid-answer and the like
             log.warning("statuspage: %s failed: %s", what, type(error).__name__)
-            raise StatuspageError(
-                None, self._scrub(f"{what}: connection failed ({error})")
-            ) from None
-        log.debug(
-            "statuspage: %s -> %s in %.0f ms", what, status, (time.perf_counter() - started) * 1000
-        )
+            raise StatuspageError(None, self._scrub(f"{what}: connection failed ({error})")) from None
+        log.debug("statuspage: %s -> %s in %.0f ms", what, status, (time.perf_counter() - started) * 1000)
         try:
             return status, (json.loads(raw) if raw else None)
         except ValueError:
@@ -306,9 +292,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-def unavailable_reason(
-    config: StatuspageConfig | None, env: Mapping[str, str] | None = None
-) -> str | None:
+def unavailable_reason(config: StatuspageConfig | None, env: Mapping[str, str] | None = None) -> str | None:
     """Why no Statuspage client can be built from `config` and `env`, or None if one can."""
     if config is None:
         return "no `statuspage:` block in the config"
@@ -319,10 +303,7 @@ def unavailable_reason(
         return "statuspage.api_key_env is empty"
     key = env.get(config.api_key_env, "")
     if not key.strip():
-        return (
-            f"the environment variable {config.api_key_env} (statuspage.api_key_env) "
-            "is not set or empty"
-        )
+        return f"the environment variable {config.api_key_env} (statuspage.api_key_env) is not set or empty"
     if not key.strip().isprintable() or any(c.isspace() for c in key.strip()):
         return f"the environment variable {config.api_key_env} contains whitespace"
     parts = urlsplit(config.api_url)
@@ -348,6 +329,4 @@ def from_config(
         return None
     assert config is not None
     env = os.environ if env is None else env
-    return StatuspageClient(
-        config.api_url, config.page_id, env[config.api_key_env], timeout=timeout
-    )
+    return StatuspageClient(config.api_url, config.page_id, env[config.api_key_env], timeout=timeout)

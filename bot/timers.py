@@ -26,9 +26,7 @@ DELIVERY_JOB = "deliveries"
 
 
 class Timers:
-    def __init__(
-        self, config: Config, store: Store, pager: Pager, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, config: Config, store: Store, pager: Pager, clock: Callable[[], datetime]) -> None:
         self.config = config
         self.store = store
         self.pager = pager
@@ -63,16 +61,12 @@ class Timers:
         due = None
         if incident is not None:
             now = self.clock()
-            due = next_due(
-                incident, self.config.policy(incident.severity), self.store.fired_keys(number), now
-            )
+            due = next_due(incident, self.config.policy(incident.severity), self.store.fired_keys(number), now)
         if due is None:
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
             return
-        self.scheduler.add_job(
-            self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True
-        )
+        self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
 
     def _tick(self, number: int) -> None:
         try:
@@ -92,9 +86,7 @@ class Timers:
         if at is None:
             return
         at = max(at, self.clock() + timedelta(milliseconds=10))
-        self.scheduler.add_job(
-            self._deliveries, "date", run_date=at, id=DELIVERY_JOB, replace_existing=True
-        )
+        self.scheduler.add_job(self._deliveries, "date", run_date=at, id=DELIVERY_JOB, replace_existing=True)
 
     def _deliveries(self) -> None:
         try:

@@ -69,6 +69,4 @@ def actions() -> dict[str, Callable[..., Any]]:
 
 
 def views() -> dict[str, Callable[..., Any]]:
-    return {
-        callback: handler for sub in REGISTRY.values() for callback, handler in sub.views.items()
-    }
+    return {callback: handler for sub in REGISTRY.values() for callback, handler in sub.views.items()}

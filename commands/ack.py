@@ -38,9 +38,7 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
 
     def announce() -> Reply | None:
         ctx.announcer.refresh(saved.number)
-        ctx.announcer.everywhere(
-            saved, f"✅ <@{user}> acknowledged {saved.ref}. Escalation stopped."
-        )
+        ctx.announcer.everywhere(saved, f"✅ <@{user}> acknowledged {saved.ref}. Escalation stopped.")
         ctx.pager.close_pages(saved)
         return None
 

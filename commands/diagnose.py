@@ -58,9 +58,7 @@ def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
         ctx.slack.post(channel, detail[:3000], thread_ts=thread_ts or ts)
     likely = verdict.likely
     line = f"<@{user}> ran diagnose: " + (
-        f"likely scenario {likely.scenario}, {escape(likely.title)}"
-        if likely
-        else "no runbook scenario matched"
+        f"likely scenario {likely.scenario}, {escape(likely.title)}" if likely else "no runbook scenario matched"
     )
     if report.failed:
         line += f" ({', '.join(r.name for r in report.failed)} unavailable)"

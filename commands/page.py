@@ -22,9 +22,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     target = mentioned_user(target_text) or target_text
     if target not in ctx.config.people and mentioned_user(target) is None:
         shown = target_text[:40].replace("`", "'")
-        raise UsageError(
-            f"`{shown}` is neither a person (`@alice`) nor a role.", USAGE + _roles(ctx)
-        )
+        raise UsageError(f"`{shown}` is neither a person (`@alice`) nor a role.", USAGE + _roles(ctx))
     detail = f"a manual page from <@{req.user}>"
     firing = Firing(
         f"manual:{uuid.uuid4().hex[:12]}",

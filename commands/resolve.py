@@ -31,9 +31,7 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -> Reply:
     now = ctx.now()
     while True:
-        change = resolve(
-            incident, by=user, now=now, summary=clean_title(summary) if summary else None
-        )
+        change = resolve(incident, by=user, now=now, summary=clean_title(summary) if summary else None)
         if change is None:
             return Reply(f"{incident.ref} is already resolved.")
         saved = ctx.store.apply(change, now, old=incident)

@@ -30,9 +30,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     role, who = parts[0].lower(), parts[1]
     if role not in INCIDENT_ROLES:
         shown = role[:30].replace("`", "'")
-        raise UsageError(
-            f"`{shown}` is not an incident role. Roles: {', '.join(INCIDENT_ROLES)}.", USAGE
-        )
+        raise UsageError(f"`{shown}` is not an incident role. Roles: {', '.join(INCIDENT_ROLES)}.", USAGE)
     user = mentioned_user(who)
     if user is None:
         raise UsageError("Name the person with an @-mention.", USAGE)

@@ -17,22 +17,15 @@ SECTION_MAX = 2900
 def handle(ctx: Context, req: CommandRequest) -> Reply:
     query = req.args.strip()
     if not query:
-        lines = [
-            f"*{s.number}.* {escape(s.title)} — _{escape(s.alert_trigger)}_"
-            for s in scenarios.SCENARIOS
-        ]
+        lines = [f"*{s.number}.* {escape(s.title)} — _{escape(s.alert_trigger)}_" for s in scenarios.SCENARIOS]
         return Reply(
             "*Runbook scenarios*\n" + "\n".join(lines) + "\n`/incident runbook <n>` shows one.",
-            blocks=_sections(
-                "*Runbook scenarios*\n" + "\n".join(lines) + "\n`/incident runbook <n>` shows one."
-            ),
+            blocks=_sections("*Runbook scenarios*\n" + "\n".join(lines) + "\n`/incident runbook <n>` shows one."),
         )
     scenario = scenarios.lookup(query)
     if scenario is None:
         shown = escape(query[:40].replace("`", "'"))
-        raise UsageError(
-            f"No runbook scenario matches `{shown}`. `/incident runbook` lists them.", USAGE
-        )
+        raise UsageError(f"No runbook scenario matches `{shown}`. `/incident runbook` lists them.", USAGE)
     if ctx.config.runbook_path:
         section = _team_runbook(ctx.config.runbook_path).get(scenario.number)
         if section is not None:

@@ -18,9 +18,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     while True:
         change = change_severity(incident, severity=severity, by=req.user)
         if change is None:
-            return Reply(
-                f"{incident.ref} is already {blocks.severity_label(ctx.config, severity)}."
-            )
+            return Reply(f"{incident.ref} is already {blocks.severity_label(ctx.config, severity)}.")
         saved = ctx.store.apply(change, now, old=incident)
         if saved is not None:
             break
@@ -39,6 +37,4 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
             ctx.timers.replan(saved.number)
         return None
 
-    return Reply(
-        f"{saved.ref} is now {blocks.severity_label(ctx.config, severity)}.", after=announce
-    )
+    return Reply(f"{saved.ref} is now {blocks.severity_label(ctx.config, severity)}.", after=announce)

@@ -30,9 +30,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
 
 def publish(ctx: Context, incident: Incident, user: str, text: str, status: str | None) -> Reply:
     if len(text) > UPDATE_MAX:
-        raise UsageError(
-            f"Updates are limited to {UPDATE_MAX:,} characters; yours has {len(text):,}.", USAGE
-        )
+        raise UsageError(f"Updates are limited to {UPDATE_MAX:,} characters; yours has {len(text):,}.", USAGE)
     now = ctx.now()
     while True:
         change = post_update(incident, text=text, status=status, by=user, now=now)

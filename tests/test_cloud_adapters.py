@@ -101,14 +101,10 @@ def test_revisions_emulator_pages_like_the_api(sandbox, ref):
     assert tokens == [None, ["1"], ["2"]]
 
 
-def test_set_traffic_moves_everything_to_a_revision_and_waits_for_the_operation(
-    cloud, ref, sandbox
-):
+def test_set_traffic_moves_everything_to_a_revision_and_waits_for_the_operation(cloud, ref, sandbox):
     sandbox.use("bad_deploy", NOW)
     result = cloud.set_traffic(ref, SERVING, timeout_s=2, wait_s=5)
-    assert [(t.revision, t.percent, t.latest) for t in result.service.traffic] == [
-        (SERVING, 100, False)
-    ]
+    assert [(t.revision, t.percent, t.latest) for t in result.service.traffic] == [(SERVING, 100, False)]
     assert result.operation.startswith(f"projects/{ref.project}/locations/{ref.region}/operations/")
     endpoints = [r.endpoint for r in sandbox.cloud_run.requests]
     assert endpoints == ["services.get", "services.patch", "operations.get"]
@@ -196,9 +192,7 @@ def test_query_logs_parses_request_logs_and_application_payloads(cloud, ref, san
 def test_query_logs_pages_and_says_when_it_stopped_early(cloud, ref, sandbox):
     all_records, _ = cloud.query_logs(ref, SINCE, "httpRequest.status>=100", timeout_s=2)
     before = len(sandbox.logging.requests)
-    paged, sampled = cloud.query_logs(
-        ref, SINCE, "httpRequest.status>=100", page_size=70, timeout_s=2
-    )
+    paged, sampled = cloud.query_logs(ref, SINCE, "httpRequest.status>=100", page_size=70, timeout_s=2)
     assert paged == all_records and not sampled
     pages = sandbox.logging.requests[before:]
     assert len(pages) == -(-len(all_records) // 70)

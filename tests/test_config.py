@@ -179,8 +179,7 @@ def test_bad_step_duration_names_the_step() -> None:
     raw = default_raw()
     raw["severities"]["P2"]["escalation"][1]["after"] = "ten"
     assert errors_of(raw) == [
-        "severities.P2.escalation[1].after: 'ten' is not a duration "
-        "(use a number and s, m, h or d: 30s, 5m, 2h, 1d)"
+        "severities.P2.escalation[1].after: 'ten' is not a duration (use a number and s, m, h or d: 30s, 5m, 2h, 1d)"
     ]
 
 
@@ -228,17 +227,13 @@ def test_user_ids_and_emails_are_accepted_in_escalation() -> None:
 def test_out_of_order_steps() -> None:
     raw = default_raw()
     raw["severities"]["P1"]["escalation"][2]["after"] = "5m"  # after the 10m step
-    assert errors_of(raw) == [
-        "severities.P1.escalation[2].after: steps must be in order of their `after`"
-    ]
+    assert errors_of(raw) == ["severities.P1.escalation[2].after: steps must be in order of their `after`"]
 
 
 def test_step_without_anyone_to_page() -> None:
     raw = default_raw()
     raw["severities"]["P4"]["escalation"][0]["page"] = []
-    assert errors_of(raw) == [
-        "severities.P4.escalation[0].page: must name at least one role or user"
-    ]
+    assert errors_of(raw) == ["severities.P4.escalation[0].page: must name at least one role or user"]
 
 
 def test_empty_escalation_is_refused() -> None:
@@ -367,9 +362,7 @@ def test_describe_round_trips_optional_sections() -> None:
 # -- CLI: incident-bot check-config -----------------------------------------------------------
 
 
-def test_check_config_prints_the_effective_config(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_prints_the_effective_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "good.yaml"
     path.write_text(config.default_config_text())
     assert main(["check-config", str(path)]) == 0
@@ -390,9 +383,7 @@ def test_check_config_without_path_uses_the_default(
     assert "name: tai-autonomics" in out
 
 
-def test_check_config_reports_every_error_on_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_reports_every_error_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = default_raw()
     raw["severities"]["P1"]["fix_within"] = "fast"
     raw["service"]["health_url"] = "localhost"

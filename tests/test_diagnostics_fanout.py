@@ -84,9 +84,7 @@ def test_logging_api_failing_leaves_the_other_sources_and_names_the_failed_ones(
     assert report.serving is not None and report.health is not None
     blocks = summary_blocks(report, triage(report, "P2"), incident_number=4)
     assert "*Errors*: InternalServerError" in str(blocks)
-    assert any(
-        t.startswith("*Requests*") and "InternalServerError" in t for t in detail_texts(report)
-    )
+    assert any(t.startswith("*Requests*") and "InternalServerError" in t for t in detail_texts(report))
 
 
 def test_logging_api_never_answering_costs_only_its_own_timeout(cloud, sandbox):

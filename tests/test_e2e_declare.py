@@ -139,15 +139,11 @@ def test_declare_without_a_title_opens_a_form_that_declares(bot):
     assert reply.status == 200 and reply.text == ""
     view = bot.slack.wait_for_view("declare_modal")
 
-    empty = bot.platform.submit_view(
-        view, {"severity_input": "P2", "title_input": "  "}, user="U0BOB"
-    )
+    empty = bot.platform.submit_view(view, {"severity_input": "P2", "title_input": "  "}, user="U0BOB")
     assert empty.response_action == "errors"
     assert bot.bot.store.count_incidents() == 0
 
-    done = bot.platform.submit_view(
-        view, {"severity_input": "P2", "title_input": "Payments slow"}, user="U0BOB"
-    )
+    done = bot.platform.submit_view(view, {"severity_input": "P2", "title_input": "Payments slow"}, user="U0BOB")
     assert done.status == 200 and done.response_action is None
     message = announcement(bot)
     assert "Payments slow" in message.all_text and "P2" in message.all_text
@@ -188,11 +184,7 @@ def test_resolve_edits_the_announcement_in_place(bot):
     assert reply.text == "INC-1 resolved."
     edited = bot.slack.wait_for(
         lambda: next(
-            (
-                m
-                for m in bot.slack.messages_in(ANNOUNCE)
-                if m.ts == first.ts and "resolved" in m.all_text
-            ),
+            (m for m in bot.slack.messages_in(ANNOUNCE) if m.ts == first.ts and "resolved" in m.all_text),
             None,
         )
     )

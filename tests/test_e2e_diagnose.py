@@ -40,9 +40,7 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
             assert f"Likely: {likely}" in text
         for scenario in also:
             assert f"*{scenario}*" in text or f"Scenario {scenario}" in text
-        details = running.slack.wait_for(
-            lambda: len(running.slack.thread(room, summary.ts)) >= 6, timeout=10
-        )
+        details = running.slack.wait_for(lambda: len(running.slack.thread(room, summary.ts)) >= 6, timeout=10)
         assert details
         assert any(e.kind == "diagnose" for e in running.bot.store.timeline(1))
         assert not running.slack.refusals()
@@ -52,9 +50,7 @@ def test_the_diagnose_button_and_the_roll_back_button():
     with SandboxedBot(preset="bad_deploy") as running:
         running.command("declare p1 Checkout down")
         room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
-        announcement = running.slack.wait_for_message(
-            "C0INCIDENT", "INC-1 ·", with_button="incident_diagnose"
-        )
+        announcement = running.slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_diagnose")
 
         running.click(announcement.button("incident_diagnose"), user="U0LEAD", channel="C0INCIDENT")
 

@@ -51,13 +51,9 @@ def test_acknowledge_on_the_page_stops_escalation_and_a_double_click_acks_once(f
     assert [a.action for a in fast_bot.bot.store.audit_log(1)].count("ack") == 1
     time.sleep(4.5)  # past the secondary's (2s) and VP's (4s) steps
     assert not pages_to(fast_bot, SECOND) and not pages_to(fast_bot, VP)
-    closed = fast_bot.slack.wait_for(
-        lambda: not page_message(fast_bot, PRIMARY).has_button("incident_ack")
-    )
+    closed = fast_bot.slack.wait_for(lambda: not page_message(fast_bot, PRIMARY).has_button("incident_ack"))
     assert closed
-    assert "not acknowledged" not in " ".join(
-        m.all_text for m in fast_bot.slack.messages_in(incident.war_room_id)
-    )
+    assert "not acknowledged" not in " ".join(m.all_text for m in fast_bot.slack.messages_in(incident.war_room_id))
 
 
 def page_message(bot, user):
@@ -71,18 +67,16 @@ def page_message(bot, user):
 def test_ack_from_the_announcement_tells_the_others_to_stand_down(fast_bot):
     fast_bot.command("declare p1 Checkout down")
     fast_bot.slack.wait_for_dm(SECOND, "You are paged", timeout=6)
-    announcement = fast_bot.slack.wait_for_message(
-        "C0INCIDENT", "INC-1 ·", with_button="incident_ack"
-    )
+    announcement = fast_bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_ack")
 
     fast_bot.click(announcement.button("incident_ack"), user=SECOND, channel="C0INCIDENT")
 
     fast_bot.slack.wait_for_dm(PRIMARY, "acknowledged by <@U0SECOND>. You can stand down")
     fast_bot.slack.wait_for(
         lambda: (
-            not [m for m in fast_bot.slack.messages_in("C0INCIDENT") if m.ts == announcement.ts][
-                0
-            ].has_button("incident_ack")
+            not [m for m in fast_bot.slack.messages_in("C0INCIDENT") if m.ts == announcement.ts][0].has_button(
+                "incident_ack"
+            )
         )
     )
 
@@ -102,10 +96,7 @@ def test_ack_command_and_bad_input(fast_bot):
     fast_bot.command("declare p2 Search is slow")
     fast_bot.slack.wait_for_dm(PRIMARY, "You are paged")
     unknown_role = fast_bot.command("page INC-1 nightwatch")
-    assert (
-        "`nightwatch` is neither a person" in unknown_role.text
-        and "oncall_primary" in unknown_role.text
-    )
+    assert "`nightwatch` is neither a person" in unknown_role.text and "oncall_primary" in unknown_role.text
     bad_role = fast_bot.command("role INC-1 overlord <@U0BOB|bob>")
     assert "`overlord` is not an incident role" in bad_role.text
     assert fast_bot.bot.store.get(1).commander == PRIMARY

@@ -21,9 +21,7 @@ def minutes(n: float) -> timedelta:
 
 
 def declared(severity: str) -> Incident:
-    draft = incidents.declare(
-        title="Checkout returns 500", severity=severity, by="U0DECLARER", now=T0, channel="C1"
-    )
+    draft = incidents.declare(title="Checkout returns 500", severity=severity, by="U0DECLARER", now=T0, channel="C1")
     return replace(draft, number=7)
 
 

@@ -21,9 +21,7 @@ CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 
 
 def declared(severity: str = "P1", title: str = "Checkout returns 500") -> Incident:
-    draft = incidents.declare(
-        title=title, severity=severity, by="U0DECLARER", now=T0, channel="C0ANNOUNCE"
-    )
+    draft = incidents.declare(title=title, severity=severity, by="U0DECLARER", now=T0, channel="C0ANNOUNCE")
     return replace(draft, number=7)
 
 
@@ -77,16 +75,12 @@ def test_empty_title_is_refused(text: str) -> None:
 
 def test_control_characters_and_newlines_are_folded() -> None:
     assert incidents.validate_title("DB\x00down\x07now", USAGE) == "DB down now"
-    assert incidents.validate_title("line one\nline two\r\n\tthree", USAGE) == (
-        "line one line two three"
-    )
+    assert incidents.validate_title("line one\nline two\r\n\tthree", USAGE) == ("line one line two three")
     assert incidents.validate_title("   padded   ", USAGE) == "padded"
 
 
 def test_unicode_title_is_kept() -> None:
-    assert (
-        incidents.validate_title("Caf\u00e9 \u65e5\u672c 🔥", USAGE) == "Caf\u00e9 \u65e5\u672c 🔥"
-    )
+    assert incidents.validate_title("Caf\u00e9 \u65e5\u672c 🔥", USAGE) == "Caf\u00e9 \u65e5\u672c 🔥"
 
 
 def test_title_at_the_limit_is_accepted() -> None:
@@ -111,9 +105,7 @@ def test_fifty_kilobytes_of_title_is_refused() -> None:
 
 def test_zero_width_joiner_emoji_survive() -> None:
     technologist = "\U0001f469\u200d\U0001f4bb"  # woman technologist: one emoji
-    assert incidents.validate_title(f"{technologist} laptop fleet down", USAGE) == (
-        f"{technologist} laptop fleet down"
-    )
+    assert incidents.validate_title(f"{technologist} laptop fleet down", USAGE) == (f"{technologist} laptop fleet down")
 
 
 # -- war_room_name ----------------------------------------------------------------------------
@@ -151,9 +143,7 @@ def test_war_room_name_is_always_a_valid_channel_name(title: str, number: int) -
 
 
 def test_war_room_name_slugs_the_title() -> None:
-    assert incidents.war_room_name("inc", 7, "Checkout returns 500!") == (
-        "inc-7-checkout-returns-500"
-    )
+    assert incidents.war_room_name("inc", 7, "Checkout returns 500!") == ("inc-7-checkout-returns-500")
     assert incidents.war_room_name("inc", 7, "Ünïcödé café") == "inc-7-unicode-cafe"
     assert incidents.war_room_name("inc", 7, "🔥!!!") == "inc-7"
     assert incidents.war_room_name("fire", 12, "--a--b--") == "fire-12-a-b"
@@ -317,9 +307,7 @@ def test_post_update() -> None:
     assert change.incident.last_update_at == at
     assert change.incident.status == "monitoring"
     assert change.kind == "update"
-    assert change.text == (
-        "<@U1> posted an update (monitoring): Rolled back &lt;@U999&gt; &amp; watching"
-    )
+    assert change.text == ("<@U1> posted an update (monitoring): Rolled back &lt;@U999&gt; &amp; watching")
     keep = incidents.post_update(declared(), text="still looking", status=None, by="U1", now=at)
     assert keep.incident.status == "investigating"
     with pytest.raises(UsageError):
@@ -328,9 +316,7 @@ def test_post_update() -> None:
 
 def test_sla_text_follows_the_policy() -> None:
     cfg = config.parse(config.default_config_text())
-    assert incidents.sla_text(cfg, "P1") == (
-        "ack within 5m · fix under way within 15m · update every 15m"
-    )
+    assert incidents.sla_text(cfg, "P1") == ("ack within 5m · fix under way within 15m · update every 15m")
     assert incidents.sla_text(cfg, "P3") == "ack within 1h · update every 2h"
     assert incidents.sla_text(cfg, "P4") == "ack within 1d"
 
@@ -385,9 +371,7 @@ def test_truncate_escaped_text_stays_within_the_limit_and_whole(raw: str, limit:
 
 def test_user_text_escapes_then_cuts() -> None:
     assert mrkdwn.user_text("<!channel>", 100) == "&lt;!channel&gt;"
-    assert (
-        mrkdwn.user_text("<" * 10, 20) == "&lt;" + mrkdwn.TRUNCATION_MARK
-    )  # "&lt;&lt" is cut back
+    assert mrkdwn.user_text("<" * 10, 20) == "&lt;" + mrkdwn.TRUNCATION_MARK  # "&lt;&lt" is cut back
     assert mrkdwn.user_text("<" * 10, 21) == "&lt;&lt;" + mrkdwn.TRUNCATION_MARK
 
 
@@ -418,9 +402,7 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_duration(text)
-    assert str(info.value) == (
-        f"{text!r} is not a duration (use a number and s, m, h or d: 30s, 5m, 2h, 1d)"
-    )
+    assert str(info.value) == (f"{text!r} is not a duration (use a number and s, m, h or d: 30s, 5m, 2h, 1d)")
 
 
 @pytest.mark.parametrize(

@@ -65,12 +65,8 @@ def test_the_scan_finds_the_calls_it_should():
 def test_manifest_scopes_cover_every_web_api_method_the_code_calls():
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
     for method in sorted(methods_called()):
-        assert method in METHOD_SCOPES, (
-            f"{method} is called but its scopes are not known to this test"
-        )
-        assert any(needed <= scopes for needed in METHOD_SCOPES[method]), (
-            f"{method} needs {METHOD_SCOPES[method]}"
-        )
+        assert method in METHOD_SCOPES, f"{method} is called but its scopes are not known to this test"
+        assert any(needed <= scopes for needed in METHOD_SCOPES[method]), f"{method} needs {METHOD_SCOPES[method]}"
     assert "commands" in scopes
 
 

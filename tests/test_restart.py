@@ -25,9 +25,7 @@ from bot.sandbox.slack_user import SlackPlatform
 from tests.conftest import FAST_CONFIG
 
 # The secondary is paged 3 s after declare: long enough to kill the bot before it is due.
-RESTART_CONFIG = FAST_CONFIG.replace(
-    "{after: 2s, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}"
-)
+RESTART_CONFIG = FAST_CONFIG.replace("{after: 2s, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}")
 
 
 def free_port() -> int:
@@ -62,9 +60,7 @@ class BotProcess:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=1
-                ) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
                     if json.loads(r.read())["scheduler_running"]:
                         return
             except OSError:
@@ -136,10 +132,7 @@ def test_a_declare_killed_before_its_set_up_is_finished_at_restart(world):
     bot.start()
 
     room = slack.wait_for(
-        lambda: (
-            slack.channel_by_name("inc-1-checkout-down")
-            or slack.channel_by_name("inc-1-checkout-down-2")
-        ),
+        lambda: slack.channel_by_name("inc-1-checkout-down") or slack.channel_by_name("inc-1-checkout-down-2"),
         timeout=10,
     )
     slack.wait_for_message(room.id, "first steps", timeout=10)

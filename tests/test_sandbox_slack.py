@@ -82,12 +82,8 @@ def test_post_update_and_thread_are_recorded_like_slack_shows_them(sandbox, clie
             {"type": "actions", "elements": [button("Ack", "incident_ack", "1")]},
         ],
     )
-    reply = client.chat_postMessage(
-        channel="C0INCIDENT", thread_ts=posted["ts"], text="paged @primary"
-    )
-    client.chat_update(
-        channel="C0INCIDENT", ts=posted["ts"], text="INC-1 acknowledged", blocks=[section("acked")]
-    )
+    reply = client.chat_postMessage(channel="C0INCIDENT", thread_ts=posted["ts"], text="paged @primary")
+    client.chat_update(channel="C0INCIDENT", ts=posted["ts"], text="INC-1 acknowledged", blocks=[section("acked")])
 
     parent, threaded = sandbox.messages_in("#incident-response")
     assert parent.ts == posted["ts"] and float(reply["ts"]) > float(posted["ts"])
@@ -144,10 +140,7 @@ def test_posting_to_a_user_id_opens_the_dm(sandbox, client):
 
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
 def test_a_message_needs_text_or_blocks_and_at_most_40000_chars(sandbox, client):
-    assert (
-        slack_error(lambda: client.chat_postMessage(channel="C0INCIDENT", text=""))["error"]
-        == "no_text"
-    )
+    assert slack_error(lambda: client.chat_postMessage(channel="C0INCIDENT", text=""))["error"] == "no_text"
     too_long = lambda: client.chat_postMessage(channel="C0INCIDENT", text="x" * 40_001)  # noqa: E731
     assert slack_error(too_long)["error"] == "msg_too_long"
     client.chat_postMessage(channel="C0INCIDENT", text="x" * 40_000)
@@ -210,41 +203,22 @@ def test_created_channel_has_the_bot_and_takes_invites_and_a_topic(sandbox, clie
         ("U0BOT", "cant_invite_self"),
         ("U0SECOND,U0NOBODY", "user_not_found"),
     ]:
-        assert (
-            slack_error(lambda u=users: client.conversations_invite(channel=channel, users=u))[
-                "error"
-            ]
-            == error
-        )
+        assert slack_error(lambda u=users: client.conversations_invite(channel=channel, users=u))["error"] == error
     assert "U0SECOND" not in sandbox.conversation(channel).members  # a failed invite adds nobody
-    assert (
-        slack_error(lambda: client.conversations_setTopic(channel=channel, topic="t" * 251))[
-            "error"
-        ]
-        == "too_long"
-    )
+    assert slack_error(lambda: client.conversations_setTopic(channel=channel, topic="t" * 251))["error"] == "too_long"
     client.conversations_setTopic(channel=channel, topic="t" * 250)
     client.conversations_setPurpose(channel=channel, purpose="Checkout down")
     info = client.conversations_info(channel=channel)["channel"]
     assert info["topic"]["value"] == "t" * 250 and info["purpose"]["value"] == "Checkout down"
     client.conversations_archive(channel=channel)
-    assert (
-        slack_error(lambda: client.chat_postMessage(channel=channel, text="x"))["error"]
-        == "is_archived"
-    )
+    assert slack_error(lambda: client.chat_postMessage(channel=channel, text="x"))["error"] == "is_archived"
 
 
 def test_the_bot_must_be_in_a_channel_to_post_or_invite(sandbox, client):
-    assert (
-        slack_error(lambda: client.chat_postMessage(channel="C0GENERAL", text="x"))["error"]
-        == "not_in_channel"
-    )
+    assert slack_error(lambda: client.chat_postMessage(channel="C0GENERAL", text="x"))["error"] == "not_in_channel"
     invite = lambda: client.conversations_invite(channel="C0GENERAL", users="U0BOB")  # noqa: E731
     assert slack_error(invite)["error"] == "not_in_channel"
-    assert (
-        slack_error(lambda: client.chat_postMessage(channel="C0NOPE", text="x"))["error"]
-        == "channel_not_found"
-    )
+    assert slack_error(lambda: client.chat_postMessage(channel="C0NOPE", text="x"))["error"] == "channel_not_found"
     client.conversations_join(channel="C0GENERAL")
     client.chat_postMessage(channel="C0GENERAL", text="now I can")
     assert [m.text for m in sandbox.messages_in("general")] == ["now I can"]
@@ -261,18 +235,14 @@ def test_chat_write_public_scope_posts_without_joining():
         client.chat_postMessage(channel="C0GENERAL", text="public")
         private = world.add_channel("secret", is_private=True, members=["U0ALICE"])
         assert (
-            slack_error(lambda: client.chat_postMessage(channel=private.id, text="x"))["error"]
-            == "channel_not_found"
+            slack_error(lambda: client.chat_postMessage(channel=private.id, text="x"))["error"] == "channel_not_found"
         )
 
 
 def test_users_by_id_and_email(client):
     assert client.users_info(user="U0LEAD")["user"]["name"] == "lead"
     assert client.users_lookupByEmail(email="vp@example.com")["user"]["id"] == "U0VP"
-    assert (
-        slack_error(lambda: client.users_lookupByEmail(email="no@example.com"))["error"]
-        == "users_not_found"
-    )
+    assert slack_error(lambda: client.users_lookupByEmail(email="no@example.com"))["error"] == "users_not_found"
 
 
 # ---- Web API: Block Kit ----------------------------------------------------------------------
@@ -322,14 +292,10 @@ def test_users_by_id_and_email(client):
     ],
 )
 def test_invalid_blocks_are_refused_like_slack(sandbox, client, blocks, message):
-    refused = slack_error(
-        lambda: client.chat_postMessage(channel="C0INCIDENT", text="t", blocks=blocks)
-    )
+    refused = slack_error(lambda: client.chat_postMessage(channel="C0INCIDENT", text="t", blocks=blocks))
     assert refused["error"] == "invalid_blocks"
     assert any(message in e for e in refused["errors"]), refused["errors"]
-    assert any(
-        m.startswith("[ERROR] ") and message in m for m in refused["response_metadata"]["messages"]
-    )
+    assert any(m.startswith("[ERROR] ") and message in m for m in refused["response_metadata"]["messages"])
     assert sandbox.messages_in("C0INCIDENT") == []
     assert [c.method for c in sandbox.refusals()] == ["chat.postMessage"]
 
@@ -346,9 +312,7 @@ def test_blocks_at_the_limits_are_accepted(client):
 
 
 def test_form_encoded_blocks_are_parsed_too(sandbox):
-    body = "channel=C0INCIDENT&text=hi&blocks=" + urllib.request.quote(
-        json.dumps([section("x" * 3001)])
-    )
+    body = "channel=C0INCIDENT&text=hi&blocks=" + urllib.request.quote(json.dumps([section("x" * 3001)]))
     status, _, raw = raw_post(
         sandbox.api_url + "chat.postMessage",
         body.encode(),
@@ -398,10 +362,7 @@ def test_rate_limit_is_retried_by_slack_sdk(sandbox, client):
     assert len(sandbox.messages_in("C0INCIDENT")) == 1
     sandbox.rate_limit("chat.postMessage", retry_after=0)
     bare = WebClient(token=TOKEN, base_url=sandbox.api_url)
-    assert (
-        slack_error(lambda: bare.chat_postMessage(channel="C0INCIDENT", text="x"))["error"]
-        == "ratelimited"
-    )
+    assert slack_error(lambda: bare.chat_postMessage(channel="C0INCIDENT", text="x"))["error"] == "ratelimited"
 
 
 def test_injected_failures_raise_slack_api_error_once(sandbox, client):
@@ -411,10 +372,7 @@ def test_injected_failures_raise_slack_api_error_once(sandbox, client):
     assert caught.value.response.status_code == 500
     assert client.conversations_create(name="inc-1")["ok"]  # times=1: the next call works
     sandbox.error("chat.postMessage", error="channel_not_found")
-    assert (
-        slack_error(lambda: client.chat_postMessage(channel="C0INCIDENT", text="x"))["error"]
-        == "channel_not_found"
-    )
+    assert slack_error(lambda: client.chat_postMessage(channel="C0INCIDENT", text="x"))["error"] == "channel_not_found"
     assert sandbox.refusals() == []  # injected, so not the bot's fault
     sandbox.delay("auth.test", 0.2)
     started = time.monotonic()
@@ -444,10 +402,7 @@ MODAL = {
             "element": {
                 "type": "static_select",
                 "action_id": "value",
-                "options": [
-                    {"text": {"type": "plain_text", "text": p}, "value": p.lower()}
-                    for p in ("P1", "P2")
-                ],
+                "options": [{"text": {"type": "plain_text", "text": p}, "value": p.lower()} for p in ("P1", "P2")],
             },
         },
     ],
@@ -455,18 +410,12 @@ MODAL = {
 
 
 def test_views_open_needs_a_fresh_trigger_from_slack(sandbox, client):
-    assert (
-        slack_error(lambda: client.views_open(trigger_id="123.456.abc", view=MODAL))["error"]
-        == "invalid_trigger_id"
-    )
+    assert slack_error(lambda: client.views_open(trigger_id="123.456.abc", view=MODAL))["error"] == "invalid_trigger_id"
     trigger = sandbox.issue_trigger_id("U0PRIMARY")
     view = client.views_open(trigger_id=trigger, view=MODAL)["view"]
     assert view["id"].startswith("V") and view["callback_id"] == "declare"
     assert sandbox.view_user(view["id"]) == "U0PRIMARY" and sandbox.is_view_open(view["id"])
-    assert (
-        slack_error(lambda: client.views_open(trigger_id=trigger, view=MODAL))["error"]
-        == "exchanged_trigger_id"
-    )
+    assert slack_error(lambda: client.views_open(trigger_id=trigger, view=MODAL))["error"] == "exchanged_trigger_id"
 
 
 def test_expired_trigger_is_refused():
@@ -474,25 +423,18 @@ def test_expired_trigger_is_refused():
         client = WebClient(token=TOKEN, base_url=world.api_url)
         trigger = world.issue_trigger_id()
         time.sleep(0.1)
-        assert (
-            slack_error(lambda: client.views_open(trigger_id=trigger, view=MODAL))["error"]
-            == "expired_trigger_id"
-        )
+        assert slack_error(lambda: client.views_open(trigger_id=trigger, view=MODAL))["error"] == "expired_trigger_id"
 
 
 def test_invalid_views_are_refused_with_invalid_arguments(sandbox, client):
     long_title = {**MODAL, "title": {"type": "plain_text", "text": "x" * 25}}
-    refused = slack_error(
-        lambda: client.views_open(trigger_id=sandbox.issue_trigger_id(), view=long_title)
-    )
+    refused = slack_error(lambda: client.views_open(trigger_id=sandbox.issue_trigger_id(), view=long_title))
     assert refused["error"] == "invalid_arguments"
     assert refused["response_metadata"]["messages"] == [
         "[ERROR] must be less than 25 characters [json-pointer:/view/title/text]"
     ]
     no_submit = {k: v for k, v in MODAL.items() if k != "submit"}
-    refused = slack_error(
-        lambda: client.views_open(trigger_id=sandbox.issue_trigger_id(), view=no_submit)
-    )
+    refused = slack_error(lambda: client.views_open(trigger_id=sandbox.issue_trigger_id(), view=no_submit))
     assert refused["error"] == "invalid_arguments"
 
 
@@ -507,9 +449,7 @@ def test_signature_is_what_slack_sdk_verifies():
     assert not verifier.is_valid_request(body + "&x=1", headers)
     assert not SignatureVerifier("other").is_valid_request(body, headers)
     fixed = sign(SECRET, body.encode(), timestamp=1_700_000_000)
-    assert fixed["X-Slack-Signature"] == verifier.generate_signature(
-        timestamp="1700000000", body=body
-    )
+    assert fixed["X-Slack-Signature"] == verifier.generate_signature(timestamp="1700000000", body=body)
 
 
 # ---- the platform half: a real Bolt app receives what SlackPlatform sends -------------------
@@ -536,9 +476,7 @@ def bolt(sandbox: SlackSandbox) -> Iterator[tuple[App, SlackPlatform, dict[str, 
         server_class=_ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     platform = SlackPlatform(f"http://127.0.0.1:{server.server_port}/slack/events", SECRET, sandbox)
     yield app, platform, seen
@@ -620,9 +558,7 @@ def test_clicking_a_button_in_an_ephemeral_reply(sandbox, bolt):
         ack()
         respond(
             text="Roll back?",
-            blocks=[
-                {"type": "actions", "elements": [button("Confirm", "rollback_confirm", "rev-1")]}
-            ],
+            blocks=[{"type": "actions", "elements": [button("Confirm", "rollback_confirm", "rev-1")]}],
         )
 
     @app.action("rollback_confirm")
@@ -637,16 +573,12 @@ def test_clicking_a_button_in_an_ephemeral_reply(sandbox, bolt):
     assert seen["body"]["container"]["is_ephemeral"] is True and "message" not in seen["body"]
     assert seen["body"]["actions"][0]["value"] == "rev-1"
     shown = sandbox.wait_for_ephemeral("U0LEAD", "Rolled back")
-    assert (
-        shown.edited and sandbox.messages_in("C0INCIDENT") == []
-    )  # replaced in place, never public
+    assert shown.edited and sandbox.messages_in("C0INCIDENT") == []  # replaced in place, never public
 
 
 def test_wait_for_fails_with_the_transcript(sandbox, client):
     client.chat_postMessage(channel="C0INCIDENT", text="something else")
-    with pytest.raises(
-        AssertionError, match=r"(?s)waiting for a message.*incident-bot: something else"
-    ):
+    with pytest.raises(AssertionError, match=r"(?s)waiting for a message.*incident-bot: something else"):
         sandbox.wait_for_message("C0INCIDENT", contains="INC-9", timeout=0.05)
     with pytest.raises(AssertionError, match="incident_ack"):
         sandbox.wait_for_dm("U0PRIMARY", with_button="incident_ack", timeout=0.05)
@@ -709,9 +641,7 @@ def test_transcript_reads_like_the_slack_client(sandbox, client, bolt):
         },
     ]
     parent = client.chat_postMessage(channel="C0INCIDENT", text="INC-7", blocks=blocks)
-    client.chat_postMessage(
-        channel="C0INCIDENT", thread_ts=parent["ts"], text="Paged <@U0PRIMARY> &amp; more"
-    )
+    client.chat_postMessage(channel="C0INCIDENT", thread_ts=parent["ts"], text="Paged <@U0PRIMARY> &amp; more")
     client.chat_update(channel="C0INCIDENT", ts=parent["ts"], text="INC-7", blocks=blocks[:2])
     client.chat_postMessage(channel="U0PRIMARY", text="You are paged")
     assert render(sandbox) == "\n".join(

@@ -43,9 +43,7 @@ def raw_call(sandbox: StatuspageSandbox, method: str, path: str, body: Any, key:
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"OAuth {key}"
-    request = urllib.request.Request(
-        sandbox.url + path, data=json.dumps(body).encode(), method=method, headers=headers
-    )
+    request = urllib.request.Request(sandbox.url + path, data=json.dumps(body).encode(), method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return response.status, json.loads(response.read())
@@ -81,9 +79,7 @@ def test_create_sends_the_documented_body_and_auth_header(sandbox, client):
     assert incident["name"] == "Checkout errors"
     assert incident["status"] == "investigating"
     assert incident["impact"] == "none"
-    assert [(u["status"], u["body"]) for u in incident["incident_updates"]] == [
-        ("investigating", "We are looking.")
-    ]
+    assert [(u["status"], u["body"]) for u in incident["incident_updates"]] == [("investigating", "We are looking.")]
 
 
 @pytest.mark.parametrize(
@@ -117,9 +113,7 @@ def test_update_patches_status_and_body(sandbox, client):
             "impact_override": "major",
         }
     }
-    assert all(
-        c.authorized and c.headers["Authorization"] == "OAuth [redacted]" for c in (first, second)
-    )
+    assert all(c.authorized and c.headers["Authorization"] == "OAuth [redacted]" for c in (first, second))
     incident = sandbox.incident(incident_id)
     assert incident["status"] == "monitoring"
     assert incident["monitoring_at"] is not None

@@ -36,9 +36,7 @@ def store(db_path: str) -> Iterator[Store]:
     opened.close()
 
 
-def draft(
-    title: str = "Checkout returns 500", severity: str = "P1", by: str = "U0DECL"
-) -> Incident:
+def draft(title: str = "Checkout returns 500", severity: str = "P1", by: str = "U0DECL") -> Incident:
     return incidents.declare(title=title, severity=severity, by=by, now=T0, channel="C0ANN")
 
 
@@ -65,9 +63,7 @@ def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def decide_at(now: datetime) -> Callable[[Incident, frozenset[str]], list[Firing]]:
-    return lambda incident, fired: due_actions(
-        incident, CONFIG.policy(incident.severity), fired, now
-    )
+    return lambda incident, fired: due_actions(incident, CONFIG.policy(incident.severity), fired, now)
 
 
 # -- incidents ------------------------------------------------------------------------------
@@ -88,9 +84,7 @@ def test_create_numbers_and_get_round_trips(store: Store) -> None:
 def test_create_writes_a_timeline_line_and_an_audit_record(store: Store) -> None:
     inc = store.create_incident(draft("<!channel> & down"), T0)
     assert store.timeline(inc.number) == [
-        Event(
-            1, T0, "declare", "U0DECL", "<@U0DECL> declared INC-1 (P1): &lt;!channel&gt; &amp; down"
-        )
+        Event(1, T0, "declare", "U0DECL", "<@U0DECL> declared INC-1 (P1): &lt;!channel&gt; &amp; down")
     ]
     assert store.audit_log(inc.number) == [
         AuditRecord(1, T0, "U0DECL", "declare", {"severity": "P1", "title": "<!channel> & down"})
@@ -110,9 +104,7 @@ def test_open_incidents_excludes_resolved(store: Store) -> None:
 def test_by_war_room(store: Store) -> None:
     inc = store.create_incident(draft(), T0)
     store.create_incident(draft("other"), T0)
-    saved = store.record_setup(
-        inc.number, T0, war_room_id="C0WAR", war_room_name="inc-1-checkout-returns-500"
-    )
+    saved = store.record_setup(inc.number, T0, war_room_id="C0WAR", war_room_name="inc-1-checkout-returns-500")
     assert saved.version == 1
     found = store.by_war_room("C0WAR")
     assert found is not None
@@ -141,9 +133,7 @@ def test_apply_bumps_version_and_records_timeline_and_audit(store: Store) -> Non
     assert saved.version == 1
     assert saved.acknowledged_at == at
     assert store.get(inc.number) == saved
-    assert store.timeline(inc.number)[-1] == Event(
-        1, at, "ack", "U0PRIMARY", "<@U0PRIMARY> acknowledged INC-1"
-    )
+    assert store.timeline(inc.number)[-1] == Event(1, at, "ack", "U0PRIMARY", "<@U0PRIMARY> acknowledged INC-1")
     assert store.audit_log(inc.number)[-1] == AuditRecord(
         1,
         at,
@@ -204,9 +194,7 @@ def test_timeline_is_in_time_order_whatever_the_insert_order(store: Store) -> No
     store.add_event(inc.number, T0 + minutes(2), "note", "U1", "two")
     # 14:37 in UTC written with a +02:00 offset sorts by the instant, not the text.
     plus_two = timezone(timedelta(hours=2))
-    store.add_event(
-        inc.number, datetime(2026, 1, 25, 16, 37, tzinfo=plus_two), "note", "U1", "five"
-    )
+    store.add_event(inc.number, datetime(2026, 1, 25, 16, 37, tzinfo=plus_two), "note", "U1", "five")
     store.add_event(inc.number, T0 + minutes(2), "note", "U2", "two again")
     timeline = store.timeline(inc.number)
     assert [e.text for e in timeline[1:]] == ["two", "two again", "five", "ten"]
@@ -305,9 +293,7 @@ def test_claim_sees_an_ack_committed_before_it(store: Store) -> None:
     assert change is not None
     assert store.apply(change, T0 + minutes(9), old=inc) is not None
     assert store.claim(inc.number, decide_at(T0 + minutes(10)), T0 + minutes(10)) == []
-    assert store.deliveries(inc.number, kind="page", status="pending")[0].target == (
-        "oncall_primary"
-    )
+    assert store.deliveries(inc.number, kind="page", status="pending")[0].target == ("oncall_primary")
     assert len(store.deliveries(inc.number, kind="page")) == 1
 
 
@@ -365,9 +351,7 @@ def test_finish_delivery(store: Store, claimed: Incident) -> None:
     assert 3 not in [d.id for d in store.due_deliveries(T0 + minutes(60))]
 
 
-def test_retry_counts_attempts_and_respects_next_attempt_at(
-    store: Store, claimed: Incident
-) -> None:
+def test_retry_counts_attempts_and_respects_next_attempt_at(store: Store, claimed: Incident) -> None:
     assert store.start_delivery(3)
     assert store.retry_delivery(3, "ratelimited", T0 + minutes(1)) == 1
     record = store.deliveries(claimed.number, kind="page")[0]
@@ -410,9 +394,7 @@ def test_cancel_delivery(store: Store, claimed: Incident) -> None:
     assert [d.id for d in store.due_deliveries(T0 + minutes(60))] == [1, 2, 3]
 
 
-def test_interrupted_deliveries_are_found_and_resumed_one_by_one(
-    store: Store, claimed: Incident
-) -> None:
+def test_interrupted_deliveries_are_found_and_resumed_one_by_one(store: Store, claimed: Incident) -> None:
     assert store.start_delivery(1)
     assert store.start_delivery(2)
     assert store.start_delivery(3)

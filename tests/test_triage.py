@@ -66,9 +66,7 @@ def service(serving: str = NEW, memory: str | None = "512Mi") -> ServiceFinding:
 
 def revision(name: str, live_ago: timedelta, ready: bool = True) -> RevisionState:
     live = NOW - live_ago
-    return RevisionState(
-        name, live - timedelta(seconds=40), ready, "", live, f"img:{name}", "512Mi"
-    )
+    return RevisionState(name, live - timedelta(seconds=40), ready, "", live, f"img:{name}", "512Mi")
 
 
 def revisions(new_live_ago: timedelta = timedelta(minutes=8)) -> RevisionsFinding:
@@ -103,9 +101,7 @@ def errors(records: list[LogRecord]) -> dx.ErrorsFinding:
     return dx.summarise_errors(records, NOW - dx.WINDOW)
 
 
-def requests(
-    total: int = 100, server_errors: int = 0, p95: float = 200.0, by_path=None
-) -> RequestsFinding:
+def requests(total: int = 100, server_errors: int = 0, p95: float = 200.0, by_path=None) -> RequestsFinding:
     stats = RequestStats(total, server_errors, 0, p95 / 2, p95)
     window = RequestStats(total * 3, server_errors, 0, p95 / 2, p95)
     paths = by_path or (("/pricing", total, server_errors),)
@@ -183,9 +179,7 @@ def test_errors_that_were_already_there_before_the_deploy_are_not_a_bad_deployme
 
 
 def test_errors_starting_long_after_the_deploy_are_not_a_bad_deployment():
-    late = bad_deploy_report(
-        revisions=revisions(minutes(28)), errors=errors(errors_between(3, 0, 30))
-    )
+    late = bad_deploy_report(revisions=revisions(minutes(28)), errors=errors(errors_between(3, 0, 30)))
     assert dx.bad_deployment(late) is None
 
 
@@ -195,9 +189,7 @@ def test_a_handful_of_errors_after_a_deploy_is_not_a_bad_deployment():
 
 
 def test_bad_deployment_without_an_earlier_healthy_revision_has_no_rollback_target():
-    only_new = RevisionsFinding(
-        (revision(NEW, minutes(8)), revision(OLD, minutes(60), ready=False))
-    )
+    only_new = RevisionsFinding((revision(NEW, minutes(8)), revision(OLD, minutes(60), ready=False)))
     match = dx.bad_deployment(bad_deploy_report(revisions=only_new))
     assert match is not None and match.rollback_revision is None
     assert "No earlier healthy revision" in match.reason
@@ -230,9 +222,7 @@ def test_restarts_mean_crash_but_memory_messages_add_scenario_8_with_a_bigger_li
     assert "1B" in ids and "8" in ids
     eight = next(m for m in triage(r).matches if m.scenario == "8")
     assert "9 “memory limit exceeded” messages" in eight.reason and "512Mi" in eight.reason
-    assert (
-        eight.next_step.endswith("--memory=1Gi") and "gcloud run services update" in eight.next_step
-    )
+    assert eight.next_step.endswith("--memory=1Gi") and "gcloud run services update" in eight.next_step
 
 
 def test_restarts_without_memory_messages_are_1b_only():
@@ -274,9 +264,7 @@ def test_bad_deployment_supersedes_the_generic_service_down():
 # -- 2 / 3 ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("failed", "expected"), [(5, "2"), (7, "2"), (10, "2"), (4, None), (11, None)]
-)
+@pytest.mark.parametrize(("failed", "expected"), [(5, "2"), (7, "2"), (10, "2"), (4, None), (11, None)])
 def test_error_rate_between_five_and_ten_percent_is_scenario_2(failed, expected):
     match = dx.partial_errors(report(requests=requests(100, failed)))
     assert (match.scenario if match else None) == expected
@@ -380,9 +368,7 @@ def test_dependency_failures_on_one_path_are_not_an_input_pattern():
 
 def test_a_429_spike_is_rate_limiting():
     match = dx.rate_limited(report(signals=signals(rate_limited=90), requests=requests(100)))
-    assert (
-        match is not None and match.scenario == "9" and "90 requests answered 429" in match.reason
-    )
+    assert match is not None and match.scenario == "9" and "90 requests answered 429" in match.reason
 
 
 @pytest.mark.parametrize(("count", "total"), [(10, 100), (25, 10_000)])
@@ -446,9 +432,7 @@ def test_no_request_numbers_no_severity_hint():
 # -- helpers ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("limit", "doubled"), [("512Mi", "1Gi"), ("1Gi", "2Gi"), ("768Mi", "1536Mi"), ("lots", None)]
-)
+@pytest.mark.parametrize(("limit", "doubled"), [("512Mi", "1Gi"), ("1Gi", "2Gi"), ("768Mi", "1536Mi"), ("lots", None)])
 def test_double_memory(limit, doubled):
     assert dx.double_memory(limit) == doubled
 
@@ -475,9 +459,7 @@ def test_summarise_requests_splits_recent_from_window():
 
 def test_catalogue_has_the_eleven_scenarios_with_checks_and_fixes():
     assert [s.number for s in scenarios.SCENARIOS] == list(range(1, 12))
-    assert all(
-        s.alert_trigger and s.first_checks and s.fixes and s.keywords for s in scenarios.SCENARIOS
-    )
+    assert all(s.alert_trigger and s.first_checks and s.fixes and s.keywords for s in scenarios.SCENARIOS)
 
 
 @pytest.mark.parametrize(

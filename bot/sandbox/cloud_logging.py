@@ -192,9 +192,7 @@ class LoggingEmulator(JsonServer):
         start = int(body.get("pageToken") or 0)
         with self._state_lock:
             selected = [
-                e
-                for e in self._entries
-                if _project_of(e) in projects and all(c.matches(e) for c in comparisons)
+                e for e in self._entries if _project_of(e) in projects and all(c.matches(e) for c in comparisons)
             ]
         selected.sort(key=_time_key(), reverse=order.endswith("desc"))
         page: dict[str, Any] = {"entries": copy.deepcopy(selected[start : start + size])}

@@ -83,9 +83,7 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             self._services = {service["name"]: copy.deepcopy(service)}
             self._revisions = {
-                service["name"]: sorted(
-                    copy.deepcopy(revisions), key=lambda r: r["createTime"], reverse=True
-                )
+                service["name"]: sorted(copy.deepcopy(revisions), key=lambda r: r["createTime"], reverse=True)
             }
             self._operations = {}
 
@@ -232,9 +230,7 @@ def ready_condition(at: datetime, ok: bool = True, message: str = "") -> dict[st
     return condition
 
 
-def _revision_from_template(
-    service: str, name: str, template: dict[str, Any], now: datetime
-) -> dict[str, Any]:
+def _revision_from_template(service: str, name: str, template: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "name": name,
         "uid": str(uuid.uuid4()),

@@ -92,12 +92,8 @@ class _Generator:
         self.preset, self.now, self.ref, self.rng = preset, now, ref, rng
         name = ref.name
         self.revs = [
-            Revision(
-                f"{name}-00040-hup", "1.3.7", now - timedelta(days=9), now - timedelta(days=9)
-            ),
-            Revision(
-                f"{name}-00041-kom", "1.3.8", now - timedelta(days=3), now - timedelta(days=3)
-            ),
+            Revision(f"{name}-00040-hup", "1.3.7", now - timedelta(days=9), now - timedelta(days=9)),
+            Revision(f"{name}-00041-kom", "1.3.8", now - timedelta(days=3), now - timedelta(days=3)),
             Revision(
                 f"{name}-00042-xyz",
                 "1.3.9",
@@ -107,9 +103,7 @@ class _Generator:
         ]
         if preset == "bad_deploy":
             live = now - timedelta(minutes=8)
-            self.revs.append(
-                Revision(f"{name}-00043-bad", "1.4.0", live - timedelta(seconds=50), live)
-            )
+            self.revs.append(Revision(f"{name}-00043-bad", "1.4.0", live - timedelta(seconds=50), live))
         self.burst_from = now - timedelta(minutes=4)  # bad_deploy: errors start here
         self.trouble_from = now - timedelta(minutes=12)  # other presets' trouble starts here
 
@@ -236,9 +230,7 @@ class _Generator:
 
     def _request_entries(self, req: _Request) -> Iterator[dict[str, Any]]:
         ref = self.ref
-        severity = req.severity or (
-            "ERROR" if req.status >= 500 else "WARNING" if req.status >= 400 else "INFO"
-        )
+        severity = req.severity or ("ERROR" if req.status >= 500 else "WARNING" if req.status >= 400 else "INFO")
         resource = self._resource(req.revision)
         trace = f"projects/{ref.project}/traces/{self.rng.getrandbits(128):032x}"
         yield {
@@ -289,8 +281,7 @@ class _Generator:
                 (1, "WARNING", "Container terminated on signal 9."),
             ):
                 yield {
-                    "logName": f"projects/{self.ref.project}/logs/"
-                    "run.googleapis.com%2Fvarlog%2Fsystem",
+                    "logName": f"projects/{self.ref.project}/logs/run.googleapis.com%2Fvarlog%2Fsystem",
                     "resource": self._resource(self._revision_at(at)),
                     "timestamp": rfc3339(at + timedelta(seconds=offset)),
                     "severity": severity,
@@ -395,8 +386,7 @@ class _Generator:
                 req,
                 status=500,
                 latency_ms=self.rng.uniform(10, 30),
-                message="function_clause in marketplace:format_receipt/1: "
-                "customer_id has 500 characters (limit 255)",
+                message="function_clause in marketplace:format_receipt/1: customer_id has 500 characters (limit 255)",
                 error_code="internal_error",
             )
         return req
@@ -524,6 +514,4 @@ class GcpSandbox:
         try:
             return self.servers[source]
         except KeyError:
-            raise ValueError(
-                f"unknown source {source!r}; use cloud_run, logging or health"
-            ) from None
+            raise ValueError(f"unknown source {source!r}; use cloud_run, logging or health") from None

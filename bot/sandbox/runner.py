@@ -59,9 +59,7 @@ class SandboxedBot:
         # Diagnose and roll back act on the emulated service, whatever the config names.
         config = replace(
             config,
-            service=ServiceConfig(
-                self.gcp.project, self.gcp.region, self.gcp.name, self.gcp.health_url
-            ),
+            service=ServiceConfig(self.gcp.project, self.gcp.region, self.gcp.name, self.gcp.health_url),
         )
         settings = Settings(
             bot_token=BOT_TOKEN,

@@ -420,9 +420,7 @@ def _check_unique(value: Any, ptr: str, key: str) -> list[str]:
 
 CHECKS: dict[str, Callable[[Any, str, Any], list[str]]] = {
     "max_chars": lambda v, p, n: (
-        [_err(f"must be less than {n + 1} characters", p)]
-        if isinstance(v, str) and len(v) > n
-        else []
+        [_err(f"must be less than {n + 1} characters", p)] if isinstance(v, str) and len(v) > n else []
     ),
     "max_items": lambda v, p, n: (
         [_err(f"no more than {n} items allowed", p)] if isinstance(v, list) and len(v) > n else []
@@ -688,9 +686,7 @@ class Message(_HasBlocks):
     edits: tuple[MessageVersion, ...] = ()
     edited_ts: str | None = None
     via: str = "chat.postMessage"
-    metadata: dict[str, Any] | None = (
-        None  # chat.postMessage's `metadata` (event_type, event_payload)
-    )
+    metadata: dict[str, Any] | None = None  # chat.postMessage's `metadata` (event_type, event_payload)
 
     @property
     def edited(self) -> bool:
@@ -1006,9 +1002,7 @@ class SlackSandbox:
     ) -> str:
         """A response_url whose POSTs are recorded under `key` and shown where Slack would."""
         with self._lock:
-            self._response_contexts[key] = ResponseContext(
-                key, channel, user, message_ts, is_ephemeral, thread_ts
-            )
+            self._response_contexts[key] = ResponseContext(key, channel, user, message_ts, is_ephemeral, thread_ts)
         return f"{self.base_url}/response/{key}"
 
     def new_ts(self) -> str:
@@ -1205,9 +1199,7 @@ class SlackSandbox:
         if needed and needed not in self.scopes:
             raise SlackError("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))
 
-    def _answer_fault(
-        self, method: str, params: dict[str, Any], fault: _Fault
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _answer_fault(self, method: str, params: dict[str, Any], fault: _Fault) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if fault.kind == "rate_limit":
             response: dict[str, Any] = {"ok": False, "error": "ratelimited"}
@@ -1216,9 +1208,7 @@ class SlackSandbox:
             response = {"ok": False, "error": fault.error}
         else:
             if fault.body is not None:
-                self._record(
-                    Call(method, params, {"raw": fault.body}, fault.status, time.time(), True)
-                )
+                self._record(Call(method, params, {"raw": fault.body}, fault.status, time.time(), True))
                 return fault.status, {"Content-Type": "text/plain"}, fault.body.encode()
             response = {"ok": False, "error": "internal_error"}
         self._record(Call(method, params, response, fault.status, time.time(), True))
@@ -1358,9 +1348,7 @@ class SlackSandbox:
                 if isinstance(block.get(extra), dict):
                     elements.append(block[extra])
             for j, element in enumerate(elements):
-                if isinstance(element, dict) and element.get("type") in (
-                    INTERACTIVE_ELEMENTS | INPUT_ELEMENTS
-                ):
+                if isinstance(element, dict) and element.get("type") in (INTERACTIVE_ELEMENTS | INPUT_ELEMENTS):
                     element.setdefault("action_id", _short_id(f"{seed}/{i}/{j}"))
         return blocks
 
@@ -1376,9 +1364,7 @@ class SlackSandbox:
         if include_metadata and msg.metadata:
             out["metadata"] = copy.deepcopy(msg.metadata)
         if not msg.is_reply:
-            replies = [
-                m for m in self._messages[msg.channel] if m.thread_ts == msg.ts and m.is_reply
-            ]
+            replies = [m for m in self._messages[msg.channel] if m.thread_ts == msg.ts and m.is_reply]
             if replies:
                 out.update(
                     thread_ts=msg.ts,
@@ -1610,9 +1596,7 @@ class SlackSandbox:
                 conv, already = self._open_im(users[0])
             else:
                 conv, already = self._open_mpim(users)
-        out: dict[str, Any] = {
-            "channel": conv.to_api() if _truthy(params.get("return_im")) else {"id": conv.id}
-        }
+        out: dict[str, Any] = {"channel": conv.to_api() if _truthy(params.get("return_im")) else {"id": conv.id}}
         if already:
             out.update(no_op=True, already_open=True)
         return out
@@ -1713,9 +1697,7 @@ class SlackSandbox:
         if parent.is_reply:
             thread = [parent]
         else:
-            thread = [parent] + [
-                m for m in self._messages[conv.id] if m.thread_ts == ts and m.is_reply
-            ]
+            thread = [parent] + [m for m in self._messages[conv.id] if m.thread_ts == ts and m.is_reply]
         page, meta = self._page(thread, params)
         return {"messages": [self._message_api(m) for m in page], **meta}
 
@@ -1818,9 +1800,7 @@ class SlackSandbox:
         view_id = str(params.get("view_id") or "")
         external_id = str(params.get("external_id") or "")
         if not view_id and external_id:
-            view_id = next(
-                (v["id"] for v in self._views.values() if v.get("external_id") == external_id), ""
-            )
+            view_id = next((v["id"] for v in self._views.values() if v.get("external_id") == external_id), "")
         current = self._views.get(view_id)
         if current is None:
             raise SlackError("not_found")
@@ -1837,9 +1817,7 @@ class SlackSandbox:
 
     # ---- the other half of the wire: response_url, acks, interactions ------------------------
 
-    def _handle_response_url(
-        self, key: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _handle_response_url(self, key: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             ctx = self._response_contexts.get(key)
         try:
@@ -1853,16 +1831,12 @@ class SlackSandbox:
             problem = (400, "invalid_payload")
         else:
             try:
-                self._message_content(
-                    dict(payload), required=not _truthy(payload.get("delete_original"))
-                )
+                self._message_content(dict(payload), required=not _truthy(payload.get("delete_original")))
             except SlackError as exc:
                 problem = (400, exc.error)
         if problem is not None:
             status, error = problem
-            params = (
-                payload if isinstance(payload, dict) else {"raw": body.decode(errors="replace")}
-            )
+            params = payload if isinstance(payload, dict) else {"raw": body.decode(errors="replace")}
             self._record(
                 Call(
                     "response_url",
@@ -1933,9 +1907,7 @@ class SlackSandbox:
                 )
             )
             target_ts = ts
-        post = ResponsePost(
-            ctx.key, copy.deepcopy(payload), 200, time.time(), channel, target_ts, ephemeral
-        )
+        post = ResponsePost(ctx.key, copy.deepcopy(payload), 200, time.time(), channel, target_ts, ephemeral)
         if via == "response_url":
             self._responses.append(post)
         return post
@@ -1944,13 +1916,9 @@ class SlackSandbox:
         if ctx.is_ephemeral:
             self._ephemerals = [e for e in self._ephemerals if e.ts != ts]
         elif ctx.channel:
-            self._messages[ctx.channel] = [
-                m for m in self._messages.get(ctx.channel, []) if m.ts != ts
-            ]
+            self._messages[ctx.channel] = [m for m in self._messages.get(ctx.channel, []) if m.ts != ts]
 
-    def _replace(
-        self, ctx: ResponseContext, text: str, blocks: list[dict[str, Any]] | None
-    ) -> None:
+    def _replace(self, ctx: ResponseContext, text: str, blocks: list[dict[str, Any]] | None) -> None:
         edit_ts = self._next_ts()
         new_blocks = self._fill_ids(blocks, f"{ctx.message_ts}/{edit_ts}")
         if ctx.is_ephemeral:
@@ -1985,9 +1953,7 @@ class SlackSandbox:
     def record_platform_notice(self, channel: str, user: str, text: str) -> None:
         """What Slack itself tells a user when the app fails (e.g. "failed with the error ...")."""
         with self._lock:
-            self._ephemerals.append(
-                Ephemeral(channel, user, self._next_ts(), text, via="platform", author=SLACKBOT_ID)
-            )
+            self._ephemerals.append(Ephemeral(channel, user, self._next_ts(), text, via="platform", author=SLACKBOT_ID))
 
     def record_interaction(self, kind: str, user: str, channel: str | None, text: str) -> None:
         with self._lock:
@@ -2018,9 +1984,7 @@ class SlackSandbox:
                 )
             elif action == "push" and not validate_view(body.get("view")):
                 current = self._views[view_id]
-                self._store_view(
-                    body["view"], user=meta["user"], previous=view_id, root=current["root_view_id"]
-                )
+                self._store_view(body["view"], user=meta["user"], previous=view_id, root=current["root_view_id"])
             # "errors": the modal stays open with the messages under the inputs
 
     # ---- what tests look at ------------------------------------------------------------------
@@ -2088,9 +2052,7 @@ class SlackSandbox:
         with self._lock:
             return list(self._interactions)
 
-    def views(
-        self, callback_id: str | None = None, *, open_only: bool = False
-    ) -> list[dict[str, Any]]:
+    def views(self, callback_id: str | None = None, *, open_only: bool = False) -> list[dict[str, Any]]:
         """Views opened through views.open/push/update, as Slack returned them."""
         with self._lock:
             return [
@@ -2116,17 +2078,13 @@ class SlackSandbox:
     def refusals(self) -> list[Call]:
         """Calls Slack refused because of how they were made (see REFUSAL_ERRORS)."""
         with self._lock:
-            return [
-                c for c in self.calls if not c.injected and not c.ok and c.error in REFUSAL_ERRORS
-            ]
+            return [c for c in self.calls if not c.injected and not c.ok and c.error in REFUSAL_ERRORS]
 
     def reset_calls(self) -> None:
         with self._lock:
             self.calls.clear()
 
-    def find_button(
-        self, action_id: str, *, channel: str | None = None, user: str | None = None
-    ) -> dict[str, Any]:
+    def find_button(self, action_id: str, *, channel: str | None = None, user: str | None = None) -> dict[str, Any]:
         """The newest button with `action_id` that `user` can see (in `channel`, if given)."""
         conv = self.conversation(channel) if channel else None
         with self._lock:
@@ -2144,9 +2102,7 @@ class SlackSandbox:
                 return item.button(action_id)
         raise AssertionError(f"no visible button {action_id!r}\n{self.dump()}")
 
-    def wait_for(
-        self, predicate: Callable[[], T | None], timeout: float = 5.0, what: str = ""
-    ) -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 5.0, what: str = "") -> T:
         """Poll `predicate` until it returns something truthy; return that, or fail with a dump."""
         deadline = time.monotonic() + timeout
         while True:
@@ -2155,9 +2111,7 @@ class SlackSandbox:
                 return value
             if time.monotonic() >= deadline:
                 label = what or getattr(predicate, "__name__", "condition")
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {label}\n{self.dump()}"
-                )
+                raise AssertionError(f"timed out after {timeout}s waiting for {label}\n{self.dump()}")
             time.sleep(0.02)
 
     def wait_for_message(
@@ -2192,9 +2146,7 @@ class SlackSandbox:
     ) -> Message:
         return self.wait_for_message(user, contains, with_button=with_button, timeout=timeout)
 
-    def wait_for_ephemeral(
-        self, user: str, contains: str | None = None, *, timeout: float = 5.0
-    ) -> Ephemeral:
+    def wait_for_ephemeral(self, user: str, contains: str | None = None, *, timeout: float = 5.0) -> Ephemeral:
         def found() -> Ephemeral | None:
             for eph in reversed(self.ephemerals_to(user)):
                 if contains is None or contains in eph.all_text:
@@ -2203,9 +2155,7 @@ class SlackSandbox:
 
         return self.wait_for(found, timeout, f"an ephemeral to {user} containing {contains!r}")
 
-    def wait_for_view(
-        self, callback_id: str | None = None, *, timeout: float = 5.0
-    ) -> dict[str, Any]:
+    def wait_for_view(self, callback_id: str | None = None, *, timeout: float = 5.0) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             views = self.views(callback_id, open_only=True)
             return views[-1] if views else None

@@ -273,9 +273,7 @@ class SlackPlatform:
             message = next((m for m in self.sandbox.messages_in(conv.id) if m.ts == ts), None)
             if message is not None:
                 payload["message"] = message.to_api()
-        self.sandbox.record_interaction(
-            "click", user, conv.id, f"[{button.get('text') or action_id}]"
-        )
+        self.sandbox.record_interaction("click", user, conv.id, f"[{button.get('text') or action_id}]")
         result = self._send_payload(payload, sign, signature, timestamp, headers)
         result.response_key, result.trigger_id = key, trigger_id
         return result
@@ -342,9 +340,7 @@ class SlackPlatform:
             all_headers[SIGNATURE_HEADER] = signature
             all_headers.setdefault(TIMESTAMP_HEADER, str(timestamp or int(time.time())))
         all_headers.update(headers or {})
-        request = urllib.request.Request(
-            self.bot_url, data=body.encode("utf-8"), headers=all_headers, method="POST"
-        )
+        request = urllib.request.Request(self.bot_url, data=body.encode("utf-8"), headers=all_headers, method="POST")
         started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -371,9 +367,7 @@ class SlackPlatform:
         headers: dict[str, str] | None,
     ) -> PlatformResult:
         body = urlencode({"payload": json.dumps(payload)})
-        result = self.send(
-            body, sign=sign, signature=signature, timestamp=timestamp, headers=headers
-        )
+        result = self.send(body, sign=sign, signature=signature, timestamp=timestamp, headers=headers)
         result.payload = payload
         return result
 
@@ -395,16 +389,10 @@ class SlackPlatform:
         name = self._user_name(user)
         return {"id": user, "username": name, "name": name, "team_id": self.team_id}
 
-    def _tell_user_it_failed(
-        self, channel: str, user: str, command: str, result: PlatformResult
-    ) -> None:
+    def _tell_user_it_failed(self, channel: str, user: str, command: str, result: PlatformResult) -> None:
         # What Slack shows the person when the app answers late or with an error status.
-        reason = (
-            "operation_timeout" if result.timed_out else f"http_service_error ({result.status})"
-        )
-        self.sandbox.record_platform_notice(
-            channel, user, f'{command} failed with the error "{reason}"'
-        )
+        reason = "operation_timeout" if result.timed_out else f"http_service_error ({result.status})"
+        self.sandbox.record_platform_notice(channel, user, f'{command} failed with the error "{reason}"')
 
 
 def _sign(secret: str, body: str, timestamp: int | None) -> dict[str, str]:
@@ -453,9 +441,7 @@ def _element_value(element: dict[str, Any], value: Any) -> dict[str, Any]:
         if v is None:
             return None
         if v not in options:
-            raise ValueError(
-                f"{v!r} is not an option of {element.get('action_id')}: {list(options)}"
-            )
+            raise ValueError(f"{v!r} is not an option of {element.get('action_id')}: {list(options)}")
         return options[v]
 
     if kind in ("static_select", "radio_buttons"):

@@ -158,9 +158,7 @@ def _block_lines(sandbox: SlackSandbox, block: dict[str, Any]) -> list[str]:
     if kind == "rich_text":
         return "".join(_rich_text(block)).splitlines() or [""]
     if kind == "input":
-        return [
-            f"{_text(sandbox, block.get('label'))}: {_element(sandbox, block.get('element') or {})}"
-        ]
+        return [f"{_text(sandbox, block.get('label'))}: {_element(sandbox, block.get('element') or {})}"]
     return [f"[{kind}]"]
 
 
@@ -192,9 +190,7 @@ def _rich_text(node: Any) -> list[str]:
         if node.get("type") == "link":
             return [str(node.get("text") or node.get("url", ""))]
         parts = _rich_text(node.get("elements") or [])
-        return parts + (
-            ["\n"] if node.get("type") in ("rich_text_section", "rich_text_preformatted") else []
-        )
+        return parts + (["\n"] if node.get("type") in ("rich_text_section", "rich_text_preformatted") else [])
     if isinstance(node, list):
         return [part for item in node for part in _rich_text(item)]
     return []
