@@ -21,6 +21,7 @@ from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
 import commands
+from bot import statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -69,7 +70,15 @@ class IncidentBot:
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
         self.directory = Directory(config, self.slack)
-        self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
+        self.pager = Pager(
+            config,
+            self.store,
+            self.slack,
+            self.announcer,
+            self.directory,
+            clock,
+            statuspage=statuspage.from_config(config.statuspage),
+        )
         self.timers = Timers(config, self.store, self.pager, clock)
         self.ctx = Context(
             config=config,
@@ -306,6 +315,8 @@ def _view_values(view: dict[str, Any]) -> dict[str, str | None]:
         for state in actions.values():
             if state.get("selected_option"):
                 values[block_id] = state["selected_option"].get("value")
+            elif "selected_options" in state:  # checkboxes: the chosen values, or None
+                values[block_id] = ",".join(o.get("value", "") for o in state["selected_options"]) or None
             else:
                 values[block_id] = state.get("value")
     return values

@@ -7,7 +7,7 @@ block's limit, so no title or update can break a message or ping a channel.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot import ids
@@ -239,7 +239,7 @@ def declare_modal(config: Config, *, severity: str | None, channel: str) -> dict
     }
 
 
-def update_modal(incident: Incident) -> dict[str, Any]:
+def update_modal(incident: Incident, statuspage: bool = False) -> dict[str, Any]:
     options = [{"text": _text("plain_text", s.capitalize()), "value": s} for s in STATUSES if s != "resolved"]
     current = next((o for o in options if o["value"] == incident.status), options[0])
     return {
@@ -272,7 +272,24 @@ def update_modal(incident: Incident) -> dict[str, Any]:
                     "initial_option": current,
                 },
             },
-        ],
+        ]
+        + (
+            [
+                {
+                    "type": "input",
+                    "block_id": ids.PUBLIC_BLOCK,
+                    "optional": True,
+                    "label": _text("plain_text", "Status page"),
+                    "element": {
+                        "type": "checkboxes",
+                        "action_id": ids.PUBLIC_INPUT,
+                        "options": [{"text": _text("plain_text", "Also post to the status page"), "value": "yes"}],
+                    },
+                }
+            ]
+            if statuspage
+            else []
+        ),
     }
 
 
@@ -309,5 +326,51 @@ def fyi(config: Config, incident: Incident) -> list[Block]:
         section(
             f"FYI: *{incident.ref}* ({severity_label(config, incident.severity)}) was declared: "
             f"*{user_text(incident.title, 1000)}*\nFollow it in {room}. No action is needed from you unless you are paged."
+        )
+    ]
+
+
+def reminder(config: Config, incident: Incident, count: int, since: timedelta) -> list[Block]:
+    """The war-room nag for an update. Edited in place for each new reminder, never stacked."""
+    every = config.policy(incident.severity).update_every
+    cadence = f" The {incident.severity} cadence is every {humanize(every)}." if every else ""
+    nth = "" if count == 1 else f" (reminder {count} in a row)"
+    value = str(incident.number)
+    return [
+        section(
+            f"⏰ <@{incident.commander}>: *{incident.ref}* has had no update for {humanize(since)}{nth}. "
+            f'No news is bad news: say what you know, even if it is "still investigating".{cadence}'
+        ),
+        {
+            "type": "actions",
+            "block_id": "reminder_actions",
+            "elements": [
+                button("Post update", ids.POST_UPDATE, value, style="primary"),
+                button("Snooze 30 min", ids.SNOOZE_30M, f"{value}:30"),
+                button("Snooze 1 h", ids.SNOOZE_1H, f"{value}:60"),
+            ],
+        },
+    ]
+
+
+def reminder_escalation(config: Config, incident: Incident, since: timedelta) -> list[Block]:
+    room = f"<#{incident.war_room_id}>" if incident.war_room_id else f"#{config.channel}"
+    return [
+        section(
+            f"⏰ *{incident.ref}* ({severity_label(config, incident.severity)}) has had no update for "
+            f"{humanize(since)}, and its reminders went unanswered. Commander <@{incident.commander}>. "
+            f"Please check in on {room}.\n*{user_text(incident.title, 500)}*"
+        )
+    ]
+
+
+def fix_nudge(config: Config, incident: Incident, fix_within: str) -> list[Block]:
+    return [
+        section(
+            f"⏱ *{incident.ref}*: {fix_within} since it was declared and no fix is under way yet "
+            f"(the {incident.severity} target). Runbook step 5, *Investigate & fix*: "
+            "`/incident diagnose` checks Cloud Run, recent errors and the health endpoint in seconds and names "
+            "the likely scenario; `/incident runbook` lists them all. Post `/incident update identified …` once "
+            "you know the cause."
         )
     ]

@@ -18,6 +18,7 @@ from bot.mrkdwn import escape
 
 TITLE_MAX = 150
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
+FIX_STATUSES = ("identified", "monitoring")  # an update saying so means the fix is under way
 CHANNEL_NAME_MAX = 80
 
 
@@ -43,6 +44,9 @@ class Incident:
     war_room_id: str | None = None
     war_room_name: str | None = None
     war_room_briefed: bool = False
+    snoozed_until: datetime | None = None
+    fix_started_at: datetime | None = None
+    statuspage_id: str | None = None
     version: int = 0
 
     @property
@@ -172,19 +176,31 @@ def assign_role(incident: Incident, *, role: str, user: str, by: str) -> Change 
     return Change(new, "role", by, f"<@{by}> made <@{user}> {role}")
 
 
-def post_update(
-    incident: Incident, *, text: str, status: str | None, by: str, now: datetime
-) -> Change:
+def post_update(incident: Incident, *, text: str, status: str | None, by: str, now: datetime) -> Change:
     _require_open(incident)
-    new = replace(incident, last_update_at=now, status=status or incident.status)
+    new = replace(incident, last_update_at=now, status=status or incident.status, snoozed_until=None)
+    if new.status in FIX_STATUSES and new.fix_started_at is None:
+        new = replace(new, fix_started_at=now)
     return Change(new, "update", by, f"<@{by}> posted an update ({new.status}): {escape(text)}")
+
+
+def snooze(incident: Incident, *, until: datetime, by: str) -> Change:
+    """Hold update reminders until `until`; the next update or snooze replaces it."""
+    _require_open(incident)
+    new = replace(incident, snoozed_until=until)
+    return Change(new, "snooze", by, f"<@{by}> snoozed update reminders until {until:%H:%M} UTC")
+
+
+def start_fix(incident: Incident, *, by: str, now: datetime, how: str) -> Change | None:
+    """The runbook's INVESTIGATE & FIX step has begun (a diagnose, a rollback): the fix clock stops."""
+    if not incident.is_open or incident.fix_started_at is not None:
+        return None
+    return Change(replace(incident, fix_started_at=now), "fix", by, f"<@{by}> started the fix: {how}")
 
 
 def _require_open(incident: Incident) -> None:
     if not incident.is_open:
-        raise UsageError(
-            f"{incident.ref} is resolved. `/incident reopen {incident.ref}` reopens it."
-        )
+        raise UsageError(f"{incident.ref} is resolved. `/incident reopen {incident.ref}` reopens it.")
 
 
 def parse_ref(token: str) -> int | None:

@@ -7,8 +7,10 @@ is said out loud in the war room, because a silent failed page is the worst bug 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,15 +19,26 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.announcements import Announcer
 from bot.config import Config
+from bot.durations import humanize
 from bot.escalation import Delivery, Firing
 from bot.incidents import Incident
 from bot.people import Directory, PeopleError
 from bot.slack import SlackGateway, error_code
+from bot.statuspage import StatuspageClient, StatuspageError
 from bot.store import DeliveryRecord, Store
 
 log = logging.getLogger(__name__)
 
 WARN_AFTER_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    channel: str
+    user: str | None
+    text: str
+    blocks: list[dict[str, Any]] | None
+    thread_ts: str | None = None
 
 
 def _key(delivery: DeliveryRecord) -> str:
@@ -43,6 +56,7 @@ class Pager:
         clock: Callable[[], datetime],
         retry_base: timedelta = timedelta(seconds=5),
         retry_max: timedelta = timedelta(minutes=5),
+        statuspage: StatuspageClient | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -52,6 +66,7 @@ class Pager:
         self.clock = clock
         self.retry_base = retry_base
         self.retry_max = retry_max
+        self.statuspage = statuspage
 
     def send_due(self) -> None:
         for delivery in self.store.due_deliveries(self.clock()):
@@ -66,7 +81,7 @@ class Pager:
             return
         try:
             self._deliver(delivery, incident)
-        except (SlackApiError, PeopleError, OSError) as exc:
+        except (SlackApiError, PeopleError, StatuspageError, OSError) as exc:
             reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc)
             self._retry_later(delivery, incident, reason)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the page: keep it pending
@@ -74,23 +89,37 @@ class Pager:
             self._retry_later(delivery, incident, type(exc).__name__)
 
     def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
+        if delivery.kind == "statuspage":
+            self._statuspage(delivery, incident)
+            return
         outgoing = self._compose(delivery, incident)
         if outgoing is None:
             return
-        channel, user, text, content, thread_ts = outgoing
+        if delivery.kind == "reminder":
+            previous = self.store.deliveries(incident.number, kind="reminder", status="sent")
+            if previous and previous[-1].channel == outgoing.channel and previous[-1].ts:
+                # One reminder message per incident, kept current, instead of a stack of nags.
+                last = previous[-1]
+                assert last.channel and last.ts
+                self.slack.update(last.channel, last.ts, outgoing.text, outgoing.blocks)
+                self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=last.channel, ts=last.ts)
+                return
         # The channel is stored before posting, so start-up can ask Slack whether it landed.
-        self.store.set_delivery_channel(delivery.id, channel, user)
-        channel, ts = self.slack.post(channel, text, content, thread_ts=thread_ts, key=_key(delivery))
-        self.store.finish_delivery(delivery.id, self.clock(), user=user, channel=channel, ts=ts)
+        self.store.set_delivery_channel(delivery.id, outgoing.channel, outgoing.user)
+        channel, ts = self.slack.post(
+            outgoing.channel, outgoing.text, outgoing.blocks, thread_ts=outgoing.thread_ts, key=_key(delivery)
+        )
+        self.store.finish_delivery(delivery.id, self.clock(), user=outgoing.user, channel=channel, ts=ts)
 
-    def _compose(
-        self, delivery: DeliveryRecord, incident: Incident
-    ) -> tuple[str, str | None, str, list[dict[str, Any]] | None, str | None] | None:
-        """(channel, user, text, blocks, thread_ts) for a delivery, or None when it is moot."""
-        if delivery.kind in {"page", "sla_breach"} and (incident.acknowledged_at or not incident.is_open):
-            self.store.cancel_delivery(delivery.id, "acknowledged before it went out")
+    def _compose(self, delivery: DeliveryRecord, incident: Incident) -> Outgoing | None:
+        """The message a delivery sends, or None when it became moot (and was cancelled)."""
+        moot = (delivery.kind in {"page", "sla_breach"} and incident.acknowledged_at) or not incident.is_open
+        if moot or (delivery.kind == "fix_nudge" and incident.fix_started_at):
+            self.store.cancel_delivery(delivery.id, "no longer needed when it came to be sent")
             return None
-        if delivery.kind in {"page", "fyi"}:
+        now = self.clock()
+        silent_for = now - (incident.last_update_at or incident.declared_at)
+        if delivery.kind in {"page", "fyi", "reminder_escalation"}:
             users = self.directory.users(delivery.target, incident)
             if len(users) > 1:
                 self._fan_out(delivery, users)
@@ -99,10 +128,13 @@ class Pager:
             if delivery.kind == "page":
                 text = f"📟 You are paged: {blocks.fallback_text(self.config, incident)}"
                 content = blocks.page(self.config, incident, delivery.detail)
-            else:
+            elif delivery.kind == "fyi":
                 text = f"FYI: {blocks.fallback_text(self.config, incident)}"
                 content = blocks.fyi(self.config, incident)
-            return self.slack.open_dm(user), user, text, content, None
+            else:
+                text = f"{incident.ref} has had no update for {humanize(silent_for)}"
+                content = blocks.reminder_escalation(self.config, incident, silent_for)
+            return Outgoing(self.slack.open_dm(user), user, text, content)
         target = self.announcer.war_room_target(incident)
         if target is None:
             raise PeopleError("the incident has no announcement or war room to post in yet")
@@ -113,7 +145,7 @@ class Pager:
             except PeopleError as exc:
                 who = f"nobody ({exc})"
             label = delivery.target if delivery.target in self.config.people else "directly"
-            return channel, None, f"📟 Paged {who} ({label}, {delivery.detail}).", None, thread_ts
+            return Outgoing(channel, None, f"📟 Paged {who} ({label}, {delivery.detail}).", None, thread_ts)
         if delivery.kind == "sla_breach":
             paged = [d.user for d in self.store.deliveries(incident.number, kind="page", status="sent") if d.user]
             who = ", ".join(f"<@{u}>" for u in dict.fromkeys(paged)) or "nobody yet"
@@ -121,8 +153,44 @@ class Pager:
                 f"⚠️ *{incident.ref} is not acknowledged* after {delivery.detail} "
                 f"(the {incident.severity} SLA). Paged so far: {who}. Press *Acknowledge* or `/incident ack`."
             )
-            return channel, None, text, None, thread_ts
+            return Outgoing(channel, None, text, None, thread_ts)
+        if delivery.kind == "reminder":
+            text = f"{incident.ref} has had no update for {humanize(silent_for)}"
+            content = blocks.reminder(self.config, incident, int(delivery.detail or 1), silent_for)
+            return Outgoing(channel, None, text, content, thread_ts)
+        if delivery.kind == "fix_nudge":
+            text = f"{incident.ref}: no fix under way after {delivery.detail}"
+            return Outgoing(channel, None, text, blocks.fix_nudge(self.config, incident, delivery.detail), thread_ts)
         raise ValueError(f"unknown delivery kind {delivery.kind}")
+
+    def _statuspage(self, delivery: DeliveryRecord, incident: Incident) -> None:
+        """Create, update or resolve the public incident; retried like a page when it fails."""
+        if self.statuspage is None:
+            self.store.cancel_delivery(delivery.id, "no status page configured")
+            return
+        detail = json.loads(delivery.detail or "{}")
+        if delivery.target == "create":
+            if incident.statuspage_id is None:
+                page_id = self.statuspage.create_incident(
+                    incident.title, "investigating", detail.get("body", ""), severity=incident.severity
+                )
+                self.store.record_setup(incident.number, self.clock(), statuspage_id=page_id)
+        else:
+            if incident.statuspage_id is None:
+                raise PeopleError("the status page incident is not created yet")
+            if delivery.target == "resolve":
+                self.statuspage.resolve_incident(incident.statuspage_id, detail.get("body", ""))
+            else:
+                self.statuspage.update_incident(incident.statuspage_id, detail["status"], detail.get("body", ""))
+        self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=None, ts=None)
+
+    def mark_reminder_snoozed(self, incident: Incident, by: str) -> None:
+        """The reminder on screen says it was snoozed, by whom and until when (no buttons left)."""
+        previous = self.store.deliveries(incident.number, kind="reminder", status="sent")
+        if not previous or not (previous[-1].channel and previous[-1].ts) or incident.snoozed_until is None:
+            return
+        text = f"😴 Update reminders for {incident.ref} snoozed by <@{by}> until {incident.snoozed_until:%H:%M} UTC."
+        self.slack.update(previous[-1].channel, previous[-1].ts, text, [blocks.section(text)])
 
     def recover_interrupted(self) -> None:
         """Deliveries a crash caught mid-send: sent if Slack has them, else sent again."""
@@ -166,11 +234,16 @@ class Pager:
             reason,
             delay,
         )
-        if attempts == WARN_AFTER_ATTEMPTS and delivery.kind in {"page", "fyi"}:
+        # A status page that customers read is reported at once; pages after a few tries.
+        warn_at = 1 if delivery.kind == "statuspage" else WARN_AFTER_ATTEMPTS
+        if attempts == warn_at and delivery.kind in {"page", "fyi", "statuspage"}:
             try:
                 self.announcer.in_war_room(
                     incident,
-                    f"⚠️ Could not {delivery.kind} {delivery.target} after {attempts} tries (`{reason}`). "
+                    f"⚠️ The status page ({delivery.target}) failed (`{reason}`). Slack carries on; "
+                    "I will keep retrying."
+                    if delivery.kind == "statuspage"
+                    else f"⚠️ Could not {delivery.kind} {delivery.target} after {attempts} tries (`{reason}`). "
                     "Still trying; page them another way if this is urgent.",
                 )
             except Exception:  # noqa: BLE001 - the warning is best effort; the page stays pending

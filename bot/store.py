@@ -113,6 +113,9 @@ class Store:
                 "war_room_id": str,
                 "war_room_name": str,
                 "war_room_briefed": int,
+                "snoozed_until": str,
+                "fix_started_at": str,
+                "statuspage_id": str,
                 "version": int,
             },
             pk="number",
@@ -120,6 +123,11 @@ class Store:
             defaults={"war_room_briefed": 0, "version": 0},
             if_not_exists=True,
         )
+        # Columns added after the first release: older databases get them here.
+        existing = self.db["incidents"].columns_dict
+        for column in ("snoozed_until", "fix_started_at", "statuspage_id"):
+            if column not in existing:
+                self.db["incidents"].add_column(column, str)
         self.db["incidents"].create_index(["status"], if_not_exists=True)
         self.db["incidents"].create_index(["war_room_id"], if_not_exists=True)
         self.db["timeline"].create(
@@ -165,9 +173,7 @@ class Store:
         self.db["deliveries"].create_index(["status", "next_attempt_at"], if_not_exists=True)
         self.db["deliveries"].create_index(["incident"], if_not_exists=True)
         # Posts under way: if the process dies mid-post, start-up asks Slack whether it landed.
-        self.db["attempts"].create(
-            {"key": str, "channel": str, "at": str}, pk="key", if_not_exists=True
-        )
+        self.db["attempts"].create({"key": str, "channel": str, "at": str}, pk="key", if_not_exists=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -214,17 +220,10 @@ class Store:
         return _incident(rows[0]) if rows else None
 
     def open_incidents(self) -> list[Incident]:
-        return [
-            _incident(r)
-            for r in self._rows(
-                "SELECT * FROM incidents WHERE status != 'resolved' ORDER BY number"
-            )
-        ]
+        return [_incident(r) for r in self._rows("SELECT * FROM incidents WHERE status != 'resolved' ORDER BY number")]
 
     def incidents_since(self, since: datetime) -> list[Incident]:
-        rows = self._rows(
-            "SELECT * FROM incidents WHERE declared_at >= ? ORDER BY number", [_to_db(since)]
-        )
+        rows = self._rows("SELECT * FROM incidents WHERE declared_at >= ? ORDER BY number", [_to_db(since)])
         return [_incident(r) for r in rows]
 
     def by_war_room(self, channel_id: str) -> Incident | None:
@@ -267,10 +266,7 @@ class Store:
 
     def timeline(self, number: int) -> list[Event]:
         rows = self._rows("SELECT * FROM timeline WHERE incident = ? ORDER BY at, id", [number])
-        return [
-            Event(r["incident"], datetime.fromisoformat(r["at"]), r["kind"], r["actor"], r["text"])
-            for r in rows
-        ]
+        return [Event(r["incident"], datetime.fromisoformat(r["at"]), r["kind"], r["actor"], r["text"]) for r in rows]
 
     def audit_log(self, number: int) -> list[AuditRecord]:
         rows = self._rows("SELECT * FROM audit WHERE incident = ? ORDER BY id", [number])
@@ -288,9 +284,7 @@ class Store:
     # -- timers: firings and deliveries ----------------------------------------------------
 
     def fired_keys(self, number: int) -> frozenset[str]:
-        return frozenset(
-            r["key"] for r in self._rows("SELECT key FROM firings WHERE incident = ?", [number])
-        )
+        return frozenset(r["key"] for r in self._rows("SELECT key FROM firings WHERE incident = ?", [number]))
 
     def claim(
         self,
@@ -308,23 +302,15 @@ class Store:
             if not rows:
                 return []
             incident = _incident(rows[0])
-            fired = frozenset(
-                r["key"] for r in db.query("SELECT key FROM firings WHERE incident = ?", [number])
-            )
-            return [
-                firing
-                for firing in decide(incident, fired)
-                if self._record_firing(db, number, firing, now)
-            ]
+            fired = frozenset(r["key"] for r in db.query("SELECT key FROM firings WHERE incident = ?", [number]))
+            return [firing for firing in decide(incident, fired) if self._record_firing(db, number, firing, now)]
 
     def record_firing(self, number: int, firing: Firing, now: datetime) -> bool:
         """Record a firing decided outside the timers (a manual page); False if it already fired."""
         with self.transaction() as db:
             return self._record_firing(db, number, firing, now)
 
-    def _record_firing(
-        self, db: sqlite_utils.Database, number: int, firing: Firing, now: datetime
-    ) -> bool:
+    def _record_firing(self, db: sqlite_utils.Database, number: int, firing: Firing, now: datetime) -> bool:
         cursor = db.execute(
             "INSERT OR IGNORE INTO firings (incident, key, fired_at) VALUES (?, ?, ?)",
             [number, firing.key, _to_db(now)],
@@ -363,9 +349,7 @@ class Store:
         return [_delivery(r) for r in rows]
 
     def next_delivery_at(self) -> datetime | None:
-        rows = self._rows(
-            "SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'"
-        )
+        rows = self._rows("SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'")
         return _from_db_datetime(rows[0]["at"]) if rows else None
 
     def start_delivery(self, delivery_id: int) -> bool:
@@ -401,11 +385,7 @@ class Store:
                 " next_attempt_at = ? WHERE id = ?",
                 [error, _to_db(at), delivery_id],
             )
-            return int(
-                next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))[
-                    "attempts"
-                ]
-            )
+            return int(next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))["attempts"])
 
     def cancel_delivery(self, delivery_id: int, reason: str) -> None:
         with self.transaction() as db:
@@ -422,9 +402,7 @@ class Store:
                 [delivery_id],
             )
 
-    def deliveries(
-        self, number: int, kind: str | None = None, status: str | None = None
-    ) -> list[DeliveryRecord]:
+    def deliveries(self, number: int, kind: str | None = None, status: str | None = None) -> list[DeliveryRecord]:
         sql = "SELECT * FROM deliveries WHERE incident = ?"
         params: list[Any] = [number]
         if kind:
@@ -460,10 +438,7 @@ class Store:
             )
 
     def interrupted_deliveries(self) -> list[DeliveryRecord]:
-        return [
-            _delivery(r)
-            for r in self._rows("SELECT * FROM deliveries WHERE status = 'sending' ORDER BY id")
-        ]
+        return [_delivery(r) for r in self._rows("SELECT * FROM deliveries WHERE status = 'sending' ORDER BY id")]
 
     def count_incidents(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM incidents")[0]["n"])
@@ -496,9 +471,7 @@ class Store:
         return cursor.rowcount == 1
 
     @staticmethod
-    def _event(
-        db: sqlite_utils.Database, number: int, at: datetime, kind: str, actor: str, text: str
-    ) -> None:
+    def _event(db: sqlite_utils.Database, number: int, at: datetime, kind: str, actor: str, text: str) -> None:
         db.execute(
             "INSERT INTO timeline (incident, at, kind, actor, text) VALUES (?, ?, ?, ?, ?)",
             [number, _to_db(at), kind, actor, text],

@@ -12,6 +12,7 @@ from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmissi
 from bot.errors import UsageError
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
+from commands.update import to_status_page
 
 USAGE = "/incident declare <p1|p2|p3|p4> <title>"
 SUMMARY = "open an incident (no title opens a form)"
@@ -54,7 +55,9 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
 def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
     now = ctx.now()
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
-    return ctx.store.create_incident(draft, now)
+    incident = ctx.store.create_incident(draft, now)
+    to_status_page(ctx, incident, "create", body=f"We are investigating: {title}")
+    return incident
 
 
 def set_up(ctx: Context, incident: Incident) -> Reply | None:

@@ -12,7 +12,7 @@ from bot.cloud import ServiceRef
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.diagnostics import diagnose, triage
 from bot.errors import UsageError
-from bot.incidents import Incident
+from bot.incidents import Incident, start_fix
 from bot.mrkdwn import escape
 
 USAGE = "/incident diagnose [INC-n]"
@@ -63,6 +63,11 @@ def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
     if report.failed:
         line += f" ({', '.join(r.name for r in report.failed)} unavailable)"
     ctx.store.add_event(incident.number, ctx.now(), "diagnose", user, line)
+    # Diagnosing is the runbook's INVESTIGATE & FIX step under way: the fix clock stops.
+    current = ctx.store.get(incident.number)
+    change = start_fix(current, by=user, now=ctx.now(), how="diagnose") if current else None
+    if change is not None and current is not None:
+        ctx.store.apply(change, ctx.now(), old=current)
     ctx.timers.replan(incident.number)
     return None
 

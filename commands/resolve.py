@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot import ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.incidents import Incident, clean_title, resolve
+from commands.update import to_status_page
 
 USAGE = "/incident resolve [INC-n] [summary]"
 SUMMARY = "resolve: all-clear, timers stop"
@@ -39,6 +40,7 @@ def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -
             break
         incident = ctx.store.get(incident.number) or incident
     ctx.timers.replan(saved.number)
+    to_status_page(ctx, saved, "resolve", body=summary or "This incident has been resolved.")
 
     def announce() -> Reply | None:
         ctx.announcer.refresh(saved.number)

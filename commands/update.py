@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from datetime import timedelta
+
 from bot import blocks, ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
-from bot.incidents import STATUSES, Incident, post_update
+from bot.escalation import Delivery, Firing
+from bot.incidents import STATUSES, Incident, post_update, snooze
 from bot.mrkdwn import user_text
 
-USAGE = "/incident update [INC-n] [investigating|identified|monitoring] <what we know>"
+USAGE = "/incident update [INC-n] [--public] [investigating|identified|monitoring] <what we know>"
 SUMMARY = "post a status update (resets the reminder clock)"
 NEEDS_INCIDENT = True
 UPDATE_MAX = 2900
@@ -16,19 +21,25 @@ UPDATE_MAX = 2900
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.open_incident_or_raise()
-    first, _, rest = req.args.partition(" ")
+    args = req.args
+    public = args.startswith("--public")
+    if public:
+        args = args.removeprefix("--public").strip()
+        if not ctx.pager.statuspage:
+            raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
+    first, _, rest = args.partition(" ")
     status = first.lower() if first.lower() in STATUSES and first.lower() != "resolved" else None
-    text = (rest if status else req.args).strip()
+    text = (rest if status else args).strip()
     if not text:
         if req.trigger_id:
-            view = blocks.update_modal(incident)
+            view = blocks.update_modal(incident, statuspage=ctx.pager.statuspage is not None)
             trigger_id = req.trigger_id
             return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
         raise UsageError("What is the update?", USAGE)
-    return publish(ctx, incident, req.user, text, status)
+    return publish(ctx, incident, req.user, text, status, public=public)
 
 
-def publish(ctx: Context, incident: Incident, user: str, text: str, status: str | None) -> Reply:
+def publish(ctx: Context, incident: Incident, user: str, text: str, status: str | None, public: bool = False) -> Reply:
     if len(text) > UPDATE_MAX:
         raise UsageError(f"Updates are limited to {UPDATE_MAX:,} characters; yours has {len(text):,}.", USAGE)
     now = ctx.now()
@@ -41,6 +52,8 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
         if not incident.is_open:
             raise UsageError(f"{incident.ref} was resolved meanwhile.")
     ctx.timers.replan(saved.number)
+    if public:
+        to_status_page(ctx, saved, "update", status=saved.status, body=text)
     message = f"*{saved.ref} update* ({saved.status}) from <@{user}>:\n{user_text(text, 2900)}"
 
     def announce() -> Reply | None:
@@ -48,7 +61,8 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
         ctx.announcer.everywhere(saved, message)
         return None
 
-    return Reply(f"Update posted to {saved.ref}.", after=announce)
+    where = " and the status page" if public else ""
+    return Reply(f"Update posted to {saved.ref}{where}.", after=announce)
 
 
 def on_click(ctx: Context, click: ButtonClick) -> Reply:
@@ -57,7 +71,7 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
         raise UsageError(f"{incident.ref} is already resolved.")
     if not click.trigger_id:
         raise UsageError(f"Type `/incident update {incident.ref} <text>` instead.")
-    view = blocks.update_modal(incident)
+    view = blocks.update_modal(incident, statuspage=ctx.pager.statuspage is not None)
     trigger_id = click.trigger_id
     return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
 
@@ -65,13 +79,46 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
     text = (submission.values.get(ids.UPDATE_TEXT_BLOCK) or "").strip()
     status = submission.values.get(ids.STATUS_BLOCK)
+    public = bool(submission.values.get(ids.PUBLIC_BLOCK))
     if not text:
         raise ViewErrors({ids.UPDATE_TEXT_BLOCK: "What is the update?"})
     incident = ctx.store.get(int(submission.metadata.get("incident", 0)))
     if incident is None or not incident.is_open:
         raise ViewErrors({ids.UPDATE_TEXT_BLOCK: "That incident is no longer open."})
-    return publish(ctx, incident, submission.user, text, status if status in STATUSES else None)
+    return publish(ctx, incident, submission.user, text, status if status in STATUSES else None, public=public)
 
 
-ACTIONS = {ids.POST_UPDATE: on_click}
+def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str | None = None, body: str = "") -> None:
+    """Queue a status page change; it is sent (and retried) like a page, never blocking Slack."""
+    if ctx.pager.statuspage is None:
+        return
+    key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
+    detail = json.dumps({"status": status, "body": body})
+    ctx.store.record_firing(incident.number, Firing(key, (Delivery("statuspage", action, detail),)), ctx.now())
+    ctx.timers.send_now()
+
+
+def on_snooze(ctx: Context, click: ButtonClick) -> Reply:
+    """A reminder's Snooze button: no reminders until then; the next update ends the snooze."""
+    incident = click.incident_or_raise()
+    if not incident.is_open:
+        raise UsageError(f"{incident.ref} is resolved; there is nothing to snooze.")
+    minutes = int(click.value.partition(":")[2] or 30)
+    now = ctx.now()
+    until = now + timedelta(minutes=min(max(minutes, 1), 240))
+    while True:
+        saved = ctx.store.apply(snooze(incident, until=until, by=click.user), now, old=incident)
+        if saved is not None:
+            break
+        incident = ctx.store.get(incident.number) or incident
+    ctx.timers.replan(saved.number)
+
+    def show() -> Reply | None:
+        ctx.pager.mark_reminder_snoozed(saved, click.user)
+        return None
+
+    return Reply(f"Update reminders for {saved.ref} snoozed until {until:%H:%M} UTC.", after=show)
+
+
+ACTIONS = {ids.POST_UPDATE: on_click, ids.SNOOZE_30M: on_snooze, ids.SNOOZE_1H: on_snooze}
 VIEWS = {ids.UPDATE_MODAL: on_submit}

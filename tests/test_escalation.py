@@ -31,13 +31,18 @@ def acked(incident: Incident, at: datetime) -> Incident:
     return change.incident
 
 
+def paging_policy(severity: str):
+    """The severity's policy without update reminders or the fix clock: paging on its own.
+    Reminders and the fix clock have their own tests in tests/test_reminders.py."""
+    return replace(CONFIG.policy(severity), update_every=None, fix_within=None)
+
+
 def due(incident: Incident, fired: set[str] | frozenset[str], now: datetime) -> list[str]:
-    policy = CONFIG.policy(incident.severity)
-    return [f.key for f in due_actions(incident, policy, frozenset(fired), now)]
+    return [f.key for f in due_actions(incident, paging_policy(incident.severity), frozenset(fired), now)]
 
 
 def when(incident: Incident, fired: set[str] | frozenset[str], now: datetime) -> datetime | None:
-    return next_due(incident, CONFIG.policy(incident.severity), frozenset(fired), now)
+    return next_due(incident, paging_policy(incident.severity), frozenset(fired), now)
 
 
 def run(incident: Incident, fired: set[str], now: datetime) -> list[str]:
