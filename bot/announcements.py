@@ -76,6 +76,8 @@ class Announcer:
         """Where war-room lines go: the war room, else the announcement's thread (channel, thread_ts)."""
         if incident.war_room_id:
             return incident.war_room_id, None
+        if self.config.has_war_room(incident.severity):
+            return None  # its war room is still being set up: wait for it rather than post elsewhere
         if incident.announcement_ts and incident.announcement_channel:
             return incident.announcement_channel, incident.announcement_ts
         return None

@@ -119,8 +119,9 @@ class IncidentBot:
         }
 
     def stop(self) -> None:
-        self.timers.stop()
+        # Follow-up work may re-plan timers, and timer jobs use the store: stop in that order.
         self.work.shutdown(wait=True, cancel_futures=False)
+        self.timers.stop()
         self.store.close()
 
 

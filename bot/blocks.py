@@ -94,9 +94,7 @@ def announcement(config: Config, incident: Incident, now: datetime) -> list[Bloc
     if incident.summary:
         blocks.append(section(f"*Summary:* {user_text(incident.summary, SECTION_MAX - 20)}"))
     if incident.is_open:
-        blocks.append(
-            context(f"{config.policy(incident.severity).description}. SLA: {sla_text(config, incident.severity)}")
-        )
+        blocks.append(context(_description(config, incident) + f"SLA: {sla_text(config, incident.severity)}"))
         blocks.append(
             {
                 "type": "actions",
@@ -105,6 +103,11 @@ def announcement(config: Config, incident: Incident, now: datetime) -> list[Bloc
             }
         )
     return blocks
+
+
+def _description(config: Config, incident: Incident) -> str:
+    description = config.policy(incident.severity).description
+    return f"{description}. " if description else ""
 
 
 def announcement_buttons(incident: Incident) -> list[dict[str, Any]]:
@@ -144,7 +147,7 @@ def first_steps(config: Config, incident: Incident) -> list[Block]:
         f"*4. Communicate* every {every}: `/incident update <what we know>`. No news is bad news.",
         f"*5. Investigate & fix*{fix}: `/incident diagnose` checks Cloud Run, recent errors and the health endpoint; `/incident runbook` lists the scenarios.",
         "*6. Verify*: error rate back under 1%, health 200, a real API call succeeds, watch 5 minutes.",
-        "*7. Resolve*: `/incident resolve <summary>` posts the all-clear and drafts the post-mortem.",
+        "*7. Resolve*: `/incident resolve <summary>` marks it resolved, stops every timer and edits the announcement.",
     ]
     return [
         header(f"{incident.ref} war room · first steps"),

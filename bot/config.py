@@ -64,6 +64,7 @@ class StatuspageConfig:
     page_id: str
     api_key_env: str
     api_url: str
+    severities: tuple[str, ...] = ("P1", "P2")  # which declares open a public incident
 
 
 @dataclass(frozen=True)
@@ -281,11 +282,12 @@ class _Reader:
 
         statuspage = None
         if top.get("statuspage") is not None:
-            sp = self.mapping(top.get("statuspage"), "statuspage", {"page_id", "api_key_env", "api_url"})
+            sp = self.mapping(top.get("statuspage"), "statuspage", {"page_id", "api_key_env", "api_url", "severities"})
             statuspage = StatuspageConfig(
                 page_id=self.string(sp.get("page_id"), "statuspage.page_id") or "",
                 api_key_env=self.string(sp.get("api_key_env", "STATUSPAGE_API_KEY"), "statuspage.api_key_env") or "",
                 api_url=self.string(sp.get("api_url", "https://api.statuspage.io/v1/"), "statuspage.api_url") or "",
+                severities=self.severity_list(sp.get("severities", ["P1", "P2"]), "statuspage.severities"),
             )
 
         if self.errors:
@@ -395,5 +397,5 @@ def describe(config: Config) -> str:
     if config.runbook_path:
         data["runbook"] = {"path": config.runbook_path}
     if config.statuspage:
-        data["statuspage"] = vars(config.statuspage)
+        data["statuspage"] = {**vars(config.statuspage), "severities": list(config.statuspage.severities)}
     return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -105,7 +105,7 @@ def validate_title(text: str, usage: str) -> str:
     if len(title) > TITLE_MAX:
         raise UsageError(
             f"Titles are limited to {TITLE_MAX} characters; yours has {len(title):,}. "
-            "Use a short title and add the details with `/incident note` once it is declared.",
+            "Use a short title and add the details with `/incident update` once it is declared.",
             usage,
         )
     return title
@@ -200,7 +200,7 @@ def start_fix(incident: Incident, *, by: str, now: datetime, how: str) -> Change
 
 def _require_open(incident: Incident) -> None:
     if not incident.is_open:
-        raise UsageError(f"{incident.ref} is resolved. `/incident reopen {incident.ref}` reopens it.")
+        raise UsageError(f"{incident.ref} is resolved; declare a new incident if the problem is back.")
 
 
 def parse_ref(token: str) -> int | None:

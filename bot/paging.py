@@ -70,9 +70,9 @@ class Pager:
 
     def send_due(self) -> None:
         for delivery in self.store.due_deliveries(self.clock()):
-            self._send(delivery)
+            self.send(delivery)
 
-    def _send(self, delivery: DeliveryRecord) -> None:
+    def send(self, delivery: DeliveryRecord) -> None:
         if not self.store.start_delivery(delivery.id):
             return  # another thread has it
         incident = self.store.get(delivery.incident)
@@ -113,7 +113,11 @@ class Pager:
 
     def _compose(self, delivery: DeliveryRecord, incident: Incident) -> Outgoing | None:
         """The message a delivery sends, or None when it became moot (and was cancelled)."""
-        moot = (delivery.kind in {"page", "sla_breach"} and incident.acknowledged_at) or not incident.is_open
+        # An ack makes the escalation path's pages moot, not a page someone asked for by hand.
+        escalation = delivery.kind == "sla_breach" or (
+            delivery.kind == "page" and delivery.firing_key.startswith("page:")
+        )
+        moot = (escalation and incident.acknowledged_at) or not incident.is_open
         if moot or (delivery.kind == "fix_nudge" and incident.fix_started_at):
             self.store.cancel_delivery(delivery.id, "no longer needed when it came to be sent")
             return None
@@ -158,6 +162,8 @@ class Pager:
             text = f"{incident.ref} has had no update for {humanize(silent_for)}"
             content = blocks.reminder(self.config, incident, int(delivery.detail or 1), silent_for)
             return Outgoing(channel, None, text, content, thread_ts)
+        if delivery.kind == "warning":
+            return Outgoing(channel, None, delivery.detail, None, thread_ts)
         if delivery.kind == "fix_nudge":
             text = f"{incident.ref}: no fix under way after {delivery.detail}"
             return Outgoing(channel, None, text, blocks.fix_nudge(self.config, incident, delivery.detail), thread_ts)
@@ -234,20 +240,19 @@ class Pager:
             reason,
             delay,
         )
-        # A status page that customers read is reported at once; pages after a few tries.
+        # A status page that customers read is reported at once; pages after a few tries. The
+        # warning is a delivery of its own, so it waits for the war room rather than getting lost.
         warn_at = 1 if delivery.kind == "statuspage" else WARN_AFTER_ATTEMPTS
         if attempts == warn_at and delivery.kind in {"page", "fyi", "statuspage"}:
-            try:
-                self.announcer.in_war_room(
-                    incident,
-                    f"⚠️ The status page ({delivery.target}) failed (`{reason}`). Slack carries on; "
-                    "I will keep retrying."
-                    if delivery.kind == "statuspage"
-                    else f"⚠️ Could not {delivery.kind} {delivery.target} after {attempts} tries (`{reason}`). "
-                    "Still trying; page them another way if this is urgent.",
+            if delivery.kind == "statuspage":
+                text = f"⚠️ The status page ({delivery.target}) failed (`{reason}`). Slack carries on; I keep retrying."
+            else:
+                text = (
+                    f"⚠️ Could not {delivery.kind} {delivery.target} after {attempts} tries (`{reason}`). "
+                    "Still trying; page them another way if this is urgent."
                 )
-            except Exception:  # noqa: BLE001 - the warning is best effort; the page stays pending
-                log.warning("could not post the delivery warning for INC-%s", incident.number, exc_info=True)
+            warning = Firing(f"warning:delivery:{delivery.id}", (Delivery("warning", "incident", text),))
+            self.store.record_firing(incident.number, warning, self.clock())
 
     def close_pages(self, incident: Incident, *, stand_down: bool = True) -> None:
         """Every page sent loses its button; on ack, the other paged people are told to stand down."""

@@ -1,16 +1,25 @@
 """The scheduler: a cache of the store's due times, rebuilt from it at start-up.
 
-Each open incident has at most one job, at the next moment `escalation.next_due` names. When
-it runs, the store decides and records what fired in one transaction (`Store.claim`), the pager
-sends it, and the job is re-planned. Anything that changes an incident calls `replan`. A due
-time that passed while the bot was down runs once at start-up; a key already fired never runs.
+Each open incident has at most one APScheduler job, at the next moment `escalation.next_due`
+names. When it runs, the store decides and records what fired in one transaction
+(`Store.claim`), and the job is re-planned. Anything that changes an incident calls `replan`.
+A due time that passed while the bot was down runs once at start-up; a key already fired
+never runs again.
+
+Sending is separate: a delivery loop sends every pending delivery (pages, reminders, status
+page calls) on a small pool, sleeping until the next retry is due or until woken. Slow Slack
+answers therefore never hold up the scheduler, and a retry can never be lost to a job re-planned
+while it was running.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -22,7 +31,8 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-DELIVERY_JOB = "deliveries"
+SEND_THREADS = 4
+IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 
 
 class Timers:
@@ -33,35 +43,65 @@ class Timers:
         self.clock = clock
         self.scheduler = BackgroundScheduler(
             timezone="UTC",
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # Two runs of one incident's job may overlap (a re-plan while the last run finishes);
+            # the store's claims make that safe, and a limit of 1 would make APScheduler skip it.
+            job_defaults={"coalesce": True, "max_instances": 8, "misfire_grace_time": None},
         )
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._active = 0
+        self._idle = threading.Condition()
+        self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
+        self._loop = threading.Thread(target=self._delivery_loop, name="deliveries", daemon=True)
 
     @property
     def running(self) -> bool:
-        return bool(self.scheduler.running)
+        return bool(self.scheduler.running) and self._loop.is_alive()
 
     def start(self) -> None:
         self.pager.recover_interrupted()
         self.scheduler.start()
         for incident in self.store.open_incidents():
             self.replan(incident.number)
-        self.wake_deliveries()
+        self._loop.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop planning, let running work finish, then return (the store may be closed after)."""
+        self._stopping.set()
+        self._wake.set()
         if self.scheduler.running:
+            # wait=False: shutdown(wait=True) holds the job-store lock while waiting, and a job
+            # that re-plans needs that lock. Our own count of running work is waited on instead.
             self.scheduler.shutdown(wait=False)
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
+        self._senders.shutdown(wait=True, cancel_futures=True)
+        if self._loop.is_alive():
+            self._loop.join(timeout=timeout)
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     def decide(self, incident: Incident, fired: frozenset[str]) -> list[Firing]:
         return due_actions(incident, self.config.policy(incident.severity), fired, self.clock())
 
     def replan(self, number: int) -> None:
         """Put the incident's job at its next due time (or remove it when nothing is left)."""
+        if self._stopping.is_set():
+            return
         incident = self.store.get(number)
         job_id = f"incident-{number}"
         due = None
         if incident is not None:
-            now = self.clock()
-            due = next_due(incident, self.config.policy(incident.severity), self.store.fired_keys(number), now)
+            due = next_due(incident, self.config.policy(incident.severity), self.store.fired_keys(number), self.clock())
         if due is None:
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
@@ -69,33 +109,44 @@ class Timers:
         self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
 
     def _tick(self, number: int) -> None:
-        try:
-            firings = self.store.claim(number, self.decide, self.clock())
-            if firings:
-                log.info("INC-%s: %s", number, ", ".join(f.key for f in firings))
-                self.pager.send_due()
-        except Exception:  # noqa: BLE001 - logged; the re-plan below keeps the incident's timer alive
-            log.exception("timer for INC-%s failed", number)
-        finally:
-            self.replan(number)
-            self.wake_deliveries()
+        if self._stopping.is_set():
+            return
+        with self._working():
+            try:
+                firings = self.store.claim(number, self.decide, self.clock())
+                if firings:
+                    log.info("INC-%s: %s", number, ", ".join(f.key for f in firings))
+                    self.wake_deliveries()
+            except Exception:  # noqa: BLE001 - logged; the re-plan below keeps the incident's timer alive
+                log.exception("timer for INC-%s failed", number)
+            finally:
+                self.replan(number)
 
     def wake_deliveries(self) -> None:
-        """Schedule the next retry of a delivery that could not be sent yet."""
-        at = self.store.next_delivery_at()
-        if at is None:
+        """Send pending deliveries now (new pages, a manual page, a status page call)."""
+        self._wake.set()
+
+    send_now = wake_deliveries
+
+    def _delivery_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # cleared before reading, so a wake during the sends is not missed
+            wait = IDLE_WAIT_S
+            try:
+                with self._working():
+                    for delivery in self.store.due_deliveries(self.clock()):
+                        self._senders.submit(self._send, delivery)
+                    upcoming = self.store.next_delivery_at()
+                if upcoming is not None:
+                    wait = min(IDLE_WAIT_S, max(0.05, (upcoming - self.clock()).total_seconds()))
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("the delivery loop failed; retrying")
+                wait = 1.0
+            self._wake.wait(wait)
+
+    def _send(self, delivery: object) -> None:
+        if self._stopping.is_set():
             return
-        at = max(at, self.clock() + timedelta(milliseconds=10))
-        self.scheduler.add_job(self._deliveries, "date", run_date=at, id=DELIVERY_JOB, replace_existing=True)
-
-    def _deliveries(self) -> None:
-        try:
-            self.pager.send_due()
-        except Exception:  # noqa: BLE001
-            log.exception("sending deliveries failed")
-        finally:
-            self.wake_deliveries()
-
-    def send_now(self) -> None:
-        """Send pending deliveries soon, off the caller's thread (after a manual page)."""
-        self.scheduler.add_job(self._deliveries, id=DELIVERY_JOB, replace_existing=True)
+        with self._working():
+            self.pager.send(delivery)  # type: ignore[arg-type]
+        self._wake.set()  # a failure scheduled a retry, or a fan-out added deliveries

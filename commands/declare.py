@@ -56,7 +56,8 @@ def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
     now = ctx.now()
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
     incident = ctx.store.create_incident(draft, now)
-    to_status_page(ctx, incident, "create", body=f"We are investigating: {title}")
+    if ctx.config.statuspage and severity in ctx.config.statuspage.severities:
+        to_status_page(ctx, incident, "create", body=f"We are investigating: {title}")
     return incident
 
 

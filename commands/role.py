@@ -15,8 +15,8 @@ NEEDS_INCIDENT = True
 ROLE_DUTIES = {
     "commander": "You run the response: decide, delegate, and keep the updates coming "
     "(`/incident update`). Hand over with `/incident role commander @someone`.",
-    "scribe": "You keep the timeline: record what is tried and learnt with `/incident note`, "
-    "so the post-mortem writes itself.",
+    "scribe": "You keep the timeline: record what is tried and learnt with `/incident update`, "
+    "so the timeline tells the story afterwards.",
     "comms": "You keep customers and the company informed: status page and #incident-response "
     "updates on the severity's cadence.",
 }

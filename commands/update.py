@@ -92,6 +92,12 @@ def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str
     """Queue a status page change; it is sent (and retried) like a page, never blocking Slack."""
     if ctx.pager.statuspage is None:
         return
+    fired = ctx.store.fired_keys(incident.number)
+    if action == "resolve" and "statuspage:create" not in fired:
+        return  # never made public: nothing to resolve there
+    if action == "update" and "statuspage:create" not in fired:
+        # A lower severity made public by hand: open it there first, then update it.
+        to_status_page(ctx, incident, "create", body=f"We are investigating: {incident.title}")
     key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
     detail = json.dumps({"status": status, "body": body})
     ctx.store.record_firing(incident.number, Firing(key, (Delivery("statuspage", action, detail),)), ctx.now())

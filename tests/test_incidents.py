@@ -92,7 +92,7 @@ def test_title_over_the_limit_names_the_limit() -> None:
     with pytest.raises(UsageError) as info:
         incidents.validate_title("x" * 151, USAGE)
     assert info.value.message.startswith("Titles are limited to 150 characters; yours has 151.")
-    assert "/incident note" in info.value.message
+    assert "/incident update" in info.value.message
     assert info.value.usage == USAGE
 
 
@@ -240,7 +240,7 @@ def test_second_acknowledge_is_a_no_op() -> None:
 def test_acknowledge_on_resolved_incident_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as info:
         incidents.acknowledge(resolved(), by="U1", now=T0 + timedelta(hours=1))
-    assert info.value.message == "INC-7 is resolved. `/incident reopen INC-7` reopens it."
+    assert info.value.message == "INC-7 is resolved; declare a new incident if the problem is back."
 
 
 def test_resolve_acknowledges_implicitly_and_escapes_the_summary() -> None:

@@ -139,3 +139,36 @@ def test_a_declare_killed_before_its_set_up_is_finished_at_restart(world):
     slack.wait_for_dm("U0PRIMARY", "You are paged", timeout=10)
     announcements = [m for m in slack.top_level("C0INCIDENT") if "INC-1 ·" in m.all_text]
     assert len(announcements) == 1
+
+
+def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
+    from tests.test_e2e_reminders import REMINDER_CONFIG
+
+    config = REMINDER_CONFIG.replace("update_every: 2s", "update_every: 3s")
+    with SlackSandbox() as slack:
+        bot = BotProcess(tmp_path, slack)
+        Path(bot.env["INCIDENT_BOT_CONFIG"]).write_text(config, encoding="utf-8")
+        try:
+            bot.start()
+            platform = SlackPlatform(bot.url, SIGNING_SECRET, slack)
+            declared = time.monotonic()
+            platform.command("declare p2 Search is slow", user="U0ALICE")
+            slack.wait_for_dm("U0PRIMARY", "You are paged")
+            bot.kill()  # the reminder is due 3 s after declare
+            assert time.monotonic() - declared < 3
+            time.sleep(max(0.0, 3.3 - (time.monotonic() - declared)))
+
+            bot.start()
+            room = slack.channel_by_name("inc-1-search-is-slow")
+            assert room is not None
+            slack.wait_for_message(room.id, "has had no update", timeout=10)
+            reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
+            assert len(reminders) == 1 and not reminders[0].edited
+            bot.kill()
+            bot.start()
+            time.sleep(1.0)  # the next reminder (6 s) is not due yet: nothing may be re-sent
+            reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
+            assert len(reminders) == 1 and not reminders[0].edited
+        finally:
+            if bot.process and bot.process.poll() is None:
+                bot.kill()

@@ -1,0 +1,194 @@
+"""Update reminders, snooze, escalation of ignored reminders and the status page, end to end.
+
+P2 here reminds every 2 s (the runbook says 30 min); nothing else escalates within a test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from bot.sandbox.runner import SandboxedBot
+from bot.sandbox.statuspage import StatuspageSandbox
+from tests.conftest import FAST_CONFIG
+
+REMINDER_CONFIG = FAST_CONFIG.replace(
+    """  P2:
+    label: High
+    ack_within: 60s
+    update_every: 60s""",
+    """  P2:
+    label: High
+    ack_within: 60s
+    fix_within: 1h
+    update_every: 2s""",
+).replace(
+    "{after: 2s, page: [oncall_secondary]}\n      - {after: 30s",
+    "{after: 40s, page: [oncall_secondary]}\n      - {after: 50s",
+)
+
+
+@pytest.fixture
+def reminding() -> Iterator[SandboxedBot]:
+    with SandboxedBot(config_text=REMINDER_CONFIG) as running:
+        yield running
+        assert not running.slack.refusals()
+
+
+def declare_acked(running: SandboxedBot) -> str:
+    running.command("declare p2 Search is slow", user="U0ALICE")
+    running.slack.wait_for_dm("U0PRIMARY", "You are paged")
+    running.command("ack INC-1", user="U0PRIMARY")
+    return running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+
+
+def reminders_in(running: SandboxedBot, room: str) -> list:
+    return [m for m in running.slack.messages_in(room) if "has had no update" in m.all_text or "snoozed" in m.all_text]
+
+
+def test_a_reminder_mentions_the_commander_and_the_next_one_edits_it(reminding):
+    room = declare_acked(reminding)
+    started = time.monotonic()
+
+    reminder = reminding.slack.wait_for_message(
+        room, "has had no update", with_button="incident_post_update", timeout=5
+    )
+
+    assert time.monotonic() - started >= 1.0  # due 2 s after declare, not at once
+    assert "<@U0ALICE>" in reminder.all_text  # the commander (the declarer)
+    assert reminder.has_button("reminder_snooze_30m") and reminder.has_button("reminder_snooze_1h")
+    edited = reminding.slack.wait_for(
+        lambda: next(
+            (m for m in reminders_in(reminding, room) if m.edited and "reminder 2 in a row" in m.all_text), None
+        ),
+        timeout=5,
+    )
+    assert edited.ts == reminder.ts
+    assert len(reminders_in(reminding, room)) == 1
+
+
+def test_an_update_pushes_the_next_reminder_back(reminding):
+    room = declare_acked(reminding)
+    reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    versions = len(reminders_in(reminding, room)[0].edits)
+
+    reminding.command("update Index rebuild running", user="U0ALICE", channel=room)
+    time.sleep(1.2)
+
+    assert len(reminders_in(reminding, room)[0].edits) == versions, "no reminder within 2 s of the update"
+    reminding.slack.wait_for(lambda: len(reminders_in(reminding, room)[0].edits) > versions, timeout=4)
+
+
+def test_snooze_holds_reminders_and_says_so(reminding):
+    room = declare_acked(reminding)
+    reminder = reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+
+    click = reminding.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
+
+    click.wait_response(lambda r: "snoozed until" in r.text)
+    snoozed = reminding.slack.wait_for(
+        lambda: next((m for m in reminders_in(reminding, room) if "snoozed by <@U0ALICE>" in m.all_text), None)
+    )
+    time.sleep(3)
+    assert "snoozed by" in reminders_in(reminding, room)[0].all_text
+    assert not reminders_in(reminding, room)[0].buttons()
+    assert snoozed.ts == reminder.ts
+    incident = reminding.bot.store.get(1)
+    assert incident.snoozed_until is not None and "snooze" in [e.kind for e in reminding.bot.store.timeline(1)]
+
+
+def test_a_reminder_ignored_twice_notifies_the_next_person_on_the_path(reminding):
+    declare_acked(reminding)
+
+    note = reminding.slack.wait_for_dm("U0SECOND", "has had no update", timeout=10)
+
+    assert "INC-1" in note.all_text and "<@U0ALICE>" in note.all_text
+    assert not note.has_button("incident_ack")
+
+
+def test_resolve_stops_every_reminder(reminding):
+    room = declare_acked(reminding)
+    reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+
+    reminding.command("resolve INC-1 Index rebuilt", user="U0ALICE")
+    reminding.slack.wait_for_message(room, "resolved INC-1")
+    versions = len(reminders_in(reminding, room)[0].edits)
+    time.sleep(3)
+
+    assert len(reminders_in(reminding, room)[0].edits) == versions
+    assert reminding.bot.timers.scheduler.get_job("incident-1") is None
+
+
+STATUSPAGE_KEY = "sp-key-not-for-logs"
+
+
+@pytest.fixture
+def with_statuspage(monkeypatch) -> Iterator[tuple[SandboxedBot, StatuspageSandbox]]:
+    with StatuspageSandbox(page_id="pg1", api_key=STATUSPAGE_KEY) as page:
+        monkeypatch.setenv("TEST_STATUSPAGE_KEY", STATUSPAGE_KEY)
+        config = REMINDER_CONFIG + (
+            f"statuspage: {{page_id: pg1, api_key_env: TEST_STATUSPAGE_KEY, api_url: '{page.api_url}'}}\n"
+        )
+        with SandboxedBot(config_text=config) as running:
+            running.bot.pager.retry_base = timedelta(milliseconds=300)
+            yield running, page
+
+
+def test_declare_update_and_resolve_reach_the_status_page(with_statuspage):
+    running, page = with_statuspage
+    declare_acked(running)
+    created = running.slack.wait_for(lambda: page.calls_to("create_incident"))
+    assert created[0].body["incident"]["status"] == "investigating"
+    assert created[0].body["incident"]["name"] == "Search is slow"
+    running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id)
+
+    reply = running.command("update INC-1 --public identified Bad index on search", user="U0ALICE")
+    assert reply.text == "Update posted to INC-1 and the status page."
+    running.command("update INC-1 internal note only", user="U0ALICE")
+    running.command("resolve INC-1 Index rebuilt", user="U0ALICE")
+
+    updates = running.slack.wait_for(
+        lambda: len(page.calls_to("update_incident")) >= 2 and page.calls_to("update_incident")
+    )
+    bodies = [c.body["incident"] for c in updates]
+    assert bodies == [
+        {"status": "identified", "body": "Bad index on search"},
+        {"status": "resolved", "body": "Index rebuilt"},
+    ]
+    assert all("OAuth" in str(c.authorized) or c.authorized for c in updates)
+
+
+def test_a_failing_status_page_never_blocks_slack_and_is_retried(with_statuspage):
+    running, page = with_statuspage
+    page.fail(times=2, status=500)
+
+    room = declare_acked(running)  # Slack goes on: paging and ack work while the status page fails
+
+    warning = running.slack.wait_for_message(room, "The status page (create) failed", timeout=10)
+    assert STATUSPAGE_KEY not in warning.all_text
+    running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id, timeout=10)
+    assert len(page.calls_to("create_incident")) == 3
+
+
+def test_update_public_without_a_status_page_is_refused(reminding):
+    declare_acked(reminding)
+    reply = reminding.command("update INC-1 --public identified Bad index", user="U0ALICE")
+    assert "No status page is configured" in reply.text
+    assert reminding.bot.store.get(1).last_update_at is None
+
+
+def test_a_p3_is_not_made_public_until_someone_posts_a_public_update(with_statuspage):
+    running, page = with_statuspage
+    running.command("declare p3 Export button broken", user="U0ALICE")
+    running.slack.wait_for_dm("U0SUPPORT", "You are paged")
+    time.sleep(0.5)
+    assert not page.calls_to("create_incident")
+
+    running.command("update INC-1 --public monitoring Fix deployed", user="U0ALICE")
+
+    running.slack.wait_for(lambda: page.calls_to("update_incident"), timeout=10)
+    assert len(page.calls_to("create_incident")) == 1
+    assert page.calls_to("update_incident")[0].body["incident"]["status"] == "monitoring"
