@@ -1,8 +1,10 @@
 """SQLite store: the truth about incidents. All SQL lives here, behind domain verbs.
 
-One connection shared by Bolt's worker threads and the scheduler thread, serialised by a lock;
-every write is one `BEGIN IMMEDIATE` transaction, so a state change, its timeline line and its
-audit record land together or not at all. WAL keeps readers (health checks, `list`) cheap.
+Writes go through one connection shared by Bolt's worker threads and the scheduler, serialised
+by a lock; every write is one `BEGIN IMMEDIATE` transaction, so a state change, its timeline
+line and its audit record land together or not at all. Reads use a read-only connection per
+thread: in WAL mode they see every committed write and never queue behind each other or behind
+a writer (with one shared connection, 32 concurrent `/incident list` acks waited in line).
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ class Store:
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), not the driver's implicit ones.
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.db = sqlite_utils.Database(conn)
+        self.path = path
         self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         with self._lock:
             if path != ":memory:":
                 self.db.enable_wal()
@@ -189,8 +194,23 @@ class Store:
                 self.db.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.db.query(sql, params))
+        if self.path == ":memory:":  # one private database: it can only be read through the writer
+            with self._lock:
+                return list(self.db.query(sql, params))
+        cursor = self._reader().execute(sql, params)
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            # check_same_thread=False only so close() may close it; each thread reads its own.
+            reader = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        return reader
 
     # -- incidents -------------------------------------------------------------------------
 
@@ -451,6 +471,8 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
             self.db.close()
 
     # -- internals -------------------------------------------------------------------------
