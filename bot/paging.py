@@ -73,7 +73,7 @@ class Pager:
             self.send(delivery)
 
     def send(self, delivery: DeliveryRecord) -> None:
-        if not self.store.start_delivery(delivery.id):
+        if not self.store.start_delivery(delivery.id, self.clock()):
             return  # another thread has it
         incident = self.store.get(delivery.incident)
         if incident is None:

@@ -372,12 +372,16 @@ class Store:
         rows = self._rows("SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'")
         return _from_db_datetime(rows[0]["at"]) if rows else None
 
-    def start_delivery(self, delivery_id: int) -> bool:
-        """pending -> sending; False if another thread took it first."""
+    def start_delivery(self, delivery_id: int, now: datetime) -> bool:
+        """pending -> sending, if it is due; False if another thread took it or it waits for a retry.
+
+        Checking the due time here, not only when listing, keeps a stale copy of the row (queued
+        before a failed attempt rescheduled it) from retrying at once, again and again.
+        """
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE deliveries SET status = 'sending' WHERE id = ? AND status = 'pending'",
-                [delivery_id],
+                "UPDATE deliveries SET status = 'sending' WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
+                [delivery_id, _to_db(now)],
             )
             return cursor.rowcount == 1
 

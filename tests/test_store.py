@@ -324,20 +324,20 @@ def test_due_deliveries_in_id_order_and_limited(store: Store, claimed: Incident)
 
 
 def test_start_delivery_takes_it_out_of_the_due_list(store: Store, claimed: Incident) -> None:
-    assert store.start_delivery(1) is True
-    assert store.start_delivery(1) is False
+    assert store.start_delivery(1, T0) is True
+    assert store.start_delivery(1, T0) is False
     assert [d.id for d in store.due_deliveries(T0)] == [2, 3, 4]
     assert store.deliveries(claimed.number, status="sending")[0].id == 1
 
 
 def test_only_one_of_two_concurrent_starters_wins(store: Store, claimed: Incident) -> None:
     for delivery_id in (1, 2, 3, 4):
-        results = in_threads(2, lambda i, d=delivery_id: store.start_delivery(d))
+        results = in_threads(2, lambda i, d=delivery_id: store.start_delivery(d, T0))
         assert sorted(results) == [False, True], delivery_id
 
 
 def test_finish_delivery(store: Store, claimed: Incident) -> None:
-    assert store.start_delivery(3)
+    assert store.start_delivery(3, T0)
     store.finish_delivery(3, T0 + timedelta(seconds=2), user="U0PRIMARY", channel="D0DM", ts="17.1")
     done = store.deliveries(claimed.number, kind="page")[0]
     assert (done.status, done.attempts, done.user, done.channel, done.ts, done.last_error) == (
@@ -352,7 +352,7 @@ def test_finish_delivery(store: Store, claimed: Incident) -> None:
 
 
 def test_retry_counts_attempts_and_respects_next_attempt_at(store: Store, claimed: Incident) -> None:
-    assert store.start_delivery(3)
+    assert store.start_delivery(3, T0)
     assert store.retry_delivery(3, "ratelimited", T0 + minutes(1)) == 1
     record = store.deliveries(claimed.number, kind="page")[0]
     assert (record.status, record.attempts, record.last_error) == ("pending", 1, "ratelimited")
@@ -360,20 +360,28 @@ def test_retry_counts_attempts_and_respects_next_attempt_at(store: Store, claime
     assert 3 not in [d.id for d in store.due_deliveries(T0 + timedelta(seconds=59))]
     assert 3 in [d.id for d in store.due_deliveries(T0 + minutes(1))]
 
-    assert store.start_delivery(3)
+    assert store.start_delivery(3, T0 + minutes(1))
     assert store.retry_delivery(3, "timeout", T0 + minutes(3)) == 2
     for other in (1, 2, 4):
-        assert store.start_delivery(other)
+        assert store.start_delivery(other, T0)
     assert store.next_delivery_at() == T0 + minutes(3)
 
-    assert store.start_delivery(3)
+    assert store.start_delivery(3, T0 + minutes(3))
     store.finish_delivery(3, T0 + minutes(3), user="U0PRIMARY", channel="D1", ts="1.2")
     final = store.deliveries(claimed.number, kind="page")[0]
     assert (final.status, final.attempts, final.last_error) == ("sent", 3, None)
 
 
+def test_a_stale_copy_cannot_start_a_delivery_before_its_retry_is_due(store: Store, claimed: Incident) -> None:
+    # Two copies of delivery 1 were queued; the first attempt fails and reschedules it.
+    assert store.start_delivery(1, T0)
+    store.retry_delivery(1, "ratelimited", T0 + minutes(1))
+    assert store.start_delivery(1, T0 + timedelta(seconds=1)) is False  # the stale copy must wait
+    assert store.start_delivery(1, T0 + minutes(1)) is True
+
+
 def test_sub_second_retry_times_compare_as_instants(store: Store, claimed: Incident) -> None:
-    assert store.start_delivery(1)
+    assert store.start_delivery(1, T0)
     store.retry_delivery(1, "blip", T0 + timedelta(milliseconds=500))
     assert 1 not in [d.id for d in store.due_deliveries(T0)]
     assert 1 not in [d.id for d in store.due_deliveries(T0 + timedelta(milliseconds=499))]
@@ -395,9 +403,9 @@ def test_cancel_delivery(store: Store, claimed: Incident) -> None:
 
 
 def test_interrupted_deliveries_are_found_and_resumed_one_by_one(store: Store, claimed: Incident) -> None:
-    assert store.start_delivery(1)
-    assert store.start_delivery(2)
-    assert store.start_delivery(3)
+    assert store.start_delivery(1, T0)
+    assert store.start_delivery(2, T0)
+    assert store.start_delivery(3, T0)
     store.set_delivery_channel(2, "D0PRIMARY", "U0PRIMARY")
     store.finish_delivery(3, T0, user=None, channel="C1", ts="1.1")
     interrupted = store.interrupted_deliveries()
@@ -419,7 +427,7 @@ def test_data_survives_closing_and_reopening(db_path: str) -> None:
     change = incidents.acknowledge(inc, by="U0PRIMARY", now=T0 + minutes(2))
     assert change is not None
     saved = first.apply(change, T0 + minutes(2), old=inc)
-    assert first.start_delivery(1)
+    assert first.start_delivery(1, T0)
     first.close()
 
     again = Store(db_path)

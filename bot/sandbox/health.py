@@ -88,6 +88,11 @@ class _FaultTable:
         return self.by_endpoint.get(endpoint) or self.by_endpoint.get(ALL) or Fault()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets bursts of parallel diagnostics
+
+
 class JsonServer:
     """Base class: routes, fault injection, start/stop. Subclasses call `route(...)`."""
 
@@ -158,8 +163,7 @@ class JsonServer:
                 pass  # keep test output clean
 
         self._release.clear()
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        httpd.daemon_threads = True
+        httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever,

@@ -857,6 +857,8 @@ _CHANNEL_NAME = re.compile(r"^[a-z0-9_\-]+$")
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets bursts of connections; Slack does not.
+    request_queue_size = 256
     sandbox: SlackSandbox
 
 
