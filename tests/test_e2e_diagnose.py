@@ -42,7 +42,8 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
             assert f"*{scenario}*" in text or f"Scenario {scenario}" in text
         details = running.slack.wait_for(lambda: len(running.slack.thread(room, summary.ts)) >= 6, timeout=10)
         assert details
-        assert any(e.kind == "diagnose" for e in running.bot.store.timeline(1))
+        # The timeline line is written just after the last detail is posted.
+        running.slack.wait_for(lambda: any(e.kind == "diagnose" for e in running.bot.store.timeline(1)))
         assert not running.slack.refusals()
 
 
