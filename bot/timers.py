@@ -27,7 +27,7 @@ from bot.config import Config
 from bot.escalation import Firing, due_actions, next_due
 from bot.incidents import Incident
 from bot.paging import Pager
-from bot.store import Store
+from bot.store import DeliveryRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ class Timers:
         self._active = 0
         self._idle = threading.Condition()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
+        # Deliveries queued or being sent, and those finished since the loop last listed: each is
+        # submitted once, however often the loop wakes or how stale its last listing is.
+        self._in_flight: set[int] = set()
+        self._done_since_listing: set[int] = set()
+        self._in_flight_lock = threading.Lock()
         self._loop = threading.Thread(target=self._delivery_loop, name="deliveries", daemon=True)
 
     @property
@@ -134,7 +139,13 @@ class Timers:
             wait = IDLE_WAIT_S
             try:
                 with self._working():
+                    with self._in_flight_lock:
+                        self._done_since_listing.clear()
                     for delivery in self.store.due_deliveries(self.clock()):
+                        with self._in_flight_lock:
+                            if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
+                                continue
+                            self._in_flight.add(delivery.id)
                         self._senders.submit(self._send, delivery)
                     upcoming = self.store.next_delivery_at()
                 if upcoming is not None:
@@ -144,9 +155,13 @@ class Timers:
                 wait = 1.0
             self._wake.wait(wait)
 
-    def _send(self, delivery: object) -> None:
-        if self._stopping.is_set():
-            return
-        with self._working():
-            self.pager.send(delivery)  # type: ignore[arg-type]
+    def _send(self, delivery: DeliveryRecord) -> None:
+        try:
+            if not self._stopping.is_set():
+                with self._working():
+                    self.pager.send(delivery)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(delivery.id)
+                self._done_since_listing.add(delivery.id)
         self._wake.set()  # a failure scheduled a retry, or a fan-out added deliveries
