@@ -20,6 +20,7 @@ DEMO_CONFIG = (
     .replace("{after: 10m, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}")
     .replace("{after: 20m, page: [vp_product]}", "{after: 60s, page: [vp_product]}")
     .replace("{after: 30m, page: [ceo]}", "{after: 90s, page: [ceo]}")
+    .replace("update_every: 15m", "update_every: 4s")
 )
 
 
@@ -49,6 +50,12 @@ def run_demo(db_path: str | None = None, out: object = None) -> int:
         world.click(page.button("incident_ack"), user="U0PRIMARY")
         slack.wait_for_dm("U0SECOND", "You can stand down", timeout=10)
         say("  → escalation stopped; the secondary is told to stand down")
+
+        say("▶ (no update for 4 s: the bot reminds the commander in the war room)")
+        reminder = slack.wait_for_message(room, "has had no update", with_button="reminder_snooze_30m", timeout=10)
+        say("▶ @alice presses [Snooze 30 min] on the reminder")
+        world.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
+        slack.wait_for_message(room, "snoozed by")
 
         say("▶ @primary in the war room: /incident diagnose")
         world.command("diagnose", user="U0PRIMARY", channel=room)
