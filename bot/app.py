@@ -180,7 +180,8 @@ def _command_listener(ctx: Context) -> Callable[..., None]:
     def on_incident(ack: Any, body: dict[str, Any], respond: Any) -> None:
         ref = _reference()
         try:
-            reply = _dispatch_command(ctx, body, ref)
+            with ctx.store.urgent():
+                reply = _dispatch_command(ctx, body, ref)
         except UsageError as exc:
             ack(text=exc.reply_text(), response_type="ephemeral")
             return
@@ -252,7 +253,8 @@ def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Rep
                 incident=ctx.store.get(number) if number is not None else None,
                 request_id=ref,
             )
-            reply = handler(ctx, click)
+            with ctx.store.urgent():
+                reply = handler(ctx, click)
         except UsageError as exc:
             ctx.work.submit(deliver, Reply(exc.reply_text()))
             return
@@ -284,7 +286,8 @@ def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Re
             metadata=metadata if isinstance(metadata, dict) else {},
         )
         try:
-            reply = handler(ctx, submission)
+            with ctx.store.urgent():
+                reply = handler(ctx, submission)
         except ViewErrors as exc:
             ack(response_action="errors", errors=exc.errors)
             return

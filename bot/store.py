@@ -87,6 +87,7 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._gate = _WriteGate()
         self._readers: list[sqlite3.Connection] = []
         with self._lock:
             if path != ":memory:":
@@ -183,7 +184,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """One write transaction; the lock keeps threads from interleaving on the connection."""
-        with self._lock:
+        with self._gate.turn(urgent=getattr(self._local, "urgent", False)), self._lock:
             self.db.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -192,6 +193,15 @@ class Store:
                 raise
             else:
                 self.db.conn.execute("COMMIT")
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Writes made in this block (a request Slack is waiting on) go before background writes."""
+        self._local.urgent = True
+        try:
+            yield
+        finally:
+            self._local.urgent = False
 
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         if self.path == ":memory:":  # one private database: it can only be read through the writer
@@ -522,6 +532,43 @@ class Store:
                 json.dumps(detail, ensure_ascii=False, default=str),
             ],
         )
+
+
+class _WriteGate:
+    """Whose write goes next: a request Slack is waiting on beats background work (pages, set-up).
+
+    Without it, an ack's one short insert queued behind every background transaction of the
+    moment, each of which can be paused mid-way by the interpreter's thread switching.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+        self._depth = 0
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def turn(self, urgent: bool) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner != me:  # re-entry by the owner passes straight through
+                if urgent:
+                    self._urgent_waiting += 1
+                try:
+                    self._cond.wait_for(lambda: self._owner is None and (urgent or self._urgent_waiting == 0))
+                finally:
+                    if urgent:
+                        self._urgent_waiting -= 1
+                self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
+                    self._cond.notify_all()
 
 
 def _delivery(row: dict[str, Any]) -> DeliveryRecord:
