@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 from bot.config import default_config_text
 from bot.sandbox.runner import SandboxedBot
@@ -24,19 +25,20 @@ DEMO_CONFIG = (
 )
 
 
-def run_demo(db_path: str | None = None, out: object = None) -> int:
+def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
 
     def say(text: str) -> None:
-        print(text, file=stream, flush=True)  # type: ignore[call-overload]
+        print(text, file=stream, flush=True)
 
     with SandboxedBot(config_text=DEMO_CONFIG, db_path=db_path, preset="bad_deploy") as world:
+        assert world.bot is not None
         slack, store = world.slack, world.bot.store
         say("▶ @alice: /incident declare p1 Checkout returns 500")
         reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
         say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
         page = slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
-        room = slack.wait_for(lambda: store.get(1).war_room_id)
+        room: str = slack.wait_for(lambda: (incident := store.get(1)) and incident.war_room_id or "")
         slack.wait_for_message(room, "first steps")
         say("  → announcement in #incident-response, war room opened and briefed, primary on-call paged")
 

@@ -172,7 +172,14 @@ def assign_role(incident: Incident, *, role: str, user: str, by: str) -> Change 
     _require_open(incident)
     if incident.role_holder(role) == user:
         return None
-    new = replace(incident, **{role: user})
+    if role == "commander":
+        new = replace(incident, commander=user)
+    elif role == "scribe":
+        new = replace(incident, scribe=user)
+    elif role == "comms":
+        new = replace(incident, comms=user)
+    else:
+        raise UsageError(f"`{role}` is not an incident role.")
     return Change(new, "role", by, f"<@{by}> made <@{user}> {role}")
 
 

@@ -97,7 +97,7 @@ class Store:
             self._migrate()
 
     def _migrate(self) -> None:
-        self.db["incidents"].create(
+        self.db.table("incidents").create(
             {
                 "number": int,
                 "title": str,
@@ -130,31 +130,31 @@ class Store:
             if_not_exists=True,
         )
         # Columns added after the first release: older databases get them here.
-        existing = self.db["incidents"].columns_dict
+        existing = self.db.table("incidents").columns_dict
         for column in ("snoozed_until", "fix_started_at", "statuspage_id"):
             if column not in existing:
-                self.db["incidents"].add_column(column, str)
-        self.db["incidents"].create_index(["status"], if_not_exists=True)
-        self.db["incidents"].create_index(["war_room_id"], if_not_exists=True)
-        self.db["timeline"].create(
+                self.db.table("incidents").add_column(column, str)
+        self.db.table("incidents").create_index(["status"], if_not_exists=True)
+        self.db.table("incidents").create_index(["war_room_id"], if_not_exists=True)
+        self.db.table("timeline").create(
             {"id": int, "incident": int, "at": str, "kind": str, "actor": str, "text": str},
             pk="id",
             if_not_exists=True,
         )
-        self.db["timeline"].create_index(["incident", "at"], if_not_exists=True)
-        self.db["audit"].create(
+        self.db.table("timeline").create_index(["incident", "at"], if_not_exists=True)
+        self.db.table("audit").create(
             {"id": int, "incident": int, "at": str, "actor": str, "action": str, "detail": str},
             pk="id",
             if_not_exists=True,
         )
-        self.db["audit"].create_index(["incident"], if_not_exists=True)
+        self.db.table("audit").create_index(["incident"], if_not_exists=True)
         # One row per thing that came due: the primary key is what makes "fires once" true.
-        self.db["firings"].create(
+        self.db.table("firings").create(
             {"incident": int, "key": str, "fired_at": str},
             pk=("incident", "key"),
             if_not_exists=True,
         )
-        self.db["deliveries"].create(
+        self.db.table("deliveries").create(
             {
                 "id": int,
                 "incident": int,
@@ -176,10 +176,10 @@ class Store:
             defaults={"status": "pending", "attempts": 0},
             if_not_exists=True,
         )
-        self.db["deliveries"].create_index(["status", "next_attempt_at"], if_not_exists=True)
-        self.db["deliveries"].create_index(["incident"], if_not_exists=True)
+        self.db.table("deliveries").create_index(["status", "next_attempt_at"], if_not_exists=True)
+        self.db.table("deliveries").create_index(["incident"], if_not_exists=True)
         # Posts under way: if the process dies mid-post, start-up asks Slack whether it landed.
-        self.db["attempts"].create({"key": str, "channel": str, "at": str}, pk="key", if_not_exists=True)
+        self.db.table("attempts").create({"key": str, "channel": str, "at": str}, pk="key", if_not_exists=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
