@@ -95,3 +95,20 @@ def test_runbook_lists_and_shows_scenarios(bot):
     assert three.text == latency.text
     missing = bot.command("runbook unicorns")
     assert "No runbook scenario matches `unicorns`" in missing.text
+
+
+def test_runbook_shows_the_teams_own_runbook_section_when_configured(tmp_path):
+    from bot.config import default_config_text
+
+    runbook = tmp_path / "our-runbook.md"
+    runbook.write_text(
+        "# Our runbook\n\n## SCENARIO 3: Slow responses\n\nPage the DBA on call; check `pg_stat_activity` <first>.\n\n"
+        "## SCENARIO 4: Stripe down\n\nSwitch to queued charges.\n",
+        encoding="utf-8",
+    )
+    config = default_config_text() + f"runbook: {{path: '{runbook}'}}\n"
+    with SandboxedBot(config_text=config) as running:
+        reply = running.command("runbook latency")
+        text = str(reply.blocks)
+        assert "Page the DBA on call" in text and "&lt;first&gt;" in text
+        assert "Switch to queued charges" not in text
