@@ -165,7 +165,9 @@ def change_severity(incident: Incident, *, severity: str, by: str) -> Change | N
     if severity == incident.severity:
         return None
     new = replace(incident, severity=severity)
-    return Change(new, "severity", by, f"<@{by}> changed severity {incident.severity} → {severity}")
+    # P1 sorts before P2: a smaller name is a higher severity.
+    verb = "🔺 raised" if severity < incident.severity else "🔻 lowered"
+    return Change(new, "severity", by, f"<@{by}> {verb} severity {incident.severity} → {severity}")
 
 
 def assign_role(incident: Incident, *, role: str, user: str, by: str) -> Change | None:

@@ -280,6 +280,26 @@ class Store:
             self._audit(db, new.number, now, change.actor, change.kind, diff)
         return new
 
+    def change(
+        self, incident: Incident, decide: Callable[[Incident], Change | None], now: datetime
+    ) -> tuple[Change | None, Incident]:
+        """Decide a change from the incident's state and persist it; decide again on a conflict.
+
+        Returns (the change, the incident as saved), or (None, the current incident) when the
+        decision was that nothing needs doing: the second click, the retried request.
+        """
+        while True:
+            change = decide(incident)
+            if change is None:
+                return None, incident
+            saved = self.apply(change, now, old=incident)
+            if saved is not None:
+                return change, saved
+            current = self.get(incident.number)
+            if current is None:
+                raise KeyError(f"INC-{incident.number} disappeared")
+            incident = current
+
     def record_setup(self, number: int, now: datetime, **values: Any) -> Incident:
         """Facts learnt while setting an incident up in Slack (announcement ts, war room id)."""
         with self.transaction() as db:

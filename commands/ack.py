@@ -21,19 +21,13 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 
 
 def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
+    if not incident.is_open:
+        raise UsageError(f"{incident.ref} is already resolved.")
     now = ctx.now()
-    while True:
-        if not incident.is_open:
-            raise UsageError(f"{incident.ref} is already resolved.")
-        change = acknowledge(incident, by=user, now=now)
-        if change is None:
-            who = f"<@{incident.acknowledged_by}>" if incident.acknowledged_by != user else "you"
-            return Reply(f"{incident.ref} was already acknowledged by {who}. Nothing to do.")
-        saved = ctx.store.apply(change, now, old=incident)
-        if saved is not None:
-            break
-        # Someone else changed it meanwhile (a double click, a second person): decide again.
-        incident = ctx.store.get(incident.number) or incident
+    change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now)
+    if change is None:
+        who = f"<@{saved.acknowledged_by}>" if saved.acknowledged_by != user else "you"
+        return Reply(f"{saved.ref} was already acknowledged by {who}. Nothing to do.")
     ctx.timers.replan(saved.number)
 
     def announce() -> Reply | None:

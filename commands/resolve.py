@@ -31,14 +31,10 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 
 def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -> Reply:
     now = ctx.now()
-    while True:
-        change = resolve(incident, by=user, now=now, summary=clean_title(summary) if summary else None)
-        if change is None:
-            return Reply(f"{incident.ref} is already resolved.")
-        saved = ctx.store.apply(change, now, old=incident)
-        if saved is not None:
-            break
-        incident = ctx.store.get(incident.number) or incident
+    cleaned = clean_title(summary) if summary else None
+    change, saved = ctx.store.change(incident, lambda current: resolve(current, by=user, now=now, summary=cleaned), now)
+    if change is None:
+        return Reply(f"{saved.ref} is already resolved.")
     ctx.timers.replan(saved.number)
     to_status_page(ctx, saved, "resolve", body=summary or "This incident has been resolved.")
 

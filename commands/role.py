@@ -35,14 +35,11 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     if user is None:
         raise UsageError("Name the person with an @-mention.", USAGE)
     now = ctx.now()
-    while True:
-        change = assign_role(incident, role=role, user=user, by=req.user)
-        if change is None:
-            return Reply(f"<@{user}> is already {role} of {incident.ref}.")
-        saved = ctx.store.apply(change, now, old=incident)
-        if saved is not None:
-            break
-        incident = ctx.store.get(incident.number) or incident
+    change, saved = ctx.store.change(
+        incident, lambda current: assign_role(current, role=role, user=user, by=req.user), now
+    )
+    if change is None:
+        return Reply(f"<@{user}> is already {role} of {saved.ref}.")
 
     def announce() -> Reply | None:
         ctx.announcer.refresh(saved.number)

@@ -15,24 +15,18 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.open_incident_or_raise()
     severity = parse_severity(req.args.strip() or None, USAGE)
     now = ctx.now()
-    while True:
-        change = change_severity(incident, severity=severity, by=req.user)
-        if change is None:
-            return Reply(f"{incident.ref} is already {blocks.severity_label(ctx.config, severity)}.")
-        saved = ctx.store.apply(change, now, old=incident)
-        if saved is not None:
-            break
-        incident = ctx.store.get(incident.number) or incident
+    change, saved = ctx.store.change(
+        incident, lambda current: change_severity(current, severity=severity, by=req.user), now
+    )
+    if change is None:
+        return Reply(f"{saved.ref} is already {blocks.severity_label(ctx.config, severity)}.")
 
     def announce() -> Reply | None:
         try:
             # A severity with a war room gets one now; set-up is idempotent for the rest.
             ctx.announcer.setup(saved.number)
             ctx.announcer.refresh(saved.number)
-            ctx.announcer.everywhere(
-                saved,
-                f"🔺 {change.text}." if severity < incident.severity else f"🔻 {change.text}.",
-            )
+            ctx.announcer.everywhere(saved, f"{change.text}.")
         finally:
             ctx.timers.replan(saved.number)
         return None

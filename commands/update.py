@@ -43,14 +43,9 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
     if len(text) > UPDATE_MAX:
         raise UsageError(f"Updates are limited to {UPDATE_MAX:,} characters; yours has {len(text):,}.", USAGE)
     now = ctx.now()
-    while True:
-        change = post_update(incident, text=text, status=status, by=user, now=now)
-        saved = ctx.store.apply(change, now, old=incident)
-        if saved is not None:
-            break
-        incident = ctx.store.get(incident.number) or incident
-        if not incident.is_open:
-            raise UsageError(f"{incident.ref} was resolved meanwhile.")
+    _, saved = ctx.store.change(
+        incident, lambda current: post_update(current, text=text, status=status, by=user, now=now), now
+    )
     ctx.timers.replan(saved.number)
     if public:
         to_status_page(ctx, saved, "update", status=saved.status, body=text)
@@ -112,11 +107,7 @@ def on_snooze(ctx: Context, click: ButtonClick) -> Reply:
     minutes = int(click.value.partition(":")[2] or 30)
     now = ctx.now()
     until = now + timedelta(minutes=min(max(minutes, 1), 240))
-    while True:
-        saved = ctx.store.apply(snooze(incident, until=until, by=click.user), now, old=incident)
-        if saved is not None:
-            break
-        incident = ctx.store.get(incident.number) or incident
+    _, saved = ctx.store.change(incident, lambda current: snooze(current, until=until, by=click.user), now)
     ctx.timers.replan(saved.number)
 
     def show() -> Reply | None:

@@ -277,7 +277,7 @@ def test_change_severity() -> None:
     assert change is not None
     assert change.incident.severity == "P1"
     assert change.kind == "severity"
-    assert change.text == "<@U1> changed severity P2 → P1"
+    assert change.text == "<@U1> 🔺 raised severity P2 → P1"
     assert incidents.change_severity(inc, severity="P2", by="U1") is None
     with pytest.raises(UsageError):
         incidents.change_severity(resolved(), severity="P3", by="U1")

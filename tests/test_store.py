@@ -447,3 +447,22 @@ def test_data_survives_closing_and_reopening(db_path: str) -> None:
         assert again.ping() is True
     finally:
         again.close()
+
+
+def test_change_decides_again_on_a_conflict_and_reports_a_no_op(store: Store) -> None:
+    inc = store.create_incident(draft(), T0)
+    stale = inc
+    other = incidents.acknowledge(inc, by="U0SECOND", now=T0 + minutes(1))
+    assert other is not None
+    store.apply(other, T0 + minutes(1), old=inc)  # someone else acked first
+
+    decided_on: list[str | None] = []
+
+    def ack(current: Incident):
+        decided_on.append(current.acknowledged_by)
+        return incidents.acknowledge(current, by="U0PRIMARY", now=T0 + minutes(2))
+
+    change, current = store.change(stale, ack, T0 + minutes(2))
+    assert change is None and current.acknowledged_by == "U0SECOND"
+    assert decided_on == [None, "U0SECOND"]  # decided on the stale copy, then again on the fresh one
+    assert [a.action for a in store.audit_log(inc.number)].count("ack") == 1
