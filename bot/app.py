@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import commands
@@ -141,12 +141,22 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
         request_verification_enabled=settings.signing_secret is not None,
         logger=logging.getLogger("slack_bolt"),
     )
+    app.error(_refuse_malformed)
     app.command("/incident")(_command_listener(ctx))
     for action_id, handler in commands.actions().items():
         app.action(action_id)(_action_listener(ctx, handler))
     for callback_id, handler in commands.views().items():
         app.view(callback_id)(_view_listener(ctx, handler))
     return app
+
+
+def _refuse_malformed(error: Exception, body: dict[str, Any]) -> BoltResponse:
+    """Bolt's own parsing failed on a signed but malformed payload: a 400, never a 500.
+
+    Our listeners catch everything they raise, so only Bolt's middleware gets here.
+    """
+    log.warning("refused a malformed request (%s: %s)", type(error).__name__, error)
+    return BoltResponse(status=400, body={"error": "malformed request"})
 
 
 def resolve_incident(ctx: Context, ref: int | None, channel: str) -> tuple[Incident | None, str | None]:

@@ -7,6 +7,8 @@ lives in this process is not duplicated, and it runs the same on a laptop and on
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +16,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
 from bot.app import IncidentBot
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 1_048_576  # Slack payloads are a few KB; refuse megabytes before parsing them
 
@@ -28,7 +32,14 @@ def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
             body = json.dumps(health).encode()
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        return slack_handler(environ, start_response)
+        try:
+            return slack_handler(environ, start_response)
+        except Exception:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing
+            log.warning("refused a malformed request to %s", environ.get("PATH_INFO"), exc_info=True)
+            body = b'{"error": "malformed request"}'
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            start_response("400 Bad Request", headers, sys.exc_info())
+            return [body]
 
     return app
 

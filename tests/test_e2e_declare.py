@@ -235,3 +235,27 @@ def _config_with_channel(channel: str) -> str:
     from bot.config import default_config_text
 
     return default_config_text().replace("channel: incident-response", f"channel: {channel}")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "payload=not-json",
+        "payload=%7B%22type%22%3A%22view_submission%22%2C%22view%22%3A%7B%22callback_id%22%3A%22declare_modal%22%7D%7D",
+        "",
+    ],
+    ids=["payload-not-json", "view-without-type", "empty"],
+)
+def test_a_signed_but_malformed_request_is_refused_without_a_500(bot, body):
+    reply = bot.platform.send(body)
+
+    assert reply.status in (400, 404)
+    assert "Traceback" not in str(reply.body)
+    assert bot.bot.store.count_incidents() == 0
+
+
+def test_a_button_naming_no_incident_answers_politely(bot):
+    click = bot.platform.click(action_id="incident_ack", value="999", user="U0BOB")
+
+    assert click.status == 200
+    click.wait_response(lambda r: "That incident no longer exists." in r.text)
