@@ -154,7 +154,13 @@ class Announcer:
     def _create_war_room(self, incident: Incident) -> Incident:
         now = self.clock()
         name = war_room_name(self.config.war_room_prefix, incident.number, incident.title)
-        channel_id, channel_name = self.slack.create_channel(name)
+        key = f"war-room:{incident.number}"
+        adopted = self._find_own_war_room(name) if self.store.attempt(key) else None
+        if adopted is not None:
+            channel_id, channel_name = adopted
+        else:
+            self.store.note_attempt(key, name, now)
+            channel_id, channel_name = self.slack.create_channel(name)
         incident = self.store.record_setup(incident.number, now, war_room_id=channel_id, war_room_name=channel_name)
         # The announcement shows the war room link as soon as it exists.
         if incident.announcement_ts and incident.announcement_channel:
@@ -165,6 +171,24 @@ class Announcer:
                 blocks.announcement(self.config, incident, now),
             )
         return incident
+
+    def _find_own_war_room(self, name: str) -> tuple[str, str] | None:
+        """After a crash mid-create: the channel we made under this name, if it exists and is ours.
+
+        Ours means created by this bot and not already some other incident's war room; anything
+        else with the name belongs to someone else, and create_channel picks `name-2` instead.
+        """
+        try:
+            found = self.slack.find_channel(name)
+            me = self.slack.bot_user_id()
+        except SlackApiError as exc:
+            log.warning("could not look for an earlier %s: %s", name, error_code(exc))
+            return None
+        if found is None or found.get("creator") != me or found.get("is_archived"):
+            return None
+        if self.store.by_war_room(str(found["id"])) is not None:
+            return None
+        return str(found["id"]), str(found["name"])
 
     def _brief_war_room(self, incident: Incident) -> Incident:
         assert incident.war_room_id

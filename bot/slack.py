@@ -56,6 +56,7 @@ class SlackGateway:
         self._email_cache: dict[str, str] = {}
         self._dm_cache: dict[str, str] = {}
         self._cache_lock = threading.Lock()
+        self._bot_user_id: str | None = None
 
     def post(
         self,
@@ -148,10 +149,15 @@ class SlackGateway:
         return channel
 
     def channel_id(self, name: str) -> str | None:
-        """The ID of a public channel by name (IDs pass through), paging through conversations.list."""
+        """The ID of a public channel by name (IDs pass through)."""
         name = name.lstrip("#")
         if re.fullmatch(r"[CG][A-Z0-9]{2,}", name):
             return name
+        found = self.find_channel(name)
+        return str(found["id"]) if found else None
+
+    def find_channel(self, name: str) -> dict[str, Any] | None:
+        """A public channel by name, paging through conversations.list."""
         cursor = None
         for _ in range(50):
             response = self.client.conversations_list(
@@ -159,11 +165,16 @@ class SlackGateway:
             )
             for channel in response.get("channels") or []:
                 if channel.get("name") == name:
-                    return str(channel["id"])
+                    return dict(channel)
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return None
         return None
+
+    def bot_user_id(self) -> str:
+        if self._bot_user_id is None:
+            self._bot_user_id = str(self.client.auth_test()["user_id"])
+        return self._bot_user_id
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)

@@ -916,6 +916,7 @@ class SlackSandbox:
         self._view_meta: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, dict[str, Any]] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._holds: dict[str, float] = {}
         self._last_ts = 0.0
         self._counter = itertools.count(1)
         self._server: _Server | None = None
@@ -1101,9 +1102,16 @@ class SlackSandbox:
         """Answer calls to `method` `seconds` late (every call until `clear_faults`, or `times`)."""
         self._add_fault(method, _Fault("delay", times, seconds=seconds))
 
+    def hold_response(self, method: str, seconds: float) -> None:
+        """Carry out calls to `method` at once but answer `seconds` late: the call took effect in
+        Slack while the bot is still waiting, the window a crash can fall into."""
+        with self._lock:
+            self._holds[method] = seconds
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._holds.clear()
 
     def _add_fault(self, method: str, fault: _Fault) -> None:
         with self._lock:
@@ -1182,7 +1190,10 @@ class SlackSandbox:
             self._authenticate(method, token)
             with self._lock:
                 result = self._methods[method](params)
+                hold = self._holds.get(method, 0.0)
             response = {"ok": True, **result}
+            if hold:
+                time.sleep(hold)
         except SlackError as exc:
             response = {"ok": False, "error": exc.error, **exc.extra}
         except Exception:  # a sandbox bug must not look like a dropped connection
