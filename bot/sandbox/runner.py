@@ -98,9 +98,20 @@ class SandboxedBot:
 
     def stop(self) -> None:
         if self._server is not None:
-            # Finish in-flight requests before closing the socket their threads answer on.
-            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-            self._server.close()
+            # Finish in-flight requests, then close every socket from inside the server's own
+            # loop: closing them from this thread races the loop's select() (EBADF).
+            server = self._server
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+
+            def close_all() -> None:
+                for channel in list(server._map.values()):
+                    if channel is not server.trigger and channel is not server:
+                        channel.close()
+                server.close()
+
+            server.trigger.pull_trigger(close_all)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
         if self.bot is not None:
             self.bot.stop()
         if self._owns_slack:
