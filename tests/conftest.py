@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.runner import SandboxedBot
 
 # The runbook's policies with every duration shortened, so escalation is observable in seconds.
@@ -63,3 +64,10 @@ def fast_bot() -> Iterator[SandboxedBot]:
     with SandboxedBot(config_text=FAST_CONFIG) as running:
         yield running
         assert not running.slack.refusals(), f"Slack refused: {running.slack.refusals()}"
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[GcpSandbox]:
+    """The Cloud Run, Cloud Logging and health emulators, started once per test module."""
+    with GcpSandbox() as sandbox:
+        yield sandbox

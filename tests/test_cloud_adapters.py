@@ -26,12 +26,6 @@ SINCE = NOW - timedelta(minutes=15)
 SERVING, PREVIOUS = "tai-autonomics-00042-xyz", "tai-autonomics-00041-kom"
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[GcpSandbox]:
-    with GcpSandbox() as sandbox:
-        yield sandbox
-
-
 @pytest.fixture
 def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
     running.use("healthy", NOW)

@@ -31,12 +31,6 @@ LOG_SOURCES = ("errors", "requests", "signals")
 OTHER_SOURCES = ("service", "revisions", "health")
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[GcpSandbox]:
-    with GcpSandbox() as sandbox:
-        yield sandbox
-
-
 @pytest.fixture
 def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
     running.use("bad_deploy", NOW)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 # Google APIs put the gRPC status name next to the HTTP code in their JSON errors.
 _STATUS_NAMES = {
@@ -86,6 +86,20 @@ class _FaultTable:
 
     def for_endpoint(self, endpoint: str) -> Fault:
         return self.by_endpoint.get(endpoint) or self.by_endpoint.get(ALL) or Fault()
+
+
+NOT_JSON = object()  # read_request's body for a non-empty body that is not JSON
+
+
+def read_request(http: BaseHTTPRequestHandler) -> tuple[SplitResult, bytes, Any]:
+    """(path parts, raw body, parsed JSON body: None when empty, NOT_JSON when unparseable)."""
+    parts = urlsplit(http.path)
+    length = int(http.headers.get("Content-Length") or 0)
+    raw = http.rfile.read(length) if length else b""
+    try:
+        return parts, raw, json.loads(raw) if raw else None
+    except ValueError:
+        return parts, raw, NOT_JSON
 
 
 class _Server(ThreadingHTTPServer):
@@ -197,12 +211,8 @@ class JsonServer:
     # -- request handling ------------------------------------------------------------------
 
     def _serve(self, http: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(http.path)
-        length = int(http.headers.get("Content-Length") or 0)
-        raw = http.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
+        parts, raw, body = read_request(http)
+        if body is NOT_JSON:
             self._send(http, google_error(400, "request body is not JSON"))
             return
         for candidate in self._routes:

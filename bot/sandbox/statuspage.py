@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from bot.sandbox.health import ALL, JsonServer, Request
+from bot.sandbox.health import ALL, NOT_JSON, JsonServer, Request, read_request
 
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 IMPACTS = ("none", "minor", "major", "critical")
@@ -142,12 +142,8 @@ class StatuspageSandbox(JsonServer):
     # -- serving ---------------------------------------------------------------------------
 
     def _serve(self, http: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(http.path)
-        length = int(http.headers.get("Content-Length") or 0)
-        raw = http.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
+        parts, raw, body = read_request(http)
+        if body is NOT_JSON:
             body = raw.decode("utf-8", "replace")
         authorization = http.headers.get("Authorization", "")
         authorized = authorization == f"OAuth {self.api_key}"
