@@ -82,13 +82,6 @@ class Announcer:
             return incident.announcement_channel, incident.announcement_ts
         return None
 
-    def in_war_room(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
-        """Post to the war room, or under the announcement for severities without one."""
-        if incident.war_room_id:
-            self.slack.post(incident.war_room_id, text, blocks_)
-        else:
-            self.in_thread(incident, text, blocks_)
-
     def everywhere(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
         """Both the war room and the announcement thread (updates, all-clear)."""
         if incident.war_room_id:

@@ -68,10 +68,6 @@ class Pager:
         self.retry_max = retry_max
         self.statuspage = statuspage
 
-    def send_due(self) -> None:
-        for delivery in self.store.due_deliveries(self.clock()):
-            self.send(delivery)
-
     def send(self, delivery: DeliveryRecord) -> None:
         if not self.store.start_delivery(delivery.id, self.clock()):
             return  # another thread has it
@@ -226,8 +222,8 @@ class Pager:
             tuple(Delivery(delivery.kind, user, delivery.detail) for user in users),
         )
         self.store.record_firing(delivery.incident, firing, self.clock())
+        # The delivery loop is woken after every send and picks the new rows up at once.
         self.store.cancel_delivery(delivery.id, f"expanded to {', '.join(users)}")
-        self.send_due()
 
     def _retry_later(self, delivery: DeliveryRecord, incident: Incident, reason: str) -> None:
         delay = min(self.retry_max, self.retry_base * (2 ** min(delivery.attempts, 10)))

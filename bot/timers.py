@@ -131,8 +131,6 @@ class Timers:
         """Send pending deliveries now (new pages, a manual page, a status page call)."""
         self._wake.set()
 
-    send_now = wake_deliveries
-
     def _delivery_loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()  # cleared before reading, so a wake during the sends is not missed

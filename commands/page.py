@@ -29,7 +29,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
         (Delivery("page", target, detail), Delivery("paged_note", target, detail)),
     )
     ctx.store.record_firing(incident.number, firing, ctx.now())
-    ctx.timers.send_now()
+    ctx.timers.wake_deliveries()
     who = f"<@{target}>" if mentioned_user(target) else f"the {target} role"
     return Reply(f"Paging {who} for {incident.ref}.")
 

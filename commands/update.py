@@ -96,7 +96,7 @@ def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str
     key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
     detail = json.dumps({"status": status, "body": body})
     ctx.store.record_firing(incident.number, Firing(key, (Delivery("statuspage", action, detail),)), ctx.now())
-    ctx.timers.send_now()
+    ctx.timers.wake_deliveries()
 
 
 def on_snooze(ctx: Context, click: ButtonClick) -> Reply:

@@ -171,3 +171,20 @@ def test_a_manual_page_after_the_ack_still_goes_out(fast_bot):
     fast_bot.command("page INC-1 tech_lead")
 
     fast_bot.slack.wait_for_dm(LEAD, "You are paged", with_button="incident_ack")
+
+
+def test_a_role_held_by_two_people_pages_both_once():
+    from bot.sandbox.runner import SandboxedBot
+    from tests.conftest import FAST_CONFIG
+
+    config = FAST_CONFIG.replace("oncall_primary: [U0PRIMARY]", "oncall_primary: [U0PRIMARY, alice@example.com]")
+    with SandboxedBot(config_text=config) as running:
+        running.command("declare p2 Search is slow", user="U0BOB")
+
+        running.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+        running.slack.wait_for_dm("U0ALICE", "You are paged", with_button="incident_ack")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+        running.slack.wait_for_message(room, "Paged <@U0PRIMARY>, <@U0ALICE>")
+        time.sleep(0.5)
+        assert len(pages_to(running, PRIMARY)) == 1 and len(pages_to(running, "U0ALICE")) == 1
+        assert not running.slack.refusals()
