@@ -61,8 +61,10 @@ class IncidentBot:
         settings: Settings,
         config: Config,
         clock: Callable[[], datetime] = utcnow,
+        setup_retry_s: float = 60.0,
     ) -> None:
         self.settings = settings
+        self.setup_retry_s = setup_retry_s
         self.config = config
         self.store = Store(settings.db_path)
         self.client = make_client(settings.bot_token, settings.slack_api_url)
@@ -96,18 +98,30 @@ class IncidentBot:
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
 
     def start(self) -> None:
-        """Rebuild every timer from the store and finish any set-up a crash interrupted."""
+        """Rebuild every timer from the store and finish any set-up a crash interrupted.
+
+        Set-up that Slack refused (the bot not yet invited to the announcement channel, an
+        outage) is retried every `setup_retry_s` until it is complete.
+        """
         self.timers.start()
+        self.finish_setups()
+        self.timers.scheduler.add_job(
+            self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True
+        )
+        self.started.set()
+
+    def finish_setups(self) -> None:
         for incident in self.store.open_incidents():
             if _setup_incomplete(self.config, incident):
                 self.work.submit(self._finish_setup, incident.number)
-        self.started.set()
 
     def _finish_setup(self, number: int) -> None:
         try:
             self.announcer.setup(number)
-        except Exception:  # noqa: BLE001 - logged; the next start-up or retry tries again
-            log.exception("could not finish setting up INC-%s", number)
+        except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+            log.warning("could not finish setting up INC-%s yet: %s", number, exc)
+        finally:
+            self.timers.replan(number)
 
     def health(self) -> dict[str, Any]:
         db_ok = self.store.ping()

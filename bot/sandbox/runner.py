@@ -34,6 +34,7 @@ class SandboxedBot:
         db_path: str | None = None,
         slack: SlackSandbox | None = None,
         preset: str = "healthy",
+        setup_retry_s: float = 60.0,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
@@ -43,6 +44,7 @@ class SandboxedBot:
         self._owns_slack = slack is None
         self.gcp = GcpSandbox()
         self.preset = preset
+        self.setup_retry_s = setup_retry_s
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -70,7 +72,7 @@ class SandboxedBot:
             db_path=self.db_path,
             port=0,
         )
-        self.bot = IncidentBot(settings, config)
+        self.bot = IncidentBot(settings, config, setup_retry_s=self.setup_retry_s)
         self.bot.start()
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)
         self._thread = threading.Thread(target=self._server.run, name="bot-http", daemon=True)

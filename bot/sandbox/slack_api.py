@@ -1102,6 +1102,13 @@ class SlackSandbox:
         """Answer calls to `method` `seconds` late (every call until `clear_faults`, or `times`)."""
         self._add_fault(method, _Fault("delay", times, seconds=seconds))
 
+    def invite(self, channel: str, user: str) -> None:
+        """Someone in the workspace invites `user` (the bot, say) to `channel`, as a person would."""
+        with self._lock:
+            conv = self._conversations[channel]
+            if user not in conv.members:
+                self._conversations[channel] = replace(conv, members=(*conv.members, user))
+
     def hold_response(self, method: str, seconds: float) -> None:
         """Carry out calls to `method` at once but answer `seconds` late: the call took effect in
         Slack while the bot is still waiting, the window a crash can fall into."""
