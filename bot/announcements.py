@@ -11,18 +11,21 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.config import Config
+from bot.context import each
 from bot.incidents import Incident, war_room_name
 from bot.slack import SlackGateway, error_code
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+WAR_ROOM_PATIENCE = timedelta(seconds=30)
 
 
 class Announcer:
@@ -77,16 +80,22 @@ class Announcer:
         if incident.war_room_id:
             return incident.war_room_id, None
         if self.config.has_war_room(incident.severity):
-            return None  # its war room is still being set up: wait for it rather than post elsewhere
+            # Its war room is still being made: wait for it rather than post elsewhere, unless
+            # making it has failed for a while (a workspace that forbids it): then the thread.
+            attempt = self.store.attempt(f"war-room:{incident.number}")
+            if attempt is None or self.clock() - attempt.at < WAR_ROOM_PATIENCE:
+                return None
         if incident.announcement_ts and incident.announcement_channel:
             return incident.announcement_channel, incident.announcement_ts
         return None
 
     def everywhere(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None:
-        """Both the war room and the announcement thread (updates, all-clear)."""
-        if incident.war_room_id:
-            self.slack.post(incident.war_room_id, text, blocks_)
-        self.in_thread(incident, text, blocks_)
+        """Both the war room and the announcement thread (updates, all-clear), each on its own."""
+        room = incident.war_room_id
+        each(
+            lambda: self.slack.post(room, text, blocks_) if room else None,
+            lambda: self.in_thread(incident, text, blocks_),
+        )
 
     def _post_announcement(self, incident: Incident) -> Incident:
         now = self.clock()
@@ -133,15 +142,14 @@ class Announcer:
         """
         earlier = self.store.attempt(key)
         if earlier is not None:
-            searched, at = earlier
             try:
-                ts = self.slack.find_posted(searched, key, at.timestamp() - 1)
-            except SlackApiError as exc:
-                log.warning("could not check whether %s was posted: %s", key, error_code(exc))
+                ts = self.slack.find_posted(earlier.channel, key, earlier.at.timestamp() - 1, earlier.thread_ts)
+            except Exception as exc:  # noqa: BLE001 - when in doubt, post: a lost message is worse
+                log.warning("could not check whether %s was posted: %s", key, exc)
                 ts = None
             if ts is not None:
-                return searched, ts
-        self.store.note_attempt(key, channel_id or channel, self.clock())
+                return earlier.channel, ts
+        self.store.note_attempt(key, channel_id or channel, self.clock(), thread_ts)
         return self.slack.post(channel, text, blocks_, thread_ts=thread_ts, key=key)
 
     def _create_war_room(self, incident: Incident) -> Incident:

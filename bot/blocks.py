@@ -302,7 +302,7 @@ def page(config: Config, incident: Incident, detail: str) -> list[Block]:
     return [
         header(f"📟 You are paged: {incident.ref} · {severity_label(config, incident.severity)}"),
         section(f"*{user_text(incident.title, 1000)}*\n{room}. Commander <@{incident.commander}>."),
-        context(f"SLA: {sla_text(config, incident.severity)}. You were paged as {escape(detail)}."),
+        context(f"SLA: {sla_text(config, incident.severity)}. You were paged as {detail}."),
         {
             "type": "actions",
             "block_id": "page_actions",

@@ -22,6 +22,7 @@ from bot.config import Config
 from bot.durations import humanize
 from bot.escalation import Delivery, Firing
 from bot.incidents import Incident
+from bot.mrkdwn import escape
 from bot.people import Directory, PeopleError
 from bot.slack import SlackGateway, error_code
 from bot.statuspage import StatuspageClient, StatuspageError
@@ -91,21 +92,39 @@ class Pager:
         outgoing = self._compose(delivery, incident)
         if outgoing is None:
             return
-        if delivery.kind == "reminder":
-            previous = self.store.deliveries(incident.number, kind="reminder", status="sent")
-            if previous and previous[-1].channel == outgoing.channel and previous[-1].ts:
-                # One reminder message per incident, kept current, instead of a stack of nags.
-                last = previous[-1]
-                assert last.channel and last.ts
-                self.slack.update(last.channel, last.ts, outgoing.text, outgoing.blocks)
-                self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=last.channel, ts=last.ts)
-                return
+        if delivery.kind == "reminder" and self._edit_previous_reminder(delivery, outgoing):
+            return
         # The channel is stored before posting, so start-up can ask Slack whether it landed.
-        self.store.set_delivery_channel(delivery.id, outgoing.channel, outgoing.user)
+        self.store.set_delivery_channel(delivery.id, outgoing.channel, outgoing.user, outgoing.thread_ts)
         channel, ts = self.slack.post(
             outgoing.channel, outgoing.text, outgoing.blocks, thread_ts=outgoing.thread_ts, key=_key(delivery)
         )
         self.store.finish_delivery(delivery.id, self.clock(), user=outgoing.user, channel=channel, ts=ts)
+
+    def _edit_previous_reminder(self, delivery: DeliveryRecord, outgoing: Outgoing) -> bool:
+        """Edit the reminder already on screen for this series of reminders, if there is one.
+
+        One message per series, kept current, instead of a stack of nags. A new series (after an
+        update or a snooze) posts a new message, so the commander's mention notifies again; so
+        does a reminder whose message is gone (deleted, or the bot removed from the channel).
+        """
+        series = delivery.firing_key.rsplit(":", 1)[0] + ":"
+        previous = [
+            d
+            for d in self.store.deliveries(delivery.incident, kind="reminder", status="sent")
+            if d.firing_key.startswith(series) and d.channel == outgoing.channel and d.ts
+        ]
+        if not previous:
+            return False
+        last = previous[-1]
+        assert last.channel and last.ts
+        try:
+            self.slack.update(last.channel, last.ts, outgoing.text, outgoing.blocks)
+        except SlackApiError as exc:
+            log.warning("could not edit the last reminder (%s); posting a new one", error_code(exc))
+            return False
+        self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=last.channel, ts=last.ts)
+        return True
 
     def _compose(self, delivery: DeliveryRecord, incident: Incident) -> Outgoing | None:
         """The message a delivery sends, or None when it became moot (and was cancelled)."""
@@ -140,12 +159,13 @@ class Pager:
             raise PeopleError("the incident has no announcement or war room to post in yet")
         channel, thread_ts = target
         if delivery.kind == "paged_note":
-            try:
-                who = ", ".join(f"<@{u}>" for u in self.directory.users(delivery.target, incident))
-            except PeopleError as exc:
-                who = f"nobody ({exc})"
+            users, problems = self.directory.resolve(delivery.target, incident)
+            who = ", ".join(f"<@{u}>" for u in users) or "nobody"
             label = delivery.target if delivery.target in self.config.people else "directly"
-            return Outgoing(channel, None, f"📟 Paged {who} ({label}, {delivery.detail}).", None, thread_ts)
+            text = f"📟 Paged {who} ({label}, {delivery.detail})."
+            if problems:
+                text += f" ⚠️ Could not reach: {escape('; '.join(problems))}."
+            return Outgoing(channel, None, text, None, thread_ts)
         if delivery.kind == "sla_breach":
             paged = [d.user for d in self.store.deliveries(incident.number, kind="page", status="sent") if d.user]
             who = ", ".join(f"<@{u}>" for u in dict.fromkeys(paged)) or "nobody yet"
@@ -201,13 +221,9 @@ class Pager:
             if delivery.channel:
                 try:
                     oldest = delivery.next_attempt_at.timestamp() - 1
-                    ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest)
-                except SlackApiError as exc:
-                    log.warning(
-                        "could not check delivery %s: %s; sending it again",
-                        delivery.id,
-                        error_code(exc),
-                    )
+                    ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest, delivery.thread_ts)
+                except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
+                    log.warning("could not check delivery %s (%s); sending it again", delivery.id, exc)
             if ts is not None:
                 self.store.finish_delivery(
                     delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts

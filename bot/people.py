@@ -41,7 +41,35 @@ class Directory:
         )
 
     def users(self, ref: str, incident: Incident | None = None) -> list[str]:
-        """Slack user IDs for a role name, an incident role, a user ID or an email."""
+        """Slack user IDs for a role name, an incident role, a user ID or an email.
+
+        A role whose holders resolve only in part gives the ones that do: one departed holder
+        must not stop the others being paged. It raises only when nobody can be reached.
+        """
+        users, problems = self.resolve(ref, incident)
+        if not users:
+            raise PeopleError("; ".join(problems) or f"nobody holds the role {ref}")
+        return users
+
+    def resolve(self, ref: str, incident: Incident | None = None) -> tuple[list[str], list[str]]:
+        """(Slack user IDs reached, problems with the holders that could not be)."""
+        if ref not in self.config.people:
+            try:
+                return self._one(ref, incident), []
+            except PeopleError as exc:
+                return [], [str(exc)]
+        users: list[str] = []
+        problems: list[str] = []
+        for holder in self.config.people[ref]:
+            try:
+                users.extend(self._one(holder, incident))
+            except PeopleError as exc:
+                problems.append(str(exc))
+        if not self.config.people[ref]:
+            problems.append(f"nobody holds the role {ref} (see `people` in the config)")
+        return list(dict.fromkeys(users)), problems
+
+    def _one(self, ref: str, incident: Incident | None) -> list[str]:
         if _USER_ID.match(ref):
             return [ref]
         if "@" in ref:
@@ -55,12 +83,7 @@ class Directory:
                 )
             return [holder]
         if ref in self.config.people:
-            users: list[str] = []
-            for holder in self.config.people[ref]:
-                users.extend(self.users(holder, incident))
-            if not users:
-                raise PeopleError(f"nobody holds the role {ref} (see `people` in the config)")
-            return list(dict.fromkeys(users))
+            return self.users(ref, incident)
         raise PeopleError(f"{ref!r} is not a role under `people`, a user ID or an email")
 
     def _by_email(self, email: str) -> str:

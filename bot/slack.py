@@ -82,17 +82,28 @@ class SlackGateway:
         )
         return str(response["channel"]), str(response["ts"])
 
-    def find_posted(self, channel: str, key: str, oldest: float) -> str | None:
-        """The ts of the bot's message carrying `key` posted in `channel` since `oldest`, if any."""
+    def find_posted(self, channel: str, key: str, oldest: float, thread_ts: str | None = None) -> str | None:
+        """The ts of the bot's message carrying `key` posted in `channel` (or in the thread under
+        `thread_ts`: history leaves thread replies out) since `oldest`, if any."""
         cursor = None
         for _ in range(5):  # a few pages of recent history; a crash window is seconds long
-            response = self.client.conversations_history(
-                channel=channel,
-                oldest=f"{oldest:.6f}",
-                include_all_metadata=True,
-                limit=200,
-                cursor=cursor,
-            )
+            if thread_ts:
+                response = self.client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    oldest=f"{oldest:.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            else:
+                response = self.client.conversations_history(
+                    channel=channel,
+                    oldest=f"{oldest:.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
             for message in response.get("messages") or []:
                 payload = (message.get("metadata") or {}).get("event_payload") or {}
                 if payload.get("key") == key:

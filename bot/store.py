@@ -56,6 +56,16 @@ class DeliveryRecord:
     user: str | None
     channel: str | None
     ts: str | None
+    thread_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A post that was about to be made: where, when, and under which thread."""
+
+    channel: str
+    at: datetime
+    thread_ts: str | None
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,7 @@ class Store:
                 "user": str,
                 "channel": str,
                 "ts": str,
+                "thread_ts": str,
                 "created_at": str,
                 "sent_at": str,
             },
@@ -179,7 +190,13 @@ class Store:
         self.db.table("deliveries").create_index(["status", "next_attempt_at"], if_not_exists=True)
         self.db.table("deliveries").create_index(["incident"], if_not_exists=True)
         # Posts under way: if the process dies mid-post, start-up asks Slack whether it landed.
-        self.db.table("attempts").create({"key": str, "channel": str, "at": str}, pk="key", if_not_exists=True)
+        self.db.table("attempts").create(
+            {"key": str, "channel": str, "at": str, "thread_ts": str}, pk="key", if_not_exists=True
+        )
+        # Columns added after the first release: older databases get them here.
+        for table, column in (("attempts", "thread_ts"), ("deliveries", "thread_ts")):
+            if column not in self.db.table(table).columns_dict:
+                self.db.table(table).add_column(column, str)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -467,16 +484,18 @@ class Store:
             params.append(status)
         return [_delivery(r) for r in self._rows(sql + " ORDER BY id", params)]
 
-    def note_attempt(self, key: str, channel: str, now: datetime) -> None:
+    def note_attempt(self, key: str, channel: str, now: datetime, thread_ts: str | None = None) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO attempts (key, channel, at) VALUES (?, ?, ?)",
-                [key, channel, _to_db(now)],
+                "INSERT OR REPLACE INTO attempts (key, channel, at, thread_ts) VALUES (?, ?, ?, ?)",
+                [key, channel, _to_db(now), thread_ts],
             )
 
-    def attempt(self, key: str) -> tuple[str, datetime] | None:
-        rows = self._rows("SELECT channel, at FROM attempts WHERE key = ?", [key])
-        return (rows[0]["channel"], datetime.fromisoformat(rows[0]["at"])) if rows else None
+    def attempt(self, key: str) -> Attempt | None:
+        rows = self._rows("SELECT channel, at, thread_ts FROM attempts WHERE key = ?", [key])
+        if not rows:
+            return None
+        return Attempt(rows[0]["channel"], datetime.fromisoformat(rows[0]["at"]), rows[0]["thread_ts"])
 
     def known_announcement_channel(self) -> str | None:
         rows = self._rows(
@@ -484,11 +503,13 @@ class Store:
         )
         return rows[0]["announcement_channel"] if rows else None
 
-    def set_delivery_channel(self, delivery_id: int, channel: str, user: str | None) -> None:
+    def set_delivery_channel(
+        self, delivery_id: int, channel: str, user: str | None, thread_ts: str | None = None
+    ) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE deliveries SET channel = ?, user = ? WHERE id = ?",
-                [channel, user, delivery_id],
+                "UPDATE deliveries SET channel = ?, user = ?, thread_ts = ? WHERE id = ?",
+                [channel, user, thread_ts, delivery_id],
             )
 
     def interrupted_deliveries(self) -> list[DeliveryRecord]:

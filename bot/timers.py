@@ -113,6 +113,13 @@ class Timers:
             return
         self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
 
+    def tick_at(self, number: int, at: datetime) -> None:
+        """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
+        if self._stopping.is_set():
+            return
+        job_id = f"incident-{number}"
+        self.scheduler.add_job(self._tick, "date", run_date=at, id=job_id, args=[number], replace_existing=True)
+
     def _tick(self, number: int) -> None:
         if self._stopping.is_set():
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot import ids
-from bot.context import ButtonClick, CommandRequest, Context, Reply
+from bot.context import ButtonClick, CommandRequest, Context, Reply, each
 from bot.errors import UsageError
 from bot.incidents import Incident, acknowledge
 
@@ -31,9 +31,11 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
     ctx.timers.replan(saved.number)
 
     def announce() -> Reply | None:
-        ctx.announcer.refresh(saved.number)
-        ctx.announcer.everywhere(saved, f"✅ <@{user}> acknowledged {saved.ref}. Escalation stopped.")
-        ctx.pager.close_pages(saved)
+        each(
+            lambda: ctx.pager.close_pages(saved),
+            lambda: ctx.announcer.refresh(saved.number),
+            lambda: ctx.announcer.everywhere(saved, f"✅ <@{user}> acknowledged {saved.ref}. Escalation stopped."),
+        )
         return None
 
     return Reply(f"You acknowledged {saved.ref}. Escalation stopped.", after=announce)

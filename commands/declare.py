@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -15,6 +16,7 @@ from bot.slack import error_code
 from commands.update import to_status_page
 
 USAGE = "/incident declare <p1|p2|p3|p4> <title>"
+PAGE_AT_THE_LATEST = timedelta(seconds=10)
 SUMMARY = "open an incident (no title opens a form)"
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
     now = ctx.now()
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
     incident = ctx.store.create_incident(draft, now)
+    # Paging starts once set-up has made the war room (so the page can link it), but never
+    # later than this, however slow or broken Slack is being.
+    ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
     if ctx.config.statuspage and severity in ctx.config.statuspage.severities:
         to_status_page(ctx, incident, "create", body=f"We are investigating: {title}")
     return incident

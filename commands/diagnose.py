@@ -65,9 +65,9 @@ def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
     ctx.store.add_event(incident.number, ctx.now(), "diagnose", user, line)
     # Diagnosing is the runbook's INVESTIGATE & FIX step under way: the fix clock stops.
     current = ctx.store.get(incident.number)
-    change = start_fix(current, by=user, now=ctx.now(), how="diagnose") if current else None
-    if change is not None and current is not None:
-        ctx.store.apply(change, ctx.now(), old=current)
+    if current is not None:
+        now = ctx.now()
+        ctx.store.change(current, lambda latest: start_fix(latest, by=user, now=now, how="diagnose"), now)
     ctx.timers.replan(incident.number)
     return None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot import ids
-from bot.context import ButtonClick, CommandRequest, Context, Reply
+from bot.context import ButtonClick, CommandRequest, Context, Reply, each
 from bot.incidents import Incident, clean_title, resolve
 from commands.update import to_status_page
 
@@ -39,9 +39,11 @@ def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None) -
     to_status_page(ctx, saved, "resolve", body=summary or "This incident has been resolved.")
 
     def announce() -> Reply | None:
-        ctx.announcer.refresh(saved.number)
-        ctx.announcer.everywhere(saved, change.text)
-        ctx.pager.close_pages(saved, stand_down=False)
+        each(
+            lambda: ctx.pager.close_pages(saved, stand_down=False),
+            lambda: ctx.announcer.refresh(saved.number),
+            lambda: ctx.announcer.everywhere(saved, change.text),
+        )
         return None
 
     return Reply(f"{saved.ref} resolved.", after=announce)

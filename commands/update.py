@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from bot import blocks, ids
-from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
+from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
 from bot.incidents import STATUSES, Incident, post_update, snooze
@@ -52,8 +52,7 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
     message = f"*{saved.ref} update* ({saved.status}) from <@{user}>:\n{user_text(text, 2900)}"
 
     def announce() -> Reply | None:
-        ctx.announcer.refresh(saved.number)
-        ctx.announcer.everywhere(saved, message)
+        each(lambda: ctx.announcer.everywhere(saved, message), lambda: ctx.announcer.refresh(saved.number))
         return None
 
     where = " and the status page" if public else ""

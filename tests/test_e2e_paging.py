@@ -188,3 +188,37 @@ def test_a_role_held_by_two_people_pages_both_once():
         time.sleep(0.5)
         assert len(pages_to(running, PRIMARY)) == 1 and len(pages_to(running, "U0ALICE")) == 1
         assert not running.slack.refusals()
+
+
+def test_an_interrupted_post_in_a_thread_is_found_there_not_sent_twice(bot):
+    """P3 has no war room: the "who was paged" line goes under the announcement, in its thread."""
+    bot.command("declare p3 Export button broken")
+    note = bot.slack.wait_for_message("C0INCIDENT", "Paged <@U0SUPPORT>")
+    assert note.is_reply
+    store = bot.bot.store
+    [delivery] = store.deliveries(1, kind="paged_note", status="sent")
+    assert delivery.thread_ts == note.thread_ts
+
+    # As if the process had died after Slack took the post but before the store heard back.
+    with store.transaction() as db:
+        db.execute("UPDATE deliveries SET status = 'sending', ts = NULL WHERE id = ?", [delivery.id])
+    bot.bot.pager.recover_interrupted()
+
+    [recovered] = store.deliveries(1, kind="paged_note")
+    assert (recovered.status, recovered.ts) == ("sent", note.ts)
+    time.sleep(0.3)
+    assert len([m for m in bot.slack.messages_in("C0INCIDENT") if "Paged <@U0SUPPORT>" in m.all_text]) == 1
+
+
+def test_one_unreachable_holder_does_not_stop_the_others_being_paged():
+    from bot.sandbox.runner import SandboxedBot
+    from tests.conftest import FAST_CONFIG
+
+    config = FAST_CONFIG.replace("oncall_primary: [U0PRIMARY]", "oncall_primary: [gone@example.com, U0PRIMARY]")
+    with SandboxedBot(config_text=config) as running:
+        running.command("declare p2 Search is slow", user="U0BOB")
+
+        running.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+        note = running.slack.wait_for_message(room, "Paged <@U0PRIMARY>")
+        assert "Could not reach: no Slack user has the email gone@example.com" in note.all_text

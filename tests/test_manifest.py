@@ -22,6 +22,7 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "conversations.invite": (frozenset({"channels:manage"}), frozenset({"channels:write.invites"})),
     "conversations.open": (frozenset({"im:write"}),),
     "conversations.history": (frozenset({"channels:history", "im:history"}),),
+    "conversations.replies": (frozenset({"channels:history", "im:history"}),),
     "conversations.list": (frozenset({"channels:read"}),),
     "users.lookupByEmail": (frozenset({"users:read", "users:read.email"}),),
     "views.open": (frozenset(),),

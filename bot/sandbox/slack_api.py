@@ -1718,8 +1718,11 @@ class SlackSandbox:
             thread = [parent]
         else:
             thread = [parent] + [m for m in self._messages[conv.id] if m.thread_ts == ts and m.is_reply]
+        oldest = float(params.get("oldest") or 0)
+        thread = [m for m in thread if float(m.ts) >= oldest]
         page, meta = self._page(thread, params)
-        return {"messages": [self._message_api(m) for m in page], **meta}
+        with_metadata = _truthy(params.get("include_all_metadata"))
+        return {"messages": [self._message_api(m, with_metadata) for m in page], **meta}
 
     def _conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = self._conversation(params.get("channel"))
