@@ -241,8 +241,9 @@ class Store:
 
     # -- incidents -------------------------------------------------------------------------
 
-    def create_incident(self, draft: Incident, now: datetime) -> Incident:
-        """Number and store a declared incident, with its first timeline line and audit record."""
+    def create_incident(self, draft: Incident, now: datetime, firings: tuple[Firing, ...] = ()) -> Incident:
+        """Number and store a declared incident, with its first timeline line, its audit record and
+        any firings decided at declare (the status page), all in one transaction."""
         row = {k: _to_db(v) for k, v in vars(draft).items() if k != "number"}
         with self.transaction() as db:
             cursor = db.execute(
@@ -260,6 +261,8 @@ class Store:
                 "declare",
                 {"severity": draft.severity, "title": draft.title},
             )
+            for firing in firings:
+                self._record_firing(db, incident.number, firing, now)
         return incident
 
     def get(self, number: int) -> Incident | None:

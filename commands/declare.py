@@ -13,7 +13,7 @@ from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmissi
 from bot.errors import UsageError
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
-from commands.update import to_status_page
+from commands.update import status_page_firing
 
 USAGE = "/incident declare <p1|p2|p3|p4> <title>"
 PAGE_AT_THE_LATEST = timedelta(seconds=10)
@@ -57,12 +57,15 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
 def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
     now = ctx.now()
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
-    incident = ctx.store.create_incident(draft, now)
+    statuspage = ctx.config.statuspage
+    public = ctx.pager.statuspage is not None and statuspage is not None and severity in statuspage.severities
+    firings = (status_page_firing("create", body=f"We are investigating: {title}"),) if public else ()
+    incident = ctx.store.create_incident(draft, now, firings)
     # Paging starts once set-up has made the war room (so the page can link it), but never
     # later than this, however slow or broken Slack is being.
     ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
-    if ctx.config.statuspage and severity in ctx.config.statuspage.severities:
-        to_status_page(ctx, incident, "create", body=f"We are investigating: {title}")
+    if public:
+        ctx.timers.wake_deliveries()
     return incident
 
 

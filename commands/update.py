@@ -92,10 +92,14 @@ def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str
     if action == "update" and "statuspage:create" not in fired:
         # A lower severity made public by hand: open it there first, then update it.
         to_status_page(ctx, incident, "create", body=f"We are investigating: {incident.title}")
-    key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
-    detail = json.dumps({"status": status, "body": body})
-    ctx.store.record_firing(incident.number, Firing(key, (Delivery("statuspage", action, detail),)), ctx.now())
+    ctx.store.record_firing(incident.number, status_page_firing(action, status=status, body=body), ctx.now())
     ctx.timers.wake_deliveries()
+
+
+def status_page_firing(action: str, *, status: str | None = None, body: str = "") -> Firing:
+    """A status page create/update/resolve as a delivery: sent and retried like a page."""
+    key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
+    return Firing(key, (Delivery("statuspage", action, json.dumps({"status": status, "body": body})),))
 
 
 def on_snooze(ctx: Context, click: ButtonClick) -> Reply:
