@@ -44,6 +44,16 @@ class Announcer:
             raise KeyError(f"INC-{number} does not exist")
         return incident
 
+    def needs_setup(self, incident: Incident) -> bool:
+        """Whether `setup` has something left to do for this incident."""
+        if incident.announcement_ts is None:
+            return True
+        return (
+            self.config.has_war_room(incident.severity)
+            and incident.is_open
+            and not (incident.war_room_id and incident.war_room_briefed)
+        )
+
     def setup(self, number: int) -> Incident:
         """Post the announcement and, for war-room severities, open and brief the war room."""
         with self._locks[number]:

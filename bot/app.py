@@ -112,7 +112,7 @@ class IncidentBot:
 
     def finish_setups(self) -> None:
         for incident in self.store.open_incidents():
-            if _setup_incomplete(self.config, incident):
+            if self.announcer.needs_setup(incident):
                 self.work.submit(self._finish_setup, incident.number)
 
     def _finish_setup(self, number: int) -> None:
@@ -137,12 +137,6 @@ class IncidentBot:
         self.work.shutdown(wait=True, cancel_futures=False)
         self.timers.stop()
         self.store.close()
-
-
-def _setup_incomplete(config: Config, incident: Incident) -> bool:
-    if incident.announcement_ts is None:
-        return True
-    return config.has_war_room(incident.severity) and not (incident.war_room_id and incident.war_room_briefed)
 
 
 def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:

@@ -181,14 +181,15 @@ def incident_list(config: Config, incidents: list[Incident], now: datetime) -> l
             f"      open {humanize(now - inc.declared_at)} · commander <@{inc.commander}> · {since_update}{ack}{room}"
         )
     blocks = [header(f"{len(incidents)} open incident{'s' if len(incidents) != 1 else ''}")]
-    blocks += [section(chunk) for chunk in _chunks(lines, SECTION_MAX)]
+    blocks += [section(chunk) for chunk in chunks(lines, SECTION_MAX)]
     if len(blocks) > MESSAGE_BLOCKS_MAX:
         hidden = len(blocks) - MESSAGE_BLOCKS_MAX + 1
         blocks = blocks[: MESSAGE_BLOCKS_MAX - 1] + [context(f"…and more ({hidden} sections hidden).")]
     return blocks
 
 
-def _chunks(lines: list[str], limit: int) -> list[str]:
+def chunks(lines: list[str], limit: int) -> list[str]:
+    """Lines joined into texts of at most `limit` characters each (one per section block)."""
     chunks: list[str] = []
     current = ""
     for line in lines:

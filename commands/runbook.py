@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from bot import scenarios
+from bot.blocks import chunks
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
 from bot.mrkdwn import escape, truncate
@@ -46,16 +47,8 @@ def _render(scenario: scenarios.Scenario) -> str:
 
 def _sections(text: str) -> list[dict[str, object]]:
     """Split long text over sections (3,000 characters each), at most 45 of them."""
-    chunks, current = [], ""
-    for line in text.split("\n"):
-        line = truncate(line, SECTION_MAX)
-        if current and len(current) + len(line) + 1 > SECTION_MAX:
-            chunks.append(current)
-            current = ""
-        current = f"{current}\n{line}" if current else line
-    if current:
-        chunks.append(current)
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks[:45]]
+    lines = [truncate(line, SECTION_MAX) for line in text.split("\n")]
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks(lines, SECTION_MAX)[:45]]
 
 
 @lru_cache(maxsize=4)

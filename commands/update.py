@@ -32,9 +32,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     text = (rest if status else args).strip()
     if not text:
         if req.trigger_id:
-            view = blocks.update_modal(incident, statuspage=ctx.pager.statuspage is not None)
-            trigger_id = req.trigger_id
-            return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
+            return _open_form(ctx, incident, req.trigger_id)
         raise UsageError("What is the update?", USAGE)
     return publish(ctx, incident, req.user, text, status, public=public)
 
@@ -65,8 +63,12 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
         raise UsageError(f"{incident.ref} is already resolved.")
     if not click.trigger_id:
         raise UsageError(f"Type `/incident update {incident.ref} <text>` instead.")
+    return _open_form(ctx, incident, click.trigger_id)
+
+
+def _open_form(ctx: Context, incident: Incident, trigger_id: str) -> Reply:
+    """The update form (status choice, and the status-page tick when one is configured)."""
     view = blocks.update_modal(incident, statuspage=ctx.pager.statuspage is not None)
-    trigger_id = click.trigger_id
     return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
 
 
