@@ -26,6 +26,7 @@ DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 mi
 HEALTH_BODY_CHARS = 200
 LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
 REVISIONS_PAGE = 50
+MAX_REVISION_PAGES = 20  # 1,000 revisions, Cloud Run's cap per service
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOGGING_SCOPES = (
     "https://www.googleapis.com/auth/logging.read",
@@ -161,17 +162,20 @@ class CloudSources:
     ) -> list[RevisionState]:
         """The newest `limit` revisions, newest first.
 
-        Reads one page of up to REVISIONS_PAGE and sorts it here rather than trusting the
-        API's order; a service with a longer history than that is cut at the page.
+        The API promises no order a caller may lean on, so every page is read (REVISIONS_PAGE
+        at a time, each call under `timeout_s`) and the newest are picked here; Cloud Run
+        keeps at most 1,000 revisions per service, so that is at most MAX_REVISION_PAGES calls.
         """
         from google.cloud import run_v2
 
         client = self._run_client("revisions")
-        size = max(limit, REVISIONS_PAGE)
-        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=size)
+        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=REVISIONS_PAGE)
         pager = client.list_revisions(request=request, timeout=timeout_s)
-        first_page = next(iter(pager.pages), None)
-        revisions = [revision_state(r) for r in (first_page.revisions if first_page else [])]
+        revisions: list[RevisionState] = []
+        for number, page in enumerate(pager.pages, start=1):
+            revisions += [revision_state(r) for r in page.revisions]
+            if number >= MAX_REVISION_PAGES:
+                break
         revisions.sort(key=lambda r: r.created_at or _EPOCH, reverse=True)
         return revisions[:limit]
 
@@ -266,8 +270,9 @@ class CloudSources:
         from google.cloud import run_v2
 
         cls = run_v2.ServicesClient if kind == "services" else run_v2.RevisionsClient
+        # REST everywhere, so production speaks exactly what the tests exercise.
         if not self.run_api_url:
-            return cls()  # Application Default Credentials, gRPC
+            return cls(transport="rest")  # Application Default Credentials
         from google.auth.credentials import AnonymousCredentials
 
         return cls(

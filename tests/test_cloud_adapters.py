@@ -34,6 +34,7 @@ def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
     yield running
     running.heal()
     running.cloud_run.operation_delay_s = 0.0
+    running.cloud_run.revision_order = "shuffled"
 
 
 @pytest.fixture(scope="module")
@@ -70,29 +71,61 @@ def test_get_service_reads_readiness_traffic_and_limits(cloud, ref):
     assert (state.memory_limit, state.max_instances) == ("512Mi", 10)
 
 
-def test_list_revisions_is_newest_first_from_a_single_page(cloud, ref, sandbox):
-    revisions = cloud.list_revisions(ref, limit=2, timeout_s=2)
-    assert [r.name for r in revisions] == [SERVING, PREVIOUS]
+def test_list_revisions_is_newest_first_whatever_order_the_api_answers_in(cloud, ref, sandbox):
+    for order in ("shuffled", "oldest_first", "newest_first"):
+        sandbox.cloud_run.revision_order = order
+        revisions = cloud.list_revisions(ref, limit=2, timeout_s=2)
+        assert [r.name for r in revisions] == [SERVING, PREVIOUS], order
     assert revisions[0].ready is True and revisions[0].image.endswith(":1.3.9")
     assert revisions[0].ready_since == NOW - timedelta(hours=26)
     lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
-    assert [r.query.get("pageSize") for r in lists] == [["50"]]  # one page, sorted here
+    assert [r.query.get("pageSize") for r in lists] == [["50"]] * 3
+
+
+def test_sixty_revisions_oldest_first_are_all_read_and_triage_still_names_the_bad_deploy(cloud, ref, sandbox):
+    world = sandbox.use("bad_deploy", NOW, revisions=60)
+    assert len(world.revisions) == 60
+    sandbox.cloud_run.revision_order = "oldest_first"
+    sandbox.cloud_run.requests.clear()
+    report = diagnose(cloud, ref, NOW, timeout_s=3)
+    lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
+    # Two pages of 50: the serving revision is on the second, which one page never saw.
+    assert len(lists) == 2 and lists[0].query.get("pageToken") is None and lists[1].query["pageToken"][0]
+    assert report.revisions is not None
+    assert [r.name for r in report.revisions.revisions[:2]] == [world.serving_revision, world.previous_revision]
+    verdict = triage(report, "P2")
+    assert verdict.likely is not None and verdict.likely.scenario == "1A"
+    assert verdict.rollback is not None and verdict.rollback.rollback_revision == world.previous_revision
 
 
 def test_revisions_emulator_pages_like_the_api(sandbox, ref):
+    from google.api_core import exceptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import run_v2
 
+    sandbox.use("healthy", NOW, revisions=45)
     client = run_v2.RevisionsClient(
         credentials=AnonymousCredentials(),
         transport="rest",
         client_options={"api_endpoint": sandbox.cloud_run_url},
     )
-    request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=1)
-    names = [r.name.rsplit("/", 1)[-1] for r in client.list_revisions(request=request)]
-    assert names[:2] == [SERVING, PREVIOUS] and len(names) == 3
-    tokens = [r.query.get("pageToken") for r in sandbox.cloud_run.requests]
-    assert tokens == [None, ["1"], ["2"]]
+    sandbox.cloud_run.requests.clear()
+    names = [r.name for r in client.list_revisions(request=run_v2.ListRevisionsRequest(parent=ref.path))]
+    assert len(names) == len(set(names)) == 45
+    # No page size: the server's default of 20; the last page carries no token.
+    sizes = [len(p.revisions) for p in client.list_revisions(parent=ref.path).pages]
+    assert sizes == [20, 20, 5]
+    tokens = [r.query.get("pageToken") for r in sandbox.cloud_run.requests[:3]]
+    assert tokens[0] is None and tokens[1] != tokens[2]
+    # Too large a page is cut to the maximum, not refused.
+    big = client.list_revisions(request=run_v2.ListRevisionsRequest(parent=ref.path, page_size=5000))
+    assert len(next(iter(big.pages)).revisions) == 45
+    # A token only continues the listing it came from.
+    first = next(iter(client.list_revisions(parent=ref.path).pages))
+    with pytest.raises(exceptions.BadRequest, match="page token"):
+        client.list_revisions(
+            request=run_v2.ListRevisionsRequest(parent=ref.path, page_size=7, page_token=first.next_page_token)
+        )
 
 
 def test_set_traffic_moves_everything_to_a_revision_and_waits_for_the_operation(cloud, ref, sandbox):
