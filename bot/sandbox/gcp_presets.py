@@ -18,7 +18,7 @@ from typing import Any
 from bot.cloud import ServiceRef
 from bot.sandbox.cloud_logging import LoggingEmulator
 from bot.sandbox.cloud_run import LATEST, CloudRunEmulator, ready_condition, rfc3339
-from bot.sandbox.health import ALL, HealthServer, JsonServer
+from bot.sandbox.health import ALL, FaultInjection, HealthServer
 
 PRESETS = (
     "healthy",
@@ -454,7 +454,7 @@ class GcpSandbox:
         self.world: World | None = None
 
     @property
-    def servers(self) -> dict[str, JsonServer]:
+    def servers(self) -> dict[str, FaultInjection]:
         return {"cloud_run": self.cloud_run, "logging": self.logging, "health": self.health}
 
     def start(self) -> GcpSandbox:
@@ -521,7 +521,7 @@ class GcpSandbox:
             if source in (None, name):
                 server.heal()
 
-    def _server(self, source: str) -> JsonServer:
+    def _server(self, source: str) -> FaultInjection:
         try:
             return self.servers[source]
         except KeyError:
