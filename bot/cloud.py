@@ -154,7 +154,9 @@ class CloudSources:
     # -- Cloud Run -------------------------------------------------------------------------
 
     def get_service(self, ref: ServiceRef, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ServiceState:
-        return service_state(self._get_service_proto(ref, timeout_s))
+        # No retry: a diagnosis says "unavailable (503)" at once rather than time out retrying.
+        proto = self._run_client("services").get_service(name=ref.path, timeout=timeout_s, retry=None)
+        return service_state(proto)
 
     def list_revisions(
         self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
@@ -169,7 +171,7 @@ class CloudSources:
 
         client = self._run_client("revisions")
         request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=REVISIONS_PAGE)
-        pager = client.list_revisions(request=request, timeout=timeout_s)
+        pager = client.list_revisions(request=request, timeout=timeout_s, retry=None)
         revisions: list[RevisionState] = []
         for number, page in enumerate(pager.pages, start=1):
             revisions += [revision_state(r) for r in page.revisions]

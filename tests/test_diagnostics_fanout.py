@@ -76,9 +76,27 @@ def test_logging_api_failing_leaves_the_other_sources_and_names_the_failed_ones(
         assert results[name].error.type_name == "InternalServerError"
     assert all(results[name].ok for name in OTHER_SOURCES)
     assert report.serving is not None and report.health is not None
+    assert all(results[name].error.summary == "Cloud Logging unavailable (500)" for name in LOG_SOURCES)
     blocks = summary_blocks(report, triage(report, "P2"), incident_number=4)
-    assert "*Errors*: InternalServerError" in str(blocks)
-    assert any(t.startswith("*Requests*") and "InternalServerError" in t for t in detail_texts(report))
+    assert "*Errors, Requests, Signals*: Cloud Logging unavailable (500)" in str(blocks)
+    assert "InternalServerError" not in str(blocks) and sandbox.logging_url not in str(blocks)
+    assert any(t.startswith("*Requests*") and "Cloud Logging unavailable (500)" in t for t in detail_texts(report))
+
+
+@pytest.mark.parametrize(
+    ("source", "status", "failed", "words"),
+    [
+        ("cloud_run", 403, ("service", "revisions"), "Cloud Run API: permission denied"),
+        ("cloud_run", 503, ("service", "revisions"), "Cloud Run API unavailable (503)"),
+        ("logging", 403, LOG_SOURCES, "Cloud Logging: permission denied"),
+        ("logging", 429, LOG_SOURCES, "Cloud Logging: quota exceeded (429)"),
+    ],
+)
+def test_a_failing_api_is_named_in_words_a_responder_knows(cloud, sandbox, source, status, failed, words):
+    sandbox.fail(source, status)
+    report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=2)
+    assert {r.name for r in report.failed} == set(failed)
+    assert {str(r.error) for r in report.failed} == {words}
 
 
 def test_logging_api_never_answering_costs_only_its_own_timeout(cloud, sandbox):
@@ -93,7 +111,8 @@ def test_logging_api_never_answering_costs_only_its_own_timeout(cloud, sandbox):
     assert all(results[name].ok for name in OTHER_SOURCES)
     assert all(results[name].finished_s < 0.5 for name in OTHER_SOURCES)
     assert report.elapsed_s < 1.5
-    assert "timed out" in str(summary_blocks(report, triage(report, "P2"), incident_number=4))
+    blocks = str(summary_blocks(report, triage(report, "P2"), incident_number=4))
+    assert "*Errors, Requests, Signals*: timed out after 1 s" in blocks
 
 
 def test_a_hanging_health_endpoint_does_not_hold_up_the_others(cloud, sandbox):
@@ -127,6 +146,7 @@ def test_an_unreachable_health_endpoint_is_an_error_with_its_class(cloud, sandbo
     report = diagnose(cloud, ref, NOW, timeout_s=2, only=["health"])
     error = report.result("health").error
     assert error is not None and error.type_name == "URLError"
+    assert str(error) == "Health endpoint unreachable (connection refused)"
     assert "1" in [m.scenario for m in triage(report, "P2").matches]
 
 

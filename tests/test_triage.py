@@ -246,8 +246,11 @@ def test_failing_health_check_alone_is_service_down_with_low_confidence():
 
 
 def test_unreachable_health_endpoint_is_service_down_but_a_missing_health_url_is_not():
-    down = report(health=SourceError("error", "URLError", "Connection refused"))
-    assert dx.service_down(down) is not None
+    refused = SourceError("error", "URLError", "Connection refused", "Health endpoint unreachable (connection refused)")
+    down = dx.service_down(report(health=refused))
+    assert down is not None and down.reason == "Health endpoint unreachable (connection refused)."
+    slow = SourceError("timeout", "Timeout", "no answer within 8 s", "timed out after 8 s")
+    assert dx.service_down(report(health=slow)).reason == "The health endpoint timed out after 8 s."
     unset = report(health=SourceError("error", "NotConfigured", "no service.health_url"))
     assert dx.service_down(unset) is None
 
@@ -580,14 +583,23 @@ def test_log_text_is_escaped_and_blocks_stay_within_slack_limits():
     assert all(len(t) <= 3000 for t in texts)
 
 
-def test_failed_source_is_named_with_its_error_class():
+def test_failed_sources_are_named_in_a_responders_words_not_urls_or_classes():
     r = report(
         service=service(),
-        errors=SourceError("error", "InternalServerError", "500 POST /v2/entries:list"),
-        requests=SourceError("timeout", "Timeout", "no answer within 2 s"),
+        errors=SourceError(
+            "error",
+            "InternalServerError",
+            "500 POST http://127.0.0.1:1/v2/entries:list",
+            "Cloud Logging unavailable (500)",
+        ),
+        signals=SourceError("error", "InternalServerError", "500 ...", "Cloud Logging unavailable (500)"),
+        requests=SourceError("timeout", "Timeout", "no answer within 2 s", "timed out after 2 s"),
     )
     blocks = summary_blocks(r, triage(r, "P2"), incident_number=1)
-    text = all_text(blocks)
-    assert "*Errors*: InternalServerError" in text and "*Requests*: timed out" in text
-    details = detail_texts(r)
-    assert any(t.startswith("*Errors*") and "InternalServerError" in t for t in details)
+    [warning] = [b for b in blocks if b["type"] == "context" and "Not available" in str(b)]
+    assert warning["elements"][0]["text"] == (
+        ":warning: Not available: *Errors, Signals*: Cloud Logging unavailable (500) · *Requests*: timed out after 2 s"
+    )
+    text = all_text(blocks) + "".join(detail_texts(r))
+    assert "InternalServerError" not in text and "http://" not in text and "entries:list" not in text
+    assert "*Errors* (1.00 s)\n:warning: Cloud Logging unavailable (500)" in detail_texts(r)
