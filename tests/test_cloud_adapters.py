@@ -334,14 +334,26 @@ def test_trailing_slash_in_the_api_urls_is_harmless(sandbox, ref):
 
 # -- every preset through the real clients ----------------------------------------------------
 
+# Every match triage makes for each preset, most confident first, with its confidence label:
+# a match appearing or vanishing is a change a responder would see.
 EXPECTED = {
-    "healthy": set(),
-    "bad_deploy": {"1A"},
-    "oom": {"1B", "8"},
-    "slow": {"3"},
-    "dependency_down": {"4", "5", "7", "11"},
-    "rate_limited": {"9"},
-    "bad_input": {"6"},
+    "healthy": [],
+    "bad_deploy": [("1A", "high")],
+    "oom": [("8", "high"), ("1B", "high")],
+    "slow": [("3", "high")],
+    # Timeouts of 5-10 s to three dependencies are also slow responses, a partial error rate
+    # and a failing health check.
+    "dependency_down": [
+        ("3", "high"),
+        ("4", "high"),
+        ("5", "high"),
+        ("7", "high"),
+        ("11", "medium"),
+        ("2", "medium"),
+        ("1", "low"),
+    ],
+    "rate_limited": [("9", "high")],
+    "bad_input": [("6", "medium")],
 }
 
 
@@ -351,9 +363,7 @@ def test_each_preset_reads_back_as_its_scenario(cloud, sandbox, preset):
     report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=3)
     assert not report.failed
     assert report.serving is not None and report.serving.revision == world.serving_revision
-    found = {m.scenario for m in triage(report, "P2").matches}
-    assert EXPECTED[preset] <= found
-    if preset == "healthy":
-        assert found == set()
-    if preset == "bad_deploy":
-        assert triage(report, "P2").rollback.rollback_revision == world.previous_revision
+    verdict = triage(report, "P2")
+    assert [(m.scenario, m.confidence_label) for m in verdict.matches] == EXPECTED[preset]
+    rollback = verdict.rollback.rollback_revision if verdict.rollback else None
+    assert rollback == (world.previous_revision if preset == "bad_deploy" else None)

@@ -22,6 +22,7 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -219,6 +220,8 @@ class LoggingEmulator(FaultInjection):
     def start(self) -> LoggingEmulator:
         if self._server is not None:
             return self
+        # gRPC logs a GOAWAY at INFO whenever the emulator stops under a live client channel.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         import grpc
         from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse
 
