@@ -25,12 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.shared_reads import SharedReads
+
 DEFAULT_TIMEOUT_S = 8.0
 DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
 HEALTH_BODY_CHARS = 200
 LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
 REVISIONS_PAGE = 50
 MAX_REVISION_PAGES = 20  # 1,000 revisions, Cloud Run's cap per service
+LOG_SHARE_S = 15.0  # how long one diagnosis's log reads serve the next of the same service
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -129,17 +132,24 @@ class ChangeResult:
 
 
 class CloudSources:
-    """The three things diagnostics reads. One instance per process; clients are made once."""
+    """The three things diagnostics reads. One instance per process; clients are made once.
+
+    `log_reads` lets diagnoses running within `log_share_s` of each other share their Cloud
+    Logging answers (see bot/shared_reads.py); 0 shares only reads still under way.
+    """
 
     def __init__(
         self,
         run_api_url: str | None = None,
         logging_api_url: str | None = None,
+        *,
+        log_share_s: float = LOG_SHARE_S,
     ) -> None:
         self.run_api_url = run_api_url.rstrip("/") if run_api_url else None
         self.logging_api_url = logging_api_url.rstrip("/") if logging_api_url else None
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
+        self.log_reads = SharedReads(log_share_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSources:

@@ -37,9 +37,9 @@ RECENT = timedelta(minutes=5)  # the runbook's alerts speak of "for 5 minutes"
 REVISIONS_SHOWN = 5
 TOP = 5  # rows per grouping
 MESSAGE_CHARS = 160
-ERROR_MAX_ENTRIES = 2000
-REQUEST_MAX_ENTRIES = 5000
-SIGNAL_MAX_ENTRIES = 2000
+PROBLEM_MAX_ENTRIES = 2000  # warnings and errors: two pages of Cloud Logging
+REQUEST_MAX_ENTRIES = 5000  # request logs: five pages
+ERROR_SEVERITIES = frozenset({"ERROR", "CRITICAL", "ALERT", "EMERGENCY"})
 
 # Thresholds, from the runbook's alert triggers where it has one.
 P1_ERROR_RATE = 0.10  # Scenario 1 / P1: error rate > 10 %
@@ -458,28 +458,53 @@ def read_revisions(sources: CloudSources, ref: ServiceRef, now: datetime, timeou
     return RevisionsFinding(tuple(revisions))
 
 
-def read_errors(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> ErrorsFinding:
+# Cloud Logging is asked two questions per diagnosis, each once, whichever sources need the
+# answer: what went wrong (warnings and worse: errors and signals), and how traffic went (the
+# request log). Diagnoses of the same service within LOG_SHARE_S share both answers.
+LOG_QUESTIONS = ("problems", "requests")
+
+
+def log_condition(ref: ServiceRef, question: str) -> str:
+    """The filter clause for one question (appended to the service and time bounds)."""
+    if question == "problems":
+        return "severity>=WARNING"
+    if question == "requests":
+        return f'logName="projects/{ref.project}/logs/run.googleapis.com%2Frequests"'
+    raise ValueError(f"unknown log question {question!r}")
+
+
+def read_logs(
+    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float, question: str
+) -> tuple[list[LogRecord], bool]:
+    """The WINDOW before `now` of one question's entries, and whether more were left unread."""
     since = now - WINDOW
-    records, sampled = sources.query_logs(
-        ref, since, "severity>=ERROR", max_entries=ERROR_MAX_ENTRIES, timeout_s=timeout_s
-    )
-    return summarise_errors(records, since, sampled)
+    limit = PROBLEM_MAX_ENTRIES if question == "problems" else REQUEST_MAX_ENTRIES
+
+    def fetch() -> tuple[list[LogRecord], bool]:
+        return sources.query_logs(ref, since, log_condition(ref, question), max_entries=limit, timeout_s=timeout_s)
+
+    def covers(asked_since: datetime) -> bool:
+        # An answer from a few seconds ago lacks only the newest seconds; one asked later
+        # than this caller's window start would lack its oldest minutes.
+        return asked_since <= since <= asked_since + timedelta(seconds=sources.log_reads.ttl_s)
+
+    records, sampled = sources.log_reads.get((ref.path, question), since, fetch, covers)
+    return [r for r in records if r.timestamp >= since], sampled
+
+
+def read_errors(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> ErrorsFinding:
+    records, sampled = read_logs(sources, ref, now, timeout_s, "problems")
+    errors = [r for r in records if r.severity in ERROR_SEVERITIES]
+    return summarise_errors(errors, now - WINDOW, sampled)
 
 
 def read_requests(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> RequestsFinding:
-    since = now - WINDOW
-    # Only request logs carry httpRequest.status; every status is >= 100.
-    records, sampled = sources.query_logs(
-        ref, since, "httpRequest.status>=100", max_entries=REQUEST_MAX_ENTRIES, timeout_s=timeout_s
-    )
+    records, sampled = read_logs(sources, ref, now, timeout_s, "requests")
     return summarise_requests(records, now, sampled)
 
 
 def read_signals(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> SignalsFinding:
-    since = now - WINDOW
-    records, sampled = sources.query_logs(
-        ref, since, "severity>=WARNING", max_entries=SIGNAL_MAX_ENTRIES, timeout_s=timeout_s
-    )
+    records, sampled = read_logs(sources, ref, now, timeout_s, "problems")
     return summarise_signals(records, sampled)
 
 

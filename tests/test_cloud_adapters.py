@@ -39,7 +39,8 @@ def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
 
 @pytest.fixture(scope="module")
 def cloud(running: GcpSandbox) -> CloudSources:
-    sources = CloudSources(running.cloud_run_url, running.logging_url)
+    # Presets change between tests: a log read shared from the previous one would be stale.
+    sources = CloudSources(running.cloud_run_url, running.logging_url, log_share_s=0)
     sources.warm_up()
     return sources
 

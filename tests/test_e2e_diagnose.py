@@ -29,6 +29,7 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
         running.command("declare p2 Checkout errors")
         room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
+        calls_before = running.gcp.logging.calls
         reply = running.command("diagnose", channel=room)
 
         assert reply.text.startswith("Diagnosing tai-autonomics")
@@ -45,6 +46,8 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
         # The timeline line is written just after the last detail is posted.
         running.slack.wait_for(lambda: any(e.kind == "diagnose" for e in running.bot.store.timeline(1)))
         assert not running.slack.refusals()
+        # Two Cloud Logging questions, each asked once (README: diagnostics).
+        assert running.gcp.logging.calls - calls_before == 2
 
 
 def test_the_diagnose_button_and_the_roll_back_button():

@@ -198,12 +198,15 @@ class LoggingEmulator(FaultInjection):
         super().__init__()
         self._entries: list[dict[str, Any]] = []
         self._state_lock = threading.Lock()
+        # Each entry's LogEntry bytes, made on first use: json_format is slow in Python.
+        self._encoded: dict[int, bytes] = {}
         self._server: Any = None
         self._port = 0
 
     def load(self, entries: list[dict[str, Any]]) -> None:
         with self._state_lock:
             self._entries = copy.deepcopy(entries)
+            self._encoded = {}
 
     def add(self, entries: list[dict[str, Any]]) -> None:
         with self._state_lock:
@@ -223,7 +226,7 @@ class LoggingEmulator(FaultInjection):
         # gRPC logs a GOAWAY at INFO whenever the emulator stops under a live client channel.
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         import grpc
-        from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse
+        from google.cloud.logging_v2.types import ListLogEntriesRequest
 
         handler = grpc.method_handlers_generic_handler(
             SERVICE,
@@ -231,7 +234,7 @@ class LoggingEmulator(FaultInjection):
                 "ListLogEntries": grpc.unary_unary_rpc_method_handler(
                     self._serve,
                     request_deserializer=ListLogEntriesRequest.deserialize,
-                    response_serializer=ListLogEntriesResponse.serialize,
+                    response_serializer=lambda response: response.SerializeToString(),
                 )
             },
         )
@@ -280,15 +283,38 @@ class LoggingEmulator(FaultInjection):
             code = getattr(grpc.StatusCode, _GRPC_CODES.get(fault.status, "UNKNOWN"))
             context.abort(code, "injected failure")
         try:
-            page = self.list_entries(body)
+            entries, token = self._page(body)
+            response = ListLogEntriesResponse.pb()(next_page_token=token)
+            for entry in entries:
+                response.entries.add().MergeFromString(self._encode(entry))
         except ListError as exc:
             context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except Exception as exc:  # an emulator bug should look like a server error, not a hang
             context.abort(grpc.StatusCode.INTERNAL, f"emulator error: {type(exc).__name__}: {exc}")
-        return ListLogEntriesResponse.from_json(json.dumps(page), ignore_unknown_fields=False)
+        return response
 
     def list_entries(self, body: dict[str, Any]) -> dict[str, Any]:
         """One page for a request in the API's JSON: `{"entries": [...], "nextPageToken"?}`."""
+        entries, token = self._page(body)
+        page: dict[str, Any] = {"entries": copy.deepcopy(entries)}
+        if token:
+            page["nextPageToken"] = token
+        return page
+
+    def _encode(self, entry: dict[str, Any]) -> bytes:
+        from google.cloud.logging_v2.types import LogEntry
+        from google.protobuf import json_format
+
+        with self._state_lock:
+            known = self._encoded.get(id(entry))
+        if known is None:
+            known = json_format.ParseDict(entry, LogEntry.pb()()).SerializeToString()
+            with self._state_lock:
+                self._encoded[id(entry)] = known
+        return known
+
+    def _page(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """The stored entries (not copies) on the page `body` asks for, and the next token."""
         names = body.get("resourceNames") or []
         if not names:
             raise ListError("INVALID_ARGUMENT", "resourceNames is required")
@@ -315,10 +341,8 @@ class LoggingEmulator(FaultInjection):
                 e for e in self._entries if _project_of(e) in projects and all(c.matches(e) for c in comparisons)
             ]
         selected.sort(key=_time_key(), reverse=order.endswith("desc"))
-        page: dict[str, Any] = {"entries": copy.deepcopy(selected[start : start + size])}
-        if start + size < len(selected):
-            page["nextPageToken"] = _page_token(body, start + size)
-        return page
+        more = start + size < len(selected)
+        return selected[start : start + size], _page_token(body, start + size) if more else ""
 
 
 def _query_key(body: dict[str, Any]) -> str:
