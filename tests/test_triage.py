@@ -526,10 +526,54 @@ def test_team_runbook_is_split_at_scenario_headings_outside_code_fences(tmp_path
     assert sections[2].text == "## SCENARIO 2: Slow\nLook at p95."
 
 
-def test_the_shipped_runbook_has_all_eleven_sections():
-    sections = scenarios.load_runbook("/work/shared/runbook.md")
-    assert sorted(sections) == list(range(1, 12))
-    assert "Memory" in sections[8].title
+def catalogue_runbook() -> str:
+    """The built-in catalogue written out in the team runbook's layout: a preamble with level-2
+    headings, one `## SCENARIO N: Title` section per scenario separated by rules, a post-mortem
+    template whose `## Incident:` heading sits in a code fence, and appendices after scenario 11."""
+    parts = [
+        "# Incident Response Runbook",
+        "## Quick Reference: Severity Levels",
+        "| Level | Response |\n|---|---|\n| P1 | 5 min |",
+        "## Universal Incident Response Flow (All Scenarios)",
+        "DETECT, ASSESS, COMMUNICATE, INVESTIGATE & FIX, VERIFY, DOCUMENT.",
+    ]
+    for scenario in scenarios.SCENARIOS:
+        parts += [
+            "---",
+            f"## SCENARIO {scenario.number}: {scenario.title}",
+            f"**Alert Trigger:** {scenario.alert_trigger}",
+            "### Immediate Actions",
+            *(f"{i}. {check}" for i, check in enumerate(scenario.first_checks, 1)),
+            "### Common Fixes",
+            *(f"- {fix}" for fix in scenario.fixes),
+        ]
+        if scenario.number == 1:
+            parts += ["### Step 6: Post-Mortem Template", "```markdown\n## Incident: Service Down\n**Severity:** P1\n```"]
+    parts += [
+        "---",
+        "## Quick Reference: Command Cheat Sheet",
+        "gcloud run services describe",
+        "## Post-Incident Review Template",
+        "## Timeline",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def test_a_runbook_in_the_teams_layout_splits_into_the_catalogues_eleven_sections(tmp_path):
+    path = tmp_path / "runbook.md"
+    path.write_text(catalogue_runbook(), encoding="utf-8")
+    sections = scenarios.load_runbook(path)
+    assert sorted(sections) == [s.number for s in scenarios.SCENARIOS] == list(range(1, 12))
+    for scenario in scenarios.SCENARIOS:
+        section = sections[scenario.number]
+        assert section.title == scenario.title
+        assert section.text.startswith(f"## SCENARIO {scenario.number}: {scenario.title}")
+        assert scenario.alert_trigger in section.text
+        assert all(check in section.text for check in scenario.first_checks)
+        last = "```" if scenario.number == 1 else scenario.fixes[-1]
+        assert section.text.endswith(last)  # the rule after it is not content
+    assert "## Incident: Service Down" in sections[1].text  # fenced: not a section break
+    assert "Cheat Sheet" not in sections[11].text and "Timeline" not in sections[11].text
 
 
 def test_missing_team_runbook_raises(tmp_path):
