@@ -548,7 +548,10 @@ def catalogue_runbook() -> str:
             *(f"- {fix}" for fix in scenario.fixes),
         ]
         if scenario.number == 1:
-            parts += ["### Step 6: Post-Mortem Template", "```markdown\n## Incident: Service Down\n**Severity:** P1\n```"]
+            parts += [
+                "### Step 6: Post-Mortem Template",
+                "```markdown\n## Incident: Service Down\n**Severity:** P1\n```",
+            ]
     parts += [
         "---",
         "## Quick Reference: Command Cheat Sheet",
