@@ -9,11 +9,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from google.api_core import exceptions as google_errors
 
 from bot.cloud import CloudSources, ServiceRef, service_log_filter
@@ -58,6 +60,31 @@ def test_importing_the_diagnostics_loads_no_google_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_production_clients_use_adc_rest_for_cloud_run_and_the_generated_logging_client(monkeypatch):
+    # Without API URLs the clients are the production ones. ADC is stubbed so that building
+    # them contacts nothing (the real lookup may ask the metadata server).
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+
+    asked = []
+
+    def adc(*args, **kwargs):
+        asked.append(kwargs.get("scopes") or args)
+        return AnonymousCredentials(), "demo-project"
+
+    monkeypatch.setattr(google.auth, "default", adc)
+    sources = CloudSources()
+    sources.warm_up()
+    services, revisions = sources._run_client("services"), sources._run_client("revisions")
+    assert (services.transport.kind, revisions.transport.kind) == ("rest", "rest")
+    assert services.api_endpoint == "run.googleapis.com"
+    logging_client = sources._logging_client()
+    assert isinstance(logging_client, LoggingServiceV2Client)
+    assert logging_client.transport.kind == "grpc" and logging_client.api_endpoint == "logging.googleapis.com"
+    assert len(asked) == 3  # every client took Application Default Credentials
 
 
 # -- Cloud Run --------------------------------------------------------------------------------
@@ -274,6 +301,22 @@ def test_reading_logs_contacts_nothing_but_the_configured_endpoint(sandbox, ref,
 def test_an_unsupported_filter_is_refused_by_the_emulator(cloud, ref):
     with pytest.raises(google_errors.InvalidArgument, match="OR"):
         cloud.query_logs(ref, SINCE, "severity>=ERROR OR severity=INFO", timeout_s=2)
+
+
+def test_every_call_has_its_own_timeout_and_is_not_retried(cloud, ref, sandbox):
+    sandbox.hang("logging")
+    sandbox.hang("cloud_run")
+    for call in (
+        lambda: cloud.query_logs(ref, SINCE, "severity>=ERROR", timeout_s=0.3),
+        lambda: cloud.get_service(ref, timeout_s=0.3),
+        lambda: cloud.list_revisions(ref, timeout_s=0.3),
+    ):
+        started = time.perf_counter()
+        with pytest.raises((google_errors.DeadlineExceeded, requests.exceptions.Timeout)):
+            call()
+        assert time.perf_counter() - started < 1.0
+    assert sandbox.logging.calls == 1
+    assert [r.endpoint for r in sandbox.cloud_run.requests] == ["services.get", "revisions.list"]
 
 
 def test_logging_emulator_filter_language():
