@@ -460,8 +460,8 @@ def read_revisions(sources: CloudSources, ref: ServiceRef, now: datetime, timeou
 
 # Cloud Logging is asked two questions per diagnosis, each once, whichever sources need the
 # answer: what went wrong (warnings and worse: errors and signals), and how traffic went (the
-# request log). Diagnoses of the same service within LOG_SHARE_S share both answers.
-LOG_QUESTIONS = ("problems", "requests")
+# request log). Diagnoses of the same service within a few seconds share both answers
+# (CloudSources.log_reads).
 
 
 def log_condition(ref: ServiceRef, question: str) -> str:
