@@ -2,8 +2,10 @@
 
 Starts the GCP sandbox with the bad_deploy preset, delays every endpoint (Cloud Run get
 0.2 s, revisions 0.3 s, Logging 0.4 s, health 0.5 s), runs the full diagnosis several times
-and prints, per round, the total time next to the slowest single source of the same run.
-The fan-out is good when total / slowest stays at or under 1.15.
+and prints, per round, the total time next to the slowest single source of the same run,
+and the Cloud Logging `entries:list` calls it made. The fan-out is good when total / slowest
+stays at or under 1.15. Log reads are not shared between rounds (`log_share_s=0`): each
+round pays for every call it would make alone.
 
     python bench/diagnose.py [--rounds 8] [--timeout 5]
 """
@@ -41,7 +43,7 @@ def main() -> int:
     with GcpSandbox() as sandbox:
         now = datetime.now(UTC)
         sandbox.use("bad_deploy", now)
-        sources = CloudSources(sandbox.cloud_run_url, sandbox.logging_url)
+        sources = CloudSources(sandbox.cloud_run_url, sandbox.logging_url, log_share_s=0)
         started = time.perf_counter()
         sources.warm_up()
         diagnose(sources, sandbox.service_ref, now, args.timeout)  # first-use costs, untimed
@@ -49,10 +51,12 @@ def main() -> int:
         for source, endpoint, seconds in DELAYS:
             sandbox.delay(source, seconds, endpoint=endpoint)
         print("delays: " + ", ".join(f"{e} {s:.1f} s" for _, e, s in DELAYS))
-        print(f"{'round':>5} {'total':>8} {'slowest':>8} {'source':>10} {'ratio':>6}")
+        print(f"{'round':>5} {'total':>8} {'slowest':>8} {'source':>10} {'ratio':>6} {'log calls':>9}")
         ratios = []
         for round_no in range(1, args.rounds + 1):
+            calls_before = sandbox.logging.calls
             report = diagnose(sources, sandbox.service_ref, now, args.timeout)
+            log_calls = sandbox.logging.calls - calls_before
             if report.failed:
                 print(f"round {round_no}: failed sources {[r.name for r in report.failed]}")
                 return 2
@@ -61,6 +65,7 @@ def main() -> int:
             ratios.append(ratio)
             print(
                 f"{round_no:>5} {report.elapsed_s:>7.3f}s {slowest.elapsed_s:>7.3f}s {slowest.name:>10} {ratio:>6.3f}"
+                f" {log_calls:>9}"
             )
         likely = triage(report, "P2").likely
         print(f"verdict of the last round: {likely.scenario if likely else 'none'}")

@@ -1,16 +1,20 @@
 """Adapters for Cloud Run (run_v2), Cloud Logging and the service's health endpoint.
 
-Thin on purpose: each call goes through the real Google client and comes back as a small
-frozen record (`ServiceState`, `RevisionState`, `LogRecord`, `HealthResult`), so diagnostics
-and tests never touch protobufs. In production the clients use Application Default
-Credentials; when an API URL is given (`CLOUD_RUN_API_URL` / `CLOUD_LOGGING_API_URL`, read by
-the caller) they talk REST to that URL with anonymous credentials, which is how the sandbox
-emulators are reached. Google libraries are imported inside functions so the bot starts fast.
+Thin on purpose: each call goes through the real generated Google client, with its own
+timeout, and comes back as a small frozen record (`ServiceState`, `RevisionState`,
+`LogRecord`, `HealthResult`), so diagnostics and tests never touch protobufs.
+
+Cloud Run is `run_v2` over REST; Cloud Logging is `LoggingServiceV2Client`, which
+google-cloud-logging generates for gRPC only. In production both use Application Default
+Credentials. When an API URL is given (`CLOUD_RUN_API_URL` / `CLOUD_LOGGING_API_URL`, read by
+the caller) they talk to it with anonymous credentials, which is how the sandbox emulators are
+reached: Cloud Run REST at that base URL, Cloud Logging gRPC at its host and port (plaintext
+for `http://`, TLS for `https://`). The transports are the same in tests and in production.
+Google libraries are imported inside functions so the bot starts fast.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import urllib.error
@@ -21,16 +25,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.shared_reads import SharedReads
+
 DEFAULT_TIMEOUT_S = 8.0
 DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
 HEALTH_BODY_CHARS = 200
 LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
 REVISIONS_PAGE = 50
+MAX_REVISION_PAGES = 20  # 1,000 revisions, Cloud Run's cap per service
+LOG_SHARE_S = 15.0  # how long one diagnosis's log reads serve the next of the same service
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-LOGGING_SCOPES = (
-    "https://www.googleapis.com/auth/logging.read",
-    "https://www.googleapis.com/auth/cloud-platform",
-)
 
 
 @dataclass(frozen=True)
@@ -128,18 +132,24 @@ class ChangeResult:
 
 
 class CloudSources:
-    """The three things diagnostics reads. One instance per process; clients are made once."""
+    """The three things diagnostics reads. One instance per process; clients are made once.
+
+    `log_reads` lets diagnoses running within `log_share_s` of each other share their Cloud
+    Logging answers (see bot/shared_reads.py); 0 shares only reads still under way.
+    """
 
     def __init__(
         self,
         run_api_url: str | None = None,
         logging_api_url: str | None = None,
+        *,
+        log_share_s: float = LOG_SHARE_S,
     ) -> None:
         self.run_api_url = run_api_url.rstrip("/") if run_api_url else None
         self.logging_api_url = logging_api_url.rstrip("/") if logging_api_url else None
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
-        self._logging_credentials: Any = None
+        self.log_reads = SharedReads(log_share_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSources:
@@ -149,29 +159,34 @@ class CloudSources:
         """Import the Google libraries and build the clients now rather than on first use."""
         self._run_client("services")
         self._run_client("revisions")
-        self._logging_session_credentials()
+        self._logging_client()
 
     # -- Cloud Run -------------------------------------------------------------------------
 
     def get_service(self, ref: ServiceRef, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ServiceState:
-        return service_state(self._get_service_proto(ref, timeout_s))
+        # No retry: a diagnosis says "unavailable (503)" at once rather than time out retrying.
+        proto = self._run_client("services").get_service(name=ref.path, timeout=timeout_s, retry=None)
+        return service_state(proto)
 
     def list_revisions(
         self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> list[RevisionState]:
         """The newest `limit` revisions, newest first.
 
-        Reads one page of up to REVISIONS_PAGE and sorts it here rather than trusting the
-        API's order; a service with a longer history than that is cut at the page.
+        The API promises no order a caller may lean on, so every page is read (REVISIONS_PAGE
+        at a time, each call under `timeout_s`) and the newest are picked here; Cloud Run
+        keeps at most 1,000 revisions per service, so that is at most MAX_REVISION_PAGES calls.
         """
         from google.cloud import run_v2
 
         client = self._run_client("revisions")
-        size = max(limit, REVISIONS_PAGE)
-        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=size)
-        pager = client.list_revisions(request=request, timeout=timeout_s)
-        first_page = next(iter(pager.pages), None)
-        revisions = [revision_state(r) for r in (first_page.revisions if first_page else [])]
+        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=REVISIONS_PAGE)
+        pager = client.list_revisions(request=request, timeout=timeout_s, retry=None)
+        revisions: list[RevisionState] = []
+        for number, page in enumerate(pager.pages, start=1):
+            revisions += [revision_state(r) for r in page.revisions]
+            if number >= MAX_REVISION_PAGES:
+                break
         revisions.sort(key=lambda r: r.created_at or _EPOCH, reverse=True)
         return revisions[:limit]
 
@@ -266,8 +281,9 @@ class CloudSources:
         from google.cloud import run_v2
 
         cls = run_v2.ServicesClient if kind == "services" else run_v2.RevisionsClient
+        # REST everywhere, so production speaks exactly what the tests exercise.
         if not self.run_api_url:
-            return cls()  # Application Default Credentials, gRPC
+            return cls(transport="rest")  # Application Default Credentials
         from google.auth.credentials import AnonymousCredentials
 
         return cls(
@@ -290,44 +306,50 @@ class CloudSources:
     ) -> tuple[list[LogRecord], bool]:
         """The newest log entries of the service since `since` matching `condition`.
 
-        Returns the records (newest first) and whether `max_entries` cut the list short.
+        Returns the records (newest first) and whether there may be more than `max_entries`
+        (the API offered another page). Each `entries:list` call gets `timeout_s` and is not
+        retried: the read quota is per project and per minute, and diagnose has its own clock.
         """
-        client = self._logging_client(ref.project, timeout_s)
-        entries = client.list_entries(
+        from google.cloud.logging_v2.types import ListLogEntriesRequest
+
+        request = ListLogEntriesRequest(
             resource_names=[f"projects/{ref.project}"],
-            filter_=service_log_filter(ref, since, condition),
+            filter=service_log_filter(ref, since, condition),
             order_by="timestamp desc",
-            page_size=min(page_size, max_entries + 1),
-            max_results=max_entries + 1,
+            page_size=min(page_size, max_entries, LOG_PAGE_SIZE),
         )
-        records = [log_record(entry) for entry in entries]
-        return records[:max_entries], len(records) > max_entries
+        pager = self._logging_client().list_log_entries(request=request, timeout=timeout_s, retry=None)
+        records: list[LogRecord] = []
+        more = False
+        for page in pager.pages:
+            records += [log_record(entry) for entry in page.entries]
+            more = bool(page.next_page_token)
+            if len(records) >= max_entries:
+                break
+        return records[:max_entries], more or len(records) > max_entries
 
-    def _logging_client(self, project: str, timeout_s: float) -> Any:
-        credentials = self._logging_session_credentials()
-        options = {"api_endpoint": self.logging_api_url} if self.logging_api_url else None
-        # The HTTP client waits 60 s per page whatever the caller wants; a session that caps
-        # the timeout keeps an abandoned diagnostic thread from lingering that long.
-        return _reading_client_class()(
-            project=project,
-            credentials=credentials,
-            _http=_capped_session(credentials, timeout_s),
-            _use_grpc=False,
-            client_options=options,
-        )
-
-    def _logging_session_credentials(self) -> Any:
+    def _logging_client(self) -> Any:
         with self._lock:
-            if self._logging_credentials is None:
-                if self.logging_api_url:
-                    from google.auth.credentials import AnonymousCredentials
+            client = self._clients.get("logging")
+            if client is None:
+                client = self._clients["logging"] = self._make_logging_client()
+            return client
 
-                    self._logging_credentials = AnonymousCredentials()
-                else:
-                    import google.auth
+    def _make_logging_client(self) -> Any:
+        from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
-                    self._logging_credentials, _ = google.auth.default(scopes=LOGGING_SCOPES)
-            return self._logging_credentials
+        if not self.logging_api_url:
+            return LoggingServiceV2Client()  # Application Default Credentials, logging.googleapis.com
+        import grpc
+        from google.cloud.logging_v2.services.logging_service_v2.transports import LoggingServiceV2GrpcTransport
+
+        # A channel given to the transport carries no credentials: anonymous, as for run_v2.
+        url = urlsplit(self.logging_api_url if "//" in self.logging_api_url else f"http://{self.logging_api_url}")
+        if url.scheme == "https":
+            channel = grpc.secure_channel(f"{url.hostname}:{url.port or 443}", grpc.ssl_channel_credentials())
+        else:
+            channel = grpc.insecure_channel(f"{url.hostname}:{url.port or 80}")
+        return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=channel))
 
     # -- health ----------------------------------------------------------------------------
 
@@ -421,20 +443,25 @@ def revision_state(revision: Any) -> RevisionState:
 
 
 def log_record(entry: Any) -> LogRecord:
-    payload = entry.payload
+    """A `LogEntry` message from `list_log_entries` as a LogRecord."""
+    from google.cloud.logging_v2.types import LogEntry
+    from google.logging.type import log_severity_pb2
+
     message, error_code, payload_path = "", "", ""
-    if isinstance(payload, str):
-        message = payload
-    elif isinstance(payload, Mapping):
-        message = str(payload.get("message") or payload.get("error_message") or "")
-        error_code = str(payload.get("error_code") or "")
-        payload_path = str(payload.get("path") or "")
-    http = _http_info(entry.http_request) if entry.http_request else None
-    labels = (entry.resource.labels if entry.resource else None) or {}
+    payload = LogEntry.pb(entry).WhichOneof("payload")
+    if payload == "text_payload":
+        message = entry.text_payload
+    elif payload == "json_payload":
+        fields = entry.json_payload
+        message = str(fields.get("message") or fields.get("error_message") or "")
+        error_code = str(fields.get("error_code") or "")
+        payload_path = str(fields.get("path") or "")
+    http = _http_info(entry.http_request) if "http_request" in entry else None
+    labels = entry.resource.labels if "resource" in entry else {}
     return LogRecord(
-        timestamp=entry.timestamp,
-        severity=entry.severity or "DEFAULT",
-        log_name=entry.log_name or "",
+        timestamp=datetime.fromtimestamp(entry.timestamp.timestamp(), tz=UTC),
+        severity=log_severity_pb2.LogSeverity.Name(entry.severity),
+        log_name=entry.log_name,
         revision=str(labels.get("revision_name", "")),
         message=message.strip(),
         http=http,
@@ -443,29 +470,16 @@ def log_record(entry: Any) -> LogRecord:
     )
 
 
-def _http_info(request: Mapping[str, Any]) -> HttpInfo:
-    url = str(request.get("requestUrl") or "")
-    status = request.get("status")
+def _http_info(request: Any) -> HttpInfo:
+    url = request.request_url
+    latency = request.latency if request.HasField("latency") else None
     return HttpInfo(
-        method=str(request.get("requestMethod") or ""),
+        method=request.request_method,
         url=url,
         path=urlsplit(url).path if url else "",
-        status=int(status) if status is not None else None,
-        latency_ms=_latency_ms(request.get("latency")),
+        status=request.status or None,
+        latency_ms=(latency.seconds + latency.nanos / 1e9) * 1000 if latency is not None else None,
     )
-
-
-def _latency_ms(value: Any) -> float | None:
-    # JSON carries a Duration as "1.234s"; be lenient about the dict form too.
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        return (float(value.get("seconds", 0)) + float(value.get("nanos", 0)) / 1e9) * 1000
-    text = str(value).strip()
-    try:
-        return float(text[:-1] if text.endswith("s") else text) * 1000
-    except ValueError:
-        return None
 
 
 def _ready(condition: Any) -> tuple[bool | None, str, datetime | None]:
@@ -494,36 +508,3 @@ def _memory(containers: list[Any]) -> str | None:
         if memory:
             return str(memory)
     return None
-
-
-@functools.cache
-def _reading_client_class() -> Any:
-    """A logging Client for reading only.
-
-    Turning an entry into a LogEntry makes the stock client build a Logger per log name, and
-    a Logger built without a resource asks the GCE metadata server where it runs (two HTTP
-    calls to metadata.google.internal, whose DNS lookup can hang off Google Cloud). Entries
-    we read are never written back, so their loggers get a fixed resource instead.
-    """
-    from google.cloud import logging as cloud_logging
-    from google.cloud.logging_v2.resource import Resource
-
-    class ReadingClient(cloud_logging.Client):  # type: ignore[misc]
-        def logger(self, name: str, *, labels: Any = None, resource: Any = None) -> Any:
-            resource = resource or Resource(type="global", labels={})
-            return super().logger(name, labels=labels, resource=resource)
-
-    return ReadingClient
-
-
-def _capped_session(credentials: Any, timeout_s: float) -> Any:
-    from google.auth.transport.requests import AuthorizedSession
-
-    class CappedSession(AuthorizedSession):  # type: ignore[misc]
-        def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-            timeout = kwargs.get("timeout")
-            if timeout is None or (isinstance(timeout, (int, float)) and timeout > timeout_s):
-                kwargs["timeout"] = timeout_s
-            return super().request(method, url, *args, **kwargs)
-
-    return CappedSession(credentials)

@@ -97,8 +97,7 @@ def summary_blocks(report: Report, triage: Triage, incident_number: int | None =
             )
         )
     if report.failed:
-        failed = " · ".join(f"*{_LABELS.get(r.name, r.name)}*: {_failure(r)}" for r in report.failed)
-        blocks.append(_context(f":warning: Not available: {failed}"))
+        blocks.append(_context(f":warning: Not available: {_failures(report.failed)}"))
     actions = _actions(triage, incident_number)
     if actions:
         blocks.append({"type": "actions", "elements": actions})
@@ -341,19 +340,22 @@ def _context(*texts: str) -> Block:
 
 
 def _failure(result: SourceResult) -> str:
-    error = result.error
-    if error is None:
-        return ""
-    if error.kind == "timeout":
-        return f"timed out ({escape(error.message)})"
-    return f"{escape(error.type_name)}: {escape(error.message)}"
+    """The failure in a responder's words ("Cloud Logging unavailable (500)"), never a URL."""
+    return escape(str(result.error)) if result.error else ""
+
+
+def _failures(failed: tuple[SourceResult, ...]) -> str:
+    """`*Errors, Requests*: Cloud Logging unavailable (500) · *Health*: timed out after 8 s`."""
+    grouped: dict[str, list[str]] = {}
+    for result in failed:
+        grouped.setdefault(_failure(result), []).append(_LABELS.get(result.name, result.name))
+    return " · ".join(f"*{', '.join(labels)}*: {words}" for words, labels in grouped.items())
 
 
 def _missing(report: Report, source: str, otherwise: str) -> str:
     result = report.result(source)
     if result is not None and result.error is not None:
-        kind = "timed out" if result.error.kind == "timeout" else result.error.type_name
-        return f"failed ({escape(kind)})"
+        return _failure(result)
     return otherwise
 
 

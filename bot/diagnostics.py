@@ -37,9 +37,9 @@ RECENT = timedelta(minutes=5)  # the runbook's alerts speak of "for 5 minutes"
 REVISIONS_SHOWN = 5
 TOP = 5  # rows per grouping
 MESSAGE_CHARS = 160
-ERROR_MAX_ENTRIES = 2000
-REQUEST_MAX_ENTRIES = 5000
-SIGNAL_MAX_ENTRIES = 2000
+PROBLEM_MAX_ENTRIES = 2000  # warnings and errors: two pages of Cloud Logging
+REQUEST_MAX_ENTRIES = 5000  # request logs: five pages
+ERROR_SEVERITIES = frozenset({"ERROR", "CRITICAL", "ALERT", "EMERGENCY"})
 
 # Thresholds, from the runbook's alert triggers where it has one.
 P1_ERROR_RATE = 0.10  # Scenario 1 / P1: error rate > 10 %
@@ -59,6 +59,15 @@ CLUSTER_SHARE = 0.8
 CASCADE_CAUSES = 3
 
 SOURCE_NAMES = ("service", "revisions", "errors", "requests", "signals", "health")
+# What each source reads, in the words of the console and the docs.
+SOURCE_APIS = {
+    "service": "Cloud Run API",
+    "revisions": "Cloud Run API",
+    "errors": "Cloud Logging",
+    "requests": "Cloud Logging",
+    "signals": "Cloud Logging",
+    "health": "Health endpoint",
+}
 
 # -- findings ---------------------------------------------------------------------------------
 
@@ -169,10 +178,13 @@ Finding = ServiceFinding | RevisionsFinding | ErrorsFinding | RequestsFinding | 
 @dataclass(frozen=True)
 class SourceError:
     kind: str  # "timeout" or "error"
-    type_name: str  # exception class, or "Timeout"
+    type_name: str  # exception class, or "Timeout": for logs and rules, never shown to people
     message: str
+    summary: str = ""  # what a responder reads: "Cloud Logging unavailable (500)"
 
     def __str__(self) -> str:
+        if self.summary:
+            return self.summary
         return f"{self.type_name}: {self.message}" if self.message else self.type_name
 
 
@@ -360,14 +372,14 @@ def _result(name: str, slot: _Slot, origin: float, limit: float) -> SourceResult
             name,
             started,
             time.perf_counter() - origin,
-            error=SourceError("timeout", "Timeout", f"no answer within {limit:g} s"),
+            error=SourceError("timeout", "Timeout", f"no answer within {limit:g} s", _timed_out(limit)),
         )
     finished = (slot.finished or origin) - origin
     if slot.error is not None:
-        error = describe_error(slot.error)
+        error = describe_error(slot.error, name)
         if error.kind == "timeout":
             # The client's own timeout fired first; say it the same way as ours.
-            error = SourceError("timeout", error.type_name, f"no answer within {limit:g} s")
+            error = SourceError("timeout", error.type_name, f"no answer within {limit:g} s", _timed_out(limit))
         return SourceResult(name, started, finished, error=error)
     return SourceResult(name, started, finished, finding=slot.value)
 
@@ -381,10 +393,19 @@ _TIMEOUT_TYPES = {
     "DeadlineExceeded",
     "RetryError",
 }
+# HTTP status (google.api_core errors carry it as `.code`, gRPC ones too) -> what it means.
+_STATUS_WORDS = {
+    400: "request refused (400)",
+    401: "not authenticated (401)",
+    403: "permission denied",
+    404: "not found",
+    429: "quota exceeded (429)",
+}
 
 
-def describe_error(error: BaseException) -> SourceError:
-    """Error class and a one-line message; timeouts, however wrapped, say so."""
+def describe_error(error: BaseException, source: str = "") -> SourceError:
+    """Error class, a one-line message and a summary in a responder's words; timeouts, however
+    wrapped, say so."""
     chain: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and len(chain) < 5:
@@ -394,7 +415,30 @@ def describe_error(error: BaseException) -> SourceError:
     names = {cls.__name__ for exc in chain for cls in type(exc).__mro__}
     message = _one_line(str(error))
     kind = "timeout" if names & _TIMEOUT_TYPES or "timed out" in message else "error"
-    return SourceError(kind, type(error).__name__, message)
+    return SourceError(kind, type(error).__name__, message, _summary(error, chain, kind, source))
+
+
+def _summary(error: BaseException, chain: Sequence[BaseException], kind: str, source: str) -> str:
+    api = SOURCE_APIS.get(source, "the source")
+    if kind == "timeout":
+        return "timed out"
+    if isinstance(error, NotConfigured):
+        return str(error)
+    status = getattr(error, "code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status < 600:
+        if status >= 500:
+            return f"{api} unavailable ({status})"
+        return f"{api}: {_STATUS_WORDS.get(status, f'refused ({status})')}"
+    errno_names = {type(exc).__name__ for exc in chain}
+    if "ConnectionRefusedError" in errno_names or "refused" in " ".join(str(e) for e in chain).lower():
+        return f"{api} unreachable (connection refused)"
+    if "gaierror" in errno_names:
+        return f"{api} unreachable (unknown host)"
+    return f"{api} failed"
+
+
+def _timed_out(limit: float) -> str:
+    return f"timed out after {limit:g} s"
 
 
 def _one_line(text: str) -> str:
@@ -414,28 +458,53 @@ def read_revisions(sources: CloudSources, ref: ServiceRef, now: datetime, timeou
     return RevisionsFinding(tuple(revisions))
 
 
-def read_errors(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> ErrorsFinding:
+# Cloud Logging is asked two questions per diagnosis, each once, whichever sources need the
+# answer: what went wrong (warnings and worse: errors and signals), and how traffic went (the
+# request log). Diagnoses of the same service within a few seconds share both answers
+# (CloudSources.log_reads).
+
+
+def log_condition(ref: ServiceRef, question: str) -> str:
+    """The filter clause for one question (appended to the service and time bounds)."""
+    if question == "problems":
+        return "severity>=WARNING"
+    if question == "requests":
+        return f'logName="projects/{ref.project}/logs/run.googleapis.com%2Frequests"'
+    raise ValueError(f"unknown log question {question!r}")
+
+
+def read_logs(
+    sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float, question: str
+) -> tuple[list[LogRecord], bool]:
+    """The WINDOW before `now` of one question's entries, and whether more were left unread."""
     since = now - WINDOW
-    records, sampled = sources.query_logs(
-        ref, since, "severity>=ERROR", max_entries=ERROR_MAX_ENTRIES, timeout_s=timeout_s
-    )
-    return summarise_errors(records, since, sampled)
+    limit = PROBLEM_MAX_ENTRIES if question == "problems" else REQUEST_MAX_ENTRIES
+
+    def fetch() -> tuple[list[LogRecord], bool]:
+        return sources.query_logs(ref, since, log_condition(ref, question), max_entries=limit, timeout_s=timeout_s)
+
+    def covers(asked_since: datetime) -> bool:
+        # An answer from a few seconds ago lacks only the newest seconds; one asked later
+        # than this caller's window start would lack its oldest minutes.
+        return asked_since <= since <= asked_since + timedelta(seconds=sources.log_reads.ttl_s)
+
+    records, sampled = sources.log_reads.get((ref.path, question), since, fetch, covers)
+    return [r for r in records if r.timestamp >= since], sampled
+
+
+def read_errors(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> ErrorsFinding:
+    records, sampled = read_logs(sources, ref, now, timeout_s, "problems")
+    errors = [r for r in records if r.severity in ERROR_SEVERITIES]
+    return summarise_errors(errors, now - WINDOW, sampled)
 
 
 def read_requests(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> RequestsFinding:
-    since = now - WINDOW
-    # Only request logs carry httpRequest.status; every status is >= 100.
-    records, sampled = sources.query_logs(
-        ref, since, "httpRequest.status>=100", max_entries=REQUEST_MAX_ENTRIES, timeout_s=timeout_s
-    )
+    records, sampled = read_logs(sources, ref, now, timeout_s, "requests")
     return summarise_requests(records, now, sampled)
 
 
 def read_signals(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> SignalsFinding:
-    since = now - WINDOW
-    records, sampled = sources.query_logs(
-        ref, since, "severity>=WARNING", max_entries=SIGNAL_MAX_ENTRIES, timeout_s=timeout_s
-    )
+    records, sampled = read_logs(sources, ref, now, timeout_s, "problems")
     return summarise_signals(records, sampled)
 
 
@@ -708,8 +777,12 @@ def service_down(report: Report) -> Match | None:
             reason += f"; health answered {health.status}"
         return Match("1", "Service down / 5xx errors", 0.7, reason + ".")
     if health_bad or probe_error:
-        what = f"answered {health.status}" if health else f"failed ({probe_error})"
-        reason = f"The health endpoint {what}"
+        if health:
+            reason = f"The health endpoint answered {health.status}"
+        elif probe_error and probe_error.kind == "timeout":
+            reason = f"The health endpoint {probe_error}"
+        else:
+            reason = str(probe_error)
         reason += f"; 5xx rate {percent_text(rate)}." if rate is not None else "."
         return Match("1", "Service down / 5xx errors", 0.5, reason)
     return None

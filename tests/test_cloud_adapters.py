@@ -9,16 +9,18 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from google.api_core import exceptions as google_errors
 
 from bot.cloud import CloudSources, ServiceRef, service_log_filter
 from bot.diagnostics import diagnose, triage
-from bot.sandbox.cloud_logging import FilterError, parse_filter
+from bot.sandbox.cloud_logging import FilterError, ListError, parse_filter
 from bot.sandbox.gcp_presets import PRESETS, GcpSandbox
 
 NOW = datetime(2026, 1, 25, 14, 40, tzinfo=UTC)
@@ -34,11 +36,13 @@ def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
     yield running
     running.heal()
     running.cloud_run.operation_delay_s = 0.0
+    running.cloud_run.revision_order = "shuffled"
 
 
 @pytest.fixture(scope="module")
 def cloud(running: GcpSandbox) -> CloudSources:
-    sources = CloudSources(running.cloud_run_url, running.logging_url)
+    # Presets change between tests: a log read shared from the previous one would be stale.
+    sources = CloudSources(running.cloud_run_url, running.logging_url, log_share_s=0)
     sources.warm_up()
     return sources
 
@@ -58,6 +62,31 @@ def test_importing_the_diagnostics_loads_no_google_library():
     assert out.stdout.strip() == "[]"
 
 
+def test_production_clients_use_adc_rest_for_cloud_run_and_the_generated_logging_client(monkeypatch):
+    # Without API URLs the clients are the production ones. ADC is stubbed so that building
+    # them contacts nothing (the real lookup may ask the metadata server).
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+
+    asked = []
+
+    def adc(*args, **kwargs):
+        asked.append(kwargs.get("scopes") or args)
+        return AnonymousCredentials(), "demo-project"
+
+    monkeypatch.setattr(google.auth, "default", adc)
+    sources = CloudSources()
+    sources.warm_up()
+    services, revisions = sources._run_client("services"), sources._run_client("revisions")
+    assert (services.transport.kind, revisions.transport.kind) == ("rest", "rest")
+    assert services.api_endpoint == "run.googleapis.com"
+    logging_client = sources._logging_client()
+    assert isinstance(logging_client, LoggingServiceV2Client)
+    assert logging_client.transport.kind == "grpc" and logging_client.api_endpoint == "logging.googleapis.com"
+    assert len(asked) == 3  # every client took Application Default Credentials
+
+
 # -- Cloud Run --------------------------------------------------------------------------------
 
 
@@ -70,29 +99,61 @@ def test_get_service_reads_readiness_traffic_and_limits(cloud, ref):
     assert (state.memory_limit, state.max_instances) == ("512Mi", 10)
 
 
-def test_list_revisions_is_newest_first_from_a_single_page(cloud, ref, sandbox):
-    revisions = cloud.list_revisions(ref, limit=2, timeout_s=2)
-    assert [r.name for r in revisions] == [SERVING, PREVIOUS]
+def test_list_revisions_is_newest_first_whatever_order_the_api_answers_in(cloud, ref, sandbox):
+    for order in ("shuffled", "oldest_first", "newest_first"):
+        sandbox.cloud_run.revision_order = order
+        revisions = cloud.list_revisions(ref, limit=2, timeout_s=2)
+        assert [r.name for r in revisions] == [SERVING, PREVIOUS], order
     assert revisions[0].ready is True and revisions[0].image.endswith(":1.3.9")
     assert revisions[0].ready_since == NOW - timedelta(hours=26)
     lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
-    assert [r.query.get("pageSize") for r in lists] == [["50"]]  # one page, sorted here
+    assert [r.query.get("pageSize") for r in lists] == [["50"]] * 3
+
+
+def test_sixty_revisions_oldest_first_are_all_read_and_triage_still_names_the_bad_deploy(cloud, ref, sandbox):
+    world = sandbox.use("bad_deploy", NOW, revisions=60)
+    assert len(world.revisions) == 60
+    sandbox.cloud_run.revision_order = "oldest_first"
+    sandbox.cloud_run.requests.clear()
+    report = diagnose(cloud, ref, NOW, timeout_s=3)
+    lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
+    # Two pages of 50: the serving revision is on the second, which one page never saw.
+    assert len(lists) == 2 and lists[0].query.get("pageToken") is None and lists[1].query["pageToken"][0]
+    assert report.revisions is not None
+    assert [r.name for r in report.revisions.revisions[:2]] == [world.serving_revision, world.previous_revision]
+    verdict = triage(report, "P2")
+    assert verdict.likely is not None and verdict.likely.scenario == "1A"
+    assert verdict.rollback is not None and verdict.rollback.rollback_revision == world.previous_revision
 
 
 def test_revisions_emulator_pages_like_the_api(sandbox, ref):
+    from google.api_core import exceptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import run_v2
 
+    sandbox.use("healthy", NOW, revisions=45)
     client = run_v2.RevisionsClient(
         credentials=AnonymousCredentials(),
         transport="rest",
         client_options={"api_endpoint": sandbox.cloud_run_url},
     )
-    request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=1)
-    names = [r.name.rsplit("/", 1)[-1] for r in client.list_revisions(request=request)]
-    assert names[:2] == [SERVING, PREVIOUS] and len(names) == 3
-    tokens = [r.query.get("pageToken") for r in sandbox.cloud_run.requests]
-    assert tokens == [None, ["1"], ["2"]]
+    sandbox.cloud_run.requests.clear()
+    names = [r.name for r in client.list_revisions(request=run_v2.ListRevisionsRequest(parent=ref.path))]
+    assert len(names) == len(set(names)) == 45
+    # No page size: the server's default of 20; the last page carries no token.
+    sizes = [len(p.revisions) for p in client.list_revisions(parent=ref.path).pages]
+    assert sizes == [20, 20, 5]
+    tokens = [r.query.get("pageToken") for r in sandbox.cloud_run.requests[:3]]
+    assert tokens[0] is None and tokens[1] != tokens[2]
+    # Too large a page is cut to the maximum, not refused.
+    big = client.list_revisions(request=run_v2.ListRevisionsRequest(parent=ref.path, page_size=5000))
+    assert len(next(iter(big.pages)).revisions) == 45
+    # A token only continues the listing it came from.
+    first = next(iter(client.list_revisions(parent=ref.path).pages))
+    with pytest.raises(exceptions.BadRequest, match="page token"):
+        client.list_revisions(
+            request=run_v2.ListRevisionsRequest(parent=ref.path, page_size=7, page_token=first.next_page_token)
+        )
 
 
 def test_set_traffic_moves_everything_to_a_revision_and_waits_for_the_operation(cloud, ref, sandbox):
@@ -190,13 +251,37 @@ def test_query_logs_pages_and_says_when_it_stopped_early(cloud, ref, sandbox):
     assert paged == all_records and not sampled
     pages = sandbox.logging.requests[before:]
     assert len(pages) == -(-len(all_records) // 70)
-    assert [p.body.get("pageToken") for p in pages[:3]] == [None, "70", "140"]
+    tokens = [p.body.get("pageToken") for p in pages]
+    assert tokens[0] is None and all(tokens[1:]) and len(set(tokens[1:])) == len(pages) - 1
+    assert {p.body["pageSize"] for p in pages} == {70}
     first, cut = cloud.query_logs(ref, SINCE, "httpRequest.status>=100", max_entries=25)
     assert cut and first == all_records[:25]
+    assert sandbox.logging.requests[-1].body["pageSize"] == 25  # one call, not a page of 1000
 
 
-def test_reading_logs_contacts_nothing_but_the_configured_endpoint(cloud, ref, monkeypatch):
-    # The stock client asks metadata.google.internal about every log name it meets.
+def test_logging_emulator_pages_like_the_api(sandbox, ref):
+    body = {"resourceNames": [f"projects/{ref.project}"], "filter": service_log_filter(ref, SINCE)}
+    first = sandbox.logging.list_entries(body)
+    assert len(first["entries"]) == 50 and first["nextPageToken"]  # "Default is 50"
+    second = sandbox.logging.list_entries({**body, "pageToken": first["nextPageToken"]})
+    assert second["entries"][0] != first["entries"][0]
+    with pytest.raises(ListError, match="page token"):
+        sandbox.logging.list_entries({**body, "filter": "severity>=ERROR", "pageToken": first["nextPageToken"]})
+    for size in (-1, 1001):
+        with pytest.raises(ListError, match="pageSize"):
+            sandbox.logging.list_entries({**body, "pageSize": size})
+    last = sandbox.logging.list_entries({**body, "pageSize": 1000})
+    assert "nextPageToken" not in last
+
+
+def test_reading_logs_contacts_nothing_but_the_configured_endpoint(sandbox, ref, monkeypatch):
+    # No Application Default Credentials, no metadata server, no Python-side lookups: the
+    # generated client reads entries over its own channel and builds no Logger per log name.
+    import google.auth
+
+    def no_adc(*args, **kwargs):
+        raise AssertionError("looked for Application Default Credentials")
+
     looked_up = []
     real = socket.getaddrinfo
 
@@ -204,15 +289,34 @@ def test_reading_logs_contacts_nothing_but_the_configured_endpoint(cloud, ref, m
         looked_up.append(host)
         return real(host, *args, **kwargs)
 
+    monkeypatch.setattr(google.auth, "default", no_adc)
     monkeypatch.setattr(socket, "getaddrinfo", spy)
-    records, _ = cloud.query_logs(ref, SINCE, "severity>=INFO", timeout_s=2)
-    assert {r.log_name.rsplit("/", 1)[-1] for r in records} >= {"run.googleapis.com%2Frequests"}
-    assert set(looked_up) == {"127.0.0.1"}
+    fresh = CloudSources(sandbox.cloud_run_url, sandbox.logging_url)
+    records, _ = fresh.query_logs(ref, SINCE, "severity>=INFO", timeout_s=2)
+    assert {r.log_name.rsplit("/", 1)[-1] for r in records} == {"run.googleapis.com%2Frequests"}
+    assert sandbox.logging.calls == 1
+    assert looked_up == []
 
 
-def test_an_unsupported_filter_is_a_400_from_the_emulator(cloud, ref):
-    with pytest.raises(google_errors.BadRequest, match="OR"):
+def test_an_unsupported_filter_is_refused_by_the_emulator(cloud, ref):
+    with pytest.raises(google_errors.InvalidArgument, match="OR"):
         cloud.query_logs(ref, SINCE, "severity>=ERROR OR severity=INFO", timeout_s=2)
+
+
+def test_every_call_has_its_own_timeout_and_is_not_retried(cloud, ref, sandbox):
+    sandbox.hang("logging")
+    sandbox.hang("cloud_run")
+    for call in (
+        lambda: cloud.query_logs(ref, SINCE, "severity>=ERROR", timeout_s=0.3),
+        lambda: cloud.get_service(ref, timeout_s=0.3),
+        lambda: cloud.list_revisions(ref, timeout_s=0.3),
+    ):
+        started = time.perf_counter()
+        with pytest.raises((google_errors.DeadlineExceeded, requests.exceptions.Timeout)):
+            call()
+        assert time.perf_counter() - started < 1.0
+    assert sandbox.logging.calls == 1
+    assert [r.endpoint for r in sandbox.cloud_run.requests] == ["services.get", "revisions.list"]
 
 
 def test_logging_emulator_filter_language():
@@ -274,14 +378,26 @@ def test_trailing_slash_in_the_api_urls_is_harmless(sandbox, ref):
 
 # -- every preset through the real clients ----------------------------------------------------
 
+# Every match triage makes for each preset, most confident first, with its confidence label:
+# a match appearing or vanishing is a change a responder would see.
 EXPECTED = {
-    "healthy": set(),
-    "bad_deploy": {"1A"},
-    "oom": {"1B", "8"},
-    "slow": {"3"},
-    "dependency_down": {"4", "5", "7", "11"},
-    "rate_limited": {"9"},
-    "bad_input": {"6"},
+    "healthy": [],
+    "bad_deploy": [("1A", "high")],
+    "oom": [("8", "high"), ("1B", "high")],
+    "slow": [("3", "high")],
+    # Timeouts of 5-10 s to three dependencies are also slow responses, a partial error rate
+    # and a failing health check.
+    "dependency_down": [
+        ("3", "high"),
+        ("4", "high"),
+        ("5", "high"),
+        ("7", "high"),
+        ("11", "medium"),
+        ("2", "medium"),
+        ("1", "low"),
+    ],
+    "rate_limited": [("9", "high")],
+    "bad_input": [("6", "medium")],
 }
 
 
@@ -291,9 +407,7 @@ def test_each_preset_reads_back_as_its_scenario(cloud, sandbox, preset):
     report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=3)
     assert not report.failed
     assert report.serving is not None and report.serving.revision == world.serving_revision
-    found = {m.scenario for m in triage(report, "P2").matches}
-    assert EXPECTED[preset] <= found
-    if preset == "healthy":
-        assert found == set()
-    if preset == "bad_deploy":
-        assert triage(report, "P2").rollback.rollback_revision == world.previous_revision
+    verdict = triage(report, "P2")
+    assert [(m.scenario, m.confidence_label) for m in verdict.matches] == EXPECTED[preset]
+    rollback = verdict.rollback.rollback_revision if verdict.rollback else None
+    assert rollback == (world.previous_revision if preset == "bad_deploy" else None)

@@ -10,14 +10,16 @@ import threading
 import time
 import urllib.error
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.cloud import CloudSources, ServiceRef
+from bot.cloud import CloudSources, ServiceRef, service_log_filter
 from bot.diagnose_blocks import detail_texts, summary_blocks
 from bot.diagnostics import (
     SOURCE_NAMES,
+    WINDOW,
     SourceResult,
     describe_error,
     diagnose,
@@ -25,6 +27,7 @@ from bot.diagnostics import (
     triage,
 )
 from bot.sandbox.gcp_presets import GcpSandbox
+from bot.shared_reads import SharedReads
 
 NOW = datetime(2026, 1, 25, 14, 40, tzinfo=UTC)
 LOG_SOURCES = ("errors", "requests", "signals")
@@ -42,7 +45,8 @@ def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
 
 @pytest.fixture(scope="module")
 def cloud(running: GcpSandbox) -> CloudSources:
-    sources = CloudSources(running.cloud_run_url, running.logging_url)
+    # Faults change between tests: a read shared from the previous test would hide them.
+    sources = CloudSources(running.cloud_run_url, running.logging_url, log_share_s=0)
     sources.warm_up()  # imports and client construction are not what these tests time
     return sources
 
@@ -76,9 +80,27 @@ def test_logging_api_failing_leaves_the_other_sources_and_names_the_failed_ones(
         assert results[name].error.type_name == "InternalServerError"
     assert all(results[name].ok for name in OTHER_SOURCES)
     assert report.serving is not None and report.health is not None
+    assert all(results[name].error.summary == "Cloud Logging unavailable (500)" for name in LOG_SOURCES)
     blocks = summary_blocks(report, triage(report, "P2"), incident_number=4)
-    assert "*Errors*: InternalServerError" in str(blocks)
-    assert any(t.startswith("*Requests*") and "InternalServerError" in t for t in detail_texts(report))
+    assert "*Errors, Requests, Signals*: Cloud Logging unavailable (500)" in str(blocks)
+    assert "InternalServerError" not in str(blocks) and sandbox.logging_url not in str(blocks)
+    assert any(t.startswith("*Requests*") and "Cloud Logging unavailable (500)" in t for t in detail_texts(report))
+
+
+@pytest.mark.parametrize(
+    ("source", "status", "failed", "words"),
+    [
+        ("cloud_run", 403, ("service", "revisions"), "Cloud Run API: permission denied"),
+        ("cloud_run", 503, ("service", "revisions"), "Cloud Run API unavailable (503)"),
+        ("logging", 403, LOG_SOURCES, "Cloud Logging: permission denied"),
+        ("logging", 429, LOG_SOURCES, "Cloud Logging: quota exceeded (429)"),
+    ],
+)
+def test_a_failing_api_is_named_in_words_a_responder_knows(cloud, sandbox, source, status, failed, words):
+    sandbox.fail(source, status)
+    report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=2)
+    assert {r.name for r in report.failed} == set(failed)
+    assert {str(r.error) for r in report.failed} == {words}
 
 
 def test_logging_api_never_answering_costs_only_its_own_timeout(cloud, sandbox):
@@ -93,7 +115,8 @@ def test_logging_api_never_answering_costs_only_its_own_timeout(cloud, sandbox):
     assert all(results[name].ok for name in OTHER_SOURCES)
     assert all(results[name].finished_s < 0.5 for name in OTHER_SOURCES)
     assert report.elapsed_s < 1.5
-    assert "timed out" in str(summary_blocks(report, triage(report, "P2"), incident_number=4))
+    blocks = str(summary_blocks(report, triage(report, "P2"), incident_number=4))
+    assert "*Errors, Requests, Signals*: timed out after 1 s" in blocks
 
 
 def test_a_hanging_health_endpoint_does_not_hold_up_the_others(cloud, sandbox):
@@ -127,7 +150,109 @@ def test_an_unreachable_health_endpoint_is_an_error_with_its_class(cloud, sandbo
     report = diagnose(cloud, ref, NOW, timeout_s=2, only=["health"])
     error = report.result("health").error
     assert error is not None and error.type_name == "URLError"
+    assert str(error) == "Health endpoint unreachable (connection refused)"
     assert "1" in [m.scenario for m in triage(report, "P2").matches]
+
+
+# -- how many Cloud Logging calls one diagnosis costs ----------------------------------------
+
+
+def test_one_diagnosis_asks_cloud_logging_two_questions_once_each(cloud, sandbox):
+    report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=3)
+    assert not report.failed and triage(report, "P2").likely.scenario == "1A"
+    assert sandbox.logging.calls == 2
+    ref = sandbox.service_ref
+    requests_log = f'logName="projects/{ref.project}/logs/run.googleapis.com%2Frequests"'
+    assert sorted(r.body["filter"] for r in sandbox.logging.requests) == sorted(
+        service_log_filter(ref, NOW - WINDOW, condition) for condition in ("severity>=WARNING", requests_log)
+    )
+    # Errors are the ERROR-or-worse part of the warnings answer: what asking for them gives.
+    errors, _ = cloud.query_logs(ref, NOW - WINDOW, "severity>=ERROR")
+    assert report.errors.count == len(errors) > 0
+    assert report.errors.times == tuple(sorted(r.timestamp for r in errors))
+
+
+def busy_entries(sandbox: GcpSandbox, requests: int, warnings: int) -> list[dict]:
+    ref = sandbox.service_ref
+    resource = {"type": "cloud_run_revision", "labels": {"service_name": ref.name, "location": ref.region}}
+    entries = []
+    for i in range(requests + warnings):
+        at = NOW - timedelta(seconds=1 + i * 600 / (requests + warnings))
+        entry = {
+            "logName": f"projects/{ref.project}/logs/run.googleapis.com%2Fstdout",
+            "resource": resource,
+            "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "severity": "WARNING",
+            "textPayload": "cache miss",
+        }
+        if i < requests:
+            entry["logName"] = f"projects/{ref.project}/logs/run.googleapis.com%2Frequests"
+            entry["severity"] = "INFO"
+            entry["httpRequest"] = {"requestMethod": "GET", "requestUrl": "https://x/pricing", "status": 200}
+            del entry["textPayload"]
+        entries.append(entry)
+    return entries
+
+
+def test_a_busy_service_costs_at_most_seven_calls_and_says_it_sampled(cloud, sandbox):
+    sandbox.logging.add(busy_entries(sandbox, requests=6000, warnings=2500))
+    report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=10)
+    assert not report.failed
+    assert sandbox.logging.calls == 2 + 5  # two pages of warnings, five of request logs
+    assert report.requests.sampled and report.errors.sampled and report.signals.sampled
+    assert report.requests.window.total == 5000
+
+
+def test_concurrent_diagnoses_of_one_service_share_their_log_reads(sandbox):
+    clock = [0.0]
+    shared = CloudSources(sandbox.cloud_run_url, sandbox.logging_url)
+    shared.log_reads = SharedReads(15, clock=lambda: clock[0])
+    sandbox.delay("logging", 0.3)  # so the later diagnoses arrive while the reads are under way
+    moments = [NOW + timedelta(seconds=s) for s in (0, 1, 2, 3)]
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda now: diagnose(shared, sandbox.service_ref, now, timeout_s=5), moments))
+    assert all(not r.failed and triage(r, "P2").likely.scenario == "1A" for r in reports)
+    assert sandbox.logging.calls == 2
+    clock[0] = 10.0  # a diagnosis 10 s later still takes the shared answer...
+    diagnose(shared, sandbox.service_ref, NOW + timedelta(seconds=10), timeout_s=5)
+    assert sandbox.logging.calls == 2
+    clock[0] = 16.0  # ...one after the 15 s asks again
+    diagnose(shared, sandbox.service_ref, NOW + timedelta(seconds=16), timeout_s=5)
+    assert sandbox.logging.calls == 4
+
+
+def test_a_failed_read_is_not_kept_for_the_next_diagnosis(sandbox):
+    shared = CloudSources(sandbox.cloud_run_url, sandbox.logging_url)
+    sandbox.fail("logging", 503)
+    failed = diagnose(shared, sandbox.service_ref, NOW, timeout_s=3)
+    assert {r.name for r in failed.failed} == set(LOG_SOURCES)
+    sandbox.heal()
+    healed = diagnose(shared, sandbox.service_ref, NOW, timeout_s=3)
+    assert not healed.failed and sandbox.logging.calls == 4
+
+
+def test_shared_reads_wait_for_a_read_under_way_and_refetch_what_does_not_fit():
+    calls: list[int] = []
+    release = threading.Event()
+    reads = SharedReads(15, clock=lambda: 0.0)
+
+    def slow(value: int):
+        def fetch() -> int:
+            calls.append(value)
+            release.wait(2)
+            return value
+
+        return fetch
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(reads.get, "k", 0, slow(1), lambda tag: True)
+        time.sleep(0.05)
+        second = pool.submit(reads.get, "k", 5, slow(2), lambda tag: tag <= 5)
+        time.sleep(0.05)
+        release.set()
+        assert (first.result(), second.result()) == (1, 1) and calls == [1]
+    assert reads.get("k", 9, slow(3), lambda tag: tag >= 9) == 3  # the cached tag 0 does not fit
+    assert calls == [1, 3]
 
 
 # -- the fan-out itself, without a network ----------------------------------------------------

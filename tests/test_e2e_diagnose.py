@@ -29,6 +29,7 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
         running.command("declare p2 Checkout errors")
         room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
+        calls_before = running.gcp.logging.calls
         reply = running.command("diagnose", channel=room)
 
         assert reply.text.startswith("Diagnosing tai-autonomics")
@@ -45,6 +46,8 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
         # The timeline line is written just after the last detail is posted.
         running.slack.wait_for(lambda: any(e.kind == "diagnose" for e in running.bot.store.timeline(1)))
         assert not running.slack.refusals()
+        # Two Cloud Logging questions, each asked once (README: diagnostics).
+        assert running.gcp.logging.calls - calls_before == 2
 
 
 def test_the_diagnose_button_and_the_roll_back_button():
@@ -72,16 +75,23 @@ def test_a_failing_source_is_named_while_the_others_still_report():
 
         running.command("diagnose", channel=room)
 
-        text = diagnosis(running, room).all_text
-        assert "Not available" in text and "Errors" in text
-        assert "Health" in text and "503" in text  # the health probe still reported
-        assert "Serving" in text
+        summary = diagnosis(running, room)
+        [warning] = [b for b in summary.blocks if b["type"] == "context" and "Not available" in str(b)]
+        assert warning["elements"][0]["text"] == (
+            ":warning: Not available: *Errors, Requests, Signals*: Cloud Logging unavailable (500)"
+        )
+        fields = [f["text"] for f in summary.blocks[1]["fields"]]
+        assert any(f.startswith("*Health*\n:x: 503") for f in fields)  # the health probe still reported
+        assert f"*Serving*\n`{running.gcp.world.serving_revision}` 100%" in "\n".join(fields)
+        assert "http://" not in summary.all_text and "InternalServerError" not in summary.all_text
 
 
 def test_diagnose_without_an_incident_answers_only_the_asker():
     with SandboxedBot(preset="slow") as running:
         reply = running.command("diagnose")
-        said = reply.wait_response(lambda r: "Diagnosis" in r.text or r.blocks, timeout=15)
+        said = reply.wait_response(lambda r: not r.text.startswith("Diagnosing"), timeout=15)
+        assert said.text == "Diagnosis of tai-autonomics: likely scenario 3, Response time spike"
+        assert said.blocks[0]["text"]["text"] == "Diagnosis · tai-autonomics (us-central1)"
         assert said.response_type == "ephemeral"
         assert not running.slack.calls_to("chat.postMessage")
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 from pathlib import Path
 
 import yaml
 
 import commands
+from bot.sandbox.runner import SandboxedBot
+from tests.conftest import FAST_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,9 +94,99 @@ def test_every_subcommand_in_help_is_handled_and_every_handled_one_is_in_help():
         assert callable(commands.REGISTRY[verb].handle)
 
 
-def test_every_button_the_bot_renders_has_a_handler():
+def _action_id(node: ast.expr, where: str) -> str:
+    """An action_id expression as the string it is: a literal, `ids.X`, or a name from bot.ids."""
     from bot import ids
 
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ids":
+        return str(getattr(ids, node.attr))
+    if isinstance(node, ast.Name) and hasattr(ids, node.id):
+        return str(getattr(ids, node.id))
+    raise AssertionError(f"{where}: a button's action_id must be a constant from bot/ids.py, got {ast.unparse(node)}")
+
+
+def buttons_drawn_in_code() -> set[str]:
+    """Every button action_id the Block Kit builders in bot/ and commands/ can draw: the second
+    argument of `button(...)` calls and `{"type": "button", "action_id": ...}` literals."""
+    found = set()
+    for path in [*ROOT.joinpath("bot").glob("*.py"), *ROOT.joinpath("commands").glob("*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # The `button()` helper itself draws whatever its callers pass; its callers are scanned.
+        helper = {
+            id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "button" for n in ast.walk(f)
+        }
+        for node in ast.walk(tree):
+            if id(node) in helper:
+                continue
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "button":
+                arg = (
+                    node.args[1] if len(node.args) > 1 else next(k.value for k in node.keywords if k.arg == "action_id")
+                )
+                found.add(_action_id(arg, where))
+            elif isinstance(node, ast.Dict):
+                items = {k.value: v for k, v in zip(node.keys, node.values, strict=True) if isinstance(k, ast.Constant)}
+                kind = items.get("type")
+                if isinstance(kind, ast.Constant) and kind.value == "button" and "action_id" in items:
+                    found.add(_action_id(items["action_id"], where))
+    return found
+
+
+def test_every_button_the_bot_draws_has_a_handler():
+    drawn = buttons_drawn_in_code()
     handled = set(commands.actions())
-    rendered = {ids.ACK, ids.POST_UPDATE, ids.DIAGNOSE, ids.RESOLVE, ids.ROLLBACK_PROPOSE}
-    assert rendered <= handled
+    assert drawn, "the scan found no buttons"
+    assert drawn <= handled, f"buttons without a handler: {sorted(drawn - handled)}"
+
+
+BUTTONS_CONFIG = FAST_CONFIG.replace(
+    """  P2:
+    label: High
+    ack_within: 60s
+    update_every: 60s""",
+    """  P2:
+    label: High
+    ack_within: 60s
+    update_every: 2s""",
+)
+
+
+def buttons_in(blocks: object, *, top: bool = True) -> set[str]:
+    if top and isinstance(blocks, str):
+        blocks = json.loads(blocks)  # the Web API takes blocks as a JSON string too
+    found = set()
+    if isinstance(blocks, dict):
+        if blocks.get("type") == "button" and blocks.get("action_id"):
+            found.add(blocks["action_id"])
+        for value in blocks.values():
+            found |= buttons_in(value, top=False)
+    elif isinstance(blocks, list):
+        for item in blocks:
+            found |= buttons_in(item, top=False)
+    return found
+
+
+def test_the_buttons_slack_receives_are_the_ones_the_scan_finds():
+    """A live incident (announcement, page, diagnosis, reminder): every button Slack got is one
+    the code scan knows, so the scan above cannot silently miss a builder."""
+    with SandboxedBot(config_text=BUTTONS_CONFIG, preset="bad_deploy") as running:
+        running.command("declare p2 Checkout errors")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+        running.slack.wait_for_dm("U0PRIMARY", "INC-1", with_button="incident_ack")
+        running.command("diagnose", channel=room)
+        running.slack.wait_for_message(room, "Diagnosis ·", timeout=15)
+        running.slack.wait_for(
+            lambda: any(m.has_button("reminder_snooze_30m") for m in running.slack.messages_in(room)), timeout=10
+        )
+        seen: set[str] = set()
+        for call in running.slack.calls:
+            seen |= buttons_in(call.params.get("blocks"))
+        for post in running.slack.responses():
+            seen |= buttons_in(post.blocks)
+    from bot import ids
+
+    assert {ids.ACK, ids.POST_UPDATE, ids.DIAGNOSE, ids.RESOLVE, ids.ROLLBACK_PROPOSE, ids.SNOOZE_30M} <= seen
+    assert seen <= buttons_drawn_in_code()
+    assert seen <= set(commands.actions())

@@ -246,8 +246,11 @@ def test_failing_health_check_alone_is_service_down_with_low_confidence():
 
 
 def test_unreachable_health_endpoint_is_service_down_but_a_missing_health_url_is_not():
-    down = report(health=SourceError("error", "URLError", "Connection refused"))
-    assert dx.service_down(down) is not None
+    refused = SourceError("error", "URLError", "Connection refused", "Health endpoint unreachable (connection refused)")
+    down = dx.service_down(report(health=refused))
+    assert down is not None and down.reason == "Health endpoint unreachable (connection refused)."
+    slow = SourceError("timeout", "Timeout", "no answer within 8 s", "timed out after 8 s")
+    assert dx.service_down(report(health=slow)).reason == "The health endpoint timed out after 8 s."
     unset = report(health=SourceError("error", "NotConfigured", "no service.health_url"))
     assert dx.service_down(unset) is None
 
@@ -523,10 +526,57 @@ def test_team_runbook_is_split_at_scenario_headings_outside_code_fences(tmp_path
     assert sections[2].text == "## SCENARIO 2: Slow\nLook at p95."
 
 
-def test_the_shipped_runbook_has_all_eleven_sections():
-    sections = scenarios.load_runbook("/work/shared/runbook.md")
-    assert sorted(sections) == list(range(1, 12))
-    assert "Memory" in sections[8].title
+def catalogue_runbook() -> str:
+    """The built-in catalogue written out in the team runbook's layout: a preamble with level-2
+    headings, one `## SCENARIO N: Title` section per scenario separated by rules, a post-mortem
+    template whose `## Incident:` heading sits in a code fence, and appendices after scenario 11."""
+    parts = [
+        "# Incident Response Runbook",
+        "## Quick Reference: Severity Levels",
+        "| Level | Response |\n|---|---|\n| P1 | 5 min |",
+        "## Universal Incident Response Flow (All Scenarios)",
+        "DETECT, ASSESS, COMMUNICATE, INVESTIGATE & FIX, VERIFY, DOCUMENT.",
+    ]
+    for scenario in scenarios.SCENARIOS:
+        parts += [
+            "---",
+            f"## SCENARIO {scenario.number}: {scenario.title}",
+            f"**Alert Trigger:** {scenario.alert_trigger}",
+            "### Immediate Actions",
+            *(f"{i}. {check}" for i, check in enumerate(scenario.first_checks, 1)),
+            "### Common Fixes",
+            *(f"- {fix}" for fix in scenario.fixes),
+        ]
+        if scenario.number == 1:
+            parts += [
+                "### Step 6: Post-Mortem Template",
+                "```markdown\n## Incident: Service Down\n**Severity:** P1\n```",
+            ]
+    parts += [
+        "---",
+        "## Quick Reference: Command Cheat Sheet",
+        "gcloud run services describe",
+        "## Post-Incident Review Template",
+        "## Timeline",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def test_a_runbook_in_the_teams_layout_splits_into_the_catalogues_eleven_sections(tmp_path):
+    path = tmp_path / "runbook.md"
+    path.write_text(catalogue_runbook(), encoding="utf-8")
+    sections = scenarios.load_runbook(path)
+    assert sorted(sections) == [s.number for s in scenarios.SCENARIOS] == list(range(1, 12))
+    for scenario in scenarios.SCENARIOS:
+        section = sections[scenario.number]
+        assert section.title == scenario.title
+        assert section.text.startswith(f"## SCENARIO {scenario.number}: {scenario.title}")
+        assert scenario.alert_trigger in section.text
+        assert all(check in section.text for check in scenario.first_checks)
+        last = "```" if scenario.number == 1 else scenario.fixes[-1]
+        assert section.text.endswith(last)  # the rule after it is not content
+    assert "## Incident: Service Down" in sections[1].text  # fenced: not a section break
+    assert "Cheat Sheet" not in sections[11].text and "Timeline" not in sections[11].text
 
 
 def test_missing_team_runbook_raises(tmp_path):
@@ -580,14 +630,23 @@ def test_log_text_is_escaped_and_blocks_stay_within_slack_limits():
     assert all(len(t) <= 3000 for t in texts)
 
 
-def test_failed_source_is_named_with_its_error_class():
+def test_failed_sources_are_named_in_a_responders_words_not_urls_or_classes():
     r = report(
         service=service(),
-        errors=SourceError("error", "InternalServerError", "500 POST /v2/entries:list"),
-        requests=SourceError("timeout", "Timeout", "no answer within 2 s"),
+        errors=SourceError(
+            "error",
+            "InternalServerError",
+            "500 POST http://127.0.0.1:1/v2/entries:list",
+            "Cloud Logging unavailable (500)",
+        ),
+        signals=SourceError("error", "InternalServerError", "500 ...", "Cloud Logging unavailable (500)"),
+        requests=SourceError("timeout", "Timeout", "no answer within 2 s", "timed out after 2 s"),
     )
     blocks = summary_blocks(r, triage(r, "P2"), incident_number=1)
-    text = all_text(blocks)
-    assert "*Errors*: InternalServerError" in text and "*Requests*: timed out" in text
-    details = detail_texts(r)
-    assert any(t.startswith("*Errors*") and "InternalServerError" in t for t in details)
+    [warning] = [b for b in blocks if b["type"] == "context" and "Not available" in str(b)]
+    assert warning["elements"][0]["text"] == (
+        ":warning: Not available: *Errors, Signals*: Cloud Logging unavailable (500) · *Requests*: timed out after 2 s"
+    )
+    text = all_text(blocks) + "".join(detail_texts(r))
+    assert "InternalServerError" not in text and "http://" not in text and "entries:list" not in text
+    assert "*Errors* (1.00 s)\n:warning: Cloud Logging unavailable (500)" in detail_texts(r)

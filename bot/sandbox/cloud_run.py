@@ -12,12 +12,19 @@ call (`run_v2/services/*/transports/rest_base.py`):
 A PATCH is applied at once (a changed template creates a revision; traffic is validated and
 resolved into `trafficStatuses`); its operation reports `done` after `operation_delay_s`.
 Resources are kept as the API's JSON (camelCase), so what the client sends comes back.
+
+`revisions.list` pages like the API: an opaque `nextPageToken` while more remain, none on the
+last page, a token only valid for the same parent and page size. The API reference promises
+no order to rely on, so by default the emulator returns revisions shuffled (seeded, so runs
+repeat); `revision_order` can make it oldest first or newest first.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import random
 import re
 import threading
 import time
@@ -35,6 +42,11 @@ REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 SUCCEEDED = "CONDITION_SUCCEEDED"
 # The REST transport sends enums as numbers ($alt=json;enum-encoding=int).
 _LATEST_VALUES = (LATEST, 1)
+# The reference states neither a default nor a maximum page size; these follow AIP-158 (the
+# server picks a default and coerces larger requests down), and are small on purpose.
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+REVISION_ORDERS = ("shuffled", "oldest_first", "newest_first")
 # Fields of a Service the caller owns; everything else is status computed here.
 _SPEC_FIELDS = (
     "description",
@@ -65,6 +77,8 @@ class CloudRunEmulator(JsonServer):
         super().__init__()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.operation_delay_s = 0.0
+        self.revision_order = "shuffled"
+        self.order_seed = 7
         self._state_lock = threading.Lock()
         self._services: dict[str, dict[str, Any]] = {}
         self._revisions: dict[str, list[dict[str, Any]]] = {}
@@ -109,13 +123,30 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             if name not in self._services:
                 return _not_found(name)
-            revisions = copy.deepcopy(self._revisions.get(name, []))
-        size = int(req.query.get("pageSize", ["100"])[0]) or 100
-        start = int(req.query.get("pageToken", ["0"])[0] or 0)
+            revisions = self._in_list_order(copy.deepcopy(self._revisions.get(name, [])))
+        try:
+            size = int(req.query.get("pageSize", ["0"])[0] or 0)
+        except ValueError:
+            return google_error(400, "pageSize must be an integer")
+        if size < 0:
+            return google_error(400, "pageSize must not be negative")
+        size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        token = req.query.get("pageToken", [""])[0]
+        start = _read_token(token, name, size) if token else 0
+        if start is None:
+            return google_error(400, "Invalid page token: other parameters must match the first call")
         page: dict[str, Any] = {"revisions": revisions[start : start + size]}
         if start + size < len(revisions):
-            page["nextPageToken"] = str(start + size)
+            page["nextPageToken"] = _page_token(name, size, start + size)
         return Response(200, page)
+
+    def _in_list_order(self, revisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.revision_order not in REVISION_ORDERS:
+            raise ValueError(f"revision_order must be one of {REVISION_ORDERS}")
+        revisions.sort(key=lambda r: r["createTime"], reverse=self.revision_order == "newest_first")
+        if self.revision_order == "shuffled":
+            random.Random(self.order_seed).shuffle(revisions)
+        return revisions
 
     def _get_rev(self, req: Request, match: re.Match[str]) -> Response:
         parent = self._service_name(match)
@@ -256,6 +287,19 @@ def _full_revision(service: str, revision: str) -> str:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def _page_token(parent: str, size: int, offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([parent, size, offset]).encode()).decode()
+
+
+def _read_token(token: str, parent: str, size: int) -> int | None:
+    """The offset a token from `_page_token` carries, or None when it is not ours to take."""
+    try:
+        owner, owner_size, offset = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        return None
+    return int(offset) if (owner, owner_size) == (parent, size) else None
 
 
 def _not_found(name: str) -> Response:

@@ -18,7 +18,7 @@ from typing import Any
 from bot.cloud import ServiceRef
 from bot.sandbox.cloud_logging import LoggingEmulator
 from bot.sandbox.cloud_run import LATEST, CloudRunEmulator, ready_condition, rfc3339
-from bot.sandbox.health import ALL, HealthServer, JsonServer
+from bot.sandbox.health import ALL, FaultInjection, HealthServer
 
 PRESETS = (
     "healthy",
@@ -78,17 +78,21 @@ class _Request:
     severity: str = ""
 
 
-def build(preset: str, now: datetime, ref: ServiceRef, seed: int = 7) -> World:
-    """Generate the world called `preset` as it looks at `now`."""
+def build(preset: str, now: datetime, ref: ServiceRef, seed: int = 7, revisions: int = 0) -> World:
+    """Generate the world called `preset` as it looks at `now`.
+
+    `revisions`, when more than the preset's own three or four, adds older Ready revisions
+    (one every few days) until the service has that many: a long deploy history.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     rng = random.Random(f"{preset}:{seed}")
-    g = _Generator(preset, now, ref, rng)
+    g = _Generator(preset, now, ref, rng, revisions)
     return g.world()
 
 
 class _Generator:
-    def __init__(self, preset: str, now: datetime, ref: ServiceRef, rng: random.Random) -> None:
+    def __init__(self, preset: str, now: datetime, ref: ServiceRef, rng: random.Random, revisions: int = 0) -> None:
         self.preset, self.now, self.ref, self.rng = preset, now, ref, rng
         name = ref.name
         self.revs = [
@@ -104,6 +108,11 @@ class _Generator:
         if preset == "bad_deploy":
             live = now - timedelta(minutes=8)
             self.revs.append(Revision(f"{name}-00043-bad", "1.4.0", live - timedelta(seconds=50), live))
+        older = max(revisions - len(self.revs), 0)
+        for number in range(older, 0, -1):  # newest of the old first, each inserted at the front
+            created = now - timedelta(days=9 + 3 * (older - number + 1))
+            old = Revision(f"{name}-{number:05d}-old", f"1.2.{number}", created, created + timedelta(minutes=1))
+            self.revs.insert(0, old)
         self.burst_from = now - timedelta(minutes=4)  # bad_deploy: errors start here
         self.trouble_from = now - timedelta(minutes=12)  # other presets' trouble starts here
 
@@ -445,7 +454,7 @@ class GcpSandbox:
         self.world: World | None = None
 
     @property
-    def servers(self) -> dict[str, JsonServer]:
+    def servers(self) -> dict[str, FaultInjection]:
         return {"cloud_run": self.cloud_run, "logging": self.logging, "health": self.health}
 
     def start(self) -> GcpSandbox:
@@ -483,10 +492,12 @@ class GcpSandbox:
         """The environment variables that point the bot at this sandbox."""
         return {"CLOUD_RUN_API_URL": self.cloud_run_url, "CLOUD_LOGGING_API_URL": self.logging_url}
 
-    def use(self, preset: str, now: datetime | None = None, seed: int = 7) -> World:
-        """Load `preset` as it looks at `now` (default: the current time) into every server."""
+    def use(self, preset: str, now: datetime | None = None, seed: int = 7, revisions: int = 0) -> World:
+        """Load `preset` as it looks at `now` (default: the current time) into every server.
+
+        `revisions` gives the service a longer history (see `build`)."""
         moment = now or datetime.now(UTC)
-        world = build(preset, moment, ServiceRef(self.project, self.region, self.name), seed)
+        world = build(preset, moment, ServiceRef(self.project, self.region, self.name), seed, revisions)
         loaded = time.monotonic()
         # The emulator's clock (for new revisions, update times) runs on from the preset's now.
         self.cloud_run.clock = lambda: moment + timedelta(seconds=time.monotonic() - loaded)
@@ -510,7 +521,7 @@ class GcpSandbox:
             if source in (None, name):
                 server.heal()
 
-    def _server(self, source: str) -> JsonServer:
+    def _server(self, source: str) -> FaultInjection:
         try:
             return self.servers[source]
         except KeyError:

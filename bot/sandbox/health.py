@@ -107,29 +107,15 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default backlog of 5 resets bursts of parallel diagnostics
 
 
-class JsonServer:
-    """Base class: routes, fault injection, start/stop. Subclasses call `route(...)`."""
+class FaultInjection:
+    """Faults per endpoint and the log of requests seen: what every emulator offers tests."""
 
     def __init__(self) -> None:
-        self._routes: list[_Route] = []
         self._faults = _FaultTable()
         self._lock = threading.Lock()
         # Set on stop() or heal(): lets handlers stuck in a "hang" fault finish.
         self._release = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests: list[Request] = []
-
-    # -- routing ---------------------------------------------------------------------------
-
-    def route(self, method: str, pattern: str, endpoint: str, handler: Handler) -> None:
-        self._routes.append(_Route(method, re.compile(pattern + r"\Z"), endpoint, handler))
-
-    @property
-    def endpoints(self) -> list[str]:
-        return sorted({r.endpoint for r in self._routes})
-
-    # -- faults ----------------------------------------------------------------------------
 
     def delay(self, seconds: float, endpoint: str = ALL) -> None:
         """Answer requests for `endpoint` (default: all) only after `seconds`."""
@@ -152,6 +138,41 @@ class JsonServer:
         with self._lock:
             self._faults = _FaultTable()
         self._release.set()
+
+    def _record(self, req: Request) -> Fault:
+        """Log `req` and return (a copy of) the fault that applies to it."""
+        with self._lock:
+            self.requests.append(req)
+            return Fault(**vars(self._faults.for_endpoint(req.endpoint)))
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+
+class JsonServer(FaultInjection):
+    """Base class: routes, fault injection, start/stop. Subclasses call `route(...)`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._routes: list[_Route] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def route(self, method: str, pattern: str, endpoint: str, handler: Handler) -> None:
+        self._routes.append(_Route(method, re.compile(pattern + r"\Z"), endpoint, handler))
+
+    @property
+    def endpoints(self) -> list[str]:
+        return sorted({r.endpoint for r in self._routes})
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -223,9 +244,7 @@ class JsonServer:
             self._send(http, google_error(404, f"no route for {method} {parts.path}"))
             return
         req = Request(method, parts.path, parse_qs(parts.query), body, candidate.endpoint)
-        with self._lock:
-            self.requests.append(req)
-            fault = Fault(**vars(self._faults.for_endpoint(candidate.endpoint)))
+        fault = self._record(req)
         if fault.delay_s:
             time.sleep(fault.delay_s)
         if fault.hang:
