@@ -67,17 +67,31 @@ ACTIONS = ANYONE_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS
 # Buttons whose action is not the verb of the module that registers them.
 BUTTON_ACTIONS = {"rollback_propose": "rollback"}
 
-_PHRASES = {
-    "page_person": "page a person",
-    "page_role": "page a role",
-    "update_public": "post to the status page",
+# What each action is, for "Only … may <this>"; {ref} is the incident at hand.
+PHRASES = {
+    "declare": "declare incidents",
+    "ack": "acknowledge {ref}",
+    "update": "post updates to {ref}",
+    "note": "add notes to {ref}",
+    "diagnose": "run diagnose",
+    "list": "list incidents",
+    "runbook": "read the runbook",
+    "oncall": "see who is on call",
     "oncall_override": "override the on-call schedule",
-    "severity": "change the severity",
-    "role": "assign incident roles",
-    "rollback": "roll back the service",
-    "scale": "scale the service",
-    "postmortem": "regenerate the post-mortem",
-    "followup": "record follow-ups",
+    "timeline": "read the timeline of {ref}",
+    "stats": "see incident stats",
+    "help": "get help",
+    "followup": "record follow-ups for {ref}",
+    "page_person": "page a person for {ref}",
+    "page_role": "page a role for {ref}",
+    "resolve": "resolve {ref}",
+    "reopen": "reopen {ref}",
+    "severity": "change the severity of {ref}",
+    "role": "assign roles in {ref}",
+    "update_public": "post {ref} to the status page",
+    "postmortem": "regenerate the post-mortem of {ref}",
+    "rollback": "roll back the service for {ref}",
+    "scale": "scale the service for {ref}",
 }
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -163,10 +177,7 @@ def who_may(config: Config, action: str, incident: Incident | None) -> str:
 
 
 def describe_action(action: str, incident: Incident | None) -> str:
-    phrase = _PHRASES.get(action, f"use `/incident {action}`" if action in ACTIONS else action)
-    if incident is not None and action not in {"declare", "list", "help", "runbook", "oncall", "oncall_override"}:
-        return f"{phrase} ({incident.ref})"
-    return phrase
+    return PHRASES[action].format(ref=incident.ref if incident is not None else "an incident")
 
 
 def _or(items: list[str]) -> str:
@@ -201,15 +212,20 @@ def _is_user(token: str) -> bool:
 # -- enforcement ---------------------------------------------------------------------------
 
 
+def allowed(ctx: Context, action: str, user: str, incident: Incident | None) -> bool:
+    """`may`, with the people paged and the role holders looked up (only as far as needed)."""
+    if action not in ACTIONS:
+        raise KeyError(f"unknown action {action!r}: add it to bot/permissions.py")
+    paged = paged_users(ctx, incident) if PAGED in rule(ctx.config, action) else frozenset()
+    return may(ctx.config, action, user, incident=incident, paged=paged, holders=_Holders(ctx, incident))
+
+
 def require(ctx: Context, action: str, user: str, incident: Incident | None, *, tried: str = "") -> None:
     """Raise Forbidden (a UsageError subclass) with a message saying who may do it.
 
     The refusal is written to the audit log, with the user and what they tried, before it is raised.
     """
-    if action not in ACTIONS:
-        raise KeyError(f"unknown action {action!r}: add it to bot/permissions.py")
-    paged = paged_users(ctx, incident) if PAGED in rule(ctx.config, action) else frozenset()
-    if may(ctx.config, action, user, incident=incident, paged=paged, holders=_Holders(ctx, incident)):
+    if allowed(ctx, action, user, incident):
         return
     ctx.store.record_refusal(
         ctx.now(), user, action, incident.number if incident else None, tried or describe_action(action, incident)
@@ -228,13 +244,12 @@ def gate(ctx: Context, request: CommandRequest | ButtonClick | ViewSubmission) -
 
     if isinstance(request, CommandRequest):
         for action in command_actions(request.verb, request.args):
-            try:
-                require(ctx, action, request.user, request.incident, tried=_tried(request.verb, request.args))
-            except Forbidden:
-                if request.incident is None and request.incident_error:
-                    # Not knowing which incident is the real problem: a responder would be refused too.
-                    raise UsageError(request.incident_error, request.usage) from None
-                raise
+            unknown_incident = request.incident is None and request.incident_error
+            if unknown_incident and not allowed(ctx, action, request.user, None):
+                # Not knowing which incident comes first: once it is named, this person may
+                # well be its commander. Nothing was refused yet, so nothing is audited.
+                raise UsageError(request.incident_error or "", request.usage)
+            require(ctx, action, request.user, request.incident, tried=_tried(request))
         return
     if isinstance(request, ButtonClick):
         action = button_action(request.action_id, _owners()[request.action_id])
@@ -286,8 +301,9 @@ def _view_owners() -> dict[str, str]:
     return {callback_id: sub.verb for sub in REGISTRY.values() for callback_id in sub.views}
 
 
-def _tried(verb: str, args: str) -> str:
-    text = f"/incident {verb} {args}".strip()
+def _tried(request: CommandRequest) -> str:
+    ref = f" {request.incident.ref}" if request.incident is not None else ""
+    text = f"/incident {request.verb}{ref} {request.args}".strip()
     return text if len(text) <= 300 else text[:299] + "…"
 
 
