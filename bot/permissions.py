@@ -170,9 +170,7 @@ def who_may(config: Config, action: str, incident: Incident | None) -> str:
         parts.append(f"{where}'s " + _or(roles))
     if PAGED in refs:
         parts.append(f"people paged for {where}")
-    named = [f"<@{ref}>" if _USER_ID.match(ref) else f"`{ref}`" for ref in refs if ref not in SPECIAL_REFS]
-    if named:
-        parts.append(_or(named))
+    parts += [f"<@{ref}>" if _USER_ID.match(ref) else f"`{ref}`" for ref in refs if ref not in SPECIAL_REFS]
     return _or(parts) if parts else "nobody"
 
 
