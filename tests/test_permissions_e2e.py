@@ -80,6 +80,7 @@ def world() -> Iterator[tuple[SandboxedBot, StatuspageSandbox]]:
             running.command("declare p2 Search is slow", user=COMMANDER)
             running.slack.wait_for_dm("U0PRIMARY", "You are paged")
             yield running, page
+            assert not running.slack.refusals(), f"Slack refused: {running.slack.refusals()}"
     mp.undo()
 
 
@@ -121,6 +122,10 @@ def test_every_verb_as_an_outsider(world, verb, args, expected):
         assert after[-1].detail["tried"].startswith(f"/incident {verb} INC-1")
 
 
+def test_the_sweep_covers_every_registered_button():
+    assert {action_id for action_id, _ in button_cases()} == set(commands.actions())
+
+
 @pytest.mark.parametrize(("action_id", "expected"), button_cases())
 def test_every_button_as_an_outsider(world, action_id, expected):
     running, _ = world
@@ -138,6 +143,32 @@ def test_every_button_as_an_outsider(world, action_id, expected):
     else:
         assert is_refusal(click.wait_response().text)
         assert len(after) == before + 1 and action_id in after[-1].detail["tried"]
+
+
+@pytest.fixture(scope="module")
+def responders_world() -> Iterator[SandboxedBot]:
+    """INC-1 declared by the commander, with the CEO paged by hand: two responders, neither on call."""
+    with SandboxedBot() as running:
+        running.command("declare p2 Search is slow", user=COMMANDER)
+        running.command("page INC-1 <@U0CEO|ceo>", user=COMMANDER)
+        running.slack.wait_for_dm("U0CEO", "You are paged")
+        yield running
+
+
+RESPONDER_CASES = [(v, ARGS.get(v, ""), e) for v, _, e in CASES if e != "anyone"]
+RESPONDER_CASES = [(v, "scribe <@U0LEAD|lead>" if v == "role" else a, e) for v, a, e in RESPONDER_CASES]
+
+
+@pytest.mark.parametrize("who", ["U0CEO", COMMANDER], ids=["paged", "commander"])
+@pytest.mark.parametrize(("verb", "args", "expected"), RESPONDER_CASES, ids=[f"{v} {a}" for v, a, _ in RESPONDER_CASES])
+def test_every_restricted_verb_as_a_responder(responders_world, who, verb, args, expected):
+    if expected == "unknown":
+        pytest.fail(f"/incident {verb} is new: say in EXPECTED who may use it")
+    if expected == "rollback.allowed" and who != COMMANDER:
+        pytest.skip("rollback.allowed names the commander, not whoever was paged")
+    reply = responders_world.command(f"{verb} INC-1 {args}".strip(), user=who)
+    assert reply.status == 200 and not is_refusal(reply.text), reply.text
+    assert refusals_by(responders_world, who) == []
 
 
 def test_a_public_tick_in_the_update_form_is_refused_to_an_outsider(world):
