@@ -318,23 +318,7 @@ def update_modal(incident: Incident, statuspage: bool = False) -> dict[str, Any]
                 },
             },
         ]
-        + (
-            [
-                {
-                    "type": "input",
-                    "block_id": ids.PUBLIC_BLOCK,
-                    "optional": True,
-                    "label": _text("plain_text", "Status page"),
-                    "element": {
-                        "type": "checkboxes",
-                        "action_id": ids.PUBLIC_INPUT,
-                        "options": [{"text": _text("plain_text", "Also post to the status page"), "value": "yes"}],
-                    },
-                }
-            ]
-            if statuspage
-            else []
-        ),
+        + ([_public_tick("Also post to the status page")] if statuspage else []),
     }
 
 

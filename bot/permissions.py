@@ -98,11 +98,12 @@ _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 
 
 class Forbidden(UsageError):
-    """The user may not do this; the message says who may."""
+    """The user may not do this; the message says who may (`plain`: the same without mrkdwn, for forms)."""
 
-    def __init__(self, message: str, action: str) -> None:
+    def __init__(self, message: str, action: str, plain: str = "") -> None:
         super().__init__(message)
         self.action = action
+        self.plain = plain or message
 
 
 # -- the rule (pure) ---------------------------------------------------------------------
@@ -160,8 +161,8 @@ def may(
     return any(user in holders.get(ref, frozenset()) for ref in refs if ref not in SPECIAL_REFS)
 
 
-def who_may(config: Config, action: str, incident: Incident | None) -> str:
-    """'Only …' in words, for the refusal: the roles by name, user IDs as mentions."""
+def who_may(config: Config, action: str, incident: Incident | None, *, plain: bool = False) -> str:
+    """'Only …' in words, for the refusal: the roles by name, user IDs as mentions (bare when `plain`)."""
     refs = rule(config, action)
     where = incident.ref if incident is not None else "the incident"
     roles = [ref.removeprefix("incident_") for ref in refs if ref in INCIDENT_ROLE_REFS]
@@ -170,7 +171,8 @@ def who_may(config: Config, action: str, incident: Incident | None) -> str:
         parts.append(f"{where}'s " + _or(roles))
     if PAGED in refs:
         parts.append(f"people paged for {where}")
-    parts += [f"<@{ref}>" if _USER_ID.match(ref) else f"`{ref}`" for ref in refs if ref not in SPECIAL_REFS]
+    mention, quote = ("{}", "{}") if plain else ("<@{}>", "`{}`")
+    parts += [(mention if _USER_ID.match(ref) else quote).format(ref) for ref in refs if ref not in SPECIAL_REFS]
     return _or(parts) if parts else "nobody"
 
 
@@ -229,10 +231,12 @@ def require(ctx: Context, action: str, user: str, incident: Incident | None, *, 
         ctx.now(), user, action, incident.number if incident else None, tried or describe_action(action, incident)
     )
     log.info("refused %s to %s (%s)", action, user, incident.ref if incident else "no incident")
+    what = describe_action(action, incident)
     raise Forbidden(
-        f"Only {who_may(ctx.config, action, incident)} may {describe_action(action, incident)}. "
+        f"Only {who_may(ctx.config, action, incident)} may {what}. "
         "Nothing was changed. (See `permissions` in the config.)",
         action,
+        plain=f"Only {who_may(ctx.config, action, incident, plain=True)} may {what}.",
     )
 
 
@@ -272,8 +276,9 @@ def _gate_submission(ctx: Context, submission: ViewSubmission) -> None:
             require(ctx, action, submission.user, incident, tried=f"the {submission.callback_id} form")
         except Forbidden as exc:
             block = ids.PUBLIC_BLOCK if action == "update_public" else next(iter(submission.values), "")
-            # A form shows errors beside its fields, at most 150 characters each.
-            raise ViewErrors({block: exc.message[:150]}) from None
+            # A form shows errors beside its fields as plain text, at most 150 characters each.
+            text = exc.plain if len(exc.plain) <= 150 else exc.plain[:149] + "…"
+            raise ViewErrors({block: text}) from None
 
 
 def check_registry() -> None:

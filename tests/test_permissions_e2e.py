@@ -183,7 +183,8 @@ def test_a_public_tick_in_the_update_form_is_refused_to_an_outsider(world):
     )
 
     assert ticked.response_action == "errors"
-    assert is_refusal(ticked.body["errors"][ids.PUBLIC_BLOCK])
+    error = ticked.body["errors"][ids.PUBLIC_BLOCK]
+    assert is_refusal(error) and len(error) <= 150 and "`" not in error  # form errors are plain text
     assert running.bot.store.get(1).version == version
     assert refusals_by(running, OUTSIDER)[-1].detail["action"] == "update_public"
     plain = running.platform.submit_view(view, {ids.UPDATE_TEXT_INPUT: "Staying inside"}, user=OUTSIDER)
