@@ -73,7 +73,9 @@ def test_rollback_and_scale_follow_rollback_allowed():
 
 
 def test_a_role_held_by_an_email_is_resolved_through_holders():
-    cfg = config.parse(config.default_config_text() + "  severity: [vp_product]\n", source="t")
+    cfg = config.parse(
+        config.default_config_text().replace("  severity: [responders]", "  severity: [vp_product]"), "t"
+    )
     assert allowed(cfg, "severity", "U0VP", vp_product=frozenset({"U0VP"}))
     assert not allowed(cfg, "severity", "U0ALICE")  # the entry replaces the default: the commander is out
 
