@@ -21,7 +21,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import statuspage
+from bot import permissions, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -149,6 +149,7 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
         request_verification_enabled=settings.signing_secret is not None,
         logger=logging.getLogger("slack_bolt"),
     )
+    permissions.check_registry()  # a verb or button with no permission rule must not run open
     app.error(_refuse_malformed)
     app.command("/incident")(_command_listener(ctx))
     for action_id, handler in commands.actions().items():
@@ -250,6 +251,7 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
         trigger_id=body.get("trigger_id"),
         request_id=ref,
     )
+    permissions.gate(ctx, req)
     return sub.handle(ctx, req)
 
 
@@ -272,6 +274,7 @@ def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Rep
                 request_id=ref,
             )
             with ctx.store.urgent():
+                permissions.gate(ctx, click)
                 reply = handler(ctx, click)
         except UsageError as exc:
             ctx.work.submit(deliver, Reply(exc.reply_text()))
@@ -305,6 +308,7 @@ def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Re
         )
         try:
             with ctx.store.urgent():
+                permissions.gate(ctx, submission)
                 reply = handler(ctx, submission)
         except ViewErrors as exc:
             ack(response_action="errors", errors=exc.errors)

@@ -41,7 +41,9 @@ def context(*texts: str) -> Block:
     return {"type": "context", "elements": [_text("mrkdwn", t[:SECTION_MAX]) for t in texts[:10]]}
 
 
-def button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+def button(
+    label: str, action_id: str, value: str, style: str | None = None, confirm: dict[str, Any] | None = None
+) -> dict[str, Any]:
     element: dict[str, Any] = {
         "type": "button",
         "text": _text("plain_text", label[:75]),
@@ -50,7 +52,20 @@ def button(label: str, action_id: str, value: str, style: str | None = None) -> 
     }
     if style:
         element["style"] = style
+    if confirm:
+        element["confirm"] = confirm
     return element
+
+
+def confirm_dialog(title: str, text: str, confirm: str, deny: str = "Cancel", style: str = "danger") -> dict[str, Any]:
+    """Slack's "are you sure?" dialog on a button (title 100, text 300, buttons 30 characters)."""
+    return {
+        "title": _text("plain_text", title[:100]),
+        "text": _text("plain_text", text[:300]),
+        "confirm": _text("plain_text", confirm[:30]),
+        "deny": _text("plain_text", deny[:30]),
+        "style": style,
+    }
 
 
 def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
@@ -118,7 +133,17 @@ def announcement_buttons(incident: Incident) -> list[dict[str, Any]]:
     buttons += [
         button("Post update", ids.POST_UPDATE, value),
         button("Diagnose", ids.DIAGNOSE, value),
-        button("Resolve", ids.RESOLVE, value, style="danger"),
+        button(
+            "Resolve",
+            ids.RESOLVE,
+            value,
+            style="danger",
+            confirm=confirm_dialog(
+                f"Resolve {incident.ref}?",
+                "This posts the all-clear, stops every reminder and escalation, and closes the pages.",
+                "Resolve",
+            ),
+        ),
     ]
     return buttons
 
@@ -202,7 +227,7 @@ def chunks(lines: list[str], limit: int) -> list[str]:
     return chunks
 
 
-def declare_modal(config: Config, *, severity: str | None, channel: str) -> dict[str, Any]:
+def declare_modal(config: Config, *, severity: str | None, channel: str, statuspage: bool = False) -> dict[str, Any]:
     options = [
         {"text": _text("plain_text", f"{name} · {config.policy(name).label}"), "value": name}
         for name in config.severities
@@ -239,7 +264,23 @@ def declare_modal(config: Config, *, severity: str | None, channel: str) -> dict
                     "placeholder": _text("plain_text", "Checkout returns 500"),
                 },
             },
-        ],
+        ]
+        + ([_public_tick("Post this title to the status page")] if statuspage else []),
+    }
+
+
+def _public_tick(label: str) -> Block:
+    """The form's status-page tick: text goes public only when it is ticked."""
+    return {
+        "type": "input",
+        "block_id": ids.PUBLIC_BLOCK,
+        "optional": True,
+        "label": _text("plain_text", "Status page"),
+        "element": {
+            "type": "checkboxes",
+            "action_id": ids.PUBLIC_INPUT,
+            "options": [{"text": _text("plain_text", label), "value": "yes"}],
+        },
     }
 
 
@@ -277,23 +318,7 @@ def update_modal(incident: Incident, statuspage: bool = False) -> dict[str, Any]
                 },
             },
         ]
-        + (
-            [
-                {
-                    "type": "input",
-                    "block_id": ids.PUBLIC_BLOCK,
-                    "optional": True,
-                    "label": _text("plain_text", "Status page"),
-                    "element": {
-                        "type": "checkboxes",
-                        "action_id": ids.PUBLIC_INPUT,
-                        "options": [{"text": _text("plain_text", "Also post to the status page"), "value": "yes"}],
-                    },
-                }
-            ]
-            if statuspage
-            else []
-        ),
+        + ([_public_tick("Also post to the status page")] if statuspage else []),
     }
 
 

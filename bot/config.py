@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from bot import permissions as permission_rules
 from bot.durations import parse_duration
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
@@ -80,6 +81,8 @@ class Config:
     rollback_allowed: tuple[str, ...]
     runbook_path: str | None = None
     statuspage: StatuspageConfig | None = None
+    # action -> who may (bot/permissions.py); every known action, defaults filled in.
+    permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:
@@ -215,6 +218,7 @@ class _Reader:
                 "rollback",
                 "runbook",
                 "statuspage",
+                "permissions",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -290,6 +294,8 @@ class _Reader:
                 severities=self.severity_list(sp.get("severities", ["P1", "P2"]), "statuspage.severities"),
             )
 
+        permissions = self.permissions(top.get("permissions"), roles, allowed)
+
         if self.errors:
             return None
         return Config(
@@ -304,8 +310,29 @@ class _Reader:
             rollback_allowed=allowed,
             runbook_path=runbook_path,
             statuspage=statuspage,
+            permissions=permissions,
             source=source,
         )
+
+    def permissions(self, value: Any, roles: set[str], rollback_allowed: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+        """`permissions:` action -> who may; actions not named keep their defaults."""
+        raw = self.mapping(value, "permissions", set(map(str, value)) if isinstance(value, dict) else set())
+        for unknown in sorted(set(map(str, raw)) - set(permission_rules.ACTIONS)):
+            self.error(
+                f"permissions.{unknown}",
+                f"not an action (actions: {', '.join(permission_rules.ACTIONS)})",
+            )
+        table = {}
+        for action in permission_rules.ACTIONS:
+            if raw.get(action) is None:
+                table[action] = permission_rules.default_rule(action, rollback_allowed)
+                continue
+            key = f"permissions.{action}"
+            refs = self.people_refs(raw[action], key, roles, set(permission_rules.SPECIAL_REFS))
+            if not refs:
+                self.error(key, "must name who may (anyone, responders, a role, a user ID or an email)")
+            table[action] = refs
+        return table
 
     def severity(self, name: str, body: Any, roles: set[str]) -> SeverityPolicy | None:
         key = f"severities.{name}"
@@ -393,6 +420,7 @@ def describe(config: Config) -> str:
         },
         "service": vars(config.service),
         "rollback": {"allowed": list(config.rollback_allowed)},
+        "permissions": {action: list(refs) for action, refs in config.permissions.items()},
     }
     if config.runbook_path:
         data["runbook"] = {"path": config.runbook_path}

@@ -25,7 +25,7 @@ from bot.incidents import Incident
 from bot.mrkdwn import escape
 from bot.people import Directory, PeopleError
 from bot.slack import SlackGateway, error_code
-from bot.statuspage import StatuspageClient, StatuspageError
+from bot.statuspage import GENERIC_NAME, StatuspageClient, StatuspageError
 from bot.store import DeliveryRecord, Store
 
 log = logging.getLogger(__name__)
@@ -193,8 +193,12 @@ class Pager:
         detail = json.loads(delivery.detail or "{}")
         if delivery.target == "create":
             if incident.statuspage_id is None:
+                # The name is in the delivery: the title goes public only when someone asked for it.
                 page_id = self.statuspage.create_incident(
-                    incident.title, "investigating", detail.get("body", ""), severity=incident.severity
+                    detail.get("name") or GENERIC_NAME,
+                    "investigating",
+                    detail.get("body", ""),
+                    severity=incident.severity,
                 )
                 self.store.record_setup(incident.number, self.clock(), statuspage_id=page_id)
         else:

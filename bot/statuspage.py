@@ -41,6 +41,11 @@ IMPACTS = ("none", "minor", "major", "critical")
 # Our severities as Statuspage's `impact_override`.
 SEVERITY_IMPACT = {"P1": "critical", "P2": "major", "P3": "minor", "P4": "none"}
 DEFAULT_TIMEOUT_S = 5.0
+# What the public page says when nobody asked for the incident's own words to go public: a title
+# typed in a hurry ("DB creds leaked in logs") is written for colleagues, not customers.
+GENERIC_NAME = "Investigating an issue"
+GENERIC_BODY = "We are investigating an issue and will post updates here."
+GENERIC_RESOLVED = "This incident has been resolved."
 _MESSAGE_CHARS = 300
 _REDACTED = "[redacted]"
 

@@ -70,7 +70,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    incident: int
+    incident: int | None  # None: a refusal made before any incident was at hand
     at: datetime
     actor: str
     action: str
@@ -533,6 +533,20 @@ class Store:
                 reader.close()
             self.db.close()
 
+    # -- permissions -----------------------------------------------------------------------
+
+    def record_refusal(self, now: datetime, user: str, action: str, incident: int | None, tried: str) -> None:
+        """An audit record of something a user was not allowed to do; `incident` None when there was none."""
+        with self.transaction() as db:
+            self._audit(db, incident, now, user, "refused", {"action": action, "tried": tried})
+
+    def refusals(self, incident: int | None = None) -> list[AuditRecord]:
+        """Refusals for one incident, or (None) those made with no incident at hand."""
+        where = "incident = ?" if incident is not None else "incident IS NULL"
+        params = [incident] if incident is not None else []
+        rows = self._rows(f"SELECT * FROM audit WHERE action = 'refused' AND {where} ORDER BY id", params)
+        return [_audit_record(r) for r in rows]
+
     # -- internals -------------------------------------------------------------------------
 
     def _get_in(self, db: sqlite_utils.Database, number: int) -> Incident:
@@ -560,7 +574,7 @@ class Store:
     @staticmethod
     def _audit(
         db: sqlite_utils.Database,
-        number: int,
+        number: int | None,
         at: datetime,
         actor: str,
         action: str,
@@ -613,6 +627,12 @@ class _WriteGate:
                 if self._depth == 0:
                     self._owner = None
                     self._cond.notify_all()
+
+
+def _audit_record(row: dict[str, Any]) -> AuditRecord:
+    return AuditRecord(
+        row["incident"], datetime.fromisoformat(row["at"]), row["actor"], row["action"], json.loads(row["detail"])
+    )
 
 
 def _delivery(row: dict[str, Any]) -> DeliveryRecord:

@@ -13,9 +13,10 @@ from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmissi
 from bot.errors import UsageError
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
+from bot.statuspage import GENERIC_BODY, GENERIC_NAME
 from commands.update import status_page_firing
 
-USAGE = "/incident declare <p1|p2|p3|p4> <title>"
+USAGE = "/incident declare <p1|p2|p3|p4> [--public] <title>"
 PAGE_AT_THE_LATEST = timedelta(seconds=10)
 SUMMARY = "open an incident (no title opens a form)"
 
@@ -23,7 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
-    severity_token, _, title_text = req.args.partition(" ")
+    public, args = _public_flag(req.args)
+    if public and ctx.pager.statuspage is None:
+        raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
+    severity_token, _, title_text = args.partition(" ")
     if not severity_token:
         if req.trigger_id:
             return _open_form(ctx, req, severity=None)
@@ -34,7 +38,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
             return _open_form(ctx, req, severity=severity)
         raise UsageError("The incident needs a title.", USAGE)
     title = validate_title(title_text, USAGE)
-    incident = _create(ctx, title=title, severity=severity, user=req.user)
+    incident = _create(ctx, title=title, severity=severity, user=req.user, public=public)
     return Reply(
         f"{incident.ref} declared ({blocks.severity_label(ctx.config, severity)}). "
         f"Announcing it in #{ctx.config.channel}…",
@@ -42,9 +46,22 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     )
 
 
+def _public_flag(args: str) -> tuple[bool, str]:
+    """`--public` first or right after the severity: (asked for, the args without it)."""
+    first, _, rest = args.strip().partition(" ")
+    if first == "--public":
+        return True, rest.strip()
+    second, _, tail = rest.strip().partition(" ")
+    if second == "--public":
+        return True, f"{first} {tail.strip()}".strip()
+    return False, args
+
+
 def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply:
     assert req.trigger_id
-    view = blocks.declare_modal(ctx.config, severity=severity, channel=req.channel)
+    view = blocks.declare_modal(
+        ctx.config, severity=severity, channel=req.channel, statuspage=ctx.pager.statuspage is not None
+    )
     trigger_id = req.trigger_id
 
     def open_form() -> Reply | None:
@@ -54,17 +71,24 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
     return Reply("", after=open_form)
 
 
-def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
+def _create(ctx: Context, *, title: str, severity: str, user: str, public: bool = False) -> Incident:
+    """Store the incident, and open it on the status page: by default (`statuspage.severities`)
+    in general words, with its title only when the declarer asked (`--public`, the form's tick)."""
     now = ctx.now()
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
     statuspage = ctx.config.statuspage
-    public = ctx.pager.statuspage is not None and statuspage is not None and severity in statuspage.severities
-    firings = (status_page_firing("create", body=f"We are investigating: {title}"),) if public else ()
+    by_default = statuspage is not None and severity in statuspage.severities
+    opens = ctx.pager.statuspage is not None and (public or by_default)
+    if public:
+        firing = status_page_firing("create", name=title, body=f"We are investigating: {title}")
+    else:
+        firing = status_page_firing("create", name=GENERIC_NAME, body=GENERIC_BODY)
+    firings = (firing,) if opens else ()
     incident = ctx.store.create_incident(draft, now, firings)
     # Paging starts once set-up has made the war room (so the page can link it), but never
     # later than this, however slow or broken Slack is being.
     ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
-    if public:
+    if opens:
         ctx.timers.wake_deliveries()
     return incident
 
@@ -107,7 +131,8 @@ def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
     if errors:
         raise ViewErrors(errors)
     assert severity and title
-    incident = _create(ctx, title=title, severity=severity, user=submission.user)
+    public = bool(submission.values.get(ids.PUBLIC_BLOCK))
+    incident = _create(ctx, title=title, severity=severity, user=submission.user, public=public)
     return Reply("", after=lambda: set_up(ctx, incident))
 
 

@@ -12,6 +12,7 @@ from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
 from bot.incidents import STATUSES, Incident, post_update, snooze
 from bot.mrkdwn import user_text
+from bot.statuspage import GENERIC_BODY
 
 USAGE = "/incident update [INC-n] [--public] [investigating|identified|monitoring] <what we know>"
 SUMMARY = "post a status update (resets the reminder clock)"
@@ -92,16 +93,21 @@ def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str
     if action == "resolve" and "statuspage:create" not in fired:
         return  # never made public: nothing to resolve there
     if action == "update" and "statuspage:create" not in fired:
-        # A lower severity made public by hand: open it there first, then update it.
-        to_status_page(ctx, incident, "create", body=f"We are investigating: {incident.title}")
+        # A lower severity made public by hand: open it there first (in general words: the
+        # update was asked to go public, the title was not), then update it.
+        to_status_page(ctx, incident, "create", body=GENERIC_BODY)
     ctx.store.record_firing(incident.number, status_page_firing(action, status=status, body=body), ctx.now())
     ctx.timers.wake_deliveries()
 
 
-def status_page_firing(action: str, *, status: str | None = None, body: str = "") -> Firing:
-    """A status page create/update/resolve as a delivery: sent and retried like a page."""
+def status_page_firing(action: str, *, status: str | None = None, body: str = "", name: str | None = None) -> Firing:
+    """A status page create/update/resolve as a delivery: sent and retried like a page.
+
+    `name` is the public incident's name on create; without one the page shows a general name.
+    """
     key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
-    return Firing(key, (Delivery("statuspage", action, json.dumps({"status": status, "body": body})),))
+    detail = {"status": status, "body": body, **({"name": name} if name else {})}
+    return Firing(key, (Delivery("statuspage", action, json.dumps(detail)),))
 
 
 def on_snooze(ctx: Context, click: ButtonClick) -> Reply:

@@ -145,13 +145,14 @@ def test_declare_update_and_resolve_reach_the_status_page(with_statuspage):
     declare_acked(running)
     created = running.slack.wait_for(lambda: page.calls_to("create_incident"))
     assert created[0].body["incident"]["status"] == "investigating"
-    assert created[0].body["incident"]["name"] == "Search is slow"
+    # Declared without --public: the page opens in general words, not with the team's title.
+    assert created[0].body["incident"]["name"] == "Investigating an issue"
     running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id)
 
     reply = running.command("update INC-1 --public identified Bad index on search", user="U0ALICE")
     assert reply.text == "Update posted to INC-1 and the status page."
     running.command("update INC-1 internal note only", user="U0ALICE")
-    running.command("resolve INC-1 Index rebuilt", user="U0ALICE")
+    running.command("resolve INC-1 --public Index rebuilt", user="U0ALICE")
 
     updates = running.slack.wait_for(
         lambda: len(page.calls_to("update_incident")) >= 2 and page.calls_to("update_incident")

@@ -207,6 +207,12 @@ OPTION_RULES: tuple[Rule, ...] = (
     R("value", "required"),
     R("value", "max_chars", 150),
 )
+# The "are you sure?" dialog a button may carry (composition objects: confirmation dialog).
+CONFIRM_RULES: tuple[Rule, ...] = tuple(
+    rule
+    for field, limit in (("title", 100), ("text", 300), ("confirm", 30), ("deny", 30))
+    for rule in (R(field, "required"), R(field, "plain_text"), R(f"{field}.text", "max_chars", limit))
+) + (R("style", "enum", ("primary", "danger")),)
 
 BLOCK_RULES: dict[str, tuple[Rule, ...]] = {
     "section": (
@@ -268,6 +274,7 @@ ELEMENT_RULES: dict[str, tuple[Rule, ...]] = {
         R("value", "max_chars", 2000),
         R("url", "max_chars", 3000),
         R("style", "enum", ("primary", "danger")),
+        R("confirm", "object", CONFIRM_RULES),
     ),
     "plain_text_input": (
         *_PLACEHOLDER,
