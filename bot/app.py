@@ -71,7 +71,7 @@ class IncidentBot:
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
-        self.directory = Directory(config, self.slack)
+        self.directory = Directory(config, self.slack, self.store, clock)
         self.pager = Pager(
             config,
             self.store,
