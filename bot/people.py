@@ -165,6 +165,11 @@ class Directory:
                     warnings.append(f"people.{role}: could not check {holder} ({error_code(exc)})")
         return warnings
 
+    def warn_unknown_usergroups(self) -> None:
+        """Log, at start-up, user group handles that name no group (paging them will fail)."""
+        for warning in self.usergroup_warnings():
+            log.warning("config: %s", warning)
+
     def _one(self, ref: str, incident: Incident | None, now: datetime) -> list[str]:
         if _USER_ID.match(ref):
             return [ref]
