@@ -130,7 +130,7 @@ def test_a_step_due_after_a_handoff_pages_the_incoming_member():
             now = datetime.now(UTC)
             shift = schedules.shift_at(schedule, now)
             assert shift is not None
-            if timedelta(seconds=0.6) <= shift.ends_at - now <= timedelta(seconds=1.4):
+            if timedelta(seconds=1.0) <= shift.ends_at - now <= timedelta(seconds=1.8):
                 break
             time.sleep(0.05)
         outgoing = shift.member
