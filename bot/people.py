@@ -87,7 +87,7 @@ class Directory:
         self.store = store
         self.clock = clock
         self.usergroup_ttl_s = usergroup_ttl_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._handles: tuple[float, dict[str, str]] | None = None  # (fetched at, handle -> id)
         self._members: dict[str, tuple[float, list[str]]] = {}  # id -> (fetched at, user IDs)
 
@@ -201,22 +201,23 @@ class Directory:
         return self._one(current.user, incident, now)
 
     def _usergroup(self, ref: str) -> list[str]:
-        group_id = ref.removeprefix("subteam:") if ref.startswith("subteam:") else self._usergroup_id(ref)
+        # One lock around look-up and fetch: a page and its "who was paged" line, resolved at the
+        # same moment, share one Slack call instead of each making its own.
         with self._lock:
+            group_id = ref.removeprefix("subteam:") if ref.startswith("subteam:") else self._usergroup_id(ref)
             cached = self._members.get(group_id)
-        if cached is not None and time.monotonic() - cached[0] < self.usergroup_ttl_s:
-            members = cached[1]
-        else:
-            try:
-                members = self.slack.usergroup_members(group_id)
-            except SlackApiError as exc:
-                code = error_code(exc)
-                if code == "no_such_subteam":
-                    raise PeopleError(f"the Slack user group {ref} does not exist or is disabled") from exc
-                if code in _USERGROUP_FATAL:
-                    raise PeopleError(f"cannot read the Slack user group {ref} ({code})") from exc
-                raise
-            with self._lock:
+            if cached is not None and time.monotonic() - cached[0] < self.usergroup_ttl_s:
+                members = cached[1]
+            else:
+                try:
+                    members = self.slack.usergroup_members(group_id)
+                except SlackApiError as exc:
+                    code = error_code(exc)
+                    if code == "no_such_subteam":
+                        raise PeopleError(f"the Slack user group {ref} does not exist or is disabled") from exc
+                    if code in _USERGROUP_FATAL:
+                        raise PeopleError(f"cannot read the Slack user group {ref} ({code})") from exc
+                    raise
                 self._members[group_id] = (time.monotonic(), members)
         if not members:
             raise PeopleError(f"the Slack user group {ref} has nobody in it")
@@ -225,16 +226,14 @@ class Directory:
     def _usergroup_id(self, handle: str) -> str:
         with self._lock:
             cached = self._handles
-        if cached is None or time.monotonic() - cached[0] >= self.usergroup_ttl_s:
-            try:
-                groups = self.slack.usergroups()
-            except SlackApiError as exc:
-                if error_code(exc) in _USERGROUP_FATAL:
-                    raise PeopleError(f"cannot list Slack user groups ({error_code(exc)})") from exc
-                raise
-            handles = {f"@{g.get('handle')}": str(g.get("id")) for g in groups if g.get("handle")}
-            cached = (time.monotonic(), handles)
-            with self._lock:
+            if cached is None or time.monotonic() - cached[0] >= self.usergroup_ttl_s:
+                try:
+                    groups = self.slack.usergroups()
+                except SlackApiError as exc:
+                    if error_code(exc) in _USERGROUP_FATAL:
+                        raise PeopleError(f"cannot list Slack user groups ({error_code(exc)})") from exc
+                    raise
+                cached = (time.monotonic(), {f"@{g['handle']}": str(g["id"]) for g in groups if g.get("handle")})
                 self._handles = cached
         group_id = cached[1].get(handle)
         if group_id is None:
