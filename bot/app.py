@@ -28,6 +28,7 @@ from bot.config import Config
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
 from bot.grammar import MAX_COMMAND_TEXT, parse
+from bot.handoffs import HandoffNotices
 from bot.incidents import Incident
 from bot.paging import Pager
 from bot.people import Directory
@@ -71,7 +72,7 @@ class IncidentBot:
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
-        self.directory = Directory(config, self.slack)
+        self.directory = Directory(config, self.slack, self.store, clock)
         self.pager = Pager(
             config,
             self.store,
@@ -104,6 +105,11 @@ class IncidentBot:
         outage) is retried every `setup_retry_s` until it is complete.
         """
         self.timers.start()
+        if self.config.schedules:
+            self.timers.start_handoffs(
+                HandoffNotices(self.config, self.store, self.slack, self.announcer, self.directory, self.timers.clock)
+            )
+        self.work.submit(self.directory.warn_unknown_usergroups)
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True

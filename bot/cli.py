@@ -1,12 +1,15 @@
-"""`incident-bot serve | demo | check-config [path]`."""
+"""`incident-bot serve | demo | check-config [path] | oncall [--at TIME]`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 from bot import config as config_module
@@ -24,10 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--db", default=None, help="SQLite file for the demo (default: a temporary one)")
     check = sub.add_parser("check-config", help="print the effective config, or its errors (exit 1)")
     check.add_argument("path", nargs="?", default=None)
+    oncall = sub.add_parser("oncall", help="print who is on call per schedule and role (overrides from the store)")
+    oncall.add_argument(
+        "--at", default=None, help="a time instead of now: 2026-11-30T09:00 (UTC unless it has an offset)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
         return check_config(args.path)
+    if args.command == "oncall":
+        return print_oncall(args.at)
     if args.command == "serve":
         return serve()
     if args.command == "demo":
@@ -46,6 +55,52 @@ def check_config(path: str | None) -> int:
             print(f"  - {error}", file=sys.stderr)
         return 1
     print(config_module.describe(config), end="")
+    return 0
+
+
+def print_oncall(at_text: str | None) -> int:
+    """What `/incident oncall` shows, from the config and the store's overrides, at now or `--at`."""
+    from bot import schedules
+    from bot.store import Store
+    from commands.oncall import roster_text
+
+    try:
+        at = datetime.fromisoformat(at_text.strip()) if at_text else datetime.now(UTC)
+    except ValueError:
+        print(
+            f"incident-bot: --at {at_text!r} is not a time (use e.g. 2026-11-30T09:00 or 2026-11-30T09:00+01:00)",
+            file=sys.stderr,
+        )
+        return 2
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        config = config_module.load(None)
+    except config_module.ConfigError as exc:
+        print(f"incident-bot: invalid config {exc.source}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  - {error}", file=sys.stderr)
+        return 1
+    db_path = os.environ.get("INCIDENT_BOT_DB", "incident-bot.db")
+    # Reading must not leave a new empty database behind where none was.
+    store = Store(db_path if Path(db_path).exists() else ":memory:")
+    try:
+
+        def holders(role: str) -> str:
+            shown = []
+            for ref in config.people[role]:
+                name = ref.removeprefix("schedule:")
+                if ref.startswith("schedule:") and name in config.schedules:
+                    now = schedules.on_call(config.schedules[name], store.overrides(name, ending_after=at), at)
+                    shown.append(f"{now.user if now else 'nobody yet'} ({ref})")
+                else:
+                    shown.append(ref)
+            return ", ".join(shown) or "nobody"
+
+        text = roster_text(config, store, at, lambda ref: ref, holders)
+    finally:
+        store.close()
+    print(f"# on call at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({config.source})")
+    print(re.sub(r"\*([^*\n]+)\*", r"\1", text))  # mrkdwn bold means nothing on a terminal
     return 0
 
 

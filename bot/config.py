@@ -9,20 +9,23 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bot import permissions as permission_rules
+from bot import schedules as schedules_module
 from bot.durations import parse_duration
+from bot.schedules import Schedule
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
 INCIDENT_ROLES = ("commander", "scribe", "comms")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_USERGROUP_HANDLE = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
 
 
 class ConfigError(Exception):
@@ -83,6 +86,7 @@ class Config:
     statuspage: StatuspageConfig | None = None
     # action -> who may (bot/permissions.py); every known action, defaults filled in.
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:
@@ -219,6 +223,7 @@ class _Reader:
                 "runbook",
                 "statuspage",
                 "permissions",
+                "schedules",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -232,6 +237,9 @@ class _Reader:
                 f"{prefix!r} must be 1-20 lowercase letters, digits, - or _ (it starts channel names)",
             )
 
+        schedules = self.schedules(top.get("schedules"))
+        # A schedule with an error of its own is still a name a role may use: one error, not two.
+        schedule_names = set(map(str, top["schedules"])) if isinstance(top.get("schedules"), dict) else set()
         people_raw = self.mapping(top.get("people"), "people", set(map(str, top.get("people") or {})))
         people: dict[str, tuple[str, ...]] = {}
         for role, holders in people_raw.items():
@@ -241,8 +249,7 @@ class _Reader:
             people[str(role)] = self.string_list(holders, f"people.{role}")
         for role, holders in people.items():
             for i, ref in enumerate(holders):
-                if not (_USER_ID.match(ref) or _EMAIL.match(ref)):
-                    self.error(f"people.{role}[{i}]", f"{ref!r} is not a Slack user ID (U...) or an email")
+                self.holder(ref, f"people.{role}[{i}]", schedule_names)
         roles = set(people)
 
         severities_raw = self.mapping(
@@ -311,6 +318,7 @@ class _Reader:
             runbook_path=runbook_path,
             statuspage=statuspage,
             permissions=permissions,
+            schedules=schedules,
             source=source,
         )
 
@@ -333,6 +341,79 @@ class _Reader:
                 self.error(key, "must name who may (anyone, responders, a role, a user ID or an email)")
             table[action] = refs
         return table
+
+    def holder(self, ref: str, key: str, schedules: set[str]) -> None:
+        """One entry of a role: a user ID, an email, `schedule:<name>` or `@<usergroup-handle>`."""
+        if ref.startswith("schedule:"):
+            name = ref.removeprefix("schedule:")
+            if name not in schedules:
+                known = ", ".join(sorted(schedules)) or "none defined"
+                self.error(key, f"{ref!r} names no schedule under schedules ({known})")
+        elif ref.startswith("@"):
+            if not _USERGROUP_HANDLE.match(ref):
+                self.error(key, f"{ref!r} is not a Slack user group handle (lowercase letters, digits, . _ -)")
+        elif not (_USER_ID.match(ref) or _EMAIL.match(ref)):
+            self.error(
+                key,
+                f"{ref!r} is not a Slack user ID (U...), an email, schedule:<name> or @<usergroup-handle>",
+            )
+
+    def schedules(self, value: Any) -> dict[str, Schedule]:
+        """`schedules:` — on-call rotations, used in roles as `schedule:<name>`."""
+        found: dict[str, Schedule] = {}
+        for name, body_raw in self.mapping(value, "schedules", set(map(str, value or {}))).items():
+            key = f"schedules.{name}"
+            if not _ROLE_NAME.match(str(name)):
+                self.error(key, "schedule names are lowercase letters, digits and _")
+                continue
+            body = self.mapping(body_raw, key, {"timezone", "rotation", "handoff", "start", "members"})
+            errors_before = len(self.errors)
+            timezone = self.string(body.get("timezone"), f"{key}.timezone")
+            if timezone is not None:
+                try:
+                    schedules_module.check_timezone(timezone)
+                except ValueError as exc:
+                    self.error(f"{key}.timezone", str(exc))
+            rotation = self.string(body.get("rotation"), f"{key}.rotation")
+            length = None
+            if rotation is not None:
+                try:
+                    length = schedules_module.parse_rotation(rotation)
+                except ValueError as exc:
+                    self.error(f"{key}.rotation", str(exc))
+            weekly = (rotation or "").lower() == "weekly"
+            handoff = self.string(body.get("handoff", "mon 09:00" if weekly else "09:00"), f"{key}.handoff")
+            weekday, at = None, None
+            if handoff is not None and length is not None:  # which form is right depends on the rotation
+                try:
+                    weekday, at = schedules_module.parse_handoff(handoff, weekly)
+                except ValueError as exc:
+                    self.error(f"{key}.handoff", str(exc))
+            start = self.date(body.get("start"), f"{key}.start")
+            members = self.string_list(body.get("members"), f"{key}.members")
+            if not members and isinstance(body.get("members"), (list, type(None))):
+                self.error(f"{key}.members", "must list at least one member (user IDs or emails)")
+            for i, member in enumerate(members):
+                if not (_USER_ID.match(member) or _EMAIL.match(member)):
+                    self.error(f"{key}.members[{i}]", f"{member!r} is not a Slack user ID (U...) or an email")
+            if len(self.errors) == errors_before:
+                assert timezone and rotation and length and at is not None and start
+                found[str(name)] = Schedule(str(name), timezone, rotation, length, weekday, at, start, members)
+        return found
+
+    def date(self, value: Any, key: str) -> date | None:
+        if value is None:
+            self.error(key, "is required (the date the first shift begins, e.g. 2026-11-02)")
+            return None
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.error(key, f"{value!r} is not a date (use YYYY-MM-DD, e.g. 2026-11-02)")
+            return None
 
     def severity(self, name: str, body: Any, roles: set[str]) -> SeverityPolicy | None:
         key = f"severities.{name}"
@@ -426,4 +507,16 @@ def describe(config: Config) -> str:
         data["runbook"] = {"path": config.runbook_path}
     if config.statuspage:
         data["statuspage"] = {**vars(config.statuspage), "severities": list(config.statuspage.severities)}
+    if config.schedules:
+        data["schedules"] = {
+            name: {
+                "timezone": s.timezone,
+                "rotation": s.rotation,
+                "handoff": (f"{schedules_module.WEEKDAYS[s.handoff_weekday]} " if s.handoff_weekday is not None else "")
+                + s.handoff_time.strftime("%H:%M"),
+                "start": s.start.isoformat(),
+                "members": list(s.members),
+            }
+            for name, s in config.schedules.items()
+        }
     return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

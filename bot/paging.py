@@ -139,7 +139,8 @@ class Pager:
         now = self.clock()
         silent_for = now - (incident.last_update_at or incident.declared_at)
         if delivery.kind in {"page", "fyi", "reminder_escalation"}:
-            users = self.directory.users(delivery.target, incident)
+            # Resolved now, as the step fires: a schedule pages whoever is on call at this moment.
+            users = self.directory.users(delivery.target, incident, now=now)
             if len(users) > 1:
                 self._fan_out(delivery, users)
                 return None
@@ -159,7 +160,7 @@ class Pager:
             raise PeopleError("the incident has no announcement or war room to post in yet")
         channel, thread_ts = target
         if delivery.kind == "paged_note":
-            users, problems = self.directory.resolve(delivery.target, incident)
+            users, problems = self.directory.resolve(delivery.target, incident, now=now)
             who = ", ".join(f"<@{u}>" for u in users) or "nobody"
             label = delivery.target if delivery.target in self.config.people else "directly"
             text = f"📟 Paged {who} ({label}, {delivery.detail})."

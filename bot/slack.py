@@ -201,3 +201,13 @@ class SlackGateway:
         with self._cache_lock:
             self._email_cache[key] = user
         return user
+
+    def usergroups(self) -> list[dict[str, Any]]:
+        """The workspace's enabled user groups (usergroups.list answers in one page)."""
+        response = self.client.usergroups_list(include_disabled=False)
+        return [dict(group) for group in response.get("usergroups") or []]
+
+    def usergroup_members(self, usergroup_id: str) -> list[str]:
+        """User IDs in a user group; SlackApiError `no_such_subteam` if it does not exist or is disabled."""
+        response = self.client.usergroups_users_list(usergroup=usergroup_id)
+        return [str(user) for user in response.get("users") or []]

@@ -23,6 +23,7 @@ import sqlite_utils
 from bot.escalation import Firing
 from bot.incidents import Change, Incident
 from bot.mrkdwn import escape
+from bot.schedules import Override
 
 _DATETIME_FIELDS = {f.name for f in fields(Incident) if "datetime" in str(f.type)}
 _INCIDENT_COLUMNS = [f.name for f in fields(Incident)]
@@ -197,6 +198,36 @@ class Store:
         for table, column in (("attempts", "thread_ts"), ("deliveries", "thread_ts")):
             if column not in self.db.table(table).columns_dict:
                 self.db.table(table).add_column(column, str)
+        self._migrate_schedules()
+
+    def _migrate_schedules(self) -> None:
+        # Overrides are never deleted: clearing one stamps it, so the table is its own history.
+        self.db.table("oncall_overrides").create(
+            {
+                "id": int,
+                "schedule": str,
+                "user": str,
+                "starts_at": str,
+                "ends_at": str,
+                "created_by": str,
+                "created_at": str,
+                "cleared_by": str,
+                "cleared_at": str,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        self.db.table("oncall_overrides").create_index(["schedule", "ends_at"], if_not_exists=True)
+        # One row per schedule and handoff instant: the primary key is what makes "noticed once" true.
+        self.db.table("handoffs").create(
+            {"schedule": str, "at": str, "claimed_at": str}, pk=("schedule", "at"), if_not_exists=True
+        )
+        # The DMs a handoff owes (the incoming and the outgoing person), sent until Slack accepts them.
+        self.db.table("handoff_notices").create(
+            {"id": int, "schedule": str, "at": str, "side": str, "user": str, "text": str, "sent_at": str},
+            pk="id",
+            if_not_exists=True,
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -338,18 +369,13 @@ class Store:
         rows = self._rows("SELECT * FROM timeline WHERE incident = ? ORDER BY at, id", [number])
         return [Event(r["incident"], datetime.fromisoformat(r["at"]), r["kind"], r["actor"], r["text"]) for r in rows]
 
-    def audit_log(self, number: int) -> list[AuditRecord]:
-        rows = self._rows("SELECT * FROM audit WHERE incident = ? ORDER BY id", [number])
-        return [
-            AuditRecord(
-                r["incident"],
-                datetime.fromisoformat(r["at"]),
-                r["actor"],
-                r["action"],
-                json.loads(r["detail"]),
-            )
-            for r in rows
-        ]
+    def audit_log(self, number: int | None) -> list[AuditRecord]:
+        """An incident's audit records, or (None) those about no incident: refusals, on-call overrides."""
+        if number is None:
+            rows = self._rows("SELECT * FROM audit WHERE incident IS NULL ORDER BY id")
+        else:
+            rows = self._rows("SELECT * FROM audit WHERE incident = ? ORDER BY id", [number])
+        return [_audit_record(r) for r in rows]
 
     # -- timers: firings and deliveries ----------------------------------------------------
 
@@ -547,6 +573,102 @@ class Store:
         rows = self._rows(f"SELECT * FROM audit WHERE action = 'refused' AND {where} ORDER BY id", params)
         return [_audit_record(r) for r in rows]
 
+    # -- on-call schedules ----------------------------------------------------------------
+    # Audit records about schedules are about no incident: their incident is NULL, like refusals'.
+
+    def overrides(self, schedule: str | None = None, *, ending_after: datetime | None = None) -> list[Override]:
+        """Overrides (of one schedule), those still running or to come after `ending_after`."""
+        sql = "SELECT * FROM oncall_overrides WHERE 1 = 1"
+        params: list[Any] = []
+        if schedule is not None:
+            sql += " AND schedule = ?"
+            params.append(schedule)
+        rows = [_override(r) for r in self._rows(sql + " ORDER BY id", params)]
+        return [o for o in rows if ending_after is None or o.effective_end > ending_after]
+
+    def add_override(
+        self, schedule: str, user: str, ends_at: datetime, *, by: str, now: datetime
+    ) -> tuple[Override, bool]:
+        """Put `user` on call for `schedule` from now until `ends_at`; (the override, whether it is new).
+
+        It ends any override of the schedule in force, so one is in force at a time. The same
+        request made twice (a double submit, a retry) within a minute is recognised, not repeated.
+        """
+        with self.transaction() as db:
+            current = [
+                _override(r)
+                for r in db.query("SELECT * FROM oncall_overrides WHERE schedule = ? ORDER BY id", [schedule])
+            ]
+            running = [o for o in current if o.in_force(now)]
+            for o in running:
+                if o.user == user and o.created_by == by and abs((o.ends_at - ends_at).total_seconds()) < 60:
+                    return o, False
+            for o in running:
+                db.execute(
+                    "UPDATE oncall_overrides SET cleared_by = ?, cleared_at = ? WHERE id = ?",
+                    [by, _to_db(now), o.id],
+                )
+            cursor = db.execute(
+                "INSERT INTO oncall_overrides (schedule, user, starts_at, ends_at, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [schedule, user, _to_db(now), _to_db(ends_at), by, _to_db(now)],
+            )
+            override = Override(int(cursor.lastrowid or 0), schedule, user, now, ends_at, by, now)
+            self._audit(
+                db,
+                None,
+                now,
+                by,
+                "oncall_override",
+                {"schedule": schedule, "user": user, "until": _to_db(ends_at), "replaced": [o.id for o in running]},
+            )
+        return override, True
+
+    def clear_override(self, schedule: str, *, by: str, now: datetime) -> list[Override]:
+        """End the overrides of `schedule` in force or to come; the ones ended (none the second time)."""
+        with self.transaction() as db:
+            rows = db.query("SELECT * FROM oncall_overrides WHERE schedule = ? ORDER BY id", [schedule])
+            ending = [o for o in map(_override, rows) if o.effective_end > now]
+            for o in ending:
+                db.execute(
+                    "UPDATE oncall_overrides SET cleared_by = ?, cleared_at = ? WHERE id = ?",
+                    [by, _to_db(now), o.id],
+                )
+            if ending:
+                self._audit(
+                    db, None, now, by, "oncall_override_clear", {"schedule": schedule, "ids": [o.id for o in ending]}
+                )
+        return [replace(o, cleared_by=by, cleared_at=now) for o in ending]
+
+    def claim_handoff(self, schedule: str, at: datetime, notices: list[tuple[str, str, str]], now: datetime) -> bool:
+        """Record that the handoff of `schedule` at `at` was noticed, with the DMs it owes
+        ((side, user, text) each), in one transaction; False if it was already claimed."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO handoffs (schedule, at, claimed_at) VALUES (?, ?, ?)",
+                [schedule, _to_db(at), _to_db(now)],
+            )
+            if cursor.rowcount != 1:
+                return False
+            for side, user, text in notices:
+                db.execute(
+                    "INSERT INTO handoff_notices (schedule, at, side, user, text) VALUES (?, ?, ?, ?, ?)",
+                    [schedule, _to_db(at), side, user, text],
+                )
+            self._audit(db, None, now, "bot", "handoff", {"schedule": schedule, "at": _to_db(at)})
+        return True
+
+    def pending_handoff_notices(self) -> list[HandoffNotice]:
+        rows = self._rows("SELECT * FROM handoff_notices WHERE sent_at IS NULL ORDER BY id")
+        return [
+            HandoffNotice(r["id"], r["schedule"], datetime.fromisoformat(r["at"]), r["side"], r["user"], r["text"])
+            for r in rows
+        ]
+
+    def finish_handoff_notice(self, notice_id: int, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE handoff_notices SET sent_at = ? WHERE id = ?", [_to_db(now), notice_id])
+
     # -- internals -------------------------------------------------------------------------
 
     def _get_in(self, db: sqlite_utils.Database, number: int) -> Incident:
@@ -632,6 +754,32 @@ class _WriteGate:
 def _audit_record(row: dict[str, Any]) -> AuditRecord:
     return AuditRecord(
         row["incident"], datetime.fromisoformat(row["at"]), row["actor"], row["action"], json.loads(row["detail"])
+    )
+
+
+@dataclass(frozen=True)
+class HandoffNotice:
+    """A DM owed to the person coming on call (`side` = in) or going off (out) at a handoff."""
+
+    id: int
+    schedule: str
+    at: datetime
+    side: str
+    user: str
+    text: str
+
+
+def _override(row: dict[str, Any]) -> Override:
+    return Override(
+        id=row["id"],
+        schedule=row["schedule"],
+        user=row["user"],
+        starts_at=datetime.fromisoformat(row["starts_at"]),
+        ends_at=datetime.fromisoformat(row["ends_at"]),
+        created_by=row["created_by"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        cleared_by=row["cleared_by"],
+        cleared_at=_from_db_datetime(row["cleared_at"]),
     )
 
 

@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.config import Config
 from bot.escalation import Firing, due_actions, next_due
+from bot.handoffs import HandoffNotices
 from bot.incidents import Incident
 from bot.paging import Pager
 from bot.store import DeliveryRecord, Store
@@ -133,6 +134,20 @@ class Timers:
                 log.exception("timer for INC-%s failed", number)
             finally:
                 self.replan(number)
+
+    def start_handoffs(self, notices: HandoffNotices) -> None:
+        """One more job: handoff notices, run at the next handoff of any schedule (bot/handoffs.py
+        claims each handoff in the store, so a restart or an early run never notices one twice)."""
+
+        def run() -> None:
+            if self._stopping.is_set():
+                return
+            with self._working():
+                next_at = notices.run()
+            if not self._stopping.is_set():
+                self.scheduler.add_job(run, "date", run_date=next_at, id="handoffs", replace_existing=True)
+
+        self.scheduler.add_job(run, "date", run_date=self.clock(), id="handoffs", replace_existing=True)
 
     def wake_deliveries(self) -> None:
         """Send pending deliveries now (new pages, a manual page, a status page call)."""

@@ -1,4 +1,4 @@
-"""/incident page — page a person or a role now, with an Acknowledge button."""
+"""/incident page — page a person, a role or a Slack user group now, with an Acknowledge button."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import uuid
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
-from bot.people import mentioned_user
+from bot.mrkdwn import escape
+from bot.people import mentioned_user, mentioned_usergroup, usergroup_label
 
-USAGE = "/incident page [INC-n] <@user|role>"
-SUMMARY = "page someone now (a person or a role from the config)"
+USAGE = "/incident page [INC-n] <@user|@user-group|role>"
+SUMMARY = "page someone now (a person, a Slack user group, or a role from the config)"
 NEEDS_INCIDENT = True
 
 
@@ -18,11 +19,14 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.open_incident_or_raise()
     target_text = req.args.strip()
     if not target_text or " " in target_text:
-        raise UsageError("Page whom? Name one person (`@alice`) or one role.", USAGE + _roles(ctx))
-    target = mentioned_user(target_text) or target_text
-    if target not in ctx.config.people and mentioned_user(target) is None:
+        raise UsageError("Page whom? Name one person (`@alice`), one user group or one role.", USAGE + _roles(ctx))
+    group = mentioned_usergroup(target_text)
+    target = mentioned_user(target_text) or group or target_text
+    if target not in ctx.config.people and mentioned_user(target) is None and group is None:
         shown = target_text[:40].replace("`", "'")
-        raise UsageError(f"`{shown}` is neither a person (`@alice`) nor a role.", USAGE + _roles(ctx))
+        raise UsageError(
+            f"`{shown}` is neither a person (`@alice`), a user group (`@oncall-team`) nor a role.", USAGE + _roles(ctx)
+        )
     detail = f"a manual page from <@{req.user}>"
     firing = Firing(
         f"manual:{uuid.uuid4().hex[:12]}",
@@ -30,7 +34,12 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     )
     ctx.store.record_firing(incident.number, firing, ctx.now())
     ctx.timers.wake_deliveries()
-    who = f"<@{target}>" if mentioned_user(target) else f"the {target} role"
+    if mentioned_user(target):
+        who = f"<@{target}>"
+    elif group is not None:
+        who = f"the user group {escape(usergroup_label(target_text))}"
+    else:
+        who = f"the {target} role"
     return Reply(f"Paging {who} for {incident.ref}.")
 
 

@@ -263,9 +263,11 @@ def test_missing_service_fields() -> None:
 
 def test_bad_person_under_people() -> None:
     raw = default_raw()
-    raw["people"]["ceo"] = ["@theboss"]
+    raw["people"]["ceo"] = ["the boss"]
     errors = errors_of(raw)
-    assert errors == ["people.ceo[0]: '@theboss' is not a Slack user ID (U...) or an email"]
+    assert errors == [
+        "people.ceo[0]: 'the boss' is not a Slack user ID (U...), an email, schedule:<name> or @<usergroup-handle>"
+    ]
 
 
 def test_bad_war_room_severity_and_prefix() -> None:

@@ -60,6 +60,7 @@ DEFAULT_SCOPES = frozenset(
         "mpim:write",
         "users:read",
         "users:read.email",
+        "usergroups:read",
     }
 )
 
@@ -85,6 +86,8 @@ METHOD_SCOPES: dict[str, str | None] = {
     "conversations.list": "channels:read",
     "users.info": "users:read",
     "users.lookupByEmail": "users:read.email",
+    "usergroups.list": "usergroups:read",
+    "usergroups.users.list": "usergroups:read",
     "views.open": None,
     "views.update": None,
     "views.push": None,
@@ -555,6 +558,48 @@ class User:
 
 
 @dataclass(frozen=True)
+class Usergroup:
+    """A user group (`S...`), mentioned as @handle; a disabled one keeps its members."""
+
+    id: str
+    handle: str
+    name: str
+    users: tuple[str, ...]
+    description: str = ""
+    created: int = 0
+    disabled_at: int = 0
+
+    def to_api(self, include_users: bool, include_count: bool) -> dict[str, Any]:
+        # The shape of usergroups.list's entries: users only with include_users, the count
+        # only with include_count.
+        group: dict[str, Any] = {
+            "id": self.id,
+            "team_id": TEAM_ID,
+            "is_usergroup": True,
+            "is_subteam": True,
+            "name": self.name,
+            "description": self.description,
+            "handle": self.handle,
+            "is_external": False,
+            "date_create": self.created,
+            "date_update": self.created,
+            "date_delete": self.disabled_at,
+            "auto_type": None,
+            "auto_provision": False,
+            "enterprise_subteam_id": "",
+            "created_by": "U0ALICE",
+            "updated_by": "U0ALICE",
+            "deleted_by": None,
+            "prefs": {"channels": [], "groups": []},
+        }
+        if include_users:
+            group["users"] = list(self.users)
+        if include_count:
+            group["user_count"] = len(self.users)
+        return group
+
+
+@dataclass(frozen=True)
 class Conversation:
     """A channel, private channel, IM (`D...`) or group DM (`G...`)."""
 
@@ -913,6 +958,7 @@ class SlackSandbox:
         self.errors: list[str] = []  # tracebacks of sandbox bugs, so a test can show them
         self._lock = threading.RLock()
         self._users: dict[str, User] = {}
+        self._usergroups: dict[str, Usergroup] = {}
         self._conversations: dict[str, Conversation] = {}
         self._messages: dict[str, list[Message]] = {}
         self._ephemerals: list[Ephemeral] = []
@@ -949,6 +995,8 @@ class SlackSandbox:
             "conversations.list": self._conversations_list,
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
+            "usergroups.list": self._usergroups_list,
+            "usergroups.users.list": self._usergroups_users_list,
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
@@ -1056,6 +1104,27 @@ class SlackSandbox:
         with self._lock:
             self._users[id] = user
         return user
+
+    def add_usergroup(self, handle: str, users: Iterable[str], *, id: str | None = None, name: str = "") -> Usergroup:  # noqa: A002
+        """A user group, mentioned as @handle (without the @ here)."""
+        with self._lock:
+            group = Usergroup(
+                id or self._new_id("S"),
+                handle.lstrip("@"),
+                name or handle.lstrip("@"),
+                tuple(users),
+                created=int(time.time()),
+            )
+            self._usergroups[group.id] = group
+        return group
+
+    def set_usergroup_users(self, group_id: str, users: Iterable[str]) -> None:
+        with self._lock:
+            self._usergroups[group_id] = replace(self._usergroups[group_id], users=tuple(users))
+
+    def disable_usergroup(self, group_id: str) -> None:
+        with self._lock:
+            self._usergroups[group_id] = replace(self._usergroups[group_id], disabled_at=int(time.time()))
 
     def open_dm(self, user_id: str) -> Conversation:
         """The bot's DM with a user, opened if needed (as a user opening the app's Messages tab)."""
@@ -1748,6 +1817,26 @@ class SlackSandbox:
             if user.email and user.email.lower() == email:
                 return {"user": user.to_api()}
         raise SlackError("users_not_found")
+
+    def _usergroups_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every user group in one answer (the method does not page); disabled ones on request."""
+        include_disabled = _truthy(params.get("include_disabled"))
+        groups = [g for g in self._usergroups.values() if include_disabled or not g.disabled_at]
+        return {
+            "usergroups": [
+                g.to_api(_truthy(params.get("include_users")), _truthy(params.get("include_count"))) for g in groups
+            ]
+        }
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group_id = str(params.get("usergroup") or "")
+        if not group_id:
+            raise SlackError("invalid_arguments")
+        group = self._usergroups.get(group_id)
+        # A disabled group is answered as missing unless asked for (Slack does the same).
+        if group is None or (group.disabled_at and not _truthy(params.get("include_disabled"))):
+            raise SlackError("no_such_subteam")
+        return {"users": list(group.users)}
 
     def _view_param(self, params: dict[str, Any]) -> dict[str, Any]:
         view = self._json_param(params, "view", "invalid_arguments")
