@@ -28,12 +28,13 @@ from bot.config import Config
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
 from bot.grammar import MAX_COMMAND_TEXT, parse
-from bot.incidents import Incident
+from bot.incidents import Incident, clean_inline
 from bot.paging import Pager
 from bot.people import Directory
 from bot.settings import Settings
 from bot.slack import SlackGateway, error_code, make_client
 from bot.store import Store
+from bot.text import decode_slash, from_form, length
 from bot.timers import Timers
 
 log = logging.getLogger(__name__)
@@ -222,10 +223,12 @@ def _command_listener(ctx: Context) -> Callable[..., None]:
 
 
 def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
-    text = body.get("text") or ""
-    if len(text) > MAX_COMMAND_TEXT:
+    # Decoded here, once, for every subcommand: `req.args` is the canonical form (bot/text.py).
+    text = decode_slash(body.get("text") or "")
+    typed = length(text)
+    if typed > MAX_COMMAND_TEXT:
         raise UsageError(
-            f"That is {len(text):,} characters; commands are limited to {MAX_COMMAND_TEXT:,}. "
+            f"That is {typed:,} characters; commands are limited to {MAX_COMMAND_TEXT:,}. "
             "Titles are limited to 150, updates to 2,900.",
             "/incident help",
         )
@@ -233,7 +236,7 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
     sub = commands.REGISTRY.get(parsed.verb)
     if sub is None:
         known = ", ".join(commands.REGISTRY)
-        shown = parsed.verb[:30].replace("`", "'")
+        shown = clean_inline(parsed.verb[:30])
         raise UsageError(f"There is no `{shown}` subcommand. Try one of: {known}.", "/incident help")
     channel = body.get("channel_id") or ""
     incident = error = None
@@ -340,7 +343,9 @@ def _view_values(view: dict[str, Any]) -> dict[str, str | None]:
             elif "selected_options" in state:  # checkboxes: the chosen values, or None
                 values[block_id] = ",".join(o.get("value", "") for o in state["selected_options"]) or None
             else:
-                values[block_id] = state.get("value")
+                # Typed text arrives raw; from_form makes it canonical like decoded slash text.
+                value = state.get("value")
+                values[block_id] = from_form(value) if isinstance(value, str) else value
     return values
 
 

@@ -27,6 +27,7 @@ from bot.people import Directory, PeopleError
 from bot.slack import SlackGateway, error_code
 from bot.statuspage import StatuspageClient, StatuspageError
 from bot.store import DeliveryRecord, Store
+from bot.text import plain
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class Pager:
         if delivery.target == "create":
             if incident.statuspage_id is None:
                 page_id = self.statuspage.create_incident(
-                    incident.title, "investigating", detail.get("body", ""), severity=incident.severity
+                    plain(incident.title), "investigating", detail.get("body", ""), severity=incident.severity
                 )
                 self.store.record_setup(incident.number, self.clock(), statuspage_id=page_id)
         else:

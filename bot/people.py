@@ -6,12 +6,12 @@ import re
 
 from slack_sdk.errors import SlackApiError
 
+from bot import text
 from bot.config import INCIDENT_ROLES, Config
 from bot.incidents import Incident
 from bot.slack import SlackGateway, error_code
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 
 
 class PeopleError(Exception):
@@ -19,11 +19,8 @@ class PeopleError(Exception):
 
 
 def mentioned_user(token: str) -> str | None:
-    """`<@U123|alice>` or `U123` -> `U123` (Slack escapes mentions in slash-command text)."""
-    match = _MENTION.match(token.strip())
-    if match:
-        return match.group(1)
-    return token.strip() if _USER_ID.match(token.strip()) else None
+    """The user an argument names (a mention Slack made, `U123`): see `bot.text.mentioned_user`."""
+    return text.mentioned_user(token)
 
 
 class Directory:

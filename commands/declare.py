@@ -13,6 +13,7 @@ from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmissi
 from bot.errors import UsageError
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
+from bot.text import plain
 from commands.update import status_page_firing
 
 USAGE = "/incident declare <p1|p2|p3|p4> <title>"
@@ -59,7 +60,7 @@ def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
     draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
     statuspage = ctx.config.statuspage
     public = ctx.pager.statuspage is not None and statuspage is not None and severity in statuspage.severities
-    firings = (status_page_firing("create", body=f"We are investigating: {title}"),) if public else ()
+    firings = (status_page_firing("create", body=f"We are investigating: {plain(title)}"),) if public else ()
     incident = ctx.store.create_incident(draft, now, firings)
     # Paging starts once set-up has made the war room (so the page can link it), but never
     # later than this, however slow or broken Slack is being.

@@ -7,6 +7,7 @@ import uuid
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
+from bot.incidents import clean_inline
 from bot.people import mentioned_user
 
 USAGE = "/incident page [INC-n] <@user|role>"
@@ -21,7 +22,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
         raise UsageError("Page whom? Name one person (`@alice`) or one role.", USAGE + _roles(ctx))
     target = mentioned_user(target_text) or target_text
     if target not in ctx.config.people and mentioned_user(target) is None:
-        shown = target_text[:40].replace("`", "'")
+        shown = clean_inline(target_text[:40])
         raise UsageError(f"`{shown}` is neither a person (`@alice`) nor a role.", USAGE + _roles(ctx))
     detail = f"a manual page from <@{req.user}>"
     firing = Firing(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot import ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply, each
 from bot.incidents import Incident, clean_title, resolve
+from bot.text import length
 from commands.update import to_status_page
 
 USAGE = "/incident resolve [INC-n] [summary]"
@@ -15,11 +16,11 @@ SUMMARY_MAX = 2000
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
     summary = req.args.strip()
-    if len(summary) > SUMMARY_MAX:
+    if length(summary) > SUMMARY_MAX:
         from bot.errors import UsageError
 
         raise UsageError(
-            f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {len(summary):,}.",
+            f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {length(summary):,}.",
             USAGE,
         )
     return _resolve(ctx, req.incident_or_raise(), req.user, summary or None)
