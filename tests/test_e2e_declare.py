@@ -244,27 +244,6 @@ def test_slack_errors_during_set_up_are_retried(bot):
     announcement(bot)
 
 
-def test_a_bot_outside_the_announcement_channel_says_what_to_do():
-    from bot.sandbox.runner import SandboxedBot
-
-    with SandboxedBot(config_text=_config_with_channel("general"), setup_retry_s=0.5) as running:
-        reply = running.command("declare p1 Checkout down")
-        said = reply.wait_response(lambda r: "invite me" in r.text)
-        assert "#general" in said.text
-        assert running.bot.store.count_incidents() == 1
-
-        # Once someone invites the bot, the retry finishes the set-up: announcement and war room.
-        running.slack.invite("C0GENERAL", "U0BOT")
-        running.slack.wait_for_message("C0GENERAL", "INC-1 ·", with_button="incident_ack", timeout=10)
-        running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
-
-
-def _config_with_channel(channel: str) -> str:
-    from bot.config import default_config_text
-
-    return default_config_text().replace("channel: incident-response", f"channel: {channel}")
-
-
 @pytest.mark.parametrize(
     "body",
     [
