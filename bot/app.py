@@ -150,7 +150,7 @@ class IncidentBot:
         keeps the health endpoint's reason current.
         """
         probe = WebClient(token=self.settings.bot_token, base_url=self.client.base_url, timeout=10, retry_handlers=[])
-        return self._retry(lambda: probe.auth_test(), "Slack has not answered auth.test")
+        return self._retry(probe.auth_test, "Slack has not answered auth.test")
 
     def connect_socket_mode(self, app_token: str) -> bool:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -170,7 +170,7 @@ class IncidentBot:
                 self.not_ready = f"starting: {what} (Slack said {code}{hint})"
             except Exception as exc:  # noqa: BLE001 - down, slow, unreachable: all mean "not yet"
                 self.not_ready = f"starting: {what} ({type(exc).__name__})"
-            log.warning("%s; retrying in %.0f s", self.not_ready, delay)
+            log.warning("%s; retrying in %.1f s", self.not_ready, delay)
             self._stopping.wait(delay)
             delay = min(delay * 2, SLACK_RETRY_MAX_S)
         return False

@@ -78,8 +78,6 @@ def test_a_slow_slack_keeps_health_at_503_with_the_reason_then_200(slack):
 def test_a_down_slack_is_retried_until_it_answers(slack):
     slack.fail("auth.test", status=503, times=3)
     with SandboxedBot(slack=slack, wait_ready=False, slack_retry_s=0.3) as running:
-        body = wait_status(running.base_url + "/health", 503)
-        assert body["reason"].startswith("starting: Slack has not answered auth.test") or "waiting" in body["reason"]
         reasons = set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -88,7 +86,7 @@ def test_a_down_slack_is_retried_until_it_answers(slack):
                 break
             reasons.add(body["reason"])
         assert status == 200
-        assert any("Slack has not answered auth.test" in r for r in reasons), reasons
+        assert "starting: Slack has not answered auth.test (Slack said internal_error)" in reasons, reasons
         assert len(slack.calls_to("auth.test")) >= 4
 
 
