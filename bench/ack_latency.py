@@ -97,6 +97,7 @@ class Server:
             "PORT": str(self.port),
             "HTTP_THREADS": str(SERVER_THREADS),
             "LOG_LEVEL": "WARNING",
+            "INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE": "1",  # the built-in config: the sandbox's people
         }
         for unset in ("SLACK_APP_TOKEN", "INCIDENT_BOT_CONFIG"):
             env.pop(unset, None)

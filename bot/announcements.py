@@ -109,21 +109,50 @@ class Announcer:
 
     def _post_announcement(self, incident: Incident) -> Incident:
         now = self.clock()
-        try:
-            channel, ts = self.post_once(
+
+        def post() -> tuple[str, str]:
+            return self.post_once(
                 f"announcement:{incident.number}",
                 self.config.channel,
                 blocks.fallback_text(self.config, incident),
                 blocks.announcement(self.config, incident, now),
                 channel_id=self._announcement_channel_id(),
             )
+
+        try:
+            channel, ts = post()
         except SlackApiError as exc:
-            if error_code(exc) == "not_in_channel":
+            # channel_not_found: a private channel the bot is not in is invisible to it.
+            if error_code(exc) not in ("not_in_channel", "channel_not_found"):
+                raise
+            self._join_announcement_channel()
+            channel, ts = post()
+        return self.store.record_setup(incident.number, now, announcement_channel=channel, announcement_ts=ts)
+
+    def _join_announcement_channel(self) -> None:
+        """Join the announcement channel, so nobody has to `/invite` the bot before the first incident.
+
+        A private channel cannot be joined (and is not even visible until the bot is invited):
+        then a person has to invite it, and the error says so.
+        """
+        invite = f"invite me with `/invite @incident-bot` in #{self.config.channel}"
+        channel_id = self._announcement_channel_id()
+        if channel_id is None:
+            raise AnnouncementChannelError(f"I cannot see #{self.config.channel} (a private channel?): {invite}.")
+        try:
+            self.slack.join(channel_id)
+        except SlackApiError as exc:
+            code = error_code(exc)
+            if code == "method_not_supported_for_channel_type":
                 raise AnnouncementChannelError(
-                    f"I am not a member of #{self.config.channel}: invite me with `/invite @incident-bot` there."
+                    f"#{self.config.channel} is private, so I cannot join it: {invite}."
+                ) from exc
+            if code in ("missing_scope", "channel_not_found", "is_archived"):
+                raise AnnouncementChannelError(
+                    f"I am not a member of #{self.config.channel} and could not join it (`{code}`): {invite}."
                 ) from exc
             raise
-        return self.store.record_setup(incident.number, now, announcement_channel=channel, announcement_ts=ts)
+        log.info("joined #%s to announce incidents there", self.config.channel)
 
     def _announcement_channel_id(self) -> str | None:
         """Needed to search history after a crash; learnt from earlier incidents, else looked up once."""

@@ -1,5 +1,10 @@
 """Builds the bot: services from config and settings, the Bolt app, and its listeners.
 
+Start-up never blocks on Slack: building the bot calls no Slack API, so the HTTP port opens
+first and answers health probes. `start` then waits for Slack to answer `auth.test` (retrying
+with backoff), rebuilds the timers and finishes interrupted set-ups; until it has, the health
+endpoint answers 503 with the reason and Slack's requests get a 503 too.
+
 Request path: Bolt verifies the signature, our listener parses `/incident <verb> [INC-n] args`,
 finds the incident, calls the command module, and acks with its reply. Slow work the command
 asks for (Slack set-up calls, Google calls) runs after the ack on a separate executor, so a
@@ -18,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
@@ -29,17 +35,21 @@ from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors,
 from bot.errors import UsageError
 from bot.grammar import MAX_COMMAND_TEXT, parse
 from bot.handoffs import HandoffNotices
-from bot.incidents import Incident
+from bot.incidents import Incident, clean_inline
 from bot.paging import Pager
 from bot.people import Directory
 from bot.settings import Settings
 from bot.slack import SlackGateway, error_code, make_client
 from bot.store import Store
+from bot.text import decode_slash, from_form, length
 from bot.timers import Timers
 
 log = logging.getLogger(__name__)
 
 WORK_THREADS = 16
+SLACK_RETRY_MAX_S = 30.0
+# Slack answers these when the token itself is wrong: retrying will not help, a person must.
+TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
 
 
 def utcnow() -> datetime:
@@ -63,9 +73,16 @@ class IncidentBot:
         config: Config,
         clock: Callable[[], datetime] = utcnow,
         setup_retry_s: float = 60.0,
+        slack_retry_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.setup_retry_s = setup_retry_s
+        self.slack_retry_s = slack_retry_s
+        # Why the bot is not ready yet (the health endpoint's 503), or None once it is.
+        self.not_ready: str | None = "starting: waiting for Slack to answer auth.test"
+        self._stopping = threading.Event()
+        self._starting: threading.Thread | None = None
+        self._socket_mode: Any = None
         self.config = config
         self.store = Store(settings.db_path)
         self.client = make_client(settings.bot_token, settings.slack_api_url)
@@ -98,12 +115,20 @@ class IncidentBot:
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
 
-    def start(self) -> None:
-        """Rebuild every timer from the store and finish any set-up a crash interrupted.
+    @property
+    def ready(self) -> bool:
+        return self.not_ready is None
 
-        Set-up that Slack refused (the bot not yet invited to the announcement channel, an
-        outage) is retried every `setup_retry_s` until it is complete.
+    def start(self) -> None:
+        """Wait for Slack, rebuild every timer from the store, finish any set-up a crash interrupted.
+
+        Runs after the HTTP port is open (it may wait for Slack for a long time). Set-up that
+        Slack refused (an outage, a channel the bot cannot join) is retried every
+        `setup_retry_s` until it is complete. In Socket Mode the bot is ready once connected.
         """
+        if not self.wait_for_slack() or self._stopping.is_set():
+            return
+        self.not_ready = "starting: rebuilding timers from the store"
         self.timers.start()
         if self.config.schedules:
             self.timers.start_handoffs(
@@ -114,7 +139,47 @@ class IncidentBot:
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True
         )
+        if self.settings.app_token and not self.connect_socket_mode(self.settings.app_token):
+            return
+        self.not_ready = None
         self.started.set()
+        log.info("ready")
+
+    def start_in_background(self) -> None:
+        self._starting = threading.Thread(target=self.start, name="start-up", daemon=True)
+        self._starting.start()
+
+    def wait_for_slack(self) -> bool:
+        """Call auth.test until Slack answers (True), or until the bot is stopped (False).
+
+        A client of its own without retry handlers: this loop is the retry, and its backoff
+        keeps the health endpoint's reason current.
+        """
+        probe = WebClient(token=self.settings.bot_token, base_url=self.client.base_url, timeout=10, retry_handlers=[])
+        return self._retry(probe.auth_test, "Slack has not answered auth.test")
+
+    def connect_socket_mode(self, app_token: str) -> bool:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        self._socket_mode = SocketModeHandler(self.bolt, app_token)
+        return self._retry(self._socket_mode.connect, "Socket Mode is not connected")
+
+    def _retry(self, attempt: Callable[[], object], what: str) -> bool:
+        delay = self.slack_retry_s
+        while not self._stopping.is_set():
+            try:
+                attempt()
+                return True
+            except SlackApiError as exc:
+                code = error_code(exc)
+                hint = " (check SLACK_BOT_TOKEN)" if code in TOKEN_ERRORS else ""
+                self.not_ready = f"starting: {what} (Slack said {code}{hint})"
+            except Exception as exc:  # noqa: BLE001 - down, slow, unreachable: all mean "not yet"
+                self.not_ready = f"starting: {what} ({type(exc).__name__})"
+            log.warning("%s; retrying in %.1f s", self.not_ready, delay)
+            self._stopping.wait(delay)
+            delay = min(delay * 2, SLACK_RETRY_MAX_S)
+        return False
 
     def finish_setups(self) -> None:
         for incident in self.store.open_incidents():
@@ -130,6 +195,8 @@ class IncidentBot:
             self.timers.replan(number)
 
     def health(self) -> dict[str, Any]:
+        if self.not_ready is not None:
+            return {"status": "starting", "reason": self.not_ready}
         db_ok = self.store.ping()
         return {
             "status": "ok" if db_ok and self.timers.running else "degraded",
@@ -139,6 +206,11 @@ class IncidentBot:
         }
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._starting is not None:
+            self._starting.join(timeout=15)  # an auth.test in flight times out after 10 s
+        if self._socket_mode is not None:
+            self._socket_mode.close()
         # Follow-up work may re-plan timers, and timer jobs use the store: stop in that order.
         self.work.shutdown(wait=True, cancel_futures=False)
         self.timers.stop()
@@ -153,6 +225,8 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
         # the response avoids Bolt's 10 ms ack-polling loop and a second thread hop.
         process_before_response=True,
         request_verification_enabled=settings.signing_secret is not None,
+        # Bolt would call auth.test here, before the port opens; IncidentBot.start does it after.
+        token_verification_enabled=False,
         logger=logging.getLogger("slack_bolt"),
     )
     permissions.check_registry()  # a verb or button with no permission rule must not run open
@@ -229,10 +303,12 @@ def _command_listener(ctx: Context) -> Callable[..., None]:
 
 
 def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
-    text = body.get("text") or ""
-    if len(text) > MAX_COMMAND_TEXT:
+    # Decoded here, once, for every subcommand: `req.args` is the canonical form (bot/text.py).
+    text = decode_slash(body.get("text") or "")
+    typed = length(text)
+    if typed > MAX_COMMAND_TEXT:
         raise UsageError(
-            f"That is {len(text):,} characters; commands are limited to {MAX_COMMAND_TEXT:,}. "
+            f"That is {typed:,} characters; commands are limited to {MAX_COMMAND_TEXT:,}. "
             "Titles are limited to 150, updates to 2,900.",
             "/incident help",
         )
@@ -240,7 +316,7 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
     sub = commands.REGISTRY.get(parsed.verb)
     if sub is None:
         known = ", ".join(commands.REGISTRY)
-        shown = parsed.verb[:30].replace("`", "'")
+        shown = clean_inline(parsed.verb[:30])
         raise UsageError(f"There is no `{shown}` subcommand. Try one of: {known}.", "/incident help")
     channel = body.get("channel_id") or ""
     incident = error = None
@@ -350,7 +426,9 @@ def _view_values(view: dict[str, Any]) -> dict[str, str | None]:
             elif "selected_options" in state:  # checkboxes: the chosen values, or None
                 values[block_id] = ",".join(o.get("value", "") for o in state["selected_options"]) or None
             else:
-                values[block_id] = state.get("value")
+                # Typed text arrives raw; from_form makes it canonical like decoded slash text.
+                value = state.get("value")
+                values[block_id] = from_form(value) if isinstance(value, str) else value
     return values
 
 

@@ -1,7 +1,8 @@
 """Block Kit builders: pure functions from domain state to message and modal payloads.
 
-Every piece of user text goes through `mrkdwn.user_text`, which escapes it and cuts it to the
-block's limit, so no title or update can break a message or ping a channel.
+Every piece of user text goes through `text.for_slack` (`mrkdwn.user_text`), which keeps the
+mentions and links Slack recognised live, escapes the rest and cuts it to the block's limit, so
+no title or update can break a message or ping a channel.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from bot import ids
 from bot.config import Config
 from bot.durations import humanize
 from bot.incidents import STATUSES, TITLE_MAX, Incident, sla_text
-from bot.mrkdwn import escape, user_text
+from bot.mrkdwn import user_text
+from bot.text import for_slack, plain
 
 Block = dict[str, Any]
 
@@ -81,7 +83,7 @@ def severity_label(config: Config, severity: str) -> str:
 def fallback_text(config: Config, incident: Incident) -> str:
     """The notification text: what a phone shows, and what screen readers read."""
     state = "resolved" if not incident.is_open else incident.status
-    return f"{incident.ref} ({severity_label(config, incident.severity)}, {state}): {escape(incident.title)}"
+    return f"{incident.ref} ({severity_label(config, incident.severity)}, {state}): {for_slack(incident.title)}"
 
 
 def announcement(config: Config, incident: Incident, now: datetime) -> list[Block]:
@@ -186,7 +188,7 @@ def first_steps(config: Config, incident: Incident) -> list[Block]:
 def war_room_topic(config: Config, incident: Incident) -> str:
     # Topics are plain text of at most 250 characters; angle brackets become look-alikes so
     # no `<!channel>` in a title can ever be read as a mention, whatever the client does.
-    title = incident.title.replace("<", "‹").replace(">", "›")
+    title = plain(incident.title).replace("<", "‹").replace(">", "›")
     topic = f"{incident.ref} {incident.severity} {config.policy(incident.severity).label}: {title}"
     return topic if len(topic) <= 250 else topic[:249] + "…"
 

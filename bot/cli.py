@@ -14,6 +14,7 @@ from types import FrameType
 
 from bot import config as config_module
 from bot import logs
+from bot.config import Config
 from bot.settings import Settings, SettingsError
 
 log = logging.getLogger("incident_bot")
@@ -104,6 +105,18 @@ def print_oncall(at_text: str | None) -> int:
     return 0
 
 
+def example_people(config: Config) -> list[str]:
+    """The people in `config` that are the built-in config's placeholders, not a team's."""
+    placeholders = {h for holders in config_module.load(None).people.values() for h in holders}
+    found = [
+        holder
+        for holders in config.people.values()
+        for holder in holders
+        if holder in placeholders or holder.lower().endswith("@example.com")
+    ]
+    return list(dict.fromkeys(found))
+
+
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Cloud Run sends SIGTERM before stopping an instance; leave through the normal shutdown path.
     raise KeyboardInterrupt
@@ -123,23 +136,31 @@ def serve() -> int:
             print(f"  - {error}", file=sys.stderr)
         return 1
 
-    from bot.app import IncidentBot
+    placeholders = example_people(config)
+    if placeholders and not settings.allow_example_people:
+        print(
+            f"incident-bot: the config names the built-in example people ({', '.join(placeholders)}), "
+            "so every page would fail. Put your team's Slack user IDs or emails under `people` "
+            "(INCIDENT_BOT_CONFIG points at your config; `incident-bot check-config` shows it), or set "
+            "INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE=1 to run against a sandbox.",
+            file=sys.stderr,
+        )
+        return 2
 
+    from bot.app import IncidentBot
+    from bot.server import make_server
+
+    # The port opens before anything calls Slack: a slow or down Slack makes the health
+    # endpoint say why (503) instead of failing the platform's start-up probe.
     bot = IncidentBot(settings, config)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    bot.start()
+    socket_mode = settings.app_token is not None
+    server = make_server(bot, port=settings.port, threads=settings.http_threads, slack_events=not socket_mode)
+    routes = "Socket Mode; GET /health" if socket_mode else "POST /slack/events, GET /health"
+    log.info("serving on port %s (%s)", server.effective_port, routes)
+    bot.start_in_background()
     try:
-        if settings.app_token:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            log.info("serving in Socket Mode")
-            SocketModeHandler(bot.bolt, settings.app_token).start()
-        else:
-            from bot.server import make_server
-
-            server = make_server(bot, port=settings.port, threads=settings.http_threads)
-            log.info("serving on port %s (POST /slack/events, GET /healthz)", server.effective_port)
-            server.run()
+        server.run()
     except KeyboardInterrupt:
         log.info("shutting down")
     finally:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from bot.config import SEVERITIES, Config
 from bot.errors import UsageError
-from bot.mrkdwn import escape
+from bot.text import escape, for_slack, plain
 
 TITLE_MAX = 150
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -94,17 +94,18 @@ def clean_title(text: str) -> str:
 
 
 def clean_inline(text: str) -> str:
-    """Text safe to quote back inside backticks in a reply."""
-    return clean_title(text).replace("`", "'")
+    """Text safe to quote back inside backticks in a reply: one line, nothing live."""
+    return escape(clean_title(text)).replace("`", "'")
 
 
 def validate_title(text: str, usage: str) -> str:
     title = clean_title(text)
-    if not any(unicodedata.category(ch)[0] not in "CZ" for ch in title):  # nothing visible
+    shown = plain(title)
+    if not any(unicodedata.category(ch)[0] not in "CZ" for ch in shown):  # nothing visible
         raise UsageError("The incident needs a title.", usage)
-    if len(title) > TITLE_MAX:
+    if len(shown) > TITLE_MAX:
         raise UsageError(
-            f"Titles are limited to {TITLE_MAX} characters; yours has {len(title):,}. "
+            f"Titles are limited to {TITLE_MAX} characters; yours has {len(shown):,}. "
             "Use a short title and add the details with `/incident update` once it is declared.",
             usage,
         )
@@ -112,8 +113,11 @@ def validate_title(text: str, usage: str) -> str:
 
 
 def war_room_name(prefix: str, number: int, title: str) -> str:
-    """A valid Slack channel name: `inc-7-checkout-returns-500`, at most 80 characters."""
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    """A valid Slack channel name: `inc-7-checkout-returns-500`, at most 80 characters.
+
+    Made from the title as people read it: `@carl` gives `carl`, never the user ID behind it.
+    """
+    ascii_title = unicodedata.normalize("NFKD", plain(title)).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
     base = f"{prefix}-{number}"
     if not slug:
@@ -156,7 +160,7 @@ def resolve(incident: Incident, *, by: str, now: datetime, summary: str | None) 
         acknowledged_at=incident.acknowledged_at or now,
         acknowledged_by=incident.acknowledged_by or by,
     )
-    text = f"<@{by}> resolved {incident.ref}" + (f": {escape(summary)}" if summary else "")
+    text = f"<@{by}> resolved {incident.ref}" + (f": {for_slack(summary)}" if summary else "")
     return Change(new, "resolve", by, text)
 
 
@@ -190,7 +194,7 @@ def post_update(incident: Incident, *, text: str, status: str | None, by: str, n
     new = replace(incident, last_update_at=now, status=status or incident.status, snoozed_until=None)
     if new.status in FIX_STATUSES and new.fix_started_at is None:
         new = replace(new, fix_started_at=now)
-    return Change(new, "update", by, f"<@{by}> posted an update ({new.status}): {escape(text)}")
+    return Change(new, "update", by, f"<@{by}> posted an update ({new.status}): {for_slack(text)}")
 
 
 def snooze(incident: Incident, *, until: datetime, by: str) -> Change:

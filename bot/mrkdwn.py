@@ -1,27 +1,10 @@
-"""Making user text safe and the right size for Slack's mrkdwn."""
+"""Making user text safe and the right size for Slack's mrkdwn (see `bot.text`, which does it)."""
 
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-TRUNCATION_MARK = "… (truncated)"
+from bot.text import TRUNCATION_MARK, escape, for_slack, truncate
 
-
-def escape(text: str) -> str:
-    """Escape `&`, `<`, `>` so user text cannot smuggle `<!channel>`, `<@U…>` or links."""
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` characters, visibly, without splitting an escape like `&amp;`."""
-    if len(text) <= limit:
-        return text
-    if limit < len(TRUNCATION_MARK):
-        return text[:limit]
-    cut = text[: max(0, limit - len(TRUNCATION_MARK))]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut.rstrip() + TRUNCATION_MARK
+__all__ = ["TRUNCATION_MARK", "escape", "for_slack", "truncate", "user_text"]
 
 
 def user_text(text: str, limit: int) -> str:
-    """User text as it goes into a mrkdwn field: escaped, then cut to fit."""
-    return truncate(escape(text), limit)
+    """User text as it goes into a mrkdwn field: mentions and links live, the rest escaped, cut to fit."""
+    return for_slack(text, limit)

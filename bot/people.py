@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
-from bot import schedules
+from bot import schedules, text
 from bot.config import INCIDENT_ROLES, Config
 from bot.incidents import Incident
 from bot.slack import SlackGateway, error_code
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 # Slack writes a user group mention as <!subteam^S0123|@oncall-team> (older clients: no label).
 _SUBTEAM = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>$")
 _HANDLE = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
@@ -42,11 +41,8 @@ class PeopleError(Exception):
 
 
 def mentioned_user(token: str) -> str | None:
-    """`<@U123|alice>` or `U123` -> `U123` (Slack escapes mentions in slash-command text)."""
-    match = _MENTION.match(token.strip())
-    if match:
-        return match.group(1)
-    return token.strip() if _USER_ID.match(token.strip()) else None
+    """The user an argument names (a mention Slack made, `U123`): see `bot.text.mentioned_user`."""
+    return text.mentioned_user(token)
 
 
 def mentioned_usergroup(token: str) -> str | None:
@@ -55,7 +51,10 @@ def mentioned_usergroup(token: str) -> str | None:
     The ID is kept when Slack gives one: it survives the group's handle being renamed.
     """
     token = token.strip()
-    match = _SUBTEAM.match(token)
+    entity = text.single_entity(token)  # as Slack sent it, decoded at the dispatcher
+    if entity is not None:
+        return f"subteam:{entity.target}" if entity.kind == "usergroup" else None
+    match = _SUBTEAM.match(token)  # typed out in full, or from a form
     if match:
         return f"subteam:{match.group(1)}"
     return token if _HANDLE.match(token) else None
@@ -63,6 +62,9 @@ def mentioned_usergroup(token: str) -> str | None:
 
 def usergroup_label(token: str) -> str:
     """How a user group reads in a message, without notifying it: `@oncall-team` (or its ID)."""
+    entity = text.single_entity(token)
+    if entity is not None and entity.kind == "usergroup":
+        return entity.plain
     match = _SUBTEAM.match(token.strip())
     if match:
         return f"@{match.group(2)}" if match.group(2) else match.group(1)

@@ -1,4 +1,9 @@
-"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /healthz`, under waitress.
+"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /health`, under waitress.
+
+The health endpoint answers at `/health` and `/healthz` (Cloud Run reserves some paths ending
+in `z`): 200 with JSON once the bot is ready, 503 with the reason until then. In Socket Mode
+the same server runs for the health endpoint alone: Slack's requests arrive over the socket,
+and with no signing secret an HTTP `/slack/events` would accept unsigned requests.
 
 waitress is a production WSGI server in pure Python: threaded, no fork, so the scheduler that
 lives in this process is not duplicated, and it runs the same on a laptop and on Cloud Run.
@@ -20,18 +25,27 @@ from bot.app import IncidentBot
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1_048_576  # Slack payloads are a few KB; refuse megabytes before parsing them
+HEALTH_PATHS = ("/health", "/healthz")
 
 
-def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
+def _json(start_response: Callable[..., Any], status: str, payload: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Iterable[bytes]]:
     slack_handler = SlackRequestHandler(bot.bolt, path="/slack/events")
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
+        if environ.get("PATH_INFO") in HEALTH_PATHS:
             health = bot.health()
-            status = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
-            body = json.dumps(health).encode()
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
+            return _json(start_response, "200 OK" if health["status"] == "ok" else "503 Service Unavailable", health)
+        if not slack_events:
+            return _json(start_response, "404 Not Found", {"error": "not found (Socket Mode: only /health)"})
+        if not bot.ready and environ.get("PATH_INFO") == "/slack/events":
+            # Slack shows the person an error at once; better than a command that hangs on Slack.
+            return _json(start_response, "503 Service Unavailable", {"error": bot.not_ready})
         try:
             return slack_handler(environ, start_response)
         except Exception:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing
@@ -44,10 +58,15 @@ def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
     return app
 
 
-def make_server(bot: IncidentBot, host: str = "0.0.0.0", port: int = 3000, threads: int = 32) -> Any:
-    """A waitress server (not yet running): `.run()` serves, `.close()` stops, `.effective_port`."""
+def make_server(
+    bot: IncidentBot, host: str = "0.0.0.0", port: int = 3000, threads: int = 32, slack_events: bool = True
+) -> Any:
+    """A waitress server (not yet running): `.run()` serves, `.close()` stops, `.effective_port`.
+
+    `slack_events=False` (Socket Mode) serves the health endpoint only.
+    """
     return create_server(
-        wsgi_app(bot),
+        wsgi_app(bot, slack_events),
         host=host,
         port=port,
         threads=threads,

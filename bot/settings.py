@@ -23,6 +23,9 @@ class Settings:
     db_path: str = "incident-bot.db"
     port: int = 3000
     http_threads: int = 32
+    # The built-in config's placeholder people (U0PRIMARY…) would make every page fail: `serve`
+    # refuses them unless told this is a sandbox (INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE=1).
+    allow_example_people: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,4 +56,5 @@ class Settings:
             db_path=env.get("INCIDENT_BOT_DB", "incident-bot.db"),
             port=port,
             http_threads=threads,
+            allow_example_people=env.get("INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE") == "1",
         )

@@ -137,6 +137,10 @@ class SlackGateway:
             return str(channel["id"]), str(channel["name"])
         raise RuntimeError(f"every channel name from {name} to {candidates[-1]} is taken")
 
+    def join(self, channel: str) -> None:
+        """Join a public channel (by ID); a no-op when already a member."""
+        self.client.conversations_join(channel=channel)
+
     def set_topic(self, channel: str, topic: str) -> None:
         self.client.conversations_setTopic(channel=channel, topic=topic)
 

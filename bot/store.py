@@ -22,8 +22,8 @@ import sqlite_utils
 
 from bot.escalation import Firing
 from bot.incidents import Change, Incident
-from bot.mrkdwn import escape
 from bot.schedules import Override
+from bot.text import for_slack
 
 _DATETIME_FIELDS = {f.name for f in fields(Incident) if "datetime" in str(f.type)}
 _INCIDENT_COLUMNS = [f.name for f in fields(Incident)]
@@ -282,7 +282,7 @@ class Store:
                 list(row.values()),
             )
             incident = replace(draft, number=int(cursor.lastrowid or 0))
-            text = f"<@{draft.declared_by}> declared {incident.ref} ({draft.severity}): {escape(draft.title)}"
+            text = f"<@{draft.declared_by}> declared {incident.ref} ({draft.severity}): {for_slack(draft.title)}"
             self._event(db, incident.number, now, "declare", draft.declared_by, text)
             self._audit(
                 db,

@@ -14,6 +14,7 @@ from bot.errors import UsageError
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
 from bot.statuspage import GENERIC_BODY, GENERIC_NAME
+from bot.text import plain
 from commands.update import status_page_firing
 
 USAGE = "/incident declare <p1|p2|p3|p4> [--public] <title>"
@@ -80,7 +81,7 @@ def _create(ctx: Context, *, title: str, severity: str, user: str, public: bool 
     by_default = statuspage is not None and severity in statuspage.severities
     opens = ctx.pager.statuspage is not None and (public or by_default)
     if public:
-        firing = status_page_firing("create", name=title, body=f"We are investigating: {title}")
+        firing = status_page_firing("create", name=plain(title), body=f"We are investigating: {plain(title)}")
     else:
         firing = status_page_firing("create", name=GENERIC_NAME, body=GENERIC_BODY)
     firings = (firing,) if opens else ()

@@ -7,6 +7,7 @@ import uuid
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
+from bot.incidents import clean_inline
 from bot.mrkdwn import escape
 from bot.people import mentioned_user, mentioned_usergroup, usergroup_label
 
@@ -21,9 +22,11 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     if not target_text or " " in target_text:
         raise UsageError("Page whom? Name one person (`@alice`), one user group or one role.", USAGE + _roles(ctx))
     group = mentioned_usergroup(target_text)
+    if group is not None and not group.startswith("subteam:"):
+        group = None  # Slack sends a group that exists as <!subteam^…>; a bare @word it left as text is none
     target = mentioned_user(target_text) or group or target_text
     if target not in ctx.config.people and mentioned_user(target) is None and group is None:
-        shown = target_text[:40].replace("`", "'")
+        shown = clean_inline(target_text[:40])
         raise UsageError(
             f"`{shown}` is neither a person (`@alice`), a user group (`@oncall-team`) nor a role.", USAGE + _roles(ctx)
         )

@@ -7,6 +7,7 @@ from bot.context import ButtonClick, CommandRequest, Context, Reply, each
 from bot.errors import UsageError
 from bot.incidents import Incident, clean_title, resolve
 from bot.statuspage import GENERIC_RESOLVED
+from bot.text import length
 from commands.update import to_status_page
 
 USAGE = "/incident resolve [INC-n] [--public] [summary]"
@@ -23,9 +24,9 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
         summary = summary.removeprefix("--public").strip()
         if ctx.pager.statuspage is None:
             raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
-    if len(summary) > SUMMARY_MAX:
+    if length(summary) > SUMMARY_MAX:
         raise UsageError(
-            f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {len(summary):,}.",
+            f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {length(summary):,}.",
             USAGE,
         )
     return _resolve(ctx, req.incident_or_raise(), req.user, summary or None, public=public)

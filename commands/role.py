@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.config import INCIDENT_ROLES
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
-from bot.incidents import assign_role
+from bot.incidents import assign_role, clean_inline
 from bot.people import mentioned_user
 
 USAGE = "/incident role [INC-n] <commander|scribe|comms> <@user>"
@@ -29,7 +29,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
         raise UsageError("Name a role and a person.", USAGE)
     role, who = parts[0].lower(), parts[1]
     if role not in INCIDENT_ROLES:
-        shown = role[:30].replace("`", "'")
+        shown = clean_inline(role[:30])
         raise UsageError(f"`{shown}` is not an incident role. Roles: {', '.join(INCIDENT_ROLES)}.", USAGE)
     user = mentioned_user(who)
     if user is None:

@@ -11,13 +11,14 @@ from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors,
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
 from bot.incidents import STATUSES, Incident, post_update, snooze
-from bot.mrkdwn import user_text
 from bot.statuspage import GENERIC_BODY
+from bot.text import for_slack, length, plain
 
 USAGE = "/incident update [INC-n] [--public] [investigating|identified|monitoring] <what we know>"
 SUMMARY = "post a status update (resets the reminder clock)"
 NEEDS_INCIDENT = True
 UPDATE_MAX = 2900
+MESSAGE_MAX = 20_000  # mrkdwn of an update at its limit: escapes and mentions are longer than typed
 
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
@@ -39,8 +40,8 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
 
 
 def publish(ctx: Context, incident: Incident, user: str, text: str, status: str | None, public: bool = False) -> Reply:
-    if len(text) > UPDATE_MAX:
-        raise UsageError(f"Updates are limited to {UPDATE_MAX:,} characters; yours has {len(text):,}.", USAGE)
+    if length(text) > UPDATE_MAX:
+        raise UsageError(f"Updates are limited to {UPDATE_MAX:,} characters; yours has {length(text):,}.", USAGE)
     now = ctx.now()
     _, saved = ctx.store.change(
         incident, lambda current: post_update(current, text=text, status=status, by=user, now=now), now
@@ -48,7 +49,7 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
     ctx.timers.replan(saved.number)
     if public:
         to_status_page(ctx, saved, "update", status=saved.status, body=text)
-    message = f"*{saved.ref} update* ({saved.status}) from <@{user}>:\n{user_text(text, 2900)}"
+    message = f"*{saved.ref} update* ({saved.status}) from <@{user}>:\n{for_slack(text, MESSAGE_MAX)}"
 
     def announce() -> Reply | None:
         each(lambda: ctx.announcer.everywhere(saved, message), lambda: ctx.announcer.refresh(saved.number))
@@ -86,7 +87,10 @@ def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
 
 
 def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str | None = None, body: str = "") -> None:
-    """Queue a status page change; it is sent (and retried) like a page, never blocking Slack."""
+    """Queue a status page change; it is sent (and retried) like a page, never blocking Slack.
+
+    `body` is user text in the canonical form; the status page gets it as plain text.
+    """
     if ctx.pager.statuspage is None:
         return
     fired = ctx.store.fired_keys(incident.number)
@@ -96,7 +100,7 @@ def to_status_page(ctx: Context, incident: Incident, action: str, *, status: str
         # A lower severity made public by hand: open it there first (in general words: the
         # update was asked to go public, the title was not), then update it.
         to_status_page(ctx, incident, "create", body=GENERIC_BODY)
-    ctx.store.record_firing(incident.number, status_page_firing(action, status=status, body=body), ctx.now())
+    ctx.store.record_firing(incident.number, status_page_firing(action, status=status, body=plain(body)), ctx.now())
     ctx.timers.wake_deliveries()
 
 

@@ -97,7 +97,7 @@ def test_ack_command_and_bad_input(fast_bot):
     fast_bot.slack.wait_for_dm(PRIMARY, "You are paged")
     unknown_role = fast_bot.command("page INC-1 nightwatch")
     assert "`nightwatch` is neither a person" in unknown_role.text and "oncall_primary" in unknown_role.text
-    bad_role = fast_bot.command("role INC-1 overlord <@U0BOB|bob>")
+    bad_role = fast_bot.command("role INC-1 overlord @bob")
     assert "`overlord` is not an incident role" in bad_role.text
     assert fast_bot.bot.store.get(1).commander == PRIMARY
     assert "You acknowledged INC-1" in fast_bot.command("ack INC-1", user=SECOND).text
@@ -108,11 +108,11 @@ def test_manual_page_and_role_change(fast_bot):
     fast_bot.command("declare p3 Export button broken")
     fast_bot.slack.wait_for_dm(SUPPORT, "You are paged")
 
-    reply = fast_bot.command("page <@U0BOB|bob>")
+    reply = fast_bot.command("page @bob")
     assert reply.text == "Paging <@U0BOB> for INC-1."
     fast_bot.slack.wait_for_dm("U0BOB", "You are paged", with_button="incident_ack")
 
-    reply = fast_bot.command("role commander <@U0ALICE|alice>")
+    reply = fast_bot.command("role commander @alice")
     assert reply.text == "<@U0ALICE> is now commander of INC-1."
     fast_bot.slack.wait_for_dm("U0ALICE", "commander")
     fast_bot.slack.wait_for_message("C0INCIDENT", "<@U0ALICE>")

@@ -24,6 +24,7 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "conversations.create": (frozenset({"channels:manage"}),),
     "conversations.setTopic": (frozenset({"channels:manage"}), frozenset({"channels:write.topic"})),
     "conversations.invite": (frozenset({"channels:manage"}), frozenset({"channels:write.invites"})),
+    "conversations.join": (frozenset({"channels:join"}),),
     "conversations.open": (frozenset({"im:write"}),),
     "conversations.history": (frozenset({"channels:history", "im:history"}),),
     "conversations.replies": (frozenset({"channels:history", "im:history"}),),

@@ -47,6 +47,7 @@ class BotProcess:
             "INCIDENT_BOT_CONFIG": str(config),
             "INCIDENT_BOT_DB": str(tmp_path / "incident-bot.db"),
             "PORT": str(self.port),
+            "INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE": "1",  # FAST_CONFIG names the sandbox's people
         }
         self.env.pop("SLACK_APP_TOKEN", None)
         self.log = tmp_path / "bot.log"

@@ -35,7 +35,11 @@ class SandboxedBot:
         slack: SlackSandbox | None = None,
         preset: str = "healthy",
         setup_retry_s: float = 60.0,
+        wait_ready: bool = True,
+        slack_retry_s: float = 0.2,
     ) -> None:
+        """`wait_ready=False` returns from `start` once the port is open, while the bot is still
+        waiting for Slack (a test of start-up against a slow or down Slack)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
@@ -45,6 +49,8 @@ class SandboxedBot:
         self.gcp = GcpSandbox()
         self.preset = preset
         self.setup_retry_s = setup_retry_s
+        self.wait_ready = wait_ready
+        self.slack_retry_s = slack_retry_s
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -71,13 +77,18 @@ class SandboxedBot:
             cloud_logging_api_url=self.gcp.logging_url,
             db_path=self.db_path,
             port=0,
+            allow_example_people=True,
         )
-        self.bot = IncidentBot(settings, config, setup_retry_s=self.setup_retry_s)
-        self.bot.start()
+        self.bot = IncidentBot(settings, config, setup_retry_s=self.setup_retry_s, slack_retry_s=self.slack_retry_s)
+        # As `incident-bot serve` does: the port first, then whatever needs Slack.
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)
         self._thread = threading.Thread(target=self._server.run, name="bot-http", daemon=True)
         self._thread.start()
         self.platform = SlackPlatform(self.url, SIGNING_SECRET, self.slack)
+        if self.wait_ready:
+            self.bot.start()
+        else:
+            self.bot.start_in_background()
         return self
 
     @property

@@ -2116,6 +2116,10 @@ class SlackSandbox:
         with self._lock:
             return list(self._users.values())
 
+    def usergroups(self) -> list[Usergroup]:
+        with self._lock:
+            return list(self._usergroups.values())
+
     def conversation(self, ref: str) -> Conversation | None:
         """A conversation by ID, name ("#name" or "name") or user ID (their DM with the bot)."""
         with self._lock:

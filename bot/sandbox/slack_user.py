@@ -18,6 +18,7 @@ updates a modal after a submission.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -145,7 +146,10 @@ class SlackPlatform:
         timestamp: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> PlatformResult:
-        """Run `/incident <text>` as `user` in `channel`; Slack shows the ack to the user."""
+        """Run `/incident <text>` as `user` in `channel`; Slack shows the ack to the user.
+
+        `text` is what the person types; the bot receives it as Slack sends it (`slash_wire_text`).
+        """
         conv = self._conversation(channel)
         key = self.sandbox.new_response_key()
         response_url = self.sandbox.response_url(key, channel=conv.id, user=user)
@@ -159,7 +163,7 @@ class SlackPlatform:
             "user_id": user,
             "user_name": self._user_name(user),
             "command": command,
-            "text": text,
+            "text": slash_wire_text(self.sandbox, text),
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
@@ -393,6 +397,61 @@ class SlackPlatform:
         # What Slack shows the person when the app answers late or with an error status.
         reason = "operation_timeout" if result.timed_out else f"http_service_error ({result.status})"
         self.sandbox.record_platform_notice(channel, user, f'{command} failed with the error "{reason}"')
+
+
+_TYPED_ENTITY = re.compile(
+    r"(?P<url>\bhttps?://[^\s<>]+)"
+    r"|(?P<email>\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
+    r"|(?<![\w@])@(?P<at>[\w.-]+)"
+    r"|(?<![\w#&])#(?P<channel>[a-z0-9_-]+)"
+)
+_TRAILING_PUNCTUATION = ".,;:!?)]}'\""
+
+
+def slash_wire_text(sandbox: SlackSandbox, typed: str) -> str:
+    """What Slack sends as a slash command's `text` for what a person typed (`should_escape: true`).
+
+    `&`, `<` and `>` are entity-encoded; what Slack recognises becomes an entity: `@name` of a
+    workspace member `<@U…|name>`, `@handle` of a user group `<!subteam^S…|@handle>`,
+    `@here`/`@channel`/`@everyone` `<!here>`…, `#name` of a
+    channel `<#C…|name>`, a URL `<url>`, an email `<mailto:…|…>`. Anything else stays text.
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _TYPED_ENTITY.finditer(typed):
+        entity, used = _wire_entity(sandbox, match)
+        if entity is not None:
+            out.append(_encode(typed[pos : match.start()]) + entity)
+            pos = match.start() + used
+    out.append(_encode(typed[pos:]))
+    return "".join(out)
+
+
+def _wire_entity(sandbox: SlackSandbox, match: re.Match[str]) -> tuple[str | None, int]:
+    """(the entity Slack would send for this match, how many typed characters it covers)."""
+    word = match.group(0)
+    core = word.rstrip(_TRAILING_PUNCTUATION)
+    if match.group("url"):
+        return f"<{_encode(core)}>", len(core)
+    if match.group("email"):
+        return f"<mailto:{_encode(core)}|{_encode(core)}>", len(core)
+    name = core[1:]
+    if match.group("at"):
+        if name in ("here", "channel", "everyone"):
+            return f"<!{name}>", len(core)
+        user = next((u for u in sandbox.users() if u.name == name), None)
+        if user is not None:
+            return f"<@{user.id}|{name}>", len(core)
+        group = next((g for g in sandbox.usergroups() if g.handle == name and not g.disabled_at), None)
+        return (f"<!subteam^{group.id}|@{name}>", len(core)) if group else (None, 0)
+    conv = sandbox.channel_by_name(name)
+    if conv is None or conv.is_im or conv.is_mpim:
+        return None, 0
+    return f"<#{conv.id}|{name}>", len(core)
+
+
+def _encode(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _sign(secret: str, body: str, timestamp: int | None) -> dict[str, str]:
