@@ -21,7 +21,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import statuspage
+from bot import production, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -104,6 +104,8 @@ class IncidentBot:
         outage) is retried every `setup_retry_s` until it is complete.
         """
         self.timers.start()
+        # A rollback or scale under way when the process died: report it, never resend it.
+        self.work.submit(production.report_interrupted, self.ctx)
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True

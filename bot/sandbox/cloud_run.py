@@ -10,8 +10,12 @@ call (`run_v2/services/*/transports/rest_base.py`):
     GET   /v2/projects/{p}/locations/{l}/operations/{id}              operations.get
 
 A PATCH is applied at once (a changed template creates a revision; traffic is validated and
-resolved into `trafficStatuses`); its operation reports `done` after `operation_delay_s`.
-Resources are kept as the API's JSON (camelCase), so what the client sends comes back.
+resolved into `trafficStatuses`); with `updateMask` only the named fields change, without one
+the whole spec is replaced. Its operation reports `done` after `operation_delay_s`, or as
+`operation_plan` says (done only after N polls, never, or done with an error, in which case
+nothing was changed). `fail_changes` makes PATCH answer an API error (403 PERMISSION_DENIED,
+404 NOT_FOUND, 400 FAILED_PRECONDITION, 409 ABORTED...). Resources are kept as the API's JSON
+(camelCase), so what the client sends comes back.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +59,24 @@ _SPEC_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class OperationPlan:
+    """How the operations of the next PATCHes behave."""
+
+    polls: int = 0  # operations.get answers "not done" this many times first
+    never: bool = False  # the operation never finishes
+    error: tuple[int, str] | None = None  # finishes with this google.rpc error (code, message)
+
+
+@dataclass(frozen=True)
+class ChangeFault:
+    """PATCH is refused with this HTTP status, gRPC status name and message."""
+
+    status: int
+    grpc_status: str
+    message: str
+
+
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -69,6 +92,11 @@ class CloudRunEmulator(JsonServer):
         self._services: dict[str, dict[str, Any]] = {}
         self._revisions: dict[str, list[dict[str, Any]]] = {}
         self._operations: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.operation_plan = OperationPlan()
+        self._op_plans: dict[str, OperationPlan] = {}
+        self._change_fault: ChangeFault | None = None
+        # Called with the service JSON after each PATCH that changed it (the world reacts).
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
         svc = _LOC + r"/services/(?P<service>[^/:]+)"
         self.route("GET", svc, "services.get", self._get_service)
         self.route("PATCH", svc, "services.patch", self._patch_service)
@@ -86,6 +114,20 @@ class CloudRunEmulator(JsonServer):
                 service["name"]: sorted(copy.deepcopy(revisions), key=lambda r: r["createTime"], reverse=True)
             }
             self._operations = {}
+
+    def fail_changes(self, status: int, grpc_status: str, message: str = "injected failure") -> None:
+        """Answer every PATCH with this API error until `allow_changes()`."""
+        with self._state_lock:
+            self._change_fault = ChangeFault(status, grpc_status, message)
+
+    def allow_changes(self) -> None:
+        with self._state_lock:
+            self._change_fault = None
+            self.operation_plan = OperationPlan()
+
+    def patches(self) -> list[Request]:
+        """The services.patch requests received, oldest first."""
+        return [r for r in self.requests if r.endpoint == "services.patch"]
 
     def service(self, name: str) -> dict[str, Any]:
         """The stored service JSON (a copy), for assertions."""
@@ -132,6 +174,12 @@ class CloudRunEmulator(JsonServer):
             return google_error(400, "body must be a Service")
         mask = [p for p in req.query.get("updateMask", [""])[0].split(",") if p]
         with self._state_lock:
+            fault, plan = self._change_fault, self.operation_plan
+        if fault is not None:
+            return Response(
+                fault.status, {"error": {"code": fault.status, "message": fault.message, "status": fault.grpc_status}}
+            )
+        with self._state_lock:
             current = self._services.get(name)
             if current is None:
                 return _not_found(name)
@@ -142,17 +190,24 @@ class CloudRunEmulator(JsonServer):
                     updated[key] = copy.deepcopy(req.body[key])
                 elif not mask:
                     updated.pop(key, None)
+            revisions_before = list(self._revisions.get(name, []))
             error = self._reconcile(current, updated)
             if error:
                 return error
-            self._services[name] = updated
+            if plan.error is None:
+                self._services[name] = updated
+            else:  # a change that fails in its operation leaves the service as it was
+                self._revisions[name] = revisions_before
             op_name = f"{name.split('/services/')[0]}/operations/{uuid.uuid4()}"
+            self._op_plans[op_name] = plan
             operation = {
                 "name": op_name,
                 "metadata": {"@type": SERVICE_TYPE, **copy.deepcopy(updated)},
                 "done": False,
             }
             self._operations[op_name] = (time.monotonic() + self.operation_delay_s, updated)
+        if plan.error is None and self.on_change is not None:
+            self.on_change(copy.deepcopy(updated))
         return Response(200, operation)
 
     def _get_op(self, req: Request, match: re.Match[str]) -> Response:
@@ -160,11 +215,19 @@ class CloudRunEmulator(JsonServer):
         name = f"projects/{g['project']}/locations/{g['location']}/operations/{g['op']}"
         with self._state_lock:
             found = self._operations.get(name)
+            plan = self._op_plans.get(name, OperationPlan())
+            if plan.polls > 0:
+                self._op_plans[name] = replace(plan, polls=plan.polls - 1)
         if found is None:
             return _not_found(name)
         done_at, result = found
         operation: dict[str, Any] = {"name": name, "metadata": {"@type": SERVICE_TYPE, **result}}
-        if time.monotonic() >= done_at:
+        if plan.never or plan.polls > 0:
+            operation["done"] = False
+        elif plan.error is not None:
+            operation["done"] = True
+            operation["error"] = {"code": plan.error[0], "message": plan.error[1]}
+        elif time.monotonic() >= done_at:
             operation["done"] = True
             operation["response"] = {"@type": SERVICE_TYPE, **copy.deepcopy(result)}
         return Response(200, operation)
