@@ -37,7 +37,9 @@ def declare(running: SandboxedBot) -> str:
     return running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
 
-def propose(running: SandboxedBot, room: str, text: str = "rollback", user: str = LEAD, button: str = "rollback_confirm"):
+def propose(
+    running: SandboxedBot, room: str, text: str = "rollback", user: str = LEAD, button: str = "rollback_confirm"
+):
     reply = running.command(text, user=user, channel=room)
     assert "Reading" in reply.text, reply.text
     return running.slack.wait_for_message(room, "proposed by", with_button=button, timeout=10)
@@ -178,7 +180,12 @@ def test_a_stale_proposal_sends_nothing(running):
     proposal = propose(running, room)
     # Someone else moves traffic (by hand, in the console) before the click.
     running.gcp.cloud_run.load(
-        {**world.service, "trafficStatuses": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "percent": 100, "revision": world.previous_revision}]},
+        {
+            **world.service,
+            "trafficStatuses": [
+                {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "percent": 100, "revision": world.previous_revision}
+            ],
+        },
         world.revisions,
     )
 

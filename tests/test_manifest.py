@@ -94,5 +94,15 @@ def test_every_button_the_bot_renders_has_a_handler():
     from bot import ids
 
     handled = set(commands.actions())
-    rendered = {ids.ACK, ids.POST_UPDATE, ids.DIAGNOSE, ids.RESOLVE, ids.ROLLBACK_PROPOSE}
+    rendered = {
+        ids.ACK,
+        ids.POST_UPDATE,
+        ids.DIAGNOSE,
+        ids.RESOLVE,
+        ids.ROLLBACK_PROPOSE,
+        ids.ROLLBACK_CONFIRM,
+        ids.ROLLBACK_CANCEL,
+        ids.SCALE_CONFIRM,
+        ids.SCALE_CANCEL,
+    }
     assert rendered <= handled
