@@ -203,6 +203,8 @@ def test_a_stale_proposal_sends_nothing(running):
         ("forbidden", "roles/run.developer"),
         ("never_done", "had not finished it in time"),
         ("failed_precondition", "current state"),
+        ("not_found", "does not know the service or revision"),
+        ("conflict", "Someone else changed the service"),
     ],
 )
 def test_failures_are_reported_with_the_next_step(running, fault, expected):
@@ -213,6 +215,10 @@ def test_failures_are_reported_with_the_next_step(running, fault, expected):
         emulator.fail_changes(403, "PERMISSION_DENIED", "Permission 'run.services.update' denied")
     elif fault == "never_done":
         emulator.operation_plan = OperationPlan(never=True)
+    elif fault == "not_found":
+        emulator.fail_changes(404, "NOT_FOUND", "Resource 'tai-autonomics' was not found")
+    elif fault == "conflict":
+        emulator.fail_changes(409, "ABORTED", "Conflict for resource 'tai-autonomics': version mismatch")
     else:
         emulator.fail_changes(400, "FAILED_PRECONDITION", "Service is being deleted")
     room = declare(running)
@@ -346,3 +352,16 @@ def test_scale_bounds_are_refused_with_usage(running, args, why):
     reply = running.command(f"scale {args}", user=LEAD, channel=room)
     assert why in reply.text and "Usage: `/incident scale" in reply.text
     assert not running.bot.store.proposals()
+
+
+def test_the_demo_confirms_the_rollback_and_health_turns_green(tmp_path):
+    import io
+
+    from bot.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(db_path=str(tmp_path / "demo.db"), out=out) == 0
+    text = out.getvalue()
+    assert "presses [Roll back] and confirms the dialog" in text
+    assert "Health: 503 → 200" in text and "green after" in text
+    assert "*Done* by @lead" in text
