@@ -49,6 +49,7 @@ def proposal_blocks(
     who_may: str,
     expires_after: timedelta,
     target: RevisionState | None = None,
+    template_from: RevisionState | None = None,
 ) -> list[Block]:
     name = escape(service_short(service))
     lines = [f"*Traffic now:* {traffic_line(service)}"]
@@ -69,6 +70,13 @@ def proposal_blocks(
                 f":warning: Traffic is pinned to `{escape(p.serving_revision)}`, so the new revision "
                 "would get *no traffic*. Choose below whether to move all traffic to it as well."
             )
+            if template_from is not None and template_from.name != p.serving_revision:
+                # After a rollback the template still holds the rolled-back-from image.
+                lines.append(
+                    f":warning: The new revision is built from the service's template, which last made "
+                    f"`{escape(template_from.name)}` (image `{escape(template_from.image)}`), "
+                    f"not from `{escape(p.serving_revision)}`."
+                )
     lines.append(f"*Who may confirm:* {who_may}")
     blocks: list[Block] = [
         section(f"*{_TITLES[p.kind]}* {name} · {incident_ref} · proposed by <@{p.proposer}>"),

@@ -13,6 +13,7 @@ import logging
 from bot.context import Context
 from bot.errors import UsageError
 from bot.incidents import Incident
+from bot.people import mentioned_user
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ def describe(ctx: Context, action: str, incident: Incident | None) -> str:
         except Exception:  # noqa: BLE001
             found = []
         holders = ", ".join(f"<@{u}>" for u in found)
-        if ref.startswith("<@") or (ref[:1] in "UW" and ref.upper() == ref and "_" not in ref):
-            parts.append(f"<@{ref}>")
+        user = mentioned_user(ref)
+        if user:
+            parts.append(f"<@{user}>")
             continue
         name = "the incident " + ref.removeprefix("incident_") if ref.startswith("incident_") else f"`{ref}`"
         parts.append(f"{name} ({holders})" if holders else f"{name} (nobody now)")

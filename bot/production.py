@@ -15,7 +15,15 @@ import logging
 import time
 
 from bot import change_blocks, permissions
-from bot.cloud import ChangeError, ChangeResult, HealthResult, ServiceRef, ServiceState, short_revision
+from bot.cloud import (
+    ChangeError,
+    ChangeResult,
+    HealthResult,
+    RevisionState,
+    ServiceRef,
+    ServiceState,
+    short_revision,
+)
 from bot.context import Context, Reply
 from bot.errors import UsageError
 from bot.incidents import Incident, start_fix
@@ -75,7 +83,8 @@ def _post_proposal(
     ref = service_ref(ctx)
     try:
         service = ctx.cloud.get_service(ref)
-        revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_TO_READ) if kind == "rollback" else []
+        needs_revisions = kind == "rollback" or is_pinned(service)
+        revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_TO_READ) if needs_revisions else []
     except Exception as exc:  # noqa: BLE001 - the asker hears it; nothing was proposed
         log.warning("could not read %s for a proposal", ref.path, exc_info=True)
         return Reply(
@@ -121,12 +130,20 @@ def _post_proposal(
         permissions.describe(ctx, proposal.action, incident),
         ctx.config.rollback.expires_after,
         target_revision,
+        template_from=_template_revision(service, revisions) if proposal.pinned else None,
     )
     posted_channel, ts = ctx.slack.post(
         channel, change_blocks.proposal_text(proposal, incident.ref), blocks, thread_ts=thread_ts
     )
     ctx.store.set_proposal_message(proposal.id, posted_channel, ts)
+    if posted_channel != fallback_channel:
+        return Reply(f"The proposal is in <#{posted_channel}>.")
     return None
+
+
+def _template_revision(service: ServiceState, revisions: list[RevisionState]) -> RevisionState | None:
+    """The revision the service's template last made: a template change copies its image."""
+    return next((r for r in revisions if r.name == service.latest_created_revision), None)
 
 
 # -- confirm and cancel ----------------------------------------------------------------------

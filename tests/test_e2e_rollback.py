@@ -286,7 +286,12 @@ def test_two_person_rule_stops_the_proposer_confirming():
 # -- scale -------------------------------------------------------------------------------------
 
 
-def test_scale_memory_makes_a_new_revision_that_serves(running):
+def test_scale_memory_makes_a_new_revision_that_serves():
+    with SandboxedBot(config_text=CONFIG, preset="oom") as running:
+        _scale_memory(running)
+
+
+def _scale_memory(running: SandboxedBot) -> None:
     room = declare(running)
     proposal = propose(running, room, "scale memory 1Gi", button="scale_confirm")
     assert "512Mi → *1Gi*" in proposal.all_text
@@ -301,6 +306,7 @@ def test_scale_memory_makes_a_new_revision_that_serves(running):
     new = service["latestReadyRevision"].rsplit("/", 1)[-1]
     assert new != running.gcp.world.serving_revision
     assert f"`{new}` is Ready and serving" in message.all_text
+    assert "green" in message.all_text
 
 
 def test_scale_max_instances_when_traffic_is_pinned_moves_traffic_only_if_asked(running):
@@ -312,6 +318,7 @@ def test_scale_max_instances_when_traffic_is_pinned_moves_traffic_only_if_asked(
 
     proposal = propose(running, room, "scale max-instances 20", button="scale_confirm")
     assert "no traffic" in proposal.all_text
+    assert f"last made `{world.serving_revision}`" in proposal.all_text  # the template's image is the bad one
     move, stay = [b for b in proposal.buttons() if b["action_id"] == "scale_confirm"]
     assert move["value"].endswith(":move") and stay["value"].endswith(":stay")
 
@@ -325,13 +332,15 @@ def test_scale_max_instances_when_traffic_is_pinned_moves_traffic_only_if_asked(
     service = running.gcp.cloud_run.service(running.gcp.service_ref.path)
     assert service["trafficStatuses"][0]["revision"] == world.previous_revision
 
+    # Moving traffic to a new revision of the bad template brings the bad code back: reported.
     again = propose(running, room, "scale max-instances 30", button="scale_confirm")
     move = [b for b in again.buttons() if b["action_id"] == "scale_confirm"][0]
     running.click(move, user=LEAD, channel=room)
-    message = finished(running, room, again.ts, "succeeded")
+    message = finished(running, room, again.ts, "failed")
     patch = patches(running)[-1]
     assert patch.query["updateMask"] == ["template,traffic"]
     assert "is Ready and serving" in message.all_text
+    assert "Changed, but not healthy" in message.all_text and "never answered 200" in message.all_text
 
 
 @pytest.mark.parametrize(

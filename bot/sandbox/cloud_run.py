@@ -129,6 +129,16 @@ class CloudRunEmulator(JsonServer):
         """The services.patch requests received, oldest first."""
         return [r for r in self.requests if r.endpoint == "services.patch"]
 
+    def revision_image(self, service: str, revision: str) -> str | None:
+        """The container image of a revision (short or full name), for the world's health."""
+        full = _full_revision(service, revision)
+        with self._state_lock:
+            for found in self._revisions.get(service, []):
+                if found["name"] == full:
+                    containers = found.get("containers") or [{}]
+                    return str(containers[0].get("image") or "")
+        return None
+
     def service(self, name: str) -> dict[str, Any]:
         """The stored service JSON (a copy), for assertions."""
         with self._state_lock:
@@ -144,7 +154,15 @@ class CloudRunEmulator(JsonServer):
         name = self._service_name(match)
         with self._state_lock:
             found = self._services.get(name)
-            return Response(200, copy.deepcopy(found)) if found else _not_found(name)
+            if not found:
+                return _not_found(name)
+            service = copy.deepcopy(found)
+            # While a change's operation runs, the service says it is still reconciling.
+            service["reconciling"] = any(
+                result["name"] == name and not self._op_done(op, done_at)
+                for op, (done_at, result) in self._operations.items()
+            )
+            return Response(200, service)
 
     def _list_revisions(self, req: Request, match: re.Match[str]) -> Response:
         name = self._service_name(match)
@@ -184,12 +202,13 @@ class CloudRunEmulator(JsonServer):
             if current is None:
                 return _not_found(name)
             updated = copy.deepcopy(current)
-            for key in mask or _SPEC_FIELDS:
-                key = _camel(key.split(".")[0])
-                if key in req.body:
-                    updated[key] = copy.deepcopy(req.body[key])
-                elif not mask:
-                    updated.pop(key, None)
+            for path in mask or _SPEC_FIELDS:
+                # A field the mask names but the body leaves out is cleared (AIP-134).
+                _apply_mask_path(updated, req.body, [_camel(part) for part in path.split(".")])
+            if req.query.get("validateOnly", [""])[0] == "true":
+                check = copy.deepcopy(updated)
+                error = self._reconcile(copy.deepcopy(current), check, dry_run=True)
+                return error or Response(200, {"name": "", "done": True, "response": {"@type": SERVICE_TYPE, **check}})
             revisions_before = list(self._revisions.get(name, []))
             error = self._reconcile(current, updated)
             if error:
@@ -216,7 +235,7 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             found = self._operations.get(name)
             plan = self._op_plans.get(name, OperationPlan())
-            if plan.polls > 0:
+            if plan.polls > 0:  # this poll is answered "not done" and counts down
                 self._op_plans[name] = replace(plan, polls=plan.polls - 1)
         if found is None:
             return _not_found(name)
@@ -232,13 +251,20 @@ class CloudRunEmulator(JsonServer):
             operation["response"] = {"@type": SERVICE_TYPE, **copy.deepcopy(result)}
         return Response(200, operation)
 
+    def _op_done(self, name: str, done_at: float) -> bool:
+        """Whether operation `name` reports done now (caller holds the state lock)."""
+        plan = self._op_plans.get(name, OperationPlan())
+        if plan.never or plan.polls > 0:
+            return False
+        return plan.error is not None or time.monotonic() >= done_at
+
     # -- reconciliation --------------------------------------------------------------------
 
-    def _reconcile(self, before: dict[str, Any], after: dict[str, Any]) -> Response | None:
+    def _reconcile(self, before: dict[str, Any], after: dict[str, Any], dry_run: bool = False) -> Response | None:
         """Derive status from spec the way Cloud Run does, or return the API's error."""
         name = after["name"]
         now = self.clock()
-        revisions = self._revisions.setdefault(name, [])
+        revisions = list(self._revisions.get(name, [])) if dry_run else self._revisions.setdefault(name, [])
         template = after.get("template") or {}
         if _template_key(template) != _template_key(before.get("template") or {}):
             generation = int(after.get("generation") or 0) + 1
@@ -306,6 +332,23 @@ def _revision_from_template(service: str, name: str, template: dict[str, Any], n
         "conditions": [ready_condition(now)],
         "observedGeneration": "1",
     }
+
+
+def _apply_mask_path(target: dict[str, Any], source: dict[str, Any], path: list[str]) -> None:
+    """Copy the field at `path` from `source` into `target`, or clear it if `source` lacks it."""
+    head, rest = path[0], path[1:]
+    if not rest:
+        if head in source:
+            target[head] = copy.deepcopy(source[head])
+        else:
+            target.pop(head, None)
+        return
+    inner = source.get(head)
+    if not isinstance(inner, dict):
+        inner = {}
+    child = target.setdefault(head, {})
+    if isinstance(child, dict):
+        _apply_mask_path(child, inner, rest)
 
 
 def _template_key(template: dict[str, Any]) -> str:

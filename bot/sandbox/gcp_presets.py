@@ -444,8 +444,8 @@ class GcpSandbox:
         self.logging = LoggingEmulator()
         self.health = HealthServer()
         self.world: World | None = None
-        # The bad deploy's health follows traffic: once its revision no longer serves the most,
-        # the endpoint answers 200 again (after `warmup_s`, as instances of the old revision start).
+        # The bad deploy's health follows traffic: once its image no longer serves the most, the
+        # endpoint answers 200 again (after `warmup_s`, as instances of the old revision start).
         self.health_follows_traffic = True
         self.warmup_s = 0.0
         self.cloud_run.on_change = self._traffic_changed
@@ -509,7 +509,9 @@ class GcpSandbox:
         statuses = service.get("trafficStatuses") or []
         top: dict[str, Any] = max(statuses, key=lambda t: int(t.get("percent") or 0), default={})
         serving = top.get("revision") or str(service.get("latestReadyRevision", "")).rsplit("/", 1)[-1]
-        if serving == world.serving_revision:
+        # Health goes with the code: a new revision of the bad image (a scale-up) is as broken.
+        bad_image = self.cloud_run.revision_image(service["name"], world.serving_revision)
+        if self.cloud_run.revision_image(service["name"], serving) == bad_image:
             status, body = world.health_status, world.health_body
         else:
             status, body = 200, {"status": "healthy", "db": "connected", "pubsub": "connected"}
