@@ -192,7 +192,15 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
         return Reply(verdict.message)
     if incident is not None:
         _start_fix(ctx, incident, user, proposal)
-    execute(ctx, proposal)
+    try:
+        execute(ctx, proposal)
+    except Exception:  # noqa: BLE001 - the request may have reached Google: say so, never resend
+        log.exception("proposal %s failed while executing", proposal_id)
+        current = ctx.store.get_proposal(proposal_id)
+        if current is not None and current.status == "executing":
+            _finish(
+                ctx, current, "unknown", _unknown_text(ctx, current, "the bot hit an error while carrying this out")
+            )
     return None
 
 
@@ -435,15 +443,10 @@ def _start_fix(ctx: Context, incident: Incident, user: str, proposal: Proposal) 
 
 def report_interrupted(ctx: Context) -> None:
     """Changes the bot was carrying out when it stopped: say the outcome is unknown, never resend."""
-    ref = service_ref(ctx)
     for proposal in ctx.store.proposals("executing"):
-        line = (
-            f":grey_question: *Outcome unknown*: the bot stopped while it was carrying this out "
-            f"(confirmed by <@{proposal.confirmed_by}>). It has not been sent again. "
-            f"Next: check traffic with `gcloud run services describe {ref.name} --region={ref.region} "
-            f"--project={ref.project}` or `/incident diagnose`, then propose again if needed."
+        finished = _finish(
+            ctx, proposal, "unknown", _unknown_text(ctx, proposal, "the bot stopped while it was carrying this out")
         )
-        finished = _finish(ctx, proposal, "unknown", line)
         if finished.channel:
             try:
                 ctx.slack.post(
@@ -452,6 +455,16 @@ def report_interrupted(ctx: Context) -> None:
                 )
             except Exception:  # noqa: BLE001
                 log.warning("could not report proposal %s", proposal.id, exc_info=True)
+
+
+def _unknown_text(ctx: Context, proposal: Proposal, why: str) -> str:
+    ref = service_ref(ctx)
+    return (
+        f":grey_question: *Outcome unknown*: {why} (confirmed by <@{proposal.confirmed_by}>). "
+        "It has not been sent again. "
+        f"Next: check traffic with `gcloud run services describe {ref.name} --region={ref.region} "
+        f"--project={ref.project}` or `/incident diagnose`, then propose again if needed."
+    )
 
 
 def _seconds(value: float) -> str:
