@@ -93,7 +93,7 @@ def proposal_blocks(
         blocks.append({"type": "actions", "elements": [confirm, _plain(ids.ROLLBACK_CANCEL, value)]})
     elif p.pinned:
         # Two choices with the same action_id, so each sits in its own actions block.
-        question = f"{p.what.capitalize()} on {name}"
+        question = f"{_sentence(p.what)} on {name}"
         move = _button(
             "Change it and move traffic to the new revision",
             ids.SCALE_CONFIRM,
@@ -117,7 +117,7 @@ def proposal_blocks(
             "Confirm",
             ids.SCALE_CONFIRM,
             f"{value}:move",
-            _dialog("Change the service?", f"{p.what.capitalize()} on {name}? This makes a new revision.", "Confirm"),
+            _dialog("Change the service?", f"{_sentence(p.what)} on {name}? This makes a new revision.", "Confirm"),
         )
         blocks.append({"type": "actions", "elements": [confirm, _plain(ids.SCALE_CANCEL, value)]})
     minutes = humanize(expires_after)
@@ -138,6 +138,10 @@ def took(started: datetime | None, now: datetime) -> str:
         return ""
     seconds = (now - started).total_seconds()
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _button(label: str, action_id: str, value: str, confirm: dict[str, Any]) -> dict[str, Any]:

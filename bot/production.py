@@ -237,12 +237,12 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
             ctx,
             proposal,
             "failed",
-            f":x: *Not sent*: could not read {escape(ref.name)}'s traffic from Cloud Run ({type(exc).__name__}). "
+            f":x: *Not sent* ({escape(proposal.what)}): could not read {escape(ref.name)}'s traffic from Cloud Run ({type(exc).__name__}). "
             "Nothing was changed. Next: check Cloud Run is reachable, then propose again.",
         )
     stale = stale_message(proposal, serving_revision(before))
     if stale:
-        return _finish(ctx, proposal, "failed", f":no_entry: *Not sent*: {stale}")
+        return _finish(ctx, proposal, "failed", f":no_entry: *Not sent* ({escape(proposal.what)}): {stale}")
     doing = "Rolling back" if proposal.kind == "rollback" else "Changing the service"
     _edit(
         ctx,
@@ -289,7 +289,7 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
         if proposal.kind == "rollback"
         else "Next: run `/incident diagnose` and check the new revision's logs."
     )
-    head = f":x: *Changed, but not healthy* after {_seconds(elapsed)} (confirmed by {by})."
+    head = f":x: *Changed, but not healthy* after {_seconds(elapsed)}: {escape(proposal.what)} (confirmed by {by})."
     return _finish(ctx, proposal, "failed", head + "\n" + "\n".join(lines) + "\n" + next_step)
 
 
@@ -403,7 +403,7 @@ def _finish(ctx: Context, proposal: Proposal, status: str, line: str) -> Proposa
         line,
         ctx.now(),
         actor=actor,
-        text=f"{escape(proposal.what).capitalize()}: {summary}",
+        text=summary,
     )
     _edit(ctx, finished, line)
     return finished
@@ -460,7 +460,8 @@ def report_interrupted(ctx: Context) -> None:
 def _unknown_text(ctx: Context, proposal: Proposal, why: str) -> str:
     ref = service_ref(ctx)
     return (
-        f":grey_question: *Outcome unknown*: {why} (confirmed by <@{proposal.confirmed_by}>). "
+        f":grey_question: *Outcome unknown* ({escape(proposal.what)}): {why} "
+        f"(confirmed by <@{proposal.confirmed_by}>). "
         "It has not been sent again. "
         f"Next: check traffic with `gcloud run services describe {ref.name} --region={ref.region} "
         f"--project={ref.project}` or `/incident diagnose`, then propose again if needed."
