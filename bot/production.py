@@ -127,7 +127,8 @@ def _post_proposal(
         proposal,
         incident.ref,
         service,
-        permissions.describe(ctx, proposal.action, incident),
+        permissions.describe(ctx, proposal.action, incident)
+        + (f"; not <@{user}>, who proposed it (two-person rule)" if ctx.config.rollback.require_second_person else ""),
         ctx.config.rollback.expires_after,
         target_revision,
         template_from=_template_revision(service, revisions) if proposal.pinned else None,

@@ -273,6 +273,7 @@ def test_two_person_rule_stops_the_proposer_confirming():
     with SandboxedBot(config_text=config, preset="bad_deploy") as running:
         room = declare(running)
         proposal = propose(running, room)
+        assert "not <@U0LEAD>, who proposed it" in proposal.all_text
 
         own = running.click(proposal.button("rollback_confirm"), user=LEAD, channel=room)
         assert "someone else must confirm" in own.wait_response().text
