@@ -94,6 +94,7 @@ def test_api_errors_are_classified_and_nothing_changes(cloud, ref, sandbox, stat
     with pytest.raises(ChangeError) as caught:
         cloud.move_traffic(ref, sandbox.world.previous_revision, timeout_s=2, wait_s=5)
     assert caught.value.reason == reason and not caught.value.sent
+    assert len(sandbox.cloud_run.patches()) == 1  # never retried, not even a 503
     assert sandbox.cloud_run.service(ref.path)["trafficStatuses"] == sandbox.world.service["trafficStatuses"]
 
 
