@@ -11,6 +11,7 @@ emulators are reached. Google libraries are imported inside functions so the bot
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 import urllib.error
@@ -464,7 +465,9 @@ def change_error(exc: Exception, *, sent: bool) -> ChangeError:
         status = str(response.json().get("error", {}).get("status") or "") if response is not None else ""
     except Exception:  # noqa: BLE001 - a body that is not JSON: go by the exception class
         status = ""
-    message = str(getattr(exc, "message", "") or exc).splitlines()[0][:300]
+    message = str(getattr(exc, "message", "") or exc).splitlines()[0]
+    # REST errors start with the request line ("PATCH https://…: "): the reader needs the reason.
+    message = re.sub(r"^[A-Z]+ https?://\S+: ", "", message)[:300]
     if isinstance(exc, (gexc.PermissionDenied, gexc.Forbidden, gexc.Unauthenticated, gexc.Unauthorized)):
         reason = "permission_denied"
     elif isinstance(exc, gexc.NotFound):
@@ -473,7 +476,7 @@ def change_error(exc: Exception, *, sent: bool) -> ChangeError:
         reason = "failed_precondition"
     elif isinstance(exc, (gexc.Conflict, gexc.Aborted)):
         reason = "conflict"
-    elif isinstance(exc, gexc.InvalidArgument):
+    elif isinstance(exc, (gexc.InvalidArgument, gexc.BadRequest)):
         reason = "invalid"
     elif isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError, OSError)):
         reason = "unavailable"

@@ -378,7 +378,10 @@ def _failure_text(ctx: Context, proposal: Proposal, exc: ChangeError, elapsed: f
             "Someone else changed the service at the same moment. Nothing was changed by this request. "
             f"Next: look at the service with {describe}, then propose again."
         ),
-        "invalid": "Cloud Run rejected the request as invalid. Nothing was changed. Next: tell the bot's maintainers.",
+        "invalid": (
+            "Cloud Run rejected the value. Nothing was changed. Next: fix what it names (memory above "
+            "4Gi needs more CPUs: `gcloud run services update --cpu`), then propose again."
+        ),
         "timeout": (
             "Cloud Run accepted the change but had not finished it in time; it may still complete. "
             f"Next: check traffic with {describe} before proposing again (the bot does not resend)."

@@ -344,6 +344,18 @@ def test_scale_max_instances_when_traffic_is_pinned_moves_traffic_only_if_asked(
     assert "Changed, but not healthy" in message.all_text and "never answered 200" in message.all_text
 
 
+def test_a_memory_limit_cloud_run_refuses_is_reported_with_the_next_step():
+    with SandboxedBot(config_text=CONFIG, preset="oom") as running:
+        room = declare(running)
+        proposal = propose(running, room, "scale memory 8Gi", button="scale_confirm")
+
+        running.click(proposal.button("scale_confirm"), user=LEAD, channel=room)
+
+        message = finished(running, room, proposal.ts, "failed")
+        assert "cpu must be at least 2" in message.all_text and "--cpu" in message.all_text
+        assert len(patches(running)) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "why"),
     [

@@ -266,6 +266,9 @@ class CloudRunEmulator(JsonServer):
         now = self.clock()
         revisions = list(self._revisions.get(name, [])) if dry_run else self._revisions.setdefault(name, [])
         template = after.get("template") or {}
+        invalid = _resources_error(template)
+        if invalid:
+            return google_error(400, invalid)
         if _template_key(template) != _template_key(before.get("template") or {}):
             generation = int(after.get("generation") or 0) + 1
             short = name.rsplit("/", 1)[-1]
@@ -349,6 +352,49 @@ def _apply_mask_path(target: dict[str, Any], source: dict[str, Any], path: list[
     child = target.setdefault(head, {})
     if isinstance(child, dict):
         _apply_mask_path(child, inner, rest)
+
+
+# Cloud Run's minimum CPUs for a memory limit: more than 4Gi needs 2, 8Gi 4, 16Gi 6, 24Gi 8.
+_CPU_FOR_MEMORY = ((24 * 2**30, 8), (16 * 2**30, 6), (8 * 2**30, 4), (4 * 2**30, 2))
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T|m)?$")
+_FACTORS = {
+    None: 1,
+    "m": 0.001,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def _quantity(value: Any) -> float | None:
+    match = _QUANTITY.match(str(value or "").strip())
+    return float(match.group(1)) * _FACTORS[match.group(2)] if match else None
+
+
+def _resources_error(template: dict[str, Any]) -> str | None:
+    """The API's INVALID_ARGUMENT for container limits Cloud Run does not allow, else None."""
+    for container in template.get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        memory = _quantity(limits.get("memory")) if limits.get("memory") else None
+        if limits.get("memory") and memory is None:
+            return f"Invalid value specified for memory: {limits['memory']!r}"
+        if memory is None:
+            continue
+        if memory > 32 * 2**30:
+            return f"Invalid value specified for memory: {limits['memory']}. The maximum is 32Gi."
+        cpu = _quantity(limits.get("cpu")) or 1.0
+        for above, needed in _CPU_FOR_MEMORY:
+            if memory > above and cpu < needed:
+                return (
+                    f"Invalid value specified for memory. For {limits['memory']} of memory, "
+                    f"cpu must be at least {needed} (it is {limits.get('cpu', '1')})."
+                )
+    return None
 
 
 def _template_key(template: dict[str, Any]) -> str:
