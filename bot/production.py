@@ -28,6 +28,7 @@ from bot.context import Context, Reply
 from bot.errors import UsageError
 from bot.incidents import Incident, start_fix
 from bot.mrkdwn import escape
+from bot.people import mentioned_user
 from bot.proposals import (
     Proposal,
     TargetError,
@@ -127,7 +128,7 @@ def _post_proposal(
         proposal,
         incident.ref,
         service,
-        permissions.describe(ctx, proposal.action, incident)
+        who_may_confirm(ctx, incident)
         + (f"; not <@{user}>, who proposed it (two-person rule)" if ctx.config.rollback.require_second_person else ""),
         ctx.config.rollback.expires_after,
         target_revision,
@@ -140,6 +141,26 @@ def _post_proposal(
     if posted_channel != fallback_channel:
         return Reply(f"The proposal is in <#{posted_channel}>.")
     return None
+
+
+def who_may_confirm(ctx: Context, incident: Incident) -> str:
+    """`the incident commander (<@U1>), `tech_lead` (<@U3>)`: `rollback.allowed`, resolved now.
+
+    Kept here rather than in bot/permissions.py, whose only contract is `require`."""
+    parts = []
+    for ref in ctx.config.rollback_allowed:
+        user = mentioned_user(ref)
+        if user:
+            parts.append(f"<@{user}>")
+            continue
+        try:
+            found, _ = ctx.directory.resolve(ref, incident)
+        except Exception:  # noqa: BLE001 - an email Slack cannot look up now: shown as nobody
+            found = []
+        holders = ", ".join(f"<@{u}>" for u in found) or "nobody now"
+        name = "the incident " + ref.removeprefix("incident_") if ref.startswith("incident_") else f"`{ref}`"
+        parts.append(f"{name} ({holders})")
+    return ", ".join(parts) or "nobody (see `rollback.allowed` in the config)"
 
 
 def _template_revision(service: ServiceState, revisions: list[RevisionState]) -> RevisionState | None:
