@@ -14,9 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from bot.cloud import RevisionState, ServiceState
 
-KINDS = ("rollback", "scale_memory", "scale_max_instances")
-STATUSES = ("pending", "executing", "succeeded", "failed", "cancelled", "expired", "unknown")
-FINISHED = ("succeeded", "failed", "cancelled", "expired", "unknown")
 DEFAULT_EXPIRES_AFTER = timedelta(minutes=15)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -41,14 +38,14 @@ _UNITS = {
 class Proposal:
     id: int
     incident: int
-    kind: str  # one of KINDS
+    kind: str  # rollback | scale_memory | scale_max_instances
     target: str  # a revision id, a memory limit (`1Gi`) or an instance count (`20`)
     current: str  # what it is now: the serving revision, the memory limit, the cap
     serving_revision: str  # the revision serving the most traffic when it was proposed
     pinned: bool  # traffic is pinned to a revision, so a new revision would get none
     proposer: str
     created_at: datetime
-    status: str = "pending"
+    status: str = "pending"  # pending | executing | succeeded | failed | cancelled | expired | unknown
     outcome: str = ""
     move_traffic: bool = False  # scale only: also send all traffic to the new revision
     confirmed_by: str | None = None
@@ -187,13 +184,6 @@ def parse_memory(text: str) -> tuple[str, int]:
     if not MEMORY_MIN <= size <= MEMORY_MAX:
         raise ValueError(f"Memory must be between 128Mi and 32Gi; `{match.group(0)}` is not.")
     return match.group(0), size
-
-
-def memory_bytes(text: str | None) -> int | None:
-    if not text:
-        return None
-    match = _MEMORY.match(text.strip())
-    return int(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
 def parse_instances(text: str) -> int:
