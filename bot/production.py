@@ -35,6 +35,7 @@ from bot.proposals import (
     Verdict,
     confirm_verdict,
     is_pinned,
+    memory_bytes,
     rollback_target,
     serving_revision,
     stale_message,
@@ -103,8 +104,15 @@ def _post_proposal(
         value, current = str(target), service.memory_limit or ""
     else:
         value, current = str(target), str(service.max_instances or "")
-    if kind != "rollback" and value == current:
-        raise UsageError(f"{ref.name} already has {value}; nothing to change.", "/incident scale memory|max-instances")
+    same = memory_bytes(value) == memory_bytes(current) if kind == "scale_memory" else value == current
+    if kind != "rollback" and same:
+        raise UsageError(
+            f"{ref.name} already has {current}; nothing to change.", "/incident scale memory|max-instances"
+        )
+    where = ctx.announcer.war_room_target(incident)
+    channel, thread_ts = where if where else (fallback_channel, None)
+    if not channel:
+        return Reply("The incident has no war room or announcement yet; propose again in a moment.")
     now = ctx.now()
     draft = Proposal(
         id=0,
@@ -120,10 +128,6 @@ def _post_proposal(
     proposal = ctx.store.create_proposal(
         draft, now, f"<@{user}> proposed to {escape(draft.what)} (from {escape(current or 'unset')})"
     )
-    where = ctx.announcer.war_room_target(incident)
-    channel, thread_ts = where if where else (fallback_channel, None)
-    if not channel:
-        return Reply("The incident has no war room or announcement yet; propose again in a moment.")
     blocks = change_blocks.proposal_blocks(
         proposal,
         incident.ref,

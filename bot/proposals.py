@@ -186,6 +186,12 @@ def parse_memory(text: str) -> tuple[str, int]:
     return match.group(0), size
 
 
+def memory_bytes(text: str | None) -> int | None:
+    """`1Gi` -> 1073741824, or None when it is not a size (so `1Gi` and `1024Mi` compare equal)."""
+    match = _MEMORY.match((text or "").strip())
+    return int(match.group(1)) * _UNITS[match.group(2)] if match else None
+
+
 def parse_instances(text: str) -> int:
     """`20` -> 20, within 1..1000; ValueError says why not."""
     value = text.strip()

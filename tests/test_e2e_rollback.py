@@ -394,3 +394,13 @@ def test_the_demo_confirms_the_rollback_and_health_turns_green(tmp_path):
     assert "presses [Roll back] and confirms the dialog" in text
     assert "Health: 503 → 200" in text and "green after" in text
     assert "*Done* by @lead" in text
+
+
+@pytest.mark.parametrize("args", ["memory 512Mi", "memory 524288Ki", "max-instances 10"])
+def test_scaling_to_the_current_value_proposes_nothing(args):
+    with SandboxedBot(config_text=CONFIG, preset="oom") as running:
+        room = declare(running)
+        reply = running.command(f"scale {args}", user=LEAD, channel=room)
+        said = reply.wait_response(lambda r: "already has" in r.text, timeout=10)
+        assert "nothing to change" in said.text
+        assert not running.bot.store.proposals()
