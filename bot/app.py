@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import permissions, statuspage
+from bot import permissions, production, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -135,6 +135,8 @@ class IncidentBot:
                 HandoffNotices(self.config, self.store, self.slack, self.announcer, self.directory, self.timers.clock)
             )
         self.work.submit(self.directory.warn_unknown_usergroups)
+        # A rollback or scale under way when the process died: report it, never resend it.
+        self.work.submit(production.report_interrupted, self.ctx)
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True

@@ -15,6 +15,7 @@ Google libraries are imported inside functions so the bot starts fast.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.error
@@ -129,6 +130,21 @@ class ChangeResult:
 
     operation: str
     service: ServiceState
+
+
+class ChangeError(Exception):
+    """Cloud Run refused a change or did not finish it in time.
+
+    `reason` is one of permission_denied, not_found, failed_precondition, conflict, invalid,
+    timeout, unavailable, error; `sent` says whether Google accepted the request (so the change
+    may still be happening) or refused it outright (nothing changed).
+    """
+
+    def __init__(self, reason: str, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.sent = sent
 
 
 class CloudSources:
@@ -258,6 +274,80 @@ class CloudSources:
 
         return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
 
+    def move_traffic(
+        self, ref: ServiceRef, revision: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, wait_s: float = DEFAULT_WAIT_S
+    ) -> ChangeResult:
+        """All traffic to `revision`, nothing else touched (update mask `traffic`); waits for
+        the operation. Raises ChangeError."""
+        from google.cloud import run_v2
+
+        target = run_v2.TrafficTarget(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+            revision=short_revision(revision),
+            percent=100,
+        )
+        service = run_v2.Service(name=ref.path, traffic=[target])
+        return self._patch(service, ["traffic"], timeout_s=timeout_s, wait_s=wait_s)
+
+    def change_template(
+        self,
+        ref: ServiceRef,
+        *,
+        memory: str | None = None,
+        max_instances: int | None = None,
+        traffic_to_latest: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Change the revision template (memory limit, instance cap), which makes a new
+        revision; with `traffic_to_latest`, also send all traffic to it. Raises ChangeError."""
+        from google.cloud import run_v2
+
+        try:
+            current = self._get_service_proto(ref, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - classified for the person who confirmed
+            raise change_error(exc, sent=False) from exc
+        template = current.template
+        if memory is not None:
+            for container in template.containers:
+                container.resources.limits["memory"] = memory
+        if max_instances is not None:
+            template.scaling.max_instance_count = max_instances
+        template.revision = ""  # let Cloud Run name the new revision
+        service = run_v2.Service(name=ref.path, template=template)
+        mask = ["template"]
+        if traffic_to_latest:
+            service.traffic = [
+                run_v2.TrafficTarget(
+                    type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
+                )
+            ]
+            mask.append("traffic")
+        return self._patch(service, mask, timeout_s=timeout_s, wait_s=wait_s)
+
+    def _patch(self, service: Any, mask: list[str], *, timeout_s: float, wait_s: float) -> ChangeResult:
+        import concurrent.futures
+
+        from google.cloud import run_v2
+        from google.protobuf import field_mask_pb2
+
+        request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=mask))
+        try:
+            operation = self._run_client("services").update_service(request=request, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001
+            raise change_error(exc, sent=False) from exc
+        try:
+            result = operation.result(timeout=wait_s)
+        except concurrent.futures.TimeoutError as exc:
+            raise ChangeError(
+                "timeout",
+                f"Cloud Run accepted the change but its operation had not finished after {wait_s:.0f} s",
+                sent=True,
+            ) from exc
+        except Exception as exc:  # noqa: BLE001
+            raise change_error(exc, sent=True) from exc
+        return ChangeResult(operation=operation.operation.name, service=service_state(result))
+
     def _get_service_proto(self, ref: ServiceRef, timeout_s: float) -> Any:
         return self._run_client("services").get_service(name=ref.path, timeout=timeout_s)
 
@@ -385,6 +475,36 @@ def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") ->
     if condition:
         parts.append(condition)
     return " AND ".join(parts)
+
+
+def change_error(exc: Exception, *, sent: bool) -> ChangeError:
+    """A Google client error as a ChangeError whose reason says what the next step is."""
+    from google.api_core import exceptions as gexc
+
+    status = ""
+    response = getattr(exc, "response", None)
+    try:
+        status = str(response.json().get("error", {}).get("status") or "") if response is not None else ""
+    except Exception:  # noqa: BLE001 - a body that is not JSON: go by the exception class
+        status = ""
+    message = str(getattr(exc, "message", "") or exc).splitlines()[0]
+    # REST errors start with the request line ("PATCH https://…: "): the reader needs the reason.
+    message = re.sub(r"^[A-Z]+ https?://\S+: ", "", message)[:300]
+    if isinstance(exc, (gexc.PermissionDenied, gexc.Forbidden, gexc.Unauthenticated, gexc.Unauthorized)):
+        reason = "permission_denied"
+    elif isinstance(exc, gexc.NotFound):
+        reason = "not_found"
+    elif isinstance(exc, gexc.FailedPrecondition) or status == "FAILED_PRECONDITION":
+        reason = "failed_precondition"
+    elif isinstance(exc, (gexc.Conflict, gexc.Aborted)):
+        reason = "conflict"
+    elif isinstance(exc, (gexc.InvalidArgument, gexc.BadRequest)):
+        reason = "invalid"
+    elif isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError, OSError)):
+        reason = "unavailable"
+    else:
+        reason = "error"
+    return ChangeError(reason, message, sent=sent)
 
 
 def short_revision(name: str) -> str:

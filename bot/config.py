@@ -72,6 +72,16 @@ class StatuspageConfig:
 
 
 @dataclass(frozen=True)
+class RollbackRules:
+    """How confirmed production changes (rollback, scale) are carried out."""
+
+    require_second_person: bool = False  # the proposer cannot confirm their own proposal
+    expires_after: timedelta = timedelta(minutes=15)  # an unconfirmed proposal goes stale
+    operation_timeout: timedelta = timedelta(minutes=5)  # wait for Cloud Run's operation
+    health_timeout: timedelta = timedelta(seconds=60)  # wait for the health endpoint's 200
+
+
+@dataclass(frozen=True)
 class Config:
     channel: str
     war_room_severities: tuple[str, ...]
@@ -87,6 +97,7 @@ class Config:
     # action -> who may (bot/permissions.py); every known action, defaults filled in.
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
+    rollback: RollbackRules = field(default_factory=RollbackRules)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:
@@ -279,7 +290,12 @@ class _Reader:
         if service.health_url and not re.match(r"^https?://", service.health_url):
             self.error("service.health_url", f"{service.health_url!r} must be an http(s) URL")
 
-        rollback = self.mapping(top.get("rollback"), "rollback", {"allowed"})
+        rollback = self.mapping(
+            top.get("rollback"),
+            "rollback",
+            {"allowed", "require_second_person", "expires_after", "operation_timeout", "health_timeout"},
+        )
+        rollback_rules = self.rollback_rules(rollback)
         incident_roles = {f"incident_{r}" for r in INCIDENT_ROLES}
         allowed = self.people_refs(
             rollback.get("allowed", ["incident_commander"]),
@@ -319,6 +335,7 @@ class _Reader:
             statuspage=statuspage,
             permissions=permissions,
             schedules=schedules,
+            rollback=rollback_rules,
             source=source,
         )
 
@@ -415,6 +432,20 @@ class _Reader:
             self.error(key, f"{value!r} is not a date (use YYYY-MM-DD, e.g. 2026-11-02)")
             return None
 
+    def rollback_rules(self, block: dict[str, Any]) -> RollbackRules:
+        default = RollbackRules()
+        second = block.get("require_second_person", False)
+        if not isinstance(second, bool):
+            self.error("rollback.require_second_person", f"must be true or false, got {second!r}")
+            second = False
+        durations = {}
+        for key in ("expires_after", "operation_timeout", "health_timeout"):
+            value = self.duration(block.get(key), f"rollback.{key}")
+            if value is not None and value <= timedelta(0):
+                self.error(f"rollback.{key}", "must be longer than 0s")
+            durations[key] = value if value else getattr(default, key)
+        return RollbackRules(require_second_person=second, **durations)
+
     def severity(self, name: str, body: Any, roles: set[str]) -> SeverityPolicy | None:
         key = f"severities.{name}"
         body = self.mapping(
@@ -500,7 +531,13 @@ def describe(config: Config) -> str:
             "due_after": fmt(config.postmortem_due_after),
         },
         "service": vars(config.service),
-        "rollback": {"allowed": list(config.rollback_allowed)},
+        "rollback": {
+            "allowed": list(config.rollback_allowed),
+            "require_second_person": config.rollback.require_second_person,
+            "expires_after": fmt(config.rollback.expires_after),
+            "operation_timeout": fmt(config.rollback.operation_timeout),
+            "health_timeout": fmt(config.rollback.health_timeout),
+        },
         "permissions": {action: list(refs) for action, refs in config.permissions.items()},
     }
     if config.runbook_path:

@@ -61,7 +61,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 
         say("▶ @primary in the war room: /incident diagnose")
         world.command("diagnose", user="U0PRIMARY", channel=room)
-        slack.wait_for_message(room, "Diagnosis ·", timeout=20)
+        summary = slack.wait_for_message(room, "Diagnosis ·", timeout=20)
 
         say("▶ @primary: /incident update identified Bad deploy 00043; rolling back to 00042")
         world.command(
@@ -70,6 +70,24 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
             channel=room,
         )
         slack.wait_for_message(room, "rolling back to 00042")
+
+        say("▶ @primary presses [Roll back to …00042…] on the diagnosis")
+        world.click(summary.button("rollback_propose"), user="U0PRIMARY", channel=room)
+        proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        say("  → proposal in the war room: traffic now, the target revision, who may confirm")
+        # The old revision's instances take a moment to start, so the first probes still fail.
+        world.gcp.warmup_s = 1.5
+        say("▶ @lead presses [Roll back] and confirms the dialog")
+        world.click(proposal.button("rollback_confirm"), user="U0LEAD", channel=room)
+        done = slack.wait_for(
+            lambda: next(
+                (m for m in slack.messages_in(room) if m.ts == proposal.ts and "Health:" in m.all_text),
+                None,
+            ),
+            timeout=30,
+        )
+        health = next((line for line in done.all_text.splitlines() if "Health:" in line), "")
+        say(f"  → traffic moved; {health.strip('*').replace('*', '')}")
 
         say("▶ @primary: /incident resolve Rolled back to 00042; error rate back under 1%")
         world.command("resolve Rolled back to 00042; error rate back under 1%", user="U0PRIMARY", channel=room)

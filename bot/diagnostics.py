@@ -708,7 +708,7 @@ def bad_deployment(report: Report) -> Match | None:
     )
     if previous:
         reason += f" Last healthy revision: {previous}."
-        step = f"Roll back to {previous}: press Roll back for the exact command"
+        step = f"Roll back to {previous}: press Roll back to propose it; an allowed person confirms"
     else:
         reason += " No earlier healthy revision found to roll back to."
         step = "Find the last good revision: gcloud run revisions list"

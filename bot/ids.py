@@ -1,7 +1,7 @@
 """Every Block Kit action_id and modal callback_id the bot uses, defined once.
 
-`incident_ack`, `rollback_confirm` and `rollback_cancel` are a contract with outside tools
-(DESIGN.md): never rename them.
+`incident_ack`, `rollback_confirm`, `rollback_cancel`, `scale_confirm` and `scale_cancel` are a
+contract with outside tools (DESIGN.md): never rename them.
 """
 
 ACK = "incident_ack"
@@ -11,6 +11,8 @@ RESOLVE = "incident_resolve"
 ROLLBACK_PROPOSE = "rollback_propose"
 ROLLBACK_CONFIRM = "rollback_confirm"
 ROLLBACK_CANCEL = "rollback_cancel"
+SCALE_CONFIRM = "scale_confirm"  # value: "<incident>:<proposal>:move" or ":stay" (traffic pinned)
+SCALE_CANCEL = "scale_cancel"  # value: "<incident>:<proposal>"
 SNOOZE_30M = "reminder_snooze_30m"  # value: "<incident number>:30"
 SNOOZE_1H = "reminder_snooze_1h"  # value: "<incident number>:60"
 

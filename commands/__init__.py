@@ -24,6 +24,8 @@ VERBS = (
     "page",
     "role",
     "diagnose",
+    "rollback",
+    "scale",
     "resolve",
     "list",
     "runbook",

@@ -11,7 +11,6 @@ from bot import diagnose_blocks, ids
 from bot.cloud import ServiceRef
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.diagnostics import diagnose, triage
-from bot.errors import UsageError
 from bot.incidents import Incident, start_fix
 from bot.mrkdwn import escape
 
@@ -72,28 +71,5 @@ def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
     return None
 
 
-def on_rollback_click(ctx: Context, click: ButtonClick) -> Reply:
-    """The summary's Roll back button: the exact command for the revision triage proposed."""
-    incident = click.incident_or_raise()
-    _, _, revision = click.value.partition(":")
-    if not revision:
-        raise UsageError("That button carries no revision; run `/incident diagnose` again.")
-    service = ctx.config.service
-    command = (
-        f"gcloud run services update-traffic {service.name} --region={service.region} "
-        f"--project={service.project} --to-revisions={revision}=100"
-    )
-    ctx.store.add_event(
-        incident.number,
-        ctx.now(),
-        "rollback-proposed",
-        click.user,
-        f"<@{click.user}> asked to roll back to `{escape(revision)}`",
-    )
-    return Reply(
-        f"Roll back {incident.ref} to `{escape(revision)}` (the last healthy revision) with:\n```{escape(command)}```\n"
-        "Then run `/incident diagnose` again to verify health."
-    )
-
-
-ACTIONS = {ids.DIAGNOSE: on_click, ids.ROLLBACK_PROPOSE: on_rollback_click}
+# The summary's Roll back button (`rollback_propose`) is handled by commands/rollback.py.
+ACTIONS = {ids.DIAGNOSE: on_click}

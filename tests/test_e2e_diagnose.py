@@ -62,9 +62,11 @@ def test_the_diagnose_button_and_the_roll_back_button():
         button = summary.button("rollback_propose")
         revision = running.gcp.world.previous_revision
         assert button["value"] == f"1:{revision}"
-        click = running.click(button, user="U0LEAD", channel=room)
-        said = click.wait_response(lambda r: "gcloud run services update-traffic" in r.text)
-        assert f"--to-revisions={revision}=100" in said.text
+        running.click(button, user="U0LEAD", channel=room)
+        # The button opens the same confirmed proposal as `/incident rollback` (test_e2e_rollback.py).
+        proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        assert f"Roll back to:* `{revision}`" in proposal.all_text
+        assert not running.gcp.cloud_run.patches()
 
 
 def test_a_failing_source_is_named_while_the_others_still_report():

@@ -10,8 +10,12 @@ call (`run_v2/services/*/transports/rest_base.py`):
     GET   /v2/projects/{p}/locations/{l}/operations/{id}              operations.get
 
 A PATCH is applied at once (a changed template creates a revision; traffic is validated and
-resolved into `trafficStatuses`); its operation reports `done` after `operation_delay_s`.
-Resources are kept as the API's JSON (camelCase), so what the client sends comes back.
+resolved into `trafficStatuses`); with `updateMask` only the named fields change, without one
+the whole spec is replaced. Its operation reports `done` after `operation_delay_s`, or as
+`operation_plan` says (done only after N polls, never, or done with an error, in which case
+nothing was changed). `fail_changes` makes PATCH answer an API error (403 PERMISSION_DENIED,
+404 NOT_FOUND, 400 FAILED_PRECONDITION, 409 ABORTED...). Resources are kept as the API's JSON
+(camelCase), so what the client sends comes back.
 
 `revisions.list` pages like the API: an opaque `nextPageToken` while more remain, none on the
 last page, a token only valid for the same parent and page size. The API reference promises
@@ -30,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +71,24 @@ _SPEC_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class OperationPlan:
+    """How the operations of the next PATCHes behave."""
+
+    polls: int = 0  # operations.get answers "not done" this many times first
+    never: bool = False  # the operation never finishes
+    error: tuple[int, str] | None = None  # finishes with this google.rpc error (code, message)
+
+
+@dataclass(frozen=True)
+class ChangeFault:
+    """PATCH is refused with this HTTP status, gRPC status name and message."""
+
+    status: int
+    grpc_status: str
+    message: str
+
+
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -83,6 +106,11 @@ class CloudRunEmulator(JsonServer):
         self._services: dict[str, dict[str, Any]] = {}
         self._revisions: dict[str, list[dict[str, Any]]] = {}
         self._operations: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.operation_plan = OperationPlan()
+        self._op_plans: dict[str, OperationPlan] = {}
+        self._change_fault: ChangeFault | None = None
+        # Called with the service JSON after each PATCH that changed it (the world reacts).
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
         svc = _LOC + r"/services/(?P<service>[^/:]+)"
         self.route("GET", svc, "services.get", self._get_service)
         self.route("PATCH", svc, "services.patch", self._patch_service)
@@ -101,6 +129,30 @@ class CloudRunEmulator(JsonServer):
             }
             self._operations = {}
 
+    def fail_changes(self, status: int, grpc_status: str, message: str = "injected failure") -> None:
+        """Answer every PATCH with this API error until `allow_changes()`."""
+        with self._state_lock:
+            self._change_fault = ChangeFault(status, grpc_status, message)
+
+    def allow_changes(self) -> None:
+        with self._state_lock:
+            self._change_fault = None
+            self.operation_plan = OperationPlan()
+
+    def patches(self) -> list[Request]:
+        """The services.patch requests received, oldest first."""
+        return [r for r in self.requests if r.endpoint == "services.patch"]
+
+    def revision_image(self, service: str, revision: str) -> str | None:
+        """The container image of a revision (short or full name), for the world's health."""
+        full = _full_revision(service, revision)
+        with self._state_lock:
+            for found in self._revisions.get(service, []):
+                if found["name"] == full:
+                    containers = found.get("containers") or [{}]
+                    return str(containers[0].get("image") or "")
+        return None
+
     def service(self, name: str) -> dict[str, Any]:
         """The stored service JSON (a copy), for assertions."""
         with self._state_lock:
@@ -116,7 +168,15 @@ class CloudRunEmulator(JsonServer):
         name = self._service_name(match)
         with self._state_lock:
             found = self._services.get(name)
-            return Response(200, copy.deepcopy(found)) if found else _not_found(name)
+            if not found:
+                return _not_found(name)
+            service = copy.deepcopy(found)
+            # While a change's operation runs, the service says it is still reconciling.
+            service["reconciling"] = any(
+                result["name"] == name and not self._op_done(op, done_at)
+                for op, (done_at, result) in self._operations.items()
+            )
+            return Response(200, service)
 
     def _list_revisions(self, req: Request, match: re.Match[str]) -> Response:
         name = self._service_name(match)
@@ -163,27 +223,41 @@ class CloudRunEmulator(JsonServer):
             return google_error(400, "body must be a Service")
         mask = [p for p in req.query.get("updateMask", [""])[0].split(",") if p]
         with self._state_lock:
+            fault, plan = self._change_fault, self.operation_plan
+        if fault is not None:
+            return Response(
+                fault.status, {"error": {"code": fault.status, "message": fault.message, "status": fault.grpc_status}}
+            )
+        with self._state_lock:
             current = self._services.get(name)
             if current is None:
                 return _not_found(name)
             updated = copy.deepcopy(current)
-            for key in mask or _SPEC_FIELDS:
-                key = _camel(key.split(".")[0])
-                if key in req.body:
-                    updated[key] = copy.deepcopy(req.body[key])
-                elif not mask:
-                    updated.pop(key, None)
+            for path in mask or _SPEC_FIELDS:
+                # A field the mask names but the body leaves out is cleared (AIP-134).
+                _apply_mask_path(updated, req.body, [_camel(part) for part in path.split(".")])
+            if req.query.get("validateOnly", [""])[0] == "true":
+                check = copy.deepcopy(updated)
+                error = self._reconcile(copy.deepcopy(current), check, dry_run=True)
+                return error or Response(200, {"name": "", "done": True, "response": {"@type": SERVICE_TYPE, **check}})
+            revisions_before = list(self._revisions.get(name, []))
             error = self._reconcile(current, updated)
             if error:
                 return error
-            self._services[name] = updated
+            if plan.error is None:
+                self._services[name] = updated
+            else:  # a change that fails in its operation leaves the service as it was
+                self._revisions[name] = revisions_before
             op_name = f"{name.split('/services/')[0]}/operations/{uuid.uuid4()}"
+            self._op_plans[op_name] = plan
             operation = {
                 "name": op_name,
                 "metadata": {"@type": SERVICE_TYPE, **copy.deepcopy(updated)},
                 "done": False,
             }
             self._operations[op_name] = (time.monotonic() + self.operation_delay_s, updated)
+        if plan.error is None and self.on_change is not None:
+            self.on_change(copy.deepcopy(updated))
         return Response(200, operation)
 
     def _get_op(self, req: Request, match: re.Match[str]) -> Response:
@@ -191,23 +265,41 @@ class CloudRunEmulator(JsonServer):
         name = f"projects/{g['project']}/locations/{g['location']}/operations/{g['op']}"
         with self._state_lock:
             found = self._operations.get(name)
+            plan = self._op_plans.get(name, OperationPlan())
+            if plan.polls > 0:  # this poll is answered "not done" and counts down
+                self._op_plans[name] = replace(plan, polls=plan.polls - 1)
         if found is None:
             return _not_found(name)
         done_at, result = found
         operation: dict[str, Any] = {"name": name, "metadata": {"@type": SERVICE_TYPE, **result}}
-        if time.monotonic() >= done_at:
+        if plan.never or plan.polls > 0:
+            operation["done"] = False
+        elif plan.error is not None:
+            operation["done"] = True
+            operation["error"] = {"code": plan.error[0], "message": plan.error[1]}
+        elif time.monotonic() >= done_at:
             operation["done"] = True
             operation["response"] = {"@type": SERVICE_TYPE, **copy.deepcopy(result)}
         return Response(200, operation)
 
+    def _op_done(self, name: str, done_at: float) -> bool:
+        """Whether operation `name` reports done now (caller holds the state lock)."""
+        plan = self._op_plans.get(name, OperationPlan())
+        if plan.never or plan.polls > 0:
+            return False
+        return plan.error is not None or time.monotonic() >= done_at
+
     # -- reconciliation --------------------------------------------------------------------
 
-    def _reconcile(self, before: dict[str, Any], after: dict[str, Any]) -> Response | None:
+    def _reconcile(self, before: dict[str, Any], after: dict[str, Any], dry_run: bool = False) -> Response | None:
         """Derive status from spec the way Cloud Run does, or return the API's error."""
         name = after["name"]
         now = self.clock()
-        revisions = self._revisions.setdefault(name, [])
+        revisions = list(self._revisions.get(name, [])) if dry_run else self._revisions.setdefault(name, [])
         template = after.get("template") or {}
+        invalid = _resources_error(template)
+        if invalid:
+            return google_error(400, invalid)
         if _template_key(template) != _template_key(before.get("template") or {}):
             generation = int(after.get("generation") or 0) + 1
             short = name.rsplit("/", 1)[-1]
@@ -274,6 +366,66 @@ def _revision_from_template(service: str, name: str, template: dict[str, Any], n
         "conditions": [ready_condition(now)],
         "observedGeneration": "1",
     }
+
+
+def _apply_mask_path(target: dict[str, Any], source: dict[str, Any], path: list[str]) -> None:
+    """Copy the field at `path` from `source` into `target`, or clear it if `source` lacks it."""
+    head, rest = path[0], path[1:]
+    if not rest:
+        if head in source:
+            target[head] = copy.deepcopy(source[head])
+        else:
+            target.pop(head, None)
+        return
+    inner = source.get(head)
+    if not isinstance(inner, dict):
+        inner = {}
+    child = target.setdefault(head, {})
+    if isinstance(child, dict):
+        _apply_mask_path(child, inner, rest)
+
+
+# Cloud Run's minimum CPUs for a memory limit: more than 4Gi needs 2, 8Gi 4, 16Gi 6, 24Gi 8.
+_CPU_FOR_MEMORY = ((24 * 2**30, 8), (16 * 2**30, 6), (8 * 2**30, 4), (4 * 2**30, 2))
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T|m)?$")
+_FACTORS = {
+    None: 1,
+    "m": 0.001,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def _quantity(value: Any) -> float | None:
+    match = _QUANTITY.match(str(value or "").strip())
+    return float(match.group(1)) * _FACTORS[match.group(2)] if match else None
+
+
+def _resources_error(template: dict[str, Any]) -> str | None:
+    """The API's INVALID_ARGUMENT for container limits Cloud Run does not allow, else None."""
+    for container in template.get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        memory = _quantity(limits.get("memory")) if limits.get("memory") else None
+        if limits.get("memory") and memory is None:
+            return f"Invalid value specified for memory: {limits['memory']!r}"
+        if memory is None:
+            continue
+        if memory > 32 * 2**30:
+            return f"Invalid value specified for memory: {limits['memory']}. The maximum is 32Gi."
+        cpu = _quantity(limits.get("cpu")) or 1.0
+        for above, needed in _CPU_FOR_MEMORY:
+            if memory > above and cpu < needed:
+                return (
+                    f"Invalid value specified for memory. For {limits['memory']} of memory, "
+                    f"cpu must be at least {needed} (it is {limits.get('cpu', '1')})."
+                )
+    return None
 
 
 def _template_key(template: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ loads a preset into them (`use`) and injects faults per source (`delay`, `fail`,
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -452,6 +453,11 @@ class GcpSandbox:
         self.logging = LoggingEmulator()
         self.health = HealthServer()
         self.world: World | None = None
+        # The bad deploy's health follows traffic: once its image no longer serves the most, the
+        # endpoint answers 200 again (after `warmup_s`, as instances of the old revision start).
+        self.health_follows_traffic = True
+        self.warmup_s = 0.0
+        self.cloud_run.on_change = self._traffic_changed
 
     @property
     def servers(self) -> dict[str, FaultInjection]:
@@ -506,6 +512,26 @@ class GcpSandbox:
         self.health.set(world.health_status, world.health_body)
         self.world = world
         return world
+
+    def _traffic_changed(self, service: dict[str, Any]) -> None:
+        world = self.world
+        if world is None or world.preset != "bad_deploy" or not self.health_follows_traffic:
+            return
+        statuses = service.get("trafficStatuses") or []
+        top: dict[str, Any] = max(statuses, key=lambda t: int(t.get("percent") or 0), default={})
+        serving = top.get("revision") or str(service.get("latestReadyRevision", "")).rsplit("/", 1)[-1]
+        # Health goes with the code: a new revision of the bad image (a scale-up) is as broken.
+        bad_image = self.cloud_run.revision_image(service["name"], world.serving_revision)
+        if self.cloud_run.revision_image(service["name"], serving) == bad_image:
+            status, body = world.health_status, world.health_body
+        else:
+            status, body = 200, {"status": "healthy", "db": "connected", "pubsub": "connected"}
+        if self.warmup_s > 0:
+            timer = threading.Timer(self.warmup_s, self.health.set, (status, body))
+            timer.daemon = True
+            timer.start()
+        else:
+            self.health.set(status, body)
 
     def delay(self, source: str, seconds: float, endpoint: str = ALL) -> None:
         self._server(source).delay(seconds, endpoint)

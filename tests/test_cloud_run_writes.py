@@ -1,0 +1,138 @@
+"""The write side of bot/cloud.py (`move_traffic`, `change_template`) through the real `run_v2`
+REST client, against the Cloud Run emulator: update masks, operations that take several polls or
+never finish, and the API errors a change can meet."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.cloud import ChangeError, CloudSources, ServiceRef
+from bot.sandbox.cloud_run import OperationPlan
+from bot.sandbox.gcp_presets import GcpSandbox
+
+NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
+    world = running.use("bad_deploy", NOW)
+    running.cloud_run.requests.clear()
+    yield running
+    running.heal()
+    running.cloud_run.allow_changes()
+    assert world
+
+
+@pytest.fixture(scope="module")
+def cloud(running: GcpSandbox) -> CloudSources:
+    return CloudSources(running.cloud_run_url, running.logging_url)
+
+
+@pytest.fixture
+def ref(sandbox: GcpSandbox) -> ServiceRef:
+    return sandbox.service_ref
+
+
+def test_move_traffic_sends_only_the_traffic_field(cloud, ref, sandbox):
+    previous = sandbox.world.previous_revision
+
+    result = cloud.move_traffic(ref, previous, timeout_s=2, wait_s=5)
+
+    [patch] = sandbox.cloud_run.patches()
+    assert patch.query["updateMask"] == ["traffic"]
+    assert "template" not in patch.body
+    assert [(t.revision, t.percent) for t in result.service.traffic] == [(previous, 100)]
+    stored = sandbox.cloud_run.service(ref.path)
+    assert stored["template"] == sandbox.world.service["template"]  # untouched
+
+
+def test_an_operation_done_only_after_polls_is_waited_for(cloud, ref, sandbox):
+    sandbox.cloud_run.operation_plan = OperationPlan(polls=2)
+
+    result = cloud.move_traffic(ref, sandbox.world.previous_revision, timeout_s=2, wait_s=10)
+
+    polls = [r for r in sandbox.cloud_run.requests if r.endpoint == "operations.get"]
+    assert len(polls) >= 3 and result.service.traffic[0].percent == 100
+
+
+def test_an_operation_that_never_finishes_is_a_timeout_after_the_request_was_sent(cloud, ref, sandbox):
+    sandbox.cloud_run.operation_plan = OperationPlan(never=True)
+    with pytest.raises(ChangeError) as caught:
+        cloud.move_traffic(ref, sandbox.world.previous_revision, timeout_s=2, wait_s=1.5)
+    assert caught.value.reason == "timeout" and caught.value.sent
+    # Meanwhile the service says it is still reconciling.
+    with urllib.request.urlopen(f"{sandbox.cloud_run_url}/v2/{ref.path}") as response:
+        assert json.loads(response.read())["reconciling"] is True
+
+
+def test_an_operation_error_leaves_the_service_as_it_was(cloud, ref, sandbox):
+    sandbox.cloud_run.operation_plan = OperationPlan(error=(9, "Revision is not ready"))
+    with pytest.raises(ChangeError) as caught:
+        cloud.move_traffic(ref, sandbox.world.previous_revision, timeout_s=2, wait_s=5)
+    assert caught.value.reason == "failed_precondition" and "not ready" in caught.value.message
+    status = sandbox.cloud_run.service(ref.path)["trafficStatuses"]
+    assert status == sandbox.world.service["trafficStatuses"]
+
+
+@pytest.mark.parametrize(
+    ("status", "grpc", "reason"),
+    [
+        (403, "PERMISSION_DENIED", "permission_denied"),
+        (404, "NOT_FOUND", "not_found"),
+        (400, "FAILED_PRECONDITION", "failed_precondition"),
+        (409, "ABORTED", "conflict"),
+        (503, "UNAVAILABLE", "unavailable"),
+    ],
+)
+def test_api_errors_are_classified_and_nothing_changes(cloud, ref, sandbox, status, grpc, reason):
+    sandbox.cloud_run.fail_changes(status, grpc, "no")
+    with pytest.raises(ChangeError) as caught:
+        cloud.move_traffic(ref, sandbox.world.previous_revision, timeout_s=2, wait_s=5)
+    assert caught.value.reason == reason and not caught.value.sent
+    assert len(sandbox.cloud_run.patches()) == 1  # never retried, not even a 503
+    assert sandbox.cloud_run.service(ref.path)["trafficStatuses"] == sandbox.world.service["trafficStatuses"]
+
+
+def test_a_template_change_makes_a_new_revision_and_can_move_traffic_to_it(cloud, ref, sandbox):
+    cloud.move_traffic(ref, sandbox.world.previous_revision, timeout_s=2, wait_s=5)  # pinned now
+
+    pinned = cloud.change_template(ref, memory="1Gi", timeout_s=2, wait_s=5)
+    assert pinned.service.memory_limit == "1Gi"
+    assert pinned.service.latest_created_revision != sandbox.world.serving_revision
+    assert pinned.service.traffic[0].revision == sandbox.world.previous_revision
+
+    moved = cloud.change_template(ref, max_instances=40, traffic_to_latest=True, timeout_s=2, wait_s=5)
+    assert moved.service.max_instances == 40
+    assert moved.service.traffic[0].latest and moved.service.traffic[0].revision == moved.service.latest_ready_revision
+    assert sandbox.cloud_run.patches()[-1].query["updateMask"] == ["template,traffic"]
+
+
+def test_a_nested_mask_path_changes_only_that_field_and_validate_only_changes_nothing(ref, sandbox):
+    base = f"{sandbox.cloud_run_url}/v2/{ref.path}"
+
+    def patch(query: str, body: dict) -> dict:
+        request = urllib.request.Request(
+            f"{base}?{query}",
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as response:
+            return json.loads(response.read())
+
+    checked = patch(
+        "updateMask=template.scaling.maxInstanceCount&validateOnly=true",
+        {"template": {"scaling": {"maxInstanceCount": 7}}},
+    )
+    assert checked["done"] is True and checked["response"]["template"]["scaling"]["maxInstanceCount"] == 7
+    assert sandbox.cloud_run.service(ref.path)["template"]["scaling"]["maxInstanceCount"] == 10
+
+    patch("updateMask=template.scaling.maxInstanceCount", {"template": {"scaling": {"maxInstanceCount": 7}}})
+    template = sandbox.cloud_run.service(ref.path)["template"]
+    assert template["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 7}
+    assert template["containers"] == sandbox.world.service["template"]["containers"]
