@@ -19,12 +19,12 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.config import Config
-from bot.escalation import Firing, due_actions, next_due
+from bot.escalation import POSTMORTEM_STALE_AFTER, Firing, due_actions, next_due
 from bot.incidents import Incident
 from bot.paging import Pager
 from bot.store import DeliveryRecord, Store
@@ -68,6 +68,7 @@ class Timers:
         self.scheduler.start()
         for incident in self.store.open_incidents():
             self.replan(incident.number)
+        self._replan_postmortem_reminders()
         self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -96,7 +97,18 @@ class Timers:
                 self._idle.notify_all()
 
     def decide(self, incident: Incident, fired: frozenset[str]) -> list[Firing]:
-        return due_actions(incident, self.config.policy(incident.severity), fired, self.clock())
+        return due_actions(
+            incident, self.config.policy(incident.severity), fired, self.clock(), self._postmortem_after(incident)
+        )
+
+    def _postmortem_after(self, incident: Incident) -> timedelta | None:
+        return self.config.postmortem_due_after if incident.severity in self.config.postmortem_severities else None
+
+    def _replan_postmortem_reminders(self) -> None:
+        """Resolved incidents whose post-mortem reminder may still be due: planned like open ones."""
+        since = self.clock() - self.config.postmortem_due_after - POSTMORTEM_STALE_AFTER
+        for number in self.store.resolved_since(since, self.config.postmortem_severities):
+            self.replan(number)
 
     def replan(self, number: int) -> None:
         """Put the incident's job at its next due time (or remove it when nothing is left)."""
@@ -106,7 +118,13 @@ class Timers:
         job_id = f"incident-{number}"
         due = None
         if incident is not None:
-            due = next_due(incident, self.config.policy(incident.severity), self.store.fired_keys(number), self.clock())
+            due = next_due(
+                incident,
+                self.config.policy(incident.severity),
+                self.store.fired_keys(number),
+                self.clock(),
+                self._postmortem_after(incident),
+            )
         if due is None:
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
