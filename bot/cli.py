@@ -1,4 +1,4 @@
-"""`incident-bot serve | demo | check-config [path]`."""
+"""`incident-bot serve | demo | check-config [path] | postmortem INC-n | stats [30d]`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--db", default=None, help="SQLite file for the demo (default: a temporary one)")
     check = sub.add_parser("check-config", help="print the effective config, or its errors (exit 1)")
     check.add_argument("path", nargs="?", default=None)
+    review = sub.add_parser("postmortem", help="print an incident's post-mortem draft (markdown) from $INCIDENT_BOT_DB")
+    review.add_argument("incident", help="INC-7, inc-7 or #7")
+    stats = sub.add_parser("stats", help="count, MTTA, MTTR and ack SLA breaches by severity, from $INCIDENT_BOT_DB")
+    stats.add_argument("window", nargs="?", default="30d", help="7d, 30d, 90d (default 30d)")
     args = parser.parse_args(argv)
+
+    if args.command == "postmortem":
+        from bot.review_cli import print_postmortem
+
+        return print_postmortem(args.incident)
+    if args.command == "stats":
+        from bot.review_cli import print_stats
+
+        return print_stats(args.window)
 
     if args.command == "check-config":
         return check_config(args.path)
