@@ -27,7 +27,7 @@ def _text(kind: str, text: str) -> dict[str, Any]:
     return {"type": kind, "text": text}
 
 
-def resolve_modal(incident: Incident, *, statuspage: bool, public: bool) -> dict[str, Any]:
+def resolve_modal(incident: Incident, *, statuspage: bool, public: bool, channel: str | None) -> dict[str, Any]:
     """The Resolve button's form. The status-page tick is there only when a status page is
     configured, ticked already when the incident is public there."""
 
@@ -76,7 +76,7 @@ def resolve_modal(incident: Incident, *, statuspage: bool, public: bool) -> dict
     return {
         "type": "modal",
         "callback_id": ids.RESOLVE_MODAL,
-        "private_metadata": json.dumps({"incident": incident.number}),
+        "private_metadata": json.dumps({"incident": incident.number, "channel": channel}),
         "title": _text("plain_text", f"Resolve {incident.ref}"[:24]),
         "submit": _text("plain_text", "Resolve"),
         "close": _text("plain_text", "Cancel"),
@@ -124,8 +124,8 @@ def all_clear(
         due = humanize(config.postmortem_due_after)
         blocks.append(
             context(
-                f"Post-mortem due within {due}: a draft follows here. "
-                "`/incident followup <action>` records follow-ups; `/incident reopen` if it comes back."
+                f"Post-mortem due within {due}; its draft, with this timeline, is uploaded here. "
+                "`/incident followup &lt;action&gt;` records follow-ups; `/incident reopen` if it comes back."
             )
         )
     return text, blocks

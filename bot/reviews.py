@@ -87,7 +87,7 @@ def _upload(
     comment = (
         f"📝 Post-mortem draft for *{incident.ref}* ({state}): {user_text(incident.title, 300)}. "
         "The timeline and impact are filled in; add what went well and what we will improve. "
-        "`/incident followup <action>` records follow-ups, `/incident postmortem` rewrites the draft."
+        "`/incident followup &lt;action&gt;` records follow-ups, `/incident postmortem` rewrites the draft."
     )
     file_id = slack.upload_file(
         channel, thread_ts, f"{incident.ref}-postmortem.md", f"{incident.ref} post-mortem draft", markdown, comment

@@ -39,9 +39,11 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
     if not incident.is_open:
         return Reply(f"{incident.ref} is already resolved.")
     if not click.trigger_id:
-        raise UsageError(f"Type `/incident resolve {incident.ref} <summary>` instead.")
+        raise UsageError(f"Type `/incident resolve {incident.ref} &lt;summary&gt;` instead.")
     public = "statuspage:create" in ctx.store.fired_keys(incident.number)
-    view = review_blocks.resolve_modal(incident, statuspage=ctx.pager.statuspage is not None, public=public)
+    view = review_blocks.resolve_modal(
+        incident, statuspage=ctx.pager.statuspage is not None, public=public, channel=click.channel
+    )
     trigger_id = click.trigger_id
     return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
 

@@ -292,3 +292,17 @@ def test_the_post_mortem_reminder_fires_once_across_a_restart_that_straddles_it(
         finally:
             if bot.process and bot.process.poll() is None:
                 bot.kill()
+
+
+def test_the_demo_ends_with_the_all_clear_the_post_mortem_draft_and_the_stats_line():
+    import io
+
+    from bot.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(out=out) == 0, out.getvalue()[-3000:]
+    text = out.getvalue()
+    assert "✅ All clear: INC-1 resolved" in text
+    draft = text.split("The post-mortem draft (INC-1-postmortem.md", 1)[1]
+    assert "# Incident Post-Mortem: tai-autonomics" in draft and "| 20" in draft
+    assert draft.split("Stats\n", 1)[1].split("═" * 100)[1].strip().startswith("Last 30 days: 1 incident")
