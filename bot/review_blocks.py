@@ -96,13 +96,14 @@ def all_clear(
     assert incident.resolved_at is not None
     duration = humanize(incident.resolved_at - started)
     since = "the first alert" if started != incident.declared_at else "declaration"
-    if incident.acknowledged_at is not None:
+    # A resolve without an ack fills in the ack at the same moment: that is no acknowledgement.
+    if incident.acknowledged_at is not None and incident.acknowledged_at < incident.resolved_at:
         ack = humanize(incident.acknowledged_at - started)
         ack_within = config.policy(incident.severity).ack_within
         if ack_within is not None:
             ack += " (within the target)" if incident.acknowledged_at - started <= ack_within else " (target missed)"
     else:
-        ack = "never acknowledged"
+        ack = "not acknowledged before the resolution"
     what = user_text(summary, FORM_TEXT_MAX) if summary else "_no summary given_"
     impact = user_text(customer_impact, FORM_TEXT_MAX) if customer_impact else "_not recorded_"
     text = f"✅ {incident.ref} is resolved after {duration}. All clear."

@@ -272,3 +272,32 @@ def test_reopen_restarts_the_update_clock_and_refuses_an_open_incident():
     assert next_due(change.incident, P1, told, at) == at + P1.update_every
     with pytest.raises(UsageError):
         incidents.reopen(change.incident, by="U0ALICE", now=at, reason=None)
+
+
+def test_stats_stay_fast_with_years_of_history(tmp_path):
+    import time
+
+    store = Store(str(tmp_path / "big.db"))
+    rows = []
+    for i in range(50_000):  # one incident an hour for almost six years
+        declared = T0 - timedelta(hours=i)
+        rows.append(
+            {
+                "title": "x",
+                "severity": "P2",
+                "status": "resolved",
+                "commander": "U0ALICE",
+                "declared_by": "U0ALICE",
+                "declared_at": declared.isoformat(),
+                "acknowledged_at": (declared + minutes(5)).isoformat(),
+                "resolved_at": (declared + minutes(50)).isoformat(),
+            }
+        )
+    with store.transaction() as db:
+        db.table("incidents").insert_all(rows, batch_size=5000)
+    started = time.perf_counter()
+    window = store.stat_rows(T0 - timedelta(days=7))
+    elapsed = time.perf_counter() - started
+    assert len(window) == 7 * 24 + 1
+    assert elapsed < 0.25, f"{elapsed:.3f}s for a week out of 50,000 incidents"
+    store.close()
