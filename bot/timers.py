@@ -18,9 +18,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.config import Config
@@ -116,6 +117,13 @@ class Timers:
             return
         incident = self.store.get(number)
         job_id = f"incident-{number}"
+        if incident is not None and not incident.is_open:
+            # A resolved incident's only timer is its post-mortem reminder: a job of its own, so
+            # the incident's timers are seen to stop at resolve (and a reopen drops the reminder).
+            self._drop(job_id)
+            job_id = f"postmortem-{number}"
+        else:
+            self._drop(f"postmortem-{number}")
         due = None
         if incident is not None:
             due = next_due(
@@ -130,6 +138,10 @@ class Timers:
                 self.scheduler.remove_job(job_id)
             return
         self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
+
+    def _drop(self, job_id: str) -> None:
+        with suppress(JobLookupError):
+            self.scheduler.remove_job(job_id)
 
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
