@@ -320,3 +320,43 @@ def test_the_events_url_answers_slacks_url_verification(review_bot):
     }
     answer = review_bot.platform.send(json.dumps(challenge), content_type="application/json")
     assert answer.status == 200 and answer.body == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595"}
+
+
+@pytest.mark.parametrize(
+    ("ticked", "public_text"),
+    [(["yes"], "Rolled back to 00042"), ([], "This incident has been resolved.")],
+)
+def test_the_resolve_form_says_on_the_status_page_what_was_ticked(monkeypatch, ticked, public_text):
+    from bot.sandbox.statuspage import StatuspageSandbox
+
+    with StatuspageSandbox(page_id="pg1", api_key="sp-review-key") as page:
+        monkeypatch.setenv("TEST_STATUSPAGE_KEY", "sp-review-key")
+        config = REVIEW_CONFIG + (
+            f"statuspage: {{page_id: pg1, api_key_env: TEST_STATUSPAGE_KEY, api_url: '{page.api_url}'}}\n"
+        )
+        with SandboxedBot(config_text=config) as running:
+            room = declare(running)
+            running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id, timeout=10)
+            announcement = running.slack.wait_for_message(ANNOUNCE, "INC-1 ·", with_button="incident_resolve")
+            running.click(announcement.button("incident_resolve"), user="U0PRIMARY")
+            view = running.slack.wait_for_view("resolve_modal")
+            tick = next(b for b in view["blocks"] if b["block_id"] == "resolve_public")
+            assert tick["element"]["initial_options"][0]["value"] == "yes"  # public already: ticked
+            running.platform.submit_view(
+                view, {"resolve_summary": "Rolled back to 00042", "resolve_public": ticked}, user="U0PRIMARY"
+            )
+            running.slack.wait_for_message(room, "All clear")
+            [resolved] = running.slack.wait_for(lambda: page.calls_to("update_incident"), timeout=10)
+            assert resolved.body["incident"] == {"status": "resolved", "body": public_text}
+            assert not running.slack.refusals()
+
+
+def test_a_pinned_thread_reply_is_captured_too(review_bot):
+    world, slack = review_bot, review_bot.slack
+    room = declare(world)
+    parent = slack.post_as("U0BOB", room, "Looking at the 5xx graph")
+    reply = slack.post_as("U0LEAD", room, "It started at 14:02, with revision 00043", thread_ts=parent.ts)
+    world.platform.react("U0ALICE", room, reply.ts)
+    pins = slack.wait_for(lambda: [e for e in world.bot.store.timeline(1) if e.kind == "pin"], what="the pin")
+    assert len(pins) == 1 and pins[0].actor == "U0LEAD" and "revision 00043" in pins[0].text
+    assert pins[0].at == ts_time(reply.ts)
