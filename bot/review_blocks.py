@@ -154,4 +154,8 @@ def _since(moment: datetime, start: datetime) -> str:
 
 
 def stats(lines: list[str]) -> list[Block]:
-    return [section(lines[0] and f"*{lines[0]}*"), *([section("\n".join(lines[1:]))] if lines[1:] else [])]
+    """The stats report: its headline in bold, then a line per severity."""
+    blocks = [section(f"*{lines[0]}*")]
+    if lines[1:]:
+        blocks.append(section("\n".join(lines[1:])))
+    return blocks
