@@ -220,6 +220,7 @@ def reopen(incident: Incident, *, by: str, now: datetime, reason: str | None) ->
         status="investigating",
         resolved_at=None,
         resolved_by=None,
+        summary=None,  # the announcement must not show the old resolution as if it held
         last_update_at=now,
         snoozed_until=None,
     )

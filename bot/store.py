@@ -690,7 +690,9 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO postmortems (incident, markdown, generated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown, generated_at = excluded.generated_at",
+                " ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown, generated_at = excluded.generated_at,"
+                # The earlier upload is of the earlier text: the new one is recorded once it is made.
+                " file_id = NULL, permalink = NULL, channel = NULL",
                 [number, markdown, _to_db(now)],
             )
 

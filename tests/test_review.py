@@ -265,7 +265,7 @@ def test_reopen_restarts_the_update_clock_and_refuses_an_open_incident():
     inc = resolved_incident()
     at = T0 + timedelta(hours=2)
     change = incidents.reopen(inc, by="U0ALICE", now=at, reason="<!here> errors are back")
-    assert change.incident.is_open and change.incident.resolved_at is None
+    assert change.incident.is_open and change.incident.resolved_at is None and change.incident.summary is None
     assert change.incident.last_update_at == at
     assert change.text == "<@U0ALICE> reopened INC-7: &lt;!here&gt; errors are back"
     told = frozenset(f"notify:{ref}" for ref in P1.notify)  # fired long before the resolution
