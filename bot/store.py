@@ -360,7 +360,9 @@ class Store:
         """Decide a change from the incident's state and persist it; decide again on a conflict.
 
         Returns (the change, the incident as saved), or (None, the current incident) when the
-        decision was that nothing needs doing: the second click, the retried request.
+        decision was that nothing needs doing: the second click, the retried request. `also`
+        writes what belongs with the change (a resolution's details, the firings it starts) in
+        its transaction, and only if the change itself is written.
         """
         while True:
             change = decide(incident)
