@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import permissions, production, statuspage
+from bot import permissions, pins, production, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -238,7 +238,24 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
         app.action(action_id)(_action_listener(ctx, handler))
     for callback_id, handler in commands.views().items():
         app.view(callback_id)(_view_listener(ctx, handler))
+    app.event("reaction_added")(_event_listener(ctx, pins.on_reaction_added))
     return app
+
+
+def _event_listener(ctx: Context, handler: Callable[[Context, dict[str, Any]], None]) -> Callable[..., None]:
+    """An Events API event: acked at once (Slack retries anything slower), handled after."""
+
+    def run(event: dict[str, Any]) -> None:
+        try:
+            handler(ctx, event)
+        except Exception:  # noqa: BLE001 - nobody waits on an event; the log is where it shows
+            log.exception("handling a %s event failed", event.get("type"))
+
+    def on_event(ack: Any, event: dict[str, Any]) -> None:
+        ack()
+        ctx.work.submit(run, event)
+
+    return on_event
 
 
 def _refuse_malformed(error: Exception, body: dict[str, Any]) -> BoltResponse:

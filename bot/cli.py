@@ -1,4 +1,4 @@
-"""`incident-bot serve | demo | check-config [path] | oncall [--at TIME]`."""
+"""`incident-bot serve | demo | check-config [path] | oncall [--at TIME] | postmortem INC-n | stats [30d]`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     oncall.add_argument(
         "--at", default=None, help="a time instead of now: 2026-11-30T09:00 (UTC unless it has an offset)"
     )
+    review = sub.add_parser("postmortem", help="print an incident's post-mortem draft (markdown) from $INCIDENT_BOT_DB")
+    review.add_argument("incident", help="INC-7, inc-7 or #7")
+    stats = sub.add_parser("stats", help="count, MTTA, MTTR and ack SLA breaches by severity, from $INCIDENT_BOT_DB")
+    stats.add_argument("window", nargs="?", default="30d", help="7d, 30d, 90d (default 30d)")
     args = parser.parse_args(argv)
+
+    if args.command == "postmortem":
+        from bot.review_cli import print_postmortem
+
+        return print_postmortem(args.incident)
+    if args.command == "stats":
+        from bot.review_cli import print_stats
+
+        return print_stats(args.window)
 
     if args.command == "check-config":
         return check_config(args.path)

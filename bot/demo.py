@@ -89,13 +89,43 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         health = next((line for line in done.all_text.splitlines() if "Health:" in line), "")
         say(f"  → traffic moved; {health.strip('*').replace('*', '')}")
 
-        say("▶ @primary: /incident resolve Rolled back to 00042; error rate back under 1%")
-        world.command("resolve Rolled back to 00042; error rate back under 1%", user="U0PRIMARY", channel=room)
-        slack.wait_for_message(room, "resolved INC-1")
+        say("▶ @primary: /incident note Traffic back on 00042; error rate falling")
+        world.command("note Traffic back on 00042; error rate falling", user="U0PRIMARY", channel=room)
+
+        say("▶ @primary presses [Resolve] on the announcement and fills in the form")
+        announcement = slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_resolve")
+        world.click(announcement.button("incident_resolve"), user="U0PRIMARY")
+        form = slack.wait_for_view("resolve_modal")
+        world.platform.submit_view(
+            form,
+            {
+                "resolve_summary": "Rolled back to 00042; error rate back under 1%",
+                "root_cause": "Revision 00043 went live with a bad config and failed every checkout",
+                "customer_impact": "Checkout failed for every customer until the rollback",
+            },
+            user="U0PRIMARY",
+        )
+        slack.wait_for_message(room, "All clear")
+        say("  → the all-clear in the war room and under the announcement; timers stopped")
+        upload = slack.wait_for(lambda: slack.uploaded_files(), timeout=10)[0]
+        say(f"  → post-mortem draft uploaded to the war room as {upload.name}")
+        slack.wait_for(lambda: (draft := store.draft(1)) and draft.file_id)
+
+        say("▶ @alice: /incident stats 30d")
+        stats_line = world.command("stats 30d", user="U0ALICE").text
         time.sleep(0.3)  # let the last edits land before printing
 
         say("\n" + "═" * 100 + "\nWhat Slack shows\n" + "═" * 100)
         say(render(slack))
+        say(
+            "\n"
+            + "═" * 100
+            + f"\nThe post-mortem draft ({upload.name}, also `incident-bot postmortem INC-1`)\n"
+            + "═" * 100
+        )
+        say((upload.content or b"").decode("utf-8"))
+        say("═" * 100 + "\nStats\n" + "═" * 100)
+        say(stats_line)
         refused = slack.refusals()
         if refused:
             say(f"\n✗ Slack refused {len(refused)} call(s): {[c.method + ':' + str(c.error) for c in refused]}")

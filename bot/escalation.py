@@ -11,6 +11,8 @@ a re-plan or a severity change can never make the same thing happen twice:
 - `reminder:<start>:<k>`  the k-th update reminder counted from <start> (the last update, the
                    declare, or the end of a snooze); a new update or snooze starts a new series
 - `reminder_notify:<ref>` a reminder ignored twice in a row was escalated to <ref>
+- `postmortem:remind:<resolved_at>` the commander was reminded that the post-mortem is due; a
+                   reopen and a new resolution start a new key, a reopen leaves nothing due
 """
 
 from __future__ import annotations
@@ -39,10 +41,20 @@ class Firing:
     deliveries: tuple[Delivery, ...]
 
 
-def due_actions(incident: Incident, policy: SeverityPolicy, fired: frozenset[str], now: datetime) -> list[Firing]:
-    """Everything due at `now` that has not fired yet, in the order it should go out."""
+def due_actions(
+    incident: Incident,
+    policy: SeverityPolicy,
+    fired: frozenset[str],
+    now: datetime,
+    postmortem_after: timedelta | None = None,
+) -> list[Firing]:
+    """Everything due at `now` that has not fired yet, in the order it should go out.
+
+    `postmortem_after` is how long after resolution the post-mortem reminder is due (None: no
+    reminder for this incident's severity).
+    """
     if not incident.is_open:
-        return []
+        return _postmortem_reminder(incident, postmortem_after, fired, now)
     firings: list[Firing] = []
     for ref in policy.notify:
         key = f"notify:{ref}"
@@ -122,10 +134,17 @@ def _next_on_path(policy: SeverityPolicy, fired: frozenset[str]) -> str | None:
     return None
 
 
-def next_due(incident: Incident, policy: SeverityPolicy, fired: frozenset[str], now: datetime) -> datetime | None:
+def next_due(
+    incident: Incident,
+    policy: SeverityPolicy,
+    fired: frozenset[str],
+    now: datetime,
+    postmortem_after: timedelta | None = None,
+) -> datetime | None:
     """When `due_actions` will next have something to say; `now` if it already has."""
     if not incident.is_open:
-        return None
+        at = _postmortem_at(incident, postmortem_after, fired)
+        return None if at is None or now - at > POSTMORTEM_STALE_AFTER else max(at, now)
     if due_actions(incident, policy, fired, now):
         return now
     candidates: list[datetime] = []
@@ -147,6 +166,39 @@ def next_due(incident: Incident, policy: SeverityPolicy, fired: frozenset[str], 
         passed = 0 if now < first else 1 + int((now - first) / policy.update_every)
         candidates.append(first + policy.update_every * passed)
     return min(candidates) if candidates else None
+
+
+# A reminder more than this late (a bot down for a week, a database restored from long ago)
+# reminds nobody of anything useful; it is dropped rather than sent.
+POSTMORTEM_STALE_AFTER = timedelta(days=7)
+
+
+def postmortem_reminder_key(incident: Incident) -> str:
+    assert incident.resolved_at is not None
+    return f"postmortem:remind:{incident.resolved_at.isoformat()}"
+
+
+def postmortem_draft_key(incident: Incident) -> str:
+    """The draft's upload on resolution: once per resolution, whatever retries the resolve."""
+    assert incident.resolved_at is not None
+    return f"postmortem:draft:{incident.resolved_at.isoformat()}"
+
+
+def _postmortem_at(incident: Incident, after: timedelta | None, fired: frozenset[str]) -> datetime | None:
+    if after is None or incident.is_open or incident.resolved_at is None:
+        return None
+    if postmortem_reminder_key(incident) in fired:
+        return None
+    return incident.resolved_at + after
+
+
+def _postmortem_reminder(
+    incident: Incident, after: timedelta | None, fired: frozenset[str], now: datetime
+) -> list[Firing]:
+    at = _postmortem_at(incident, after, fired)
+    if at is None or at > now or now - at > POSTMORTEM_STALE_AFTER:
+        return []
+    return [Firing(postmortem_reminder_key(incident), (Delivery("postmortem_reminder", "commander"),))]
 
 
 def _ack_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None:

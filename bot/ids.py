@@ -25,3 +25,10 @@ SEVERITY_BLOCK, SEVERITY_INPUT = "severity", "severity_input"
 UPDATE_TEXT_BLOCK, UPDATE_TEXT_INPUT = "update_text", "update_text_input"
 STATUS_BLOCK, STATUS_INPUT = "status", "status_input"
 PUBLIC_BLOCK, PUBLIC_INPUT = "public", "public_input"
+
+# The resolve form (the announcement's Resolve button opens it)
+RESOLVE_MODAL = "resolve_modal"
+RESOLVE_SUMMARY_BLOCK, RESOLVE_SUMMARY_INPUT = "resolve_summary", "resolve_summary_input"
+ROOT_CAUSE_BLOCK, ROOT_CAUSE_INPUT = "root_cause", "root_cause_input"
+IMPACT_BLOCK, IMPACT_INPUT = "customer_impact", "customer_impact_input"
+RESOLVE_PUBLIC_BLOCK, RESOLVE_PUBLIC_INPUT = "resolve_public", "resolve_public_input"

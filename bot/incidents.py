@@ -211,6 +211,27 @@ def start_fix(incident: Incident, *, by: str, now: datetime, how: str) -> Change
     return Change(replace(incident, fix_started_at=now), "fix", by, f"<@{by}> started the fix: {how}")
 
 
+def reopen(incident: Incident, *, by: str, now: datetime, reason: str | None) -> Change:
+    """A resolved incident is back: open again, its update clock restarted from now.
+
+    The last update moves to `now`, so reminders count from the reopening rather than firing
+    at once for the time it spent resolved; an acknowledgement stands (someone is on it).
+    """
+    if incident.is_open:
+        raise UsageError(f"{incident.ref} is still open; only a resolved incident can be reopened.")
+    new = replace(
+        incident,
+        status="investigating",
+        resolved_at=None,
+        resolved_by=None,
+        summary=None,  # the announcement must not show the old resolution as if it held
+        last_update_at=now,
+        snoozed_until=None,
+    )
+    text = f"<@{by}> reopened {incident.ref}" + (f": {escape(reason)}" if reason else "")
+    return Change(new, "reopen", by, text)
+
+
 def _require_open(incident: Incident) -> None:
     if not incident.is_open:
         raise UsageError(f"{incident.ref} is resolved; declare a new incident if the problem is back.")

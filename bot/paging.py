@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
+from bot import blocks, reviews
 from bot.announcements import Announcer
 from bot.config import Config
 from bot.durations import humanize
@@ -88,6 +88,17 @@ class Pager:
     def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
         if delivery.kind == "statuspage":
             self._statuspage(delivery, incident)
+            return
+        if delivery.kind in reviews.DELIVERY_KINDS:
+            reviews.deliver(
+                delivery,
+                incident,
+                config=self.config,
+                store=self.store,
+                slack=self.slack,
+                announcer=self.announcer,
+                now=self.clock(),
+            )
             return
         outgoing = self._compose(delivery, incident)
         if outgoing is None:

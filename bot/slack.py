@@ -215,3 +215,46 @@ class SlackGateway:
         """User IDs in a user group; SlackApiError `no_such_subteam` if it does not exist or is disabled."""
         response = self.client.usergroups_users_list(usergroup=usergroup_id)
         return [str(user) for user in response.get("users") or []]
+
+    def upload_file(
+        self, channel: str, thread_ts: str | None, filename: str, title: str, content: str, comment: str
+    ) -> str:
+        """Share a text file in a channel (or a thread) with an introducing comment; returns its file id.
+
+        files_upload_v2 is three calls: files.getUploadURLExternal, a POST of the bytes to the URL
+        it returns, and files.completeUploadExternal, which shares the file.
+        """
+        response = self.client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=filename,
+            title=title,
+            content=content.encode("utf-8"),
+            initial_comment=comment,
+        )
+        return str(response["files"][0]["id"])
+
+    def file_permalink(self, file_id: str) -> str | None:
+        response = self.client.files_info(file=file_id)
+        link = (response.get("file") or {}).get("permalink")
+        return str(link) if link else None
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """One message by its ts, top level or in a thread; None if it no longer exists."""
+        history = self.client.conversations_history(channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1)
+        for message in history.get("messages") or []:
+            if message.get("ts") == ts:
+                return dict(message)
+        # A thread reply is not in the channel's history: ask for the thread it is in.
+        try:
+            replies = self.client.conversations_replies(
+                channel=channel, ts=ts, oldest=ts, latest=ts, inclusive=True, limit=10
+            )
+        except SlackApiError as exc:
+            if error_code(exc) in {"thread_not_found", "message_not_found"}:
+                return None
+            raise
+        for message in replies.get("messages") or []:
+            if message.get("ts") == ts:
+                return dict(message)
+        return None

@@ -79,6 +79,46 @@ class AuditRecord:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """What the resolver said: the summary, and the resolve form's root cause and customer impact."""
+
+    actor: str
+    summary: str | None = None
+    root_cause: str | None = None
+    customer_impact: str | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    id: int
+    incident: int
+    at: datetime
+    actor: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The post-mortem draft as last generated, and where it was uploaded."""
+
+    incident: int
+    markdown: str
+    generated_at: datetime
+    file_id: str | None
+    permalink: str | None
+    channel: str | None
+
+
+@dataclass(frozen=True)
+class StatRow:
+    number: int
+    severity: str
+    declared_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+
+
 def _to_db(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -201,6 +241,7 @@ class Store:
                 self.db.table(table).add_column(column, str)
         self._migrate_schedules()
         self._migrate_proposals()
+        self._migrate_review()
 
     def _migrate_schedules(self) -> None:
         # Overrides are never deleted: clearing one stamps it, so the table is its own history.
@@ -342,7 +383,14 @@ class Store:
         rows = self._rows("SELECT * FROM incidents WHERE war_room_id = ?", [channel_id])
         return _incident(rows[0]) if rows else None
 
-    def apply(self, change: Change, now: datetime, *, old: Incident) -> Incident | None:
+    def apply(
+        self,
+        change: Change,
+        now: datetime,
+        *,
+        old: Incident,
+        also: Callable[[sqlite_utils.Database, Incident], None] | None = None,
+    ) -> Incident | None:
         """Persist a decided change if nobody changed the incident meanwhile; None on conflict.
 
         The version check makes double clicks and Slack's retries safe: the loser re-reads and
@@ -360,21 +408,29 @@ class Store:
                 return None
             self._event(db, new.number, now, change.kind, change.actor, change.text)
             self._audit(db, new.number, now, change.actor, change.kind, diff)
+            if also is not None:
+                also(db, new)
         return new
 
     def change(
-        self, incident: Incident, decide: Callable[[Incident], Change | None], now: datetime
+        self,
+        incident: Incident,
+        decide: Callable[[Incident], Change | None],
+        now: datetime,
+        also: Callable[[sqlite_utils.Database, Incident], None] | None = None,
     ) -> tuple[Change | None, Incident]:
         """Decide a change from the incident's state and persist it; decide again on a conflict.
 
         Returns (the change, the incident as saved), or (None, the current incident) when the
-        decision was that nothing needs doing: the second click, the retried request.
+        decision was that nothing needs doing: the second click, the retried request. `also`
+        writes what belongs with the change (a resolution's details, the firings it starts) in
+        its transaction, and only if the change itself is written.
         """
         while True:
             change = decide(incident)
             if change is None:
                 return None, incident
-            saved = self.apply(change, now, old=incident)
+            saved = self.apply(change, now, old=incident, also=also)
             if saved is not None:
                 return change, saved
             current = self.get(incident.number)
@@ -823,6 +879,174 @@ class Store:
         """An audit record with no timeline line (a refused click)."""
         with self.transaction() as db:
             self._audit(db, number, now, actor, action, detail)
+
+    # -- review: notes, pins, follow-ups, resolution details, post-mortem drafts, stats -----
+
+    def _migrate_review(self) -> None:
+        # A pinned message is captured once per incident, however often the reaction comes.
+        self.db.table("pinned_messages").create(
+            {"incident": int, "channel": str, "ts": str, "pinned_at": str},
+            pk=("incident", "channel", "ts"),
+            if_not_exists=True,
+        )
+        self.db.table("followups").create(
+            {"id": int, "incident": int, "at": str, "actor": str, "text": str}, pk="id", if_not_exists=True
+        )
+        self.db.table("followups").create_index(["incident"], if_not_exists=True)
+        self.db.table("resolutions").create(
+            {
+                "incident": int,
+                "at": str,
+                "actor": str,
+                "summary": str,
+                "root_cause": str,
+                "customer_impact": str,
+            },
+            pk="incident",
+            if_not_exists=True,
+        )
+        self.db.table("postmortems").create(
+            {
+                "incident": int,
+                "markdown": str,
+                "generated_at": str,
+                "file_id": str,
+                "permalink": str,
+                "channel": str,
+            },
+            pk="incident",
+            if_not_exists=True,
+        )
+        # Stats read a window of declares; the index keeps that a range scan however long the history.
+        self.db.table("incidents").create_index(["declared_at"], if_not_exists=True)
+
+    def add_pinned(
+        self, number: int, channel: str, ts: str, at: datetime, actor: str, text: str, now: datetime
+    ) -> bool:
+        """A war-room message captured into the timeline at its own time; False if it already was."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO pinned_messages (incident, channel, ts, pinned_at) VALUES (?, ?, ?, ?)",
+                [number, channel, ts, _to_db(now)],
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._event(db, number, at, "pin", actor, text)
+            self._audit(db, number, now, actor, "pin", {"channel": channel, "ts": ts})
+        return True
+
+    def add_followup(self, number: int, now: datetime, actor: str, text: str, line: str) -> int:
+        """A follow-up action for the post-mortem, and its timeline line, together."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO followups (incident, at, actor, text) VALUES (?, ?, ?, ?)",
+                [number, _to_db(now), actor, text],
+            )
+            self._event(db, number, now, "followup", actor, line)
+            self._audit(db, number, now, actor, "followup", {"text": text})
+            return int(cursor.lastrowid or 0)
+
+    def followups(self, number: int) -> list[FollowUp]:
+        rows = self._rows("SELECT * FROM followups WHERE incident = ? ORDER BY id", [number])
+        return [FollowUp(r["id"], r["incident"], datetime.fromisoformat(r["at"]), r["actor"], r["text"]) for r in rows]
+
+    def resolve(
+        self,
+        incident: Incident,
+        decide: Callable[[Incident], Change | None],
+        now: datetime,
+        details: Resolution,
+        firings: Callable[[Incident], tuple[Firing, ...]] = lambda _: (),
+    ) -> tuple[Change | None, Incident]:
+        """Resolve with what the resolver said (summary, root cause, impact) and the firings the
+        resolution starts (the draft's upload), all in the state change's transaction."""
+
+        def also(db: sqlite_utils.Database, new: Incident) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO resolutions (incident, at, actor, summary, root_cause, customer_impact)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [new.number, _to_db(now), details.actor, details.summary, details.root_cause, details.customer_impact],
+            )
+            for firing in firings(new):
+                self._record_firing(db, new.number, firing, now)
+
+        return self.change(incident, decide, now, also=also)
+
+    def resolution(self, number: int) -> Resolution | None:
+        rows = self._rows("SELECT * FROM resolutions WHERE incident = ?", [number])
+        if not rows:
+            return None
+        r = rows[0]
+        return Resolution(r["actor"], r["summary"], r["root_cause"], r["customer_impact"])
+
+    def save_draft(self, number: int, markdown: str, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO postmortems (incident, markdown, generated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(incident) DO UPDATE SET markdown = excluded.markdown, generated_at = excluded.generated_at,"
+                # The earlier upload is of the earlier text: the new one is recorded once it is made.
+                " file_id = NULL, permalink = NULL, channel = NULL",
+                [number, markdown, _to_db(now)],
+            )
+
+    def record_draft_upload(self, number: int, file_id: str, permalink: str | None, channel: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE postmortems SET file_id = ?, permalink = ?, channel = ? WHERE incident = ?",
+                [file_id, permalink, channel, number],
+            )
+
+    def draft(self, number: int) -> Draft | None:
+        rows = self._rows("SELECT * FROM postmortems WHERE incident = ?", [number])
+        if not rows:
+            return None
+        r = rows[0]
+        return Draft(
+            r["incident"],
+            r["markdown"],
+            datetime.fromisoformat(r["generated_at"]),
+            r["file_id"],
+            r["permalink"],
+            r["channel"],
+        )
+
+    def pages_sent(self, number: int) -> list[tuple[str, datetime]]:
+        """Who was paged for the incident and when each page reached them, in that order."""
+        rows = self._rows(
+            "SELECT coalesce(user, target) AS who, sent_at FROM deliveries"
+            " WHERE incident = ? AND kind = 'page' AND status = 'sent' AND sent_at IS NOT NULL ORDER BY sent_at, id",
+            [number],
+        )
+        return [(str(r["who"]), datetime.fromisoformat(r["sent_at"])) for r in rows]
+
+    def resolved_since(self, since: datetime, severities: tuple[str, ...]) -> list[int]:
+        """Incidents resolved since `since` in these severities: those a post-mortem reminder may await."""
+        if not severities:
+            return []
+        marks = ", ".join("?" for _ in severities)
+        rows = self._rows(
+            f"SELECT number FROM incidents WHERE status = 'resolved' AND resolved_at >= ? AND severity IN ({marks})",
+            [_to_db(since), *severities],
+        )
+        return [int(r["number"]) for r in rows]
+
+    def stat_rows(self, since: datetime) -> list[StatRow]:
+        """The timings of every incident declared since `since`: a range scan of the declared_at index."""
+        rows = self._rows(
+            "SELECT number, severity, declared_at, acknowledged_at, resolved_at FROM incidents"
+            " WHERE declared_at >= ? ORDER BY declared_at",
+            [_to_db(since)],
+        )
+        return [
+            StatRow(
+                r["number"],
+                r["severity"],
+                datetime.fromisoformat(r["declared_at"]),
+                _from_db_datetime(r["acknowledged_at"]),
+                _from_db_datetime(r["resolved_at"]),
+            )
+            for r in rows
+        ]
 
     # -- internals -------------------------------------------------------------------------
 

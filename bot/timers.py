@@ -18,13 +18,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import datetime
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.config import Config
-from bot.escalation import Firing, due_actions, next_due
+from bot.escalation import POSTMORTEM_STALE_AFTER, Firing, due_actions, next_due
 from bot.handoffs import HandoffNotices
 from bot.incidents import Incident
 from bot.paging import Pager
@@ -69,6 +70,7 @@ class Timers:
         self.scheduler.start()
         for incident in self.store.open_incidents():
             self.replan(incident.number)
+        self._replan_postmortem_reminders()
         self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -97,7 +99,18 @@ class Timers:
                 self._idle.notify_all()
 
     def decide(self, incident: Incident, fired: frozenset[str]) -> list[Firing]:
-        return due_actions(incident, self.config.policy(incident.severity), fired, self.clock())
+        return due_actions(
+            incident, self.config.policy(incident.severity), fired, self.clock(), self._postmortem_after(incident)
+        )
+
+    def _postmortem_after(self, incident: Incident) -> timedelta | None:
+        return self.config.postmortem_due_after if incident.severity in self.config.postmortem_severities else None
+
+    def _replan_postmortem_reminders(self) -> None:
+        """Resolved incidents whose post-mortem reminder may still be due: planned like open ones."""
+        since = self.clock() - self.config.postmortem_due_after - POSTMORTEM_STALE_AFTER
+        for number in self.store.resolved_since(since, self.config.postmortem_severities):
+            self.replan(number)
 
     def replan(self, number: int) -> None:
         """Put the incident's job at its next due time (or remove it when nothing is left)."""
@@ -105,14 +118,31 @@ class Timers:
             return
         incident = self.store.get(number)
         job_id = f"incident-{number}"
+        if incident is not None and not incident.is_open:
+            # A resolved incident's only timer is its post-mortem reminder: a job of its own, so
+            # the incident's timers are seen to stop at resolve (and a reopen drops the reminder).
+            self._drop(job_id)
+            job_id = f"postmortem-{number}"
+        else:
+            self._drop(f"postmortem-{number}")
         due = None
         if incident is not None:
-            due = next_due(incident, self.config.policy(incident.severity), self.store.fired_keys(number), self.clock())
+            due = next_due(
+                incident,
+                self.config.policy(incident.severity),
+                self.store.fired_keys(number),
+                self.clock(),
+                self._postmortem_after(incident),
+            )
         if due is None:
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
             return
         self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
+
+    def _drop(self, job_id: str) -> None:
+        with suppress(JobLookupError):
+            self.scheduler.remove_job(job_id)
 
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""

@@ -1,17 +1,26 @@
-"""/incident resolve — mark an incident resolved and show it so on its announcement."""
+"""/incident resolve — the all-clear: resolve, stop the timers, start the post-mortem.
+
+`/incident resolve [summary]` resolves at once; the announcement's Resolve button opens a form
+for the summary, root cause, customer impact and (when configured) the status page. Either way
+the war room and the announcement thread get the runbook's all-clear, and for the post-mortem
+severities the draft is uploaded and the post-mortem reminder planned.
+"""
 
 from __future__ import annotations
 
-from bot import ids
-from bot.context import ButtonClick, CommandRequest, Context, Reply, each
+from bot import ids, review_blocks
+from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
 from bot.errors import UsageError
+from bot.escalation import Delivery, Firing, postmortem_draft_key
 from bot.incidents import Incident, clean_title, resolve
-from bot.statuspage import GENERIC_RESOLVED
+from bot.postmortem import started_at
+from bot.statuspage import GENERIC_BODY, GENERIC_RESOLVED
+from bot.store import Resolution
 from bot.text import length
 from commands.update import to_status_page
 
 USAGE = "/incident resolve [INC-n] [--public] [summary]"
-SUMMARY = "resolve: all-clear, timers stop"
+SUMMARY = "resolve: all-clear, timers stop (the Resolve button opens a form)"
 NEEDS_INCIDENT = True
 SUMMARY_MAX = 2000
 
@@ -29,31 +38,92 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
             f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {length(summary):,}.",
             USAGE,
         )
-    return _resolve(ctx, req.incident_or_raise(), req.user, summary or None, public=public)
+    return _resolve(ctx, req.incident_or_raise(), req.user, Resolution(req.user, summary or None), public=public)
 
 
 def on_click(ctx: Context, click: ButtonClick) -> Reply:
-    return _resolve(ctx, click.incident_or_raise(), click.user, None)
+    """The Resolve button: the form, so the all-clear and the post-mortem get the facts."""
+    incident = click.incident_or_raise()
+    if not incident.is_open:
+        return Reply(f"{incident.ref} is already resolved.")
+    if not click.trigger_id:
+        raise UsageError(f"Type `/incident resolve {incident.ref} &lt;summary&gt;` instead.")
+    # The tick starts empty even for a public incident: the summary goes public only when asked.
+    view = review_blocks.resolve_modal(incident, statuspage=ctx.pager.statuspage is not None, channel=click.channel)
+    trigger_id = click.trigger_id
+    return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
 
 
-def _resolve(ctx: Context, incident: Incident, user: str, summary: str | None, public: bool = False) -> Reply:
+def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
+    values = submission.values
+    summary = (values.get(ids.RESOLVE_SUMMARY_BLOCK) or "").strip()
+    root_cause = (values.get(ids.ROOT_CAUSE_BLOCK) or "").strip()
+    impact = (values.get(ids.IMPACT_BLOCK) or "").strip()
+    errors = {}
+    if not summary:
+        errors[ids.RESOLVE_SUMMARY_BLOCK] = "Say in a sentence what happened and what fixed it."
+    for block, text in (
+        (ids.RESOLVE_SUMMARY_BLOCK, summary),
+        (ids.ROOT_CAUSE_BLOCK, root_cause),
+        (ids.IMPACT_BLOCK, impact),
+    ):
+        if len(text) > review_blocks.FORM_TEXT_MAX:
+            errors[block] = f"At most {review_blocks.FORM_TEXT_MAX:,} characters, please."
+    if errors:
+        raise ViewErrors(errors)
+    incident = ctx.store.get(int(submission.metadata.get("incident", 0)))
+    if incident is None:
+        raise ViewErrors({ids.RESOLVE_SUMMARY_BLOCK: "That incident no longer exists."})
+    public = ctx.pager.statuspage is not None and bool(values.get(ids.RESOLVE_PUBLIC_BLOCK))
+    details = Resolution(submission.user, summary, root_cause or None, impact or None)
+    return _resolve(ctx, incident, submission.user, details, public=public)
+
+
+def _resolve(ctx: Context, incident: Incident, user: str, details: Resolution, *, public: bool) -> Reply:
+    """Resolve and say so. `public`: `--public` or the form's status-page tick; without it the
+    status page (if the incident is on it) is resolved in general words, never with the summary."""
     now = ctx.now()
+    summary = details.summary
     cleaned = clean_title(summary) if summary else None
-    change, saved = ctx.store.change(incident, lambda current: resolve(current, by=user, now=now, summary=cleaned), now)
+    draft = incident.severity in ctx.config.postmortem_severities
+
+    def firings(new: Incident) -> tuple[Firing, ...]:
+        if not draft:
+            return ()
+        return (Firing(postmortem_draft_key(new), (Delivery("postmortem_draft", "incident", "resolved"),)),)
+
+    change, saved = ctx.store.resolve(
+        incident, lambda current: resolve(current, by=user, now=now, summary=cleaned), now, details, firings
+    )
     if change is None:
         return Reply(f"{saved.ref} is already resolved.")
     ctx.timers.replan(saved.number)
-    to_status_page(ctx, saved, "resolve", body=summary if public and summary else GENERIC_RESOLVED)
+    _status_page(ctx, saved, summary, public)
+    ctx.timers.wake_deliveries()
+    started = started_at(saved, ctx.store.timeline(saved.number))
+    text, blocks = review_blocks.all_clear(
+        ctx.config, saved, started=started, summary=summary, customer_impact=details.customer_impact
+    )
 
     def announce() -> Reply | None:
         each(
             lambda: ctx.pager.close_pages(saved, stand_down=False),
             lambda: ctx.announcer.refresh(saved.number),
-            lambda: ctx.announcer.everywhere(saved, change.text),
+            lambda: ctx.announcer.everywhere(saved, text, blocks),
         )
         return None
 
     return Reply(f"{saved.ref} resolved.", after=announce)
 
 
+def _status_page(ctx: Context, incident: Incident, summary: str | None, public: bool) -> None:
+    if ctx.pager.statuspage is None:
+        return
+    if public and "statuspage:create" not in ctx.store.fired_keys(incident.number):
+        # Asked to go public for an incident never made public: say there, in general words, that it happened.
+        to_status_page(ctx, incident, "create", body=GENERIC_BODY)
+    to_status_page(ctx, incident, "resolve", body=summary if public and summary else GENERIC_RESOLVED)
+
+
 ACTIONS = {ids.RESOLVE: on_click}
+VIEWS = {ids.RESOLVE_MODAL: on_submit}

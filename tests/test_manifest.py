@@ -33,6 +33,9 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "usergroups.list": (frozenset({"usergroups:read"}),),
     "usergroups.users.list": (frozenset({"usergroups:read"}),),
     "views.open": (frozenset(),),
+    # files_upload_v2 = files.getUploadURLExternal + upload + files.completeUploadExternal
+    "files.upload_v2": (frozenset({"files:write"}),),
+    "files.info": (frozenset({"files:read"}),),
 }
 
 
@@ -55,7 +58,7 @@ def methods_called() -> set[str]:
     """Every `client.<method>(` call in bot/ and commands/, as a Web API method name."""
     found = set()
     for path in [*ROOT.joinpath("bot").glob("*.py"), *ROOT.joinpath("commands").glob("*.py")]:
-        for name in re.findall(r"\bclient\.([a-z]+_[A-Za-z]+)\(", path.read_text(encoding="utf-8")):
+        for name in re.findall(r"\bclient\.([a-z]+_[A-Za-z0-9_]+)\(", path.read_text(encoding="utf-8")):
             family, _, verb = name.partition("_")
             if family in SLACK_FAMILIES:
                 found.add(f"{family}.{verb}")
@@ -86,6 +89,16 @@ def test_manifest_routes_the_command_and_interactivity_to_slack_events():
     assert command["should_escape"] is True
     assert data["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     assert "socket_mode_enabled" in data["settings"]
+
+
+def test_manifest_subscribes_to_the_events_the_bot_handles():
+    data = manifest()
+    events = data["settings"]["event_subscriptions"]
+    assert events["request_url"].endswith("/slack/events")
+    assert "reaction_added" in events["bot_events"]
+    scopes = set(data["oauth_config"]["scopes"]["bot"])
+    # reaction_added needs reactions:read; the pinned message is read from public or private war rooms.
+    assert {"reactions:read", "channels:history", "groups:history"} <= scopes
 
 
 def test_every_subcommand_in_help_is_handled_and_every_handled_one_is_in_help():

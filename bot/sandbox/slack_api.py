@@ -61,6 +61,9 @@ DEFAULT_SCOPES = frozenset(
         "users:read",
         "users:read.email",
         "usergroups:read",
+        "files:read",
+        "files:write",
+        "reactions:read",
     }
 )
 
@@ -91,6 +94,9 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.open": None,
     "views.update": None,
     "views.push": None,
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "files.info": "files:read",
 }
 
 # Errors that mean "the request itself was wrong": a correct bot never gets these. Left out on
@@ -652,6 +658,44 @@ class Conversation:
         }
 
 
+@dataclass(frozen=True)
+class SandboxFile:
+    """A file uploaded through files.getUploadURLExternal, the upload URL and files.completeUploadExternal."""
+
+    id: str
+    name: str
+    length: int
+    created: int
+    title: str = ""
+    content: bytes | None = None  # None until its bytes reach the upload URL
+    completed: bool = False
+    channels: tuple[str, ...] = ()
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "timestamp": self.created,
+            "name": self.name,
+            "title": self.title or self.name,
+            "mimetype": "text/plain",
+            "filetype": "markdown" if self.name.endswith(".md") else "text",
+            "pretty_type": "Markdown (raw)" if self.name.endswith(".md") else "Plain Text",
+            "user": BOT_USER_ID,
+            "user_team": TEAM_ID,
+            "editable": True,
+            "size": len(self.content or b""),
+            "mode": "snippet",
+            "is_external": False,
+            "is_public": any(c.startswith("C") for c in self.channels),
+            "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}-{self.id}/{self.name}",
+            "permalink": f"https://{TEAM_DOMAIN}.slack.com/files/{BOT_USER_ID}/{self.id}/{self.name}",
+            "channels": [c for c in self.channels if c.startswith("C")],
+            "groups": [c for c in self.channels if c.startswith("G")],
+            "ims": [c for c in self.channels if c.startswith("D")],
+        }
+
+
 class _HasBlocks:
     """Shared by everything a person can see: its text, its blocks and their buttons."""
 
@@ -739,6 +783,7 @@ class Message(_HasBlocks):
     edited_ts: str | None = None
     via: str = "chat.postMessage"
     metadata: dict[str, Any] | None = None  # chat.postMessage's `metadata` (event_type, event_payload)
+    files: list[dict[str, Any]] = field(default_factory=list)  # files shared with the message
 
     @property
     def edited(self) -> bool:
@@ -779,6 +824,9 @@ class Message(_HasBlocks):
                 out["subtype"] = "thread_broadcast"
         if self.edited_ts:
             out["edited"] = {"user": self.user, "ts": self.edited_ts}
+        if self.files:
+            out["files"] = copy.deepcopy(self.files)
+            out["upload"] = True
         return out
 
 
@@ -907,6 +955,19 @@ _CHANNEL_NAME = re.compile(r"^[a-z0-9_\-]+$")
 # --------------------------------------------------------------------------------------------
 
 
+def _multipart_file(content_type: str, body: bytes) -> bytes | None:
+    """The first file part of a multipart/form-data body (what `curl -F file=@x` sends)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            return payload
+    return None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # socketserver's default backlog of 5 resets bursts of connections; Slack does not.
@@ -1000,7 +1061,12 @@ class SlackSandbox:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
+            "files.info": self._files_info,
         }
+        self._files: dict[str, SandboxFile] = {}
+        self._upload_tokens: dict[str, str] = {}  # upload URL token -> file id
         if seed:
             self._seed()
 
@@ -1231,6 +1297,8 @@ class SlackSandbox:
             return self._handle_api(method, parts.query, lower, body)
         if parts.path.startswith("/response/") and verb == "POST":
             return self._handle_response_url(parts.path[len("/response/") :], lower, body)
+        if parts.path.startswith("/upload/v1/") and verb == "POST":
+            return self._handle_upload(parts.path[len("/upload/v1/") :], lower, body)
         return 404, {"Content-Type": "text/plain"}, b"not found"
 
     def _handle_api(
@@ -1933,6 +2001,106 @@ class SlackSandbox:
             previous=current["previous_view_id"],
             root=current["root_view_id"],
         )
+
+    # ---- files: the three-step external upload ----------------------------------------------
+
+    def _files_get_upload_url_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename = str(params.get("filename") or "")
+        if not filename:
+            raise SlackError("invalid_arguments")
+        try:
+            length = int(params.get("length") or 0)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_arguments") from None
+        if length <= 0:
+            raise SlackError("missing_argument")  # Slack: "typically only when length is 0"
+        file_id = self._new_id("F")
+        token = _short_id(f"upload{file_id}", 16)
+        self._files[file_id] = SandboxFile(file_id, filename, length, int(time.time()))
+        self._upload_tokens[token] = file_id
+        return {"upload_url": f"{self.base_url}/upload/v1/{token}", "file_id": file_id}
+
+    def _handle_upload(self, token: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """The upload URL: raw bytes or a multipart form; 200 "OK - <size>" as files.slack.com answers."""
+        with self._lock:
+            file_id = self._upload_tokens.get(token)
+            content: bytes | None = body
+            content_type = headers.get("content-type", "")
+            if content_type.startswith("multipart/form-data"):
+                content = _multipart_file(content_type, body)
+            if file_id is None or content is None:
+                self._record(Call("upload", {"token": token}, {"ok": False, "error": "not_found"}, 404, time.time()))
+                return 404, {"Content-Type": "text/plain"}, b"Not Found"
+            self._files[file_id] = replace(self._files[file_id], content=content)
+            self._record(Call("upload", {"file_id": file_id, "size": len(content)}, {"ok": True}, 200, time.time()))
+        return 200, {"Content-Type": "text/plain; charset=utf-8"}, f"OK - {len(content)}".encode()
+
+    def _files_complete_upload_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = self._json_param(params, "files", "invalid_arguments")
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) and f.get("id") for f in files):
+            raise SlackError("invalid_arguments")
+        uploads = []
+        for entry in files:
+            upload = self._files.get(str(entry["id"]))
+            if upload is None or upload.content is None or upload.completed:
+                raise SlackError("file_not_found")
+            uploads.append(replace(upload, title=str(entry.get("title") or upload.name), completed=True))
+        channel_ids = [str(params["channel_id"])] if params.get("channel_id") else []
+        channel_ids += [c for c in str(params.get("channels") or "").split(",") if c]
+        if params.get("thread_ts") and len(channel_ids) != 1:
+            raise SlackError("invalid_arguments")  # a thread reply goes to exactly one channel
+        targets = [self._post_target(c) for c in channel_ids]
+        for conv in targets:
+            self._require_postable(conv)
+        comment = str(params.get("initial_comment") or "")
+        if len(comment) > MAX_TEXT:
+            raise SlackError("msg_too_long")
+        for upload in uploads:
+            self._files[upload.id] = replace(upload, channels=tuple(c.id for c in targets))
+        for conv in targets:
+            thread_ts = str(params["thread_ts"]) if params.get("thread_ts") else None
+            ts = self._next_ts()
+            self._add_message(
+                Message(
+                    channel=conv.id,
+                    ts=ts,
+                    user=BOT_USER_ID,
+                    text=comment,
+                    thread_ts=thread_ts,
+                    bot_id=BOT_ID,
+                    via="files.completeUploadExternal",
+                    files=[self._files[u.id].to_api() for u in uploads],
+                )
+            )
+        return {"files": [{"id": u.id, "title": u.title} for u in uploads]}
+
+    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        upload = self._files.get(str(params.get("file") or ""))
+        if upload is None or not upload.completed:
+            raise SlackError("file_not_found")
+        return {"file": upload.to_api(), "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    # ---- people in the workspace -------------------------------------------------------------
+
+    def post_as(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> Message:
+        """A person says something in a channel (as typed in Slack's client, not through the API)."""
+        with self._lock:
+            conv = self.conversation(channel)
+            if conv is None:
+                raise ValueError(f"no conversation {channel!r} in the sandbox")
+            return self._add_message(Message(conv.id, self._next_ts(), user, text, thread_ts=thread_ts, via="client"))
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Someone deletes a message: it is gone from history and threads."""
+        with self._lock:
+            conv = self.conversation(channel)
+            assert conv is not None
+            self._messages[conv.id] = [m for m in self._messages[conv.id] if m.ts != ts]
+
+    def uploaded_files(self) -> list[SandboxFile]:
+        """Files whose upload was completed, oldest first."""
+        with self._lock:
+            return [f for f in self._files.values() if f.completed]
 
     # ---- the other half of the wire: response_url, acks, interactions ------------------------
 

@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 from bot.sandbox.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from bot.sandbox.slack_api import (
     APP_ID,
+    BOT_USER_ID,
     TEAM_DOMAIN,
     TEAM_ID,
     Conversation,
@@ -319,6 +320,68 @@ class SlackPlatform:
         self.sandbox.apply_view_response(view["id"], result.status, result.body)
         return result
 
+    # ---- Events API --------------------------------------------------------------------------
+
+    def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
+    ) -> PlatformResult:
+        """Deliver an Events API `event_callback` (JSON), as a retry when `retry_num` is given.
+
+        Slack retries an event it thinks went unanswered with the same `event_id` and the headers
+        `X-Slack-Retry-Num` and `X-Slack-Retry-Reason`.
+        """
+        now = time.time()
+        envelope = {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "api_app_id": self.api_app_id,
+            "event": {"event_ts": f"{now:.6f}", **event},
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{self.sandbox.new_response_key().upper()}{int(now)}",
+            "event_time": int(now),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+        headers = {}
+        if retry_num is not None:
+            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        result = self.send(json.dumps(envelope), content_type="application/json", headers=headers)
+        result.payload = envelope
+        return result
+
+    def react(
+        self,
+        user: str,
+        channel: str,
+        ts: str,
+        reaction: str = "pushpin",
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+    ) -> PlatformResult:
+        """`user` adds `reaction` to the message `ts`; Slack tells the app with `reaction_added`."""
+        conv = self._conversation(channel)
+        author = next((m.user for m in self.sandbox.messages_in(conv.id) if m.ts == ts), None)
+        if retry_num is None:
+            self.sandbox.record_interaction("react", user, conv.id, f"reacted :{reaction}: to a message")
+        event = {
+            "type": "reaction_added",
+            "user": user,
+            "reaction": reaction,
+            "item": {"type": "message", "channel": conv.id, "ts": ts},
+        }
+        if author:
+            event["item_user"] = author
+        return self.event(event, event_id=event_id, retry_num=retry_num)
+
     # ---- transport ---------------------------------------------------------------------------
 
     def send(
@@ -400,7 +463,7 @@ class SlackPlatform:
 
 
 _TYPED_ENTITY = re.compile(
-    r"(?P<url>\bhttps?://[^\s<>]+)"
+    r"(?P<url>\bhttps?://[^\s<>|]+)"
     r"|(?P<email>\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
     r"|(?<![\w@])@(?P<at>[\w.-]+)"
     r"|(?<![\w#&])#(?P<channel>[a-z0-9_-]+)"

@@ -80,6 +80,7 @@ def _title(sandbox: SlackSandbox, conv: Conversation) -> str:
 
 def _message_lines(sandbox: SlackSandbox, msg: Message, indent: str, *, reply: bool) -> list[str]:
     body = _content_lines(sandbox, msg.text, msg.blocks, msg.attachments)
+    body += [f"📎 {f.get('name')} ({f.get('title')}, {f.get('size')} bytes)" for f in msg.files]
     first = f"{_author(sandbox, msg.user)}: {body[0] if body else ''}".rstrip()
     if msg.edited:
         first += " (edited)"

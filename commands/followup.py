@@ -1,0 +1,25 @@
+"""/incident followup — a follow-up action, listed in the post-mortem's Followup Actions."""
+
+from __future__ import annotations
+
+from bot.context import CommandRequest, Context, Reply
+from bot.errors import UsageError
+from bot.incidents import clean_title
+from bot.mrkdwn import user_text
+
+USAGE = "/incident followup [INC-n] <action, owner, date>"
+SUMMARY = "record a follow-up action for the post-mortem"
+NEEDS_INCIDENT = True
+FOLLOWUP_MAX = 500
+
+
+def handle(ctx: Context, req: CommandRequest) -> Reply:
+    incident = req.incident_or_raise()
+    text = clean_title(req.args)
+    if not text:
+        raise UsageError("What is the follow-up action?", USAGE)
+    if len(text) > FOLLOWUP_MAX:
+        raise UsageError(f"Follow-ups are limited to {FOLLOWUP_MAX:,} characters; yours has {len(text):,}.", USAGE)
+    shown = user_text(text, FOLLOWUP_MAX + 100)
+    ctx.store.add_followup(incident.number, ctx.now(), req.user, text, f"<@{req.user}> added a follow-up: {shown}")
+    return Reply(f"Follow-up recorded for {incident.ref}: {shown}")
