@@ -348,7 +348,9 @@ def test_the_resolve_form_says_on_the_status_page_what_was_ticked(monkeypatch, t
             running.click(announcement.button("incident_resolve"), user="U0PRIMARY")
             view = running.slack.wait_for_view("resolve_modal")
             tick = next(b for b in view["blocks"] if b["block_id"] == "resolve_public")
-            assert "initial_options" not in tick["element"]  # empty even when public: the summary goes out only if ticked
+            assert (
+                "initial_options" not in tick["element"]
+            )  # empty even when public: the summary goes out only if ticked
             running.platform.submit_view(
                 view, {"resolve_summary": "Rolled back to 00042", "resolve_public": ticked}, user="U0PRIMARY"
             )
