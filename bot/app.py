@@ -21,7 +21,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import statuspage
+from bot import alert_incidents, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -114,6 +114,7 @@ class IncidentBot:
         for incident in self.store.open_incidents():
             if self.announcer.needs_setup(incident):
                 self.work.submit(self._finish_setup, incident.number)
+        self.work.submit(alert_incidents.settle_all, self.ctx)
 
     def _finish_setup(self, number: int) -> None:
         try:

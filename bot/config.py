@@ -67,6 +67,32 @@ class StatuspageConfig:
     severities: tuple[str, ...] = ("P1", "P2")  # which declares open a public incident
 
 
+ALERT_ACTIONS = ("declare", "propose", "ignore")
+
+
+@dataclass(frozen=True)
+class AlertRoute:
+    """What to do with an alert: its severity if it becomes an incident, and the action."""
+
+    severity: str
+    action: str  # declare | propose | ignore
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """`match` globs on the policy (alert) name and on labels; every given one must match."""
+
+    route: AlertRoute
+    policy: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    default: AlertRoute
+    rules: tuple[AlertRule, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     channel: str
@@ -80,6 +106,7 @@ class Config:
     rollback_allowed: tuple[str, ...]
     runbook_path: str | None = None
     statuspage: StatuspageConfig | None = None
+    alerts: AlertsConfig | None = None
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:
@@ -215,6 +242,7 @@ class _Reader:
                 "rollback",
                 "runbook",
                 "statuspage",
+                "alerts",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -290,6 +318,8 @@ class _Reader:
                 severities=self.severity_list(sp.get("severities", ["P1", "P2"]), "statuspage.severities"),
             )
 
+        alerts = self.alerts(top.get("alerts"))
+
         if self.errors:
             return None
         return Config(
@@ -304,8 +334,56 @@ class _Reader:
             rollback_allowed=allowed,
             runbook_path=runbook_path,
             statuspage=statuspage,
+            alerts=alerts,
             source=source,
         )
+
+    def alerts(self, value: Any) -> AlertsConfig | None:
+        """The optional `alerts:` section: a default route and rules tried in order."""
+        if value is None:
+            return None
+        body = self.mapping(value, "alerts", {"default", "rules"})
+        default_raw = self.mapping(body.get("default"), "alerts.default", {"severity", "action"})
+        default = self.alert_route(default_raw, "alerts.default")
+        rules: list[AlertRule] = []
+        raw_rules = body.get("rules") or []
+        if not isinstance(raw_rules, list):
+            self.error("alerts.rules", f"must be a list of rules, got {type(raw_rules).__name__}")
+            raw_rules = []
+        for i, raw in enumerate(raw_rules):
+            key = f"alerts.rules[{i}]"
+            rule = self.mapping(raw, key, {"match", "severity", "action"})
+            match = self.mapping(rule.get("match"), f"{key}.match", {"policy", "labels"})
+            if not match:
+                self.error(f"{key}.match", "is required: a `policy` glob, `labels`, or both")
+            policy = self.string(match.get("policy"), f"{key}.match.policy", required=False)
+            labels_raw = match.get("labels")
+            labels: list[tuple[str, str]] = []
+            if labels_raw is not None and not isinstance(labels_raw, dict):
+                self.error(f"{key}.match.labels", f"must be a mapping of label: glob, got {type(labels_raw).__name__}")
+            for name, pattern in (labels_raw or {}).items() if isinstance(labels_raw, dict) else ():
+                text = self.string(pattern, f"{key}.match.labels.{name}")
+                if text is not None:
+                    labels.append((str(name), text))
+            route = self.alert_route(rule, key, default)
+            if route is not None:
+                rules.append(AlertRule(route=route, policy=policy, labels=tuple(labels)))
+        if default is None:
+            return None
+        return AlertsConfig(default=default, rules=tuple(rules))
+
+    def alert_route(self, body: dict[str, Any], key: str, fallback: AlertRoute | None = None) -> AlertRoute | None:
+        """`{severity, action}`; a rule leaves out what it takes from `alerts.default`."""
+        severity = str(body.get("severity", fallback.severity if fallback else "P2")).upper()
+        action = str(body.get("action", fallback.action if fallback else "propose")).lower()
+        ok = True
+        if severity not in SEVERITIES:
+            self.error(f"{key}.severity", f"{body.get('severity')!r} is not a severity (P1, P2, P3 or P4)")
+            ok = False
+        if action not in ALERT_ACTIONS:
+            self.error(f"{key}.action", f"{body.get('action')!r} is not an action ({', '.join(ALERT_ACTIONS)})")
+            ok = False
+        return AlertRoute(severity=severity, action=action) if ok else None
 
     def severity(self, name: str, body: Any, roles: set[str]) -> SeverityPolicy | None:
         key = f"severities.{name}"
@@ -398,4 +476,18 @@ def describe(config: Config) -> str:
         data["runbook"] = {"path": config.runbook_path}
     if config.statuspage:
         data["statuspage"] = {**vars(config.statuspage), "severities": list(config.statuspage.severities)}
+    if config.alerts:
+        data["alerts"] = describe_alerts(config.alerts)
     return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def describe_alerts(alerts: AlertsConfig) -> dict[str, Any]:
+    def rule(r: AlertRule) -> dict[str, Any]:
+        match: dict[str, Any] = {}
+        if r.policy is not None:
+            match["policy"] = r.policy
+        if r.labels:
+            match["labels"] = dict(r.labels)
+        return {"match": match, **vars(r.route)}
+
+    return {"default": vars(alerts.default), "rules": [rule(r) for r in alerts.rules]}

@@ -1,7 +1,7 @@
 """Every Block Kit action_id and modal callback_id the bot uses, defined once.
 
 `incident_ack`, `rollback_confirm` and `rollback_cancel` are a contract with outside tools
-(DESIGN.md): never rename them.
+(DESIGN.md): never rename them. Nor `alert_declare` and `alert_dismiss`.
 """
 
 ACK = "incident_ack"
@@ -13,6 +13,8 @@ ROLLBACK_CONFIRM = "rollback_confirm"
 ROLLBACK_CANCEL = "rollback_cancel"
 SNOOZE_30M = "reminder_snooze_30m"  # value: "<incident number>:30"
 SNOOZE_1H = "reminder_snooze_1h"  # value: "<incident number>:60"
+ALERT_DECLARE = "alert_declare"  # on alert proposals; value: "alert:<alert id>"
+ALERT_DISMISS = "alert_dismiss"  # value: "alert:<alert id>"
 
 DECLARE_MODAL = "declare_modal"
 UPDATE_MODAL = "update_modal"

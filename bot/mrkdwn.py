@@ -1,5 +1,7 @@
 """Making user text safe and the right size for Slack's mrkdwn."""
 
+import re
+
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 TRUNCATION_MARK = "… (truncated)"
 
@@ -25,3 +27,11 @@ def truncate(text: str, limit: int) -> str:
 def user_text(text: str, limit: int) -> str:
     """User text as it goes into a mrkdwn field: escaped, then cut to fit."""
     return truncate(escape(text), limit)
+
+
+def link(url: str | None, label: str) -> str:
+    """`<url|label>` for a plain http(s) URL; empty for anything else, so a URL from outside
+    (an alert's) cannot carry mrkdwn of its own into a message."""
+    if not url or re.fullmatch(r"https?://[^\s<>|`]+", url) is None:
+        return ""
+    return f"<{url.replace('&', '&amp;')}|{escape(label)}>"

@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
+from bot import alerts
 from bot.app import IncidentBot
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ MAX_BODY = 1_048_576  # Slack payloads are a few KB; refuse megabytes before par
 
 def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
     slack_handler = SlackRequestHandler(bot.bolt, path="/slack/events")
+    alert_webhook = alerts.webhook(bot.ctx, bot.settings.alert_webhook_token)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
@@ -32,6 +34,8 @@ def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
             body = json.dumps(health).encode()
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
+        if environ.get("PATH_INFO") in alerts.PATHS:
+            return alert_webhook(environ, start_response)
         try:
             return slack_handler(environ, start_response)
         except Exception:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing

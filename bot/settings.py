@@ -23,6 +23,7 @@ class Settings:
     db_path: str = "incident-bot.db"
     port: int = 3000
     http_threads: int = 32
+    alert_webhook_token: str | None = None  # unset: the alert webhooks are off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,4 +54,5 @@ class Settings:
             db_path=env.get("INCIDENT_BOT_DB", "incident-bot.db"),
             port=port,
             http_threads=threads,
+            alert_webhook_token=env.get("ALERT_WEBHOOK_TOKEN") or None,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -34,7 +34,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
             return _open_form(ctx, req, severity=severity)
         raise UsageError("The incident needs a title.", USAGE)
     title = validate_title(title_text, USAGE)
-    incident = _create(ctx, title=title, severity=severity, user=req.user)
+    incident = create(ctx, title=title, severity=severity, user=req.user)
     return Reply(
         f"{incident.ref} declared ({blocks.severity_label(ctx.config, severity)}). "
         f"Announcing it in #{ctx.config.channel}…",
@@ -54,13 +54,28 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
     return Reply("", after=open_form)
 
 
-def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:
+def create(
+    ctx: Context,
+    *,
+    title: str,
+    severity: str,
+    user: str,
+    detected_at: datetime | None = None,
+    alerts: tuple[int, ...] = (),
+) -> Incident:
+    """Open an incident: the one way in, for the command, the form and alerts (`bot/alerts.py`).
+
+    `alerts` are linked in the same transaction; if one already has an incident, `AlertTaken`
+    is raised and nothing is stored. Call `set_up` after the ack.
+    """
     now = ctx.now()
-    draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
+    draft = declare(
+        title=title, severity=severity, by=user, now=now, channel=ctx.config.channel, detected_at=detected_at
+    )
     statuspage = ctx.config.statuspage
     public = ctx.pager.statuspage is not None and statuspage is not None and severity in statuspage.severities
     firings = (status_page_firing("create", body=f"We are investigating: {title}"),) if public else ()
-    incident = ctx.store.create_incident(draft, now, firings)
+    incident = ctx.store.create_incident(draft, now, firings, alerts)
     # Paging starts once set-up has made the war room (so the page can link it), but never
     # later than this, however slow or broken Slack is being.
     ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
@@ -107,7 +122,7 @@ def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
     if errors:
         raise ViewErrors(errors)
     assert severity and title
-    incident = _create(ctx, title=title, severity=severity, user=submission.user)
+    incident = create(ctx, title=title, severity=severity, user=submission.user)
     return Reply("", after=lambda: set_up(ctx, incident))
 
 

@@ -25,6 +25,7 @@ from bot.settings import Settings
 
 BOT_TOKEN = "xoxb-sandbox"
 SIGNING_SECRET = "sandbox-signing-secret"
+ALERT_TOKEN = "sandbox-alert-token"
 
 
 class SandboxedBot:
@@ -71,6 +72,7 @@ class SandboxedBot:
             cloud_logging_api_url=self.gcp.logging_url,
             db_path=self.db_path,
             port=0,
+            alert_webhook_token=ALERT_TOKEN,
         )
         self.bot = IncidentBot(settings, config, setup_retry_s=self.setup_retry_s)
         self.bot.start()
