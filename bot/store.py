@@ -882,7 +882,7 @@ def alert_line(record: AlertRecord) -> str:
     url = link(record.url, f"open in {source}")
     summary = f": {truncate(escape(record.summary), 300)}" if record.summary else ""
     line = f"🚨 Alert firing since {record.started_at:%H:%M} UTC: *{escape(record.policy)}* ({source}){summary}"
-    return f"{line} {url}".rstrip()
+    return f"{line} · {url}" if url else line
 
 
 def _alert(row: dict[str, Any]) -> AlertRecord:

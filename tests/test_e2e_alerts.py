@@ -104,6 +104,7 @@ def test_an_open_alert_with_a_declare_rule_opens_an_incident_and_pages_the_prima
     assert incident.severity == "P1"
     assert incident.detected_at == started and incident.detected == started
     message = announcement(alert_bot)
+    assert "*Detected*" in message.all_text and f"{started:%Y-%m-%d %H:%M} UTC" in message.all_text
     link = alert_bot.slack.wait_for(lambda: "Alert firing since" in thread_text(alert_bot, message) and message)
     text = thread_text(alert_bot, link)
     assert "console.cloud.google.com/monitoring/alerting/incidents/0.mtdi83m6w8ao" in text
