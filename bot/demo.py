@@ -129,8 +129,9 @@ def _alert_scene(world: SandboxedBot, say: Callable[[str], None]) -> None:
 
     say("▶ @primary presses [Acknowledge] on the page")
     world.click(page.button("incident_ack"), user="U0PRIMARY")
-    acked = slack.wait_for(lambda: (i := store.get(number)) and i.acknowledged_at and i)
-    assert acked.time_to_acknowledge is not None
+    slack.wait_for(lambda: (i := store.get(number)) is not None and i.acknowledged_at is not None)
+    acked = store.get(number)
+    assert acked is not None and acked.time_to_acknowledge is not None
     say(f"  → time to acknowledge {humanize(acked.time_to_acknowledge)}, measured from the alert, as the runbook does")
 
     say("▶ the alert closes in Cloud Monitoring")
