@@ -85,10 +85,7 @@ def settle(ctx: Context, alert_id: int) -> None:
                 pass  # declared meanwhile (a click on its proposal): linked below like any other
             else:
                 set_up(ctx, incident)
-                # Its groupmates' lines waited for the announcement that now exists.
-                for other in ctx.store.alerts_of(incident.number):
-                    if other.id != alert_id and not other.link_noted:
-                        ctx.work.submit(_guarded, settle, ctx, other.id)
+                settle_linked(ctx, incident.number, but=alert_id)
             record = _reread(ctx, alert_id)
         elif waiting and record.action == "propose" and record.proposal_ts is None:
             channel, ts = ctx.announcer.post_once(
@@ -102,6 +99,13 @@ def settle(ctx: Context, alert_id: int) -> None:
             record = _link(ctx, record)
         if not record.is_open and not record.close_noted:
             record = _close(ctx, record)
+
+
+def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:
+    """Once an incident is announced: the lines of the alerts declared with it, which waited."""
+    for other in ctx.store.alerts_of(number):
+        if other.id != but and not other.link_noted:
+            ctx.work.submit(_guarded, settle, ctx, other.id)
 
 
 def still_firing(ctx: Context, alert_id: int) -> None:

@@ -27,7 +27,7 @@ def on_declare(ctx: Context, click: ButtonClick) -> Reply:
 
     def announce() -> Reply | None:
         reply = set_up(ctx, incident)
-        alert_incidents.settle(ctx, record.id)  # the proposal shows it was declared, the thread links the alert
+        alert_incidents.settle_linked(ctx, incident.number)  # proposals edited, alerts linked in the thread
         return reply
 
     label = blocks.severity_label(ctx.config, incident.severity)

@@ -292,3 +292,43 @@ def test_a_two_megabyte_body_is_refused_and_nothing_happens(alert_bot):
 def test_without_an_alerts_section_the_endpoints_answer_404(bot):
     assert send(f"{bot.base_url}/alerts/cloud-monitoring", error_rate(), token=ALERT_TOKEN).status == 404
     assert send(f"{bot.base_url}/alerts/alertmanager", {}, token=ALERT_TOKEN).status == 404
+
+
+def test_declaring_one_proposal_of_a_group_takes_its_waiting_groupmates_along(alert_bot):
+    labels = {"service_name": "tai-autonomics", "team": "payments"}
+    starts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    alerts = [
+        alertmanager_alert(
+            alertname="HighLatency",
+            fingerprint=fingerprint,
+            starts_at=starts - timedelta(seconds=i * 30),
+            labels={**labels, "instance": instance},
+            summary=f"p95 above 1 s on {instance}",
+        )
+        for i, (fingerprint, instance) in enumerate([("aa11", "a:8080"), ("bb22", "b:8080")])
+    ]
+    send(am_url(alert_bot), alertmanager_notification(alerts), token=ALERT_TOKEN, auth="query")
+    first = alert_bot.slack.wait_for_message(ANNOUNCE, "a:8080", with_button="alert_declare")
+    second = alert_bot.slack.wait_for_message(ANNOUNCE, "b:8080", with_button="alert_declare")
+
+    alert_bot.click(first.button("alert_declare"), user="U0ALICE")
+
+    for proposal in (first, second):
+        alert_bot.slack.wait_for(lambda p=proposal: "Declared as INC-1 by <@U0ALICE>" in current(alert_bot, p).all_text)
+    assert alert_bot.bot.store.count_incidents() == 1
+    assert len(alert_bot.bot.store.alerts_of(1)) == 2
+    assert alert_bot.bot.store.get(1).detected_at == starts - timedelta(seconds=30)  # the earlier of the two
+    message = announcement(alert_bot)
+    alert_bot.slack.wait_for(lambda: thread_text(alert_bot, message).count("Alert firing since") == 2)
+
+
+def test_a_proposal_slack_refused_is_posted_by_the_retry():
+    with SandboxedBot(config_text=ALERTS_CONFIG, setup_retry_s=0.5) as running:
+        running.slack.error("chat.postMessage", "fatal_error", times=1)
+        assert send(cm_url(running), latency(), token=ALERT_TOKEN).status == 202
+
+        proposal = running.slack.wait_for_message(ANNOUNCE, "Checkout p95 latency", with_button="alert_declare")
+        time.sleep(1.2)  # two more retry rounds: the proposal is not posted again
+        assert [m.ts for m in running.slack.top_level(ANNOUNCE) if "Checkout p95 latency" in m.all_text] == [
+            proposal.ts
+        ]
