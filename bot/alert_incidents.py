@@ -49,7 +49,7 @@ def settle_all(ctx: Context) -> None:
         _guarded(settle, ctx, record.id)
 
 
-def declare(ctx: Context, record: AlertRecord, by: str) -> Incident:
+def declare(ctx: Context, record: AlertRecord, by: str, commander: str | None = None) -> Incident:
     """Open the alert's incident, with the other waiting alerts of its group (an Alertmanager
     group, a Cloud Monitoring policy) attached: titled after the alert, detected when the first
     of them started. Raises AlertTaken when the alert already has an incident, however many
@@ -64,6 +64,7 @@ def declare(ctx: Context, record: AlertRecord, by: str) -> Incident:
                 user=by,
                 detected_at=min(a.started_at for a in group),
                 alerts=tuple(a.id for a in group),
+                commander=commander,
             )
         except AlertTaken as exc:
             if exc.alert_id == record.id or attempt == 2:
@@ -80,7 +81,7 @@ def settle(ctx: Context, alert_id: int) -> None:
         waiting = record.is_open and record.incident is None and not record.dismissed_by
         if waiting and record.action == "declare":
             try:
-                incident = declare(ctx, record, by=ctx.slack.bot_user_id())
+                incident = declare(ctx, record, by=ctx.slack.bot_user_id(), commander=_first_responder(ctx, record))
             except AlertTaken:
                 pass  # declared meanwhile (a click on its proposal): linked below like any other
             else:
@@ -182,6 +183,17 @@ def _proposal_blocks(ctx: Context, record: AlertRecord) -> list[Block]:
     incident = ctx.store.get(record.incident) if record.incident is not None else None
     scenario = scenario_for(record.policy, record.condition, record.summary)
     return alert_blocks.proposal(ctx.config, record, scenario, incident)
+
+
+def _first_responder(ctx: Context, record: AlertRecord) -> str | None:
+    """Who commands an incident nobody declared by hand: the first person its escalation path
+    pages (the primary on call), so reminders and hand-overs reach a person, not the bot."""
+    steps = ctx.config.policy(record.severity).escalation
+    try:
+        return ctx.directory.users(steps[0].page[0])[0] if steps and steps[0].page else None
+    except Exception as exc:  # noqa: BLE001 - without a name the bot commands until someone takes over
+        log.warning("could not name a commander for alert %s: %s", record.id, exc)
+        return None
 
 
 def _reread(ctx: Context, alert_id: int) -> AlertRecord:

@@ -133,10 +133,18 @@ def war_room_name(prefix: str, number: int, title: str) -> str:
 
 
 def declare(
-    *, title: str, severity: str, by: str, now: datetime, channel: str, detected_at: datetime | None = None
+    *,
+    title: str,
+    severity: str,
+    by: str,
+    now: datetime,
+    channel: str,
+    detected_at: datetime | None = None,
+    commander: str | None = None,
 ) -> Incident:
     """A new incident, not yet numbered (the store assigns the number).
 
+    The declarer commands it unless `commander` says otherwise (the bot declares for alerts).
     `detected_at` is the start of the alert that raised it; never later than the declare.
     """
     return Incident(
@@ -144,7 +152,7 @@ def declare(
         title=title,
         severity=severity,
         status="investigating",
-        commander=by,
+        commander=commander or by,
         declared_by=by,
         declared_at=now,
         announcement_channel=channel,

@@ -62,6 +62,7 @@ def create(
     user: str,
     detected_at: datetime | None = None,
     alerts: tuple[int, ...] = (),
+    commander: str | None = None,
 ) -> Incident:
     """Open an incident: the one way in, for the command, the form and alerts (`bot/alerts.py`).
 
@@ -70,7 +71,13 @@ def create(
     """
     now = ctx.now()
     draft = declare(
-        title=title, severity=severity, by=user, now=now, channel=ctx.config.channel, detected_at=detected_at
+        title=title,
+        severity=severity,
+        by=user,
+        now=now,
+        channel=ctx.config.channel,
+        detected_at=detected_at,
+        commander=commander,
     )
     statuspage = ctx.config.statuspage
     public = ctx.pager.statuspage is not None and statuspage is not None and severity in statuspage.severities

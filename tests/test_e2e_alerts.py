@@ -103,6 +103,8 @@ def test_an_open_alert_with_a_declare_rule_opens_an_incident_and_pages_the_prima
     assert incident.title.startswith("Error rate > 5% for 2 min: Error rate for tai-autonomics")
     assert incident.severity == "P1"
     assert incident.detected_at == started and incident.detected == started
+    # Declared by the bot; commanded by the first person the path pages, so reminders reach a person.
+    assert (incident.declared_by, incident.commander) == ("U0BOT", PRIMARY)
     message = announcement(alert_bot)
     assert "*Detected*" in message.all_text and f"{started:%Y-%m-%d %H:%M} UTC" in message.all_text
     link = alert_bot.slack.wait_for(lambda: "Alert firing since" in thread_text(alert_bot, message) and message)
