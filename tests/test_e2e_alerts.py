@@ -4,12 +4,16 @@ Slack is the sandbox. Payloads are shaped field for field like the real ones."""
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 
 import pytest
 
+from bot.alerts import webhook
 from bot.sandbox.monitoring import (
     alertmanager_alert,
     alertmanager_notification,
@@ -334,3 +338,20 @@ def test_a_proposal_slack_refused_is_posted_by_the_retry():
         assert [m.ts for m in running.slack.top_level(ANNOUNCE) if "Checkout p95 latency" in m.all_text] == [
             proposal.ts
         ]
+
+
+def test_without_the_token_the_endpoints_answer_404_and_only_post_is_served(alert_bot):
+    statuses: list[str] = []
+    environ = {
+        "PATH_INFO": "/alerts/cloud-monitoring",
+        "REQUEST_METHOD": "POST",
+        "HTTP_AUTHORIZATION": "Bearer ",
+        "CONTENT_LENGTH": "2",
+        "wsgi.input": BytesIO(b"{}"),
+    }
+    webhook(alert_bot.bot.ctx, None)(environ, lambda status, headers: statuses.append(status))
+    assert statuses == ["404 Not Found"]
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(cm_url(alert_bot), method="GET"), timeout=5)
+    assert refused.value.code == 405
