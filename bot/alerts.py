@@ -41,6 +41,8 @@ def webhook(ctx: Context, token: str | None) -> Callable[[dict[str, Any], StartR
     """The WSGI app for the alert paths (the server sends only those here)."""
     if token and ctx.config.alerts is None:
         log.warning("ALERT_WEBHOOK_TOKEN is set but the config has no `alerts:` section: alert webhooks are off")
+    if not token and ctx.config.alerts is not None:
+        log.warning("the config has an `alerts:` section but ALERT_WEBHOOK_TOKEN is unset: alert webhooks are off")
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         source = PATHS[environ.get("PATH_INFO", "")]

@@ -244,3 +244,57 @@ def _basic(password: str, user: str = "incident-bot") -> dict[str, str]:
 )
 def test_the_token_is_taken_from_basic_auth_a_bearer_or_the_query(environ, ok):
     assert authorized(environ, "s3cret") is ok
+
+
+# -- what reaches Slack --------------------------------------------------------------------
+
+
+def test_a_proposal_escapes_what_the_alert_says_and_links_only_plain_urls():
+    from bot.alert_blocks import proposal
+    from bot.store import AlertRecord
+
+    record = AlertRecord(
+        id=7,
+        source=ALERTMANAGER,
+        alert_id="f",
+        group_key="",
+        policy="<!channel> Error rate",
+        condition="",
+        summary="<@U0CEO> look *now* & <https://evil.example|here>",
+        url="javascript:alert(1)",
+        labels={},
+        severity="P2",
+        action="propose",
+        started_at=T0,
+        ended_at=None,
+        received_at=T0,
+        last_seen_at=T0,
+        notifications=1,
+        closed_at=None,
+        incident=None,
+        proposal_channel=None,
+        proposal_ts=None,
+        dismissed_by=None,
+        link_noted=False,
+        close_noted=False,
+    )
+    blocks = proposal(config_module.parse(default_config_text()), record, scenario_for(record.policy))
+    mrkdwn = [t for b in blocks for t in _mrkdwn_texts(b)]
+    assert all("<!channel>" not in t and "<@U0CEO>" not in t and "javascript:" not in t for t in mrkdwn)
+    assert any("&lt;@U0CEO&gt; look *now* &amp; &lt;https://evil.example|here&gt;" in t for t in mrkdwn)
+    actions = next(b for b in blocks if b["type"] == "actions")
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        ("alert_declare", "alert:7"),
+        ("alert_dismiss", "alert:7"),
+    ]
+
+
+def _mrkdwn_texts(node):
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn":
+            yield node["text"]
+        for value in node.values():
+            yield from _mrkdwn_texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _mrkdwn_texts(item)
