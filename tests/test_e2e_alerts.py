@@ -20,7 +20,8 @@ from bot.sandbox.monitoring import (
     cloud_monitoring_notification,
     send,
 )
-from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
+from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot, manifest_scopes
+from bot.sandbox.slack_api import SlackSandbox
 from tests.conftest import FAST_CONFIG
 
 ANNOUNCE = "C0INCIDENT"
@@ -355,3 +356,23 @@ def test_without_the_token_the_endpoints_answer_404_and_only_post_is_served(aler
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(cm_url(alert_bot), method="GET"), timeout=5)
     assert refused.value.code == 405
+
+
+def test_an_alert_recorded_before_a_restart_is_declared_once_at_start_up(tmp_path):
+    slack = SlackSandbox(scopes=manifest_scopes()).start()
+    db = str(tmp_path / "incident-bot.db")
+    try:
+        with SandboxedBot(config_text=ALERTS_CONFIG, db_path=db, slack=slack) as first:
+            slack.error("auth.test", "fatal_error", times=100)  # the bot cannot learn who it is: no declare
+            assert send(cm_url(first), error_rate(), token=ALERT_TOKEN).status == 202
+            slack.wait_for(lambda: slack.calls_to("auth.test"))
+            assert first.bot.store.count_incidents() == 0
+        slack.clear_faults()
+
+        with SandboxedBot(config_text=ALERTS_CONFIG, db_path=db, slack=slack) as second:
+            slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+            time.sleep(0.3)
+            assert second.bot.store.count_incidents() == 1
+            assert [a.incident for a in second.bot.store.alerts_of(1)] == [1]
+    finally:
+        slack.stop()
