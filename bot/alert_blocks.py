@@ -58,11 +58,11 @@ def proposal(
         blocks.append(
             context(f"Its trigger: {escape(scenario.alert_trigger)} First check: {escape(scenario.first_checks[0])}")
         )
-    blocks.append(_state(config, alert, incident))
+    blocks.append(_state(alert, incident))
     return blocks
 
 
-def _state(config: Config, alert: AlertRecord, incident: Incident | None) -> Block:
+def _state(alert: AlertRecord, incident: Incident | None) -> Block:
     if alert.incident is not None:
         who = f" by <@{incident.declared_by}>" if incident is not None else ""
         return context(f"✅ Declared as INC-{alert.incident}{who}.")

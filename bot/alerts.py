@@ -46,7 +46,8 @@ def webhook(ctx: Context, token: str | None) -> Callable[[dict[str, Any], StartR
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         source = PATHS[environ.get("PATH_INFO", "")]
-        if ctx.config.alerts is None or not token:
+        rules = ctx.config.alerts
+        if rules is None or not token:
             return _answer(start_response, 404, {"error": "alert webhooks are not enabled"})
         if environ.get("REQUEST_METHOD") != "POST":
             return _answer(start_response, 405, {"error": "use POST"}, [("Allow", "POST")])
@@ -66,9 +67,12 @@ def webhook(ctx: Context, token: str | None) -> Callable[[dict[str, Any], StartR
         except PayloadError as exc:
             log.info("refused a %s notification: %s", source, exc)
             return _answer(start_response, 422, {"error": str(exc)})
-        assert ctx.config.alerts is not None
-        routed = [(alert, route(alert, ctx.config.alerts)) for alert in alerts]
-        receipts = alert_incidents.receive(ctx, routed)
+        routed = [(alert, route(alert, rules)) for alert in alerts]
+        try:
+            receipts = alert_incidents.receive(ctx, routed)
+        except Exception:  # noqa: BLE001 - not recorded: a 503 makes the sender deliver it again
+            log.exception("could not record a %s notification", source)
+            return _answer(start_response, 503, {"error": "not recorded; try again"})
         outcomes = [r.outcome for r in receipts]
         log.info("%s: %s", source, ", ".join(f"{a.policy!r} {o}" for (a, _), o in zip(routed, outcomes, strict=True)))
         return _answer(start_response, 202, {"accepted": len(alerts), "outcomes": outcomes})
@@ -115,6 +119,7 @@ def _answer(
 ) -> list[bytes]:
     reasons = {202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
     reasons |= {405: "Method Not Allowed", 413: "Content Too Large", 422: "Unprocessable Content"}
+    reasons |= {503: "Service Unavailable"}
     data = json.dumps(body).encode()
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(extra or [])]
     start_response(f"{status} {reasons[status]}", headers)
