@@ -354,8 +354,6 @@ class _Reader:
             key = f"alerts.rules[{i}]"
             rule = self.mapping(raw, key, {"match", "severity", "action"})
             match = self.mapping(rule.get("match"), f"{key}.match", {"policy", "labels"})
-            if not match:
-                self.error(f"{key}.match", "is required: a `policy` glob, `labels`, or both")
             policy = self.string(match.get("policy"), f"{key}.match.policy", required=False)
             labels_raw = match.get("labels")
             labels: list[tuple[str, str]] = []
@@ -365,6 +363,8 @@ class _Reader:
                 text = self.string(pattern, f"{key}.match.labels.{name}")
                 if text is not None:
                     labels.append((str(name), text))
+            if policy is None and not labels:  # a rule matching everything would hide the default
+                self.error(f"{key}.match", "is required: a `policy` glob, `labels`, or both")
             route = self.alert_route(rule, key, default)
             if route is not None:
                 rules.append(AlertRule(route=route, policy=policy, labels=tuple(labels)))

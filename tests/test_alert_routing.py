@@ -76,6 +76,7 @@ def test_without_an_alerts_section_there_is_no_alerts_config():
         ("alerts: {default: {severity: P9}}", "alerts.default.severity: 'P9' is not a severity"),
         ("alerts: {default: {action: page}}", "alerts.default.action: 'page' is not an action"),
         ("alerts: {rules: [{severity: P1}]}", "alerts.rules[0].match: is required"),
+        ("alerts: {rules: [{match: {policy: null, labels: {}}}]}", "alerts.rules[0].match: is required"),
         ("alerts: {rules: [{match: {title: x}}]}", "alerts.rules[0].match.title: unknown key"),
         ("alerts: {rules: [{match: {labels: [a]}}]}", "alerts.rules[0].match.labels: must be a mapping"),
         ("alerts: {rules: [{match: {policy: x}, action: shout}]}", "alerts.rules[0].action: 'shout' is not an action"),
