@@ -163,6 +163,8 @@ def cloud_monitoring_alert(payload: dict[str, Any]) -> Alert:
         labels.update(_labels(source))
     project = str(incident.get("scoping_project_id") or _mapping(resource.get("labels")).get("project_id") or "")
     severity = incident.get("severity")
+    if isinstance(severity, str) and severity:
+        labels.setdefault("severity", severity)  # so a rule can say `labels: {severity: Critical}`
     return Alert(
         source=CLOUD_MONITORING,
         alert_id=incident_id,

@@ -156,7 +156,8 @@ def test_a_cloud_monitoring_notification_becomes_one_alert():
     assert found.url and "0.mtdi83m6w8ao" in found.url
     assert found.labels["service"] == "checkout" and found.labels["service_name"] == "tai-autonomics"
     assert found.labels["team"] == "payments"  # the policy's user labels
-    assert found.source_severity == "Error" and found.group_key == "demo-project/Error rate > 5%"
+    assert found.source_severity == found.labels["severity"] == "Error"
+    assert found.group_key == "demo-project/Error rate > 5%"
 
     closed = cloud_monitoring_notification(
         incident_id="0.x", policy="p", state="closed", started_at=T0, ended_at=T0 + timedelta(minutes=30)
