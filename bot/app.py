@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import permissions, pins, production, statuspage
+from bot import alert_incidents, permissions, pins, production, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -187,6 +187,7 @@ class IncidentBot:
         for incident in self.store.open_incidents():
             if self.announcer.needs_setup(incident):
                 self.work.submit(self._finish_setup, incident.number)
+        self.work.submit(alert_incidents.settle_all, self.ctx)
 
     def _finish_setup(self, number: int) -> None:
         try:

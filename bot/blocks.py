@@ -100,8 +100,10 @@ def announcement(config: Config, incident: Incident, now: datetime) -> list[Bloc
         f"*War room*\n<#{incident.war_room_id}>" if incident.war_room_id else "*War room*\n—",
         f"*Last update*\n{slack_date(incident.last_update_at) if incident.last_update_at else 'none yet'}",
     ]
+    if incident.detected_at:
+        fields.insert(3, f"*Detected*\n{slack_date(incident.detected_at)}, when the alert fired")
     if incident.resolved_at:
-        duration = humanize(incident.resolved_at - incident.declared_at)
+        duration = humanize(incident.resolved_at - incident.detected)
         fields.append(f"*Resolved*\n{slack_date(incident.resolved_at)} after {duration}")
     blocks: list[Block] = [
         header(title),

@@ -71,6 +71,32 @@ class StatuspageConfig:
     severities: tuple[str, ...] = ("P1", "P2")  # which declares open a public incident
 
 
+ALERT_ACTIONS = ("declare", "propose", "ignore")
+
+
+@dataclass(frozen=True)
+class AlertRoute:
+    """What to do with an alert: its severity if it becomes an incident, and the action."""
+
+    severity: str
+    action: str  # declare | propose | ignore
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """`match` globs on the policy (alert) name and on labels; every given one must match."""
+
+    route: AlertRoute
+    policy: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    default: AlertRoute
+    rules: tuple[AlertRule, ...] = ()
+
+
 @dataclass(frozen=True)
 class RollbackRules:
     """How confirmed production changes (rollback, scale) are carried out."""
@@ -98,6 +124,7 @@ class Config:
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     rollback: RollbackRules = field(default_factory=RollbackRules)
+    alerts: AlertsConfig | None = None
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:
@@ -235,6 +262,7 @@ class _Reader:
                 "statuspage",
                 "permissions",
                 "schedules",
+                "alerts",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -318,6 +346,7 @@ class _Reader:
             )
 
         permissions = self.permissions(top.get("permissions"), roles, allowed)
+        alerts = self.alerts(top.get("alerts"))
 
         if self.errors:
             return None
@@ -336,6 +365,7 @@ class _Reader:
             permissions=permissions,
             schedules=schedules,
             rollback=rollback_rules,
+            alerts=alerts,
             source=source,
         )
 
@@ -445,6 +475,53 @@ class _Reader:
                 self.error(f"rollback.{key}", "must be longer than 0s")
             durations[key] = value if value else getattr(default, key)
         return RollbackRules(require_second_person=second, **durations)
+
+    def alerts(self, value: Any) -> AlertsConfig | None:
+        """The optional `alerts:` section: a default route and rules tried in order."""
+        if value is None:
+            return None
+        body = self.mapping(value, "alerts", {"default", "rules"})
+        default_raw = self.mapping(body.get("default"), "alerts.default", {"severity", "action"})
+        default = self.alert_route(default_raw, "alerts.default")
+        rules: list[AlertRule] = []
+        raw_rules = body.get("rules") or []
+        if not isinstance(raw_rules, list):
+            self.error("alerts.rules", f"must be a list of rules, got {type(raw_rules).__name__}")
+            raw_rules = []
+        for i, raw in enumerate(raw_rules):
+            key = f"alerts.rules[{i}]"
+            rule = self.mapping(raw, key, {"match", "severity", "action"})
+            match = self.mapping(rule.get("match"), f"{key}.match", {"policy", "labels"})
+            policy = self.string(match.get("policy"), f"{key}.match.policy", required=False)
+            labels_raw = match.get("labels")
+            labels: list[tuple[str, str]] = []
+            if labels_raw is not None and not isinstance(labels_raw, dict):
+                self.error(f"{key}.match.labels", f"must be a mapping of label: glob, got {type(labels_raw).__name__}")
+            for name, pattern in (labels_raw or {}).items() if isinstance(labels_raw, dict) else ():
+                text = self.string(pattern, f"{key}.match.labels.{name}")
+                if text is not None:
+                    labels.append((str(name), text))
+            if policy is None and not labels:  # a rule matching everything would hide the default
+                self.error(f"{key}.match", "is required: a `policy` glob, `labels`, or both")
+            route = self.alert_route(rule, key, default)
+            if route is not None:
+                rules.append(AlertRule(route=route, policy=policy, labels=tuple(labels)))
+        if default is None:
+            return None
+        return AlertsConfig(default=default, rules=tuple(rules))
+
+    def alert_route(self, body: dict[str, Any], key: str, fallback: AlertRoute | None = None) -> AlertRoute | None:
+        """`{severity, action}`; a rule leaves out what it takes from `alerts.default`."""
+        severity = str(body.get("severity", fallback.severity if fallback else "P2")).upper()
+        action = str(body.get("action", fallback.action if fallback else "propose")).lower()
+        ok = True
+        if severity not in SEVERITIES:
+            self.error(f"{key}.severity", f"{body.get('severity')!r} is not a severity (P1, P2, P3 or P4)")
+            ok = False
+        if action not in ALERT_ACTIONS:
+            self.error(f"{key}.action", f"{body.get('action')!r} is not an action ({', '.join(ALERT_ACTIONS)})")
+            ok = False
+        return AlertRoute(severity=severity, action=action) if ok else None
 
     def severity(self, name: str, body: Any, roles: set[str]) -> SeverityPolicy | None:
         key = f"severities.{name}"
@@ -556,4 +633,18 @@ def describe(config: Config) -> str:
             }
             for name, s in config.schedules.items()
         }
+    if config.alerts:
+        data["alerts"] = describe_alerts(config.alerts)
     return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def describe_alerts(alerts: AlertsConfig) -> dict[str, Any]:
+    def rule(r: AlertRule) -> dict[str, Any]:
+        match: dict[str, Any] = {}
+        if r.policy is not None:
+            match["policy"] = r.policy
+        if r.labels:
+            match["labels"] = dict(r.labels)
+        return {"match": match, **vars(r.route)}
+
+    return {"default": vars(alerts.default), "rules": [rule(r) for r in alerts.rules]}

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from bot.config import default_config_text
-from bot.sandbox.runner import SandboxedBot
+from bot.durations import humanize
+from bot.sandbox.monitoring import cloud_monitoring_notification, send
+from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
 from bot.sandbox.transcript import render
 
 # The runbook's config, with minutes turned into seconds so the demo shows escalation.
@@ -22,6 +26,12 @@ DEMO_CONFIG = (
     .replace("{after: 20m, page: [vp_product]}", "{after: 60s, page: [vp_product]}")
     .replace("{after: 30m, page: [ceo]}", "{after: 90s, page: [ceo]}")
     .replace("update_every: 15m", "update_every: 4s")
+    + """
+alerts:
+  default: {severity: P2, action: propose}
+  rules:
+    - {match: {policy: "Error rate*"}, severity: P1, action: declare}
+"""
 )
 
 
@@ -111,7 +121,9 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         say(f"  → post-mortem draft uploaded to the war room as {upload.name}")
         slack.wait_for(lambda: (draft := store.draft(1)) and draft.file_id)
 
-        say("▶ @alice: /incident stats 30d")
+        _alert_scene(world, say)
+
+        say("\n▶ @alice: /incident stats 30d")
         stats_line = world.command("stats 30d", user="U0ALICE").text
         time.sleep(0.3)  # let the last edits land before printing
 
@@ -132,3 +144,52 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
             return 1
         say("\n✓ Every message the bot sent was accepted by the sandbox's Slack.")
     return 0
+
+
+def _alert_scene(world: SandboxedBot, say: Callable[[str], None]) -> None:
+    """An incident that starts from a Cloud Monitoring alert instead of a typed declare."""
+    assert world.bot is not None
+    slack, store = world.slack, world.bot.store
+    url = f"{world.base_url}/alerts/cloud-monitoring"
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    firing = cloud_monitoring_notification(
+        incident_id="0.demo-error-rate",
+        policy="Error rate > 5% for 2 min",
+        started_at=started,
+        summary="Error rate for tai-autonomics is above the threshold of 0.05 with a value of 0.124.",
+    )
+    say("\n▶ Cloud Monitoring: the policy 'Error rate > 5% for 2 min' fires (webhook to /alerts/cloud-monitoring)")
+    before = time.monotonic()
+    delivery = send(url, firing, token=ALERT_TOKEN)
+    say(f"  answered {delivery.status} in {(time.monotonic() - before) * 1000:.0f} ms; the rule says: declare P1")
+    page = slack.wait_for_dm("U0PRIMARY", "Error rate", with_button="incident_ack", timeout=10)
+    number = max(i.number for i in store.open_incidents())
+    say(f"  → INC-{number} declared by the bot, detected at the alert's start, announced, primary paged")
+
+    say("▶ Cloud Monitoring sends the same alert again")
+    send(url, firing, token=ALERT_TOKEN)
+    incident = store.get(number)
+    assert incident is not None and incident.announcement_ts
+    slack.wait_for(
+        lambda: any("Still firing" in m.all_text for m in slack.thread("C0INCIDENT", incident.announcement_ts or ""))
+    )
+    say(f"  → no second incident: a 'still firing' line under INC-{number}")
+
+    say("▶ @primary presses [Acknowledge] on the page")
+    world.click(page.button("incident_ack"), user="U0PRIMARY")
+    slack.wait_for(lambda: (i := store.get(number)) is not None and i.acknowledged_at is not None)
+    acked = store.get(number)
+    assert acked is not None and acked.time_to_acknowledge is not None
+    say(f"  → time to acknowledge {humanize(acked.time_to_acknowledge)}, measured from the alert, as the runbook does")
+
+    say("▶ the alert closes in Cloud Monitoring")
+    closed = cloud_monitoring_notification(
+        incident_id="0.demo-error-rate",
+        policy="Error rate > 5% for 2 min",
+        state="closed",
+        started_at=started,
+        ended_at=datetime.now(UTC),
+    )
+    send(url, closed, token=ALERT_TOKEN)
+    slack.wait_for_message(acked.war_room_id or "C0INCIDENT", "Every alert attached", timeout=10)
+    say(f"  → 'alert closed' in INC-{number}'s thread and war room, with a suggestion to resolve (never automatic)")

@@ -202,7 +202,9 @@ def _postmortem_reminder(
 
 
 def _ack_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None:
-    return incident.declared_at + policy.ack_within if policy.ack_within else None
+    # From the alert's start: the runbook's clock starts when the problem is detected. Pages
+    # still follow the declare, so a late declare does not page the whole path at once.
+    return incident.detected + policy.ack_within if policy.ack_within else None
 
 
 def _fix_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None:

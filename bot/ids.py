@@ -1,7 +1,7 @@
 """Every Block Kit action_id and modal callback_id the bot uses, defined once.
 
-`incident_ack`, `rollback_confirm`, `rollback_cancel`, `scale_confirm` and `scale_cancel` are a
-contract with outside tools (DESIGN.md): never rename them.
+`incident_ack`, `rollback_confirm`, `rollback_cancel`, `scale_confirm`, `scale_cancel`, `alert_declare`
+and `alert_dismiss` are a contract with outside tools (DESIGN.md): never rename them.
 """
 
 ACK = "incident_ack"
@@ -15,6 +15,8 @@ SCALE_CONFIRM = "scale_confirm"  # value: "<incident>:<proposal>:move" or ":stay
 SCALE_CANCEL = "scale_cancel"  # value: "<incident>:<proposal>"
 SNOOZE_30M = "reminder_snooze_30m"  # value: "<incident number>:30"
 SNOOZE_1H = "reminder_snooze_1h"  # value: "<incident number>:60"
+ALERT_DECLARE = "alert_declare"  # on alert proposals; value: "alert:<alert id>"
+ALERT_DISMISS = "alert_dismiss"  # value: "alert:<alert id>"
 
 DECLARE_MODAL = "declare_modal"
 UPDATE_MODAL = "update_modal"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.config import SEVERITIES, Config
 from bot.errors import UsageError
@@ -47,6 +47,7 @@ class Incident:
     snoozed_until: datetime | None = None
     fix_started_at: datetime | None = None
     statuspage_id: str | None = None
+    detected_at: datetime | None = None  # when the alert behind it started firing, if one did
     version: int = 0
 
     @property
@@ -56,6 +57,16 @@ class Incident:
     @property
     def is_open(self) -> bool:
         return self.status != "resolved"
+
+    @property
+    def detected(self) -> datetime:
+        """When the problem was first known: the alert's start, else the declare. Time to
+        acknowledge and the post-mortem's timeline measure from here, as the runbook does."""
+        return self.detected_at or self.declared_at
+
+    @property
+    def time_to_acknowledge(self) -> timedelta | None:
+        return self.acknowledged_at - self.detected if self.acknowledged_at else None
 
     def role_holder(self, role: str) -> str | None:
         return {"commander": self.commander, "scribe": self.scribe, "comms": self.comms}.get(role)
@@ -125,17 +136,31 @@ def war_room_name(prefix: str, number: int, title: str) -> str:
     return f"{base}-{slug}"[:CHANNEL_NAME_MAX].rstrip("-")
 
 
-def declare(*, title: str, severity: str, by: str, now: datetime, channel: str) -> Incident:
-    """A new incident, not yet numbered (the store assigns the number)."""
+def declare(
+    *,
+    title: str,
+    severity: str,
+    by: str,
+    now: datetime,
+    channel: str,
+    detected_at: datetime | None = None,
+    commander: str | None = None,
+) -> Incident:
+    """A new incident, not yet numbered (the store assigns the number).
+
+    The declarer commands it unless `commander` says otherwise (the bot declares for alerts).
+    `detected_at` is the start of the alert that raised it; never later than the declare.
+    """
     return Incident(
         number=0,
         title=title,
         severity=severity,
         status="investigating",
-        commander=by,
+        commander=commander or by,
         declared_by=by,
         declared_at=now,
         announcement_channel=channel,
+        detected_at=min(detected_at, now) if detected_at else None,
     )
 
 

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from bot import text
 from bot.errors import UsageError
 
 if TYPE_CHECKING:
@@ -60,12 +61,13 @@ ANYONE_ACTIONS = (
     "followup",
     "page_person",
 )
-RESPONDER_ACTIONS = ("resolve", "reopen", "severity", "role", "page_role", "update_public", "postmortem")
+RESPONDER_ACTIONS = ("resolve", "reopen", "severity", "role", "page_role", "update_public", "postmortem", "dismiss_alert")
 ROLLBACK_ACTIONS = ("rollback", "scale")
 ACTIONS = ANYONE_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS
 
-# Buttons whose action is not the verb of the module that registers them.
-BUTTON_ACTIONS = {"rollback_propose": "rollback"}
+# Buttons whose action is not the verb of the module that registers them, and buttons of modules
+# that are no verb (alert proposals): every registered button must be in one or the other.
+BUTTON_ACTIONS = {"rollback_propose": "rollback", "alert_declare": "declare", "alert_dismiss": "dismiss_alert"}
 
 # What each action is, for "Only … may <this>"; {ref} is the incident at hand.
 PHRASES = {
@@ -90,11 +92,11 @@ PHRASES = {
     "role": "assign roles in {ref}",
     "update_public": "post {ref} to the status page",
     "postmortem": "regenerate the post-mortem of {ref}",
+    "dismiss_alert": "dismiss an alert",
     "rollback": "roll back the service for {ref}",
     "scale": "scale the service for {ref}",
 }
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 
 
 class Forbidden(UsageError):
@@ -206,7 +208,8 @@ def button_action(action_id: str, owner_verb: str) -> str:
 
 
 def _is_user(token: str) -> bool:
-    return bool(_MENTION.match(token) or _USER_ID.match(token))
+    # The same reading commands/page.py makes: a mention Slack sent, a typed <@U…>, or an ID.
+    return text.mentioned_user(token) is not None
 
 
 # -- enforcement ---------------------------------------------------------------------------
@@ -293,9 +296,11 @@ def check_registry() -> None:
 
 
 def _owners() -> dict[str, str]:
-    from commands import REGISTRY
+    """Every registered button -> the verb of its module ("" for a module that is no verb)."""
+    from commands import REGISTRY, actions
 
-    return {action_id: sub.verb for sub in REGISTRY.values() for action_id in sub.actions}
+    verbs = {action_id: sub.verb for sub in REGISTRY.values() for action_id in sub.actions}
+    return {action_id: verbs.get(action_id, "") for action_id in actions()}
 
 
 def _view_owners() -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
+from bot import alerts
 from bot.app import IncidentBot
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,15 @@ def _json(start_response: Callable[..., Any], status: str, payload: dict[str, An
 
 def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Iterable[bytes]]:
     slack_handler = SlackRequestHandler(bot.bolt, path="/slack/events")
+    alert_webhook = alerts.webhook(bot.ctx, bot.settings.alert_webhook_token)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in HEALTH_PATHS:
             health = bot.health()
             return _json(start_response, "200 OK" if health["status"] == "ok" else "503 Service Unavailable", health)
+        if environ.get("PATH_INFO") in alerts.PATHS:
+            # Recorded in the store even before Slack answers; the Slack side follows once it does.
+            return alert_webhook(environ, start_response)
         if not slack_events:
             return _json(start_response, "404 Not Found", {"error": "not found (Socket Mode: only /health)"})
         if not bot.ready and environ.get("PATH_INFO") == "/slack/events":

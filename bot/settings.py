@@ -26,6 +26,7 @@ class Settings:
     # The built-in config's placeholder people (U0PRIMARY…) would make every page fail: `serve`
     # refuses them unless told this is a sandbox (INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE=1).
     allow_example_people: bool = False
+    alert_webhook_token: str | None = None  # unset: the alert webhooks are off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,4 +58,5 @@ class Settings:
             port=port,
             http_threads=threads,
             allow_example_people=env.get("INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE") == "1",
+            alert_webhook_token=env.get("ALERT_WEBHOOK_TOKEN") or None,
         )

@@ -146,6 +146,8 @@ class SlackGateway:
 
     def invite(self, channel: str, users: list[str]) -> None:
         for user in dict.fromkeys(users):
+            if user == self._bot_user_id:
+                continue  # the declarer of an incident an alert opened: the bot, already there
             try:
                 self.client.conversations_invite(channel=channel, users=user)
             except SlackApiError as exc:

@@ -66,11 +66,16 @@ def _load(verb: str) -> Subcommand:
 
 REGISTRY: dict[str, Subcommand] = {verb: _load(verb) for verb in VERBS}
 
+# Modules that are not verbs but own buttons (ACTIONS), e.g. the proposals alerts post.
+BUTTON_MODULES = ("alert_proposal",)
+
 
 def actions() -> dict[str, Callable[..., Any]]:
     table: dict[str, Callable[..., Any]] = {}
-    for sub in REGISTRY.values():
-        for action_id, handler in sub.actions.items():
+    modules = [sub.actions for sub in REGISTRY.values()]
+    modules += [importlib.import_module(f"commands.{name}").ACTIONS for name in BUTTON_MODULES]
+    for module_actions in modules:
+        for action_id, handler in module_actions.items():
             assert action_id not in table, f"action {action_id} registered twice"
             table[action_id] = handler
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -39,7 +39,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
             return _open_form(ctx, req, severity=severity)
         raise UsageError("The incident needs a title.", USAGE)
     title = validate_title(title_text, USAGE)
-    incident = _create(ctx, title=title, severity=severity, user=req.user, public=public)
+    incident = create(ctx, title=title, severity=severity, user=req.user, public=public)
     return Reply(
         f"{incident.ref} declared ({blocks.severity_label(ctx.config, severity)}). "
         f"Announcing it in #{ctx.config.channel}…",
@@ -72,11 +72,33 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
     return Reply("", after=open_form)
 
 
-def _create(ctx: Context, *, title: str, severity: str, user: str, public: bool = False) -> Incident:
-    """Store the incident, and open it on the status page: by default (`statuspage.severities`)
-    in general words, with its title only when the declarer asked (`--public`, the form's tick)."""
+def create(
+    ctx: Context,
+    *,
+    title: str,
+    severity: str,
+    user: str,
+    detected_at: datetime | None = None,
+    alerts: tuple[int, ...] = (),
+    commander: str | None = None,
+    public: bool = False,
+) -> Incident:
+    """Open an incident: the one way in, for the command, the form and alerts (`bot/alerts.py`).
+
+    `alerts` are linked in the same transaction; if one already has an incident, `AlertTaken`
+    is raised and nothing is stored. Call `set_up` after the ack. The status page opens by default
+    (`statuspage.severities`) in general words, with the title only when asked (`--public`, the form's tick).
+    """
     now = ctx.now()
-    draft = declare(title=title, severity=severity, by=user, now=now, channel=ctx.config.channel)
+    draft = declare(
+        title=title,
+        severity=severity,
+        by=user,
+        now=now,
+        channel=ctx.config.channel,
+        detected_at=detected_at,
+        commander=commander,
+    )
     statuspage = ctx.config.statuspage
     by_default = statuspage is not None and severity in statuspage.severities
     opens = ctx.pager.statuspage is not None and (public or by_default)
@@ -85,7 +107,7 @@ def _create(ctx: Context, *, title: str, severity: str, user: str, public: bool 
     else:
         firing = status_page_firing("create", name=GENERIC_NAME, body=GENERIC_BODY)
     firings = (firing,) if opens else ()
-    incident = ctx.store.create_incident(draft, now, firings)
+    incident = ctx.store.create_incident(draft, now, firings, alerts)
     # Paging starts once set-up has made the war room (so the page can link it), but never
     # later than this, however slow or broken Slack is being.
     ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
@@ -133,7 +155,7 @@ def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
         raise ViewErrors(errors)
     assert severity and title
     public = bool(submission.values.get(ids.PUBLIC_BLOCK))
-    incident = _create(ctx, title=title, severity=severity, user=submission.user, public=public)
+    incident = create(ctx, title=title, severity=severity, user=submission.user, public=public)
     return Reply("", after=lambda: set_up(ctx, incident))
 
 

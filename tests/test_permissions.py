@@ -115,7 +115,10 @@ def test_without_a_permissions_section_the_defaults_apply():
         "followup",
         "oncall_override",
     }
-    assert {a for a, refs in cfg.permissions.items() if refs == ("responders",)} == RESPONDERS | {"postmortem"}
+    assert {a for a, refs in cfg.permissions.items() if refs == ("responders",)} == RESPONDERS | {
+        "postmortem",
+        "dismiss_alert",
+    }
 
 
 def test_describe_round_trips_the_permissions():

@@ -25,6 +25,7 @@ from bot.settings import Settings
 
 BOT_TOKEN = "xoxb-sandbox"
 SIGNING_SECRET = "sandbox-signing-secret"
+ALERT_TOKEN = "sandbox-alert-token"
 
 
 class SandboxedBot:
@@ -78,6 +79,7 @@ class SandboxedBot:
             db_path=self.db_path,
             port=0,
             allow_example_people=True,
+            alert_webhook_token=ALERT_TOKEN,
         )
         self.bot = IncidentBot(settings, config, setup_retry_s=self.setup_retry_s, slack_retry_s=self.slack_retry_s)
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
