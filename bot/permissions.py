@@ -61,7 +61,16 @@ ANYONE_ACTIONS = (
     "followup",
     "page_person",
 )
-RESPONDER_ACTIONS = ("resolve", "reopen", "severity", "role", "page_role", "update_public", "postmortem", "dismiss_alert")
+RESPONDER_ACTIONS = (
+    "resolve",
+    "reopen",
+    "severity",
+    "role",
+    "page_role",
+    "update_public",
+    "postmortem",
+    "dismiss_alert",
+)
 ROLLBACK_ACTIONS = ("rollback", "scale")
 ACTIONS = ANYONE_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS
 

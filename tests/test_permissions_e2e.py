@@ -58,7 +58,11 @@ BUTTON_VALUES = {
     ids.ALERT_DISMISS: "alert:1",
 }
 # Buttons with no verb of their own (alert proposals), or whose rule is not their verb's.
-BUTTON_EXPECTED = {ids.ROLLBACK_PROPOSE: "rollback.allowed", ids.ALERT_DECLARE: "anyone", ids.ALERT_DISMISS: "responders"}
+BUTTON_EXPECTED = {
+    ids.ROLLBACK_PROPOSE: "rollback.allowed",
+    ids.ALERT_DECLARE: "anyone",
+    ids.ALERT_DISMISS: "responders",
+}
 NO_INCIDENT_BUTTONS = {ids.ALERT_DECLARE, ids.ALERT_DISMISS}
 
 
