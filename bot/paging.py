@@ -115,7 +115,9 @@ class Pager:
             incident = self.store.get(delivery.incident)
             if incident is None:
                 return
-            if delivery.kind == "page" and (incident.acknowledged_at or not incident.is_open):
+            # As in `_compose`: an ack closes the escalation path's pages, not one asked for by hand.
+            escalation = delivery.firing_key.startswith("page:")
+            if delivery.kind == "page" and ((escalation and incident.acknowledged_at) or not incident.is_open):
                 self._close_page(delivery, incident, stand_down=incident.is_open)
             elif delivery.kind == "reminder":
                 self._retire_reminders(incident, latest=delivery.id)

@@ -176,7 +176,9 @@ class Timers:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
         if self._stopping.is_set():
             return
-        self.scheduler.add_job(self._tick, "date", run_date=at, id=_job_id(number), args=[number], replace_existing=True)
+        self.scheduler.add_job(
+            self._tick, "date", run_date=at, id=_job_id(number), args=[number], replace_existing=True
+        )
 
     def _retry_soon(self, number: int) -> None:
         """Run the incident's timer again after a backoff: it claims what is due, then re-plans."""

@@ -13,7 +13,7 @@ from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmissi
 from bot.errors import UsageError
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
-from commands.update import status_page_firing
+from commands.update import open_form_now, status_page_firing
 
 USAGE = "/incident declare <p1|p2|p3|p4> <title>"
 PAGE_AT_THE_LATEST = timedelta(seconds=10)
@@ -45,13 +45,8 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
 def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply:
     assert req.trigger_id
     view = blocks.declare_modal(ctx.config, severity=severity, channel=req.channel)
-    trigger_id = req.trigger_id
-
-    def open_form() -> Reply | None:
-        ctx.slack.open_view(trigger_id, view)
-        return None
-
-    return Reply("", after=open_form)
+    open_form_now(ctx, req.trigger_id, view, USAGE)
+    return Reply("")
 
 
 def _create(ctx: Context, *, title: str, severity: str, user: str) -> Incident:

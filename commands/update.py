@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
 
 from bot import blocks, ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
@@ -12,6 +15,7 @@ from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
 from bot.incidents import STATUSES, Incident, post_update, snooze
 from bot.mrkdwn import user_text
+from bot.slack import error_code
 
 USAGE = "/incident update [INC-n] [--public] [investigating|identified|monitoring] <what we know>"
 SUMMARY = "post a status update (resets the reminder clock)"
@@ -69,7 +73,19 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 def _open_form(ctx: Context, incident: Incident, trigger_id: str) -> Reply:
     """The update form (status choice, and the status-page tick when one is configured)."""
     view = blocks.update_modal(incident, statuspage=ctx.pager.statuspage is not None)
-    return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
+    open_form_now(ctx, trigger_id, view, USAGE)
+    return Reply("")
+
+
+def open_form_now(ctx: Context, trigger_id: str, view: dict[str, Any], usage: str) -> None:
+    """Open a modal before the ack, not on the work pool: Slack honours a trigger_id for 3 s,
+    and a burst of slow work (diagnoses) on the pool must not make a form miss it."""
+    try:
+        ctx.slack.open_view(trigger_id, view)
+    except SlackApiError as exc:
+        raise UsageError(
+            f"Slack would not open the form (`{error_code(exc)}`). Type the command in full:", usage
+        ) from exc
 
 
 def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:

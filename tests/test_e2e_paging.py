@@ -196,7 +196,8 @@ def test_an_interrupted_post_in_a_thread_is_found_there_not_sent_twice(bot):
     note = bot.slack.wait_for_message("C0INCIDENT", "Paged <@U0SUPPORT>")
     assert note.is_reply
     store = bot.bot.store
-    [delivery] = store.deliveries(1, kind="paged_note", status="sent")
+    # The post lands in Slack a moment before the store records it as sent.
+    [delivery] = bot.slack.wait_for(lambda: store.deliveries(1, kind="paged_note", status="sent"))
     assert delivery.thread_ts == note.thread_ts
 
     # As if the process had died after Slack took the post but before the store heard back.
