@@ -11,7 +11,9 @@ body, created_at, updated_at, display_at, deliver_notifications).
 
 Like the real API it wants `Authorization: OAuth <key>` (401 otherwise), answers 404 for a page
 or incident it does not know and 422 for an invalid status or impact, with `{"error": ...}`.
-Every request is recorded in `requests` with its headers, the key replaced by `[redacted]`.
+Every request is recorded in `requests` with its headers (the key replaced by `[redacted]`) and
+the moment it arrived; `most_at_once` is the largest number of requests it was serving at one
+time, which is how a test sees whether a client sends calls one after another.
 Faults: `fail(times, status)`, `rate_limit(times, retry_after)`, `delay(seconds)`, `hang()`.
 
     with StatuspageSandbox(page_id="page1", api_key="sk-test") as sp:
@@ -29,6 +31,7 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -55,6 +58,7 @@ class StatuspageRequest(Request):
 
     headers: dict[str, str] = field(default_factory=dict)
     authorized: bool = False
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -96,6 +100,8 @@ class StatuspageSandbox(JsonServer):
         self.incidents: dict[str, dict[str, Any]] = {}
         self._counted: list[_CountedFault] = []
         self._data_lock = threading.Lock()
+        self._serving = 0
+        self.most_at_once = 0
 
     # -- setup and assertions --------------------------------------------------------------
 
@@ -142,6 +148,28 @@ class StatuspageSandbox(JsonServer):
     # -- serving ---------------------------------------------------------------------------
 
     def _serve(self, http: BaseHTTPRequestHandler, method: str) -> None:
+        with self._lock:
+            self._serving += 1
+            self.most_at_once = max(self.most_at_once, self._serving)
+        done = threading.Event()
+
+        def answer(answer: _Answer) -> None:
+            # Counted as served before the answer leaves: a client's next call cannot overlap it.
+            self._served(done)
+            self._answer(http, answer)
+
+        try:
+            self._serve_one(http, method, answer)
+        finally:
+            self._served(done)
+
+    def _served(self, done: threading.Event) -> None:
+        with self._lock:
+            if not done.is_set():
+                done.set()
+                self._serving -= 1
+
+    def _serve_one(self, http: BaseHTTPRequestHandler, method: str, answer: Callable[[_Answer], None]) -> None:
         parts, raw, body = read_request(http)
         if body is NOT_JSON:
             body = raw.decode("utf-8", "replace")
@@ -165,6 +193,7 @@ class StatuspageSandbox(JsonServer):
             endpoint,
             headers=headers,
             authorized=authorized,
+            at=time.monotonic(),
         )
         with self._lock:
             self.requests.append(request)
@@ -179,19 +208,19 @@ class StatuspageSandbox(JsonServer):
         if counted is not None:
             extra = {"Retry-After": str(counted.retry_after)} if counted.retry_after else {}
             message = "rate limit exceeded" if counted.status in (420, 429) else "injected failure"
-            self._answer(http, _error(counted.status, message, extra))
+            answer(_error(counted.status, message, extra))
             return
         if match is None:
-            self._answer(http, _error(404, f"no route for {method} {parts.path}"))
+            answer(_error(404, f"no route for {method} {parts.path}"))
             return
         if not authorized:
-            self._answer(http, _error(401, "Could not authenticate"))
+            answer(_error(401, "Could not authenticate"))
             return
         try:
-            answer = self._handle(endpoint, match, body)
+            result = self._handle(endpoint, match, body)
         except Exception as exc:  # an emulator bug should look like a server error, not a hang
-            answer = _error(500, f"emulator error: {type(exc).__name__}: {exc}")
-        self._answer(http, answer)
+            result = _error(500, f"emulator error: {type(exc).__name__}: {exc}")
+        answer(result)
 
     def _take_counted(self, endpoint: str) -> _CountedFault | None:
         self._counted = [f for f in self._counted if f.times > 0]
