@@ -82,6 +82,7 @@ def test_an_update_pushes_the_next_reminder_back(reminding):
     reminding.command("update Index rebuild running", user="U0ALICE", channel=room)
     time.sleep(1.2)
 
+    assert posted >= 1
     assert len(reminder_posts(reminding)) == posted, "no reminder within 2 s of the update"
     # The update started a new series: its first reminder is a new message, so the mention notifies.
     fresh = reminding.slack.wait_for(lambda: [m for m in reminders_in(reminding, room) if m.ts != first.ts], timeout=4)[
@@ -90,6 +91,27 @@ def test_an_update_pushes_the_next_reminder_back(reminding):
     assert "<@U0ALICE>" in fresh.all_text and not fresh.edited
     assert "reminder 2 in a row" not in fresh.all_text  # counted from the update, not the declare
     reminding.slack.wait_for(lambda: [m.ts for m in reminders_in(reminding, room)] == [fresh.ts])
+
+
+def test_an_update_from_the_form_starts_a_new_series_of_reminders(reminding):
+    room = declare_acked(reminding)
+    first = reminding.slack.wait_for_message(room, "has had no update", with_button="incident_post_update", timeout=5)
+    click = reminding.click(first.button("incident_post_update"), user="U0ALICE", channel=room)
+    assert click.status == 200
+    view = reminding.slack.wait_for_view("update_modal")
+
+    done = reminding.platform.submit_view(view, {"update_text": "Index rebuild running"}, user="U0ALICE")
+
+    assert done.status == 200
+    updated_at = reminding.bot.store.get(1).last_update_at
+    assert updated_at is not None
+    # The next reminder is the first of a series counted from the update.
+    reminding.slack.wait_for(
+        lambda: [k for k in reminding.bot.store.fired_keys(1) if k.startswith(f"reminder:{updated_at.isoformat()}:")],
+        timeout=5,
+    )
+    assert f"reminder:{updated_at.isoformat()}:1" in reminding.bot.store.fired_keys(1)
+    assert not [k for k in reminding.bot.store.fired_keys(1) if k.startswith(f"reminder:{updated_at.isoformat()}:2")]
 
 
 def test_snooze_holds_reminders_and_says_so(reminding):

@@ -128,3 +128,17 @@ def test_a_p3_made_public_by_an_update_posts_no_spurious_failure(world):
     thread = running.slack.thread("C0INCIDENT", announcement.ts)
     assert not [m for m in thread if "status page" in m.all_text.lower()], [m.all_text for m in thread]
     assert [d.status for d in running.bot.store.deliveries(1, kind="statuspage")] == ["sent", "sent"]
+
+
+def test_the_resolve_button_resolves_the_public_incident(world):
+    running, page = world
+    declare_acked(running)
+    public_id = public_incident(running, page)
+    announcement = running.slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_resolve")
+
+    running.click(announcement.button("incident_resolve"), user="U0ALICE", channel="C0INCIDENT")
+
+    running.slack.wait_for(lambda: page.incident(public_id)["status"] == "resolved", timeout=8)
+    public = page.incident(public_id)
+    assert public["resolved_at"] and public["incident_updates"][0]["status"] == "resolved"
+    assert running.bot.store.get(1).resolved_at is not None

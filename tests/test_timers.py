@@ -231,3 +231,38 @@ def test_another_process_holding_the_write_lock_across_a_due_step_loses_nothing(
             holder.kill()
         timers.stop()
         store.close()
+
+
+def test_ticks_replans_and_reconciles_racing_never_claim_a_firing_twice(tmp_path):
+    store = Store(str(tmp_path / "t.db"))
+    number = declared_p1(store)
+    pager = RecordingPager(store)
+    timers = Timers(STEPS_CONFIG, store, pager, lambda: datetime.now(UTC), reconcile_every_s=0.05)  # type: ignore[arg-type]
+    timers.start()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            timers.tick_at(number, datetime.now(UTC))
+            timers.replan(number)
+            timers.reconcile()
+            timers._tick(number)  # a run of the job itself, beside the scheduler's own
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(store.deliveries(number, kind="page", status="sent")) == len(STEPS))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    try:
+        time.sleep(0.3)
+        audit = [a.detail["key"] for a in store.audit_log(number) if a.action == "fired"]
+        assert len(audit) == len(set(audit)), "a key was recorded as fired twice"
+        assert {key: len(found) for key, found in step_deliveries(store, number).items()} == dict.fromkeys(STEPS, 1)
+        assert max(pager.sent.values()) == 1
+    finally:
+        timers.stop()
+        store.close()
