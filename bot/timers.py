@@ -159,6 +159,10 @@ class Timers:
         """Re-plan every open incident, and drop jobs of incidents no longer open, from the store."""
         if self._stopping.is_set():
             return
+        with self._working():
+            self._reconcile()
+
+    def _reconcile(self) -> None:
         try:
             incidents = self.store.open_incidents()
         except Exception:  # noqa: BLE001 - the next round tries again

@@ -1,4 +1,5 @@
-"""bot/timers.py: the delivery loop submits each pending delivery once, however often it wakes."""
+"""bot/timers.py: the delivery loop submits each pending delivery once, however often it wakes,
+and the timers heal themselves when the store fails them for a moment."""
 
 from __future__ import annotations
 
