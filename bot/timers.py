@@ -23,9 +23,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.config import Config
@@ -150,7 +151,7 @@ class Timers:
             self._failures.pop(number, None)
         job_id = _job_id(number)
         if due is None:
-            if self.scheduler.get_job(job_id):
+            with suppress(JobLookupError):  # another thread removed it first
                 self.scheduler.remove_job(job_id)
             return
         self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
