@@ -15,6 +15,7 @@ Every request is recorded in `requests` with its headers (the key replaced by `[
 the moment it arrived; `most_at_once` is the largest number of requests it was serving at one
 time, which is how a test sees whether a client sends calls one after another.
 Faults: `fail(times, status)`, `rate_limit(times, retry_after)`, `delay(seconds)`, `hang()`.
+Like the real API it allows each key 60 requests in any 60 seconds (`per_minute`), then 429.
 
     with StatuspageSandbox(page_id="page1", api_key="sk-test") as sp:
         client = StatuspageClient(sp.api_url, "page1", "sk-test")
@@ -43,6 +44,7 @@ from bot.sandbox.health import ALL, NOT_JSON, JsonServer, Request, read_request
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 IMPACTS = ("none", "minor", "major", "critical")
 REDACTED = "[redacted]"
+RATE_LIMIT_PER_MINUTE = 60  # "1 request / second as measured on a 60 second rolling window"
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PREFIX = r"(?:/v1)?/pages/(?P<page>[^/]+)/incidents"
 _ROUTES = (
@@ -91,10 +93,17 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 class StatuspageSandbox(JsonServer):
     """Statuspage for one page (more via `add_page`), on 127.0.0.1 at a free port."""
 
-    def __init__(self, page_id: str = "sandboxpage", api_key: str = "sandbox-statuspage-key"):
+    def __init__(
+        self,
+        page_id: str = "sandboxpage",
+        api_key: str = "sandbox-statuspage-key",
+        per_minute: int | None = RATE_LIMIT_PER_MINUTE,
+    ):
         super().__init__()
         self.page_id = page_id
         self.api_key = api_key
+        self.per_minute = per_minute
+        self._recent: list[float] = []  # arrival times of this key's requests in the last minute
         self.pages: set[str] = {page_id}
         # id -> the incident's JSON as the API returns it
         self.incidents: dict[str, dict[str, Any]] = {}
@@ -200,6 +209,8 @@ class StatuspageSandbox(JsonServer):
             fault = self._faults.for_endpoint(endpoint)
             delay_s, hang = fault.delay_s, fault.hang
             counted = self._take_counted(endpoint)
+            if counted is None and authorized:
+                counted = self._over_the_limit(request.at)
         if delay_s:
             time.sleep(delay_s)
         if hang:
@@ -221,6 +232,18 @@ class StatuspageSandbox(JsonServer):
         except Exception as exc:  # an emulator bug should look like a server error, not a hang
             result = _error(500, f"emulator error: {type(exc).__name__}: {exc}")
         answer(result)
+
+    def _over_the_limit(self, now: float) -> _CountedFault | None:
+        """The documented limit: each API token gets 1 request a second, measured on a rolling
+        60-second window; a request past it is refused with 429 and when to come back."""
+        if self.per_minute is None:
+            return None
+        self._recent = [t for t in self._recent if now - t < 60.0]
+        if len(self._recent) >= self.per_minute:
+            wait = max(1, int(60.0 - (now - self._recent[0])) + 1)
+            return _CountedFault(1, 429, ALL, wait)
+        self._recent.append(now)
+        return None
 
     def _take_counted(self, endpoint: str) -> _CountedFault | None:
         self._counted = [f for f in self._counted if f.times > 0]
