@@ -3,6 +3,8 @@
 Each delivery is a row in the store. It counts as sent only once Slack accepted it; until
 then it is retried with backoff, across restarts, and never dropped. A failure that persists
 is said out loud in the war room, because a silent failed page is the worst bug this bot can have.
+Status page calls are the one exception: a call that a later one supersedes, or that
+the status page refuses outright (a 4xx other than a rate limit), is cancelled, the latter aloud.
 """
 
 from __future__ import annotations
@@ -357,3 +359,5 @@ class Pager:
                 )
         except SlackApiError as exc:
             log.warning("could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc))
+        except Exception:  # noqa: BLE001 - one page that cannot be closed must not stop the others
+            log.warning("could not close the page %s of %s", page.id, incident.ref, exc_info=True)
