@@ -72,6 +72,11 @@ def test_each_reminder_is_a_new_message_that_mentions_the_commander_and_replaces
     reminding.slack.wait_for(lambda: reminder.ts in [m.ts for m in reminding.slack.deleted])
     assert [m.ts for m in reminders_in(reminding, room)] == [second.ts]
     assert not reminder.edited
+    # The third replaces the second in turn; each old reminder is deleted once, never asked twice.
+    third = reminding.slack.wait_for_message(room, "reminder 3 in a row", timeout=5)
+    reminding.slack.wait_for(lambda: [m.ts for m in reminders_in(reminding, room)] == [third.ts])
+    deletes = [c.params.get("ts") for c in reminding.slack.calls_to("chat.delete")]
+    assert deletes[:2] == [reminder.ts, second.ts] and len(deletes) == len(set(deletes))
 
 
 def test_an_update_pushes_the_next_reminder_back(reminding):

@@ -1112,6 +1112,12 @@ class SlackSandbox:
             if user not in conv.members:
                 self._conversations[channel] = replace(conv, members=(*conv.members, user))
 
+    def user_says(self, channel: str, user: str, text: str) -> Message:
+        """A person posts `text` in `channel`, as they would from the Slack client."""
+        with self._lock:
+            conv = self._conversation(channel)
+            return self._add_message(Message(channel=conv.id, ts=self._next_ts(), user=user, text=text))
+
     def hold_response(self, method: str, seconds: float) -> None:
         """Carry out calls to `method` at once but answer `seconds` late: the call took effect in
         Slack while the bot is still waiting, the window a crash can fall into."""
