@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -185,13 +185,20 @@ def test_the_reconcile_job_restores_a_timer_the_scheduler_lost(tmp_path):
     timers.start()
     try:
         wait_until(lambda: store.deliveries(number, kind="page"))
-        # As if a failure nothing retried had dropped the job: only the reconcile can bring it back.
+        # Once the job waits for the secondary's step, drop it, as if a failure nothing retried had
+        # lost it: only the reconcile can bring it back.
+        wait_until(lambda: planned_later_than(timers, seconds=0.3))
         timers.scheduler.remove_job("incident-1")
         wait_until(lambda: len(store.deliveries(number, kind="page", status="sent")) == len(STEPS))
         assert {key: len(found) for key, found in step_deliveries(store, number).items()} == dict.fromkeys(STEPS, 1)
     finally:
         timers.stop()
         store.close()
+
+
+def planned_later_than(timers: Timers, seconds: float) -> bool:
+    job = timers.scheduler.get_job("incident-1")
+    return job is not None and job.next_run_time > datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 LOCK_HOLDER = """
