@@ -3,6 +3,8 @@
 Each delivery is a row in the store. It counts as sent only once Slack accepted it; until
 then it is retried with backoff, across restarts, and never dropped. A failure that persists
 is said out loud in the war room, because a silent failed page is the worst bug this bot can have.
+Status page calls are the one exception: a call that a later one supersedes, or that
+the status page refuses outright (a 4xx other than a rate limit), is cancelled, the latter aloud.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,7 +80,12 @@ class Pager:
             return
         try:
             self._deliver(delivery, incident)
-        except (SlackApiError, PeopleError, StatuspageError, OSError) as exc:
+        except StatuspageError as exc:
+            if exc.retryable:
+                self._retry_later(delivery, incident, str(exc), after=exc.retry_after)
+            else:
+                self._refused(delivery, incident, str(exc))
+        except (SlackApiError, PeopleError, OSError) as exc:
             reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc)
             self._retry_later(delivery, incident, reason)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the page: keep it pending
@@ -103,39 +110,52 @@ class Pager:
         outgoing = self._compose(delivery, incident)
         if outgoing is None:
             return
-        if delivery.kind == "reminder" and self._edit_previous_reminder(delivery, outgoing):
-            return
         # The channel is stored before posting, so start-up can ask Slack whether it landed.
         self.store.set_delivery_channel(delivery.id, outgoing.channel, outgoing.user, outgoing.thread_ts)
         channel, ts = self.slack.post(
             outgoing.channel, outgoing.text, outgoing.blocks, thread_ts=outgoing.thread_ts, key=_key(delivery)
         )
         self.store.finish_delivery(delivery.id, self.clock(), user=outgoing.user, channel=channel, ts=ts)
+        self._after_sent(replace(delivery, user=outgoing.user, channel=channel, ts=ts))
 
-    def _edit_previous_reminder(self, delivery: DeliveryRecord, outgoing: Outgoing) -> bool:
-        """Edit the reminder already on screen for this series of reminders, if there is one.
+    def _after_sent(self, delivery: DeliveryRecord) -> None:
+        """Tidy up around a message that just landed. Never raises: the message itself is sent.
 
-        One message per series, kept current, instead of a stack of nags. A new series (after an
-        update or a snooze) posts a new message, so the commander's mention notifies again; so
-        does a reminder whose message is gone (deleted, or the bot removed from the channel).
+        A page that landed after an ack (or the resolve) was missed by `close_pages`, which
+        edits only pages already sent: it is closed here. A reminder retires the earlier ones.
         """
-        series = delivery.firing_key.rsplit(":", 1)[0] + ":"
-        previous = [
-            d
-            for d in self.store.deliveries(delivery.incident, kind="reminder", status="sent")
-            if d.firing_key.startswith(series) and d.channel == outgoing.channel and d.ts
-        ]
-        if not previous:
-            return False
-        last = previous[-1]
-        assert last.channel and last.ts
         try:
-            self.slack.update(last.channel, last.ts, outgoing.text, outgoing.blocks)
-        except SlackApiError as exc:
-            log.warning("could not edit the last reminder (%s); posting a new one", error_code(exc))
-            return False
-        self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=last.channel, ts=last.ts)
-        return True
+            incident = self.store.get(delivery.incident)
+            if incident is None:
+                return
+            # As in `_compose`: an ack closes the escalation path's pages, not one asked for by hand.
+            escalation = delivery.firing_key.startswith("page:")
+            if delivery.kind == "page" and ((escalation and incident.acknowledged_at) or not incident.is_open):
+                self._close_page(delivery, incident, stand_down=incident.is_open)
+            elif delivery.kind == "reminder":
+                self._retire_reminders(incident, latest=delivery.id)
+        except Exception:  # noqa: BLE001 - tidying up must never make a sent message look unsent
+            log.warning("could not tidy up after delivery %s", delivery.id, exc_info=True)
+
+    def _retire_reminders(self, incident: Incident, latest: int) -> None:
+        """Delete the reminders before `latest`, so the channel holds one reminder, the newest.
+
+        Each reminder is a new message (an edit would not notify the commander again); deleting
+        the previous ones keeps the nagging to one message. Each deletion is recorded, so a retry
+        or a restart never asks twice.
+        """
+        fired = self.store.fired_keys(incident.number)
+        for old in self.store.deliveries(incident.number, kind="reminder", status="sent"):
+            key = f"reminder_deleted:{old.id}"
+            if old.id >= latest or key in fired or not (old.channel and old.ts):
+                continue
+            try:
+                self.slack.delete(old.channel, old.ts)
+            except SlackApiError as exc:
+                if error_code(exc) not in {"message_not_found", "cant_delete_message", "channel_not_found"}:
+                    log.warning("could not delete reminder %s (%s); later", old.id, error_code(exc))
+                    continue
+            self.store.record_firing(incident.number, Firing(key, ()), self.clock())
 
     def _compose(self, delivery: DeliveryRecord, incident: Incident) -> Outgoing | None:
         """The message a delivery sends, or None when it became moot (and was cancelled)."""
@@ -197,6 +217,21 @@ class Pager:
             return Outgoing(channel, None, text, blocks.fix_nudge(self.config, incident, delivery.detail), thread_ts)
         raise ValueError(f"unknown delivery kind {delivery.kind}")
 
+    def statuspage_turn(self, delivery: DeliveryRecord) -> bool:
+        """Whether a status page call may go now: every earlier call of its incident is done.
+
+        One call per incident at a time, in the order they were made, so the page never shows an
+        older state last. An earlier update still waiting is superseded by a later update or the
+        resolve, and is dropped rather than sent late.
+        """
+        calls = self.store.deliveries(delivery.incident, kind="statuspage")
+        earlier = [d for d in calls if d.id < delivery.id and d.status in ("pending", "sending")]
+        for call in earlier:
+            supersedes = call.target == "update" and delivery.target in ("update", "resolve")
+            if not (supersedes and self.store.drop_pending_delivery(call.id, f"superseded by delivery {delivery.id}")):
+                return False
+        return True
+
     def _statuspage(self, delivery: DeliveryRecord, incident: Incident) -> None:
         """Create, update or resolve the public incident; retried like a page when it fails."""
         if self.statuspage is None:
@@ -214,13 +249,30 @@ class Pager:
                 )
                 self.store.record_setup(incident.number, self.clock(), statuspage_id=page_id)
         else:
+            if delivery.target == "update" and not incident.is_open:
+                self.store.cancel_delivery(delivery.id, "the incident is resolved: the resolve has the last word")
+                return
             if incident.statuspage_id is None:
-                raise PeopleError("the status page incident is not created yet")
+                # Calls go in order, so the create is done by now: it was refused or never made.
+                self.store.cancel_delivery(delivery.id, "the status page incident was never created")
+                return
             if delivery.target == "resolve":
                 self.statuspage.resolve_incident(incident.statuspage_id, detail.get("body", ""))
             else:
                 self.statuspage.update_incident(incident.statuspage_id, detail["status"], detail.get("body", ""))
         self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=None, ts=None)
+
+    def _refused(self, delivery: DeliveryRecord, incident: Incident, reason: str) -> None:
+        """The status page refused the call itself (bad key, unknown page, invalid field): the same
+        call would be refused again, so it is not retried, and the war room hears why."""
+        self.store.cancel_delivery(delivery.id, reason)
+        log.warning("delivery %s (%s) refused: %s", delivery.id, delivery.target, reason)
+        text = (
+            f"⚠️ The status page refused the {delivery.target} (`{reason}`), so I will not retry it. "
+            "Check `statuspage` in the config and post the status by hand."
+        )
+        warning = Firing(f"warning:refused:{delivery.id}", (Delivery("warning", "incident", text),))
+        self.store.record_firing(incident.number, warning, self.clock())
 
     def mark_reminder_snoozed(self, incident: Incident, by: str) -> None:
         """The reminder on screen says it was snoozed, by whom and until when (no buttons left)."""
@@ -233,19 +285,22 @@ class Pager:
     def recover_interrupted(self) -> None:
         """Deliveries a crash caught mid-send: sent if Slack has them, else sent again."""
         for delivery in self.store.interrupted_deliveries():
-            ts = None
-            if delivery.channel:
-                try:
-                    oldest = delivery.next_attempt_at.timestamp() - 1
-                    ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest, delivery.thread_ts)
-                except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
-                    log.warning("could not check delivery %s (%s); sending it again", delivery.id, exc)
-            if ts is not None:
-                self.store.finish_delivery(
-                    delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts
-                )
-            else:
-                self.store.resume_delivery(delivery.id)
+            self.recover(delivery)
+
+    def recover(self, delivery: DeliveryRecord) -> None:
+        """One delivery left `sending` (a crash, or a store write that failed after the post)."""
+        ts = None
+        if delivery.channel:
+            try:
+                oldest = delivery.next_attempt_at.timestamp() - 1
+                ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest, delivery.thread_ts)
+            except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
+                log.warning("could not check delivery %s (%s); sending it again", delivery.id, exc)
+        if ts is not None:
+            self.store.finish_delivery(delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts)
+            self._after_sent(delivery)
+        else:
+            self.store.resume_delivery(delivery.id)
 
     def _fan_out(self, delivery: DeliveryRecord, users: list[str]) -> None:
         """A role held by several people: one delivery each, so a retry never re-sends to the others."""
@@ -257,8 +312,13 @@ class Pager:
         # The delivery loop is woken after every send and picks the new rows up at once.
         self.store.cancel_delivery(delivery.id, f"expanded to {', '.join(users)}")
 
-    def _retry_later(self, delivery: DeliveryRecord, incident: Incident, reason: str) -> None:
+    def _retry_later(
+        self, delivery: DeliveryRecord, incident: Incident, reason: str, after: float | None = None
+    ) -> None:
+        """Try again after a backoff, or exactly when the server said (`Retry-After`)."""
         delay = min(self.retry_max, self.retry_base * (2 ** min(delivery.attempts, 10)))
+        if after is not None:
+            delay = timedelta(seconds=after)
         attempts = self.store.retry_delivery(delivery.id, reason, self.clock() + delay)
         log.warning(
             "delivery %s (%s to %s) failed: %s; retry in %s",
@@ -283,22 +343,37 @@ class Pager:
             self.store.record_firing(incident.number, warning, self.clock())
 
     def close_pages(self, incident: Incident, *, stand_down: bool = True) -> None:
-        """Every page sent loses its button; on ack, the other paged people are told to stand down."""
+        """Every page sent loses its button; on ack, the other paged people are told to stand down.
+
+        A page still being sent is closed by its sender once it lands (see `_after_sent`).
+        """
         for page in self.store.deliveries(incident.number, kind="page", status="sent"):
-            if not (page.channel and page.ts):
-                continue
-            try:
-                self.slack.update(
+            if page.channel and page.ts:
+                self._close_page(page, incident, stand_down=stand_down)
+
+    def _close_page(self, page: DeliveryRecord, incident: Incident, *, stand_down: bool) -> None:
+        assert page.channel and page.ts
+        try:
+            self.slack.update(
+                page.channel,
+                page.ts,
+                f"{incident.ref} acknowledged",
+                blocks.page_closed(self.config, incident),
+            )
+            acker = incident.acknowledged_by
+            if (
+                stand_down
+                and acker
+                and page.user != acker
+                # Both the ack and the page's own sender may close it: one stand-down each page.
+                and self.store.record_firing(incident.number, Firing(f"stand_down:{page.id}", ()), self.clock())
+            ):
+                self.slack.post(
                     page.channel,
-                    page.ts,
-                    f"{incident.ref} acknowledged",
-                    blocks.page_closed(self.config, incident),
+                    f"✅ {incident.ref} was acknowledged by <@{acker}>. You can stand down.",
+                    thread_ts=page.ts,
                 )
-                if stand_down and page.user != incident.acknowledged_by and incident.acknowledged_by:
-                    self.slack.post(
-                        page.channel,
-                        f"✅ {incident.ref} was acknowledged by <@{incident.acknowledged_by}>. You can stand down.",
-                        thread_ts=page.ts,
-                    )
-            except SlackApiError as exc:
-                log.warning("could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc))
+        except SlackApiError as exc:
+            log.warning("could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc))
+        except Exception:  # noqa: BLE001 - one page that cannot be closed must not stop the others
+            log.warning("could not close the page %s of %s", page.id, incident.ref, exc_info=True)

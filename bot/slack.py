@@ -116,6 +116,10 @@ class SlackGateway:
     def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
 
+    def delete(self, channel: str, ts: str) -> None:
+        """Delete one of the bot's own messages."""
+        self.client.chat_delete(channel=channel, ts=ts)
+
     def post_ephemeral(self, channel: str, user: str, text: str) -> None:
         self.client.chat_postEphemeral(channel=channel, user=user, text=text)
 

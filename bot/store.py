@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -135,11 +135,13 @@ def _from_db_datetime(value: str | None) -> datetime | None:
 
 
 class Store:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout_s: float = 30.0) -> None:
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), not the driver's implicit ones.
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        # busy_timeout_s: how long a write waits for another process's lock before it raises.
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
         self.db = sqlite_utils.Database(conn)
         self.path = path
+        self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._local = threading.local()
         self._gate = _WriteGate()
@@ -148,7 +150,7 @@ class Store:
             if path != ":memory:":
                 self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             self._migrate()
 
     def _migrate(self) -> None:
@@ -380,7 +382,9 @@ class Store:
         reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
         if reader is None:
             # check_same_thread=False only so close() may close it; each thread reads its own.
-            reader = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            reader = sqlite3.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout_s, check_same_thread=False
+            )
             reader.execute("PRAGMA query_only=1")
             self._local.reader = reader
             with self._lock:
@@ -584,8 +588,11 @@ class Store:
         )
         return [_delivery(r) for r in rows]
 
-    def next_delivery_at(self) -> datetime | None:
-        rows = self._rows("SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'")
+    def next_delivery_at(self, excluding: Collection[int] = ()) -> datetime | None:
+        """When the next pending delivery is due, leaving out `excluding` (those being sent)."""
+        ids = sorted(excluding)
+        skip = f" AND id NOT IN ({', '.join('?' for _ in ids)})" if ids else ""
+        rows = self._rows(f"SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'{skip}", ids)
         return _from_db_datetime(rows[0]["at"]) if rows else None
 
     def start_delivery(self, delivery_id: int, now: datetime) -> bool:
@@ -1254,6 +1261,17 @@ class Store:
 
     def _alert_in(self, db: sqlite_utils.Database, alert_id: int) -> AlertRecord:
         return _alert(next(db.query("SELECT * FROM alerts WHERE id = ?", [alert_id])))
+
+    # -- status page: ordered calls -------------------------------------------------------
+
+    def drop_pending_delivery(self, delivery_id: int, reason: str) -> bool:
+        """Cancel a delivery only if nobody has started sending it; False if it is under way."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET status = 'cancelled', last_error = ? WHERE id = ? AND status = 'pending'",
+                [reason, delivery_id],
+            )
+            return cursor.rowcount == 1
 
     # -- internals -------------------------------------------------------------------------
 

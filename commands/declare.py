@@ -11,6 +11,7 @@ from bot import blocks, ids
 from bot.announcements import AnnouncementChannelError
 from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
+from bot.forms import open_form_now
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
 from bot.statuspage import GENERIC_BODY, GENERIC_NAME
@@ -63,13 +64,8 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
     view = blocks.declare_modal(
         ctx.config, severity=severity, channel=req.channel, statuspage=ctx.pager.statuspage is not None
     )
-    trigger_id = req.trigger_id
-
-    def open_form() -> Reply | None:
-        ctx.slack.open_view(trigger_id, view)
-        return None
-
-    return Reply("", after=open_form)
+    open_form_now(ctx, req.trigger_id, view, USAGE)
+    return Reply("")
 
 
 def create(

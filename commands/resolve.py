@@ -12,6 +12,7 @@ from bot import ids, review_blocks
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing, postmortem_draft_key
+from bot.forms import open_form_now
 from bot.incidents import Incident, clean_title, resolve
 from bot.postmortem import started_at
 from bot.statuspage import GENERIC_BODY, GENERIC_RESOLVED
@@ -50,8 +51,8 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
         raise UsageError(f"Type `/incident resolve {incident.ref} &lt;summary&gt;` instead.")
     # The tick starts empty even for a public incident: the summary goes public only when asked.
     view = review_blocks.resolve_modal(incident, statuspage=ctx.pager.statuspage is not None, channel=click.channel)
-    trigger_id = click.trigger_id
-    return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
+    open_form_now(ctx, click.trigger_id, view, USAGE)
+    return Reply("")
 
 
 def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:

@@ -10,6 +10,7 @@ from bot import blocks, ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
+from bot.forms import open_form_now
 from bot.incidents import STATUSES, Incident, post_update, snooze
 from bot.statuspage import GENERIC_BODY
 from bot.text import for_slack, length, plain
@@ -71,7 +72,8 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 def _open_form(ctx: Context, incident: Incident, trigger_id: str) -> Reply:
     """The update form (status choice, and the status-page tick when one is configured)."""
     view = blocks.update_modal(incident, statuspage=ctx.pager.statuspage is not None)
-    return Reply("", after=lambda: ctx.slack.open_view(trigger_id, view))
+    open_form_now(ctx, trigger_id, view, USAGE)
+    return Reply("")
 
 
 def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:

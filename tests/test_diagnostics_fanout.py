@@ -210,7 +210,14 @@ def test_concurrent_diagnoses_of_one_service_share_their_log_reads(sandbox):
     sandbox.delay("logging", 0.3)  # so the later diagnoses arrive while the reads are under way
     moments = [NOW + timedelta(seconds=s) for s in (0, 1, 2, 3)]
     with ThreadPoolExecutor(4) as pool:
-        reports = list(pool.map(lambda now: diagnose(shared, sandbox.service_ref, now, timeout_s=5), moments))
+        # The earliest diagnosis asks first (a later one's window would not cover an earlier
+        # one's oldest minutes); the others arrive while its two reads are under way.
+        first = pool.submit(diagnose, shared, sandbox.service_ref, moments[0], timeout_s=5)
+        deadline = time.monotonic() + 5
+        while len(shared.log_reads._reads) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        rest = [pool.submit(diagnose, shared, sandbox.service_ref, now, timeout_s=5) for now in moments[1:]]
+        reports = [first.result(), *(f.result() for f in rest)]
     assert all(not r.failed and triage(r, "P2").likely.scenario == "1A" for r in reports)
     assert sandbox.logging.calls == 2
     clock[0] = 10.0  # a diagnosis 10 s later still takes the shared answer...

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+from bot.sandbox.runner import SandboxedBot
+
 PRIMARY, SECOND, VP, CEO, LEAD, SUPPORT = (
     "U0PRIMARY",
     "U0SECOND",
@@ -17,6 +19,17 @@ PRIMARY, SECOND, VP, CEO, LEAD, SUPPORT = (
 
 def pages_to(bot, user):
     return [m for m in bot.slack.dms_to(user) if not m.is_reply and "You are paged" in m.all_text]
+
+
+def settle(bot, number: int = 1, quiet_s: float = 1.0) -> None:
+    """Wait until nothing is left to send, then past the moment a late duplicate would arrive
+    (a re-plan or a retry fires within a few hundred ms at these durations), and again."""
+    store = bot.bot.store
+    for _ in range(2):
+        bot.slack.wait_for(
+            lambda: not [d for d in store.deliveries(number) if d.status in ("pending", "sending")], timeout=10
+        )
+        time.sleep(quiet_s / 2)
 
 
 def test_primary_is_paged_at_once_and_the_secondary_after_the_delay(fast_bot):
@@ -134,6 +147,7 @@ def test_raising_severity_opens_a_war_room_and_pages_the_new_path(fast_bot):
     # Lowering never un-pages: the support page stays as it was, and nothing new goes out.
     fast_bot.command("ack INC-1")
     assert fast_bot.command("severity INC-1 p4").text == "INC-1 is now P4 · Low."
+    settle(fast_bot)
     assert len([m for m in fast_bot.slack.dms_to(SUPPORT) if not m.is_reply]) == 1
 
 
@@ -145,6 +159,7 @@ def test_a_page_that_slack_keeps_refusing_is_retried_until_it_goes_out(fast_bot)
     fast_bot.command("declare p3 Export button broken")
 
     fast_bot.slack.wait_for_dm(SUPPORT, "You are paged", with_button="incident_ack", timeout=15)
+    settle(fast_bot)  # past the next retry (200 ms backoff), had the page been retried once sent
     delivered = fast_bot.bot.store.deliveries(1, kind="page")
     assert [d.status for d in delivered] == ["sent"] and delivered[0].attempts >= 2
     assert len([m for m in fast_bot.slack.dms_to(SUPPORT) if not m.is_reply]) == 1
@@ -185,7 +200,7 @@ def test_a_role_held_by_two_people_pages_both_once():
         running.slack.wait_for_dm("U0ALICE", "You are paged", with_button="incident_ack")
         room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
         running.slack.wait_for_message(room, "Paged <@U0PRIMARY>, <@U0ALICE>")
-        time.sleep(0.5)
+        settle(running)
         assert len(pages_to(running, PRIMARY)) == 1 and len(pages_to(running, "U0ALICE")) == 1
         assert not running.slack.refusals()
 
@@ -196,7 +211,8 @@ def test_an_interrupted_post_in_a_thread_is_found_there_not_sent_twice(bot):
     note = bot.slack.wait_for_message("C0INCIDENT", "Paged <@U0SUPPORT>")
     assert note.is_reply
     store = bot.bot.store
-    [delivery] = store.deliveries(1, kind="paged_note", status="sent")
+    # The post lands in Slack a moment before the store records it as sent.
+    [delivery] = bot.slack.wait_for(lambda: store.deliveries(1, kind="paged_note", status="sent"))
     assert delivery.thread_ts == note.thread_ts
 
     # As if the process had died after Slack took the post but before the store heard back.
@@ -206,7 +222,7 @@ def test_an_interrupted_post_in_a_thread_is_found_there_not_sent_twice(bot):
 
     [recovered] = store.deliveries(1, kind="paged_note")
     assert (recovered.status, recovered.ts) == ("sent", note.ts)
-    time.sleep(0.3)
+    settle(bot)
     assert len([m for m in bot.slack.messages_in("C0INCIDENT") if "Paged <@U0SUPPORT>" in m.all_text]) == 1
 
 
@@ -222,3 +238,109 @@ def test_one_unreachable_holder_does_not_stop_the_others_being_paged():
         room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
         note = running.slack.wait_for_message(room, "Paged <@U0PRIMARY>")
         assert "Could not reach: no Slack user has the email gone@example.com" in note.all_text
+
+
+def test_a_page_still_being_sent_when_someone_acknowledges_is_closed_once_it_lands(fast_bot):
+    # conversations.open is slow: the page is composed before the ack and lands after it.
+    fast_bot.slack.delay("conversations.open", 1.5)
+    fast_bot.command("declare p1 Checkout down", user="U0ALICE")
+    store = fast_bot.bot.store
+    fast_bot.slack.wait_for(
+        lambda: [d for d in store.deliveries(1, kind="page") if d.status == "sending" and d.target == "oncall_primary"]
+    )
+    assert not pages_to(fast_bot, PRIMARY)
+
+    assert "You acknowledged INC-1" in fast_bot.command("ack INC-1", user="U0ALICE").text
+
+    page = fast_bot.slack.wait_for(lambda: [m for m in fast_bot.slack.dms_to(PRIMARY) if not m.is_reply], timeout=6)[0]
+    fast_bot.slack.wait_for(lambda: "acknowledged by <@U0ALICE>" in page_now(fast_bot, PRIMARY, page.ts).all_text)
+    assert not page_now(fast_bot, PRIMARY, page.ts).has_button("incident_ack")
+    fast_bot.slack.wait_for_dm(PRIMARY, "acknowledged by <@U0ALICE>. You can stand down")
+    fast_bot.slack.clear_faults()
+    settle(fast_bot)
+    stand_downs = [m for m in fast_bot.slack.thread(PRIMARY, page.ts) if "stand down" in m.all_text]
+    assert len(stand_downs) == 1
+
+
+def page_now(bot, user, ts):
+    return next(m for m in bot.slack.dms_to(user) if m.ts == ts)
+
+
+def test_resolve_leaves_no_live_acknowledge_button_on_any_page(fast_bot):
+    fast_bot.command("declare p1 Checkout down", user="U0ALICE")
+    fast_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+    fast_bot.slack.wait_for_dm(SECOND, "You are paged", with_button="incident_ack", timeout=6)
+
+    fast_bot.command("resolve INC-1 False alarm", user="U0ALICE")
+
+    settle(fast_bot)
+    pages = [
+        m for user in (PRIMARY, SECOND) for m in fast_bot.slack.dms_to(user) if not m.is_reply and "INC-1" in m.all_text
+    ]
+    assert len(pages) >= 2
+    assert [m for m in pages if m.has_button("incident_ack")] == []
+    assert all("was resolved" in m.all_text for m in pages)
+
+
+def test_acknowledging_by_command_edits_the_announcement(fast_bot):
+    fast_bot.command("declare p2 Search is slow", user="U0ALICE")
+    announcement = fast_bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_ack")
+
+    fast_bot.command("ack INC-1", user=SECOND)
+
+    edited = fast_bot.slack.wait_for(
+        lambda: next(
+            (
+                m
+                for m in fast_bot.slack.messages_in("C0INCIDENT")
+                if m.ts == announcement.ts and m.edited and not m.has_button("incident_ack")
+            ),
+            None,
+        )
+    )
+    assert "*Acknowledged*" in edited.all_text and "<@U0SECOND>" in edited.all_text
+
+
+def fix_clock_bot() -> SandboxedBot:
+    from tests.conftest import FAST_CONFIG
+
+    config = FAST_CONFIG.replace(
+        """  P2:
+    label: High
+    ack_within: 60s""",
+        """  P2:
+    label: High
+    ack_within: 60s
+    fix_within: 3s""",
+    )
+    return SandboxedBot(config_text=config)
+
+
+def test_the_fix_clock_nudges_when_no_fix_is_under_way():
+    with fix_clock_bot() as running:
+        declared = time.monotonic()
+        running.command("declare p2 Search is slow", user="U0ALICE")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+
+        nudge = running.slack.wait_for_message(room, "no fix under way", timeout=8)
+
+        assert time.monotonic() - declared >= 2.5  # `fix_within: 3s`
+        assert "INC-1" in nudge.all_text
+        assert [d.status for d in running.bot.store.deliveries(1, kind="fix_nudge")] == ["sent"]
+        assert not running.slack.refusals()
+
+
+def test_a_diagnose_stops_the_fix_clock():
+    with fix_clock_bot() as running:
+        declared = time.monotonic()
+        running.command("declare p2 Search is slow", user="U0ALICE")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+
+        running.command("diagnose INC-1", user="U0ALICE", channel=room)
+
+        running.slack.wait_for(lambda: running.bot.store.get(1).fix_started_at, timeout=3)
+        time.sleep(max(0.0, declared + 4.0 - time.monotonic()))  # past `fix_within: 3s`
+        settle(running)
+        assert not [m for m in running.slack.messages_in(room) if "no fix under way" in m.all_text]
+        assert "sla:fix" not in running.bot.store.fired_keys(1)
+        assert not running.slack.refusals()

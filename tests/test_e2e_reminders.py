@@ -49,7 +49,12 @@ def reminders_in(running: SandboxedBot, room: str) -> list:
     return [m for m in running.slack.messages_in(room) if "has had no update" in m.all_text or "snoozed" in m.all_text]
 
 
-def test_a_reminder_mentions_the_commander_and_the_next_one_edits_it(reminding):
+def reminder_posts(running: SandboxedBot) -> list:
+    """Every reminder the bot posted, deleted or not (chat.postMessage calls that succeeded)."""
+    return [c for c in running.slack.calls_to("chat.postMessage") if c.ok and "has had no update" in str(c.params)]
+
+
+def test_each_reminder_is_a_new_message_that_mentions_the_commander_and_replaces_the_last(reminding):
     room = declare_acked(reminding)
     started = time.monotonic()
 
@@ -60,29 +65,58 @@ def test_a_reminder_mentions_the_commander_and_the_next_one_edits_it(reminding):
     assert time.monotonic() - started >= 1.0  # due 2 s after declare, not at once
     assert "<@U0ALICE>" in reminder.all_text  # the commander (the declarer)
     assert reminder.has_button("reminder_snooze_30m") and reminder.has_button("reminder_snooze_1h")
-    edited = reminding.slack.wait_for(
-        lambda: next(
-            (m for m in reminders_in(reminding, room) if m.edited and "reminder 2 in a row" in m.all_text), None
-        ),
-        timeout=5,
-    )
-    assert edited.ts == reminder.ts
-    assert len(reminders_in(reminding, room)) == 1
+    # Slack does not notify on an edit: the second reminder is a new post, mentioning again.
+    second = reminding.slack.wait_for_message(room, "reminder 2 in a row", timeout=5)
+    assert second.ts != reminder.ts and not second.edited and "<@U0ALICE>" in second.all_text
+    # ...and the first one is deleted, so the war room holds one reminder.
+    reminding.slack.wait_for(lambda: reminder.ts in [m.ts for m in reminding.slack.deleted])
+    assert [m.ts for m in reminders_in(reminding, room)] == [second.ts]
+    assert not reminder.edited
+    # The third replaces the second in turn; each old reminder is deleted once, never asked twice.
+    third = reminding.slack.wait_for_message(room, "reminder 3 in a row", timeout=5)
+    reminding.slack.wait_for(lambda: [m.ts for m in reminders_in(reminding, room)] == [third.ts])
+    deletes = [c.params.get("ts") for c in reminding.slack.calls_to("chat.delete")]
+    assert deletes[:2] == [reminder.ts, second.ts] and len(deletes) == len(set(deletes))
 
 
 def test_an_update_pushes_the_next_reminder_back(reminding):
     room = declare_acked(reminding)
-    reminding.slack.wait_for_message(room, "has had no update", timeout=5)
-    versions = len(reminders_in(reminding, room)[0].edits)
+    first = reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    posted = len(reminder_posts(reminding))
 
     reminding.command("update Index rebuild running", user="U0ALICE", channel=room)
     time.sleep(1.2)
 
-    assert len(reminders_in(reminding, room)) == 1, "no reminder within 2 s of the update"
-    assert len(reminders_in(reminding, room)[0].edits) == versions
+    assert posted >= 1
+    assert len(reminder_posts(reminding)) == posted, "no reminder within 2 s of the update"
     # The update started a new series: its first reminder is a new message, so the mention notifies.
-    fresh = reminding.slack.wait_for(lambda: reminders_in(reminding, room)[1:], timeout=4)[0]
+    fresh = reminding.slack.wait_for(lambda: [m for m in reminders_in(reminding, room) if m.ts != first.ts], timeout=4)[
+        0
+    ]
     assert "<@U0ALICE>" in fresh.all_text and not fresh.edited
+    assert "reminder 2 in a row" not in fresh.all_text  # counted from the update, not the declare
+    reminding.slack.wait_for(lambda: [m.ts for m in reminders_in(reminding, room)] == [fresh.ts])
+
+
+def test_an_update_from_the_form_starts_a_new_series_of_reminders(reminding):
+    room = declare_acked(reminding)
+    first = reminding.slack.wait_for_message(room, "has had no update", with_button="incident_post_update", timeout=5)
+    click = reminding.click(first.button("incident_post_update"), user="U0ALICE", channel=room)
+    assert click.status == 200
+    view = reminding.slack.wait_for_view("update_modal")
+
+    done = reminding.platform.submit_view(view, {"update_text": "Index rebuild running"}, user="U0ALICE")
+
+    assert done.status == 200
+    updated_at = reminding.bot.store.get(1).last_update_at
+    assert updated_at is not None
+    # The next reminder is the first of a series counted from the update.
+    reminding.slack.wait_for(
+        lambda: [k for k in reminding.bot.store.fired_keys(1) if k.startswith(f"reminder:{updated_at.isoformat()}:")],
+        timeout=5,
+    )
+    assert f"reminder:{updated_at.isoformat()}:1" in reminding.bot.store.fired_keys(1)
+    assert not [k for k in reminding.bot.store.fired_keys(1) if k.startswith(f"reminder:{updated_at.isoformat()}:2")]
 
 
 def test_snooze_holds_reminders_and_says_so(reminding):
@@ -118,10 +152,10 @@ def test_resolve_stops_every_reminder(reminding):
 
     reminding.command("resolve INC-1 Index rebuilt", user="U0ALICE")
     reminding.slack.wait_for_message(room, "resolved INC-1")
-    versions = len(reminders_in(reminding, room)[0].edits)
-    time.sleep(3)
+    posted = len(reminder_posts(reminding))
+    time.sleep(3)  # past the next reminder (every 2 s)
 
-    assert len(reminders_in(reminding, room)[0].edits) == versions
+    assert len(reminder_posts(reminding)) == posted
     assert reminding.bot.timers.scheduler.get_job("incident-1") is None
 
 

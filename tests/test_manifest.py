@@ -20,6 +20,7 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "auth.test": (frozenset(),),
     "chat.postMessage": (frozenset({"chat:write"}),),
     "chat.update": (frozenset({"chat:write"}),),
+    "chat.delete": (frozenset({"chat:write"}),),
     "chat.postEphemeral": (frozenset({"chat:write"}),),
     "conversations.create": (frozenset({"channels:manage"}),),
     "conversations.setTopic": (frozenset({"channels:manage"}), frozenset({"channels:write.topic"})),

@@ -169,6 +169,12 @@ def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
             time.sleep(1.0)  # the next reminder (6 s) is not due yet: nothing may be re-sent
             reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
             assert len(reminders) == 1 and not reminders[0].edited
+            # The next reminder, from the restarted process, replaces the one its predecessor posted.
+            second = slack.wait_for_message(room.id, "reminder 2 in a row", timeout=10)
+            slack.wait_for(
+                lambda: [m.ts for m in slack.messages_in(room.id) if "has had no update" in m.all_text] == [second.ts]
+            )
+            assert [m.ts for m in slack.deleted] == [reminders[0].ts]
         finally:
             if bot.process and bot.process.poll() is None:
                 bot.kill()

@@ -393,3 +393,16 @@ def test_emulator_wants_oauth_auth(sandbox):
     assert raw_call(sandbox, "POST", path, body, key="nope")[0] == 401
     assert raw_call(sandbox, "POST", path, body)[0] == 201
     assert [c.authorized for c in sandbox.calls] == [False, False, True]
+
+
+def test_emulator_enforces_the_documented_rate_limit():
+    with StatuspageSandbox(page_id=PAGE, api_key=KEY, per_minute=3) as limited:
+        client = StatuspageClient(limited.api_url, PAGE, KEY, timeout=2)
+        incident_id = client.create_incident("Checkout errors", "investigating", "Looking.")
+        client.update_incident(incident_id, "identified", "Found it.")
+        client.update_incident(incident_id, "monitoring", "Fixed.")
+        with pytest.raises(StatuspageError) as refused:
+            client.update_incident(incident_id, "resolved", "Done.")
+        assert refused.value.is_rate_limited and refused.value.retryable
+        assert refused.value.retry_after is not None and 1 <= refused.value.retry_after <= 61
+        assert limited.incident(incident_id)["status"] == "monitoring"

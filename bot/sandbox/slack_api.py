@@ -73,6 +73,7 @@ METHOD_SCOPES: dict[str, str | None] = {
     "auth.test": None,
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
+    "chat.delete": "chat:write",
     "chat.postEphemeral": "chat:write",
     "chat.getPermalink": None,
     "conversations.create": "channels:manage",
@@ -1017,6 +1018,7 @@ class SlackSandbox:
         self.trigger_ttl = trigger_ttl
         self.calls: list[Call] = []
         self.errors: list[str] = []  # tracebacks of sandbox bugs, so a test can show them
+        self.deleted: list[Message] = []  # messages chat.delete removed, as they were
         self._lock = threading.RLock()
         self._users: dict[str, User] = {}
         self._usergroups: dict[str, Usergroup] = {}
@@ -1040,6 +1042,7 @@ class SlackSandbox:
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
             "conversations.create": self._conversations_create,
@@ -1250,6 +1253,12 @@ class SlackSandbox:
             conv = self._conversations[channel]
             if user not in conv.members:
                 self._conversations[channel] = replace(conv, members=(*conv.members, user))
+
+    def user_says(self, channel: str, user: str, text: str) -> Message:
+        """A person posts `text` in `channel`, as they would from the Slack client."""
+        with self._lock:
+            conv = self._conversation(channel)
+            return self._add_message(Message(channel=conv.id, ts=self._next_ts(), user=user, text=text))
 
     def hold_response(self, method: str, seconds: float) -> None:
         """Carry out calls to `method` at once but answer `seconds` late: the call took effect in
@@ -1635,6 +1644,23 @@ class SlackSandbox:
             "text": updated.text,
             "message": {k: v for k, v in updated.to_api().items() if k != "ts"},
         }
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A bot token deletes only the bot's own messages. A parent with replies leaves a
+        tombstone ("This message was deleted.") so its thread stays, as in Slack."""
+        conv = self._conversation(params.get("channel"))
+        index, msg = self._find_message(conv.id, params.get("ts"))
+        if msg.user != BOT_USER_ID:
+            raise SlackError("cant_delete_message")
+        self.deleted.append(msg)
+        replies = [m for m in self._messages[conv.id] if m.is_reply and m.thread_ts == msg.ts]
+        if replies:
+            self._messages[conv.id][index] = replace(
+                msg, user=SLACKBOT_ID, text="This message was deleted.", blocks=[], attachments=[], bot_id=None
+            )
+        else:
+            del self._messages[conv.id][index]
+        return {"channel": conv.id, "ts": msg.ts}
 
     def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = self._post_target(params.get("channel"))

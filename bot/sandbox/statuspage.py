@@ -11,8 +11,11 @@ body, created_at, updated_at, display_at, deliver_notifications).
 
 Like the real API it wants `Authorization: OAuth <key>` (401 otherwise), answers 404 for a page
 or incident it does not know and 422 for an invalid status or impact, with `{"error": ...}`.
-Every request is recorded in `requests` with its headers, the key replaced by `[redacted]`.
+Every request is recorded in `requests` with its headers (the key replaced by `[redacted]`) and
+the moment it arrived; `most_at_once` is the largest number of requests it was serving at one
+time, which is how a test sees whether a client sends calls one after another.
 Faults: `fail(times, status)`, `rate_limit(times, retry_after)`, `delay(seconds)`, `hang()`.
+Like the real API it allows each key 60 requests in any 60 seconds (`per_minute`), then 429.
 
     with StatuspageSandbox(page_id="page1", api_key="sk-test") as sp:
         client = StatuspageClient(sp.api_url, "page1", "sk-test")
@@ -29,6 +32,7 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -40,6 +44,7 @@ from bot.sandbox.health import ALL, NOT_JSON, JsonServer, Request, read_request
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 IMPACTS = ("none", "minor", "major", "critical")
 REDACTED = "[redacted]"
+RATE_LIMIT_PER_MINUTE = 60  # "1 request / second as measured on a 60 second rolling window"
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PREFIX = r"(?:/v1)?/pages/(?P<page>[^/]+)/incidents"
 _ROUTES = (
@@ -55,6 +60,7 @@ class StatuspageRequest(Request):
 
     headers: dict[str, str] = field(default_factory=dict)
     authorized: bool = False
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -87,15 +93,24 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 class StatuspageSandbox(JsonServer):
     """Statuspage for one page (more via `add_page`), on 127.0.0.1 at a free port."""
 
-    def __init__(self, page_id: str = "sandboxpage", api_key: str = "sandbox-statuspage-key"):
+    def __init__(
+        self,
+        page_id: str = "sandboxpage",
+        api_key: str = "sandbox-statuspage-key",
+        per_minute: int | None = RATE_LIMIT_PER_MINUTE,
+    ):
         super().__init__()
         self.page_id = page_id
         self.api_key = api_key
+        self.per_minute = per_minute
+        self._recent: list[float] = []  # arrival times of this key's requests in the last minute
         self.pages: set[str] = {page_id}
         # id -> the incident's JSON as the API returns it
         self.incidents: dict[str, dict[str, Any]] = {}
         self._counted: list[_CountedFault] = []
         self._data_lock = threading.Lock()
+        self._serving = 0
+        self.most_at_once = 0
 
     # -- setup and assertions --------------------------------------------------------------
 
@@ -142,6 +157,28 @@ class StatuspageSandbox(JsonServer):
     # -- serving ---------------------------------------------------------------------------
 
     def _serve(self, http: BaseHTTPRequestHandler, method: str) -> None:
+        with self._lock:
+            self._serving += 1
+            self.most_at_once = max(self.most_at_once, self._serving)
+        done = threading.Event()
+
+        def answer(answer: _Answer) -> None:
+            # Counted as served before the answer leaves: a client's next call cannot overlap it.
+            self._served(done)
+            self._answer(http, answer)
+
+        try:
+            self._serve_one(http, method, answer)
+        finally:
+            self._served(done)
+
+    def _served(self, done: threading.Event) -> None:
+        with self._lock:
+            if not done.is_set():
+                done.set()
+                self._serving -= 1
+
+    def _serve_one(self, http: BaseHTTPRequestHandler, method: str, answer: Callable[[_Answer], None]) -> None:
         parts, raw, body = read_request(http)
         if body is NOT_JSON:
             body = raw.decode("utf-8", "replace")
@@ -165,12 +202,15 @@ class StatuspageSandbox(JsonServer):
             endpoint,
             headers=headers,
             authorized=authorized,
+            at=time.monotonic(),
         )
         with self._lock:
             self.requests.append(request)
             fault = self._faults.for_endpoint(endpoint)
             delay_s, hang = fault.delay_s, fault.hang
             counted = self._take_counted(endpoint)
+            if counted is None and authorized:
+                counted = self._over_the_limit(request.at)
         if delay_s:
             time.sleep(delay_s)
         if hang:
@@ -179,19 +219,31 @@ class StatuspageSandbox(JsonServer):
         if counted is not None:
             extra = {"Retry-After": str(counted.retry_after)} if counted.retry_after else {}
             message = "rate limit exceeded" if counted.status in (420, 429) else "injected failure"
-            self._answer(http, _error(counted.status, message, extra))
+            answer(_error(counted.status, message, extra))
             return
         if match is None:
-            self._answer(http, _error(404, f"no route for {method} {parts.path}"))
+            answer(_error(404, f"no route for {method} {parts.path}"))
             return
         if not authorized:
-            self._answer(http, _error(401, "Could not authenticate"))
+            answer(_error(401, "Could not authenticate"))
             return
         try:
-            answer = self._handle(endpoint, match, body)
+            result = self._handle(endpoint, match, body)
         except Exception as exc:  # an emulator bug should look like a server error, not a hang
-            answer = _error(500, f"emulator error: {type(exc).__name__}: {exc}")
-        self._answer(http, answer)
+            result = _error(500, f"emulator error: {type(exc).__name__}: {exc}")
+        answer(result)
+
+    def _over_the_limit(self, now: float) -> _CountedFault | None:
+        """The documented limit: each API token gets 1 request a second, measured on a rolling
+        60-second window; a request past it is refused with 429 and when to come back."""
+        if self.per_minute is None:
+            return None
+        self._recent = [t for t in self._recent if now - t < 60.0]
+        if len(self._recent) >= self.per_minute:
+            wait = max(1, int(60.0 - (now - self._recent[0])) + 1)
+            return _CountedFault(1, 429, ALL, wait)
+        self._recent.append(now)
+        return None
 
     def _take_counted(self, endpoint: str) -> _CountedFault | None:
         self._counted = [f for f in self._counted if f.times > 0]
