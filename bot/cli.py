@@ -49,6 +49,12 @@ def check_config(path: str | None) -> int:
     return 0
 
 
+def _statuspage_key(config: config_module.Config) -> tuple[str, ...]:
+    if config.statuspage is None or not config.statuspage.api_key_env:
+        return ()
+    return (os.environ.get(config.statuspage.api_key_env, ""),)
+
+
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Cloud Run sends SIGTERM before stopping an instance; leave through the normal shutdown path.
     raise KeyboardInterrupt
@@ -67,6 +73,8 @@ def serve() -> int:
         for error in exc.errors:
             print(f"  - {error}", file=sys.stderr)
         return 1
+
+    logs.register_secrets(settings.bot_token, settings.signing_secret, settings.app_token, *_statuspage_key(config))
 
     from bot.app import IncidentBot
 
