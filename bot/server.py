@@ -34,8 +34,11 @@ def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
             return [body]
         try:
             return slack_handler(environ, start_response)
-        except Exception:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing
-            log.warning("refused a malformed request to %s", environ.get("PATH_INFO"), exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing
+            # One line, no traceback: anyone holding a signature could otherwise fill the log.
+            log.warning(
+                "refused a malformed request to %s (%s: %.200s)", environ.get("PATH_INFO"), type(exc).__name__, exc
+            )
             body = b'{"error": "malformed request"}'
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response("400 Bad Request", headers, sys.exc_info())
