@@ -21,7 +21,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import payloads, statuspage
+from bot import metrics, payloads, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -94,6 +94,7 @@ class IncidentBot:
             timers=self.timers,
             cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
         )
+        self.metrics = metrics.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
 

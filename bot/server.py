@@ -1,4 +1,4 @@
-"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /healthz`, under waitress.
+"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /healthz`, `GET /metrics`, under waitress.
 
 waitress is a production WSGI server in pure Python: threaded, no fork, so the scheduler that
 lives in this process is not duplicated, and it runs the same on a laptop and on Cloud Run.
@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
+from bot import metrics
 from bot.app import IncidentBot
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ def wsgi_app(bot: IncidentBot) -> Callable[..., Iterable[bytes]]:
             status = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
             body = json.dumps(health).encode()
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        if environ.get("PATH_INFO") == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            body = metrics.exposition(bot.metrics)
+            start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE), ("Content-Length", str(len(body)))])
             return [body]
         try:
             return slack_handler(environ, start_response)
