@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import urllib.request
 
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from slack_sdk.errors import SlackApiError
 
 from bot.sandbox.runner import SandboxedBot
 
@@ -48,8 +50,6 @@ def test_slack_api_errors_are_counted_by_method_and_code(bot: SandboxedBot) -> N
 
     before = count()
     bot.slack.error("chat.postMessage", "channel_not_found")
-    try:
+    with pytest.raises(SlackApiError):
         bot.bot.slack.post("C0INCIDENT", "hello")  # type: ignore[union-attr]
-    except Exception:  # noqa: BLE001 - the error is what is being counted
-        pass
     assert count() == before + 1
