@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import alert_incidents, permissions, pins, production, statuspage
+from bot import alert_incidents, metrics, payloads, permissions, pins, production, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -112,6 +112,7 @@ class IncidentBot:
             timers=self.timers,
             cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
         )
+        self.metrics = metrics.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
 
@@ -324,7 +325,7 @@ def _command_listener(ctx: Context) -> Callable[..., None]:
 
 def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
     # Decoded here, once, for every subcommand: `req.args` is the canonical form (bot/text.py).
-    text = decode_slash(body.get("text") or "")
+    text = decode_slash(payloads.text_at(body, "text"))
     typed = length(text)
     if typed > MAX_COMMAND_TEXT:
         raise UsageError(
@@ -338,19 +339,19 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
         known = ", ".join(commands.REGISTRY)
         shown = clean_inline(parsed.verb[:30])
         raise UsageError(f"There is no `{shown}` subcommand. Try one of: {known}.", "/incident help")
-    channel = body.get("channel_id") or ""
+    channel = payloads.text_at(body, "channel_id")
     incident = error = None
     if sub.needs_incident:
         incident, error = resolve_incident(ctx, parsed.ref, channel)
     req = CommandRequest(
         verb=parsed.verb,
         args=parsed.args,
-        user=body.get("user_id") or "",
+        user=payloads.text_at(body, "user_id"),
         channel=channel,
         usage=sub.usage,
         incident=incident,
         incident_error=error,
-        trigger_id=body.get("trigger_id"),
+        trigger_id=payloads.text_at(body, "trigger_id") or None,
         request_id=ref,
     )
     permissions.gate(ctx, req)
@@ -363,15 +364,17 @@ def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Rep
         ref = _reference()
         deliver = _responder(respond)
         try:
-            action = (body.get("actions") or [{}])[0]
-            value = str(action.get("value") or "")
-            number = int(value.split(":", 1)[0]) if value.split(":", 1)[0].isdigit() else None
+            action = payloads.object_at(body, "actions", 0)
+            value = payloads.text_at(action, "value")
+            head = value.split(":", 1)[0]
+            # isdecimal, not isdigit: "²" is a digit that int() refuses.
+            number = int(head) if head.isdecimal() and len(head) <= 12 else None
             click = ButtonClick(
-                action_id=str(action.get("action_id")),
+                action_id=payloads.text_at(action, "action_id"),
                 value=value,
-                user=(body.get("user") or {}).get("id", ""),
-                channel=(body.get("channel") or {}).get("id"),
-                trigger_id=body.get("trigger_id"),
+                user=payloads.text_at(body, "user", "id"),
+                channel=payloads.text_at(body, "channel", "id") or None,
+                trigger_id=payloads.text_at(body, "trigger_id") or None,
                 incident=ctx.store.get(number) if number is not None else None,
                 request_id=ref,
             )
@@ -396,14 +399,14 @@ def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Rep
 def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Reply]) -> Callable[..., None]:
     def on_view(ack: Any, body: dict[str, Any]) -> None:
         ref = _reference()
-        view = body.get("view") or {}
-        user = (body.get("user") or {}).get("id", "")
+        view = payloads.object_at(body, "view")
+        user = payloads.text_at(body, "user", "id")
         try:
-            metadata = json.loads(view.get("private_metadata") or "{}")
+            metadata = json.loads(payloads.text_at(view, "private_metadata") or "{}")
         except ValueError:
             metadata = {}
         submission = ViewSubmission(
-            callback_id=str(view.get("callback_id")),
+            callback_id=payloads.text_at(view, "callback_id"),
             user=user,
             values=_view_values(view),
             metadata=metadata if isinstance(metadata, dict) else {},
@@ -439,16 +442,17 @@ def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Re
 def _view_values(view: dict[str, Any]) -> dict[str, str | None]:
     """block_id -> the value typed or chosen in that input."""
     values: dict[str, str | None] = {}
-    for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
-        for state in actions.values():
-            if state.get("selected_option"):
-                values[block_id] = state["selected_option"].get("value")
-            elif "selected_options" in state:  # checkboxes: the chosen values, or None
-                values[block_id] = ",".join(o.get("value", "") for o in state["selected_options"]) or None
+    for block_id, actions in payloads.object_at(view, "state", "values").items():
+        for state in actions.values() if isinstance(actions, dict) else ():
+            if payloads.object_at(state, "selected_option"):
+                values[block_id] = payloads.text_at(state, "selected_option", "value") or None
+            elif isinstance(payloads.at(state, "selected_options"), list):  # checkboxes: the chosen values
+                chosen = (payloads.text_at(o, "value") for o in state["selected_options"])
+                values[block_id] = ",".join(v for v in chosen if v) or None
             else:
                 # Typed text arrives raw; from_form makes it canonical like decoded slash text.
-                value = state.get("value")
-                values[block_id] = from_form(value) if isinstance(value, str) else value
+                value = payloads.text_at(state, "value")
+                values[block_id] = from_form(value) if value else None
     return values
 
 
@@ -461,8 +465,8 @@ def _responder(respond: Any) -> Callable[[Reply], None]:
                 response_type="in_channel" if reply.in_channel else "ephemeral",
                 replace_original=False,
             )
-        except Exception:  # noqa: BLE001 - an expired response_url must not hide the work's outcome
-            log.warning("could not deliver a reply through response_url", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - an expired response_url must not hide the work's outcome
+            log.warning("could not deliver a reply through response_url (%s: %.200s)", type(exc).__name__, exc)
 
     return deliver
 

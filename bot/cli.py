@@ -130,6 +130,12 @@ def example_people(config: Config) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _statuspage_key(config: config_module.Config) -> tuple[str, ...]:
+    if config.statuspage is None or not config.statuspage.api_key_env:
+        return ()
+    return (os.environ.get(config.statuspage.api_key_env, ""),)
+
+
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Cloud Run sends SIGTERM before stopping an instance; leave through the normal shutdown path.
     raise KeyboardInterrupt
@@ -159,6 +165,8 @@ def serve() -> int:
             file=sys.stderr,
         )
         return 2
+
+    logs.register_secrets(settings.bot_token, settings.signing_secret, settings.app_token, *_statuspage_key(config))
 
     from bot.app import IncidentBot
     from bot.server import make_server

@@ -1,4 +1,4 @@
-"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /health`, under waitress.
+"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /health`, `GET /metrics`, under waitress.
 
 The health endpoint answers at `/health` and `/healthz` (Cloud Run reserves some paths ending
 in `z`): 200 with JSON once the bot is ready, 503 with the reason until then. In Socket Mode
@@ -20,7 +20,7 @@ from typing import Any
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
-from bot import alerts
+from bot import alerts, metrics
 from bot.app import IncidentBot
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Itera
         if environ.get("PATH_INFO") in HEALTH_PATHS:
             health = bot.health()
             return _json(start_response, "200 OK" if health["status"] == "ok" else "503 Service Unavailable", health)
+        if environ.get("PATH_INFO") == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            body = metrics.exposition(bot.metrics)
+            start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE), ("Content-Length", str(len(body)))])
+            return [body]
         if environ.get("PATH_INFO") in alerts.PATHS:
             # Recorded in the store even before Slack answers; the Slack side follows once it does.
             return alert_webhook(environ, start_response)
@@ -53,8 +57,11 @@ def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Itera
             return _json(start_response, "503 Service Unavailable", {"error": bot.not_ready})
         try:
             return slack_handler(environ, start_response)
-        except Exception:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing
-            log.warning("refused a malformed request to %s", environ.get("PATH_INFO"), exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - a malformed (but signed) payload can break Bolt's own parsing
+            # One line, no traceback: anyone holding a signature could otherwise fill the log.
+            log.warning(
+                "refused a malformed request to %s (%s: %.200s)", environ.get("PATH_INFO"), type(exc).__name__, exc
+            )
             body = b'{"error": "malformed request"}'
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response("400 Bad Request", headers, sys.exc_info())

@@ -19,17 +19,33 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot import metrics
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
 
 
+class CountingWebClient(WebClient):
+    """slack_sdk's client, counting the calls that fail after its own retries (for /metrics)."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
+            raise
+        except Exception as exc:
+            metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
+            raise
+
+
 def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> WebClient:
     base = base_url or DEFAULT_API_URL
     if not base.endswith("/"):
         base += "/"
-    return WebClient(
+    return CountingWebClient(
         token=token,
         base_url=base,
         timeout=timeout,

@@ -1273,6 +1273,15 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    # -- telemetry -------------------------------------------------------------------------
+
+    def delivery_backlog(self) -> tuple[int, datetime | None]:
+        """How many deliveries are not yet accepted (pending or being sent), and the oldest's birth."""
+        row = self._rows(
+            "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
+        )[0]
+        return int(row["n"]), _from_db_datetime(row["oldest"])
+
     # -- internals -------------------------------------------------------------------------
 
     def _get_in(self, db: sqlite_utils.Database, number: int) -> Incident:
