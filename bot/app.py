@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import alert_incidents, metrics, payloads, permissions, pins, production, statuspage
+from bot import alert_incidents, logs, metrics, payloads, permissions, pins, production, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -202,11 +202,15 @@ class IncidentBot:
         if self.not_ready is not None:
             return {"status": "starting", "reason": self.not_ready}
         db_ok = self.store.ping()
+        backlog, oldest = self.store.delivery_backlog() if db_ok else (None, None)
         return {
             "status": "ok" if db_ok and self.timers.running else "degraded",
             "open_incidents": len(self.store.open_incidents()) if db_ok else None,
             "scheduler_running": self.timers.running,
             "db_ok": db_ok,
+            # Deliveries Slack (or the status page) has not accepted yet, and how long the oldest waits.
+            "delivery_backlog": backlog,
+            "oldest_pending_s": round((self.ctx.now() - oldest).total_seconds(), 1) if oldest else None,
         }
 
     def stop(self) -> None:
@@ -296,31 +300,45 @@ def _open_list(ctx: Context, incidents: list[Incident] | None = None) -> str:
     return f"Open: {names}{more}. Name one, e.g. `/incident ack {incidents[0].ref}`."
 
 
+def _outcome(exc: UsageError) -> str:
+    return "forbidden" if isinstance(exc, permissions.Forbidden) else "usage_error"
+
+
+def _observe(handle: Callable[[str], str]) -> None:
+    """Run a request's handling inside its log context (every line it and its after-ack work
+    write carries the request id, verb and incident), then count it by verb and outcome."""
+    ref = _reference()
+    with logs.log_context(request_id=ref):
+        outcome = handle(ref)
+        metrics.COMMANDS.labels(str(logs.current().get("verb", "unknown")), outcome).inc()
+
+
 def _command_listener(ctx: Context) -> Callable[..., None]:
+    # Bolt passes arguments by name, so each listener keeps its exact signature.
     def on_incident(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        ref = _reference()
-        try:
-            with ctx.store.urgent():
-                reply = _dispatch_command(ctx, body, ref)
-        except UsageError as exc:
-            ack(text=exc.reply_text(), response_type="ephemeral")
-            return
-        except Exception:  # noqa: BLE001 - the user gets a reference, the log gets the trace
-            log.exception("command failed (ref %s): %r", ref, (body.get("text") or "")[:200])
-            ack(text=_apology(ref), response_type="ephemeral")
-            return
-        if reply.text or reply.blocks:
-            ack(
-                text=reply.text,
-                blocks=reply.blocks,
-                response_type="in_channel" if reply.in_channel else "ephemeral",
-            )
-        else:
-            ack()
-        if reply.after is not None:
-            ctx.work.submit(_run_after, reply.after, _responder(respond), ref)
+        _observe(lambda ref: _handle_command(ctx, ack, body, respond, ref))
 
     return on_incident
+
+
+def _handle_command(ctx: Context, ack: Any, body: dict[str, Any], respond: Any, ref: str) -> str:
+    try:
+        with ctx.store.urgent():
+            reply = _dispatch_command(ctx, body, ref)
+    except UsageError as exc:
+        ack(text=exc.reply_text(), response_type="ephemeral")
+        return _outcome(exc)
+    except Exception:  # noqa: BLE001 - the user gets a reference, the log gets the trace
+        log.exception("command failed (ref %s): %r", ref, payloads.text_at(body, "text")[:200])
+        ack(text=_apology(ref), response_type="ephemeral")
+        return "error"
+    if reply.text or reply.blocks:
+        ack(text=reply.text, blocks=reply.blocks, response_type="in_channel" if reply.in_channel else "ephemeral")
+    else:
+        ack()
+    if reply.after is not None:
+        ctx.work.submit(logs.carry(_run_after), reply.after, _responder(respond), ref)
+    return "ok"
 
 
 def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
@@ -335,6 +353,7 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
         )
     parsed = parse(text)
     sub = commands.REGISTRY.get(parsed.verb)
+    logs.bind(verb=parsed.verb if sub is not None else "unknown", incident=parsed.ref)
     if sub is None:
         known = ", ".join(commands.REGISTRY)
         shown = clean_inline(parsed.verb[:30])
@@ -361,82 +380,97 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
 def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Reply]) -> Callable[..., None]:
     def on_action(ack: Any, body: dict[str, Any], respond: Any) -> None:
         ack()  # a button's ack carries nothing; feedback goes through its response_url
-        ref = _reference()
-        deliver = _responder(respond)
-        try:
-            action = payloads.object_at(body, "actions", 0)
-            value = payloads.text_at(action, "value")
-            head = value.split(":", 1)[0]
-            # isdecimal, not isdigit: "²" is a digit that int() refuses.
-            number = int(head) if head.isdecimal() and len(head) <= 12 else None
-            click = ButtonClick(
-                action_id=payloads.text_at(action, "action_id"),
-                value=value,
-                user=payloads.text_at(body, "user", "id"),
-                channel=payloads.text_at(body, "channel", "id") or None,
-                trigger_id=payloads.text_at(body, "trigger_id") or None,
-                incident=ctx.store.get(number) if number is not None else None,
-                request_id=ref,
-            )
-            with ctx.store.urgent():
-                permissions.gate(ctx, click)
-                reply = handler(ctx, click)
-        except UsageError as exc:
-            ctx.work.submit(deliver, Reply(exc.reply_text()))
-            return
-        except Exception:  # noqa: BLE001
-            log.exception("button failed (ref %s)", ref)
-            ctx.work.submit(deliver, Reply(_apology(ref)))
-            return
-        if reply.text:
-            ctx.work.submit(deliver, reply)
-        if reply.after is not None:
-            ctx.work.submit(_run_after, reply.after, deliver, ref)
+        _observe(lambda ref: _handle_click(ctx, handler, body, _responder(respond), ref))
 
     return on_action
 
 
+def _handle_click(
+    ctx: Context,
+    handler: Callable[[Context, ButtonClick], Reply],
+    body: dict[str, Any],
+    deliver: Callable[[Reply], None],
+    ref: str,
+) -> str:
+    try:
+        action = payloads.object_at(body, "actions", 0)
+        value = payloads.text_at(action, "value")
+        head = value.split(":", 1)[0]
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        number = int(head) if head.isdecimal() and len(head) <= 12 else None
+        action_id = payloads.text_at(action, "action_id")
+        logs.bind(verb=action_id, incident=number)  # Bolt routed it here by this registered id
+        click = ButtonClick(
+            action_id=action_id,
+            value=value,
+            user=payloads.text_at(body, "user", "id"),
+            channel=payloads.text_at(body, "channel", "id") or None,
+            trigger_id=payloads.text_at(body, "trigger_id") or None,
+            incident=ctx.store.get(number) if number is not None else None,
+            request_id=ref,
+        )
+        with ctx.store.urgent():
+            permissions.gate(ctx, click)
+            reply = handler(ctx, click)
+    except UsageError as exc:
+        ctx.work.submit(logs.carry(deliver), Reply(exc.reply_text()))
+        return _outcome(exc)
+    except Exception:  # noqa: BLE001
+        log.exception("button failed (ref %s)", ref)
+        ctx.work.submit(logs.carry(deliver), Reply(_apology(ref)))
+        return "error"
+    if reply.text:
+        ctx.work.submit(logs.carry(deliver), reply)
+    if reply.after is not None:
+        ctx.work.submit(logs.carry(_run_after), reply.after, deliver, ref)
+    return "ok"
+
+
 def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Reply]) -> Callable[..., None]:
     def on_view(ack: Any, body: dict[str, Any]) -> None:
-        ref = _reference()
-        view = payloads.object_at(body, "view")
-        user = payloads.text_at(body, "user", "id")
-        try:
-            metadata = json.loads(payloads.text_at(view, "private_metadata") or "{}")
-        except ValueError:
-            metadata = {}
-        submission = ViewSubmission(
-            callback_id=payloads.text_at(view, "callback_id"),
-            user=user,
-            values=_view_values(view),
-            metadata=metadata if isinstance(metadata, dict) else {},
-        )
-        try:
-            with ctx.store.urgent():
-                permissions.gate(ctx, submission)
-                reply = handler(ctx, submission)
-        except ViewErrors as exc:
-            ack(response_action="errors", errors=exc.errors)
-            return
-        except UsageError as exc:
-            first_block = next(iter(submission.values), "")
-            ack(response_action="errors", errors={first_block: exc.message[:150]})
-            return
-        except Exception:  # noqa: BLE001
-            log.exception("modal failed (ref %s)", ref)
-            ack(
-                response_action="errors",
-                errors={next(iter(submission.values), ""): _apology(ref)[:150]},
-            )
-            return
-        ack()
-        deliver = _ephemeral_deliverer(ctx, metadata.get("channel"), user)
-        if reply.text:
-            ctx.work.submit(deliver, reply)
-        if reply.after is not None:
-            ctx.work.submit(_run_after, reply.after, deliver, ref)
+        _observe(lambda ref: _handle_submission(ctx, handler, ack, body, ref))
 
     return on_view
+
+
+def _handle_submission(
+    ctx: Context, handler: Callable[[Context, ViewSubmission], Reply], ack: Any, body: dict[str, Any], ref: str
+) -> str:
+    view = payloads.object_at(body, "view")
+    user = payloads.text_at(body, "user", "id")
+    try:
+        metadata = json.loads(payloads.text_at(view, "private_metadata") or "{}")
+    except ValueError:
+        metadata = {}
+    submission = ViewSubmission(
+        callback_id=payloads.text_at(view, "callback_id"),
+        user=user,
+        values=_view_values(view),
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
+    logs.bind(verb=submission.callback_id)  # Bolt routed it here by this registered id
+    try:
+        with ctx.store.urgent():
+            permissions.gate(ctx, submission)
+            reply = handler(ctx, submission)
+    except ViewErrors as exc:
+        ack(response_action="errors", errors=exc.errors)
+        return "usage_error"
+    except UsageError as exc:
+        first_block = next(iter(submission.values), "")
+        ack(response_action="errors", errors={first_block: exc.message[:150]})
+        return _outcome(exc)
+    except Exception:  # noqa: BLE001
+        log.exception("modal failed (ref %s)", ref)
+        ack(response_action="errors", errors={next(iter(submission.values), ""): _apology(ref)[:150]})
+        return "error"
+    ack()
+    deliver = _ephemeral_deliverer(ctx, metadata.get("channel"), user)
+    if reply.text:
+        ctx.work.submit(logs.carry(deliver), reply)
+    if reply.after is not None:
+        ctx.work.submit(logs.carry(_run_after), reply.after, deliver, ref)
+    return "ok"
 
 
 def _view_values(view: dict[str, Any]) -> dict[str, str | None]:

@@ -64,6 +64,11 @@ def log_context(**fields: Any) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
+def current() -> Mapping[str, Any]:
+    """The fields of the log context in force (empty outside any request)."""
+    return _CONTEXT.get()
+
+
 def bind(**fields: Any) -> None:
     """Add fields to the current context for the rest of it (once the incident is known)."""
     _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v is not None}})

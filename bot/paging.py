@@ -18,7 +18,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, reviews
+from bot import blocks, metrics, reviews
 from bot.announcements import Announcer
 from bot.config import Config
 from bot.durations import humanize
@@ -91,6 +91,10 @@ class Pager:
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the page: keep it pending
             log.exception("delivery %s of INC-%s failed", delivery.id, delivery.incident)
             self._retry_later(delivery, incident, type(exc).__name__)
+        else:
+            # Counted from the store: a delivery that turned out not to be needed is not "sent".
+            if any(d.id == delivery.id for d in self.store.deliveries(delivery.incident, delivery.kind, "sent")):
+                metrics.DELIVERIES_SENT.labels(delivery.kind).inc()
 
     def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
         if delivery.kind == "statuspage":

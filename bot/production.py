@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bot import change_blocks, permissions
+from bot import change_blocks, metrics, permissions
 from bot.cloud import (
     ChangeError,
     ChangeResult,
@@ -428,6 +428,9 @@ def _failure_text(ctx: Context, proposal: Proposal, exc: ChangeError, elapsed: f
 
 
 def _finish(ctx: Context, proposal: Proposal, status: str, line: str) -> Proposal:
+    if proposal.confirmed_at is not None:
+        elapsed = (ctx.now() - proposal.confirmed_at).total_seconds()
+        metrics.ROLLBACK_SECONDS.labels(proposal.kind, status).observe(max(0.0, elapsed))
     actor = proposal.confirmed_by or "bot"
     summary = line.split("\n", 1)[0]
     finished = ctx.store.finish_proposal(

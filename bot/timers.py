@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot import metrics
 from bot.config import Config
 from bot.escalation import POSTMORTEM_STALE_AFTER, Firing, due_actions, next_due
 from bot.handoffs import HandoffNotices
@@ -173,7 +174,7 @@ class Timers:
         if due is None:
             self._drop(job_id)
             return
-        self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number], replace_existing=True)
+        self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number, due], replace_existing=True)
 
     def _drop(self, job_id: str) -> None:
         with suppress(JobLookupError):  # never planned, or another thread removed it first
@@ -220,7 +221,9 @@ class Timers:
         delay = min(self.retry_max_s, self.retry_base_s * 2 ** min(failures - 1, 16))
         self.tick_at(number, self.clock() + timedelta(seconds=delay))
 
-    def _tick(self, number: int) -> None:
+    def _tick(self, number: int, due: datetime | None = None) -> None:
+        """Claim what is due for the incident; `due` is when this run was planned for (for the
+        timer-lag metric: a run after downtime or a busy scheduler shows how late it came)."""
         if self._stopping.is_set():
             return
         with self._working():
@@ -231,6 +234,8 @@ class Timers:
                 self._retry_soon(number)
                 return
             if firings:
+                if due is not None:
+                    metrics.TIMER_LAG.observe(max(0.0, (self.clock() - due).total_seconds()))
                 log.info("INC-%s: %s", number, ", ".join(f.key for f in firings))
                 self.wake_deliveries()
             self.replan(number)

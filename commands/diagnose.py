@@ -7,7 +7,7 @@ fits. The summary goes to the war room, each source's detail into its thread.
 
 from __future__ import annotations
 
-from bot import diagnose_blocks, ids
+from bot import diagnose_blocks, ids, metrics
 from bot.cloud import ServiceRef
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.diagnostics import diagnose, triage
@@ -42,7 +42,8 @@ def _start(ctx: Context, incident: Incident | None, user: str) -> Reply:
 def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
     service = ctx.config.service
     ref = ServiceRef(service.project, service.region, service.name, service.health_url)
-    report = diagnose(ctx.cloud, ref, ctx.now())
+    with metrics.DIAGNOSE_SECONDS.time():
+        report = diagnose(ctx.cloud, ref, ctx.now())
     verdict = triage(report, incident.severity if incident else "")
     summary = diagnose_blocks.summary_blocks(report, verdict, incident.number if incident else None)
     text = diagnose_blocks.summary_text(report, verdict)

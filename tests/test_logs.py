@@ -145,3 +145,21 @@ def test_a_terminal_gets_readable_lines_with_the_context() -> None:
 )
 def test_trace_field_from_cloud_runs_header(header: str | None, project: str | None, expected: str | None) -> None:
     assert logs.trace_field(header, project) == expected
+
+
+def test_a_request_is_handled_inside_its_log_context_and_counted(captured: io.StringIO) -> None:
+    from prometheus_client import REGISTRY
+
+    from bot import app
+
+    def handle(ref: str) -> str:
+        logs.bind(verb="ack", incident=7)
+        logging.getLogger("bot.commands").warning("handling %s", ref)
+        return "ok"
+
+    before = REGISTRY.get_sample_value("incident_bot_commands_total", {"verb": "ack", "outcome": "ok"}) or 0.0
+    app._observe(handle)
+    (line,) = _lines(captured)
+    assert line["verb"] == "ack" and line["incident"] == 7 and line["message"] == f"handling {line['request_id']}"
+    assert REGISTRY.get_sample_value("incident_bot_commands_total", {"verb": "ack", "outcome": "ok"}) == before + 1
+    assert logs.current() == {}  # nothing leaks into the next request on this thread

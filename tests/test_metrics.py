@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 
@@ -53,3 +54,36 @@ def test_slack_api_errors_are_counted_by_method_and_code(bot: SandboxedBot) -> N
     with pytest.raises(SlackApiError):
         bot.bot.slack.post("C0INCIDENT", "hello")  # type: ignore[union-attr]
     assert count() == before + 1
+
+
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_commands_are_counted_by_verb_and_outcome(bot: SandboxedBot) -> None:
+    def count(verb: str, outcome: str) -> float:
+        return _sample("incident_bot_commands_total", {"verb": verb, "outcome": outcome})
+
+    before = {k: count(*k) for k in [("help", "ok"), ("unknown", "usage_error"), ("resolve", "forbidden")]}
+    bot.command("help")
+    bot.command("frobnicate everything")  # not a verb: counted as `unknown`, never by what was typed
+    bot.command("declare p3 Export button broken", user="U0PRIMARY")
+    bot.command("resolve INC-1 done", user="U0NOBODY")  # no role, not paged: refused
+    assert count("help", "ok") == before[("help", "ok")] + 1
+    assert count("unknown", "usage_error") == before[("unknown", "usage_error")] + 1
+    assert count("resolve", "forbidden") == before[("resolve", "forbidden")] + 1
+
+
+def test_pages_sent_and_timer_lag_are_measured(fast_bot: SandboxedBot) -> None:
+    pages = _sample("incident_bot_deliveries_sent_total", {"kind": "page"})
+    lags = _sample("incident_bot_timer_lag_seconds_count")
+    fast_bot.command("declare p1 Checkout returns 500")
+    fast_bot.slack.wait_for_dm("U0SECOND", "You are paged", timeout=10)  # a timer fired: the 2 s step
+    fast_bot.slack.wait_for(lambda: _sample("incident_bot_deliveries_sent_total", {"kind": "page"}) >= pages + 2)
+    assert _sample("incident_bot_timer_lag_seconds_count") > lags
+
+
+def test_health_reports_the_delivery_backlog(bot: SandboxedBot) -> None:
+    with urllib.request.urlopen(f"{bot.base_url}/health", timeout=5) as response:
+        health = json.loads(response.read())
+    assert health["delivery_backlog"] == 0 and health["oldest_pending_s"] is None
