@@ -314,7 +314,7 @@ def test_the_demo_ends_with_the_all_clear_the_post_mortem_draft_and_the_stats_li
     assert "✅ All clear: INC-1 resolved" in text
     draft = text.split("The post-mortem draft (INC-1-postmortem.md", 1)[1]
     assert "# Incident Post-Mortem: tai-autonomics" in draft and "| 20" in draft
-    assert draft.split("Stats\n", 1)[1].split("═" * 100)[1].strip().startswith("Last 30 days: 1 incident")
+    assert draft.split("Stats\n", 1)[1].split("═" * 100)[1].strip().startswith("Last 30 days: 2 incidents")
 
 
 def test_the_events_url_answers_slacks_url_verification(review_bot):

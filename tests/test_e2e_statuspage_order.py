@@ -137,6 +137,8 @@ def test_the_resolve_button_resolves_the_public_incident(world):
     announcement = running.slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_resolve")
 
     running.click(announcement.button("incident_resolve"), user="U0ALICE", channel="C0INCIDENT")
+    form = running.slack.wait_for_view("resolve_modal")
+    running.platform.submit_view(form, {"resolve_summary": "Index rebuilt"}, user="U0ALICE")
 
     running.slack.wait_for(lambda: page.incident(public_id)["status"] == "resolved", timeout=8)
     public = page.incident(public_id)
