@@ -230,7 +230,14 @@ def test_healthz_reports_store_and_scheduler(bot):
     with urllib.request.urlopen(f"{bot.base_url}/healthz", timeout=5) as response:
         health = json.loads(response.read())
     assert response.status == 200
-    assert health == {"status": "ok", "open_incidents": 0, "scheduler_running": True, "db_ok": True}
+    assert health == {
+        "status": "ok",
+        "open_incidents": 0,
+        "scheduler_running": True,
+        "db_ok": True,
+        "delivery_backlog": 0,
+        "oldest_pending_s": None,
+    }
 
 
 def test_slack_errors_during_set_up_are_retried(bot):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -271,6 +273,12 @@ def test_postmortem_rewrites_and_reuploads_the_draft_and_stats_agree_with_the_cl
 REMINDER_AFTER_RESTART = REVIEW_CONFIG + "postmortem: {severities: [P1, P2], due_after: 5s}\n"
 
 
+def _draft_recorded(db_path: str) -> bool:
+    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
+        row = db.execute("SELECT permalink FROM postmortems WHERE incident = 1").fetchone()
+    return bool(row and row[0])
+
+
 def test_the_post_mortem_reminder_fires_once_across_a_restart_that_straddles_it(tmp_path: Path):
     with SlackSandbox() as slack:
         bot = BotProcess(tmp_path, slack)
@@ -284,6 +292,9 @@ def test_the_post_mortem_reminder_fires_once_across_a_restart_that_straddles_it(
             platform.command("resolve Rolled back", user="U0ALICE", channel=room.id)
             resolved = time.monotonic()
             slack.wait_for(lambda: slack.uploaded_files(), timeout=10, what="the draft")
+            # Killed once the bot has recorded the upload (a kill between the upload and that record
+            # is the crash suite's business: the draft may then be uploaded again).
+            slack.wait_for(lambda: _draft_recorded(bot.env["INCIDENT_BOT_DB"]), timeout=10, what="the draft recorded")
             bot.kill()  # the reminder is due 5 s after the resolution
             assert time.monotonic() - resolved < 5, "the bot must die before the reminder is due"
             assert not [m for m in slack.dms_to("U0ALICE") if "post-mortem of *INC-1*" in m.text]
