@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.incidents import parse_ref
 
+PUBLIC_FLAG = "--public"
 MAX_COMMAND_TEXT = 4000  # Slack caps slash-command text well below this; anything longer is not a person typing
 
 
@@ -29,6 +30,22 @@ def parse(text: str) -> ParsedCommand:
     if ref is not None:
         rest = remainder
     return ParsedCommand(verb=verb or "help", ref=ref, args=rest)
+
+
+def public_flag(verb: str, args: str) -> tuple[bool, str]:
+    """Whether `--public` was asked for, and the arguments without it.
+
+    The flag comes first, or on `declare` right after the severity. The permission check and
+    the commands both read it here, so what is checked is exactly what is done.
+    """
+    first, rest = _split(args)
+    if first.lower() == PUBLIC_FLAG:
+        return True, rest
+    if verb == "declare":
+        second, tail = _split(rest)
+        if second.lower() == PUBLIC_FLAG:
+            return True, f"{first} {tail}".strip()
+    return False, args
 
 
 def _split(text: str) -> tuple[str, str]:

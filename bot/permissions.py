@@ -200,14 +200,15 @@ def _or(items: list[str]) -> str:
 
 def command_actions(verb: str, args: str) -> tuple[str, ...]:
     """The actions a typed `/incident <verb> <args>` performs (`page` of a person vs a role, `--public`)."""
+    from bot.grammar import public_flag  # here: bot.config imports this module, and grammar needs config
+
     words = args.split()
     if verb == "page":
         target = args.strip()
         return ("page_person",) if not target or _is_user(target) else ("page_role",)
-    if verb == "oncall" and words[:1] == ["override"]:
+    if verb == "oncall" and words[:1] and words[0].lower() == "override":
         return ("oncall_override",)
-    # The flag's place follows each verb's grammar: first, or after the severity on declare.
-    if "--public" in (words[:2] if verb == "declare" else words[:1]) and verb in {"update", "declare", "resolve"}:
+    if verb in {"update", "declare", "resolve"} and public_flag(verb, args)[0]:
         return (verb, "update_public")
     return (verb,)
 
@@ -281,13 +282,15 @@ def _gate_submission(ctx: Context, submission: ViewSubmission) -> None:
     number = str(submission.metadata.get("incident", ""))
     incident = ctx.store.get(int(number)) if number.isdigit() else None
     actions = [verb]
-    if submission.values.get(ids.PUBLIC_BLOCK):
+    # The status-page tick of the declare and update forms, and of the resolve form.
+    tick = next((b for b in (ids.PUBLIC_BLOCK, ids.RESOLVE_PUBLIC_BLOCK) if submission.values.get(b)), None)
+    if tick is not None:
         actions.append("update_public")
     for action in actions:
         try:
             require(ctx, action, submission.user, incident, tried=f"the {submission.callback_id} form")
         except Forbidden as exc:
-            block = ids.PUBLIC_BLOCK if action == "update_public" else next(iter(submission.values), "")
+            block = tick if action == "update_public" and tick else next(iter(submission.values), "")
             # A form shows errors beside its fields as plain text, at most 150 characters each.
             text = exc.plain if len(exc.plain) <= 150 else exc.plain[:149] + "…"
             raise ViewErrors({block: text}) from None

@@ -12,6 +12,7 @@ from bot.announcements import AnnouncementChannelError
 from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
 from bot.forms import open_form_now
+from bot.grammar import public_flag
 from bot.incidents import Incident, declare, parse_severity, validate_title
 from bot.slack import error_code
 from bot.statuspage import GENERIC_BODY, GENERIC_NAME
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
-    public, args = _public_flag(req.args)
+    public, args = public_flag("declare", req.args)
     if public and ctx.pager.statuspage is None:
         raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
     severity_token, _, title_text = args.partition(" ")
@@ -46,17 +47,6 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
         f"Announcing it in #{ctx.config.channel}…",
         after=lambda: set_up(ctx, incident),
     )
-
-
-def _public_flag(args: str) -> tuple[bool, str]:
-    """`--public` first or right after the severity: (asked for, the args without it)."""
-    first, _, rest = args.strip().partition(" ")
-    if first == "--public":
-        return True, rest.strip()
-    second, _, tail = rest.strip().partition(" ")
-    if second == "--public":
-        return True, f"{first} {tail.strip()}".strip()
-    return False, args
 
 
 def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply:

@@ -13,6 +13,7 @@ from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors,
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing, postmortem_draft_key
 from bot.forms import open_form_now
+from bot.grammar import public_flag
 from bot.incidents import Incident, clean_title, resolve
 from bot.postmortem import started_at
 from bot.statuspage import GENERIC_BODY, GENERIC_RESOLVED
@@ -29,11 +30,9 @@ SUMMARY_MAX = 2000
 def handle(ctx: Context, req: CommandRequest) -> Reply:
     summary = req.args.strip()
     # The summary is written for the team; it goes on the status page only when asked for.
-    public = summary.split(None, 1)[:1] == ["--public"]
-    if public:
-        summary = summary.removeprefix("--public").strip()
-        if ctx.pager.statuspage is None:
-            raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
+    public, summary = public_flag("resolve", summary)
+    if public and ctx.pager.statuspage is None:
+        raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
     if length(summary) > SUMMARY_MAX:
         raise UsageError(
             f"Summaries are limited to {SUMMARY_MAX:,} characters; yours has {length(summary):,}.",

@@ -11,6 +11,7 @@ from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors,
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
 from bot.forms import open_form_now
+from bot.grammar import public_flag
 from bot.incidents import STATUSES, Incident, post_update, snooze
 from bot.statuspage import GENERIC_BODY
 from bot.text import for_slack, length, plain
@@ -24,12 +25,9 @@ MESSAGE_MAX = 20_000  # mrkdwn of an update at its limit: escapes and mentions a
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.open_incident_or_raise()
-    args = req.args
-    public = args.startswith("--public")
-    if public:
-        args = args.removeprefix("--public").strip()
-        if not ctx.pager.statuspage:
-            raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
+    public, args = public_flag("update", req.args)
+    if public and not ctx.pager.statuspage:
+        raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
     first, _, rest = args.partition(" ")
     status = first.lower() if first.lower() in STATUSES and first.lower() != "resolved" else None
     text = (rest if status else args).strip()

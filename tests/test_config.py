@@ -407,3 +407,10 @@ def test_check_config_on_bad_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["check-config", str(path)]) == 1
     _, err = capsys.readouterr()
     assert err.startswith(f"{path}: 1 error(s)\n  - not valid YAML")
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override() -> None:
+    text = config.default_config_text() + "permissions:\n  resolve: [anyone]\n"
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text)
+    assert any("'permissions' appears twice" in error for error in caught.value.errors)

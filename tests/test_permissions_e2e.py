@@ -8,6 +8,7 @@ day it lands (and a verb nobody said anything about fails here, loudly).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -401,3 +402,47 @@ def test_resolve_public_without_a_status_page_is_refused_and_changes_nothing(run
     reply = running.command("resolve INC-1 --public Fixed", user=COMMANDER)
     assert "No status page is configured" in reply.text
     assert running.bot.store.get(1).is_open
+
+
+@pytest.mark.parametrize("flag", ["--public:", "--PUBLIC", "--public\tidentified"])
+def test_whatever_the_handler_reads_as_public_the_gate_checks_too(world, flag):
+    """The flag is read in one place (grammar.public_flag): the check and the command agree."""
+    running, page = world
+    before = len(page.calls)
+    reply = running.command(f"update INC-1 {flag} we got hacked", user=OUTSIDER)
+    if is_refusal(reply.text):
+        assert refusals_by(running, OUTSIDER)[-1].detail["action"] == "update_public"
+    else:  # not read as the flag at all: an ordinary update, with the word in its text
+        assert "status page" not in reply.text
+    time.sleep(0.5)
+    assert len(page.calls) == before, "nothing reached the status page"
+
+
+def test_the_resolve_forms_status_page_tick_needs_update_public(monkeypatch):
+    with StatuspageSandbox(page_id="pg1", api_key=STATUSPAGE_KEY) as page:
+        monkeypatch.setenv("TEST_PERMISSIONS_SP_KEY", STATUSPAGE_KEY)
+        config = with_statuspage(page.api_url).replace("  update_public: [responders]\n", "  update_public: [U0LEAD]\n")
+        assert "update_public: [U0LEAD]" in config
+        with SandboxedBot(config_text=config) as running:
+            running.command("declare p2 Search is slow", user=COMMANDER)
+            running.slack.wait_for(lambda: running.bot.store.get(1).announcement_ts)
+            running.click(action_id=ids.RESOLVE, value="1", user=COMMANDER)
+            view = running.slack.wait_for_view(ids.RESOLVE_MODAL)
+            ticked = running.platform.submit_view(
+                view,
+                {ids.RESOLVE_SUMMARY_BLOCK: "SECRET internal summary", ids.RESOLVE_PUBLIC_BLOCK: ["yes"]},
+                user=COMMANDER,
+            )
+            assert ticked.response_action == "errors" and ids.RESOLVE_PUBLIC_BLOCK in ticked.body["errors"]
+            assert running.bot.store.get(1).is_open
+            assert "SECRET" not in everything_sent(page)
+            assert refusals_by(running, COMMANDER)[-1].detail["action"] == "update_public"
+
+
+def test_an_override_typed_in_capitals_is_checked_like_one_in_lower_case():
+    config = default_config_text().replace("  oncall_override: [anyone]\n", "  oncall_override: [U0LEAD]\n")
+    assert "oncall_override: [U0LEAD]" in config
+    with SandboxedBot(config_text=config) as running:
+        reply = running.command("oncall OVERRIDE primary <@U0BOB> 4h", user=OUTSIDER)
+        assert is_refusal(reply.text), reply.text
+        assert refusals_by(running, OUTSIDER, None)[-1].detail["action"] == "oncall_override"
