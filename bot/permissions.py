@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 ANYONE = "anyone"
 RESPONDERS = "responders"
 PAGED = "paged"
+SCHEDULE_MEMBERS = "schedule_members"  # the members of the rotation an `oncall override` names
 INCIDENT_ROLE_REFS = {"incident_commander": "commander", "incident_scribe": "scribe", "incident_comms": "comms"}
 ONCALL_PREFIX = "oncall"
-SPECIAL_REFS = frozenset({ANYONE, RESPONDERS, PAGED, *INCIDENT_ROLE_REFS})
+SPECIAL_REFS = frozenset({ANYONE, RESPONDERS, PAGED, SCHEDULE_MEMBERS, *INCIDENT_ROLE_REFS})
 
 # The defaults of issue 9 (README "Who may do what"). `rollback` and `scale` default to
 # `rollback.allowed`. Verbs that other modules add later are listed so that they are gated the
@@ -54,7 +55,6 @@ ANYONE_ACTIONS = (
     "list",
     "runbook",
     "oncall",
-    "oncall_override",
     "timeline",
     "stats",
     "help",
@@ -72,7 +72,9 @@ RESPONDER_ACTIONS = (
     "dismiss_alert",
 )
 ROLLBACK_ACTIONS = ("rollback", "scale")
-ACTIONS = ANYONE_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS
+# Who is on call is the business of the people on call and of the rotation's own members.
+SCHEDULE_ACTIONS = ("oncall_override",)
+ACTIONS = ANYONE_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS + SCHEDULE_ACTIONS
 
 # Buttons whose action is not the verb of the module that registers them, and buttons of modules
 # that are no verb (alert proposals): every registered button must be in one or the other.
@@ -127,6 +129,8 @@ def default_rule(action: str, rollback_allowed: tuple[str, ...]) -> tuple[str, .
         return (RESPONDERS,)
     if action in ROLLBACK_ACTIONS:
         return rollback_allowed
+    if action in SCHEDULE_ACTIONS:
+        return (RESPONDERS, SCHEDULE_MEMBERS)
     raise KeyError(f"unknown action {action!r}")
 
 
@@ -154,6 +158,7 @@ def may(
     incident: Incident | None,
     paged: frozenset[str],
     holders: Mapping[str, frozenset[str]],
+    schedule_members: frozenset[str] = frozenset(),
 ) -> bool:
     """Whether `user` may do `action` on `incident` (None: no incident at hand).
 
@@ -167,14 +172,21 @@ def may(
             return True
         if ref == PAGED and user in paged:
             return True
+        if ref == SCHEDULE_MEMBERS and user in schedule_members:
+            return True
         if ref in INCIDENT_ROLE_REFS and incident is not None and incident.role_holder(INCIDENT_ROLE_REFS[ref]) == user:
             return True
     return any(user in holders.get(ref, frozenset()) for ref in refs if ref not in SPECIAL_REFS)
 
 
-def who_may(config: Config, action: str, incident: Incident | None, *, plain: bool = False) -> str:
+def who_may(
+    config: Config, action: str, incident: Incident | None, *, plain: bool = False, schedule: str | None = None
+) -> str:
     """'Only …' in words, for the refusal: the roles by name, user IDs as mentions (bare when `plain`)."""
     refs = rule(config, action)
+    if incident is None and action in SCHEDULE_ACTIONS:
+        # About no incident: incident roles and the people paged for one cannot apply.
+        refs = tuple(ref for ref in refs if ref not in INCIDENT_ROLE_REFS and ref != PAGED)
     where = incident.ref if incident is not None else "the incident"
     roles = [ref.removeprefix("incident_") for ref in refs if ref in INCIDENT_ROLE_REFS]
     parts = []
@@ -182,6 +194,8 @@ def who_may(config: Config, action: str, incident: Incident | None, *, plain: bo
         parts.append(f"{where}'s " + _or(roles))
     if PAGED in refs:
         parts.append(f"people paged for {where}")
+    if SCHEDULE_MEMBERS in refs:
+        parts.append(f"the members of the {schedule} rotation" if schedule else "the rotation's members")
     mention, quote = ("{}", "{}") if plain else ("<@{}>", "`{}`")
     parts += [(mention if _USER_ID.match(ref) else quote).format(ref) for ref in refs if ref not in SPECIAL_REFS]
     return _or(parts) if parts else "nobody"
@@ -213,6 +227,13 @@ def command_actions(verb: str, args: str) -> tuple[str, ...]:
     return (verb,)
 
 
+def override_schedule(args: str) -> str | None:
+    """The rotation `oncall override <schedule> …` or `oncall override clear <schedule>` names."""
+    words = [w.lower() for w in args.split()]
+    name = words[2] if words[1:2] == ["clear"] else words[1] if len(words) > 1 else None
+    return name if name and words[0] == "override" else None
+
+
 def button_action(action_id: str, owner_verb: str) -> str:
     return BUTTON_ACTIONS.get(action_id, owner_verb)
 
@@ -225,20 +246,34 @@ def _is_user(token: str) -> bool:
 # -- enforcement ---------------------------------------------------------------------------
 
 
-def allowed(ctx: Context, action: str, user: str, incident: Incident | None) -> bool:
-    """`may`, with the people paged and the role holders looked up (only as far as needed)."""
+def allowed(ctx: Context, action: str, user: str, incident: Incident | None, *, schedule: str | None = None) -> bool:
+    """`may`, with the people paged, the rotation's members and the role holders looked up (only
+    as far as needed). `schedule` is the rotation an `oncall override` names."""
     if action not in ACTIONS:
         raise KeyError(f"unknown action {action!r}: add it to bot/permissions.py")
-    paged = paged_users(ctx, incident) if PAGED in rule(ctx.config, action) else frozenset()
-    return may(ctx.config, action, user, incident=incident, paged=paged, holders=_Holders(ctx, incident))
+    refs = rule(ctx.config, action)
+    paged = paged_users(ctx, incident) if PAGED in refs else frozenset()
+    members: frozenset[str] = frozenset()
+    if SCHEDULE_MEMBERS in refs and schedule in ctx.config.schedules:
+        members = frozenset(ctx.directory.schedule_members(schedule))
+    holders = _Holders(ctx, incident)
+    return may(ctx.config, action, user, incident=incident, paged=paged, holders=holders, schedule_members=members)
 
 
-def require(ctx: Context, action: str, user: str, incident: Incident | None, *, tried: str = "") -> None:
+def require(
+    ctx: Context,
+    action: str,
+    user: str,
+    incident: Incident | None,
+    *,
+    tried: str = "",
+    schedule: str | None = None,
+) -> None:
     """Raise Forbidden (a UsageError subclass) with a message saying who may do it.
 
     The refusal is written to the audit log, with the user and what they tried, before it is raised.
     """
-    if allowed(ctx, action, user, incident):
+    if allowed(ctx, action, user, incident, schedule=schedule):
         return
     ctx.store.record_refusal(
         ctx.now(), user, action, incident.number if incident else None, tried or describe_action(action, incident)
@@ -246,10 +281,10 @@ def require(ctx: Context, action: str, user: str, incident: Incident | None, *, 
     log.info("refused %s to %s (%s)", action, user, incident.ref if incident else "no incident")
     what = describe_action(action, incident)
     raise Forbidden(
-        f"Only {who_may(ctx.config, action, incident)} may {what}. "
+        f"Only {who_may(ctx.config, action, incident, schedule=schedule)} may {what}. "
         "Nothing was changed. (See `permissions` in the config.)",
         action,
-        plain=f"Only {who_may(ctx.config, action, incident, plain=True)} may {what}.",
+        plain=f"Only {who_may(ctx.config, action, incident, plain=True, schedule=schedule)} may {what}.",
     )
 
 
@@ -259,12 +294,13 @@ def gate(ctx: Context, request: CommandRequest | ButtonClick | ViewSubmission) -
 
     if isinstance(request, CommandRequest):
         for action in command_actions(request.verb, request.args):
+            schedule = override_schedule(request.args) if action == "oncall_override" else None
             unknown_incident = request.incident is None and request.incident_error
             if unknown_incident and not allowed(ctx, action, request.user, None):
                 # Not knowing which incident comes first: once it is named, this person may
                 # well be its commander. Nothing was refused yet, so nothing is audited.
                 raise UsageError(request.incident_error or "", request.usage)
-            require(ctx, action, request.user, request.incident, tried=_tried(request))
+            require(ctx, action, request.user, request.incident, tried=_tried(request), schedule=schedule)
         return
     if isinstance(request, ButtonClick):
         action = button_action(request.action_id, _owners()[request.action_id])

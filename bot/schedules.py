@@ -15,7 +15,7 @@ hands over.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -239,18 +239,6 @@ def override_end(text: str, schedule: Schedule, now: datetime, parse_duration: C
             target += timedelta(days=1)
         return instant(target, schedule.zone)
     return now + parse_duration(text.strip())
-
-
-def may_override(user: str, members: Collection[str], responders: Collection[str]) -> bool:
-    """Who may take or clear a schedule's shift: its members and the responders.
-
-    `members` are the schedule's members as user IDs; `responders` the holders of the on-call
-    roles (those on an escalation path) and of incident roles in open incidents.
-    """
-    return user in members or user in responders
-
-
-# -- saying it --------------------------------------------------------------------------------
 
 
 def when(at: datetime, schedule: Schedule, now: datetime) -> str:

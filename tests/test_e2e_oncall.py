@@ -44,10 +44,12 @@ def test_a_declare_pages_the_member_on_call_today():
 
 def test_an_override_pages_its_holder_and_is_announced_audited_and_shown():
     with SandboxedBot(config_text=schedule_config()) as running:
-        # Neither a member of the rotation nor a responder: refused, and nothing changes.
+        # Neither a member of the rotation nor on call: refused by the permission layer, and audited.
         refused = running.command("oncall override primary <@U0ALICE|alice> 2h", user=LEAD)
-        refused.wait_response(lambda r: "Only the members of the primary rotation" in r.text)
+        assert refused.text.startswith("Only the members of the primary rotation"), refused.text
+        assert "incident" not in refused.text.split(" may ")[0]  # about no incident: no incident roles named
         assert running.bot.store.overrides("primary") == []
+        assert running.bot.store.refusals(None)[-1].detail["action"] == "oncall_override"
 
         done = running.command("oncall override primary <@U0ALICE|alice> 2h", user=BOB)
         done.wait_response(lambda r: "<@U0ALICE> is on call for *primary* until" in r.text)

@@ -113,12 +113,13 @@ def test_without_a_permissions_section_the_defaults_apply():
     assert {a for a, refs in cfg.permissions.items() if refs == ("anyone",)} == ANYONE | {
         "page_person",
         "followup",
-        "oncall_override",
     }
     assert {a for a, refs in cfg.permissions.items() if refs == ("responders",)} == RESPONDERS | {
         "postmortem",
         "dismiss_alert",
     }
+    # Who is on call is for the people on call and the rotation's own members (issue 11).
+    assert cfg.permissions["oncall_override"] == ("responders", "schedule_members")
 
 
 def test_describe_round_trips_the_permissions():

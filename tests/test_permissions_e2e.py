@@ -440,7 +440,9 @@ def test_the_resolve_forms_status_page_tick_needs_update_public(monkeypatch):
 
 
 def test_an_override_typed_in_capitals_is_checked_like_one_in_lower_case():
-    config = default_config_text().replace("  oncall_override: [anyone]\n", "  oncall_override: [U0LEAD]\n")
+    config = default_config_text().replace(
+        "  oncall_override: [responders, schedule_members]\n", "  oncall_override: [U0LEAD]\n"
+    )
     assert "oncall_override: [U0LEAD]" in config
     with SandboxedBot(config_text=config) as running:
         reply = running.command("oncall OVERRIDE primary <@U0BOB> 4h", user=OUTSIDER)

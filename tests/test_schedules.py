@@ -10,7 +10,7 @@ import pytest
 
 from bot import schedules
 from bot.durations import parse_duration
-from bot.schedules import Override, Schedule, may_override, next_on_call, on_call, shift_at
+from bot.schedules import Override, Schedule, next_on_call, on_call, shift_at
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -233,12 +233,6 @@ def test_parsing_words():
     assert schedules.parse_handoff("sunday 23:30", True) == (6, time(23, 30))
     with pytest.raises(ValueError, match="IANA"):
         schedules.check_timezone("Mars/Olympus_Mons")
-
-
-def test_members_and_responders_may_override_others_may_not():
-    assert may_override("U0AAA", {"U0AAA", "U0BBB"}, set())
-    assert may_override("U0LEAD", {"U0AAA"}, {"U0LEAD"})
-    assert not may_override("U0NOBODY", {"U0AAA"}, {"U0LEAD"})
 
 
 def test_describe_says_who_now_until_when_and_next():
