@@ -137,7 +137,7 @@ class IncidentBot:
             )
         self.work.submit(self.directory.warn_unknown_usergroups)
         # A rollback or scale under way when the process died: report it, never resend it.
-        self.work.submit(production.report_interrupted, self.ctx)
+        self.work.submit(production.report_interrupted, self.ctx, self.store.proposals("executing"))
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True

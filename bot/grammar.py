@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.errors import UsageError
 from bot.incidents import parse_ref
+from bot.text import length
 
 PUBLIC_FLAG = "--public"
 MAX_COMMAND_TEXT = 4000  # Slack caps slash-command text well below this; anything longer is not a person typing
@@ -46,6 +48,15 @@ def public_flag(verb: str, args: str) -> tuple[bool, str]:
         if second.lower() == PUBLIC_FLAG:
             return True, f"{first} {tail}".strip()
     return False, args
+
+
+def within_limit(text: str, limit: int, noun: str, usage: str) -> str:
+    """`text` when what the person typed fits `limit` characters (a mention counts as its name,
+    `&` as one character); otherwise a usage reply that says by how much."""
+    typed = length(text)
+    if typed > limit:
+        raise UsageError(f"{noun} are limited to {limit:,} characters; yours has {typed:,}.", usage)
+    return text
 
 
 def _split(text: str) -> tuple[str, str]:

@@ -477,9 +477,12 @@ def _start_fix(ctx: Context, incident: Incident, user: str, proposal: Proposal) 
 # -- start-up --------------------------------------------------------------------------------
 
 
-def report_interrupted(ctx: Context) -> None:
-    """Changes the bot was carrying out when it stopped: say the outcome is unknown, never resend."""
-    for proposal in ctx.store.proposals("executing"):
+def report_interrupted(ctx: Context, interrupted: list[Proposal]) -> None:
+    """Changes the bot was carrying out when it stopped: say the outcome is unknown, never resend.
+
+    `interrupted` is read before the bot takes requests (`ctx.store.proposals("executing")` at
+    start-up): a confirm clicked just after the restart is running, not interrupted."""
+    for proposal in interrupted:
         finished = _finish(
             ctx, proposal, "unknown", _unknown_text(ctx, proposal, "the bot stopped while it was carrying this out")
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
+from bot.grammar import within_limit
 from bot.incidents import clean_title
 from bot.mrkdwn import user_text
+from commands.update import MESSAGE_MAX
 
 USAGE = "/incident followup [INC-n] <action, owner, date>"
 SUMMARY = "record a follow-up action for the post-mortem"
@@ -18,8 +20,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     text = clean_title(req.args)
     if not text:
         raise UsageError("What is the follow-up action?", USAGE)
-    if len(text) > FOLLOWUP_MAX:
-        raise UsageError(f"Follow-ups are limited to {FOLLOWUP_MAX:,} characters; yours has {len(text):,}.", USAGE)
-    shown = user_text(text, FOLLOWUP_MAX + 100)
+    within_limit(text, FOLLOWUP_MAX, "Follow-ups", USAGE)
+    shown = user_text(text, MESSAGE_MAX)
     ctx.store.add_followup(incident.number, ctx.now(), req.user, text, f"<@{req.user}> added a follow-up: {shown}")
     return Reply(f"Follow-up recorded for {incident.ref}: {shown}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from bot.context import CommandRequest, Context, Reply
 from bot.errors import UsageError
+from bot.grammar import within_limit
 from bot.mrkdwn import user_text
+from commands.update import MESSAGE_MAX
 
 USAGE = "/incident note [INC-n] <what happened or was decided>"
 SUMMARY = "add a line to the timeline (a :pushpin: on a war-room message does the same)"
@@ -17,7 +19,8 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     text = req.args.strip()
     if not text:
         raise UsageError("What should the timeline say?", USAGE)
-    if len(text) > NOTE_MAX:
-        raise UsageError(f"Notes are limited to {NOTE_MAX:,} characters; yours has {len(text):,}.", USAGE)
-    ctx.store.add_event(incident.number, ctx.now(), "note", req.user, f"📝 <@{req.user}>: {user_text(text, NOTE_MAX)}")
+    within_limit(text, NOTE_MAX, "Notes", USAGE)
+    # Cut only as a safety net: escapes and mentions make the mrkdwn longer than what was typed.
+    shown = user_text(text, MESSAGE_MAX)
+    ctx.store.add_event(incident.number, ctx.now(), "note", req.user, f"📝 <@{req.user}>: {shown}")
     return Reply(f"Noted in {incident.ref}'s timeline.")

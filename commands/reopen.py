@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.context import CommandRequest, Context, Reply, each
 from bot.durations import humanize
 from bot.errors import UsageError
+from bot.grammar import within_limit
 from bot.incidents import clean_title, reopen
 
 USAGE = "/incident reopen [INC-n] [reason]"
@@ -16,8 +17,7 @@ REASON_MAX = 500
 def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.incident_or_raise()
     reason = clean_title(req.args)
-    if len(reason) > REASON_MAX:
-        raise UsageError(f"Reasons are limited to {REASON_MAX} characters; yours has {len(reason):,}.", USAGE)
+    within_limit(reason, REASON_MAX, "Reasons", USAGE)
     if incident.is_open:
         raise UsageError(f"{incident.ref} is still open; only a resolved incident can be reopened.", USAGE)
     now = ctx.now()

@@ -380,3 +380,16 @@ def test_a_pinned_thread_reply_is_captured_too(review_bot):
     pins = slack.wait_for(lambda: [e for e in world.bot.store.timeline(1) if e.kind == "pin"], what="the pin")
     assert len(pins) == 1 and pins[0].actor == "U0LEAD" and "revision 00043" in pins[0].text
     assert pins[0].at == ts_time(reply.ts)
+
+
+def test_limits_count_what_was_typed_and_a_note_at_its_limit_is_kept_whole(fast_bot):
+    fast_bot.slack.add_user("U0CEO", "carl", "Carl", "ceo@example.com")
+    fast_bot.command("declare p3 Export button broken")
+    # 2,900 typed characters of `&` are 14,500 of mrkdwn: accepted, and stored whole.
+    assert fast_bot.command("note INC-1 " + "&" * 2900).text == "Noted in INC-1's timeline."
+    [note] = [e for e in fast_bot.bot.store.timeline(1) if e.kind == "note"]
+    assert note.text.count("&amp;") == 2900
+    # A mention counts as the name typed (@carl), not as Slack's <@U0CEO|carl>.
+    assert "recorded" in fast_bot.command("followup INC-1 " + "x" * 494 + " @carl").text
+    too_long = fast_bot.command("followup INC-1 " + "x" * 501).text
+    assert "Follow-ups are limited to 500 characters; yours has 501." in too_long
