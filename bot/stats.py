@@ -67,13 +67,15 @@ def compute(rows: list[StatRow], ack_within: dict[str, timedelta | None], now: d
     out = []
     for severity in sorted({r.severity for r in rows}):
         mine = [r for r in rows if r.severity == severity]
-        mtta = [r.acknowledged_at - r.declared_at for r in mine if r.acknowledged_at]
-        mttr = [r.resolved_at - r.declared_at for r in mine if r.resolved_at]
+        # From detection, as the SLA warning and the post-mortem measure: an alert's start when
+        # an alert opened the incident, else the declare.
+        mtta = [r.acknowledged_at - r.detected for r in mine if r.acknowledged_at]
+        mttr = [r.resolved_at - r.detected for r in mine if r.resolved_at]
         limit = ack_within.get(severity)
         breaches = 0
         if limit is not None:
             for r in mine:
-                taken = (r.acknowledged_at or now) - r.declared_at
+                taken = (r.acknowledged_at or now) - r.detected
                 if taken > limit:
                     breaches += 1
         out.append(SeverityStats(severity, len(mine), median(mtta), p90(mtta), median(mttr), p90(mttr), breaches))

@@ -120,6 +120,12 @@ class StatRow:
     declared_at: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None
+    detected_at: datetime | None = None
+
+    @property
+    def detected(self) -> datetime:
+        """Where time to acknowledge and to resolve start: the alert's start, else the declare."""
+        return self.detected_at or self.declared_at
 
 
 def _to_db(value: Any) -> Any:
@@ -1093,7 +1099,7 @@ class Store:
     def stat_rows(self, since: datetime) -> list[StatRow]:
         """The timings of every incident declared since `since`: a range scan of the declared_at index."""
         rows = self._rows(
-            "SELECT number, severity, declared_at, acknowledged_at, resolved_at FROM incidents"
+            "SELECT number, severity, declared_at, acknowledged_at, resolved_at, detected_at FROM incidents"
             " WHERE declared_at >= ? ORDER BY declared_at",
             [_to_db(since)],
         )
@@ -1104,6 +1110,7 @@ class Store:
                 datetime.fromisoformat(r["declared_at"]),
                 _from_db_datetime(r["acknowledged_at"]),
                 _from_db_datetime(r["resolved_at"]),
+                _from_db_datetime(r["detected_at"]),
             )
             for r in rows
         ]

@@ -301,3 +301,15 @@ def test_stats_stay_fast_with_years_of_history(tmp_path):
     assert len(window) == 7 * 24 + 1
     assert elapsed < 0.25, f"{elapsed:.3f}s for a week out of 50,000 incidents"
     store.close()
+
+
+def test_stats_measure_an_alert_raised_incident_from_the_alerts_start():
+    from bot.stats import compute
+    from bot.store import StatRow
+
+    declared = datetime(2026, 11, 2, 12, 10, tzinfo=UTC)
+    alert_started = declared - timedelta(minutes=8)
+    row = StatRow(1, "P1", declared, declared + timedelta(minutes=1), declared + timedelta(minutes=20), alert_started)
+    [p1] = compute([row], {"P1": timedelta(minutes=5)}, declared + timedelta(hours=1))
+    assert p1.mtta_median == timedelta(minutes=9) and p1.mttr_median == timedelta(minutes=28)
+    assert p1.ack_breaches == 1  # 9 min from the alert, against a 5 min target: as the SLA warning said
