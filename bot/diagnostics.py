@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot import proposals
 from bot.cloud import (
     CloudSources,
     HealthResult,
@@ -95,15 +96,7 @@ class RevisionsFinding:
 
     def last_healthy_before(self, name: str) -> RevisionState | None:
         """The newest Ready revision created before `name`: the rollback target."""
-        current = self.get(name)
-        for revision in self.revisions:
-            if revision.name == name or revision.ready is not True:
-                continue
-            if current is None or current.created_at is None or revision.created_at is None:
-                return revision
-            if revision.created_at < current.created_at:
-                return revision
-        return None
+        return proposals.last_healthy_before(self.revisions, name)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ choose the rollback target and check the sizes people type.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -160,15 +161,26 @@ def rollback_target(service: ServiceState, revisions: list[RevisionState], named
         if found.name == serving:
             raise TargetError(f"`{named}` already serves the most traffic; there is nothing to roll back to.")
         return found
-    current = next((r for r in revisions if r.name == serving), None)
+    target = last_healthy_before(revisions, serving)
+    if target is None:
+        raise TargetError(
+            f"No Ready revision older than `{serving}` was found. Name one: `/incident rollback <revision>`."
+        )
+    return target
+
+
+def last_healthy_before(revisions: Sequence[RevisionState], name: str | None) -> RevisionState | None:
+    """The newest Ready revision created before `name`: the rollback target, the one rule that
+    both the diagnosis's Roll back button and `/incident rollback` name. Any order in."""
+    current = next((r for r in revisions if r.name == name), None)
     for revision in sorted(revisions, key=lambda r: r.created_at or _EPOCH, reverse=True):
-        if revision.name == serving or revision.ready is not True:
+        if revision.name == name or revision.ready is not True:
             continue
         if current is None or current.created_at is None or revision.created_at is None:
             return revision
         if revision.created_at < current.created_at:
             return revision
-    raise TargetError(f"No Ready revision older than `{serving}` was found. Name one: `/incident rollback <revision>`.")
+    return None
 
 
 def service_short(service: ServiceState) -> str:
