@@ -59,10 +59,10 @@ class HandoffNotices:
             for schedule in self.config.schedules.values():
                 self.claim(schedule, now)
             unsent = self.send_pending()
+            upcoming = [handoff_after(s, now) for s in self.config.schedules.values()]
         except Exception:  # noqa: BLE001 - the job must outlive any one failure; the store keeps what is owed
             log.exception("handoff notices failed; trying again in %s", RETRY_AFTER)
             return now + RETRY_AFTER
-        upcoming = [handoff_after(s, now) for s in self.config.schedules.values()]
         return min([now + IDLE_AFTER, *upcoming, *([now + RETRY_AFTER] if unsent else [])])
 
     def claim(self, schedule: Schedule, now: datetime) -> bool:
