@@ -10,30 +10,40 @@ room, other emoji and messages deleted before they could be read are ignored.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
+from bot import payloads
 from bot.context import Context
 from bot.mrkdwn import escape, truncate
+from bot.slack import error_code
 from bot.timeline import from_slack, ts_time
 
 log = logging.getLogger(__name__)
 
 PIN_REACTIONS = frozenset({"pushpin", "round_pushpin"})
 PIN_TEXT_MAX = 1500
+_MESSAGE_TS = re.compile(r"\d{1,12}\.\d{1,9}")  # Slack's `1764400000.123456`
 
 
 def on_reaction_added(ctx: Context, event: dict[str, Any]) -> None:
     """Runs after the event is acked (fetching the message is a Slack call)."""
-    if event.get("reaction") not in PIN_REACTIONS:
+    if payloads.text_at(event, "reaction") not in PIN_REACTIONS:
         return
-    item = event.get("item") or {}
-    channel, ts = item.get("channel"), item.get("ts")
-    if item.get("type") != "message" or not isinstance(channel, str) or not isinstance(ts, str):
+    item = payloads.object_at(event, "item")
+    channel, ts = payloads.text_at(item, "channel"), payloads.text_at(item, "ts")
+    if payloads.text_at(item, "type") != "message" or not channel or not _MESSAGE_TS.fullmatch(ts):
         return
     incident = ctx.store.by_war_room(channel)
     if incident is None:
         return  # not a war room: a pin elsewhere is nobody's timeline
-    message = ctx.slack.message(channel, ts)
+    try:
+        message = ctx.slack.message(channel, ts)
+    except SlackApiError as exc:  # the bot was removed from the room, the channel archived...
+        log.warning("%s: could not read the pinned message %s (%s)", incident.ref, ts, error_code(exc))
+        return
     if message is None:
         log.info("%s: the pinned message %s is gone; nothing to capture", incident.ref, ts)
         return

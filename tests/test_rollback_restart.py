@@ -51,7 +51,11 @@ def test_a_rollback_killed_between_executing_and_its_outcome_is_reported_not_res
 
             bot.start()
 
-            notice = slack.wait_for_message(room, "Outcome unknown", timeout=10)
+            # The channel notice, not the proposal (which is edited to say "Outcome unknown" too).
+            notice = slack.wait_for(
+                lambda: next((m for m in slack.messages_in(room) if m.text.startswith("Outcome unknown")), None),
+                timeout=10,
+            )
             assert "Check traffic" in notice.text
 
             def edited() -> str | None:
