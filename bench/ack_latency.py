@@ -54,6 +54,7 @@ TARGET_P99_RATIO = 1.2
 SERVER_THREADS = 32
 SEED_INCIDENTS = 5  # open incidents before `list` runs, so it renders real rows
 SETTLE_TIMEOUT = 20.0
+PYCACHE = os.path.join(tempfile.gettempdir(), "incident-bot-bench-pycache")
 
 
 class LogTally(logging.Handler):
@@ -82,7 +83,7 @@ class Cell:
 class Server:
     """A server in a process of its own: the bot (`incident-bot serve`) or the bare baseline."""
 
-    def __init__(self, name: str, argv: list[str], slack: SlackSandbox, workdir: str) -> None:
+    def __init__(self, name: str, argv: list[str], slack: SlackSandbox, workdir: str, wait_ready: bool = True) -> None:
         self.name = name
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -99,10 +100,19 @@ class Server:
             "LOG_LEVEL": "WARNING",
             "INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE": "1",  # the built-in config: the sandbox's people
         }
-        for unset in ("SLACK_APP_TOKEN", "INCIDENT_BOT_CONFIG"):
+        # Byte-code caches, as a deployed image has them (pip compiles the libraries; our modules
+        # would otherwise be compiled again at every start when PYTHONDONTWRITEBYTECODE is set).
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE
+        for unset in ("SLACK_APP_TOKEN", "INCIDENT_BOT_CONFIG", "PYTHONDONTWRITEBYTECODE"):
             env.pop(unset, None)
         self.log = open(os.path.join(workdir, f"{name}.log"), "wb")  # noqa: SIM115 - closed in stop()
+        self.started_at = time.perf_counter()
         self.process = subprocess.Popen(argv, env=env, stdout=self.log, stderr=self.log, cwd=workdir)
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until /healthz says ok (the bot: Slack answered and every timer is rebuilt)."""
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -112,8 +122,8 @@ class Server:
             except OSError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"{name} did not start; see {self.log.name}")
-            time.sleep(0.05)
+                raise RuntimeError(f"{self.name} did not start; see {self.log.name}")
+            time.sleep(0.01)
 
     @property
     def url(self) -> str:
