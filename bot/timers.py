@@ -66,7 +66,7 @@ class Timers:
         # Consecutive failures to plan or claim, per incident: the backoff of the next retry.
         self._failures: dict[int, int] = {}
         self._failures_lock = threading.Lock()
-        self.scheduler = BackgroundScheduler(
+        self.scheduler = _Scheduler(
             timezone="UTC",
             # Two runs of one incident's job may overlap (a re-plan while the last run finishes);
             # the store's claims make that safe, and a limit of 1 would make APScheduler skip it.
@@ -90,8 +90,12 @@ class Timers:
 
     def start(self) -> None:
         self.pager.recover_interrupted()
-        self.scheduler.start()
+        # Started paused while every job is planned: each job added to a running scheduler wakes
+        # its thread, and with a thousand open incidents those wake-ups fought the rebuild for the
+        # GIL (README: Performance). Jobs already due run as soon as it resumes.
+        self.scheduler.start(paused=True)
         self.reconcile()
+        self.scheduler.resume()
         self.scheduler.add_job(
             self.reconcile,
             "interval",
@@ -313,6 +317,23 @@ class Timers:
                 self._in_flight.discard(delivery.id)
                 self._done_since_listing.add(delivery.id)
         self._wake.set()  # a failure scheduled a retry, or a fan-out added deliveries
+
+
+class _Scheduler(BackgroundScheduler):
+    """APScheduler's background scheduler, safe against a date job that re-plans itself.
+
+    After handing a date job to its executor the scheduler removes it. If the job already ran
+    and re-planned (`replan` drops or replaces its own job), that removal finds nothing and its
+    JobLookupError would end the scheduler's thread, and every timer with it. Seen at start-up
+    with many post-mortem reminders due at once.
+    """
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
+        if threading.current_thread() is not getattr(self, "_thread", None):
+            super().remove_job(job_id, jobstore)
+            return
+        with suppress(JobLookupError):
+            super().remove_job(job_id, jobstore)
 
 
 def _job_id(number: int) -> str:
