@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -362,6 +362,23 @@ class Store:
         # days of resolutions, not every resolved incident the status index would give it; both
         # columns, so the planner prefers it even without ANALYZE statistics.
         self.db.execute("CREATE INDEX IF NOT EXISTS incidents_status_resolved_at ON incidents (status, resolved_at)")
+
+    def open_overview(self, severity_order: Sequence[str], limit: int) -> tuple[list[Incident], dict[str, int]]:
+        """`/incident list` without loading every open incident: the `limit` most severe (in
+        `severity_order`, then oldest first) and how many are open per severity."""
+        counts = {
+            str(r["severity"]): int(r["n"])
+            for r in self._rows(
+                "SELECT severity, count(*) AS n FROM incidents WHERE status != 'resolved' GROUP BY severity"
+            )
+        }
+        rank = " ".join(f"WHEN ? THEN {i}" for i in range(len(severity_order)))
+        order = f"CASE severity {rank} ELSE {len(severity_order)} END, " if severity_order else ""
+        rows = self._rows(
+            f"SELECT * FROM incidents WHERE status != 'resolved' ORDER BY {order}number LIMIT ?",
+            [*severity_order, limit],
+        )
+        return [_incident(r) for r in rows], counts
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
