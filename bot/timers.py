@@ -39,6 +39,7 @@ from bot.store import DeliveryRecord, Store
 log = logging.getLogger(__name__)
 
 SEND_THREADS = 4
+PAGE_THREADS = 4  # pages have senders of their own: never queued behind FYIs, reminders or posts
 IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
@@ -77,6 +78,7 @@ class Timers:
         self._active = 0
         self._idle = threading.Condition()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
+        self._page_senders = ThreadPoolExecutor(max_workers=PAGE_THREADS, thread_name_prefix="page")
         # Deliveries queued or being sent, and those finished since the loop last listed: each is
         # submitted once, however often the loop wakes or how stale its last listing is.
         self._in_flight: set[int] = set()
@@ -117,6 +119,7 @@ class Timers:
         with self._idle:
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
         self._senders.shutdown(wait=True, cancel_futures=True)
+        self._page_senders.shutdown(wait=True, cancel_futures=True)
         if self._loop.is_alive():
             self._loop.join(timeout=timeout)
 
@@ -291,7 +294,7 @@ class Timers:
             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                 return
             self._in_flight.add(delivery.id)
-        self._senders.submit(work, delivery)
+        (self._page_senders if delivery.kind == "page" else self._senders).submit(work, delivery)
 
     def _recover_stranded(self) -> None:
         """A delivery left `sending` by a send whose store write failed (a locked database) is
