@@ -47,3 +47,23 @@ def test_list_shows_the_most_severe_and_summarises_the_rest(bot, monkeypatch: py
     assert "*INC-2* P1" in text and "*INC-4* P2" in text
     assert "INC-1*" not in text and "INC-3*" not in text
     assert "and 2 more (1 P3, 1 P4), not shown" in text
+
+
+def test_open_incidents_and_recent_resolutions_are_read_through_indexes(tmp_path: Path) -> None:
+    """With years of resolved incidents, neither may scan the whole table (README: Performance)."""
+    store = Store(str(tmp_path / "plans.db"))
+    try:
+        plans = {
+            sql: " ".join(str(row[-1]) for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+            for sql in (
+                "SELECT * FROM incidents WHERE status != 'resolved' ORDER BY number",
+                "SELECT number FROM incidents WHERE status = 'resolved' AND resolved_at >= '2026-01-01'"
+                " AND severity IN ('P1', 'P2')",
+            )
+        }
+        assert [plan.split(" USING ")[-1].split(" ")[1] for plan in plans.values()] == [
+            "incidents_open_by_number",
+            "incidents_status_resolved_at",
+        ], plans
+    finally:
+        store.close()
