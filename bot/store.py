@@ -1300,19 +1300,25 @@ class Store:
     def open_overview(self, severity_order: Sequence[str], limit: int) -> tuple[list[Incident], dict[str, int]]:
         """`/incident list` without loading every open incident: the `limit` most severe (in
         `severity_order`, then oldest first) and how many are open per severity."""
+        rank = " ".join(f"WHEN ? THEN {i}" for i in range(len(severity_order)))
+        order = f"CASE severity {rank} ELSE {len(severity_order)} END, " if severity_order else ""
+        rows = self._rows(
+            f"SELECT * FROM incidents WHERE status != 'resolved' ORDER BY {order}number LIMIT ?",
+            [*severity_order, limit + 1],
+        )
+        shown = [_incident(r) for r in rows[:limit]]
+        counts: dict[str, int] = {}
+        if len(rows) <= limit:  # all of them: counted here, without a second query on the ack path
+            for incident in shown:
+                counts[incident.severity] = counts.get(incident.severity, 0) + 1
+            return shown, counts
         counts = {
             str(r["severity"]): int(r["n"])
             for r in self._rows(
                 "SELECT severity, count(*) AS n FROM incidents WHERE status != 'resolved' GROUP BY severity"
             )
         }
-        rank = " ".join(f"WHEN ? THEN {i}" for i in range(len(severity_order)))
-        order = f"CASE severity {rank} ELSE {len(severity_order)} END, " if severity_order else ""
-        rows = self._rows(
-            f"SELECT * FROM incidents WHERE status != 'resolved' ORDER BY {order}number LIMIT ?",
-            [*severity_order, limit],
-        )
-        return [_incident(r) for r in rows], counts
+        return shown, counts
 
     # -- internals -------------------------------------------------------------------------
 
