@@ -19,8 +19,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Every benchmark, each against its baseline in the same run (README: Performance). Minutes, CPU-heavy.
 bench: $(STAMP)
 	$(BIN)/python bench/ack_latency.py
+	$(BIN)/python bench/time_to_page.py
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/diagnose.py
 
 lint: $(STAMP)

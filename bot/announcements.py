@@ -54,8 +54,12 @@ class Announcer:
             and not (incident.war_room_id and incident.war_room_briefed)
         )
 
-    def setup(self, number: int) -> Incident:
-        """Post the announcement and, for war-room severities, open and brief the war room."""
+    def setup(self, number: int, pageable: Callable[[Incident], None] | None = None) -> Incident:
+        """Post the announcement and, for war-room severities, open and brief the war room.
+
+        `pageable` is called as soon as a page has what it points to (the war room with its topic
+        and people, else the announcement): pages need not wait for the briefing posts.
+        """
         with self._locks[number]:
             incident = self._incident(number)
             if incident.announcement_ts is None:
@@ -64,7 +68,9 @@ class Announcer:
                 if incident.war_room_id is None:
                     incident = self._create_war_room(incident)
                 if not incident.war_room_briefed:
-                    incident = self._brief_war_room(incident)
+                    return self._brief_war_room(incident, pageable)
+            if pageable is not None:
+                pageable(incident)
             return incident
 
     def refresh(self, number: int) -> None:
@@ -230,10 +236,12 @@ class Announcer:
             return None
         return str(found["id"]), str(found["name"])
 
-    def _brief_war_room(self, incident: Incident) -> Incident:
+    def _brief_war_room(self, incident: Incident, pageable: Callable[[Incident], None] | None = None) -> Incident:
         assert incident.war_room_id
         self.slack.set_topic(incident.war_room_id, blocks.war_room_topic(self.config, incident))
         self.slack.invite(incident.war_room_id, [incident.declared_by, incident.commander])
+        if pageable is not None:  # the room is there and its people are in: the briefing can follow the page
+            pageable(incident)
         self.post_once(
             f"brief:{incident.number}",
             incident.war_room_id,

@@ -8,6 +8,7 @@ no title or update can break a message or ping a channel.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -195,7 +196,10 @@ def war_room_topic(config: Config, incident: Incident) -> str:
     return topic if len(topic) <= 250 else topic[:249] + "…"
 
 
-def incident_list(config: Config, incidents: list[Incident], now: datetime) -> list[Block]:
+def incident_list(
+    config: Config, incidents: list[Incident], now: datetime, counts: dict[str, int] | None = None
+) -> list[Block]:
+    """The open incidents shown; `counts` (open per severity) says how many more there are."""
     if not incidents:
         return [section("No open incidents. :white_check_mark:")]
     lines = []
@@ -209,8 +213,15 @@ def incident_list(config: Config, incidents: list[Incident], now: datetime) -> l
             f"{SEVERITY_MARK.get(inc.severity, '')} *{inc.ref}* {inc.severity} · {user_text(inc.title, 200)}\n"
             f"      open {humanize(now - inc.declared_at)} · commander <@{inc.commander}> · {since_update}{ack}{room}"
         )
-    blocks = [header(f"{len(incidents)} open incident{'s' if len(incidents) != 1 else ''}")]
+    total = sum(counts.values()) if counts else len(incidents)
+    blocks = [header(f"{total} open incident{'s' if total != 1 else ''}")]
     blocks += [section(chunk) for chunk in chunks(lines, SECTION_MAX)]
+    if counts and total > len(incidents):
+        shown = Counter(inc.severity for inc in incidents)
+        order = [*config.severities, *sorted(set(counts) - set(config.severities))]
+        not_shown = {sev: counts.get(sev, 0) - shown[sev] for sev in order}
+        rest = ", ".join(f"{n} {sev}" for sev, n in not_shown.items() if n > 0)
+        blocks.append(context(f"…and {total - len(incidents)} more ({rest}), not shown: the most severe come first."))
     if len(blocks) > MESSAGE_BLOCKS_MAX:
         hidden = len(blocks) - MESSAGE_BLOCKS_MAX + 1
         blocks = blocks[: MESSAGE_BLOCKS_MAX - 1] + [context(f"…and more ({hidden} sections hidden).")]

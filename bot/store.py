@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -254,6 +254,7 @@ class Store:
         self._migrate_proposals()
         self._migrate_review()
         self._migrate_alerts()
+        self._migrate_performance()
 
     def _migrate_schedules(self) -> None:
         # Overrides are never deleted: clearing one stamps it, so the table is its own history.
@@ -1288,6 +1289,43 @@ class Store:
             "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
         )[0]
         return int(row["n"]), _from_db_datetime(row["oldest"])
+
+    # -- performance: indexes for years of history (README: Performance) -----------------------
+
+    def _migrate_performance(self) -> None:
+        # open_incidents() filters on `status != 'resolved'`, which no plain index serves: with
+        # 100,000 resolved incidents every list, reconcile and set-up check scanned them all. A
+        # partial index whose WHERE is that very term holds only the open ones, in number order.
+        self.db.execute(
+            "CREATE INDEX IF NOT EXISTS incidents_open_by_number ON incidents (number) WHERE status != 'resolved'"
+        )
+        # resolved_since() (post-mortem reminders, at start-up and every reconcile) reads a few
+        # days of resolutions, not every resolved incident the status index would give it; both
+        # columns, so the planner prefers it even without ANALYZE statistics.
+        self.db.execute("CREATE INDEX IF NOT EXISTS incidents_status_resolved_at ON incidents (status, resolved_at)")
+
+    def open_overview(self, severity_order: Sequence[str], limit: int) -> tuple[list[Incident], dict[str, int]]:
+        """`/incident list` without loading every open incident: the `limit` most severe (in
+        `severity_order`, then oldest first) and how many are open per severity."""
+        rank = " ".join(f"WHEN ? THEN {i}" for i in range(len(severity_order)))
+        order = f"CASE severity {rank} ELSE {len(severity_order)} END, " if severity_order else ""
+        rows = self._rows(
+            f"SELECT * FROM incidents WHERE status != 'resolved' ORDER BY {order}number LIMIT ?",
+            [*severity_order, limit + 1],
+        )
+        shown = [_incident(r) for r in rows[:limit]]
+        counts: dict[str, int] = {}
+        if len(rows) <= limit:  # all of them: counted here, without a second query on the ack path
+            for incident in shown:
+                counts[incident.severity] = counts.get(incident.severity, 0) + 1
+            return shown, counts
+        counts = {
+            str(r["severity"]): int(r["n"])
+            for r in self._rows(
+                "SELECT severity, count(*) AS n FROM incidents WHERE status != 'resolved' GROUP BY severity"
+            )
+        }
+        return shown, counts
 
     # -- internals -------------------------------------------------------------------------
 

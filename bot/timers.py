@@ -40,6 +40,7 @@ from bot.store import DeliveryRecord, Store
 log = logging.getLogger(__name__)
 
 SEND_THREADS = 4
+PAGE_THREADS = 4  # pages have senders of their own: never queued behind FYIs, reminders or posts
 IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
@@ -67,7 +68,7 @@ class Timers:
         # Consecutive failures to plan or claim, per incident: the backoff of the next retry.
         self._failures: dict[int, int] = {}
         self._failures_lock = threading.Lock()
-        self.scheduler = BackgroundScheduler(
+        self.scheduler = _Scheduler(
             timezone="UTC",
             # Two runs of one incident's job may overlap (a re-plan while the last run finishes);
             # the store's claims make that safe, and a limit of 1 would make APScheduler skip it.
@@ -78,6 +79,7 @@ class Timers:
         self._active = 0
         self._idle = threading.Condition()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
+        self._page_senders = ThreadPoolExecutor(max_workers=PAGE_THREADS, thread_name_prefix="page")
         # Deliveries queued or being sent, and those finished since the loop last listed: each is
         # submitted once, however often the loop wakes or how stale its last listing is.
         self._in_flight: set[int] = set()
@@ -91,8 +93,12 @@ class Timers:
 
     def start(self) -> None:
         self.pager.recover_interrupted()
-        self.scheduler.start()
+        # Started paused while every job is planned: each job added to a running scheduler wakes
+        # its thread, and with a thousand open incidents those wake-ups fought the rebuild for the
+        # GIL (README: Performance). Jobs already due run as soon as it resumes.
+        self.scheduler.start(paused=True)
         self.reconcile()
+        self.scheduler.resume()
         self.scheduler.add_job(
             self.reconcile,
             "interval",
@@ -114,6 +120,7 @@ class Timers:
         with self._idle:
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
         self._senders.shutdown(wait=True, cancel_futures=True)
+        self._page_senders.shutdown(wait=True, cancel_futures=True)
         if self._loop.is_alive():
             self._loop.join(timeout=timeout)
 
@@ -292,7 +299,7 @@ class Timers:
             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                 return
             self._in_flight.add(delivery.id)
-        self._senders.submit(work, delivery)
+        (self._page_senders if delivery.kind == "page" else self._senders).submit(work, delivery)
 
     def _recover_stranded(self) -> None:
         """A delivery left `sending` by a send whose store write failed (a locked database) is
@@ -318,6 +325,23 @@ class Timers:
                 self._in_flight.discard(delivery.id)
                 self._done_since_listing.add(delivery.id)
         self._wake.set()  # a failure scheduled a retry, or a fan-out added deliveries
+
+
+class _Scheduler(BackgroundScheduler):
+    """APScheduler's background scheduler, safe against a date job that re-plans itself.
+
+    After handing a date job to its executor the scheduler removes it. If the job already ran
+    and re-planned (`replan` drops or replaces its own job), that removal finds nothing and its
+    JobLookupError would end the scheduler's thread, and every timer with it. Seen at start-up
+    with many post-mortem reminders due at once.
+    """
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
+        if threading.current_thread() is not getattr(self, "_thread", None):
+            super().remove_job(job_id, jobstore)
+            return
+        with suppress(JobLookupError):
+            super().remove_job(job_id, jobstore)
 
 
 def _job_id(number: int) -> str:

@@ -109,7 +109,7 @@ def set_up(ctx: Context, incident: Incident) -> Reply | None:
     page can link to it, and starts even when Slack refused part of the set-up.
     """
     try:
-        incident = ctx.announcer.setup(incident.number)
+        incident = ctx.announcer.setup(incident.number, pageable=lambda ready: ctx.timers.replan(ready.number))
     except AnnouncementChannelError as exc:
         return Reply(f"{incident.ref} is recorded, but {exc}")
     except SlackApiError as exc:

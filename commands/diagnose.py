@@ -7,10 +7,9 @@ fits. The summary goes to the war room, each source's detail into its thread.
 
 from __future__ import annotations
 
-from bot import diagnose_blocks, ids, metrics
+from bot import ids, metrics
 from bot.cloud import ServiceRef
 from bot.context import ButtonClick, CommandRequest, Context, Reply
-from bot.diagnostics import diagnose, triage
 from bot.incidents import Incident, start_fix
 from bot.mrkdwn import escape
 
@@ -40,6 +39,10 @@ def _start(ctx: Context, incident: Incident | None, user: str) -> Reply:
 
 
 def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
+    # Imported here, after the ack: the diagnosis is not needed to start the bot or to ack anything.
+    from bot import diagnose_blocks
+    from bot.diagnostics import diagnose, triage
+
     service = ctx.config.service
     ref = ServiceRef(service.project, service.region, service.name, service.health_url)
     with metrics.DIAGNOSE_SECONDS.time():
