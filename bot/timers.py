@@ -19,13 +19,16 @@ decides whose turn it is), and a delivery a failed store write left half-sent is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from typing import Any
 
+from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -170,22 +173,18 @@ class Timers:
             return
         with self._failures_lock:
             self._failures.pop(number, None)
-        job_id = _job_id(number)
+        key = _job_id(number)
         if incident is not None and not incident.is_open:
             # A resolved incident's only timer is its post-mortem reminder: a job of its own, so
             # the incident's timers are seen to stop at resolve (and a reopen drops the reminder).
-            self._drop(job_id)
-            job_id = f"postmortem-{number}"
+            self.scheduler.unplace(key)
+            key = f"postmortem-{number}"
         else:
-            self._drop(f"postmortem-{number}")
+            self.scheduler.unplace(f"postmortem-{number}")
         if due is None:
-            self._drop(job_id)
+            self.scheduler.unplace(key)
             return
-        self.scheduler.add_job(self._tick, "date", run_date=due, id=job_id, args=[number, due], replace_existing=True)
-
-    def _drop(self, job_id: str) -> None:
-        with suppress(JobLookupError):  # never planned, or another thread removed it first
-            self.scheduler.remove_job(job_id)
+        self.scheduler.place(key, self._tick, due, [number, due])
 
     def reconcile(self) -> None:
         """Re-plan every open incident, drop jobs of incidents no longer open, and re-plan the
@@ -201,7 +200,7 @@ class Timers:
         except Exception:  # noqa: BLE001 - the next round tries again
             log.warning("could not reconcile the timers with the store", exc_info=True)
             return
-        planned = {int(job.id.removeprefix("incident-")) for job in self.scheduler.get_jobs() if _is_incident(job.id)}
+        planned = {int(key.removeprefix("incident-")) for key in self.scheduler.placed() if _is_incident(key)}
         numbers = planned | {incident.number for incident in incidents}
         # A declare still being set up holds its first pages back until the war room exists (its
         # set-up re-plans when done, and the declare bounded the wait): only a missing job is healed.
@@ -217,9 +216,7 @@ class Timers:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
         if self._stopping.is_set():
             return
-        self.scheduler.add_job(
-            self._tick, "date", run_date=at, id=_job_id(number), args=[number], replace_existing=True
-        )
+        self.scheduler.place(_job_id(number), self._tick, at, [number])
 
     def _retry_soon(self, number: int) -> None:
         """Run the incident's timer again after a backoff: it claims what is due, then re-plans."""
@@ -257,9 +254,9 @@ class Timers:
             with self._working():
                 next_at = notices.run()
             if not self._stopping.is_set():
-                self.scheduler.add_job(run, "date", run_date=next_at, id="handoffs", replace_existing=True)
+                self.scheduler.place("handoffs", run, next_at)
 
-        self.scheduler.add_job(run, "date", run_date=self.clock(), id="handoffs", replace_existing=True)
+        self.scheduler.place("handoffs", run, self.clock())
 
     def wake_deliveries(self) -> None:
         """Send pending deliveries now (new pages, a manual page, a status page call)."""
@@ -330,11 +327,46 @@ class Timers:
 class _Scheduler(BackgroundScheduler):
     """APScheduler's background scheduler, safe against a date job that re-plans itself.
 
-    After handing a date job to its executor the scheduler removes it. If the job already ran
-    and re-planned (`replan` drops or replaces its own job), that removal finds nothing and its
-    JobLookupError would end the scheduler's thread, and every timer with it. Seen at start-up
-    with many post-mortem reminders due at once.
+    After handing a date job to its executor the scheduler removes it by its id. A job that
+    re-planned itself under that same id (`replace_existing`) was removed with it, and its timer
+    lost until the next reconcile; so `place` gives each placement an id of its own and removes
+    the one before. And if the job already dropped itself, that removal finds nothing: its
+    JobLookupError would end the scheduler's thread, and every timer with it.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._placed: dict[str, str] = {}  # key (incident-7, handoffs) -> the id of its one job
+        self._placed_lock = threading.Lock()
+        self._placements = itertools.count(1)
+
+    def place(self, key: str, func: Callable[..., Any], run_date: datetime, args: Sequence[Any] = ()) -> None:
+        """Run `func(*args)` at `run_date` as `key`'s one job, instead of the one before."""
+        with self._placed_lock:
+            previous = self._placed.get(key)
+            job_id = self._placed[key] = f"{key}@{next(self._placements)}"
+            self.add_job(func, "date", run_date=run_date, id=job_id, args=list(args))
+            if previous is not None:
+                with suppress(JobLookupError):  # it ran (and was removed) or never was added
+                    super().remove_job(previous)
+
+    def unplace(self, key: str) -> None:
+        with self._placed_lock:
+            previous = self._placed.pop(key, None)
+            if previous is not None:
+                with suppress(JobLookupError):
+                    super().remove_job(previous)
+
+    def job_for(self, key: str) -> Job | None:
+        """`key`'s job, if one is still to run."""
+        with self._placed_lock:
+            job_id = self._placed.get(key)
+        return self.get_job(job_id) if job_id is not None else None
+
+    def placed(self) -> set[str]:
+        """The keys whose job is still to run."""
+        with self._placed_lock:
+            return {key for key, job_id in self._placed.items() if self.get_job(job_id) is not None}
 
     def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
         if threading.current_thread() is not getattr(self, "_thread", None):

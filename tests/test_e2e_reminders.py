@@ -156,7 +156,7 @@ def test_resolve_stops_every_reminder(reminding):
     time.sleep(3)  # past the next reminder (every 2 s)
 
     assert len(reminder_posts(reminding)) == posted
-    assert reminding.bot.timers.scheduler.get_job("incident-1") is None
+    assert reminding.bot.timers.scheduler.job_for("incident-1") is None
 
 
 STATUSPAGE_KEY = "sp-key-not-for-logs"

@@ -155,7 +155,7 @@ def test_no_timer_fires_after_resolve_and_reopen_replans_them_from_the_reopening
     assert [m.ts for m in slack.messages_in(room) if "has had no update" in m.all_text] == nags
     # What is left is the post-mortem reminder, a day after the resolution.
     resolved = world.bot.store.get(1)
-    assert world.bot.timers.scheduler.get_job("incident-1") is None
+    assert world.bot.timers.scheduler.job_for("incident-1") is None
     job = world.bot.timers.scheduler.get_job("postmortem-1")
     assert resolved is not None and resolved.resolved_at is not None
     assert job is not None and job.next_run_time >= resolved.resolved_at + timedelta(hours=24)

@@ -66,7 +66,7 @@ def test_a_handoff_notice_slack_refused_is_retried_and_sent_once():
         notices_job = HandoffNotices(bot.config, store, bot.slack, bot.announcer, bot.directory, bot.timers.clock)
 
         def bot_job_is_idle() -> bool:
-            job = bot.timers.scheduler.get_job("handoffs")
+            job = bot.timers.scheduler.job_for("handoffs")
             return job is not None and job.next_run_time > datetime.now(UTC) + timedelta(seconds=20)
 
         # The bot's own handoff job runs once as it starts: let it finish, or it races the sends below.

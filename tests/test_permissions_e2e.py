@@ -269,7 +269,7 @@ def test_a_refused_resolve_changes_nothing_and_is_audited(running):
     assert [(r.action, r.detail["action"]) for r in records] == [("refused", "resolve")] * 2
     assert records[0].detail["tried"] == "/incident resolve INC-1 All good"
     assert "incident_resolve" in records[1].detail["tried"]
-    assert running.bot.timers.scheduler.get_job("incident-1") is not None  # its timers still run
+    assert running.bot.timers.scheduler.job_for("incident-1") is not None  # its timers still run
 
 
 def test_not_knowing_which_incident_is_said_before_any_refusal():

@@ -10,7 +10,7 @@ which makes the race deterministic.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.debug import DebugExecutor
 
@@ -26,5 +26,28 @@ def test_a_job_that_drops_itself_does_not_stop_the_scheduler() -> None:
         scheduler.add_job(later.set, "date", run_date=datetime.now(UTC), id="later")
         assert later.wait(5), "the scheduler's thread died: no job runs any more"
         assert scheduler._thread.is_alive()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_a_job_that_places_itself_again_keeps_its_new_placement() -> None:
+    """The scheduler removes a date job by its id right after running it: under one id for
+    ever, a job that re-planned itself was removed with it and its timer lost."""
+    scheduler = _Scheduler(timezone="UTC", executors={"default": DebugExecutor()})
+    again = threading.Event()
+    runs: list[int] = []
+
+    def tick() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            scheduler.place("incident-1", tick, datetime.now(UTC) + timedelta(milliseconds=50))
+        else:
+            again.set()
+
+    scheduler.start()
+    try:
+        scheduler.place("incident-1", tick, datetime.now(UTC))
+        assert again.wait(5), "the re-placed job was removed with the one that ran"
+        assert scheduler.job_for("incident-1") is None and scheduler.placed() == set()
     finally:
         scheduler.shutdown(wait=False)

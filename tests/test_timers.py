@@ -171,7 +171,7 @@ def test_a_replan_whose_store_read_fails_once_loses_no_later_step(tmp_path):
         steps = step_deliveries(store, number)
         assert {key: len(found) for key, found in steps.items()} == dict.fromkeys(STEPS, 1)
         assert all(pager.sent[found[0].id] == 1 for found in steps.values())
-        assert timers.scheduler.get_job("incident-1") is not None  # reminders and the fix nudge still planned
+        assert timers.scheduler.job_for("incident-1") is not None  # reminders and the fix nudge still planned
     finally:
         timers.stop()
         store.close()
@@ -188,7 +188,7 @@ def test_the_reconcile_job_restores_a_timer_the_scheduler_lost(tmp_path):
         # Once the job waits for the secondary's step, drop it, as if a failure nothing retried had
         # lost it: only the reconcile can bring it back.
         wait_until(lambda: planned_later_than(timers, seconds=0.3))
-        timers.scheduler.remove_job("incident-1")
+        timers.scheduler.remove_job(timers.scheduler.job_for("incident-1").id)  # lost, as APScheduler lost it
         wait_until(lambda: len(store.deliveries(number, kind="page", status="sent")) == len(STEPS))
         assert {key: len(found) for key, found in step_deliveries(store, number).items()} == dict.fromkeys(STEPS, 1)
     finally:
@@ -197,7 +197,7 @@ def test_the_reconcile_job_restores_a_timer_the_scheduler_lost(tmp_path):
 
 
 def planned_later_than(timers: Timers, seconds: float) -> bool:
-    job = timers.scheduler.get_job("incident-1")
+    job = timers.scheduler.job_for("incident-1")
     return job is not None and job.next_run_time > datetime.now(UTC) + timedelta(seconds=seconds)
 
 
