@@ -156,7 +156,7 @@ def test_no_timer_fires_after_resolve_and_reopen_replans_them_from_the_reopening
     # What is left is the post-mortem reminder, a day after the resolution.
     resolved = world.bot.store.get(1)
     assert world.bot.timers.scheduler.job_for("incident-1") is None
-    job = world.bot.timers.scheduler.get_job("postmortem-1")
+    job = world.bot.timers.scheduler.job_for("postmortem-1")
     assert resolved is not None and resolved.resolved_at is not None
     assert job is not None and job.next_run_time >= resolved.resolved_at + timedelta(hours=24)
 
@@ -166,7 +166,7 @@ def test_no_timer_fires_after_resolve_and_reopen_replans_them_from_the_reopening
     slack.wait_for_message(room, "reopened INC-1: Errors are back")
     slack.wait_for_message(ANNOUNCE, "INC-1 ·", with_button="incident_resolve")  # edited back to open
     reminder = slack.wait_for_message(room, "has had no update", timeout=8)
-    assert world.bot.timers.scheduler.get_job("postmortem-1") is None, "a reopen drops the post-mortem reminder"
+    assert world.bot.timers.scheduler.job_for("postmortem-1") is None, "a reopen drops the post-mortem reminder"
     assert reminder.ts not in nags
     assert time.monotonic() - reopened_at >= 2.8, "the cadence counts from the reopening"
     assert "reopen" in [e.kind for e in world.bot.store.timeline(1)]
