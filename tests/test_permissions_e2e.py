@@ -251,9 +251,12 @@ def test_handing_over_command_takes_the_old_commanders_rights_with_it(running):
 
 
 def test_a_refused_resolve_changes_nothing_and_is_audited(running):
-    before = running.bot.store.get(1)
-    timeline = running.bot.store.timeline(1)
-    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+    store = running.bot.store
+    # Let the declare's own set-up finish first (war room briefed, pages sent): it writes too.
+    room = running.slack.wait_for(lambda: store.get(1).war_room_briefed and store.get(1).war_room_id)
+    running.slack.wait_for(lambda: store.delivery_backlog()[0] == 0, what="the declare's pages sent")
+    before = store.get(1)
+    timeline = store.timeline(1)
     posts = len(running.slack.messages_in(room))
 
     typed = running.command("resolve INC-1 All good", user=OUTSIDER)
