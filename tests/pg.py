@@ -173,6 +173,14 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(os.path.dirname(running.data), ignore_errors=True)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: str) -> str:
+    """Where a store lives, once per backend: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return os.path.join(str(tmp_path), "incidents.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database of the session's server, dropped after the test."""
