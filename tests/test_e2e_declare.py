@@ -230,7 +230,17 @@ def test_healthz_reports_store_and_scheduler(bot):
     with urllib.request.urlopen(f"{bot.base_url}/healthz", timeout=5) as response:
         health = json.loads(response.read())
     assert response.status == 200
-    assert health == {"status": "ok", "open_incidents": 0, "scheduler_running": True, "db_ok": True}
+    lease = {k: health.pop(k) for k in ("instance", "lease_holder", "lease_age_s", "lease_renewed_s_ago")}
+    assert health == {
+        "status": "ok",
+        "open_incidents": 0,
+        "scheduler_running": True,
+        "db_ok": True,
+        "store": "sqlite",
+        "leader": True,  # on SQLite the process always leads
+        "fencing_token": 1,
+    }
+    assert lease["lease_holder"] == lease["instance"] and 0 <= lease["lease_age_s"] < 60
 
 
 def test_slack_errors_during_set_up_are_retried(bot):
