@@ -1365,13 +1365,14 @@ class Store:
     # -- leadership: the timers' lease ------------------------------------------------------
     # Times are the database's clock, so instances whose clocks disagree still agree on expiry.
 
+    @property
+    def _clock_sql(self) -> str:
+        if self.dialect == "postgresql":
+            return "extract(epoch from clock_timestamp())::float8"
+        return "(julianday('now') - 2440587.5) * 86400.0"
+
     def _db_now(self, db: Tx) -> float:
-        clock = (
-            "extract(epoch from clock_timestamp())::float8"
-            if self.dialect == "postgresql"
-            else "(julianday('now') - 2440587.5) * 86400.0"
-        )
-        return float(next(db.query(f"SELECT {clock} AS now"))["now"])
+        return float(next(db.query(f"SELECT {self._clock_sql} AS now"))["now"])
 
     def acquire_lease(self, holder: str, ttl_s: float, *, force: bool = False) -> Lease | None:
         """Take the lease if nobody holds it or it has expired (or `force`): a new fencing token.
@@ -1417,10 +1418,8 @@ class Store:
 
     def lease(self) -> Lease | None:
         """The lease as it stands, whoever holds it."""
-        with self.transaction() as db:  # a write transaction only for a consistent clock reading
-            now = self._db_now(db)
-            rows = list(db.query("SELECT * FROM leases WHERE name = ?", [LEASE]))
-            return _lease(rows[0], now) if rows else None
+        rows = self._rows(f"SELECT *, {self._clock_sql} AS db_now FROM leases WHERE name = ?", [LEASE])
+        return _lease(rows[0], float(rows[0]["db_now"])) if rows else None
 
     def notify_work(self, number: int | None = None) -> None:
         """Tell the leader (on another instance) there is work: an incident to re-plan, deliveries."""
