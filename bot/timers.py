@@ -308,7 +308,8 @@ class Timers:
         self.wake_deliveries()
 
     def _delivery_loop(self) -> None:
-        while not self._stopping.is_set():
+        stopping = self._stopping  # its own: a restart after a lost lease gives the next loop a new one
+        while not stopping.is_set():
             self._wake.clear()  # cleared before reading, so a wake during the sends is not missed
             wait = IDLE_WAIT_S
             try:

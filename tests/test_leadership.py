@@ -135,3 +135,24 @@ def test_a_standby_takes_over_within_the_lease_and_the_old_leader_stands_down(pg
         b.leadership.stop()
         a_store.close()
         b_store.close()
+
+
+def test_a_leader_that_loses_the_lease_and_takes_it_back_runs_its_timers_again(fast_bot) -> None:
+    """The bot's own wiring: losing the lease stops the timers; taking it back starts them anew."""
+    bot = fast_bot.bot
+    fast_bot.command("declare p1 Checkout down", user="U0ALICE")
+    fast_bot.slack.wait_for_dm("U0PRIMARY", "You are paged")
+    # On SQLite the process takes the lease back at its next look: hold that look off.
+    bot.leadership._stopping.set()
+    bot.leadership._thread.join(timeout=5)
+    bot.leadership._lose("test: another instance took it")
+    assert not bot.timers.running and not bot.leadership.leading
+    assert bot.health()["status"] == "ok", "a standby is healthy"
+    time.sleep(2.5)  # the secondary (2 s) comes due while this instance does not lead
+    assert not fast_bot.slack.dms_to("U0SECOND"), "no timers run without the lease"
+
+    bot.leadership._step()  # SQLite: the lease is this process's at its next look
+    assert bot.leadership.leading and bot.timers.running
+    fast_bot.slack.wait_for_dm("U0SECOND", "You are paged", timeout=3)
+    health = bot.health()
+    assert health["leader"] is True and health["fencing_token"] == 2
