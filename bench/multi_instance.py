@@ -196,6 +196,8 @@ def main() -> int:
     parser.add_argument("--failovers", type=int, default=10)
     args = parser.parse_args()
 
+    # SIGTERM (a stopped run) leaves through `finally`, so the PostgreSQL server is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     running, why = start_server()
     if running is None:
         print(f"no PostgreSQL server: {why}", file=sys.stderr)

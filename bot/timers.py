@@ -239,7 +239,7 @@ class Timers:
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
         if not self.leading:
-            self._tell_leader(number)
+            self._tell_leader(number, at)
             return
         if self._stopping.is_set():
             return
@@ -293,17 +293,20 @@ class Timers:
             return
         self._wake.set()
 
-    def _tell_leader(self, number: int | None) -> None:
+    def _tell_leader(self, number: int | None, at: datetime | None = None) -> None:
         try:
-            self.store.notify_work(number)
+            self.store.notify_work(number, at)
         except Exception:  # noqa: BLE001 - the leader's reconcile finds it within reconcile_every_s
             log.warning("could not tell the leader about INC-%s", number, exc_info=True)
 
-    def on_notice(self, number: int | None) -> None:
-        """Another instance made work: an incident to re-plan (a declare, an ack), or deliveries."""
+    def on_notice(self, number: int | None, at: datetime | None = None) -> None:
+        """Another instance made work: an incident to re-plan (an ack, a declare's finished
+        set-up), one to look at by `at` at the latest (a declare still being set up), or deliveries."""
         if not self.leading:
             return
-        if number is not None:
+        if number is not None and at is not None:
+            self.tick_at(number, at)
+        elif number is not None:
             self.replan(number)
         self.wake_deliveries()
 

@@ -89,6 +89,7 @@ class _Running:
             capture_output=True,
             timeout=60,
         )
+        shutil.rmtree(os.path.dirname(self.data), ignore_errors=True)
 
 
 def start_server() -> tuple[_Running | None, str]:
@@ -170,7 +171,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield running.server
     finally:
         running.stop()
-        shutil.rmtree(os.path.dirname(running.data), ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

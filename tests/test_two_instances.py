@@ -134,6 +134,9 @@ def test_declares_on_both_instances_get_distinct_numbers_one_announcement_and_on
         assert len(announcements) == 1, f"{ref} announced {len(announcements)} times"
         assert len(pages(slack, "U0PRIMARY", ref)) == 1, f"{ref}'s primary paged more than once"
     assert not slack.refusals()
+    # Paging waits for the war room, as on one process: the standby's declare tells the leader
+    # when to page at the latest, not to page now.
+    assert "no announcement or war room to post in yet" not in a.log.read_text() + b.log.read_text()
 
 
 def test_the_leader_killed_before_an_escalation_step_is_replaced_and_the_step_fires_once(world) -> None:
@@ -182,3 +185,13 @@ def test_a_leader_paused_past_its_lease_sends_nothing_when_it_wakes(world) -> No
     assert "INC-1: page" in b.log.read_text(), "the new leader logs its claims (so their absence below means something)"
     assert "INC-1: page" not in after_wake, "the old leader claimed a step after it woke"
     assert b.health()["fencing_token"] == 2
+
+
+def test_a_declare_on_the_standby_pages_once_its_war_room_exists(world) -> None:
+    slack, a, b = world
+    slack.hold_response("conversations.create", 1.5)  # a slow Slack while the standby sets up
+    SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+    page = slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=10)[0]
+    room = slack.channel_by_name("inc-1-checkout-down")
+    assert room is not None, "the leader paged before the standby had made the war room"
+    assert room.id in page.all_text, "the page links the war room"

@@ -20,6 +20,7 @@ lease and woke up after another took over cannot claim or send anything.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -41,6 +42,8 @@ from bot.store.migrations import migrations
 from bot.store.postgres import PostgresBackend, is_postgres_url
 from bot.store.sqlite import Tx, migrate_sqlite
 from bot.text import for_slack
+
+log = logging.getLogger(__name__)
 
 _DATETIME_FIELDS = {f.name for f in fields(Incident) if "datetime" in str(f.type)}
 _INCIDENT_COLUMNS = [f.name for f in fields(Incident)]
@@ -1421,19 +1424,27 @@ class Store:
         rows = self._rows(f"SELECT *, {self._clock_sql} AS db_now FROM leases WHERE name = ?", [LEASE])
         return _lease(rows[0], float(rows[0]["db_now"])) if rows else None
 
-    def notify_work(self, number: int | None = None) -> None:
-        """Tell the leader (on another instance) there is work: an incident to re-plan, deliveries."""
+    def notify_work(self, number: int | None = None, at: datetime | None = None) -> None:
+        """Tell the leader (on another instance) there is work: an incident to re-plan (or, with
+        `at`, to look at by then at the latest), or deliveries to send."""
         if self._postgres is not None:
-            self._postgres.notify("" if number is None else str(number))
+            payload = "" if number is None else str(number)
+            self._postgres.notify(f"{payload}@{_to_db(at)}" if at is not None else payload)
 
-    def listen_for_work(self, on_work: Callable[[int | None], None], stopping: threading.Event) -> bool:
+    def listen_for_work(
+        self, on_work: Callable[[int | None, datetime | None], None], stopping: threading.Event
+    ) -> bool:
         """Call `on_work` for each `notify_work` of any instance until `stopping`; False on SQLite,
         where there is no other instance to hear from."""
         if self._postgres is None:
             return False
 
         def on_notice(payload: str) -> None:
-            on_work(int(payload) if payload.isdecimal() else None)
+            number, _, at = payload.partition("@")
+            try:
+                on_work(int(number) if number.isdecimal() else None, _from_db_datetime(at))
+            except ValueError:
+                log.warning("ignored a malformed work notice %r", payload[:100])
 
         self._postgres.listen(on_notice, stopping)
         return True
