@@ -22,6 +22,31 @@ def test_a_postgresql_url_selects_postgresql_and_a_path_sqlite(pg_url: str, tmp_
         lite.close()
 
 
+def drop_connections(url: str) -> None:
+    """What a Cloud SQL failover or restart does to every open connection."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_writes_survive_the_server_dropping_the_pools_connections(pg_url: str) -> None:
+    store = Store(pg_url)
+    try:
+        first = store.create_incident(
+            incidents.declare(title="Checkout down", severity="P1", by="U0DECL", now=T0, channel="C0ANN"), T0
+        )
+        drop_connections(pg_url)
+        second = store.create_incident(
+            incidents.declare(title="Search slow", severity="P3", by="U0DECL", now=T0, channel="C0ANN"), T0
+        )
+        assert second.number == first.number + 1
+        assert [i.number for i in store.open_incidents()] == [first.number, second.number]
+    finally:
+        store.close()
+
+
 def test_reads_survive_the_server_dropping_the_pools_connections(pg_url: str) -> None:
     store = Store(pg_url)
     try:
@@ -29,12 +54,7 @@ def test_reads_survive_the_server_dropping_the_pools_connections(pg_url: str) ->
             incidents.declare(title="Checkout down", severity="P1", by="U0DECL", now=T0, channel="C0ANN"), T0
         )
         assert store.get(made.number) == made
-        # What a Cloud SQL failover or restart does to every open connection.
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        drop_connections(pg_url)
         assert store.get(made.number) == made
         assert store.ping()
         again = store.create_incident(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -78,9 +78,31 @@ class PostgresBackend:
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTx]:
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        """A write transaction holding the writers' lock. A connection the server dropped fails
+        before anything is written (at BEGIN or the lock): the pool discards it, and the
+        transaction starts again on another."""
+        import psycopg
+
+        for attempt in (1, 2):
+            conn = self.pool.getconn()
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                break
+            except psycopg.OperationalError:
+                self.pool.putconn(conn)  # broken: the pool closes it and opens another
+                if attempt == 2:
+                    raise
+        try:
             yield PostgresTx(conn)
+        except BaseException:
+            with suppress(psycopg.Error):  # a broken connection has nothing to roll back
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self.pool.putconn(conn)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         import psycopg
