@@ -54,6 +54,7 @@ class Leadership:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
         self._changing = threading.Lock()
+        self._transition = threading.RLock()  # starting and stopping the timers, one at a time
 
     @property
     def leading(self) -> bool:
@@ -126,6 +127,20 @@ class Leadership:
             self.token = lease.token
             self._renewed_at = time.monotonic()
         log.warning("instance %s took the lease (fencing token %s): it runs the timers", self.instance, lease.token)
+        if threading.current_thread() is self._thread:
+            # Starting the timers asks Slack about interrupted sends, which an outage can make
+            # slower than the lease: renewals must not wait for it.
+            threading.Thread(target=self._start_leading, args=(lease,), name="take-over", daemon=True).start()
+        else:
+            self._start_leading(lease)
+
+    def _start_leading(self, lease: Lease) -> None:
+        with self._transition:
+            if self.token != lease.token:  # lost again before it started
+                return
+            self._start_timers(lease)
+
+    def _start_timers(self, lease: Lease) -> None:
         try:
             self.on_gain(lease.token)
         except Exception:  # noqa: BLE001 - without its timers this instance must not lead
@@ -143,6 +158,7 @@ class Leadership:
             return
         log.warning("instance %s lost the lease (fencing token %s): %s; it stops its timers", self.instance, token, why)
         try:
-            self.on_loss()
+            with self._transition:  # after a start under way: stopping half-started timers leaves threads behind
+                self.on_loss()
         except Exception:  # noqa: BLE001
             log.exception("stopping the timers after losing the lease failed")
