@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck check serve clean
+.PHONY: demo test bench lint typecheck check serve clean postgres-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/incident-bot demo
 
-test: $(STAMP)
+test: $(STAMP) postgres-server
 	$(BIN)/python -m pytest -q
+
+# The tests start a throwaway PostgreSQL server themselves (tests/pg.py: initdb + pg_ctl in a
+# temporary directory); this only makes sure the server's programs are installed.
+postgres-server:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "PostgreSQL's initdb/pg_ctl are missing: installing Debian's postgresql package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+			|| echo "*** could not install postgresql: the PostgreSQL tests will be SKIPPED ***"; \
+	else \
+		echo "*** PostgreSQL's initdb/pg_ctl are missing and cannot be installed here (needs root and apt-get):"; \
+		echo "*** install the postgresql package (or set PG_BIN), else the PostgreSQL tests are SKIPPED ***"; \
+	fi
 
 # Every benchmark, each against its baseline in the same run (README: Performance). Minutes, CPU-heavy.
 bench: $(STAMP)
@@ -26,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/diagnose.py
+	$(BIN)/python bench/multi_instance.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

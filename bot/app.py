@@ -36,6 +36,7 @@ from bot.errors import UsageError
 from bot.grammar import MAX_COMMAND_TEXT, parse
 from bot.handoffs import HandoffNotices
 from bot.incidents import Incident, clean_inline
+from bot.leadership import Leadership
 from bot.paging import Pager
 from bot.people import Directory
 from bot.settings import Settings
@@ -100,6 +101,9 @@ class IncidentBot:
             statuspage=statuspage.from_config(config.statuspage),
         )
         self.timers = Timers(config, self.store, self.pager, clock)
+        self.leadership = Leadership(
+            self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop
+        )
         self.ctx = Context(
             config=config,
             store=self.store,
@@ -130,23 +134,31 @@ class IncidentBot:
         if not self.wait_for_slack() or self._stopping.is_set():
             return
         self.not_ready = "starting: rebuilding timers from the store"
-        self.timers.start()
+        self.work.submit(self.directory.warn_unknown_usergroups)
+        # Work another instance makes (a declare's first page) reaches the leader at once.
+        threading.Thread(
+            target=self.store.listen_for_work, args=(self.timers.on_notice, self._stopping), name="listen", daemon=True
+        ).start()
+        self.leadership.start()  # on SQLite, or with no leader alive, this instance leads from here
+        if self.settings.app_token and not self.connect_socket_mode(self.settings.app_token):
+            return
+        self.not_ready = None
+        self.started.set()
+        log.info("ready")
+
+    def _lead(self, fence: int) -> None:
+        """This instance has taken the lease: run the timers and the start-up recovery only a leader runs."""
+        self.timers.start(fence)
         if self.config.schedules:
             self.timers.start_handoffs(
                 HandoffNotices(self.config, self.store, self.slack, self.announcer, self.directory, self.timers.clock)
             )
-        self.work.submit(self.directory.warn_unknown_usergroups)
         # A rollback or scale under way when the process died: report it, never resend it.
         self.work.submit(production.report_interrupted, self.ctx, self.store.proposals("executing"))
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True
         )
-        if self.settings.app_token and not self.connect_socket_mode(self.settings.app_token):
-            return
-        self.not_ready = None
-        self.started.set()
-        log.info("ready")
 
     def start_in_background(self) -> None:
         self._starting = threading.Thread(target=self.start, name="start-up", daemon=True)
@@ -202,15 +214,20 @@ class IncidentBot:
         if self.not_ready is not None:
             return {"status": "starting", "reason": self.not_ready}
         db_ok = self.store.ping()
+        leading = self.leadership.leading
+        # A standby is healthy without timers: they run on the leader.
+        timers_ok = self.timers.running or not leading
         backlog, oldest = self.store.delivery_backlog() if db_ok else (None, None)
         return {
-            "status": "ok" if db_ok and self.timers.running else "degraded",
+            "status": "ok" if db_ok and timers_ok else "degraded",
             "open_incidents": len(self.store.open_incidents()) if db_ok else None,
             "scheduler_running": self.timers.running,
             "db_ok": db_ok,
             # Deliveries Slack (or the status page) has not accepted yet, and how long the oldest waits.
             "delivery_backlog": backlog,
             "oldest_pending_s": round((self.ctx.now() - oldest).total_seconds(), 1) if oldest else None,
+            "store": self.store.dialect,
+            **(self.leadership.status() if db_ok else {"leader": leading}),
         }
 
     def stop(self) -> None:
@@ -221,6 +238,7 @@ class IncidentBot:
             self._socket_mode.close()
         # Follow-up work may re-plan timers, and timer jobs use the store: stop in that order.
         self.work.shutdown(wait=True, cancel_futures=False)
+        self.leadership.stop()  # a leader stops its timers and lets its lease go
         self.timers.stop()
         self.store.close()
 

@@ -76,6 +76,7 @@ def print_oncall(at_text: str | None) -> int:
     """What `/incident oncall` shows, from the config and the store's overrides, at now or `--at`."""
     from bot import schedules
     from bot.store import Store
+    from bot.store.postgres import is_postgres_url
     from commands.oncall import roster_text
 
     try:
@@ -96,7 +97,7 @@ def print_oncall(at_text: str | None) -> int:
         return 1
     db_path = os.environ.get("INCIDENT_BOT_DB", "incident-bot.db")
     # Reading must not leave a new empty database behind where none was.
-    store = Store(db_path if Path(db_path).exists() else ":memory:")
+    store = Store(db_path if is_postgres_url(db_path) or Path(db_path).exists() else ":memory:")
     try:
 
         def holders(role: str) -> str:

@@ -19,11 +19,12 @@ from bot import stats as incident_stats
 from bot.errors import UsageError
 from bot.incidents import parse_ref
 from bot.store import Store
+from bot.store.postgres import is_postgres_url
 
 
 def _open_store() -> Store | None:
     path = os.environ.get("INCIDENT_BOT_DB", "incident-bot.db")
-    if not Path(path).exists():
+    if not is_postgres_url(path) and not Path(path).exists():
         print(f"incident-bot: no database at {path} (set INCIDENT_BOT_DB)", file=sys.stderr)
         return None
     return Store(path)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bot.leadership import instance_name
 
 
 class SettingsError(Exception):
@@ -27,6 +29,9 @@ class Settings:
     # refuses them unless told this is a sandbox (INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE=1).
     allow_example_people: bool = False
     alert_webhook_token: str | None = None  # unset: the alert webhooks are off
+    # The timers' lease (bot/leadership.py): its length, and this process's name as its holder.
+    lease_s: float = 10.0
+    instance: str = field(default_factory=instance_name)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,7 +51,10 @@ class Settings:
             threads = int(env.get("HTTP_THREADS", "32"))
         except ValueError as exc:
             raise SettingsError(f"PORT and HTTP_THREADS must be numbers ({exc})") from exc
+        lease_s = _lease_seconds(env.get("INCIDENT_BOT_LEASE_S", "10"))
         return cls(
+            lease_s=lease_s,
+            instance=env.get("INCIDENT_BOT_INSTANCE") or instance_name(),
             bot_token=bot_token,
             signing_secret=signing_secret,
             app_token=app_token,
@@ -60,3 +68,13 @@ class Settings:
             allow_example_people=env.get("INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE") == "1",
             alert_webhook_token=env.get("ALERT_WEBHOOK_TOKEN") or None,
         )
+
+
+def _lease_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 60.0:
+        raise SettingsError(f"INCIDENT_BOT_LEASE_S must be between 1 and 60 seconds, not {text!r}")
+    return value

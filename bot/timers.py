@@ -15,6 +15,11 @@ page calls) on a small pool, sleeping until the next retry is due or until woken
 answers therefore never hold up the scheduler, and a retry can never be lost to a job re-planned
 while it was running. Status page calls of one incident go one at a time, in order (the Pager
 decides whose turn it is), and a delivery a failed store write left half-sent is recovered.
+
+Only the leader (bot/leadership.py) runs them: `start(fence)` when it takes the lease, `stop()`
+when it loses it (and `start` again if it takes it back). Every store write its work makes is
+fenced with the lease's token. On an instance that does not lead, `replan` and
+`wake_deliveries` tell the leader instead (`Store.notify_work`), which re-plans within moments.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +43,7 @@ from bot.escalation import POSTMORTEM_STALE_AFTER, Firing, due_actions, next_due
 from bot.handoffs import HandoffNotices
 from bot.incidents import Incident
 from bot.paging import Pager
-from bot.store import DeliveryRecord, Store
+from bot.store import DeliveryRecord, LeaseLost, Store
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,17 @@ class Timers:
         # Consecutive failures to plan or claim, per incident: the backoff of the next retry.
         self._failures: dict[int, int] = {}
         self._failures_lock = threading.Lock()
+        self._active = 0
+        self._idle = threading.Condition()
+        self._in_flight_lock = threading.Lock()
+        # The lease's token while this instance leads (None on a never-fenced, single process).
+        self.fence: int | None = None
+        self.leading = False
+        self._build()
+        self._stopping.set()  # nothing runs before start()
+
+    def _build(self) -> None:
+        """Fresh scheduler, loop and senders: a leader that lost the lease and takes it back starts anew."""
         self.scheduler = _Scheduler(
             timezone="UTC",
             # Two runs of one incident's job may overlap (a re-plan while the last run finishes);
@@ -79,23 +95,32 @@ class Timers:
         )
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._active = 0
-        self._idle = threading.Condition()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
         self._page_senders = ThreadPoolExecutor(max_workers=PAGE_THREADS, thread_name_prefix="page")
         # Deliveries queued or being sent, and those finished since the loop last listed: each is
         # submitted once, however often the loop wakes or how stale its last listing is.
         self._in_flight: set[int] = set()
         self._done_since_listing: set[int] = set()
-        self._in_flight_lock = threading.Lock()
         self._loop = threading.Thread(target=self._delivery_loop, name="deliveries", daemon=True)
 
     @property
     def running(self) -> bool:
         return bool(self.scheduler.running) and self._loop.is_alive()
 
-    def start(self) -> None:
-        self.pager.recover_interrupted()
+    def _fenced(self) -> AbstractContextManager[None]:
+        return self.store.fenced(self.fence) if self.fence is not None else nullcontext()
+
+    def start(self, fence: int | None = None) -> None:
+        """Start leading: rebuild every timer from the store and start sending.
+
+        `fence`: the lease's token; every store write of this work is refused once it changes."""
+        if self._loop.ident is not None:  # started before and stopped since: start anew
+            self._build()
+        self._stopping.clear()
+        self.fence = fence
+        self.leading = True
+        with self._fenced():
+            self.pager.recover_interrupted()
         # Started paused while every job is planned: each job added to a running scheduler wakes
         # its thread, and with a thousand open incidents those wake-ups fought the rebuild for the
         # GIL (README: Performance). Jobs already due run as soon as it resumes.
@@ -114,6 +139,7 @@ class Timers:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop planning, let running work finish, then return (the store may be closed after)."""
+        self.leading = False
         self._stopping.set()
         self._wake.set()
         if self.scheduler.running:
@@ -124,7 +150,7 @@ class Timers:
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
         self._senders.shutdown(wait=True, cancel_futures=True)
         self._page_senders.shutdown(wait=True, cancel_futures=True)
-        if self._loop.is_alive():
+        if self._loop.is_alive() and self._loop is not threading.current_thread():
             self._loop.join(timeout=timeout)
 
     @contextmanager
@@ -132,7 +158,8 @@ class Timers:
         with self._idle:
             self._active += 1
         try:
-            yield
+            with self._fenced():
+                yield
         finally:
             with self._idle:
                 self._active -= 1
@@ -157,7 +184,11 @@ class Timers:
 
         Never raises: when the store cannot be read, the incident's job is set to try again
         after a backoff, so a passing failure cannot leave an incident without a timer.
+        On an instance that does not lead, the leader is told to re-plan it.
         """
+        if not self.leading:
+            self._tell_leader(number)
+            return
         if self._stopping.is_set():
             return
         try:
@@ -214,6 +245,9 @@ class Timers:
 
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
+        if not self.leading:
+            self._tell_leader(number, at)
+            return
         if self._stopping.is_set():
             return
         self.scheduler.place(_job_id(number), self._tick, at, [number])
@@ -233,6 +267,9 @@ class Timers:
         with self._working():
             try:
                 firings = self.store.claim(number, self.decide, self.clock())
+            except LeaseLost as exc:  # the new leader has this incident: nothing was claimed here
+                log.warning("INC-%s not claimed: %s", number, exc)
+                return
             except Exception:  # noqa: BLE001 - nothing was claimed: try again after a backoff
                 log.exception("timer for INC-%s failed; trying again shortly", number)
                 self._retry_soon(number)
@@ -260,10 +297,31 @@ class Timers:
 
     def wake_deliveries(self) -> None:
         """Send pending deliveries now (new pages, a manual page, a status page call)."""
+        if not self.leading:
+            self._tell_leader(None)
+            return
         self._wake.set()
 
+    def _tell_leader(self, number: int | None, at: datetime | None = None) -> None:
+        try:
+            self.store.notify_work(number, at)
+        except Exception:  # noqa: BLE001 - the leader's reconcile finds it within reconcile_every_s
+            log.warning("could not tell the leader about INC-%s", number, exc_info=True)
+
+    def on_notice(self, number: int | None, at: datetime | None = None) -> None:
+        """Another instance made work: an incident to re-plan (an ack, a declare's finished
+        set-up), one to look at by `at` at the latest (a declare still being set up), or deliveries."""
+        if not self.leading:
+            return
+        if number is not None and at is not None:
+            self.tick_at(number, at)
+        elif number is not None:
+            self.replan(number)
+        self.wake_deliveries()
+
     def _delivery_loop(self) -> None:
-        while not self._stopping.is_set():
+        stopping = self._stopping  # its own: a restart after a lost lease gives the next loop a new one
+        while not stopping.is_set():
             self._wake.clear()  # cleared before reading, so a wake during the sends is not missed
             wait = IDLE_WAIT_S
             try:
@@ -286,6 +344,9 @@ class Timers:
                     upcoming = self.store.next_delivery_at(excluding=busy)
                 if upcoming is not None:
                     wait = min(IDLE_WAIT_S, max(0.05, (upcoming - self.clock()).total_seconds()))
+            except LeaseLost as exc:  # leadership stops this loop; until then, nothing is sent
+                log.warning("the delivery loop stopped sending: %s", exc)
+                wait = 1.0
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("the delivery loop failed; retrying")
                 wait = 1.0
@@ -315,6 +376,8 @@ class Timers:
             if not self._stopping.is_set():
                 with self._working():
                     work(delivery)
+        except LeaseLost as exc:
+            log.warning("delivery %s of INC-%s left to the new leader: %s", delivery.id, delivery.incident, exc)
         except Exception:  # noqa: BLE001 - the row stays pending or sending; the loop comes back to it
             log.exception("delivery %s of INC-%s failed", delivery.id, delivery.incident)
         finally:

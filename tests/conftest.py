@@ -9,6 +9,9 @@ import pytest
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.runner import SandboxedBot
 
+# The session's throwaway PostgreSQL server (postgres_server, pg_url).
+pytest_plugins = ["tests.pg"]
+
 # The runbook's policies with every duration shortened, so escalation is observable in seconds.
 FAST_CONFIG = """
 channel: incident-response

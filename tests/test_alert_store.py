@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,8 @@ DECLARE = AlertRoute("P1", "declare")
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store(str(tmp_path / "alerts.db"))
+def store(store_url: str):
+    s = Store(store_url)
     yield s
     s.close()
 

@@ -230,6 +230,7 @@ def test_healthz_reports_store_and_scheduler(bot):
     with urllib.request.urlopen(f"{bot.base_url}/healthz", timeout=5) as response:
         health = json.loads(response.read())
     assert response.status == 200
+    lease = {k: health.pop(k) for k in ("instance", "lease_holder", "lease_age_s", "lease_renewed_s_ago")}
     assert health == {
         "status": "ok",
         "open_incidents": 0,
@@ -237,7 +238,11 @@ def test_healthz_reports_store_and_scheduler(bot):
         "db_ok": True,
         "delivery_backlog": 0,
         "oldest_pending_s": None,
+        "store": "sqlite",
+        "leader": True,  # on SQLite the process always leads
+        "fencing_token": 1,
     }
+    assert lease["lease_holder"] == lease["instance"] and 0 <= lease["lease_age_s"] < 60
 
 
 def test_slack_errors_during_set_up_are_retried(bot):

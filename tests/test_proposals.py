@@ -181,8 +181,8 @@ def test_instances_between_one_and_a_thousand():
 # -- the store: one start per proposal ----------------------------------------------------------
 
 
-def test_only_one_of_two_starts_wins_and_an_expired_one_is_marked(tmp_path):
-    store = Store(str(tmp_path / "db.sqlite"))
+def test_only_one_of_two_starts_wins_and_an_expired_one_is_marked(store_url):
+    store = Store(store_url)
     try:
         saved = store.create_proposal(proposal(id=0), T0, "proposed")
 

@@ -166,8 +166,8 @@ def test_a_draft_without_a_resolve_form_keeps_the_template_placeholders():
 # -- stats ------------------------------------------------------------------------------------
 
 
-def seeded_store(tmp_path) -> Store:
-    store = Store(str(tmp_path / "stats.db"))
+def seeded_store(url: str) -> Store:
+    store = Store(url)
     # P1: acks after 2, 4, 10 min (SLA 5m: one breach); resolved after 30, 60, 90 min.
     # P2: acks after 5 and 20 min (SLA 15m: one breach), one open and never acked (a breach).
     seeds = [
@@ -194,8 +194,8 @@ def seeded_store(tmp_path) -> Store:
     return store
 
 
-def test_stats_from_a_seeded_store_match_hand_computed_medians(tmp_path):
-    store = seeded_store(tmp_path)
+def test_stats_from_a_seeded_store_match_hand_computed_medians(store_url):
+    store = seeded_store(store_url)
     rows = store.stat_rows(T0 - timedelta(days=30))
     ack_within = {name: policy.ack_within for name, policy in CONFIG.severities.items()}
     p1, p2 = stats.compute(rows, ack_within, T0)
@@ -212,7 +212,7 @@ def test_stats_from_a_seeded_store_match_hand_computed_medians(tmp_path):
 
 
 def test_stats_read_the_window_through_the_declared_at_index(tmp_path):
-    store = seeded_store(tmp_path)
+    store = seeded_store(str(tmp_path / "stats.db"))
     plan = store.db.execute(
         "EXPLAIN QUERY PLAN SELECT number, severity, declared_at, acknowledged_at, resolved_at FROM incidents"
         " WHERE declared_at >= ? ORDER BY declared_at",

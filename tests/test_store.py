@@ -1,4 +1,5 @@
-"""bot/store.py on a real SQLite file: versioned changes, audit, fires-once, deliveries."""
+"""The store contract, run against both backends (a SQLite file and a real PostgreSQL database):
+versioned changes, audit, fires-once, deliveries."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +25,8 @@ def minutes(n: float) -> timedelta:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "incidents.db")
+def db_path(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture

@@ -1,15 +1,26 @@
-"""SQLite store: the truth about incidents. All SQL lives here, behind domain verbs.
+"""The store: the truth about incidents. All SQL lives here, behind domain verbs.
 
-Writes go through one connection shared by Bolt's worker threads and the scheduler, serialised
-by a lock; every write is one `BEGIN IMMEDIATE` transaction, so a state change, its timeline
-line and its audit record land together or not at all. Reads use a read-only connection per
-thread: in WAL mode they see every committed write and never queue behind each other or behind
-a writer (with one shared connection, 32 concurrent `/incident list` acks waited in line).
+Two backends behind one class: SQLite (a file, the embedded default) and PostgreSQL (a
+`postgresql://` URL, for several instances; bot/store/postgres.py). The SQL is written once, in
+the dialect both accept (`?` placeholders, `ON CONFLICT`, `RETURNING`).
+
+Every write is one transaction that excludes every other writer (SQLite: `BEGIN IMMEDIATE`;
+PostgreSQL: an advisory lock all instances share), so a state change, its timeline line and its
+audit record land together or not at all, and a decision made inside one sees every write made
+before it. In a process, writes are serialised by a lock. On SQLite, reads use a read-only
+connection per thread: in WAL mode they see every committed write and never queue behind each
+other or behind a writer (with one shared connection, 32 concurrent `/incident list` acks waited
+in line). On PostgreSQL, reads take a pooled connection.
+
+Writes made by the timers' leader are fenced (`fenced`): each checks, in its own transaction,
+that the lease's token is still the one the leader took, so a leader that was paused past its
+lease and woke up after another took over cannot claim or send anything.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -27,7 +38,12 @@ from bot.incidents import Change, Incident
 from bot.mrkdwn import escape, link, truncate
 from bot.proposals import Proposal, Verdict
 from bot.schedules import Override
+from bot.store.migrations import migrations
+from bot.store.postgres import PostgresBackend, is_postgres_url
+from bot.store.sqlite import Tx, migrate_sqlite
 from bot.text import for_slack
+
+log = logging.getLogger(__name__)
 
 _DATETIME_FIELDS = {f.name for f in fields(Incident) if "datetime" in str(f.type)}
 _INCIDENT_COLUMNS = [f.name for f in fields(Incident)]
@@ -140,24 +156,57 @@ def _from_db_datetime(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+LEASE = "timers"  # the one lease there is: who runs the timers and the delivery loop
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder: str
+    token: int  # the fencing token: increased by every takeover
+    acquired_at: float  # seconds since the epoch, by the database's clock
+    renewed_at: float
+    expires_at: float
+    now: float  # the database's clock when this was read
+
+
+class LeaseLost(Exception):
+    """A fenced write found that another instance has taken the lease since this one took it."""
+
+
+def open_store(url: str, busy_timeout_s: float = 30.0) -> Store:
+    """A SQLite file (a path, or :memory:) or a PostgreSQL database (a postgresql:// URL)."""
+    return Store(url, busy_timeout_s)
+
+
 class Store:
     def __init__(self, path: str, busy_timeout_s: float = 30.0) -> None:
-        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), not the driver's implicit ones.
-        # busy_timeout_s: how long a write waits for another process's lock before it raises.
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
-        self.db = sqlite_utils.Database(conn)
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._local = threading.local()
         self._gate = _WriteGate()
         self._readers: list[sqlite3.Connection] = []
+        self._postgres: PostgresBackend | None = None
+        self.dialect = "postgresql" if is_postgres_url(path) else "sqlite"
+        if self.dialect == "postgresql":
+            self._postgres = PostgresBackend(path, timeout_s=busy_timeout_s)
+            self._postgres.migrate(migrations())
+            return
+        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), not the driver's implicit ones.
+        # busy_timeout_s: how long a write waits for another process's lock before it raises.
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
+        self.db = sqlite_utils.Database(conn)
         with self._lock:
             if path != ":memory:":
                 self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             self._migrate()
+            migrate_sqlite(self.db, migrations())
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._rows("SELECT max(version) AS v FROM schema_version")[0]["v"] or 0)
 
     def _migrate(self) -> None:
         self.db.table("incidents").create(
@@ -254,7 +303,6 @@ class Store:
         self._migrate_proposals()
         self._migrate_review()
         self._migrate_alerts()
-        self._migrate_performance()
 
     def _migrate_schedules(self) -> None:
         # Overrides are never deleted: clearing one stamps it, so the table is its own history.
@@ -356,17 +404,43 @@ class Store:
         self.db.table("alerts").create_index(["source", "group_key"], if_not_exists=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
+    def transaction(self) -> Iterator[Tx]:
         """One write transaction; the lock keeps threads from interleaving on the connection."""
         with self._gate.turn(urgent=getattr(self._local, "urgent", False)), self._lock:
+            if self._postgres is not None:
+                with self._postgres.transaction() as tx:
+                    self._check_fence(tx)
+                    yield tx
+                return
             self.db.conn.execute("BEGIN IMMEDIATE")
             try:
+                self._check_fence(self.db)
                 yield self.db
             except BaseException:
                 self.db.conn.execute("ROLLBACK")
                 raise
             else:
                 self.db.conn.execute("COMMIT")
+
+    @contextmanager
+    def fenced(self, token: int) -> Iterator[None]:
+        """Writes this thread makes in the block are the leader's: each fails with `LeaseLost`,
+        writing nothing, once the lease's token is no longer `token`."""
+        outer = getattr(self._local, "fence", None)
+        self._local.fence = token
+        try:
+            yield
+        finally:
+            self._local.fence = outer
+
+    def _check_fence(self, db: Tx) -> None:
+        token = getattr(self._local, "fence", None)
+        if token is None:
+            return
+        rows = list(db.query("SELECT token, holder FROM leases WHERE name = ?", [LEASE]))
+        if not rows or int(rows[0]["token"]) != token:
+            holder = rows[0]["holder"] if rows else "nobody"
+            raise LeaseLost(f"the lease's token is no longer {token}: {holder} has taken over")
 
     @contextmanager
     def urgent(self) -> Iterator[None]:
@@ -378,6 +452,8 @@ class Store:
             self._local.urgent = False
 
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        if self._postgres is not None:
+            return self._postgres.rows(sql, params)
         if self.path == ":memory:":  # one private database: it can only be read through the writer
             with self._lock:
                 return list(self.db.query(sql, params))
@@ -412,10 +488,10 @@ class Store:
         row = {k: _to_db(v) for k, v in vars(draft).items() if k != "number"}
         with self.transaction() as db:
             cursor = db.execute(
-                f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) RETURNING number",
                 list(row.values()),
             )
-            incident = replace(draft, number=int(cursor.lastrowid or 0))
+            incident = replace(draft, number=int(cursor.fetchone()[0]))
             text = f"<@{draft.declared_by}> declared {incident.ref} ({draft.severity}): {for_slack(draft.title)}"
             self._event(db, incident.number, now, "declare", draft.declared_by, text)
             self._audit(
@@ -453,7 +529,7 @@ class Store:
         now: datetime,
         *,
         old: Incident,
-        also: Callable[[sqlite_utils.Database, Incident], None] | None = None,
+        also: Callable[[Tx, Incident], None] | None = None,
     ) -> Incident | None:
         """Persist a decided change if nobody changed the incident meanwhile; None on conflict.
 
@@ -481,7 +557,7 @@ class Store:
         incident: Incident,
         decide: Callable[[Incident], Change | None],
         now: datetime,
-        also: Callable[[sqlite_utils.Database, Incident], None] | None = None,
+        also: Callable[[Tx, Incident], None] | None = None,
     ) -> tuple[Change | None, Incident]:
         """Decide a change from the incident's state and persist it; decide again on a conflict.
 
@@ -557,9 +633,9 @@ class Store:
         with self.transaction() as db:
             return self._record_firing(db, number, firing, now)
 
-    def _record_firing(self, db: sqlite_utils.Database, number: int, firing: Firing, now: datetime) -> bool:
+    def _record_firing(self, db: Tx, number: int, firing: Firing, now: datetime) -> bool:
         cursor = db.execute(
-            "INSERT OR IGNORE INTO firings (incident, key, fired_at) VALUES (?, ?, ?)",
+            "INSERT INTO firings (incident, key, fired_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [number, firing.key, _to_db(now)],
         )
         if cursor.rowcount != 1:
@@ -626,7 +702,7 @@ class Store:
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?, user = ?, channel = ?, ts = ?,"
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, \"user\" = ?, channel = ?, ts = ?,"
                 " attempts = attempts + 1, last_error = NULL WHERE id = ?",
                 [_to_db(now), user, channel, ts, delivery_id],
             )
@@ -670,7 +746,8 @@ class Store:
     def note_attempt(self, key: str, channel: str, now: datetime, thread_ts: str | None = None) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO attempts (key, channel, at, thread_ts) VALUES (?, ?, ?, ?)",
+                "INSERT INTO attempts (key, channel, at, thread_ts) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET channel = excluded.channel, at = excluded.at, thread_ts = excluded.thread_ts",
                 [key, channel, _to_db(now), thread_ts],
             )
 
@@ -691,7 +768,7 @@ class Store:
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE deliveries SET channel = ?, user = ?, thread_ts = ? WHERE id = ?",
+                'UPDATE deliveries SET channel = ?, "user" = ?, thread_ts = ? WHERE id = ?',
                 [channel, user, thread_ts, delivery_id],
             )
 
@@ -704,10 +781,13 @@ class Store:
     def ping(self) -> bool:
         try:
             return self._rows("SELECT 1 AS ok")[0]["ok"] == 1
-        except sqlite3.Error:
+        except Exception:  # noqa: BLE001 - any failure to read means the store is not usable
             return False
 
     def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.close()
+            return
         with self._lock:
             for reader in self._readers:
                 reader.close()
@@ -763,11 +843,11 @@ class Store:
                     [by, _to_db(now), o.id],
                 )
             cursor = db.execute(
-                "INSERT INTO oncall_overrides (schedule, user, starts_at, ends_at, created_by, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                'INSERT INTO oncall_overrides (schedule, "user", starts_at, ends_at, created_by, created_at)'
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 [schedule, user, _to_db(now), _to_db(ends_at), by, _to_db(now)],
             )
-            override = Override(int(cursor.lastrowid or 0), schedule, user, now, ends_at, by, now)
+            override = Override(int(cursor.fetchone()[0]), schedule, user, now, ends_at, by, now)
             self._audit(
                 db,
                 None,
@@ -799,14 +879,14 @@ class Store:
         ((side, user, text) each), in one transaction; False if it was already claimed."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO handoffs (schedule, at, claimed_at) VALUES (?, ?, ?)",
+                "INSERT INTO handoffs (schedule, at, claimed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [schedule, _to_db(at), _to_db(now)],
             )
             if cursor.rowcount != 1:
                 return False
             for side, user, text in notices:
                 db.execute(
-                    "INSERT INTO handoff_notices (schedule, at, side, user, text) VALUES (?, ?, ?, ?, ?)",
+                    'INSERT INTO handoff_notices (schedule, at, side, "user", text) VALUES (?, ?, ?, ?, ?)',
                     [schedule, _to_db(at), side, user, text],
                 )
             self._audit(db, None, now, "bot", "handoff", {"schedule": schedule, "at": _to_db(at)})
@@ -830,10 +910,10 @@ class Store:
         row = {k: _to_db(v) for k, v in vars(draft).items() if k != "id"}
         with self.transaction() as db:
             cursor = db.execute(
-                f"INSERT INTO proposals ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                f"INSERT INTO proposals ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) RETURNING id",
                 list(row.values()),
             )
-            proposal = replace(draft, id=int(cursor.lastrowid or 0))
+            proposal = replace(draft, id=int(cursor.fetchone()[0]))
             self._event(db, draft.incident, now, f"{draft.action}-proposed", draft.proposer, text)
             self._audit(
                 db,
@@ -993,7 +1073,7 @@ class Store:
         """A war-room message captured into the timeline at its own time; False if it already was."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO pinned_messages (incident, channel, ts, pinned_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO pinned_messages (incident, channel, ts, pinned_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [number, channel, ts, _to_db(now)],
             )
             if cursor.rowcount != 1:
@@ -1006,12 +1086,13 @@ class Store:
         """A follow-up action for the post-mortem, and its timeline line, together."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO followups (incident, at, actor, text) VALUES (?, ?, ?, ?)",
+                "INSERT INTO followups (incident, at, actor, text) VALUES (?, ?, ?, ?) RETURNING id",
                 [number, _to_db(now), actor, text],
             )
+            followup = int(cursor.fetchone()[0])
             self._event(db, number, now, "followup", actor, line)
             self._audit(db, number, now, actor, "followup", {"text": text})
-            return int(cursor.lastrowid or 0)
+            return followup
 
     def followups(self, number: int) -> list[FollowUp]:
         rows = self._rows("SELECT * FROM followups WHERE incident = ? ORDER BY id", [number])
@@ -1028,10 +1109,11 @@ class Store:
         """Resolve with what the resolver said (summary, root cause, impact) and the firings the
         resolution starts (the draft's upload), all in the state change's transaction."""
 
-        def also(db: sqlite_utils.Database, new: Incident) -> None:
+        def also(db: Tx, new: Incident) -> None:
             db.execute(
-                "INSERT OR REPLACE INTO resolutions (incident, at, actor, summary, root_cause, customer_impact)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO resolutions (incident, at, actor, summary, root_cause, customer_impact)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident) DO UPDATE SET at = excluded.at, actor = excluded.actor,"
+                " summary = excluded.summary, root_cause = excluded.root_cause, customer_impact = excluded.customer_impact",
                 [new.number, _to_db(now), details.actor, details.summary, details.root_cause, details.customer_impact],
             )
             for firing in firings(new):
@@ -1080,7 +1162,7 @@ class Store:
     def pages_sent(self, number: int) -> list[tuple[str, datetime]]:
         """Who was paged for the incident and when each page reached them, in that order."""
         rows = self._rows(
-            "SELECT coalesce(user, target) AS who, sent_at FROM deliveries"
+            'SELECT coalesce("user", target) AS who, sent_at FROM deliveries'
             " WHERE incident = ? AND kind = 'page' AND status = 'sent' AND sent_at IS NOT NULL ORDER BY sent_at, id",
             [number],
         )
@@ -1132,7 +1214,7 @@ class Store:
                 receipts.append(self._record_alert(db, alert, route, now))
         return receipts
 
-    def _record_alert(self, db: sqlite_utils.Database, alert: Alert, route: AlertRoute, now: datetime) -> AlertReceipt:
+    def _record_alert(self, db: Tx, alert: Alert, route: AlertRoute, now: datetime) -> AlertReceipt:
         open_rows = list(
             db.query(
                 "SELECT * FROM alerts WHERE source = ? AND alert_id = ? AND closed_at IS NULL",
@@ -1171,7 +1253,7 @@ class Store:
         cursor = db.execute(
             "INSERT INTO alerts (source, alert_id, group_key, policy, condition, summary, url, labels, severity,"
             " action, started_at, received_at, last_seen_at, notifications, incident)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
             [
                 alert.source,
                 alert.alert_id,
@@ -1189,13 +1271,13 @@ class Store:
                 incident,
             ],
         )
-        record = self._alert_in(db, int(cursor.lastrowid or 0))
+        record = self._alert_in(db, int(cursor.fetchone()[0]))
         if incident is not None:
             self._event(db, incident, alert.started_at, "alert", "bot", alert_line(record))
             return AlertReceipt(record, "attached")
         return AlertReceipt(record, "new")
 
-    def _group_incident(self, db: sqlite_utils.Database, alert: Alert) -> int | None:
+    def _group_incident(self, db: Tx, alert: Alert) -> int | None:
         """The open incident an open alert of the same group is attached to, if any."""
         if not alert.group_key:
             return None
@@ -1209,7 +1291,7 @@ class Store:
         )
         return int(rows[0]["incident"]) if rows else None
 
-    def _link_alert(self, db: sqlite_utils.Database, alert_id: int, number: int) -> None:
+    def _link_alert(self, db: Tx, alert_id: int, number: int) -> None:
         cursor = db.execute("UPDATE alerts SET incident = ? WHERE id = ? AND incident IS NULL", [number, alert_id])
         if cursor.rowcount != 1:
             rows = list(db.query("SELECT incident FROM alerts WHERE id = ?", [alert_id]))
@@ -1267,7 +1349,7 @@ class Store:
             rows = list(db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]))
             return cursor.rowcount == 1, (_alert(rows[0]) if rows else None)
 
-    def _alert_in(self, db: sqlite_utils.Database, alert_id: int) -> AlertRecord:
+    def _alert_in(self, db: Tx, alert_id: int) -> AlertRecord:
         return _alert(next(db.query("SELECT * FROM alerts WHERE id = ?", [alert_id])))
 
     # -- status page: ordered calls -------------------------------------------------------
@@ -1290,19 +1372,7 @@ class Store:
         )[0]
         return int(row["n"]), _from_db_datetime(row["oldest"])
 
-    # -- performance: indexes for years of history (README: Performance) -----------------------
-
-    def _migrate_performance(self) -> None:
-        # open_incidents() filters on `status != 'resolved'`, which no plain index serves: with
-        # 100,000 resolved incidents every list, reconcile and set-up check scanned them all. A
-        # partial index whose WHERE is that very term holds only the open ones, in number order.
-        self.db.execute(
-            "CREATE INDEX IF NOT EXISTS incidents_open_by_number ON incidents (number) WHERE status != 'resolved'"
-        )
-        # resolved_since() (post-mortem reminders, at start-up and every reconcile) reads a few
-        # days of resolutions, not every resolved incident the status index would give it; both
-        # columns, so the planner prefers it even without ANALYZE statistics.
-        self.db.execute("CREATE INDEX IF NOT EXISTS incidents_status_resolved_at ON incidents (status, resolved_at)")
+    # -- performance (README: Performance; the indexes are migration 3) ------------------------
 
     def open_overview(self, severity_order: Sequence[str], limit: int) -> tuple[list[Incident], dict[str, int]]:
         """`/incident list` without loading every open incident: the `limit` most severe (in
@@ -1327,15 +1397,99 @@ class Store:
         }
         return shown, counts
 
+    # -- leadership: the timers' lease ------------------------------------------------------
+    # Times are the database's clock, so instances whose clocks disagree still agree on expiry.
+
+    @property
+    def _clock_sql(self) -> str:
+        if self.dialect == "postgresql":
+            return "extract(epoch from clock_timestamp())::float8"
+        return "(julianday('now') - 2440587.5) * 86400.0"
+
+    def _db_now(self, db: Tx) -> float:
+        return float(next(db.query(f"SELECT {self._clock_sql} AS now"))["now"])
+
+    def acquire_lease(self, holder: str, ttl_s: float, *, force: bool = False) -> Lease | None:
+        """Take the lease if nobody holds it or it has expired (or `force`): a new fencing token.
+        None while another holder's lease runs."""
+        with self.transaction() as db:
+            now = self._db_now(db)
+            rows = list(db.query("SELECT * FROM leases WHERE name = ?", [LEASE]))
+            if rows and not force and float(rows[0]["expires_at"]) > now and rows[0]["holder"] != holder:
+                return None
+            token = int(rows[0]["token"]) + 1 if rows else 1
+            db.execute(
+                "INSERT INTO leases (name, holder, token, acquired_at, renewed_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, token = excluded.token,"
+                " acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at",
+                [LEASE, holder, token, now, now, now + ttl_s],
+            )
+            previous = rows[0]["holder"] if rows else None
+            detail = {"holder": holder, "token": token, "previous": previous}
+            self._audit(db, None, datetime.fromtimestamp(now, UTC), holder, "lease_taken", detail)
+            return Lease(holder, token, now, now, now + ttl_s, now)
+
+    def renew_lease(self, holder: str, token: int, ttl_s: float) -> Lease | None:
+        """Extend the lease this holder took with `token`; None if another has taken it since."""
+        with self.transaction() as db:
+            now = self._db_now(db)
+            cursor = db.execute(
+                "UPDATE leases SET renewed_at = ?, expires_at = ? WHERE name = ? AND holder = ? AND token = ?",
+                [now, now + ttl_s, LEASE, holder, token],
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = next(db.query("SELECT * FROM leases WHERE name = ?", [LEASE]))
+            return _lease(row, now)
+
+    def release_lease(self, holder: str, token: int) -> None:
+        """Let the lease expire now (a clean stop), so a standby takes over at its next look."""
+        with self.transaction() as db:
+            now = self._db_now(db)
+            db.execute(
+                "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ?",
+                [now, LEASE, holder, token],
+            )
+
+    def lease(self) -> Lease | None:
+        """The lease as it stands, whoever holds it."""
+        rows = self._rows(f"SELECT *, {self._clock_sql} AS db_now FROM leases WHERE name = ?", [LEASE])
+        return _lease(rows[0], float(rows[0]["db_now"])) if rows else None
+
+    def notify_work(self, number: int | None = None, at: datetime | None = None) -> None:
+        """Tell the leader (on another instance) there is work: an incident to re-plan (or, with
+        `at`, to look at by then at the latest), or deliveries to send."""
+        if self._postgres is not None:
+            payload = "" if number is None else str(number)
+            self._postgres.notify(f"{payload}@{_to_db(at)}" if at is not None else payload)
+
+    def listen_for_work(
+        self, on_work: Callable[[int | None, datetime | None], None], stopping: threading.Event
+    ) -> bool:
+        """Call `on_work` for each `notify_work` of any instance until `stopping`; False on SQLite,
+        where there is no other instance to hear from."""
+        if self._postgres is None:
+            return False
+
+        def on_notice(payload: str) -> None:
+            number, _, at = payload.partition("@")
+            try:
+                on_work(int(number) if number.isdecimal() else None, _from_db_datetime(at))
+            except ValueError:
+                log.warning("ignored a malformed work notice %r", payload[:100])
+
+        self._postgres.listen(on_notice, stopping)
+        return True
+
     # -- internals -------------------------------------------------------------------------
 
-    def _get_in(self, db: sqlite_utils.Database, number: int) -> Incident:
+    def _get_in(self, db: Tx, number: int) -> Incident:
         rows = list(db.query("SELECT * FROM incidents WHERE number = ?", [number]))
         if not rows:
             raise KeyError(number)
         return _incident(rows[0])
 
-    def _write(self, db: sqlite_utils.Database, old: Incident, new: Incident) -> bool:
+    def _write(self, db: Tx, old: Incident, new: Incident) -> bool:
         values = {k: _to_db(getattr(new, k)) for k in _INCIDENT_COLUMNS if k != "number"}
         assignments = ", ".join(f"{k} = ?" for k in values)
         cursor = db.execute(
@@ -1345,7 +1499,7 @@ class Store:
         return cursor.rowcount == 1
 
     @staticmethod
-    def _event(db: sqlite_utils.Database, number: int, at: datetime, kind: str, actor: str, text: str) -> None:
+    def _event(db: Tx, number: int, at: datetime, kind: str, actor: str, text: str) -> None:
         db.execute(
             "INSERT INTO timeline (incident, at, kind, actor, text) VALUES (?, ?, ?, ?, ?)",
             [number, _to_db(at), kind, actor, text],
@@ -1353,7 +1507,7 @@ class Store:
 
     @staticmethod
     def _audit(
-        db: sqlite_utils.Database,
+        db: Tx,
         number: int | None,
         at: datetime,
         actor: str,
@@ -1407,6 +1561,17 @@ class _WriteGate:
                 if self._depth == 0:
                     self._owner = None
                     self._cond.notify_all()
+
+
+def _lease(row: dict[str, Any], now: float) -> Lease:
+    return Lease(
+        row["holder"],
+        int(row["token"]),
+        float(row["acquired_at"]),
+        float(row["renewed_at"]),
+        float(row["expires_at"]),
+        now,
+    )
 
 
 def _audit_record(row: dict[str, Any]) -> AuditRecord:

@@ -1,0 +1,367 @@
+"""The PostgreSQL side of the store: a connection pool, write transactions, migrations, NOTIFY.
+
+Every write transaction first takes one transaction-scoped advisory lock, so writes from every
+instance are serialised exactly as SQLite's `BEGIN IMMEDIATE` serialises them in one process:
+each decide-and-apply (`Store.change`, `Store.claim`, a proposal's confirm) reads what the
+previous writer committed and nothing can slip in between. Reads take no lock (MVCC). The
+bot's write rate is a few transactions a second at worst, far below what one lock allows.
+
+The store's SQL is written once, with `?` placeholders; here they become psycopg's `%s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from bot.store.migrations import Migration
+
+log = logging.getLogger(__name__)
+
+# Advisory lock keys: any constants, the same in every instance.
+WRITE_LOCK = 7_415_001
+MIGRATION_LOCK = 7_415_002
+WORK_CHANNEL = "incident_bot_work"
+
+
+def is_postgres_url(path: str) -> bool:
+    return path.startswith(("postgresql://", "postgres://"))
+
+
+@lru_cache(maxsize=1024)
+def _sql(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresTx:
+    """One write transaction, with the two calls the store makes (like sqlite_utils.Database's)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        return self.conn.execute(_sql(sql), list(params or ()))
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        with self.conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(_sql(sql), list(params or ()))
+            return iter(cursor.fetchall())
+
+
+class PostgresBackend:
+    def __init__(self, url: str, max_connections: int = 10, timeout_s: float = 30.0) -> None:
+        try:
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:  # pragma: no cover - the message is the point
+            raise RuntimeError(
+                "a postgresql:// store needs the [postgres] extra: pip install 'incident-bot[postgres]'"
+            ) from exc
+        self.url = url
+        # autocommit: a read is its own statement; writes open their transaction explicitly.
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            timeout=timeout_s,
+            name="incident-bot",
+            open=True,
+        )
+        self.pool.wait(timeout=timeout_s)
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTx]:
+        """A write transaction holding the writers' lock. A connection the server dropped fails
+        before anything is written (at BEGIN or the lock): the pool discards it, and the
+        transaction starts again on another."""
+        import psycopg
+
+        for attempt in (1, 2):
+            conn = self.pool.getconn()
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                break
+            except psycopg.OperationalError:
+                self.pool.putconn(conn)  # broken: the pool closes it and opens another
+                if attempt == 2:
+                    raise
+        try:
+            yield PostgresTx(conn)
+        except BaseException:
+            with suppress(psycopg.Error):  # a broken connection has nothing to roll back
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self.pool.putconn(conn)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        # Connections are not checked before use (that is a round trip per read, 4x a read's
+        # cost): one the server dropped (a failover, a restart) fails, the pool discards it, and
+        # the read is made once more on another.
+        for attempt in (1, 2):
+            try:
+                with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+                    cursor.execute(_sql(sql), list(params or ()))
+                    return cursor.fetchall()
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def migrate(self, migrations: Sequence[Migration]) -> None:
+        """Apply the migrations not yet applied, each in its own transaction, under a session lock
+        so that instances starting at the same moment apply each exactly once."""
+        with self.pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version"
+                    " (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                )
+                done = {int(row[0]) for row in conn.execute("SELECT version FROM schema_version")}
+                for migration in migrations:
+                    if migration.version in done:
+                        continue
+                    with conn.transaction():
+                        for statement in migration.postgres:
+                            conn.execute(statement)
+                        conn.execute(
+                            "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
+                            [migration.version, migration.name, datetime.now(UTC).isoformat()],
+                        )
+                    log.info("schema migration %s applied: %s", migration.version, migration.name)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+
+    def notify(self, payload: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", [WORK_CHANNEL, payload])
+
+    def listen(self, on_notice: Callable[[str], None], stopping: threading.Event) -> None:
+        """Call `on_notice` with each payload NOTIFYed on the work channel until `stopping` is set.
+
+        A connection of its own, outside the pool (LISTEN belongs to a session); a lost connection
+        is reopened, and the leader's periodic reconcile covers any notice sent meanwhile.
+        """
+        import psycopg
+
+        while not stopping.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {WORK_CHANNEL}")
+                    while not stopping.is_set():
+                        for notice in conn.notifies(timeout=0.5):
+                            on_notice(notice.payload)
+            except Exception:  # noqa: BLE001 - reconnect; the reconcile job is the backstop
+                log.warning("the work listener lost its connection; reconnecting", exc_info=True)
+                stopping.wait(1.0)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+# The schema as SQLite databases of the first release hold it (bot/store/__init__.py builds that
+# with sqlite_utils): the same tables, columns and indexes, with identity columns for the keys
+# SQLite numbers itself. Times stay ISO-8601 text in UTC, compared as text in both stores.
+_BASELINE_SQL = """
+CREATE TABLE IF NOT EXISTS "incidents" (
+   "number" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "title" TEXT NOT NULL,
+   "severity" TEXT NOT NULL,
+   "status" TEXT NOT NULL,
+   "commander" TEXT NOT NULL,
+   "declared_by" TEXT NOT NULL,
+   "declared_at" TEXT NOT NULL,
+   "last_update_at" TEXT,
+   "acknowledged_at" TEXT,
+   "acknowledged_by" TEXT,
+   "resolved_at" TEXT,
+   "resolved_by" TEXT,
+   "summary" TEXT,
+   "scribe" TEXT,
+   "comms" TEXT,
+   "announcement_channel" TEXT,
+   "announcement_ts" TEXT,
+   "war_room_id" TEXT,
+   "war_room_name" TEXT,
+   "war_room_briefed" BIGINT DEFAULT 0,
+   "snoozed_until" TEXT,
+   "fix_started_at" TEXT,
+   "statuspage_id" TEXT,
+   "version" BIGINT DEFAULT 0,
+   "detected_at" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_incidents_status" ON "incidents" ("status");
+CREATE INDEX IF NOT EXISTS "idx_incidents_war_room_id" ON "incidents" ("war_room_id");
+CREATE TABLE IF NOT EXISTS "timeline" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "incident" BIGINT,
+   "at" TEXT,
+   "kind" TEXT,
+   "actor" TEXT,
+   "text" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_timeline_incident_at" ON "timeline" ("incident", "at");
+CREATE TABLE IF NOT EXISTS "audit" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "incident" BIGINT,
+   "at" TEXT,
+   "actor" TEXT,
+   "action" TEXT,
+   "detail" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_audit_incident" ON "audit" ("incident");
+CREATE TABLE IF NOT EXISTS "firings" (
+   "incident" BIGINT,
+   "key" TEXT,
+   "fired_at" TEXT,
+   PRIMARY KEY ("incident", "key")
+);
+CREATE TABLE IF NOT EXISTS "deliveries" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "incident" BIGINT,
+   "firing_key" TEXT,
+   "kind" TEXT,
+   "target" TEXT,
+   "detail" TEXT,
+   "status" TEXT DEFAULT 'pending',
+   "attempts" BIGINT DEFAULT 0,
+   "next_attempt_at" TEXT,
+   "last_error" TEXT,
+   "user" TEXT,
+   "channel" TEXT,
+   "ts" TEXT,
+   "thread_ts" TEXT,
+   "created_at" TEXT,
+   "sent_at" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_deliveries_status_next_attempt_at" ON "deliveries" ("status", "next_attempt_at");
+CREATE INDEX IF NOT EXISTS "idx_deliveries_incident" ON "deliveries" ("incident");
+CREATE TABLE IF NOT EXISTS "attempts" (
+   "key" TEXT PRIMARY KEY,
+   "channel" TEXT,
+   "at" TEXT,
+   "thread_ts" TEXT
+);
+CREATE TABLE IF NOT EXISTS "oncall_overrides" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "schedule" TEXT,
+   "user" TEXT,
+   "starts_at" TEXT,
+   "ends_at" TEXT,
+   "created_by" TEXT,
+   "created_at" TEXT,
+   "cleared_by" TEXT,
+   "cleared_at" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_oncall_overrides_schedule_ends_at" ON "oncall_overrides" ("schedule", "ends_at");
+CREATE TABLE IF NOT EXISTS "handoffs" (
+   "schedule" TEXT,
+   "at" TEXT,
+   "claimed_at" TEXT,
+   PRIMARY KEY ("schedule", "at")
+);
+CREATE TABLE IF NOT EXISTS "handoff_notices" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "schedule" TEXT,
+   "at" TEXT,
+   "side" TEXT,
+   "user" TEXT,
+   "text" TEXT,
+   "sent_at" TEXT
+);
+CREATE TABLE IF NOT EXISTS "proposals" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "incident" BIGINT NOT NULL,
+   "kind" TEXT NOT NULL,
+   "target" TEXT NOT NULL,
+   "current" TEXT,
+   "serving_revision" TEXT,
+   "pinned" BIGINT DEFAULT 0,
+   "proposer" TEXT NOT NULL,
+   "created_at" TEXT NOT NULL,
+   "status" TEXT NOT NULL DEFAULT 'pending',
+   "outcome" TEXT DEFAULT '',
+   "move_traffic" BIGINT DEFAULT 0,
+   "confirmed_by" TEXT,
+   "confirmed_at" TEXT,
+   "finished_at" TEXT,
+   "channel" TEXT,
+   "ts" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_proposals_status" ON "proposals" ("status");
+CREATE TABLE IF NOT EXISTS "pinned_messages" (
+   "incident" BIGINT,
+   "channel" TEXT,
+   "ts" TEXT,
+   "pinned_at" TEXT,
+   PRIMARY KEY ("incident", "channel", "ts")
+);
+CREATE TABLE IF NOT EXISTS "followups" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "incident" BIGINT,
+   "at" TEXT,
+   "actor" TEXT,
+   "text" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_followups_incident" ON "followups" ("incident");
+CREATE TABLE IF NOT EXISTS "resolutions" (
+   "incident" BIGINT PRIMARY KEY,
+   "at" TEXT,
+   "actor" TEXT,
+   "summary" TEXT,
+   "root_cause" TEXT,
+   "customer_impact" TEXT
+);
+CREATE TABLE IF NOT EXISTS "postmortems" (
+   "incident" BIGINT PRIMARY KEY,
+   "markdown" TEXT,
+   "generated_at" TEXT,
+   "file_id" TEXT,
+   "permalink" TEXT,
+   "channel" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_incidents_declared_at" ON "incidents" ("declared_at");
+CREATE TABLE IF NOT EXISTS "alerts" (
+   "id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+   "source" TEXT NOT NULL,
+   "alert_id" TEXT NOT NULL,
+   "group_key" TEXT,
+   "policy" TEXT NOT NULL,
+   "condition" TEXT,
+   "summary" TEXT,
+   "url" TEXT,
+   "labels" TEXT,
+   "severity" TEXT,
+   "action" TEXT NOT NULL,
+   "started_at" TEXT NOT NULL,
+   "ended_at" TEXT,
+   "received_at" TEXT NOT NULL,
+   "last_seen_at" TEXT,
+   "notifications" BIGINT DEFAULT 1,
+   "closed_at" TEXT,
+   "incident" BIGINT,
+   "proposal_channel" TEXT,
+   "proposal_ts" TEXT,
+   "dismissed_by" TEXT,
+   "link_noted" BIGINT DEFAULT 0,
+   "close_noted" BIGINT DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_open_once ON alerts (source, alert_id) WHERE closed_at IS NULL;
+CREATE INDEX IF NOT EXISTS "idx_alerts_incident" ON "alerts" ("incident");
+CREATE INDEX IF NOT EXISTS "idx_alerts_source_group_key" ON "alerts" ("source", "group_key");
+"""
+BASELINE = tuple(statement.strip() for statement in _BASELINE_SQL.split(";") if statement.strip())

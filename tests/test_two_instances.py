@@ -1,0 +1,197 @@
+"""Two `incident-bot serve` processes on one PostgreSQL database, over real HTTP.
+
+Both serve Slack; one leads (runs the timers and sends). Declares made on either get distinct
+numbers and are announced and paged once; a leader killed just before an escalation step is
+replaced and the step fires once; a leader paused past its lease and woken sends nothing.
+The Slack sandbox lives in the test process and sees every call each process makes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.sandbox.runner import SIGNING_SECRET
+from bot.sandbox.slack_api import SlackSandbox
+from bot.sandbox.slack_user import SlackPlatform
+from tests.conftest import FAST_CONFIG
+from tests.test_restart import BotProcess
+
+LEASE_S = 2.0
+# P1: the primary at declare, the secondary 3 s later, the CEO 5 s after declare.
+CONFIG = FAST_CONFIG.replace("{after: 2s, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}").replace(
+    "{after: 4s, page: [vp_product]}\n      - {after: 6s, page: [ceo]}", "{after: 5s, page: [ceo]}"
+)
+assert "{after: 3s, page: [oncall_secondary]}" in CONFIG and "{after: 5s, page: [ceo]}" in CONFIG
+
+
+class Instance(BotProcess):
+    """One serve process of several: its own port and log, the shared database, a short lease."""
+
+    def __init__(self, tmp_path: Path, slack: SlackSandbox, name: str, db_url: str) -> None:
+        super().__init__(tmp_path, slack)
+        Path(self.env["INCIDENT_BOT_CONFIG"]).write_text(CONFIG, encoding="utf-8")
+        self.env.update(
+            {"INCIDENT_BOT_DB": db_url, "INCIDENT_BOT_LEASE_S": str(LEASE_S), "INCIDENT_BOT_INSTANCE": name}
+        )
+        self.name = name
+        self.log = tmp_path / f"{name}.log"
+
+    def start(self) -> None:
+        """Start it and wait until it is ready (a standby is ready without timers)."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "serve"], env=self.env, stdout=log, stderr=log
+            )
+        self.wait_until(lambda h: h.get("status") == "ok", timeout=20)
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+            return dict(json.loads(r.read()))
+
+    def wait_until(self, predicate: Any, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                last = self.health()
+                if predicate(last):
+                    return last
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: health never matched; last {last}\n{self.log.read_text()[-3000:]}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def world(tmp_path: Path, pg_url: str) -> Iterator[tuple[SlackSandbox, Instance, Instance]]:
+    with SlackSandbox() as slack:
+        a = Instance(tmp_path, slack, "instance-a", pg_url)
+        b = Instance(tmp_path, slack, "instance-b", pg_url)
+        try:
+            a.start()  # the first to start takes the lease
+            b.start()
+            assert a.health()["leader"] is True and a.health()["fencing_token"] == 1
+            assert b.health()["leader"] is False and b.health()["lease_holder"] == "instance-a"
+            yield slack, a, b
+        finally:
+            a.stop()
+            b.stop()
+
+
+def pages(slack: SlackSandbox, user: str, ref: str) -> list[Any]:
+    return [m for m in slack.dms_to(user) if "You are paged" in m.all_text and ref in m.all_text]
+
+
+def test_declares_on_both_instances_get_distinct_numbers_one_announcement_and_one_page_each(world) -> None:
+    slack, a, b = world
+    replies: dict[str, str] = {}
+
+    def declare(instance: Instance, title: str) -> None:
+        replies[instance.name] = (
+            SlackPlatform(instance.url, SIGNING_SECRET, slack).command(f"declare p2 {title}", user="U0ALICE").text
+        )
+
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=declare, args=(a, "Checkout down")),
+        threading.Thread(target=declare, args=(b, "Search slow")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    numbers = sorted(reply.split(" ", 1)[0] for reply in replies.values())
+    assert numbers == ["INC-1", "INC-2"], replies
+
+    for ref in ("INC-1", "INC-2"):
+        slack.wait_for(lambda ref=ref: pages(slack, "U0PRIMARY", ref), timeout=5)
+    # A declare on the standby reaches the leader by NOTIFY: paged within a second, not a poll.
+    assert time.monotonic() - started < 3.0
+    time.sleep(1.0)
+    for ref in ("INC-1", "INC-2"):
+        announcements = [m for m in slack.top_level("C0INCIDENT") if f"{ref} ·" in m.all_text]
+        assert len(announcements) == 1, f"{ref} announced {len(announcements)} times"
+        assert len(pages(slack, "U0PRIMARY", ref)) == 1, f"{ref}'s primary paged more than once"
+    assert not slack.refusals()
+    # Paging waits for the war room, as on one process: the standby's declare tells the leader
+    # when to page at the latest, not to page now.
+    assert "no announcement or war room to post in yet" not in a.log.read_text() + b.log.read_text()
+
+
+def test_the_leader_killed_before_an_escalation_step_is_replaced_and_the_step_fires_once(world) -> None:
+    slack, a, b = world
+    SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+    declared = time.monotonic()
+    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=5)
+    time.sleep(max(0.0, 2.5 - (time.monotonic() - declared)))  # the secondary is due at 3 s
+    a.kill()
+    killed = time.monotonic()
+
+    slack.wait_for(lambda: pages(slack, "U0SECOND", "INC-1"), timeout=LEASE_S + 5)
+    paged_after = time.monotonic() - killed
+    assert paged_after <= LEASE_S + 2.0, f"the secondary was paged {paged_after:.2f} s after the kill"
+    health = b.health()
+    assert health["leader"] is True and health["fencing_token"] == 2
+    time.sleep(1.0)
+    assert len(pages(slack, "U0PRIMARY", "INC-1")) == 1
+    assert len(pages(slack, "U0SECOND", "INC-1")) == 1, "the step fired once"
+    assert "instance-b took the lease" in b.log.read_text()
+
+
+def test_a_leader_paused_past_its_lease_sends_nothing_when_it_wakes(world) -> None:
+    slack, a, b = world
+    SlackPlatform(a.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+    declared = time.monotonic()
+    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=5)
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - declared)))
+    a.signal(signal.SIGSTOP)  # a's timers still plan the secondary (3 s) and the CEO (5 s)
+
+    b.wait_until(lambda h: h["leader"] is True, timeout=LEASE_S + 3)
+    slack.wait_for(lambda: pages(slack, "U0SECOND", "INC-1"), timeout=5)
+    # Wake the old leader as the CEO's step comes due: its overdue timer and the new leader's
+    # run at the same moment, and its token is no longer the lease's.
+    time.sleep(max(0.0, 5.0 - (time.monotonic() - declared)))
+    woke_at_log = len(a.log.read_text())
+    a.signal(signal.SIGCONT)
+
+    slack.wait_for(lambda: pages(slack, "U0CEO", "INC-1"), timeout=5)
+    a.wait_until(lambda h: h["leader"] is False, timeout=5)
+    time.sleep(1.5)
+    for user in ("U0PRIMARY", "U0SECOND", "U0CEO"):
+        assert len(pages(slack, user, "INC-1")) == 1, f"{user} paged more than once"
+    after_wake = a.log.read_text()[woke_at_log:]
+    assert "instance-a lost the lease" in after_wake
+    assert "INC-1: page" in b.log.read_text(), "the new leader logs its claims (so their absence below means something)"
+    assert "INC-1: page" not in after_wake, "the old leader claimed a step after it woke"
+    assert b.health()["fencing_token"] == 2
+
+
+def test_a_declare_on_the_standby_pages_once_its_war_room_exists(world) -> None:
+    slack, a, b = world
+    slack.hold_response("conversations.create", 1.5)  # a slow Slack while the standby sets up
+    SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+    page = slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=10)[0]
+    room = slack.channel_by_name("inc-1-checkout-down")
+    assert room is not None, "the leader paged before the standby had made the war room"
+    assert room.id in page.all_text, "the page links the war room"
