@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 import commands
-from bot import alert_incidents, logs, metrics, payloads, permissions, pins, production, statuspage
+from bot import alert_incidents, logs, metrics, payloads, permissions, pins, production, replay, statuspage
 from bot.announcements import Announcer
 from bot.cloud import CloudSources
 from bot.config import Config
@@ -260,6 +260,8 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
     )
     permissions.check_registry()  # a verb or button with no permission rule must not run open
     app.error(_refuse_malformed)
+    if settings.signing_secret is not None:  # Socket Mode requests carry no signature to replay
+        app.use(replay.middleware(replay.ReplayGuard()))
     app.command("/incident")(_command_listener(ctx))
     for action_id, handler in commands.actions().items():
         app.action(action_id)(_action_listener(ctx, handler))

@@ -364,3 +364,35 @@ def test_no_incident_was_left_half_written(hostile_bot: SandboxedBot) -> None:
     while time.monotonic() < deadline and hostile_bot.bot.work._work_queue.qsize():  # type: ignore[union-attr]
         time.sleep(0.05)
     _no_half_written_incident(hostile_bot)
+
+
+def test_a_replayed_request_is_refused_and_changes_nothing(hostile_bot: SandboxedBot) -> None:
+    """The same signed request sent twice within Bolt's 5 minutes: the copy gets 401."""
+    store = hostile_bot.bot.store  # type: ignore[union-attr]
+    form = {
+        "command": "/incident",
+        "text": "declare p3 Replayed once",
+        "user_id": "U0PRIMARY",
+        "channel_id": "C0INCIDENT",
+        "team_id": "T0SANDBOX",
+        "response_url": hostile_response_url(),
+        "trigger_id": "1.2.replay",
+    }
+    body, sent_at = urlencode(form), int(time.time())
+    before = store.count_incidents()
+    first = hostile_bot.platform.send(body, timestamp=sent_at)
+    again = hostile_bot.platform.send(body, timestamp=sent_at)
+    assert (first.status, again.status) == (200, 401)
+    assert store.count_incidents() == before + 1
+    # Slack signs each delivery anew: the same command sent again a second later is a new request.
+    assert hostile_bot.platform.send(body, timestamp=sent_at + 1).status == 200
+
+
+def test_the_replay_memory_forgets_after_the_window() -> None:
+    from bot.replay import ReplayGuard
+
+    now = [0.0]
+    guard = ReplayGuard(window_s=330, clock=lambda: now[0])
+    assert guard.first_time("1795940000", "v0=abc") and not guard.first_time("1795940000", "v0=abc")
+    now[0] = 331.0  # Bolt refuses it as stale by then anyway; the memory need not hold it
+    assert guard.first_time("1795940000", "v0=abc")
