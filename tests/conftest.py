@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from slack_sdk import WebClient
 
 from bot.sandbox.gcp_presets import GcpSandbox
-from bot.sandbox.runner import SandboxedBot
+from bot.sandbox.runner import BOT_TOKEN, SandboxedBot
+from bot.sandbox.slack_api import SlackSandbox
 
 # The session's throwaway PostgreSQL server (postgres_server, pg_url).
 pytest_plugins = ["tests.pg"]
@@ -67,6 +69,20 @@ def fast_bot() -> Iterator[SandboxedBot]:
     with SandboxedBot(config_text=FAST_CONFIG) as running:
         yield running
         assert not running.slack.refusals(), f"Slack refused: {running.slack.refusals()}"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SlackSandbox]:
+    """The Slack Web API emulator alone; it must have refused nothing the test did not expect."""
+    with SlackSandbox() as world:
+        yield world
+        assert not world.errors, world.errors[-1]
+
+
+@pytest.fixture
+def client(sandbox: SlackSandbox) -> WebClient:
+    """The real slack_sdk client, pointed at `sandbox`."""
+    return WebClient(token=BOT_TOKEN, base_url=sandbox.api_url)
 
 
 @pytest.fixture(scope="module")

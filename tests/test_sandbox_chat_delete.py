@@ -3,8 +3,6 @@ messages only; `message_not_found`, `cant_delete_message`, `channel_not_found`; 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -12,18 +10,6 @@ from slack_sdk.errors import SlackApiError
 from bot.sandbox.slack_api import DEFAULT_SCOPES, SlackSandbox
 
 TOKEN = "xoxb-sandbox"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SlackSandbox]:
-    with SlackSandbox() as world:
-        yield world
-        assert not world.errors, world.errors[-1]
-
-
-@pytest.fixture
-def client(sandbox: SlackSandbox) -> WebClient:
-    return WebClient(token=TOKEN, base_url=sandbox.api_url)
 
 
 def error_of(call) -> str:  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
@@ -13,13 +12,6 @@ from slack_sdk.errors import SlackApiError
 from bot.sandbox.slack_api import DEFAULT_SCOPES, SlackSandbox
 
 TOKEN = "xoxb-sandbox"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SlackSandbox]:
-    with SlackSandbox() as world:
-        yield world
-        assert not world.errors, world.errors[-1]
 
 
 def client(sandbox: SlackSandbox) -> WebClient:

@@ -29,18 +29,6 @@ TOKEN = "xoxb-sandbox"
 SECRET = "sandbox-signing-secret"
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SlackSandbox]:
-    with SlackSandbox() as world:
-        yield world
-        assert not world.errors, world.errors[-1]
-
-
-@pytest.fixture
-def client(sandbox: SlackSandbox) -> WebClient:
-    return WebClient(token=TOKEN, base_url=sandbox.api_url)
-
-
 def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 

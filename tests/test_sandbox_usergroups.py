@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -11,18 +9,6 @@ from slack_sdk.errors import SlackApiError
 from bot.sandbox.slack_api import DEFAULT_SCOPES, SlackSandbox
 
 TOKEN = "xoxb-sandbox"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SlackSandbox]:
-    with SlackSandbox() as world:
-        yield world
-        assert not world.errors, world.errors[-1]
-
-
-@pytest.fixture
-def client(sandbox: SlackSandbox) -> WebClient:
-    return WebClient(token=TOKEN, base_url=sandbox.api_url)
 
 
 def test_usergroups_list_leaves_out_users_counts_and_disabled_groups_unless_asked(sandbox, client):
