@@ -13,6 +13,7 @@ slow Slack API never holds up another user's ack.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -112,6 +113,9 @@ class IncidentBot:
             timers=self.timers,
             cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
         )
+        # Deliveries a command module sends itself (a diagnose reads Google first).
+        for kind, send in commands.delivery_handlers().items():
+            self.pager.handlers[kind] = functools.partial(send, self.ctx)
         self.metrics = metrics.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)

@@ -18,7 +18,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, reviews
+from bot import blocks, followups, reviews
 from bot.announcements import Announcer
 from bot.config import Config
 from bot.durations import humanize
@@ -70,6 +70,8 @@ class Pager:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.statuspage = statuspage
+        # Kinds whose sending lives elsewhere (a diagnose runs Google reads): kind -> send.
+        self.handlers: dict[str, Callable[[DeliveryRecord, Incident], None]] = {}
 
     def send(self, delivery: DeliveryRecord) -> None:
         if not self.store.start_delivery(delivery.id, self.clock()):
@@ -95,6 +97,20 @@ class Pager:
     def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
         if delivery.kind == "statuspage":
             self._statuspage(delivery, incident)
+            return
+        if delivery.kind in followups.KINDS:
+            followups.deliver(
+                delivery,
+                incident,
+                store=self.store,
+                slack=self.slack,
+                announcer=self.announcer,
+                close_pages=lambda current, stand_down: self.close_pages(current, stand_down=stand_down),
+                now=self.clock(),
+            )
+            return
+        if delivery.kind in self.handlers:
+            self.handlers[delivery.kind](delivery, incident)
             return
         if delivery.kind in reviews.DELIVERY_KINDS:
             reviews.deliver(
@@ -361,18 +377,12 @@ class Pager:
                 blocks.page_closed(self.config, incident),
             )
             acker = incident.acknowledged_by
-            if (
-                stand_down
-                and acker
-                and page.user != acker
-                # Both the ack and the page's own sender may close it: one stand-down each page.
-                and self.store.record_firing(incident.number, Firing(f"stand_down:{page.id}", ()), self.clock())
-            ):
-                self.slack.post(
-                    page.channel,
-                    f"✅ {incident.ref} was acknowledged by <@{acker}>. You can stand down.",
-                    thread_ts=page.ts,
-                )
+            if stand_down and acker and page.user != acker:
+                # Both the ack and the page's own sender may close it: one stand-down each page,
+                # a delivery of its own so a crash after the edit does not lose it.
+                text = f"✅ {incident.ref} was acknowledged by <@{acker}>. You can stand down."
+                stand_down_post = followups.post_to(f"stand_down:{page.id}", page.channel, page.ts, text)
+                self.store.record_firing(incident.number, stand_down_post, self.clock())
         except SlackApiError as exc:
             log.warning("could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc))
         except Exception:  # noqa: BLE001 - one page that cannot be closed must not stop the others

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -1281,6 +1281,21 @@ class Store:
             "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
         )[0]
         return int(row["n"]), _from_db_datetime(row["oldest"])
+
+    # -- follow-ups: what a change owes Slack ----------------------------------------------
+
+    def firing_writer(
+        self, firings: Callable[[Incident], Iterable[Firing]], now: datetime
+    ) -> Callable[[sqlite_utils.Database, Incident], None]:
+        """An `also` for `change`: the firings the saved incident owes (its announcement edit,
+        its lines in Slack), recorded in the change's own transaction, so a crash right after
+        the change cannot lose them."""
+
+        def also(db: sqlite_utils.Database, new: Incident) -> None:
+            for firing in firings(new):
+                self._record_firing(db, new.number, firing, now)
+
+        return also
 
     # -- internals -------------------------------------------------------------------------
 

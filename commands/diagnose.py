@@ -7,16 +7,22 @@ fits. The summary goes to the war room, each source's detail into its thread.
 
 from __future__ import annotations
 
+import uuid
+
 from bot import diagnose_blocks, ids
 from bot.cloud import ServiceRef
 from bot.context import ButtonClick, CommandRequest, Context, Reply
-from bot.diagnostics import diagnose, triage
+from bot.diagnostics import Report, Triage, diagnose, triage
+from bot.escalation import Delivery, Firing
 from bot.incidents import Incident, start_fix
 from bot.mrkdwn import escape
+from bot.people import PeopleError
+from bot.store import DeliveryRecord
 
 USAGE = "/incident diagnose [INC-n]"
 SUMMARY = "check Cloud Run, recent errors and health; name the runbook scenario"
 NEEDS_INCIDENT = True
+DELIVERY_KIND = "diagnose"
 
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
@@ -32,27 +38,40 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 
 def _start(ctx: Context, incident: Incident | None, user: str) -> Reply:
     service = ctx.config.service
-    target = f"{service.name} ({service.region})"
-    return Reply(
-        f"Diagnosing {target}: Cloud Run, Cloud Logging and the health endpoint, in parallel…",
-        after=lambda: run(ctx, incident, user),
+    ack = (
+        f"Diagnosing {service.name} ({service.region}): Cloud Run, Cloud Logging and the health endpoint, in parallel…"
     )
+    if incident is None:
+        return Reply(ack, after=lambda: run(ctx, None, user))
+    # The summary is owed to the incident's channel: a delivery, so a crash mid-diagnose runs it
+    # again at start-up, and a summary that did land (its key is in Slack) is not posted twice.
+    firing = Firing(f"diagnose:{uuid.uuid4().hex[:12]}", (Delivery(DELIVERY_KIND, user),))
+    ctx.store.record_firing(incident.number, firing, ctx.now())
+    ctx.timers.wake_deliveries()
+    return Reply(ack)
 
 
 def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
-    service = ctx.config.service
-    ref = ServiceRef(service.project, service.region, service.name, service.health_url)
-    report = diagnose(ctx.cloud, ref, ctx.now())
-    verdict = triage(report, incident.severity if incident else "")
+    """A diagnose for nobody's incident: the summary comes back to the asker only."""
+    report, verdict = _diagnose(ctx, incident)
     summary = diagnose_blocks.summary_blocks(report, verdict, incident.number if incident else None)
-    text = diagnose_blocks.summary_text(report, verdict)
-    if incident is None:
-        return Reply(text, blocks=summary)
+    return Reply(diagnose_blocks.summary_text(report, verdict), blocks=summary)
+
+
+def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
+    """Send a `diagnose` delivery: read the sources, post the summary (keyed, so it is posted
+    once), its details in its thread, and the timeline line."""
     target = ctx.announcer.war_room_target(incident)
     if target is None:
-        return Reply(text, blocks=summary)
+        raise PeopleError("the incident has no war room or announcement to post the diagnosis in yet")
+    user = delivery.target
+    report, verdict = _diagnose(ctx, incident)
+    summary = diagnose_blocks.summary_blocks(report, verdict, incident.number)
+    text = diagnose_blocks.summary_text(report, verdict)
     channel, thread_ts = target
-    channel, ts = ctx.slack.post(channel, text, summary, thread_ts=thread_ts)
+    ctx.store.set_delivery_channel(delivery.id, channel, None, thread_ts)
+    channel, ts = ctx.slack.post(channel, text, summary, thread_ts=thread_ts, key=f"delivery:{delivery.id}")
+    ctx.store.finish_delivery(delivery.id, ctx.now(), user=None, channel=channel, ts=ts)
     for detail in diagnose_blocks.detail_texts(report):
         ctx.slack.post(channel, detail[:3000], thread_ts=thread_ts or ts)
     likely = verdict.likely
@@ -68,8 +87,15 @@ def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
         now = ctx.now()
         ctx.store.change(current, lambda latest: start_fix(latest, by=user, now=now, how="diagnose"), now)
     ctx.timers.replan(incident.number)
-    return None
+
+
+def _diagnose(ctx: Context, incident: Incident | None) -> tuple[Report, Triage]:
+    service = ctx.config.service
+    ref = ServiceRef(service.project, service.region, service.name, service.health_url)
+    report = diagnose(ctx.cloud, ref, ctx.now())
+    return report, triage(report, incident.severity if incident else "")
 
 
 # The summary's Roll back button (`rollback_propose`) is handled by commands/rollback.py.
 ACTIONS = {ids.DIAGNOSE: on_click}
+DELIVERIES = {DELIVERY_KIND: deliver}
