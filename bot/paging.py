@@ -305,6 +305,9 @@ class Pager:
 
     def recover(self, delivery: DeliveryRecord) -> None:
         """One delivery left `sending` (a crash, or a store write that failed after the post)."""
+        if delivery.kind == "postmortem_draft":
+            self._recover_upload(delivery)
+            return
         ts = None
         if delivery.channel:
             try:
@@ -316,6 +319,18 @@ class Pager:
             self.store.finish_delivery(delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts)
             self._after_sent(delivery)
         else:
+            self.store.resume_delivery(delivery.id)
+
+    def _recover_upload(self, delivery: DeliveryRecord) -> None:
+        incident = self.store.get(delivery.incident)
+        try:
+            found = incident is not None and reviews.recover_upload(
+                delivery, incident, store=self.store, slack=self.slack, now=self.clock()
+            )
+        except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
+            log.warning("could not check draft upload %s (%s); uploading it again", delivery.id, exc)
+            found = False
+        if not found:
             self.store.resume_delivery(delivery.id)
 
     def _fan_out(self, delivery: DeliveryRecord, users: list[str]) -> None:

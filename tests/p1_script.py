@@ -253,7 +253,6 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
     """What Slack received against what was due. `kills` are the wall-clock times of SIGKILLs."""
     result = Audit(
         unchecked=[
-            "file uploads (the post-mortem draft: files carry no metadata)",
             "rollback proposals and diagnose detail lines (posted without a key)",
         ]
     )
@@ -364,6 +363,7 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
         what = f"post-mortem draft uploaded x{len(uploads)}"
         if len(uploads) == 2 and _killed_between(uploads[0], uploads[1], kills):
             result.unknown_repeats.append(what)
+            result.keyed_repeats.append(what)  # the sharing message lists the file: start-up looks
         else:
             result.duplicates.append(
                 f"{what} at {[round(u.at, 2) for u in uploads]}, kills at {[round(k, 2) for k in kills]}"
