@@ -81,6 +81,10 @@ class Pager:
             self.store.cancel_delivery(delivery.id, "incident gone")
             return
         try:
+            # A failed attempt that got as far as Slack (a timeout, a dropped answer) may have
+            # landed all the same: ask Slack before sending it again.
+            if delivery.attempts and delivery.channel and self._landed(delivery):
+                return
             self._deliver(delivery, incident)
         except StatuspageError as exc:
             if exc.retryable:
@@ -305,33 +309,31 @@ class Pager:
 
     def recover(self, delivery: DeliveryRecord) -> None:
         """One delivery left `sending` (a crash, or a store write that failed after the post)."""
-        if delivery.kind == "postmortem_draft":
-            self._recover_upload(delivery)
-            return
-        ts = None
-        if delivery.channel:
-            try:
-                oldest = delivery.next_attempt_at.timestamp() - 1
-                ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest, delivery.thread_ts)
-            except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
-                log.warning("could not check delivery %s (%s); sending it again", delivery.id, exc)
-        if ts is not None:
-            self.store.finish_delivery(delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts)
-            self._after_sent(delivery)
-        else:
+        if not self._landed(delivery):
             self.store.resume_delivery(delivery.id)
 
-    def _recover_upload(self, delivery: DeliveryRecord) -> None:
-        incident = self.store.get(delivery.incident)
+    def _landed(self, delivery: DeliveryRecord) -> bool:
+        """Whether Slack has the delivery already (then it is recorded as sent)."""
+        if not delivery.channel:
+            return False  # it never got as far as Slack
+        # Since the attempt in doubt: after the last retry was planned, or, for a delivery being
+        # retried, since before that retry's backoff began.
+        oldest = delivery.next_attempt_at - (self.retry_max if delivery.attempts else timedelta(0))
         try:
-            found = incident is not None and reviews.recover_upload(
-                delivery, incident, store=self.store, slack=self.slack, now=self.clock()
-            )
+            if delivery.kind == "postmortem_draft":
+                incident = self.store.get(delivery.incident)
+                return incident is not None and reviews.recover_upload(
+                    delivery, incident, oldest.timestamp() - 1, store=self.store, slack=self.slack, now=self.clock()
+                )
+            ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest.timestamp() - 1, delivery.thread_ts)
         except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
-            log.warning("could not check draft upload %s (%s); uploading it again", delivery.id, exc)
-            found = False
-        if not found:
-            self.store.resume_delivery(delivery.id)
+            log.warning("could not check delivery %s (%s); sending it again", delivery.id, exc)
+            return False
+        if ts is None:
+            return False
+        self.store.finish_delivery(delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts)
+        self._after_sent(replace(delivery, ts=ts))
+        return True
 
     def _fan_out(self, delivery: DeliveryRecord, users: list[str]) -> None:
         """A role held by several people: one delivery each, so a retry never re-sends to the others."""

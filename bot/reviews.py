@@ -121,12 +121,11 @@ def _uploaded(
 
 
 def recover_upload(
-    delivery: DeliveryRecord, incident: Incident, *, store: Store, slack: SlackGateway, now: datetime
+    delivery: DeliveryRecord, incident: Incident, oldest: float, *, store: Store, slack: SlackGateway, now: datetime
 ) -> bool:
-    """A draft upload a crash caught mid-send: True (and recorded) if the file is in Slack."""
+    """A draft upload a crash (or a timeout) left in doubt: True (and recorded) if the file is in Slack."""
     if not delivery.channel:
         return False  # it never got as far as uploading
-    oldest = delivery.next_attempt_at.timestamp() - 1
     file_id = slack.find_file(delivery.channel, draft_filename(incident), oldest, delivery.thread_ts)
     if file_id is None:
         return False

@@ -1297,6 +1297,16 @@ class Store:
 
         return also
 
+    def urgent_due_deliveries(self, now: datetime, kinds: Collection[str]) -> list[DeliveryRecord]:
+        """Due deliveries of `kinds` (pages): listed first, so no backlog of others hides them."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._rows(
+            f"SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND kind IN ({marks})"
+            " ORDER BY id LIMIT 100",
+            [_to_db(now), *kinds],
+        )
+        return [_delivery(r) for r in rows]
+
     # -- internals -------------------------------------------------------------------------
 
     def _get_in(self, db: sqlite_utils.Database, number: int) -> Incident:
