@@ -292,7 +292,7 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
         if delivery.status != "sent":
             result.missing.append(f"{what}: still {delivery.status} ({delivery.last_error})")
             continue
-        if delivery.kind in {"postmortem_draft", "statuspage", "refresh", "close_pages"}:
+        if delivery.kind in {"postmortem_draft", "statuspage", "refresh", "close_pages", "proposal_edit"}:
             continue  # not a chat.postMessage: their effect on Slack is checked below
         if keyed[f"delivery:{delivery.id}"] != 1:
             result.missing.append(f"{what}: {keyed[f'delivery:{delivery.id}']} messages carry its key")
@@ -327,7 +327,9 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
         result.expect(f"the page to {user}", len(pages))
         result.expect(f"the page to {user} closed", sum(1 for m in pages if not m.has_button("incident_ack")))
     for user in ("U0VP", "U0LEAD"):
-        result.expect(f"the FYI to {user}", sum(1 for m in slack.dms_to(user) if m.all_text.startswith("FYI")))
+        dm = slack.open_dm(user).id
+        fyis = [c for c in posts if _identity(c)[0] == dm and _identity(c)[2].startswith("FYI")]
+        result.expect(f"the FYI to {user}", len(fyis))
     result.expect("a reminder", in_channel(room.id, "has had no update"))
     ack_line = "acknowledged INC-1. Escalation stopped."
     result.expect("the ack in the war room", in_channel(room.id, ack_line, ""))

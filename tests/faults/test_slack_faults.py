@@ -36,12 +36,24 @@ def test_a_p1_completes_while_slack_fails_a_third_of_its_calls() -> None:
     print(f"\nFAULT_SEED={seed}")
     started = time.monotonic()
     config = p1_config("unused", "http://127.0.0.1:9/health")
-    with SandboxedBot(config_text=config, preset="bad_deploy", slack_timeout_s=CLIENT_TIMEOUT_S) as running:
+    # A set-up cut short by a fault is finished by the bot's retry round, every 2 s here.
+    with SandboxedBot(
+        config_text=config, preset="bad_deploy", slack_timeout_s=CLIENT_TIMEOUT_S, setup_retry_s=2
+    ) as running:
         slack = running.slack
         slack.chaos(FAULT_RATE, seed, stall_s=STALL_S)
         script = ScriptedP1(slack, lambda: running.platform, timeout=45)
-        script.run()
-        slack.wait_for(lambda: settled(running.db_path), timeout=30, what="every delivery sent")
+        try:
+            script.run()
+        except AssertionError:
+            store = Store(running.db_path)
+            print("\n".join(f"{e.at:%H:%M:%S.%f} {e.kind} {e.text[:100]}" for e in store.timeline(1)))
+            print(store.proposals())
+            print([(d.id, d.kind, d.status, d.last_error) for d in store.deliveries(1)])
+            store.close()
+            raise
+        # Retries back off (5 s, 10 s, 20 s): a delivery unlucky three times is sent ~35 s later.
+        slack.wait_for(lambda: settled(running.db_path), timeout=60, what="every delivery sent")
         slack.clear_faults()
         result = audit(slack, running.db_path, [], len(running.gcp.cloud_run.patches()))
         store = Store(running.db_path)
@@ -122,7 +134,9 @@ def test_a_page_is_not_queued_behind_a_backlog_of_reminders() -> None:
 
 def _pending_reminders(db_path: str) -> int:
     with sqlite3.connect(db_path) as db:
-        (count,) = db.execute("SELECT count(*) FROM deliveries WHERE kind = 'reminder' AND status = 'pending'").fetchone()
+        (count,) = db.execute(
+            "SELECT count(*) FROM deliveries WHERE kind = 'reminder' AND status = 'pending'"
+        ).fetchone()
     return int(count)
 
 
