@@ -253,7 +253,7 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
     """What Slack received against what was due. `kills` are the wall-clock times of SIGKILLs."""
     result = Audit(
         unchecked=[
-            "rollback proposals and diagnose detail lines (posted without a key)",
+            "diagnose detail lines and the outcome-unknown notice (posted without a key)",
         ]
     )
     posts = _posts(slack)
