@@ -159,11 +159,11 @@ def _post_proposal(
             raise
         posted_channel, ts = channel, found
     ctx.store.set_proposal_message(proposal.id, posted_channel, ts)
-    current = ctx.store.get_proposal(proposal.id)
-    if current is not None and current.status not in ("pending", "executing"):
+    latest = ctx.store.get_proposal(proposal.id)
+    if latest is not None and latest.status not in ("pending", "executing"):
         # Someone pressed a button while Slack was slow to answer the post, and it is already
         # over: its edits found no message to edit, so the outcome is shown now.
-        _edit(ctx, current, current.outcome or f"*{current.status.capitalize()}*.")
+        _edit(ctx, latest, latest.outcome or f"*{latest.status.capitalize()}*.")
     if posted_channel != fallback_channel:
         return Reply(f"The proposal is in <#{posted_channel}>.")
     return None
