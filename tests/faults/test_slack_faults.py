@@ -151,3 +151,37 @@ def test_the_first_command_after_start_up_asks_slack_nothing_before_its_ack() ->
         running.slack.fail("auth.test", 500, times=100)
         result = running.command("help")
         assert result.status == 200 and "declare" in result.text, result.text
+
+
+def test_the_chaos_mode_answers_as_slack_does_on_a_bad_day() -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from bot.sandbox.runner import BOT_TOKEN
+    from bot.sandbox.slack_api import SlackSandbox
+
+    with SlackSandbox() as slack:
+        slack.chaos(1.0, seed=7, stall_s=0.3)
+        answers = []
+        for n in range(20):
+            request = urllib.request.Request(
+                slack.api_url + "chat.postMessage",
+                data=json.dumps({"channel": "C0INCIDENT", "text": f"try {n}"}).encode(),
+                headers={"Authorization": f"Bearer {BOT_TOKEN}", "Content-Type": "application/json"},
+            )
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    answers.append((response.status, None, time.monotonic() - started, f"try {n}"))
+            except urllib.error.HTTPError as exc:
+                answers.append((exc.code, exc.headers.get("Retry-After"), time.monotonic() - started, f"try {n}"))
+        posted = {m.text for m in slack.messages_in("C0INCIDENT")}
+    limited = [a for a in answers if a[0] == 429]
+    failed = [a for a in answers if a[0] == 500]
+    stalled = [a for a in answers if a[0] == 200]
+    assert limited and all(a[1] == "1" for a in limited), "429s carry Retry-After"
+    assert failed and stalled
+    assert all(a[2] >= 0.3 for a in stalled), "a stalled call is answered only after the stall"
+    # A refused call changed nothing; a stalled one was carried out all the same.
+    assert posted == {a[3] for a in stalled}
