@@ -35,7 +35,7 @@ def test_ten_kills_during_a_p1_lose_nothing_and_send_nothing_twice(tmp_path: Pat
         bot = BotProcess(tmp_path, slack)
         Path(bot.env["INCIDENT_BOT_CONFIG"]).write_text(p1_config(gcp.project, gcp.health_url), encoding="utf-8")
         bot.env.update(gcp.env())
-        script = ScriptedP1(slack, lambda: SlackPlatform(bot.url, SIGNING_SECRET, slack))
+        script = ScriptedP1(slack, lambda: SlackPlatform(bot.url, SIGNING_SECRET, slack), reask_lost_proposal=True)
         steps = script.steps()
         # Ten of the steps, each followed by a kill a random moment after its request was acked
         # (mid-set-up, mid-send, mid-rollback, mid-upload: whatever that work is doing then), or,
@@ -66,7 +66,7 @@ def test_ten_kills_during_a_p1_lose_nothing_and_send_nothing_twice(tmp_path: Pat
     elapsed = time.monotonic() - started
     print("\n".join(script.log))
     print(result.report())
-    print(f"kills: {len(kills)}; run time {elapsed:.1f} s")
+    print(f"kills: {len(kills)}; proposals asked for again after a kill: {script.reasked}; run time {elapsed:.1f} s")
     assert len(kills) == KILLS
     assert not result.missing, f"seed {seed}: {result.missing}\n{slack.dump(40)}"
     assert not result.duplicates, f"seed {seed}: {result.duplicates}"
