@@ -7,6 +7,7 @@ fits. The summary goes to the war room, each source's detail into its thread.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from bot import diagnose_blocks, ids
@@ -23,6 +24,8 @@ USAGE = "/incident diagnose [INC-n]"
 SUMMARY = "check Cloud Run, recent errors and health; name the runbook scenario"
 NEEDS_INCIDENT = True
 DELIVERY_KIND = "diagnose"
+
+log = logging.getLogger(__name__)
 
 
 def handle(ctx: Context, req: CommandRequest) -> Reply:
@@ -72,8 +75,6 @@ def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
     ctx.store.set_delivery_channel(delivery.id, channel, None, thread_ts)
     channel, ts = ctx.slack.post(channel, text, summary, thread_ts=thread_ts, key=f"delivery:{delivery.id}")
     ctx.store.finish_delivery(delivery.id, ctx.now(), user=None, channel=channel, ts=ts)
-    for detail in diagnose_blocks.detail_texts(report):
-        ctx.slack.post(channel, detail[:3000], thread_ts=thread_ts or ts)
     likely = verdict.likely
     line = f"<@{user}> ran diagnose: " + (
         f"likely scenario {likely.scenario}, {escape(likely.title)}" if likely else "no runbook scenario matched"
@@ -87,6 +88,13 @@ def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
         now = ctx.now()
         ctx.store.change(current, lambda latest: start_fix(latest, by=user, now=now, how="diagnose"), now)
     ctx.timers.replan(incident.number)
+    # The summary is delivered and recorded: a detail line Slack refuses is logged, not retried
+    # (retrying the delivery would find the summary and stop there).
+    for detail in diagnose_blocks.detail_texts(report):
+        try:
+            ctx.slack.post(channel, detail[:3000], thread_ts=thread_ts or ts)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not post a diagnose detail for %s: %s", incident.ref, exc)
 
 
 def _diagnose(ctx: Context, incident: Incident | None) -> tuple[Report, Triage]:
