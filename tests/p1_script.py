@@ -338,9 +338,14 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
         pages = [m for m in slack.messages_in(dm) if m.ts in sent]
         result.expect(f"the page to {user}", len(pages))
         result.expect(f"the page to {user} closed", sum(1 for m in pages if not m.has_button("incident_ack")))
-    for user in ("U0VP", "U0LEAD"):
+    # An FYI still failing when the incident is resolved is moot and cancelled (bot/paging.py).
+    moot_fyis = {d.target for d in deliveries if d.kind == "fyi" and d.status == "cancelled"}
+    for user, role in (("U0VP", "vp_product"), ("U0LEAD", "tech_lead")):
         dm = slack.open_dm(user).id
         fyis = [c for c in posts if _identity(c)[0] == dm and _identity(c)[2].startswith("FYI")]
+        if role in moot_fyis and not fyis:
+            result.notes.append(f"the FYI to {user} was still failing at the resolve: cancelled as moot")
+            continue
         result.expect(f"the FYI to {user}", len(fyis))
     result.expect("a reminder", in_channel(room.id, "has had no update"))
     ack_line = "acknowledged INC-1. Escalation stopped."

@@ -63,13 +63,18 @@ def test_a_p1_completes_while_slack_fails_a_third_of_its_calls() -> None:
             store.close()
         injected = Counter((c.status, c.method) for c in slack.calls if c.injected)
         calls = len(slack.calls)
+        proposal_calls = "\n".join(
+            f"{c.at:.2f} {c.method} {c.status} {c.params.get('ts')} {str(c.params.get('text'))[:70]!r}"
+            for c in slack.calls
+            if c.method == "chat.update" and "roll back" in str(c.params.get("text"))
+        )
     elapsed = time.monotonic() - started
     print("\n".join(script.log))
     print(result.report())
     print(f"Slack calls: {calls}; answered with a fault: {sum(injected.values())} {dict(injected)}")
     print(f"timeline: {dict(changes)}; run time {elapsed:.1f} s")
     assert sum(injected.values()) > 0.1 * calls, "the faults must actually have happened"
-    assert not result.missing, f"seed {seed}: {result.missing}"
+    assert not result.missing, f"seed {seed}: {result.missing}\n{slack.dump(0)}\n{proposal_calls}"
     assert not result.duplicates, f"seed {seed}: {result.duplicates}"
     assert not result.unknown_repeats, f"seed {seed}: {result.unknown_repeats}"
     # Every state change happened once, however often Slack failed around it.
