@@ -189,8 +189,13 @@ class Announcer:
         if earlier is not None:
             try:
                 ts = self.slack.find_posted(earlier.channel, key, earlier.at.timestamp() - 1, earlier.thread_ts)
-            except Exception as exc:  # noqa: BLE001 - when in doubt, post: a lost message is worse
-                log.warning("could not check whether %s was posted: %s", key, exc)
+            except SlackApiError as exc:
+                # Slack refused to show the history: when in doubt, post, a lost message is worse.
+                # A rate limit or an outage says nothing yet: the caller's retry asks again.
+                status = getattr(exc.response, "status_code", 200)
+                if status == 429 or status >= 500:
+                    raise
+                log.warning("could not check whether %s was posted: %s", key, error_code(exc))
                 ts = None
             if ts is not None:
                 return earlier.channel, ts

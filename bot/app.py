@@ -13,6 +13,7 @@ slow Slack API never holds up another user's ack.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -23,8 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.middleware.authorization import SingleTeamAuthorization
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 import commands
 from bot import alert_incidents, logs, metrics, payloads, permissions, pins, production, replay, statuspage
@@ -75,6 +78,7 @@ class IncidentBot:
         clock: Callable[[], datetime] = utcnow,
         setup_retry_s: float = 60.0,
         slack_retry_s: float = 1.0,
+        slack_timeout_s: int = 10,
     ) -> None:
         self.settings = settings
         self.setup_retry_s = setup_retry_s
@@ -86,7 +90,7 @@ class IncidentBot:
         self._socket_mode: Any = None
         self.config = config
         self.store = Store(settings.db_path)
-        self.client = make_client(settings.bot_token, settings.slack_api_url)
+        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s)
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
@@ -116,6 +120,9 @@ class IncidentBot:
             timers=self.timers,
             cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
         )
+        # Deliveries a command module sends itself (a diagnose reads Google first).
+        for kind, send in commands.delivery_handlers().items():
+            self.pager.handlers[kind] = functools.partial(send, self.ctx)
         self.metrics = metrics.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
@@ -171,7 +178,9 @@ class IncidentBot:
         keeps the health endpoint's reason current.
         """
         probe = WebClient(token=self.settings.bot_token, base_url=self.client.base_url, timeout=10, retry_handlers=[])
-        return self._retry(probe.auth_test, "Slack has not answered auth.test")
+        return self._retry(
+            lambda: _seed_authorization(self.bolt, probe.auth_test()), "Slack has not answered auth.test"
+        )
 
     def connect_socket_mode(self, app_token: str) -> bool:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -241,6 +250,18 @@ class IncidentBot:
         self.leadership.stop()  # a leader stops its timers and lets its lease go
         self.timers.stop()
         self.store.close()
+
+
+def _seed_authorization(app: App, auth_test: SlackResponse) -> None:
+    """Hand Bolt the auth.test answer start-up already has.
+
+    Otherwise Bolt asks Slack again on the first request, inside the 3 s Slack allows for the
+    ack, and a slow or failing answer turns that person's command into an error. Bolt takes the
+    answer only in its constructor (which runs before Slack is reachable), hence the attribute.
+    """
+    for middleware in app._middleware_list:
+        if isinstance(middleware, SingleTeamAuthorization) and not middleware.auth_test_result:
+            middleware.auth_test_result = auth_test
 
 
 def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:

@@ -18,7 +18,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, metrics, reviews
+from bot import blocks, followups, metrics, reviews
 from bot.announcements import Announcer
 from bot.config import Config
 from bot.durations import humanize
@@ -42,6 +42,12 @@ class Outgoing:
     text: str
     blocks: list[dict[str, Any]] | None
     thread_ts: str | None = None
+
+
+def _transient(exc: SlackApiError) -> bool:
+    """A rate limit or a server error, that slack_sdk's own retries did not get past."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or status >= 500
 
 
 def _key(delivery: DeliveryRecord) -> str:
@@ -70,6 +76,8 @@ class Pager:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.statuspage = statuspage
+        # Kinds whose sending lives elsewhere (a diagnose runs Google reads): kind -> send.
+        self.handlers: dict[str, Callable[[DeliveryRecord, Incident], None]] = {}
 
     def send(self, delivery: DeliveryRecord) -> None:
         if not self.store.start_delivery(delivery.id, self.clock()):
@@ -79,6 +87,10 @@ class Pager:
             self.store.cancel_delivery(delivery.id, "incident gone")
             return
         try:
+            # A failed attempt that got as far as Slack (a timeout, a dropped answer) may have
+            # landed all the same: ask Slack before sending it again.
+            if delivery.attempts and delivery.channel and self._landed(delivery):
+                return
             self._deliver(delivery, incident)
         except StatuspageError as exc:
             if exc.retryable:
@@ -99,6 +111,20 @@ class Pager:
     def _deliver(self, delivery: DeliveryRecord, incident: Incident) -> None:
         if delivery.kind == "statuspage":
             self._statuspage(delivery, incident)
+            return
+        if delivery.kind in followups.KINDS:
+            followups.deliver(
+                delivery,
+                incident,
+                store=self.store,
+                slack=self.slack,
+                announcer=self.announcer,
+                close_pages=lambda current, stand_down: self.close_pages(current, stand_down=stand_down),
+                now=self.clock(),
+            )
+            return
+        if delivery.kind in self.handlers:
+            self.handlers[delivery.kind](delivery, incident)
             return
         if delivery.kind in reviews.DELIVERY_KINDS:
             reviews.deliver(
@@ -135,7 +161,9 @@ class Pager:
             # As in `_compose`: an ack closes the escalation path's pages, not one asked for by hand.
             escalation = delivery.firing_key.startswith("page:")
             if delivery.kind == "page" and ((escalation and incident.acknowledged_at) or not incident.is_open):
-                self._close_page(delivery, incident, stand_down=incident.is_open)
+                # A delivery of its own, so a failed edit is retried rather than lost.
+                close = Delivery("close_pages", "incident", "stand_down" if incident.is_open else "")
+                self.store.record_firing(incident.number, Firing(f"close_late:{delivery.id}", (close,)), self.clock())
             elif delivery.kind == "reminder":
                 self._retire_reminders(incident, latest=delivery.id)
         except Exception:  # noqa: BLE001 - tidying up must never make a sent message look unsent
@@ -293,18 +321,47 @@ class Pager:
 
     def recover(self, delivery: DeliveryRecord) -> None:
         """One delivery left `sending` (a crash, or a store write that failed after the post)."""
-        ts = None
-        if delivery.channel:
-            try:
-                oldest = delivery.next_attempt_at.timestamp() - 1
-                ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest, delivery.thread_ts)
-            except Exception as exc:  # noqa: BLE001 - Slack unreachable must not stop start-up
-                log.warning("could not check delivery %s (%s); sending it again", delivery.id, exc)
-        if ts is not None:
-            self.store.finish_delivery(delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts)
-            self._after_sent(delivery)
-        else:
+        try:
+            landed = self._landed(delivery)
+        except Exception as exc:  # noqa: BLE001 - Slack is struggling: look again after a backoff
+            log.warning("could not check whether delivery %s landed (%s); later", delivery.id, exc)
+            self.store.retry_delivery(
+                delivery.id, f"could not check whether it landed: {exc}", self.clock() + self.retry_base
+            )
+            return
+        if not landed:
             self.store.resume_delivery(delivery.id)
+
+    def _landed(self, delivery: DeliveryRecord) -> bool:
+        """Whether Slack has the delivery already (then it is recorded as sent).
+
+        Raises when Slack could not say (a timeout, a 5xx, a rate limit): sending again then
+        could post twice, so the caller tries again later. A refusal (`channel_not_found`,
+        `missing_scope`) means the history cannot be read: then it is sent again, since a lost
+        message is worse than a repeated one.
+        """
+        if not delivery.channel:
+            return False  # it never got as far as Slack
+        # Since the attempt in doubt: after the last retry was planned, or, for a delivery being
+        # retried, since before that retry's backoff began.
+        oldest = delivery.next_attempt_at - (self.retry_max if delivery.attempts else timedelta(0))
+        try:
+            if delivery.kind == "postmortem_draft":
+                incident = self.store.get(delivery.incident)
+                return incident is not None and reviews.recover_upload(
+                    delivery, incident, oldest.timestamp() - 1, store=self.store, slack=self.slack, now=self.clock()
+                )
+            ts = self.slack.find_posted(delivery.channel, _key(delivery), oldest.timestamp() - 1, delivery.thread_ts)
+        except SlackApiError as exc:
+            if _transient(exc):
+                raise
+            log.warning("could not check delivery %s (%s); sending it again", delivery.id, error_code(exc))
+            return False
+        if ts is None:
+            return False
+        self.store.finish_delivery(delivery.id, self.clock(), user=delivery.user, channel=delivery.channel, ts=ts)
+        self._after_sent(replace(delivery, ts=ts))
+        return True
 
     def _fan_out(self, delivery: DeliveryRecord, users: list[str]) -> None:
         """A role held by several people: one delivery each, so a retry never re-sends to the others."""
@@ -349,35 +406,33 @@ class Pager:
     def close_pages(self, incident: Incident, *, stand_down: bool = True) -> None:
         """Every page sent loses its button; on ack, the other paged people are told to stand down.
 
-        A page still being sent is closed by its sender once it lands (see `_after_sent`).
+        A page still being sent is closed by its sender once it lands (see `_after_sent`). Raises
+        when a page could not be closed, after trying the others: the caller's delivery is then
+        retried (closing again is harmless, and each stand-down is sent once).
         """
+        failed = []
         for page in self.store.deliveries(incident.number, kind="page", status="sent"):
             if page.channel and page.ts:
-                self._close_page(page, incident, stand_down=stand_down)
+                try:
+                    self._close_page(page, incident, stand_down=stand_down)
+                except Exception as exc:  # noqa: BLE001 - one page that cannot be closed must not stop the others
+                    log.warning("could not close the page %s of %s: %s", page.id, incident.ref, exc)
+                    failed.append(page.id)
+        if failed:
+            raise PeopleError(f"could not close pages {failed} of {incident.ref}")
 
     def _close_page(self, page: DeliveryRecord, incident: Incident, *, stand_down: bool) -> None:
         assert page.channel and page.ts
-        try:
-            self.slack.update(
-                page.channel,
-                page.ts,
-                f"{incident.ref} acknowledged",
-                blocks.page_closed(self.config, incident),
-            )
-            acker = incident.acknowledged_by
-            if (
-                stand_down
-                and acker
-                and page.user != acker
-                # Both the ack and the page's own sender may close it: one stand-down each page.
-                and self.store.record_firing(incident.number, Firing(f"stand_down:{page.id}", ()), self.clock())
-            ):
-                self.slack.post(
-                    page.channel,
-                    f"✅ {incident.ref} was acknowledged by <@{acker}>. You can stand down.",
-                    thread_ts=page.ts,
-                )
-        except SlackApiError as exc:
-            log.warning("could not close the page %s of %s: %s", page.id, incident.ref, error_code(exc))
-        except Exception:  # noqa: BLE001 - one page that cannot be closed must not stop the others
-            log.warning("could not close the page %s of %s", page.id, incident.ref, exc_info=True)
+        self.slack.update(
+            page.channel,
+            page.ts,
+            f"{incident.ref} acknowledged",
+            blocks.page_closed(self.config, incident),
+        )
+        acker = incident.acknowledged_by
+        if stand_down and acker and page.user != acker:
+            # Both the ack and the page's own sender may close it: one stand-down each page,
+            # a delivery of its own so a crash after the edit does not lose it.
+            text = f"✅ {incident.ref} was acknowledged by <@{acker}>. You can stand down."
+            stand_down_post = followups.post_to(f"stand_down:{page.id}", page.channel, page.ts, text)
+            self.store.record_firing(incident.number, stand_down_post, self.clock())

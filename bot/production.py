@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+
+from slack_sdk.errors import SlackApiError
 
 from bot import change_blocks, metrics, permissions
 from bot.cloud import (
@@ -26,6 +29,7 @@ from bot.cloud import (
 )
 from bot.context import Context, Reply
 from bot.errors import UsageError
+from bot.escalation import Delivery, Firing
 from bot.incidents import Incident, start_fix
 from bot.mrkdwn import escape
 from bot.people import mentioned_user
@@ -40,8 +44,11 @@ from bot.proposals import (
     serving_revision,
     stale_message,
 )
+from bot.store import DeliveryRecord
 
 log = logging.getLogger(__name__)
+
+EDIT_KIND = "proposal_edit"  # a delivery: an edit of a proposal's message that Slack refused
 
 REVISIONS_TO_READ = 50
 
@@ -138,10 +145,25 @@ def _post_proposal(
         target_revision,
         template_from=_template_revision(service, revisions) if proposal.pinned else None,
     )
-    posted_channel, ts = ctx.slack.post(
-        channel, change_blocks.proposal_text(proposal, incident.ref), blocks, thread_ts=thread_ts
-    )
+    key = f"proposal:{proposal.id}"
+    posted_at = time.time()
+    try:
+        posted_channel, ts = ctx.slack.post(
+            channel, change_blocks.proposal_text(proposal, incident.ref), blocks, thread_ts=thread_ts, key=key
+        )
+    except (SlackApiError, OSError):
+        # A timeout or a lost answer: the proposal may be in Slack all the same, and its
+        # buttons work. It must be linked, or its outcome could never be shown on it.
+        found = ctx.slack.find_posted(channel, key, posted_at - 1, thread_ts)
+        if found is None:
+            raise
+        posted_channel, ts = channel, found
     ctx.store.set_proposal_message(proposal.id, posted_channel, ts)
+    latest = ctx.store.get_proposal(proposal.id)
+    if latest is not None and latest.status not in ("pending", "executing"):
+        # Someone pressed a button while Slack was slow to answer the post, and it is already
+        # over: its edits found no message to edit, so the outcome is shown now.
+        _edit(ctx, latest, latest.outcome or f"*{latest.status.capitalize()}*.")
     if posted_channel != fallback_channel:
         return Reply(f"The proposal is in <#{posted_channel}>.")
     return None
@@ -448,17 +470,36 @@ def _finish(ctx: Context, proposal: Proposal, status: str, line: str) -> Proposa
 def _edit(ctx: Context, proposal: Proposal, line: str) -> None:
     if not proposal.channel or not proposal.ts:
         return
+    try:
+        _show(ctx, proposal, line)
+    except Exception:  # noqa: BLE001 - retried as a delivery: the outcome must reach the proposal
+        log.warning("could not edit proposal %s; retrying", proposal.id, exc_info=True)
+        edit = Delivery(EDIT_KIND, str(proposal.id), line)
+        ctx.store.record_firing(proposal.incident, Firing(f"{EDIT_KIND}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now())
+        ctx.timers.wake_deliveries()
+
+
+def _show(ctx: Context, proposal: Proposal, line: str) -> None:
+    assert proposal.channel and proposal.ts
     incident = ctx.store.get(proposal.incident)
     ref = incident.ref if incident else f"INC-{proposal.incident}"
-    try:
-        ctx.slack.update(
-            proposal.channel,
-            proposal.ts,
-            f"{ref}: {proposal.what}: {proposal.status}",
-            change_blocks.status_blocks(proposal, ref, line),
-        )
-    except Exception:  # noqa: BLE001 - the timeline and audit log still have the outcome
-        log.warning("could not edit proposal %s", proposal.id, exc_info=True)
+    ctx.slack.update(
+        proposal.channel,
+        proposal.ts,
+        f"{ref}: {proposal.what}: {proposal.status}",
+        change_blocks.status_blocks(proposal, ref, line),
+    )
+
+
+def deliver_edit(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
+    """Send a proposal edit that failed: the proposal as it stands now (a finished one shows its
+    outcome, never an older progress line)."""
+    proposal = ctx.store.get_proposal(int(delivery.target))
+    if proposal is None or not proposal.channel or not proposal.ts:
+        ctx.store.cancel_delivery(delivery.id, "no proposal message to edit")
+        return
+    _show(ctx, proposal, proposal.outcome or delivery.detail)
+    ctx.store.finish_delivery(delivery.id, ctx.now(), user=None, channel=proposal.channel, ts=proposal.ts)
 
 
 def _start_fix(ctx: Context, incident: Incident, user: str, proposal: Proposal) -> None:

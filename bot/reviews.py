@@ -89,9 +89,28 @@ def _upload(
         "The timeline and impact are filled in; add what went well and what we will improve. "
         "`/incident followup &lt;action&gt;` records follow-ups, `/incident postmortem` rewrites the draft."
     )
+    # Where it goes is stored first, so start-up can look for an upload a crash cut short.
+    store.set_delivery_channel(delivery.id, channel, None, thread_ts)
     file_id = slack.upload_file(
-        channel, thread_ts, f"{incident.ref}-postmortem.md", f"{incident.ref} post-mortem draft", markdown, comment
+        channel, thread_ts, draft_filename(incident), f"{incident.ref} post-mortem draft", markdown, comment
     )
+    _uploaded(delivery, incident, file_id, channel, store=store, slack=slack, now=now)
+
+
+def draft_filename(incident: Incident) -> str:
+    return f"{incident.ref}-postmortem.md"
+
+
+def _uploaded(
+    delivery: DeliveryRecord,
+    incident: Incident,
+    file_id: str,
+    channel: str,
+    *,
+    store: Store,
+    slack: SlackGateway,
+    now: datetime,
+) -> None:
     try:
         permalink = slack.file_permalink(file_id)
     except SlackApiError as exc:  # the upload landed; a missing link only makes the reminder plainer
@@ -99,6 +118,19 @@ def _upload(
         permalink = None
     store.record_draft_upload(incident.number, file_id, permalink, channel)
     store.finish_delivery(delivery.id, now, user=None, channel=channel, ts=None)
+
+
+def recover_upload(
+    delivery: DeliveryRecord, incident: Incident, oldest: float, *, store: Store, slack: SlackGateway, now: datetime
+) -> bool:
+    """A draft upload a crash (or a timeout) left in doubt: True (and recorded) if the file is in Slack."""
+    if not delivery.channel:
+        return False  # it never got as far as uploading
+    file_id = slack.find_file(delivery.channel, draft_filename(incident), oldest, delivery.thread_ts)
+    if file_id is None:
+        return False
+    _uploaded(delivery, incident, file_id, delivery.channel, store=store, slack=slack, now=now)
+    return True
 
 
 def _remind(delivery: DeliveryRecord, incident: Incident, *, store: Store, slack: SlackGateway, now: datetime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from slack_sdk import WebClient
@@ -101,6 +102,22 @@ class SlackGateway:
     def find_posted(self, channel: str, key: str, oldest: float, thread_ts: str | None = None) -> str | None:
         """The ts of the bot's message carrying `key` posted in `channel` (or in the thread under
         `thread_ts`: history leaves thread replies out) since `oldest`, if any."""
+        for message in self._recent(channel, oldest, thread_ts):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == key:
+                return str(message["ts"])
+        return None
+
+    def find_file(self, channel: str, filename: str, oldest: float, thread_ts: str | None = None) -> str | None:
+        """The id of a file named `filename` shared in `channel` (or the thread) since `oldest`:
+        files carry no metadata, but the message that shares one lists it."""
+        for message in self._recent(channel, oldest, thread_ts):
+            for shared in message.get("files") or []:
+                if shared.get("name") == filename and shared.get("id"):
+                    return str(shared["id"])
+        return None
+
+    def _recent(self, channel: str, oldest: float, thread_ts: str | None) -> Iterator[dict[str, Any]]:
         cursor = None
         for _ in range(5):  # a few pages of recent history; a crash window is seconds long
             if thread_ts:
@@ -120,14 +137,10 @@ class SlackGateway:
                     limit=200,
                     cursor=cursor,
                 )
-            for message in response.get("messages") or []:
-                payload = (message.get("metadata") or {}).get("event_payload") or {}
-                if payload.get("key") == key:
-                    return str(message["ts"])
+            yield from response.get("messages") or []
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
-                return None
-        return None
+                return
 
     def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])

@@ -11,7 +11,8 @@ database) is tried again with backoff, and a reconcile job re-plans every open i
 the store every `reconcile_every_s`, so the jobs can never drift from the truth for longer.
 
 Sending is separate: a delivery loop sends every pending delivery (pages, reminders, status
-page calls) on a small pool, sleeping until the next retry is due or until woken. Slow Slack
+page calls) on a small pool, pages on a lane of their own that no backlog of other sends can
+hold up, sleeping until the next retry is due or until woken. Slow Slack
 answers therefore never hold up the scheduler, and a retry can never be lost to a job re-planned
 while it was running. Status page calls of one incident go one at a time, in order (the Pager
 decides whose turn it is), and a delivery a failed store write left half-sent is recovered.
@@ -48,7 +49,10 @@ from bot.store import DeliveryRecord, LeaseLost, Store
 log = logging.getLogger(__name__)
 
 SEND_THREADS = 4
-PAGE_THREADS = 4  # pages have senders of their own: never queued behind FYIs, reminders or posts
+# Pages (and the SLA alarm) go on a lane of their own: never queued behind a backlog of
+# reminders, updates or uploads that a slow Slack has piled up.
+URGENT_KINDS = frozenset({"page", "sla_breach"})
+URGENT_THREADS = 4
 IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
@@ -96,7 +100,7 @@ class Timers:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
-        self._page_senders = ThreadPoolExecutor(max_workers=PAGE_THREADS, thread_name_prefix="page")
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_THREADS, thread_name_prefix="page")
         # Deliveries queued or being sent, and those finished since the loop last listed: each is
         # submitted once, however often the loop wakes or how stale its last listing is.
         self._in_flight: set[int] = set()
@@ -149,7 +153,7 @@ class Timers:
         with self._idle:
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
         self._senders.shutdown(wait=True, cancel_futures=True)
-        self._page_senders.shutdown(wait=True, cancel_futures=True)
+        self._urgent.shutdown(wait=True, cancel_futures=True)
         if self._loop.is_alive() and self._loop is not threading.current_thread():
             self._loop.join(timeout=timeout)
 
@@ -329,7 +333,9 @@ class Timers:
                     with self._in_flight_lock:
                         self._done_since_listing.clear()
                     waiting: set[int] = set()  # due, but not theirs to go yet (a status page call in line)
-                    for delivery in self.store.due_deliveries(self.clock()):
+                    now = self.clock()
+                    due = self.store.urgent_due_deliveries(now, URGENT_KINDS) + self.store.due_deliveries(now)
+                    for delivery in due:
                         with self._in_flight_lock:
                             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                                 continue
@@ -357,7 +363,8 @@ class Timers:
             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                 return
             self._in_flight.add(delivery.id)
-        (self._page_senders if delivery.kind == "page" else self._senders).submit(work, delivery)
+        lane = self._urgent if delivery.kind in URGENT_KINDS else self._senders
+        lane.submit(work, delivery)
 
     def _recover_stranded(self) -> None:
         """A delivery left `sending` by a send whose store write failed (a locked database) is

@@ -83,3 +83,14 @@ def actions() -> dict[str, Callable[..., Any]]:
 
 def views() -> dict[str, Callable[..., Any]]:
     return {callback: handler for sub in REGISTRY.values() for callback, handler in sub.views.items()}
+
+
+def delivery_handlers() -> dict[str, Callable[..., Any]]:
+    """Delivery kind -> `deliver(ctx, delivery, incident)` for the kinds a command module sends
+    itself (DELIVERIES in the module): the delivery loop retries them like pages."""
+    table: dict[str, Callable[..., Any]] = {}
+    for verb in VERBS:
+        for kind, handler in getattr(importlib.import_module(f"commands.{verb}"), "DELIVERIES", {}).items():
+            assert kind not in table, f"delivery kind {kind} registered twice"
+            table[kind] = handler
+    return table

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot import ids
-from bot.context import ButtonClick, CommandRequest, Context, Reply, each
+from bot import followups, ids
+from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.errors import UsageError
 from bot.incidents import Incident, acknowledge
 
@@ -24,21 +24,16 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
     if not incident.is_open:
         raise UsageError(f"{incident.ref} is already resolved.")
     now = ctx.now()
-    change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now)
+    line = f"✅ <@{user}> acknowledged {incident.ref}. Escalation stopped."
+    # The pages' buttons, the announcement and the lines in Slack are owed with the ack itself.
+    said = ctx.store.firing_writer(lambda new: [followups.said(new, line, close_pages=True)], now)
+    change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now, also=said)
     if change is None:
         who = f"<@{saved.acknowledged_by}>" if saved.acknowledged_by != user else "you"
         return Reply(f"{saved.ref} was already acknowledged by {who}. Nothing to do.")
     ctx.timers.replan(saved.number)
-
-    def announce() -> Reply | None:
-        each(
-            lambda: ctx.pager.close_pages(saved),
-            lambda: ctx.announcer.refresh(saved.number),
-            lambda: ctx.announcer.everywhere(saved, f"✅ <@{user}> acknowledged {saved.ref}. Escalation stopped."),
-        )
-        return None
-
-    return Reply(f"You acknowledged {saved.ref}. Escalation stopped.", after=announce)
+    ctx.timers.wake_deliveries()
+    return Reply(f"You acknowledged {saved.ref}. Escalation stopped.")
 
 
 ACTIONS = {ids.ACK: on_click}

@@ -8,8 +8,8 @@ severities the draft is uploaded and the post-mortem reminder planned.
 
 from __future__ import annotations
 
-from bot import ids, review_blocks
-from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
+from bot import followups, ids, review_blocks
+from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing, postmortem_draft_key
 from bot.forms import open_form_now
@@ -87,10 +87,21 @@ def _resolve(ctx: Context, incident: Incident, user: str, details: Resolution, *
     cleaned = clean_title(summary) if summary else None
     draft = incident.severity in ctx.config.postmortem_severities
 
+    events = ctx.store.timeline(incident.number)
+
     def firings(new: Incident) -> tuple[Firing, ...]:
+        # The all-clear, the pages closed and the announcement edited are owed with the resolve.
+        text, blocks = review_blocks.all_clear(
+            ctx.config,
+            new,
+            started=started_at(new, events),
+            summary=summary,
+            customer_impact=details.customer_impact,
+        )
+        said = followups.said(new, text, blocks, close_pages=False)
         if not draft:
-            return ()
-        return (Firing(postmortem_draft_key(new), (Delivery("postmortem_draft", "incident", "resolved"),)),)
+            return (said,)
+        return (said, Firing(postmortem_draft_key(new), (Delivery("postmortem_draft", "incident", "resolved"),)))
 
     change, saved = ctx.store.resolve(
         incident, lambda current: resolve(current, by=user, now=now, summary=cleaned), now, details, firings
@@ -100,20 +111,7 @@ def _resolve(ctx: Context, incident: Incident, user: str, details: Resolution, *
     ctx.timers.replan(saved.number)
     _status_page(ctx, saved, summary, public)
     ctx.timers.wake_deliveries()
-    started = started_at(saved, ctx.store.timeline(saved.number))
-    text, blocks = review_blocks.all_clear(
-        ctx.config, saved, started=started, summary=summary, customer_impact=details.customer_impact
-    )
-
-    def announce() -> Reply | None:
-        each(
-            lambda: ctx.pager.close_pages(saved, stand_down=False),
-            lambda: ctx.announcer.refresh(saved.number),
-            lambda: ctx.announcer.everywhere(saved, text, blocks),
-        )
-        return None
-
-    return Reply(f"{saved.ref} resolved.", after=announce)
+    return Reply(f"{saved.ref} resolved.")
 
 
 def _status_page(ctx: Context, incident: Incident, summary: str | None, public: bool) -> None:

@@ -58,3 +58,4 @@ ACTIONS = {
     ids.ROLLBACK_CONFIRM: on_confirm,
     ids.ROLLBACK_CANCEL: on_cancel,
 }
+DELIVERIES = {production.EDIT_KIND: production.deliver_edit}

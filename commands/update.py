@@ -6,8 +6,8 @@ import json
 import uuid
 from datetime import timedelta
 
-from bot import blocks, ids
-from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission, each
+from bot import blocks, followups, ids
+from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.errors import UsageError
 from bot.escalation import Delivery, Firing
 from bot.forms import open_form_now
@@ -42,20 +42,20 @@ def publish(ctx: Context, incident: Incident, user: str, text: str, status: str 
     if length(text) > UPDATE_MAX:
         raise UsageError(f"Updates are limited to {UPDATE_MAX:,} characters; yours has {length(text):,}.", USAGE)
     now = ctx.now()
+
+    def message(new: Incident) -> str:
+        return f"*{new.ref} update* ({new.status}) from <@{user}>:\n{for_slack(text, MESSAGE_MAX)}"
+
+    said = ctx.store.firing_writer(lambda new: [followups.said(new, message(new))], now)
     _, saved = ctx.store.change(
-        incident, lambda current: post_update(current, text=text, status=status, by=user, now=now), now
+        incident, lambda current: post_update(current, text=text, status=status, by=user, now=now), now, also=said
     )
     ctx.timers.replan(saved.number)
     if public:
         to_status_page(ctx, saved, "update", status=saved.status, body=text)
-    message = f"*{saved.ref} update* ({saved.status}) from <@{user}>:\n{for_slack(text, MESSAGE_MAX)}"
-
-    def announce() -> Reply | None:
-        each(lambda: ctx.announcer.everywhere(saved, message), lambda: ctx.announcer.refresh(saved.number))
-        return None
-
+    ctx.timers.wake_deliveries()
     where = " and the status page" if public else ""
-    return Reply(f"Update posted to {saved.ref}{where}.", after=announce)
+    return Reply(f"Update posted to {saved.ref}{where}.")
 
 
 def on_click(ctx: Context, click: ButtonClick) -> Reply:

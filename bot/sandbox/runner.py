@@ -38,6 +38,7 @@ class SandboxedBot:
         setup_retry_s: float = 60.0,
         wait_ready: bool = True,
         slack_retry_s: float = 0.2,
+        slack_timeout_s: int = 10,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack)."""
@@ -52,6 +53,7 @@ class SandboxedBot:
         self.setup_retry_s = setup_retry_s
         self.wait_ready = wait_ready
         self.slack_retry_s = slack_retry_s
+        self.slack_timeout_s = slack_timeout_s
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -81,7 +83,13 @@ class SandboxedBot:
             allow_example_people=True,
             alert_webhook_token=ALERT_TOKEN,
         )
-        self.bot = IncidentBot(settings, config, setup_retry_s=self.setup_retry_s, slack_retry_s=self.slack_retry_s)
+        self.bot = IncidentBot(
+            settings,
+            config,
+            setup_retry_s=self.setup_retry_s,
+            slack_retry_s=self.slack_retry_s,
+            slack_timeout_s=self.slack_timeout_s,
+        )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)
         self._thread = threading.Thread(target=self._server.run, name="bot-http", daemon=True)

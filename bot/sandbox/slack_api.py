@@ -19,7 +19,9 @@ import copy
 import hashlib
 import itertools
 import json
+import random
 import re
+import sys
 import threading
 import time
 import traceback
@@ -927,6 +929,14 @@ class _Fault:
     body: str | None = None
 
 
+@dataclass
+class _Chaos:
+    rng: random.Random
+    rate: float
+    stall_s: float
+    retry_after: int
+
+
 class SlackError(Exception):
     """An `ok: false` answer; extra keyword arguments are added to the JSON."""
 
@@ -974,6 +984,12 @@ class _Server(ThreadingHTTPServer):
     # socketserver's default backlog of 5 resets bursts of connections; Slack does not.
     request_queue_size = 256
     sandbox: SlackSandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed or timed out mid-answer (the crash and fault suites) is not a sandbox bug.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1033,6 +1049,7 @@ class SlackSandbox:
         self._triggers: dict[str, dict[str, Any]] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._holds: dict[str, float] = {}
+        self._chaos: _Chaos | None = None
         self._last_ts = 0.0
         self._counter = itertools.count(1)
         self._server: _Server | None = None
@@ -1266,10 +1283,19 @@ class SlackSandbox:
         with self._lock:
             self._holds[method] = seconds
 
+    def chaos(self, rate: float, seed: int, *, stall_s: float, retry_after: int = 1) -> None:
+        """Answer a seeded `rate` of all calls as Slack does on a bad day: 429 with `Retry-After`
+        and `error: ratelimited`, or a 500, neither carried out; or a connection that stalls for
+        `stall_s` (set it past the client's timeout) after the call was carried out, so its
+        effect lands while the answer reaches nobody."""
+        with self._lock:
+            self._chaos = _Chaos(random.Random(seed), rate, stall_s, retry_after)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._holds.clear()
+            self._chaos = None
 
     def _add_fault(self, method: str, fault: _Fault) -> None:
         with self._lock:
@@ -1339,6 +1365,9 @@ class SlackSandbox:
             token = form_token
 
         delay, fault = self._take_faults(method)
+        stall = 0.0
+        if fault is None:
+            fault, stall = self._chaos_fault()
         if delay:
             time.sleep(delay)
         if fault is not None:
@@ -1350,7 +1379,7 @@ class SlackSandbox:
             self._authenticate(method, token)
             with self._lock:
                 result = self._methods[method](params)
-                hold = self._holds.get(method, 0.0)
+                hold = self._holds.get(method, 0.0) + stall
             response = {"ok": True, **result}
             if hold:
                 time.sleep(hold)
@@ -1360,6 +1389,19 @@ class SlackSandbox:
             self.errors.append(traceback.format_exc())
             return self._answer(method, params, {"ok": False, "error": "fatal_error"}, 500)
         return self._answer(method, params, response, 200)
+
+    def _chaos_fault(self) -> tuple[_Fault | None, float]:
+        """(a fault, or a stall in seconds) for this call under `chaos`; (None, 0) for most."""
+        with self._lock:
+            chaos = self._chaos
+            if chaos is None or chaos.rng.random() >= chaos.rate:
+                return None, 0.0
+            kind = chaos.rng.choice(("rate_limit", "rate_limit", "fail", "fail", "stall"))
+        if kind == "rate_limit":
+            return _Fault("rate_limit", 1, status=429, retry_after=chaos.retry_after), 0.0
+        if kind == "fail":
+            return _Fault("fail", 1, status=500), 0.0
+        return None, chaos.stall_s
 
     def _authenticate(self, method: str, token: str | None) -> None:
         if method == "api.test":

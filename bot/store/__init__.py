@@ -23,7 +23,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -1480,6 +1480,31 @@ class Store:
 
         self._postgres.listen(on_notice, stopping)
         return True
+
+    # -- follow-ups: what a change owes Slack ----------------------------------------------
+
+    def firing_writer(
+        self, firings: Callable[[Incident], Iterable[Firing]], now: datetime
+    ) -> Callable[[Tx, Incident], None]:
+        """An `also` for `change`: the firings the saved incident owes (its announcement edit,
+        its lines in Slack), recorded in the change's own transaction, so a crash right after
+        the change cannot lose them."""
+
+        def also(db: Tx, new: Incident) -> None:
+            for firing in firings(new):
+                self._record_firing(db, new.number, firing, now)
+
+        return also
+
+    def urgent_due_deliveries(self, now: datetime, kinds: Collection[str]) -> list[DeliveryRecord]:
+        """Due deliveries of `kinds` (pages): listed first, so no backlog of others hides them."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._rows(
+            f"SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND kind IN ({marks})"
+            " ORDER BY id LIMIT 100",
+            [_to_db(now), *kinds],
+        )
+        return [_delivery(r) for r in rows]
 
     # -- internals -------------------------------------------------------------------------
 
