@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bot.cloud import CloudSources  # noqa: E402
-from bot.diagnostics import diagnose, triage  # noqa: E402
+from bot.diagnose.fanout import diagnose, triage
+from bot.google.cloud import CloudSources
 from bot.sandbox.gcp_presets import GcpSandbox  # noqa: E402
 
 TARGET_RATIO = 1.15

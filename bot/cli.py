@@ -13,9 +13,9 @@ from pathlib import Path
 from types import FrameType
 
 from bot import config as config_module
-from bot import logs
+from bot.app.settings import Settings, SettingsError
 from bot.config import Config
-from bot.settings import Settings, SettingsError
+from bot.core import logs
 
 log = logging.getLogger("incident_bot")
 
@@ -39,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "postmortem":
-        from bot.review_cli import print_postmortem
+        from bot.review.report import print_postmortem
 
         return print_postmortem(args.incident)
     if args.command == "stats":
-        from bot.review_cli import print_stats
+        from bot.review.report import print_stats
 
         return print_stats(args.window)
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve()
     if args.command == "demo":
-        from bot.demo import run_demo
+        from bot.sandbox.demo import run_demo
 
         return run_demo(db_path=args.db)
     return 2
@@ -74,7 +74,7 @@ def check_config(path: str | None) -> int:
 
 def print_oncall(at_text: str | None) -> int:
     """What `/incident oncall` shows, from the config and the store's overrides, at now or `--at`."""
-    from bot import schedules
+    from bot.domain import schedules
     from bot.store import Store
     from bot.store.postgres import is_postgres_url
     from commands.oncall import roster_text
@@ -169,8 +169,8 @@ def serve() -> int:
 
     logs.register_secrets(settings.bot_token, settings.signing_secret, settings.app_token, *_statuspage_key(config))
 
-    from bot.app import IncidentBot
-    from bot.server import make_server
+    from bot.app.runtime import IncidentBot
+    from bot.app.server import make_server
 
     # The port opens before anything calls Slack: a slow or down Slack makes the health
     # endpoint say why (503) instead of failing the platform's start-up probe.

@@ -9,17 +9,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Config
-from bot.errors import UsageError
-from bot.incidents import Incident
-from bot.slack import SlackGateway
+from bot.core.errors import UsageError
+from bot.domain.incidents import Incident
+from bot.slack.gateway import SlackGateway
 from bot.store import Store
 
 if TYPE_CHECKING:
-    from bot.announcements import Announcer
-    from bot.cloud import CloudSources
-    from bot.paging import Pager
-    from bot.people import Directory
-    from bot.timers import Timers
+    from bot.google.cloud import CloudSources
+    from bot.incident.announcer import Announcer
+    from bot.oncall.directory import Directory
+    from bot.paging.pager import Pager
+    from bot.paging.timers import Timers
 
 
 @dataclass

@@ -25,13 +25,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from bot import text
-from bot.errors import UsageError
+from bot.core import text
+from bot.core.errors import UsageError
 
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.context import ButtonClick, CommandRequest, Context, ViewSubmission
-    from bot.incidents import Incident
+    from bot.domain.incidents import Incident
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def _or(items: list[str]) -> str:
 
 def command_actions(verb: str, args: str) -> tuple[str, ...]:
     """The actions a typed `/incident <verb> <args>` performs (`page` of a person vs a role, `--public`)."""
-    from bot.grammar import public_flag  # here: bot.config imports this module, and grammar needs config
+    from bot.slack.grammar import public_flag
 
     words = args.split()
     if verb == "page":
@@ -311,8 +311,8 @@ def gate(ctx: Context, request: CommandRequest | ButtonClick | ViewSubmission) -
 
 
 def _gate_submission(ctx: Context, submission: ViewSubmission) -> None:
-    from bot import ids
     from bot.context import ViewErrors
+    from bot.slack import ids
 
     verb = _view_owners()[submission.callback_id]
     number = str(submission.metadata.get("incident", ""))

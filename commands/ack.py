@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bot import followups, ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.incidents import Incident, acknowledge
+from bot.core.errors import UsageError
+from bot.domain.incidents import Incident, acknowledge
+from bot.incident import followups
+from bot.slack import ids
 
 USAGE = "/incident ack [INC-n]"
 SUMMARY = "acknowledge: you are on it, escalation stops"

@@ -7,9 +7,11 @@ clicking at once, declares once; a second Dismiss changes nothing.
 
 from __future__ import annotations
 
-from bot import alert_incidents, blocks, ids
+from bot.alerts import intake as alert_incidents
 from bot.context import ButtonClick, Context, Reply
-from bot.errors import UsageError
+from bot.core.errors import UsageError
+from bot.slack import ids
+from bot.slack.blocks import incident as blocks
 from bot.store import AlertRecord, AlertTaken
 from commands.declare import set_up
 

@@ -7,16 +7,17 @@ from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, ids
-from bot.announcements import AnnouncementChannelError
 from bot.context import CommandRequest, Context, Reply, ViewErrors, ViewSubmission
-from bot.errors import UsageError
-from bot.forms import open_form_now
-from bot.grammar import public_flag
-from bot.incidents import Incident, declare, parse_severity, validate_title
-from bot.slack import error_code
-from bot.statuspage import GENERIC_BODY, GENERIC_NAME
-from bot.text import plain
+from bot.core.errors import UsageError
+from bot.core.text import plain
+from bot.domain.incidents import Incident, declare, parse_severity, validate_title
+from bot.incident.announcer import AnnouncementChannelError
+from bot.slack import ids
+from bot.slack.blocks import incident as blocks
+from bot.slack.forms import open_form_now
+from bot.slack.gateway import error_code
+from bot.slack.grammar import public_flag
+from bot.statuspage.client import GENERIC_BODY, GENERIC_NAME
 from commands.update import status_page_firing
 
 USAGE = "/incident declare <p1|p2|p3|p4> [--public] <title>"

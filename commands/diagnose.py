@@ -11,17 +11,18 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
-from bot import ids, metrics
-from bot.cloud import ServiceRef
 from bot.context import ButtonClick, CommandRequest, Context, Reply
-from bot.escalation import Delivery, Firing
-from bot.incidents import Incident, start_fix
-from bot.mrkdwn import escape
-from bot.people import PeopleError
+from bot.core import counters as metrics
+from bot.core.mrkdwn import escape
+from bot.domain.escalation import Delivery, Firing
+from bot.domain.incidents import Incident, start_fix
+from bot.google.cloud import ServiceRef
+from bot.oncall.directory import PeopleError
+from bot.slack import ids
 from bot.store import DeliveryRecord
 
 if TYPE_CHECKING:
-    from bot.diagnostics import Report, Triage
+    from bot.diagnose.fanout import Report, Triage
 
 USAGE = "/incident diagnose [INC-n]"
 SUMMARY = "check Cloud Run, recent errors and health; name the runbook scenario"
@@ -59,7 +60,7 @@ def _start(ctx: Context, incident: Incident | None, user: str) -> Reply:
 
 def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
     """A diagnose for nobody's incident: the summary comes back to the asker only."""
-    from bot import diagnose_blocks
+    from bot.slack.blocks import diagnose as diagnose_blocks
 
     report, verdict = _diagnose(ctx, incident)
     summary = diagnose_blocks.summary_blocks(report, verdict, incident.number if incident else None)
@@ -69,7 +70,7 @@ def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
 def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
     """Send a `diagnose` delivery: read the sources, post the summary (keyed, so it is posted
     once), its details in its thread, and the timeline line."""
-    from bot import diagnose_blocks
+    from bot.slack.blocks import diagnose as diagnose_blocks
 
     target = ctx.announcer.war_room_target(incident)
     if target is None:
@@ -106,7 +107,7 @@ def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
 
 def _diagnose(ctx: Context, incident: Incident | None) -> tuple[Report, Triage]:
     # Imported here, after the ack: the diagnosis is not needed to start the bot or to ack anything.
-    from bot.diagnostics import diagnose, triage
+    from bot.diagnose.fanout import diagnose, triage
 
     service = ctx.config.service
     ref = ServiceRef(service.project, service.region, service.name, service.health_url)

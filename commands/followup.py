@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bot.context import CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.grammar import within_limit
-from bot.incidents import clean_title
-from bot.mrkdwn import user_text
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import user_text
+from bot.domain.incidents import clean_title
+from bot.slack.grammar import within_limit
 from commands.update import MESSAGE_MAX
 
 USAGE = "/incident followup [INC-n] <action, owner, date>"

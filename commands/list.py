@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot import blocks
 from bot.context import CommandRequest, Context, Reply
+from bot.slack.blocks import incident as blocks
 
 USAGE = "/incident list"
 SUMMARY = "open incidents with age, commander and last update"

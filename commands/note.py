@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.context import CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.grammar import within_limit
-from bot.mrkdwn import user_text
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import user_text
+from bot.slack.grammar import within_limit
 from commands.update import MESSAGE_MAX
 
 USAGE = "/incident note [INC-n] <what happened or was decided>"

@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
-from bot import schedules
 from bot.config import Config
 from bot.context import CommandRequest, Context, Reply
-from bot.durations import parse_duration
-from bot.errors import UsageError
-from bot.mrkdwn import escape
-from bot.people import PeopleError, mentioned_user
-from bot.schedules import Schedule
-from bot.slack import error_code
+from bot.core.durations import parse_duration
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import escape
+from bot.domain import schedules
+from bot.domain.schedules import Schedule
+from bot.oncall.directory import PeopleError, mentioned_user
+from bot.slack.gateway import error_code
 from bot.store import Store
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 from bot.context import CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.escalation import Delivery, Firing
-from bot.incidents import clean_inline
-from bot.mrkdwn import escape
-from bot.people import mentioned_user, mentioned_usergroup, usergroup_label
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import escape
+from bot.domain.escalation import Delivery, Firing
+from bot.domain.incidents import clean_inline
+from bot.oncall.directory import mentioned_user, mentioned_usergroup, usergroup_label
 
 USAGE = "/incident page [INC-n] <@user|@user-group|role>"
 SUMMARY = "page someone now (a person, a Slack user group, or a role from the config)"

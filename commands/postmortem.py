@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from bot.context import CommandRequest, Context, Reply
-from bot.escalation import Delivery, Firing
+from bot.domain.escalation import Delivery, Firing
 
 USAGE = "/incident postmortem [INC-n]"
 SUMMARY = "(re)write the post-mortem draft and upload it to the war room"

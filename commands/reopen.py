@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bot.context import CommandRequest, Context, Reply, each
-from bot.durations import humanize
-from bot.errors import UsageError
-from bot.grammar import within_limit
-from bot.incidents import clean_title, reopen
+from bot.core.durations import humanize
+from bot.core.errors import UsageError
+from bot.domain.incidents import clean_title, reopen
+from bot.slack.grammar import within_limit
 
 USAGE = "/incident reopen [INC-n] [reason]"
 SUMMARY = "reopen a resolved incident; its timers start again"

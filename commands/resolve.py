@@ -8,17 +8,19 @@ severities the draft is uploaded and the post-mortem reminder planned.
 
 from __future__ import annotations
 
-from bot import followups, ids, review_blocks
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
-from bot.errors import UsageError
-from bot.escalation import Delivery, Firing, postmortem_draft_key
-from bot.forms import open_form_now
-from bot.grammar import public_flag
-from bot.incidents import Incident, clean_title, resolve
-from bot.postmortem import started_at
-from bot.statuspage import GENERIC_BODY, GENERIC_RESOLVED
+from bot.core.errors import UsageError
+from bot.core.text import length
+from bot.domain.escalation import Delivery, Firing, postmortem_draft_key
+from bot.domain.incidents import Incident, clean_title, resolve
+from bot.domain.postmortem import started_at
+from bot.incident import followups
+from bot.slack import ids
+from bot.slack.blocks import review as review_blocks
+from bot.slack.forms import open_form_now
+from bot.slack.grammar import public_flag
+from bot.statuspage.client import GENERIC_BODY, GENERIC_RESOLVED
 from bot.store import Resolution
-from bot.text import length
 from commands.update import to_status_page
 
 USAGE = "/incident resolve [INC-n] [--public] [summary]"

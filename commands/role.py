@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bot.config import INCIDENT_ROLES
 from bot.context import CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.incidents import assign_role, clean_inline
-from bot.people import mentioned_user
+from bot.core.errors import UsageError
+from bot.domain.incidents import assign_role, clean_inline
+from bot.oncall.directory import mentioned_user
 
 USAGE = "/incident role [INC-n] <commander|scribe|comms> <@user>"
 SUMMARY = "assign an incident role (the declarer is commander until changed)"

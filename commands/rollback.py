@@ -7,9 +7,10 @@ and who may confirm; only a confirm by one of them changes production (bot/produ
 
 from __future__ import annotations
 
-from bot import ids, production
+from bot.changes import flow as production
 from bot.context import ButtonClick, CommandRequest, Context, Reply
-from bot.errors import UsageError
+from bot.core.errors import UsageError
+from bot.slack import ids
 
 USAGE = "/incident rollback [INC-n] [revision]"
 SUMMARY = "propose moving 100% of traffic to the last healthy revision (confirmed with a button)"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from bot import scenarios
-from bot.blocks import chunks
 from bot.context import CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.mrkdwn import escape, truncate
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import escape, truncate
+from bot.domain import scenarios
+from bot.slack.blocks.incident import chunks
 
 USAGE = "/incident runbook [scenario number or keyword]"
 SUMMARY = "the runbook's scenarios, or one scenario's steps (e.g. `runbook 3`, `runbook latency`)"

@@ -7,10 +7,11 @@ makes a new revision, and when traffic is pinned the proposal asks whether to mo
 
 from __future__ import annotations
 
-from bot import ids, production
+from bot.changes import flow as production
 from bot.context import ButtonClick, CommandRequest, Context, Reply
-from bot.errors import UsageError
-from bot.proposals import parse_instances, parse_memory
+from bot.core.errors import UsageError
+from bot.domain.proposals import parse_instances, parse_memory
+from bot.slack import ids
 
 USAGE = "/incident scale [INC-n] memory <128Mi-32Gi> | max-instances <1-1000>"
 SUMMARY = "propose a new memory limit or max instances (confirmed with a button)"

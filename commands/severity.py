@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot import blocks
 from bot.context import CommandRequest, Context, Reply
-from bot.incidents import change_severity, parse_severity
+from bot.domain.incidents import change_severity, parse_severity
+from bot.slack.blocks import incident as blocks
 
 USAGE = "/incident severity [INC-n] <p1|p2|p3|p4>"
 SUMMARY = "change severity (raising pages what the new path has reached)"

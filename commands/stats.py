@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot import review_blocks
-from bot import stats as incident_stats
 from bot.context import CommandRequest, Context, Reply
+from bot.domain import stats as incident_stats
+from bot.slack.blocks import review as review_blocks
 
 USAGE = "/incident stats [7d|30d|90d]"
 SUMMARY = "count, MTTA, MTTR and ack SLA breaches by severity"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot import review_blocks
 from bot.context import CommandRequest, Context, Reply
-from bot.postmortem import started_at
+from bot.domain.postmortem import started_at
+from bot.slack.blocks import review as review_blocks
 
 USAGE = "/incident timeline [INC-n]"
 SUMMARY = "the timeline so far, by phase (detected … resolved), in UTC"

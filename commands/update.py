@@ -6,15 +6,17 @@ import json
 import uuid
 from datetime import timedelta
 
-from bot import blocks, followups, ids
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
-from bot.errors import UsageError
-from bot.escalation import Delivery, Firing
-from bot.forms import open_form_now
-from bot.grammar import public_flag
-from bot.incidents import STATUSES, Incident, post_update, snooze
-from bot.statuspage import GENERIC_BODY
-from bot.text import for_slack, length, plain
+from bot.core.errors import UsageError
+from bot.core.text import for_slack, length, plain
+from bot.domain.escalation import Delivery, Firing
+from bot.domain.incidents import STATUSES, Incident, post_update, snooze
+from bot.incident import followups
+from bot.slack import ids
+from bot.slack.blocks import incident as blocks
+from bot.slack.forms import open_form_now
+from bot.slack.grammar import public_flag
+from bot.statuspage.client import GENERIC_BODY
 
 USAGE = "/incident update [INC-n] [--public] [investigating|identified|monitoring] <what we know>"
 SUMMARY = "post a status update (resets the reminder clock)"

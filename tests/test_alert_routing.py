@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot import config as config_module
-from bot.alert_routing import ALERTMANAGER, CLOUD_MONITORING, Alert, incident_title, route, scenario_for
-from bot.alerts import PayloadError, authorized, parse
+from bot.alerts.webhook import PayloadError, authorized, parse
 from bot.config import AlertRoute, ConfigError, default_config_text
-from bot.escalation import due_actions
-from bot.incidents import declare
+from bot.domain.alerts import ALERTMANAGER, CLOUD_MONITORING, Alert, incident_title, route, scenario_for
+from bot.domain.escalation import due_actions
+from bot.domain.incidents import declare
 from bot.sandbox.monitoring import alertmanager_alert, alertmanager_notification, cloud_monitoring_notification
 
 T0 = datetime(2026, 11, 29, 14, 2, tzinfo=UTC)
@@ -252,7 +252,7 @@ def test_the_token_is_taken_from_basic_auth_a_bearer_or_the_query(environ, ok):
 
 
 def test_a_proposal_escapes_what_the_alert_says_and_links_only_plain_urls():
-    from bot.alert_blocks import proposal
+    from bot.slack.blocks.alerts import proposal
     from bot.store import AlertRecord
 
     record = AlertRecord(
@@ -303,8 +303,8 @@ def _mrkdwn_texts(node):
 
 
 def test_text_from_an_alert_cannot_pose_as_a_slack_entity():
-    from bot import text
-    from bot.alerts import cloud_monitoring_alert
+    from bot.alerts.webhook import cloud_monitoring_alert
+    from bot.core import text
 
     sneaky = f"{text.ENTITY_OPEN}@U0CEO|ceo{text.ENTITY_CLOSE} {text.ENTITY_OPEN}!channel{text.ENTITY_CLOSE}"
     payload = {

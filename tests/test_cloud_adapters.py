@@ -18,8 +18,8 @@ import pytest
 import requests
 from google.api_core import exceptions as google_errors
 
-from bot.cloud import CloudSources, ServiceRef, service_log_filter
-from bot.diagnostics import diagnose, triage
+from bot.diagnose.fanout import diagnose, triage
+from bot.google.cloud import CloudSources, ServiceRef, service_log_filter
 from bot.sandbox.cloud_logging import FilterError, ListError, parse_filter
 from bot.sandbox.gcp_presets import PRESETS, GcpSandbox
 
@@ -55,7 +55,7 @@ def ref(sandbox: GcpSandbox) -> ServiceRef:
 def test_importing_the_diagnostics_loads_no_google_library():
     # The bot must start fast: Google's libraries load on first use, not at import.
     code = (
-        "import sys, bot.cloud, bot.diagnostics, bot.diagnose_blocks, bot.scenarios;"
+        "import sys, bot.google.cloud, bot.diagnose.fanout, bot.slack.blocks.diagnose, bot.domain.scenarios;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('google', 'grpc')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.cloud import ChangeError, CloudSources, ServiceRef
+from bot.google.cloud import ChangeError, CloudSources, ServiceRef
 from bot.sandbox.cloud_run import OperationPlan
 from bot.sandbox.gcp_presets import GcpSandbox
 

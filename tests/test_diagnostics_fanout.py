@@ -15,19 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.cloud import CloudSources, ServiceRef, service_log_filter
-from bot.diagnose_blocks import detail_texts, summary_blocks
-from bot.diagnostics import (
-    SOURCE_NAMES,
-    WINDOW,
-    SourceResult,
-    describe_error,
-    diagnose,
-    fan_out,
-    triage,
-)
+from bot.diagnose.fanout import SOURCE_NAMES, WINDOW, SourceResult, describe_error, diagnose, fan_out, triage
+from bot.google.cloud import CloudSources, ServiceRef, service_log_filter
+from bot.google.shared_reads import SharedReads
 from bot.sandbox.gcp_presets import GcpSandbox
-from bot.shared_reads import SharedReads
+from bot.slack.blocks.diagnose import detail_texts, summary_blocks
 
 NOW = datetime(2026, 1, 25, 14, 40, tzinfo=UTC)
 LOG_SOURCES = ("errors", "requests", "signals")

@@ -14,7 +14,7 @@ from io import BytesIO
 
 import pytest
 
-from bot.alerts import webhook
+from bot.alerts.webhook import webhook
 from bot.sandbox.monitoring import (
     alertmanager_alert,
     alertmanager_notification,

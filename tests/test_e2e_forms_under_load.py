@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import ids
-from bot.app import WORK_THREADS
+from bot.app.runtime import WORK_THREADS
 from bot.sandbox.runner import SandboxedBot
+from bot.slack import ids
 
 DIAGNOSES = WORK_THREADS + 4
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from bot import schedules
+from bot.domain import schedules
 from bot.sandbox.runner import SandboxedBot
 from tests.conftest import FAST_CONFIG
 

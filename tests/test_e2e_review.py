@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import text
-from bot.durations import humanize
+from bot.core import text
+from bot.core.durations import humanize
+from bot.domain.timeline import plain, ts_time, utc
 from bot.sandbox.runner import SIGNING_SECRET, SandboxedBot
 from bot.sandbox.slack_api import SlackSandbox
 from bot.sandbox.slack_user import SlackPlatform
-from bot.timeline import plain, ts_time, utc
 from tests.conftest import FAST_CONFIG
 from tests.test_restart import BotProcess
 
@@ -317,7 +317,7 @@ def test_the_post_mortem_reminder_fires_once_across_a_restart_that_straddles_it(
 def test_the_demo_ends_with_the_all_clear_the_post_mortem_draft_and_the_stats_line():
     import io
 
-    from bot.demo import run_demo
+    from bot.sandbox.demo import run_demo
 
     out = io.StringIO()
     assert run_demo(out=out) == 0, out.getvalue()[-3000:]

@@ -386,7 +386,7 @@ def test_scale_bounds_are_refused_with_usage(running, args, why):
 def test_the_demo_confirms_the_rollback_and_health_turns_green(tmp_path):
     import io
 
-    from bot.demo import run_demo
+    from bot.sandbox.demo import run_demo
 
     out = io.StringIO()
     assert run_demo(db_path=str(tmp_path / "demo.db"), out=out) == 0

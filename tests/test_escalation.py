@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import config, incidents
-from bot.escalation import Delivery, Firing, due_actions, next_due
-from bot.incidents import Incident
+from bot import config
+from bot.domain import incidents
+from bot.domain.escalation import Delivery, Firing, due_actions, next_due
+from bot.domain.incidents import Incident
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)
 CONFIG = config.parse(config.default_config_text(), source="built-in default")

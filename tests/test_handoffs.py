@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import config as config_module
-from bot.handoffs import HandoffNotices
+from bot.domain.schedules import shift_at, when
+from bot.oncall.handoffs import HandoffNotices
 from bot.sandbox.runner import SandboxedBot
 from bot.sandbox.slack_api import SlackSandbox
 from bot.sandbox.slack_user import SlackPlatform
-from bot.schedules import shift_at, when
 from tests.test_e2e_oncall import schedule_config
 from tests.test_restart import SIGNING_SECRET, BotProcess
 

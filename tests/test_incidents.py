@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import config, grammar, incidents, mrkdwn
-from bot.durations import humanize, parse_duration
-from bot.errors import UsageError
-from bot.grammar import ParsedCommand
-from bot.incidents import Change, Incident
+from bot import config
+from bot.core import mrkdwn
+from bot.core.durations import humanize, parse_duration
+from bot.core.errors import UsageError
+from bot.domain import incidents
+from bot.domain.incidents import Change, Incident
+from bot.slack import grammar
+from bot.slack.grammar import ParsedCommand
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)
 USAGE = "/incident declare <p1-p4> <title>"

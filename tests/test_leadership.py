@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import incidents
-from bot.escalation import Delivery, Firing
-from bot.leadership import Leadership
+from bot.domain import incidents
+from bot.domain.escalation import Delivery, Firing
+from bot.paging.leadership import Leadership
 from bot.store import LeaseLost, Store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

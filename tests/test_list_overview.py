@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import commands.list as list_command
-from bot import incidents
+from bot.domain import incidents
 from bot.store import Store
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import logs
+from bot.core import logs
 
 
 class _Terminal(io.StringIO):
@@ -36,11 +36,11 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 
 def test_a_line_is_one_json_object_in_cloud_loggings_shape(captured: io.StringIO) -> None:
-    logging.getLogger("bot.paging").warning("paged %s", "U0PRIMARY")
+    logging.getLogger("bot.paging.pager").warning("paged %s", "U0PRIMARY")
     (line,) = _lines(captured)
     assert line["severity"] == "WARNING"
     assert line["message"] == "paged U0PRIMARY"
-    assert line["logger"] == "bot.paging"
+    assert line["logger"] == "bot.paging.pager"
     assert isinstance(line["time"], str) and line["time"].endswith("Z")
     written = datetime.fromisoformat(line["time"])
     assert abs((datetime.now(UTC) - written).total_seconds()) < 60
@@ -150,7 +150,7 @@ def test_trace_field_from_cloud_runs_header(header: str | None, project: str | N
 def test_a_request_is_handled_inside_its_log_context_and_counted(captured: io.StringIO) -> None:
     from prometheus_client import REGISTRY
 
-    from bot import app
+    from bot.app import runtime as app
 
     def handle(ref: str) -> str:
         logs.bind(verb="ack", incident=7)

@@ -66,7 +66,7 @@ def bot_sources() -> list[Path]:
 def test_the_scan_reaches_modules_in_subpackages():
     # A module moved into a package must stay in scope of the scope and button checks.
     found = {p.relative_to(ROOT).as_posix() for p in bot_sources()}
-    assert {"bot/app.py", "bot/store/__init__.py", "commands/declare.py"} <= found
+    assert {"bot/app/runtime.py", "bot/store/__init__.py", "commands/declare.py"} <= found
     assert not any(p.startswith("bot/sandbox/") for p in found)
 
 
@@ -129,8 +129,8 @@ def test_every_subcommand_in_help_is_handled_and_every_handled_one_is_in_help():
 
 
 def _action_id(node: ast.expr, where: str) -> str:
-    """An action_id expression as the string it is: a literal, `ids.X`, or a name from bot.ids."""
-    from bot import ids
+    """An action_id expression as the string it is: a literal, `ids.X`, or a name from bot.slack.ids."""
+    from bot.slack import ids
 
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
@@ -219,7 +219,7 @@ def test_the_buttons_slack_receives_are_the_ones_the_scan_finds():
             seen |= buttons_in(call.params.get("blocks"))
         for post in running.slack.responses():
             seen |= buttons_in(post.blocks)
-    from bot import ids
+    from bot.slack import ids
 
     assert {ids.ACK, ids.POST_UPDATE, ids.DIAGNOSE, ids.RESOLVE, ids.ROLLBACK_PROPOSE, ids.SNOOZE_30M} <= seen
     assert seen <= buttons_drawn_in_code()

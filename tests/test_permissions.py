@@ -9,7 +9,7 @@ import pytest
 
 import commands
 from bot import config, permissions
-from bot.incidents import Incident
+from bot.domain.incidents import Incident
 from bot.permissions import may, who_may
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -200,8 +200,8 @@ def test_every_action_has_words_for_its_refusal():
 
 
 def test_the_sandbox_refuses_a_malformed_confirm_dialog_as_slack_does():
-    from bot import blocks
     from bot.sandbox.slack_api import validate_blocks
+    from bot.slack.blocks import incident as blocks
 
     good = [{"type": "actions", "elements": blocks.announcement_buttons(INC)}]
     bad_dialog = {"title": {"type": "mrkdwn", "text": "t"}, "text": {"type": "plain_text", "text": "y" * 301}}

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 import commands
-from bot import ids
 from bot.config import default_config_text
 from bot.sandbox.runner import SandboxedBot
 from bot.sandbox.statuspage import StatuspageSandbox
+from bot.slack import ids
 
 OUTSIDER = "U0BOB"
 COMMANDER = "U0ALICE"

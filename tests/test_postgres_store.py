@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from bot import incidents
+from bot.domain import incidents
 from bot.store import Store, open_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

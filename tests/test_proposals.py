@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot import config
-from bot.cloud import RevisionState, ServiceState, TrafficShare
-from bot.proposals import (
+from bot.domain.proposals import (
     Proposal,
     TargetError,
     confirm_verdict,
@@ -23,6 +22,7 @@ from bot.proposals import (
     serving_revision,
     stale_message,
 )
+from bot.google.cloud import RevisionState, ServiceState, TrafficShare
 from bot.store import Store
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bot import config, incidents
-from bot.escalation import due_actions, next_due
-from bot.incidents import Incident
+from bot import config
+from bot.domain import incidents
+from bot.domain.escalation import due_actions, next_due
+from bot.domain.incidents import Incident
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)
 CONFIG = config.parse(config.default_config_text(), source="built-in default")

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot import config as config_module
-from bot import incidents, postmortem, stats
-from bot.errors import UsageError
-from bot.escalation import due_actions, next_due, postmortem_reminder_key
-from bot.incidents import Incident
+from bot.core.errors import UsageError
+from bot.domain import incidents, postmortem, stats
+from bot.domain.escalation import due_actions, next_due, postmortem_reminder_key
+from bot.domain.incidents import Incident
+from bot.domain.timeline import by_phase, from_slack, plain
 from bot.store import Event, FollowUp, Resolution, Store
-from bot.timeline import by_phase, from_slack, plain
 
 T0 = datetime(2026, 11, 29, 14, 32, tzinfo=UTC)
 CONFIG = config_module.load(None)
@@ -304,7 +304,7 @@ def test_stats_stay_fast_with_years_of_history(tmp_path):
 
 
 def test_stats_measure_an_alert_raised_incident_from_the_alerts_start():
-    from bot.stats import compute
+    from bot.domain.stats import compute
     from bot.store import StatRow
 
     declared = datetime(2026, 11, 2, 12, 10, tzinfo=UTC)

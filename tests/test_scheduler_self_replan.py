@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.debug import DebugExecutor
 
-from bot.timers import _Scheduler
+from bot.paging.timers import _Scheduler
 
 
 def test_a_job_that_drops_itself_does_not_stop_the_scheduler() -> None:

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import schedules
-from bot.durations import parse_duration
-from bot.schedules import Override, Schedule, next_on_call, on_call, shift_at
+from bot.core.durations import parse_duration
+from bot.domain import schedules
+from bot.domain.schedules import Override, Schedule, next_on_call, on_call, shift_at
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -15,13 +15,7 @@ import pytest
 
 from bot.config import StatuspageConfig
 from bot.sandbox.statuspage import StatuspageSandbox
-from bot.statuspage import (
-    StatuspageClient,
-    StatuspageError,
-    _retry_after,
-    from_config,
-    impact_for,
-)
+from bot.statuspage.client import StatuspageClient, StatuspageError, _retry_after, from_config, impact_for
 
 PAGE = "page1abc"
 KEY = "sp-secret-key-0123456789"
@@ -261,7 +255,7 @@ def test_key_is_not_in_repr_or_vars(client):
 
 
 def test_key_never_in_error_messages_or_logs(sandbox, client, caplog):
-    caplog.set_level(logging.DEBUG, logger="bot.statuspage")
+    caplog.set_level(logging.DEBUG, logger="bot.statuspage.client")
     errors: list[StatuspageError] = []
 
     # the emulator echoes the incident id in its 404 message: here the id *is* the key
@@ -302,7 +296,7 @@ def config_for(api_url: str) -> StatuspageConfig:
 
 
 def test_from_config_without_the_env_var_returns_none_and_says_why(caplog):
-    caplog.set_level(logging.WARNING, logger="bot.statuspage")
+    caplog.set_level(logging.WARNING, logger="bot.statuspage.client")
 
     assert from_config(config_for("https://api.statuspage.io/v1/"), {}) is None
 
@@ -316,7 +310,7 @@ def test_from_config_with_an_empty_key_returns_none():
 
 
 def test_from_config_without_a_statuspage_block_returns_none(caplog):
-    caplog.set_level(logging.WARNING, logger="bot.statuspage")
+    caplog.set_level(logging.WARNING, logger="bot.statuspage.client")
     assert from_config(None, {"TEST_STATUSPAGE_KEY": KEY}) is None
     assert caplog.text == ""  # Statuspage is optional: not configured is not a warning
 

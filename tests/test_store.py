@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot import config, incidents
-from bot.escalation import Delivery, Firing, due_actions
-from bot.incidents import Incident
+from bot import config
+from bot.domain import incidents
+from bot.domain.escalation import Delivery, Firing, due_actions
+from bot.domain.incidents import Incident
 from bot.store import AuditRecord, Event, Store
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)

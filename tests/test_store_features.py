@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import incidents
-from bot.escalation import Delivery, Firing
-from bot.incidents import Incident
+from bot.domain import incidents
+from bot.domain.escalation import Delivery, Firing
+from bot.domain.incidents import Incident
 from bot.store import Resolution, Store
 
 T0 = datetime(2026, 4, 2, 10, 0, tzinfo=UTC)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot import incidents, text
-from bot.errors import UsageError
-from bot.mrkdwn import escape, user_text
-from bot.text import ENTITY_CLOSE, ENTITY_OPEN, decode_slash, for_slack, from_form, length, plain
+from bot.core import text
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import escape, user_text
+from bot.core.text import ENTITY_CLOSE, ENTITY_OPEN, decode_slash, for_slack, from_form, length, plain
+from bot.domain import incidents
 
 # What Slack sends for `/incident declare p2 R&D build <broken> for @carl` (should_escape: true).
 WIRE = "R&amp;D build &lt;broken&gt; for <@U0CEO|carl>"

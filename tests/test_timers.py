@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import config, incidents
-from bot.escalation import Delivery, Firing
+from bot import config
+from bot.domain import incidents
+from bot.domain.escalation import Delivery, Firing
+from bot.paging.timers import Timers
 from bot.store import DeliveryRecord, Store
-from bot.timers import Timers
 from tests.conftest import FAST_CONFIG
 
 CONFIG = config.parse(config.default_config_text(), source="built-in default")

@@ -10,19 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import diagnostics as dx
-from bot import scenarios
-from bot.cloud import (
-    HealthResult,
-    HttpInfo,
-    LogRecord,
-    RevisionState,
-    ServiceRef,
-    ServiceState,
-    TrafficShare,
-)
-from bot.diagnose_blocks import detail_texts, summary_blocks
-from bot.diagnostics import (
+from bot.diagnose import fanout as dx
+from bot.diagnose.fanout import (
     Report,
     RequestsFinding,
     RequestStats,
@@ -34,7 +23,10 @@ from bot.diagnostics import (
     Upstream,
     triage,
 )
-from bot.ids import ROLLBACK_PROPOSE
+from bot.domain import scenarios
+from bot.google.cloud import HealthResult, HttpInfo, LogRecord, RevisionState, ServiceRef, ServiceState, TrafficShare
+from bot.slack.blocks.diagnose import detail_texts, summary_blocks
+from bot.slack.ids import ROLLBACK_PROPOSE
 
 NOW = datetime(2026, 1, 25, 14, 40, tzinfo=UTC)
 TARGET = ServiceRef("demo", "us-central1", "svc", "https://svc.example/health")

@@ -2,12 +2,12 @@
 
 The generated `LoggingServiceV2Client` speaks only gRPC (google-cloud-logging ships no REST
 transport for it), so this emulator is a gRPC server for `google.logging.v2.LoggingServiceV2`
-on 127.0.0.1; `url` is `http://127.0.0.1:<port>`, which `bot.cloud` reads as "plaintext gRPC,
+on 127.0.0.1; `url` is `http://127.0.0.1:<port>`, which `bot.google.cloud` reads as "plaintext gRPC,
 anonymous". Entries are loaded as the API's JSON and answered as `LogEntry` messages.
 
 Like the API: `pageSize` defaults to 50 and a negative one or one above 1000 is refused;
 `nextPageToken` appears while more entries remain and is only good for the same request.
-The filter subset is what `bot.cloud` sends: comparisons `field OP value` with OP one of
+The filter subset is what `bot.google.cloud` sends: comparisons `field OP value` with OP one of
 `= != > >= < <= :`, joined by `AND`, optionally `NOT`-ed. Fields are dotted paths into the
 entry JSON (`resource.labels.service_name`, `httpRequest.status`, `jsonPayload.error_code`,
 ...); `severity` compares by level, `timestamp` as a time. Anything else (OR, parentheses,

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from bot import config as config_module
-from bot.app import IncidentBot
+from bot.app.runtime import IncidentBot
+from bot.app.server import make_server
+from bot.app.settings import Settings
 from bot.config import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.slack_api import SlackSandbox
 from bot.sandbox.slack_user import SlackPlatform
-from bot.server import make_server
-from bot.settings import Settings
 
 BOT_TOKEN = "xoxb-sandbox"
 SIGNING_SECRET = "sandbox-signing-secret"

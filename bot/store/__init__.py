@@ -31,17 +31,17 @@ from typing import Any
 
 import sqlite_utils
 
-from bot.alert_routing import SOURCE_NAMES, Alert
 from bot.config import AlertRoute
-from bot.escalation import Firing
-from bot.incidents import Change, Incident
-from bot.mrkdwn import escape, link, truncate
-from bot.proposals import Proposal, Verdict
-from bot.schedules import Override
+from bot.core.mrkdwn import escape, link, truncate
+from bot.core.text import for_slack
+from bot.domain.alerts import SOURCE_NAMES, Alert
+from bot.domain.escalation import Firing
+from bot.domain.incidents import Change, Incident
+from bot.domain.proposals import Proposal, Verdict
+from bot.domain.schedules import Override
 from bot.store.migrations import migrations
 from bot.store.postgres import PostgresBackend, is_postgres_url
 from bot.store.sqlite import Tx, migrate_sqlite
-from bot.text import for_slack
 
 log = logging.getLogger(__name__)
 

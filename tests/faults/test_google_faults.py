@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.diagnostics import DEFAULT_TIMEOUT_S
+from bot.diagnose.fanout import DEFAULT_TIMEOUT_S
 from bot.sandbox.runner import SandboxedBot
 from tests.test_e2e_rollback import CONFIG, LEAD, declare, finished, patches, propose
 

@@ -389,7 +389,7 @@ def test_a_replayed_request_is_refused_and_changes_nothing(hostile_bot: Sandboxe
 
 
 def test_the_replay_memory_forgets_after_the_window() -> None:
-    from bot.replay import ReplayGuard
+    from bot.app.replay import ReplayGuard
 
     now = [0.0]
     guard = ReplayGuard(window_s=330, clock=lambda: now[0])

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import logs
+from bot.core import logs
 from bot.sandbox.runner import BOT_TOKEN, SIGNING_SECRET, SandboxedBot
 from bot.sandbox.statuspage import StatuspageSandbox
 from tests.conftest import FAST_CONFIG

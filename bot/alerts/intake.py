@@ -1,0 +1,209 @@
+"""What an alert becomes in Slack: an incident, a proposal, lines in a thread.
+
+`receive` records a delivery's alerts (one transaction, in the request) and hands the Slack
+work to the work executor. `settle` does that work for one alert, driven by what the store
+says is still to do, so it can run again after a crash or a Slack outage (the bot's set-up
+retry calls `settle_all`): declare it, post its proposal, link it in its incident's thread,
+say that it closed. Declaring goes through `commands.declare.create`, the same path as
+`/incident declare`, and the store refuses a second incident for the same alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+from bot.config import AlertRoute
+from bot.context import Context
+from bot.domain.alerts import Alert, incident_title, scenario_for
+from bot.domain.incidents import Incident
+from bot.slack.blocks import alerts as alert_blocks
+from bot.slack.blocks.incident import Block
+from bot.store import AlertReceipt, AlertRecord, AlertTaken, alert_line
+from commands.declare import create, set_up
+
+log = logging.getLogger(__name__)
+
+# One alert's Slack work at a time: the webhook, a retry and a button may all reach one alert.
+_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+
+
+def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertReceipt]:
+    """Record the alerts now; show them in Slack after the caller has answered."""
+    receipts = ctx.store.record_alerts(alerts, ctx.now())
+    for receipt in receipts:
+        if receipt.record is None or receipt.outcome == "stale":
+            continue
+        if receipt.outcome == "repeat":
+            ctx.work.submit(_guarded, still_firing, ctx, receipt.record.id)
+        else:
+            ctx.work.submit(_guarded, settle, ctx, receipt.record.id)
+    return receipts
+
+
+def settle_all(ctx: Context) -> None:
+    """Finish every alert's Slack work that an outage or a crash left undone."""
+    for record in ctx.store.unsettled_alerts():
+        _guarded(settle, ctx, record.id)
+
+
+def declare(ctx: Context, record: AlertRecord, by: str, commander: str | None = None) -> Incident:
+    """Open the alert's incident, with the other waiting alerts of its group (an Alertmanager
+    group, a Cloud Monitoring policy) attached: titled after the alert, detected when the first
+    of them started. Raises AlertTaken when the alert already has an incident, however many
+    deliveries or clicks race here."""
+    for attempt in range(3):
+        group = [record, *ctx.store.open_group_alerts(record)]
+        try:
+            return create(
+                ctx,
+                title=incident_title(record.policy, record.summary),
+                severity=record.severity,
+                user=by,
+                detected_at=min(a.started_at for a in group),
+                alerts=tuple(a.id for a in group),
+                commander=commander,
+            )
+        except AlertTaken as exc:
+            if exc.alert_id == record.id or attempt == 2:
+                raise
+            # A groupmate was declared meanwhile: try again without it.
+    raise AssertionError("unreachable")
+
+
+def settle(ctx: Context, alert_id: int) -> None:
+    with _locks[alert_id]:
+        record = ctx.store.alert(alert_id)
+        if record is None:
+            return
+        waiting = record.is_open and record.incident is None and not record.dismissed_by
+        if waiting and record.action == "declare":
+            try:
+                incident = declare(ctx, record, by=ctx.slack.bot_user_id(), commander=_first_responder(ctx, record))
+            except AlertTaken:
+                pass  # declared meanwhile (a click on its proposal): linked below like any other
+            else:
+                set_up(ctx, incident)
+                settle_linked(ctx, incident.number, but=alert_id)
+            record = _reread(ctx, alert_id)
+        elif waiting and record.action == "propose" and record.proposal_ts is None:
+            channel, ts = ctx.announcer.post_once(
+                f"alert-proposal:{record.id}",
+                ctx.config.channel,
+                alert_blocks.proposal_text(ctx.config, record),
+                _proposal_blocks(ctx, record),
+            )
+            record = ctx.store.note_alert(alert_id, proposal_channel=channel, proposal_ts=ts)
+        if record.incident is not None and not record.link_noted:
+            record = _link(ctx, record)
+        if not record.is_open and not record.close_noted:
+            record = _close(ctx, record)
+
+
+def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:
+    """Once an incident is announced: the lines of the alerts declared with it, which waited."""
+    for other in ctx.store.alerts_of(number):
+        if other.id != but and not other.link_noted:
+            ctx.work.submit(_guarded, settle, ctx, other.id)
+
+
+def still_firing(ctx: Context, alert_id: int) -> None:
+    """A repeat notification: one line under the incident or the proposal, never a second one."""
+    with _locks[alert_id]:
+        record = ctx.store.alert(alert_id)
+        if record is None or not record.is_open or record.dismissed_by:
+            return
+        text = alert_blocks.still_firing(record)
+        if record.incident is not None:
+            incident = ctx.store.get(record.incident)
+            if incident is not None and incident.is_open:
+                ctx.announcer.in_thread(incident, text)
+        elif record.proposal_ts and record.proposal_channel:
+            ctx.slack.post(record.proposal_channel, text, thread_ts=record.proposal_ts)
+    # A repeat is also the moment to finish what an earlier delivery could not.
+    settle(ctx, alert_id)
+
+
+def refresh_proposal(ctx: Context, record: AlertRecord) -> None:
+    """Edit the proposal to show the alert as the store has it now."""
+    if record.proposal_channel and record.proposal_ts:
+        ctx.slack.update(
+            record.proposal_channel,
+            record.proposal_ts,
+            alert_blocks.proposal_text(ctx.config, record),
+            _proposal_blocks(ctx, record),
+        )
+
+
+def _link(ctx: Context, record: AlertRecord) -> AlertRecord:
+    """The alert's line, with its link, under its incident's announcement; the proposal shows
+    where it went. Waits for the announcement: set-up may still be under way."""
+    incident = ctx.store.get(record.incident or 0)
+    if incident is None or incident.announcement_ts is None:
+        return record
+    refresh_proposal(ctx, record)
+    ctx.announcer.post_once(
+        f"alert-link:{record.id}",
+        incident.announcement_channel or ctx.config.channel,
+        alert_line(record),
+        thread_ts=incident.announcement_ts,
+    )
+    return ctx.store.note_alert(record.id, link_noted=True)
+
+
+def _close(ctx: Context, record: AlertRecord) -> AlertRecord:
+    incident = ctx.store.get(record.incident) if record.incident is not None else None
+    if incident is not None and incident.is_open:
+        if incident.announcement_ts is None:
+            return record  # said once the announcement exists
+        all_closed = all(not a.is_open for a in ctx.store.alerts_of(incident.number))
+        text, blocks = alert_blocks.alert_closed(record, incident, all_closed)
+        _post_to_incident(ctx, incident, f"alert-closed:{record.id}", text, blocks)
+    refresh_proposal(ctx, record)
+    return ctx.store.note_alert(record.id, close_noted=True)
+
+
+def _post_to_incident(ctx: Context, incident: Incident, key: str, text: str, blocks: list[Block]) -> None:
+    """The announcement's thread and the war room, each once even across a crash."""
+    if incident.announcement_ts:
+        ctx.announcer.post_once(
+            key,
+            incident.announcement_channel or ctx.config.channel,
+            text,
+            blocks,
+            thread_ts=incident.announcement_ts,
+        )
+    if incident.war_room_id:
+        ctx.announcer.post_once(f"{key}:war-room", incident.war_room_id, text, blocks)
+
+
+def _proposal_blocks(ctx: Context, record: AlertRecord) -> list[Block]:
+    incident = ctx.store.get(record.incident) if record.incident is not None else None
+    scenario = scenario_for(record.policy, record.condition, record.summary)
+    return alert_blocks.proposal(ctx.config, record, scenario, incident)
+
+
+def _first_responder(ctx: Context, record: AlertRecord) -> str | None:
+    """Who commands an incident nobody declared by hand: the first person its escalation path
+    pages (the primary on call), so reminders and hand-overs reach a person, not the bot."""
+    steps = ctx.config.policy(record.severity).escalation
+    try:
+        return ctx.directory.users(steps[0].page[0])[0] if steps and steps[0].page else None
+    except Exception as exc:  # noqa: BLE001 - without a name the bot commands until someone takes over
+        log.warning("could not name a commander for alert %s: %s", record.id, exc)
+        return None
+
+
+def _reread(ctx: Context, alert_id: int) -> AlertRecord:
+    record = ctx.store.alert(alert_id)
+    assert record is not None
+    return record
+
+
+def _guarded(step: Callable[[Context, int], None], ctx: Context, alert_id: int) -> None:
+    try:
+        step(ctx, alert_id)
+    except Exception:  # noqa: BLE001 - logged; settle_all tries again with the set-up retry
+        log.warning("showing alert %s in Slack failed; it will be retried", alert_id, exc_info=True)

@@ -1,0 +1,80 @@
+"""Process settings from the environment (DESIGN.md's environment contract)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.paging.leadership import instance_name
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    bot_token: str
+    signing_secret: str | None
+    app_token: str | None = None
+    slack_api_url: str | None = None
+    cloud_run_api_url: str | None = None
+    cloud_logging_api_url: str | None = None
+    config_path: str | None = None
+    db_path: str = "incident-bot.db"
+    port: int = 3000
+    http_threads: int = 32
+    # The built-in config's placeholder people (U0PRIMARY…) would make every page fail: `serve`
+    # refuses them unless told this is a sandbox (INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE=1).
+    allow_example_people: bool = False
+    alert_webhook_token: str | None = None  # unset: the alert webhooks are off
+    # The timers' lease (bot/leadership.py): its length, and this process's name as its holder.
+    lease_s: float = 10.0
+    instance: str = field(default_factory=instance_name)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        bot_token = env.get("SLACK_BOT_TOKEN", "")
+        signing_secret = env.get("SLACK_SIGNING_SECRET") or None
+        app_token = env.get("SLACK_APP_TOKEN") or None
+        missing = []
+        if not bot_token:
+            missing.append("SLACK_BOT_TOKEN (the bot token, xoxb-...)")
+        if not signing_secret and not app_token:
+            missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+        if missing:
+            raise SettingsError("missing environment variables: " + "; ".join(missing))
+        try:
+            port = int(env.get("PORT", "3000"))
+            threads = int(env.get("HTTP_THREADS", "32"))
+        except ValueError as exc:
+            raise SettingsError(f"PORT and HTTP_THREADS must be numbers ({exc})") from exc
+        lease_s = _lease_seconds(env.get("INCIDENT_BOT_LEASE_S", "10"))
+        return cls(
+            lease_s=lease_s,
+            instance=env.get("INCIDENT_BOT_INSTANCE") or instance_name(),
+            bot_token=bot_token,
+            signing_secret=signing_secret,
+            app_token=app_token,
+            slack_api_url=env.get("SLACK_API_URL") or None,
+            cloud_run_api_url=env.get("CLOUD_RUN_API_URL") or None,
+            cloud_logging_api_url=env.get("CLOUD_LOGGING_API_URL") or None,
+            config_path=env.get("INCIDENT_BOT_CONFIG") or None,
+            db_path=env.get("INCIDENT_BOT_DB", "incident-bot.db"),
+            port=port,
+            http_threads=threads,
+            allow_example_people=env.get("INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE") == "1",
+            alert_webhook_token=env.get("ALERT_WEBHOOK_TOKEN") or None,
+        )
+
+
+def _lease_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 60.0:
+        raise SettingsError(f"INCIDENT_BOT_LEASE_S must be between 1 and 60 seconds, not {text!r}")
+    return value

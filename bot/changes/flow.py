@@ -1,0 +1,554 @@
+"""Carrying out confirmed production changes: propose, confirm, execute, verify, report.
+
+The flow for `/incident rollback` and `/incident scale`: a proposal is read from Cloud Run and
+posted with buttons; a confirm click by someone allowed marks it executing in the same
+transaction that checks it is still pending (so a second click never sends a second request),
+re-checks that production still looks as proposed, sends exactly one update to Cloud Run, waits
+for its operation, probes the health endpoint, and edits the proposal with the outcome. Nothing
+is retried blindly: a failure is reported with the next step, and a change the bot was carrying
+out when it stopped is reported at start-up as "outcome unknown", never sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from slack_sdk.errors import SlackApiError
+
+from bot import permissions
+from bot.context import Context, Reply
+from bot.core import counters as metrics
+from bot.core.errors import UsageError
+from bot.core.mrkdwn import escape
+from bot.domain.escalation import Delivery, Firing
+from bot.domain.incidents import Incident, start_fix
+from bot.domain.proposals import (
+    Proposal,
+    TargetError,
+    Verdict,
+    confirm_verdict,
+    is_pinned,
+    memory_bytes,
+    rollback_target,
+    serving_revision,
+    stale_message,
+)
+from bot.google.cloud import (
+    ChangeError,
+    ChangeResult,
+    HealthResult,
+    RevisionState,
+    ServiceRef,
+    ServiceState,
+    short_revision,
+)
+from bot.oncall.directory import mentioned_user
+from bot.slack.blocks import changes as change_blocks
+from bot.store import DeliveryRecord
+
+log = logging.getLogger(__name__)
+
+EDIT_KIND = "proposal_edit"  # a delivery: an edit of a proposal's message that Slack refused
+
+REVISIONS_TO_READ = 50
+
+
+def service_ref(ctx: Context) -> ServiceRef:
+    s = ctx.config.service
+    return ServiceRef(s.project, s.region, s.name, s.health_url)
+
+
+# -- propose ---------------------------------------------------------------------------------
+
+
+def propose(
+    ctx: Context,
+    incident: Incident,
+    user: str,
+    kind: str,
+    target: str | None,
+    fallback_channel: str | None,
+) -> Reply:
+    """Check the proposer may do this, ack at once, then read Cloud Run and post the proposal."""
+    action = "rollback" if kind == "rollback" else "scale"
+    permissions.require(ctx, action, user, incident)
+    name = ctx.config.service.name
+
+    def post() -> Reply | None:
+        return _post_proposal(ctx, incident, user, kind, target, fallback_channel)
+
+    doing = "traffic and revisions" if kind == "rollback" else "its current settings"
+    return Reply(f"Reading {name}'s {doing} from Cloud Run to prepare the proposal…", after=post)
+
+
+def _post_proposal(
+    ctx: Context,
+    incident: Incident,
+    user: str,
+    kind: str,
+    target: str | None,
+    fallback_channel: str | None,
+) -> Reply | None:
+    ref = service_ref(ctx)
+    try:
+        service = ctx.cloud.get_service(ref)
+        needs_revisions = kind == "rollback" or is_pinned(service)
+        revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_TO_READ) if needs_revisions else []
+    except Exception as exc:  # noqa: BLE001 - the asker hears it; nothing was proposed
+        log.warning("could not read %s for a proposal", ref.path, exc_info=True)
+        return Reply(
+            f"Could not read {ref.name} from Cloud Run ({type(exc).__name__}). Nothing was proposed; try again."
+        )
+    serving = serving_revision(service)
+    target_revision = None
+    if kind == "rollback":
+        try:
+            target_revision = rollback_target(service, revisions, short_revision(target) if target else None)
+        except TargetError as exc:
+            raise UsageError(str(exc), "/incident rollback [INC-n] [revision]") from exc
+        value, current = target_revision.name, serving
+    elif kind == "scale_memory":
+        value, current = str(target), service.memory_limit or ""
+    else:
+        value, current = str(target), str(service.max_instances or "")
+    same = memory_bytes(value) == memory_bytes(current) if kind == "scale_memory" else value == current
+    if kind != "rollback" and same:
+        raise UsageError(
+            f"{ref.name} already has {current}; nothing to change.", "/incident scale memory|max-instances"
+        )
+    where = ctx.announcer.war_room_target(incident)
+    channel, thread_ts = where if where else (fallback_channel, None)
+    if not channel:
+        return Reply("The incident has no war room or announcement yet; propose again in a moment.")
+    now = ctx.now()
+    draft = Proposal(
+        id=0,
+        incident=incident.number,
+        kind=kind,
+        target=value,
+        current=current,
+        serving_revision=serving,
+        pinned=is_pinned(service),
+        proposer=user,
+        created_at=now,
+    )
+    proposal = ctx.store.create_proposal(
+        draft, now, f"<@{user}> proposed to {escape(draft.what)} (from {escape(current or 'unset')})"
+    )
+    blocks = change_blocks.proposal_blocks(
+        proposal,
+        incident.ref,
+        service,
+        who_may_confirm(ctx, incident, draft.action)
+        + (f"; not <@{user}>, who proposed it (two-person rule)" if ctx.config.rollback.require_second_person else ""),
+        ctx.config.rollback.expires_after,
+        target_revision,
+        template_from=_template_revision(service, revisions) if proposal.pinned else None,
+    )
+    key = f"proposal:{proposal.id}"
+    posted_at = time.time()
+    try:
+        posted_channel, ts = ctx.slack.post(
+            channel, change_blocks.proposal_text(proposal, incident.ref), blocks, thread_ts=thread_ts, key=key
+        )
+    except (SlackApiError, OSError):
+        # A timeout or a lost answer: the proposal may be in Slack all the same, and its
+        # buttons work. It must be linked, or its outcome could never be shown on it.
+        found = ctx.slack.find_posted(channel, key, posted_at - 1, thread_ts)
+        if found is None:
+            raise
+        posted_channel, ts = channel, found
+    ctx.store.set_proposal_message(proposal.id, posted_channel, ts)
+    latest = ctx.store.get_proposal(proposal.id)
+    if latest is not None and latest.status not in ("pending", "executing"):
+        # Someone pressed a button while Slack was slow to answer the post, and it is already
+        # over: its edits found no message to edit, so the outcome is shown now.
+        _edit(ctx, latest, latest.outcome or f"*{latest.status.capitalize()}*.")
+    if posted_channel != fallback_channel:
+        return Reply(f"The proposal is in <#{posted_channel}>.")
+    return None
+
+
+def who_may_confirm(ctx: Context, incident: Incident, action: str) -> str:
+    """`the incident commander (<@U1>), `tech_lead` (<@U3>)`: the rule `require` enforces for
+    `action` (`rollback.allowed` unless `permissions:` overrides it), with its holders now."""
+    parts = []
+    for ref in permissions.rule(ctx.config, action):
+        if ref == permissions.ANYONE:
+            return "anyone"
+        if ref == permissions.PAGED:
+            parts.append(f"people paged for {incident.ref}")
+            continue
+        user = mentioned_user(ref)
+        if user:
+            parts.append(f"<@{user}>")
+            continue
+        try:
+            found, _ = ctx.directory.resolve(ref, incident)
+        except Exception:  # noqa: BLE001 - an email Slack cannot look up now: shown as nobody
+            found = []
+        holders = ", ".join(f"<@{u}>" for u in found) or "nobody now"
+        name = "the incident " + ref.removeprefix("incident_") if ref.startswith("incident_") else f"`{ref}`"
+        parts.append(f"{name} ({holders})")
+    return ", ".join(parts) or "nobody (see `rollback.allowed` in the config)"
+
+
+def _template_revision(service: ServiceState, revisions: list[RevisionState]) -> RevisionState | None:
+    """The revision the service's template last made: a template change copies its image."""
+    return next((r for r in revisions if r.name == service.latest_created_revision), None)
+
+
+# -- confirm and cancel ----------------------------------------------------------------------
+
+
+def parse_value(value: str) -> tuple[int, bool]:
+    """A button value `<incident>:<proposal>[:move|:stay]` -> (proposal id, move traffic)."""
+    parts = value.split(":")
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise UsageError("That button carries no proposal; propose again.")
+    return int(parts[1]), (parts[2] == "move" if len(parts) > 2 else False)
+
+
+def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = False) -> Reply | None:
+    """A confirm click (runs after the ack): decide, mark executing, carry it out."""
+    proposal = ctx.store.get_proposal(proposal_id)
+    if proposal is None:
+        raise UsageError("That proposal no longer exists.")
+    incident = ctx.store.get(proposal.incident)
+    rules = ctx.config.rollback
+
+    def decide(current: Proposal) -> Verdict:
+        return confirm_verdict(
+            current,
+            user=user,
+            now=ctx.now(),
+            expires_after=rules.expires_after,
+            require_second_person=rules.require_second_person,
+        )
+
+    if proposal.status != "pending":  # in progress or done: anyone may be told, nobody may act
+        return Reply(confirm_verdict(proposal, user=user, now=ctx.now()).message)
+    permissions.require(ctx, proposal.action, user, incident)
+    verdict, proposal = ctx.store.start_proposal(proposal_id, decide, ctx.now(), user=user, move_traffic=move_traffic)
+    if not verdict.start:
+        if verdict.outcome == "expired" and proposal.status == "expired":
+            _edit(ctx, proposal, ":hourglass: *Expired* before anyone confirmed it. Nothing was sent.")
+        if verdict.outcome == "own_proposal":
+            ctx.store.record_audit(
+                proposal.incident,
+                ctx.now(),
+                user,
+                "refused",
+                {"action": proposal.action, "reason": "require_second_person", "proposal": proposal_id},
+            )
+        return Reply(verdict.message)
+    if incident is not None:
+        _start_fix(ctx, incident, user, proposal)
+    try:
+        execute(ctx, proposal)
+    except Exception:  # noqa: BLE001 - the request may have reached Google: say so, never resend
+        log.exception("proposal %s failed while executing", proposal_id)
+        current = ctx.store.get_proposal(proposal_id)
+        if current is not None and current.status == "executing":
+            _finish(
+                ctx, current, "unknown", _unknown_text(ctx, current, "the bot hit an error while carrying this out")
+            )
+    return None
+
+
+def cancel(ctx: Context, proposal_id: int, user: str) -> Reply | None:
+    proposal = ctx.store.get_proposal(proposal_id)
+    if proposal is None:
+        raise UsageError("That proposal no longer exists.")
+    if proposal.status != "pending":
+        return Reply(f"This proposal is already {proposal.status}; there is nothing to cancel.")
+    if user != proposal.proposer:
+        permissions.require(ctx, proposal.action, user, ctx.store.get(proposal.incident))
+    cancelled, proposal = ctx.store.cancel_proposal(
+        proposal_id, ctx.now(), user=user, text=f"<@{user}> cancelled the proposal to {escape(proposal.what)}"
+    )
+    if not cancelled:
+        return Reply(f"This proposal is already {proposal.status}; there is nothing to cancel.")
+    _edit(ctx, proposal, f":no_entry_sign: *Cancelled* by <@{user}>. Nothing was sent.")
+    return None
+
+
+# -- execute ---------------------------------------------------------------------------------
+
+
+def execute(ctx: Context, proposal: Proposal) -> Proposal:
+    """Carry out a proposal already marked executing: re-check, send once, wait, verify, report."""
+    ref = service_ref(ctx)
+    rules = ctx.config.rollback
+    clock = time.monotonic()
+    by = f"<@{proposal.confirmed_by}>"
+    try:
+        before = ctx.cloud.get_service(ref)
+    except Exception as exc:  # noqa: BLE001
+        return _finish(
+            ctx,
+            proposal,
+            "failed",
+            f":x: *Not sent* ({escape(proposal.what)}): could not read {escape(ref.name)}'s traffic from Cloud Run ({type(exc).__name__}). "
+            "Nothing was changed. Next: check Cloud Run is reachable, then propose again.",
+        )
+    stale = stale_message(proposal, serving_revision(before))
+    if stale:
+        return _finish(ctx, proposal, "failed", f":no_entry: *Not sent* ({escape(proposal.what)}): {stale}")
+    doing = "Rolling back" if proposal.kind == "rollback" else "Changing the service"
+    _edit(
+        ctx,
+        proposal,
+        f":hourglass_flowing_sand: *{doing}…* confirmed by {by}. Waiting for Cloud Run "
+        f"(up to {_seconds(rules.operation_timeout.total_seconds())}), then for {escape(ref.name)}'s health check.",
+    )
+    wait_s = rules.operation_timeout.total_seconds()
+    try:
+        if proposal.kind == "rollback":
+            result = ctx.cloud.move_traffic(ref, proposal.target, wait_s=wait_s)
+        else:
+            result = ctx.cloud.change_template(
+                ref,
+                memory=proposal.target if proposal.kind == "scale_memory" else None,
+                max_instances=int(proposal.target) if proposal.kind == "scale_max_instances" else None,
+                traffic_to_latest=proposal.move_traffic and proposal.pinned,
+                wait_s=wait_s,
+            )
+    except ChangeError as exc:
+        return _finish(ctx, proposal, "failed", _failure_text(ctx, proposal, exc, time.monotonic() - clock))
+    service = result.service
+    lines = []
+    ok = True
+    if proposal.kind == "rollback":
+        now_serving = serving_revision(service)
+        ok = now_serving == proposal.target
+        lines.append(f"*Traffic now:* {change_blocks.traffic_line(service)}")
+        if not ok:
+            lines.append(f":warning: Cloud Run reports `{escape(now_serving)}` serving the most, not the target.")
+    else:
+        ok, line = _new_revision_serving(
+            ctx, ref, proposal, result, rules.operation_timeout.total_seconds() - (time.monotonic() - clock)
+        )
+        lines.append(line)
+    health_ok, health_line = _wait_for_health(ctx, ref, rules.health_timeout.total_seconds())
+    lines.append(health_line)
+    elapsed = time.monotonic() - clock
+    if ok and health_ok:
+        head = f":white_check_mark: *Done* by {by} in {_seconds(elapsed)}: {escape(proposal.what)}."
+        return _finish(ctx, proposal, "succeeded", head + "\n" + "\n".join(lines))
+    next_step = (
+        "Next: run `/incident diagnose`; if the target is unhealthy too, propose another revision."
+        if proposal.kind == "rollback"
+        else "Next: run `/incident diagnose` and check the new revision's logs."
+    )
+    head = f":x: *Changed, but not healthy* after {_seconds(elapsed)}: {escape(proposal.what)} (confirmed by {by})."
+    return _finish(ctx, proposal, "failed", head + "\n" + "\n".join(lines) + "\n" + next_step)
+
+
+def _new_revision_serving(
+    ctx: Context, ref: ServiceRef, proposal: Proposal, result: ChangeResult, wait_s: float
+) -> tuple[bool, str]:
+    """Wait for the template change's new revision to be Ready (and serving, unless pinned)."""
+    service: ServiceState = result.service
+    new = service.latest_created_revision
+    deadline = time.monotonic() + max(wait_s, 0.0)
+    expect_serving = proposal.move_traffic or not proposal.pinned
+    while True:
+        ready = service.latest_ready_revision == new
+        serving = serving_revision(service) == new
+        if ready and (serving or not expect_serving):
+            break
+        if time.monotonic() >= deadline:
+            state = "not Ready" if not ready else "Ready but not serving"
+            return (
+                False,
+                f":x: New revision `{escape(new)}` is {state} yet. Traffic: {change_blocks.traffic_line(service)}",
+            )
+        time.sleep(0.5)
+        try:
+            service = ctx.cloud.get_service(ref)
+        except Exception:  # noqa: BLE001 - keep waiting until the deadline
+            log.warning("could not re-read %s", ref.path, exc_info=True)
+    traffic = f"*Traffic now:* {change_blocks.traffic_line(service)}"
+    if expect_serving:
+        return True, f"New revision `{escape(new)}` is Ready and serving. {traffic}"
+    return True, (
+        f"New revision `{escape(new)}` is Ready but gets *no traffic*: it stays pinned to "
+        f"`{escape(proposal.serving_revision)}` as chosen. {traffic}"
+    )
+
+
+def _wait_for_health(ctx: Context, ref: ServiceRef, timeout_s: float) -> tuple[bool, str]:
+    """Probe the health endpoint until it answers 200 or `timeout_s` passes."""
+    if not ref.health_url:
+        return True, "*Health:* no `service.health_url` configured, so not checked."
+    started = time.monotonic()
+    interval = 1.0 if timeout_s >= 10 else 0.25
+    seen: list[str] = []
+    while True:
+        remaining = timeout_s - (time.monotonic() - started)
+        try:
+            result: HealthResult | None = ctx.cloud.probe_health(
+                ref.health_url, timeout_s=max(0.5, min(5.0, remaining))
+            )
+            answer = str(result.status) if result else "no answer"
+        except Exception as exc:  # noqa: BLE001 - unreachable counts as not healthy yet
+            result, answer = None, type(exc).__name__
+        if not seen or seen[-1] != answer:
+            seen.append(answer)
+        elapsed = time.monotonic() - started
+        if result is not None and result.status == 200:
+            return True, f"*Health:* {' → '.join(seen)} :large_green_circle: green after {_seconds(elapsed)}"
+        if elapsed + interval > timeout_s:
+            return False, (
+                f"*Health:* {' → '.join(seen)} :red_circle: never answered 200 within {_seconds(timeout_s)} "
+                f"({escape(ref.health_url)})"
+            )
+        time.sleep(interval)
+
+
+def _failure_text(ctx: Context, proposal: Proposal, exc: ChangeError, elapsed: float) -> str:
+    ref = service_ref(ctx)
+    describe = f"`gcloud run services describe {ref.name} --region={ref.region} --project={ref.project}`"
+    what = escape(proposal.what)
+    detail = escape(exc.message)
+    steps = {
+        "permission_denied": (
+            "Google refused: the bot's service account may not change this service. Nothing was changed. "
+            f"Next: grant it `roles/run.developer` on {escape(ref.name)}, or do it by hand."
+        ),
+        "not_found": (
+            "Cloud Run does not know the service or revision. Nothing was changed. "
+            "Next: check `service:` in the bot's config and the revision list, then propose again."
+        ),
+        "failed_precondition": (
+            "Cloud Run refused the change in the service's current state. Nothing was changed. "
+            f"Next: look at the service with {describe}, then propose again."
+        ),
+        "conflict": (
+            "Someone else changed the service at the same moment. Nothing was changed by this request. "
+            f"Next: look at the service with {describe}, then propose again."
+        ),
+        "invalid": (
+            "Cloud Run rejected the value. Nothing was changed. Next: fix what it names (memory above "
+            "4Gi needs more CPUs: `gcloud run services update --cpu`), then propose again."
+        ),
+        "timeout": (
+            "Cloud Run accepted the change but had not finished it in time; it may still complete. "
+            f"Next: check traffic with {describe} before proposing again (the bot does not resend)."
+        ),
+        "unavailable": (
+            "Cloud Run could not be reached or did not answer. The change may or may not have been made. "
+            f"Next: check traffic with {describe} before proposing again."
+        ),
+    }
+    step = steps.get(
+        exc.reason,
+        f"Cloud Run reported an error. Next: check the service with {describe} before proposing again.",
+    )
+    return f":x: *Failed* to {what} after {_seconds(elapsed)}: {detail}\n{step}"
+
+
+def _finish(ctx: Context, proposal: Proposal, status: str, line: str) -> Proposal:
+    if proposal.confirmed_at is not None:
+        elapsed = (ctx.now() - proposal.confirmed_at).total_seconds()
+        metrics.ROLLBACK_SECONDS.labels(proposal.kind, status).observe(max(0.0, elapsed))
+    actor = proposal.confirmed_by or "bot"
+    summary = line.split("\n", 1)[0]
+    finished = ctx.store.finish_proposal(
+        proposal.id,
+        status,
+        line,
+        ctx.now(),
+        actor=actor,
+        text=summary,
+    )
+    _edit(ctx, finished, line)
+    return finished
+
+
+def _edit(ctx: Context, proposal: Proposal, line: str) -> None:
+    if not proposal.channel or not proposal.ts:
+        return
+    try:
+        _show(ctx, proposal, line)
+    except Exception:  # noqa: BLE001 - retried as a delivery: the outcome must reach the proposal
+        log.warning("could not edit proposal %s; retrying", proposal.id, exc_info=True)
+        edit = Delivery(EDIT_KIND, str(proposal.id), line)
+        ctx.store.record_firing(proposal.incident, Firing(f"{EDIT_KIND}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now())
+        ctx.timers.wake_deliveries()
+
+
+def _show(ctx: Context, proposal: Proposal, line: str) -> None:
+    assert proposal.channel and proposal.ts
+    incident = ctx.store.get(proposal.incident)
+    ref = incident.ref if incident else f"INC-{proposal.incident}"
+    ctx.slack.update(
+        proposal.channel,
+        proposal.ts,
+        f"{ref}: {proposal.what}: {proposal.status}",
+        change_blocks.status_blocks(proposal, ref, line),
+    )
+
+
+def deliver_edit(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
+    """Send a proposal edit that failed: the proposal as it stands now (a finished one shows its
+    outcome, never an older progress line)."""
+    proposal = ctx.store.get_proposal(int(delivery.target))
+    if proposal is None or not proposal.channel or not proposal.ts:
+        ctx.store.cancel_delivery(delivery.id, "no proposal message to edit")
+        return
+    _show(ctx, proposal, proposal.outcome or delivery.detail)
+    ctx.store.finish_delivery(delivery.id, ctx.now(), user=None, channel=proposal.channel, ts=proposal.ts)
+
+
+def _start_fix(ctx: Context, incident: Incident, user: str, proposal: Proposal) -> None:
+    """Confirming a rollback or scale is the runbook's fix under way: the fix clock stops."""
+    now = ctx.now()
+    current = ctx.store.get(incident.number)
+    if current is None:
+        return
+    try:
+        ctx.store.change(current, lambda latest: start_fix(latest, by=user, now=now, how=proposal.what), now)
+        ctx.timers.replan(incident.number)
+    except Exception:  # noqa: BLE001 - never let the fix clock stop the change itself
+        log.warning("could not record the fix start for INC-%s", incident.number, exc_info=True)
+
+
+# -- start-up --------------------------------------------------------------------------------
+
+
+def report_interrupted(ctx: Context, interrupted: list[Proposal]) -> None:
+    """Changes the bot was carrying out when it stopped: say the outcome is unknown, never resend.
+
+    `interrupted` is read before the bot takes requests (`ctx.store.proposals("executing")` at
+    start-up): a confirm clicked just after the restart is running, not interrupted."""
+    for proposal in interrupted:
+        finished = _finish(
+            ctx, proposal, "unknown", _unknown_text(ctx, proposal, "the bot stopped while it was carrying this out")
+        )
+        if finished.channel:
+            try:
+                ctx.slack.post(
+                    finished.channel,
+                    f"Outcome unknown: {finished.what} (proposal {finished.id}). Check traffic before acting again.",
+                )
+            except Exception:  # noqa: BLE001
+                log.warning("could not report proposal %s", proposal.id, exc_info=True)
+
+
+def _unknown_text(ctx: Context, proposal: Proposal, why: str) -> str:
+    ref = service_ref(ctx)
+    return (
+        f":grey_question: *Outcome unknown* ({escape(proposal.what)}): {why} "
+        f"(confirmed by <@{proposal.confirmed_by}>). "
+        "It has not been sent again. "
+        f"Next: check traffic with `gcloud run services describe {ref.name} --region={ref.region} "
+        f"--project={ref.project}` or `/incident diagnose`, then propose again if needed."
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"

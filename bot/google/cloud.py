@@ -1,0 +1,630 @@
+"""Adapters for Cloud Run (run_v2), Cloud Logging and the service's health endpoint.
+
+Thin on purpose: each call goes through the real generated Google client, with its own
+timeout, and comes back as a small frozen record (`ServiceState`, `RevisionState`,
+`LogRecord`, `HealthResult`), so diagnostics and tests never touch protobufs.
+
+Cloud Run is `run_v2` over REST; Cloud Logging is `LoggingServiceV2Client`, which
+google-cloud-logging generates for gRPC only. In production both use Application Default
+Credentials. When an API URL is given (`CLOUD_RUN_API_URL` / `CLOUD_LOGGING_API_URL`, read by
+the caller) they talk to it with anonymous credentials, which is how the sandbox emulators are
+reached: Cloud Run REST at that base URL, Cloud Logging gRPC at its host and port (plaintext
+for `http://`, TLS for `https://`). The transports are the same in tests and in production.
+Google libraries are imported inside functions so the bot starts fast.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.google.shared_reads import SharedReads
+
+DEFAULT_TIMEOUT_S = 8.0
+DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
+HEALTH_BODY_CHARS = 200
+LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
+REVISIONS_PAGE = 50
+MAX_REVISION_PAGES = 20  # 1,000 revisions, Cloud Run's cap per service
+LOG_SHARE_S = 15.0  # how long one diagnosis's log reads serve the next of the same service
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """The Cloud Run service the bot acts on (the config's `service:` block)."""
+
+    project: str
+    region: str
+    name: str
+    health_url: str = ""
+
+    @property
+    def path(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}/services/{self.name}"
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any]) -> ServiceRef:
+        return cls(
+            project=str(block["project"]),
+            region=str(block["region"]),
+            name=str(block["name"]),
+            health_url=str(block.get("health_url") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class TrafficShare:
+    revision: str  # short revision id, e.g. tai-autonomics-00042-xyz
+    percent: int
+    tag: str = ""
+    latest: bool = False  # allocated as "latest ready revision"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    url: str
+    ready: bool | None  # None: the Ready condition is still reconciling
+    ready_message: str
+    latest_created_revision: str
+    latest_ready_revision: str
+    traffic: tuple[TrafficShare, ...]
+    memory_limit: str | None
+    max_instances: int | None
+    reconciling: bool = False
+    updated_at: datetime | None = None  # last change to the service, traffic included
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    name: str
+    created_at: datetime | None
+    ready: bool | None
+    ready_message: str
+    ready_since: datetime | None  # when Ready last changed: the best "went live" estimate
+    image: str
+    memory_limit: str | None
+
+
+@dataclass(frozen=True)
+class HttpInfo:
+    method: str
+    url: str
+    path: str
+    status: int | None
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    timestamp: datetime
+    severity: str
+    log_name: str
+    revision: str
+    message: str
+    http: HttpInfo | None = None
+    error_code: str = ""
+    path: str = ""  # the request path, from httpRequest or jsonPayload.path
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    url: str
+    status: int
+    latency_ms: float
+    body: str  # at most HEALTH_BODY_CHARS characters
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """A finished long-running operation on the service, and the service it left behind."""
+
+    operation: str
+    service: ServiceState
+
+
+class ChangeError(Exception):
+    """Cloud Run refused a change or did not finish it in time.
+
+    `reason` is one of permission_denied, not_found, failed_precondition, conflict, invalid,
+    timeout, unavailable, error; `sent` says whether Google accepted the request (so the change
+    may still be happening) or refused it outright (nothing changed).
+    """
+
+    def __init__(self, reason: str, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.sent = sent
+
+
+class CloudSources:
+    """The three things diagnostics reads. One instance per process; clients are made once.
+
+    `log_reads` lets diagnoses running within `log_share_s` of each other share their Cloud
+    Logging answers (see bot/shared_reads.py); 0 shares only reads still under way.
+    """
+
+    def __init__(
+        self,
+        run_api_url: str | None = None,
+        logging_api_url: str | None = None,
+        *,
+        log_share_s: float = LOG_SHARE_S,
+    ) -> None:
+        self.run_api_url = run_api_url.rstrip("/") if run_api_url else None
+        self.logging_api_url = logging_api_url.rstrip("/") if logging_api_url else None
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self.log_reads = SharedReads(log_share_s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CloudSources:
+        return cls(env.get("CLOUD_RUN_API_URL") or None, env.get("CLOUD_LOGGING_API_URL") or None)
+
+    def warm_up(self) -> None:
+        """Import the Google libraries and build the clients now rather than on first use."""
+        self._run_client("services")
+        self._run_client("revisions")
+        self._logging_client()
+
+    # -- Cloud Run -------------------------------------------------------------------------
+
+    def get_service(self, ref: ServiceRef, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> ServiceState:
+        # No retry: a diagnosis says "unavailable (503)" at once rather than time out retrying.
+        proto = self._run_client("services").get_service(name=ref.path, timeout=timeout_s, retry=None)
+        return service_state(proto)
+
+    def list_revisions(
+        self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> list[RevisionState]:
+        """The newest `limit` revisions, newest first.
+
+        The API promises no order a caller may lean on, so every page is read (REVISIONS_PAGE
+        at a time, each call under `timeout_s`) and the newest are picked here; Cloud Run
+        keeps at most 1,000 revisions per service, so that is at most MAX_REVISION_PAGES calls.
+        """
+        from google.cloud import run_v2
+
+        client = self._run_client("revisions")
+        request = run_v2.ListRevisionsRequest(parent=ref.path, page_size=REVISIONS_PAGE)
+        pager = client.list_revisions(request=request, timeout=timeout_s, retry=None)
+        revisions: list[RevisionState] = []
+        for number, page in enumerate(pager.pages, start=1):
+            revisions += [revision_state(r) for r in page.revisions]
+            if number >= MAX_REVISION_PAGES:
+                break
+        revisions.sort(key=lambda r: r.created_at or _EPOCH, reverse=True)
+        return revisions[:limit]
+
+    def set_traffic(
+        self,
+        ref: ServiceRef,
+        revision: str,
+        percent: int = 100,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Send `percent` of traffic to `revision` (the rest to latest) and wait until done."""
+        from google.cloud import run_v2
+
+        if not 0 < percent <= 100:
+            raise ValueError(f"percent must be 1-100, got {percent}")
+        kind = run_v2.TrafficTargetAllocationType
+        targets = [
+            run_v2.TrafficTarget(
+                type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+                revision=short_revision(revision),
+                percent=percent,
+            )
+        ]
+        if percent < 100:
+            targets.append(
+                run_v2.TrafficTarget(type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100 - percent)
+            )
+
+        def change(service: Any) -> None:
+            del service.traffic[:]
+            service.traffic.extend(targets)
+
+        return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
+
+    def update_memory(
+        self,
+        ref: ServiceRef,
+        memory: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Set the memory limit (e.g. `1Gi`) of every container; creates a new revision."""
+
+        def change(service: Any) -> None:
+            for container in service.template.containers:
+                container.resources.limits["memory"] = memory
+            service.template.revision = ""  # let Cloud Run name the new revision
+
+        return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
+
+    def update_max_instances(
+        self,
+        ref: ServiceRef,
+        max_instances: int,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Set the revision template's instance cap; creates a new revision."""
+        if max_instances < 1:
+            raise ValueError(f"max_instances must be at least 1, got {max_instances}")
+
+        def change(service: Any) -> None:
+            service.template.scaling.max_instance_count = max_instances
+            service.template.revision = ""
+
+        return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
+
+    def move_traffic(
+        self, ref: ServiceRef, revision: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, wait_s: float = DEFAULT_WAIT_S
+    ) -> ChangeResult:
+        """All traffic to `revision`, nothing else touched (update mask `traffic`); waits for
+        the operation. Raises ChangeError."""
+        from google.cloud import run_v2
+
+        target = run_v2.TrafficTarget(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+            revision=short_revision(revision),
+            percent=100,
+        )
+        service = run_v2.Service(name=ref.path, traffic=[target])
+        return self._patch(service, ["traffic"], timeout_s=timeout_s, wait_s=wait_s)
+
+    def change_template(
+        self,
+        ref: ServiceRef,
+        *,
+        memory: str | None = None,
+        max_instances: int | None = None,
+        traffic_to_latest: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> ChangeResult:
+        """Change the revision template (memory limit, instance cap), which makes a new
+        revision; with `traffic_to_latest`, also send all traffic to it. Raises ChangeError."""
+        from google.cloud import run_v2
+
+        try:
+            current = self._get_service_proto(ref, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - classified for the person who confirmed
+            raise change_error(exc, sent=False) from exc
+        template = current.template
+        if memory is not None:
+            for container in template.containers:
+                container.resources.limits["memory"] = memory
+        if max_instances is not None:
+            template.scaling.max_instance_count = max_instances
+        template.revision = ""  # let Cloud Run name the new revision
+        service = run_v2.Service(name=ref.path, template=template)
+        mask = ["template"]
+        if traffic_to_latest:
+            service.traffic = [
+                run_v2.TrafficTarget(
+                    type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
+                )
+            ]
+            mask.append("traffic")
+        return self._patch(service, mask, timeout_s=timeout_s, wait_s=wait_s)
+
+    def _patch(self, service: Any, mask: list[str], *, timeout_s: float, wait_s: float) -> ChangeResult:
+        import concurrent.futures
+
+        from google.cloud import run_v2
+        from google.protobuf import field_mask_pb2
+
+        request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=mask))
+        try:
+            operation = self._run_client("services").update_service(request=request, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001
+            raise change_error(exc, sent=False) from exc
+        try:
+            result = operation.result(timeout=wait_s)
+        except concurrent.futures.TimeoutError as exc:
+            raise ChangeError(
+                "timeout",
+                f"Cloud Run accepted the change but its operation had not finished after {wait_s:.0f} s",
+                sent=True,
+            ) from exc
+        except Exception as exc:  # noqa: BLE001
+            raise change_error(exc, sent=True) from exc
+        return ChangeResult(operation=operation.operation.name, service=service_state(result))
+
+    def _get_service_proto(self, ref: ServiceRef, timeout_s: float) -> Any:
+        return self._run_client("services").get_service(name=ref.path, timeout=timeout_s)
+
+    def _update_service(self, ref: ServiceRef, change: Any, *, timeout_s: float, wait_s: float) -> ChangeResult:
+        # UpdateService without an update_mask replaces the whole service, so send back
+        # everything just read with one thing changed (its etag guards against a race).
+        service = self._get_service_proto(ref, timeout_s)
+        change(service)
+        operation = self._run_client("services").update_service(service=service, timeout=timeout_s)
+        result = operation.result(timeout=wait_s)
+        return ChangeResult(operation=operation.operation.name, service=service_state(result))
+
+    def _run_client(self, kind: str) -> Any:
+        with self._lock:
+            client = self._clients.get(kind)
+            if client is None:
+                client = self._clients[kind] = self._make_run_client(kind)
+            return client
+
+    def _make_run_client(self, kind: str) -> Any:
+        from google.cloud import run_v2
+
+        cls = run_v2.ServicesClient if kind == "services" else run_v2.RevisionsClient
+        # REST everywhere, so production speaks exactly what the tests exercise.
+        if not self.run_api_url:
+            return cls(transport="rest")  # Application Default Credentials
+        from google.auth.credentials import AnonymousCredentials
+
+        return cls(
+            credentials=AnonymousCredentials(),
+            transport="rest",
+            client_options={"api_endpoint": self.run_api_url},
+        )
+
+    # -- Cloud Logging ---------------------------------------------------------------------
+
+    def query_logs(
+        self,
+        ref: ServiceRef,
+        since: datetime,
+        condition: str = "",
+        *,
+        max_entries: int = 2000,
+        page_size: int = LOG_PAGE_SIZE,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> tuple[list[LogRecord], bool]:
+        """The newest log entries of the service since `since` matching `condition`.
+
+        Returns the records (newest first) and whether there may be more than `max_entries`
+        (the API offered another page). Each `entries:list` call gets `timeout_s` and is not
+        retried: the read quota is per project and per minute, and diagnose has its own clock.
+        """
+        from google.cloud.logging_v2.types import ListLogEntriesRequest
+
+        request = ListLogEntriesRequest(
+            resource_names=[f"projects/{ref.project}"],
+            filter=service_log_filter(ref, since, condition),
+            order_by="timestamp desc",
+            page_size=min(page_size, max_entries, LOG_PAGE_SIZE),
+        )
+        pager = self._logging_client().list_log_entries(request=request, timeout=timeout_s, retry=None)
+        records: list[LogRecord] = []
+        more = False
+        for page in pager.pages:
+            records += [log_record(entry) for entry in page.entries]
+            more = bool(page.next_page_token)
+            if len(records) >= max_entries:
+                break
+        return records[:max_entries], more or len(records) > max_entries
+
+    def _logging_client(self) -> Any:
+        with self._lock:
+            client = self._clients.get("logging")
+            if client is None:
+                client = self._clients["logging"] = self._make_logging_client()
+            return client
+
+    def _make_logging_client(self) -> Any:
+        from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+
+        if not self.logging_api_url:
+            return LoggingServiceV2Client()  # Application Default Credentials, logging.googleapis.com
+        import grpc
+        from google.cloud.logging_v2.services.logging_service_v2.transports import LoggingServiceV2GrpcTransport
+
+        # A channel given to the transport carries no credentials: anonymous, as for run_v2.
+        url = urlsplit(self.logging_api_url if "//" in self.logging_api_url else f"http://{self.logging_api_url}")
+        if url.scheme == "https":
+            channel = grpc.secure_channel(f"{url.hostname}:{url.port or 443}", grpc.ssl_channel_credentials())
+        else:
+            channel = grpc.insecure_channel(f"{url.hostname}:{url.port or 80}")
+        return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=channel))
+
+    # -- health ----------------------------------------------------------------------------
+
+    def probe_health(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> HealthResult:
+        return probe_health(url, timeout_s=timeout_s)
+
+
+def probe_health(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> HealthResult:
+    """GET `url`; an HTTP error status is a result, a network failure raises."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"health_url must be http(s), got {url!r}")
+    request = urllib.request.Request(url, headers={"User-Agent": "incident-bot/diagnose"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            status, raw = response.status, response.read(4096)
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read(4096)
+    latency_ms = (time.perf_counter() - started) * 1000
+    body = raw.decode("utf-8", "replace").strip()[:HEALTH_BODY_CHARS]
+    return HealthResult(url=url, status=status, latency_ms=round(latency_ms, 1), body=body)
+
+
+def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") -> str:
+    """The Logging filter for the service's entries since `since` (an explicit time bound
+    keeps the client from adding its own 24 h default and the API from scanning 30 days)."""
+    parts = [
+        'resource.type="cloud_run_revision"',
+        f'resource.labels.service_name="{ref.name}"',
+        f'resource.labels.location="{ref.region}"',
+        f'timestamp>="{since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}"',
+    ]
+    if condition:
+        parts.append(condition)
+    return " AND ".join(parts)
+
+
+def change_error(exc: Exception, *, sent: bool) -> ChangeError:
+    """A Google client error as a ChangeError whose reason says what the next step is."""
+    from google.api_core import exceptions as gexc
+
+    status = ""
+    response = getattr(exc, "response", None)
+    try:
+        status = str(response.json().get("error", {}).get("status") or "") if response is not None else ""
+    except Exception:  # noqa: BLE001 - a body that is not JSON: go by the exception class
+        status = ""
+    message = str(getattr(exc, "message", "") or exc).splitlines()[0]
+    # REST errors start with the request line ("PATCH https://…: "): the reader needs the reason.
+    message = re.sub(r"^[A-Z]+ https?://\S+: ", "", message)[:300]
+    if isinstance(exc, (gexc.PermissionDenied, gexc.Forbidden, gexc.Unauthenticated, gexc.Unauthorized)):
+        reason = "permission_denied"
+    elif isinstance(exc, gexc.NotFound):
+        reason = "not_found"
+    elif isinstance(exc, gexc.FailedPrecondition) or status == "FAILED_PRECONDITION":
+        reason = "failed_precondition"
+    elif isinstance(exc, (gexc.Conflict, gexc.Aborted)):
+        reason = "conflict"
+    elif isinstance(exc, (gexc.InvalidArgument, gexc.BadRequest)):
+        reason = "invalid"
+    elif isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError, OSError)):
+        reason = "unavailable"
+    else:
+        reason = "error"
+    return ChangeError(reason, message, sent=sent)
+
+
+def short_revision(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+# -- conversions from the Google types -------------------------------------------------------
+
+
+def service_state(service: Any) -> ServiceState:
+    from google.cloud import run_v2
+
+    latest_kind = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    latest_ready = short_revision(service.latest_ready_revision)
+    traffic = tuple(
+        TrafficShare(
+            # A LATEST allocation may come without a revision name: it is the latest ready.
+            revision=short_revision(status.revision) or latest_ready,
+            percent=status.percent,
+            tag=status.tag,
+            latest=status.type_ == latest_kind,
+        )
+        for status in service.traffic_statuses
+    )
+    containers = list(service.template.containers)
+    max_instances = service.template.scaling.max_instance_count
+    ready, message, _ = _ready(service.terminal_condition)
+    return ServiceState(
+        name=service.name,
+        url=service.uri or (service.urls[0] if service.urls else ""),
+        ready=ready,
+        ready_message=message,
+        latest_created_revision=short_revision(service.latest_created_revision),
+        latest_ready_revision=latest_ready,
+        traffic=traffic,
+        memory_limit=_memory(containers),
+        max_instances=max_instances or None,
+        reconciling=service.reconciling,
+        updated_at=_datetime(service.update_time),
+    )
+
+
+def revision_state(revision: Any) -> RevisionState:
+    ready_condition = next((c for c in revision.conditions if c.type_ == "Ready"), None)
+    ready, message, since = _ready(ready_condition)
+    containers = list(revision.containers)
+    return RevisionState(
+        name=short_revision(revision.name),
+        created_at=_datetime(revision.create_time),
+        ready=ready,
+        ready_message=message,
+        ready_since=since,
+        image=containers[0].image if containers else "",
+        memory_limit=_memory(containers),
+    )
+
+
+def log_record(entry: Any) -> LogRecord:
+    """A `LogEntry` message from `list_log_entries` as a LogRecord."""
+    from google.cloud.logging_v2.types import LogEntry
+    from google.logging.type import log_severity_pb2
+
+    message, error_code, payload_path = "", "", ""
+    payload = LogEntry.pb(entry).WhichOneof("payload")
+    if payload == "text_payload":
+        message = entry.text_payload
+    elif payload == "json_payload":
+        fields = entry.json_payload
+        message = str(fields.get("message") or fields.get("error_message") or "")
+        error_code = str(fields.get("error_code") or "")
+        payload_path = str(fields.get("path") or "")
+    http = _http_info(entry.http_request) if "http_request" in entry else None
+    labels = entry.resource.labels if "resource" in entry else {}
+    return LogRecord(
+        timestamp=datetime.fromtimestamp(entry.timestamp.timestamp(), tz=UTC),
+        severity=log_severity_pb2.LogSeverity.Name(entry.severity),
+        log_name=entry.log_name,
+        revision=str(labels.get("revision_name", "")),
+        message=message.strip(),
+        http=http,
+        error_code=error_code,
+        path=(http.path if http and http.path else payload_path),
+    )
+
+
+def _http_info(request: Any) -> HttpInfo:
+    url = request.request_url
+    latency = request.latency if request.HasField("latency") else None
+    return HttpInfo(
+        method=request.request_method,
+        url=url,
+        path=urlsplit(url).path if url else "",
+        status=request.status or None,
+        latency_ms=(latency.seconds + latency.nanos / 1e9) * 1000 if latency is not None else None,
+    )
+
+
+def _ready(condition: Any) -> tuple[bool | None, str, datetime | None]:
+    if condition is None or not condition.type_:
+        return None, "", None
+    state = condition.State
+    if condition.state == state.CONDITION_SUCCEEDED:
+        ready: bool | None = True
+    elif condition.state == state.CONDITION_FAILED:
+        ready = False
+    else:
+        ready = None
+    return ready, condition.message, _datetime(condition.last_transition_time)
+
+
+def _datetime(value: Any) -> datetime | None:
+    # proto-plus gives DatetimeWithNanoseconds, or a zero epoch when the field is unset.
+    if value is None or (hasattr(value, "timestamp") and value.timestamp() == 0):
+        return None
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
+
+
+def _memory(containers: list[Any]) -> str | None:
+    for container in containers:
+        memory = container.resources.limits.get("memory")
+        if memory:
+            return str(memory)
+    return None

@@ -1,0 +1,156 @@
+"""Post-mortem drafts in Slack: gathered from the store, written by `bot.domain.postmortem`, uploaded, reminded.
+
+Both the upload of a draft and the reminder that the post-mortem is due are deliveries (kinds
+`postmortem_draft` and `postmortem_reminder`): rows the delivery loop sends and retries until
+Slack accepts them, across restarts, like a page. The draft is stored before it is uploaded,
+so `incident-bot postmortem INC-7` prints exactly the bytes the war room received.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from slack_sdk.errors import SlackApiError
+
+from bot.config import Config
+from bot.core.mrkdwn import user_text
+from bot.domain import postmortem
+from bot.domain.incidents import Incident
+from bot.incident.announcer import Announcer
+from bot.oncall.directory import PeopleError
+from bot.slack.gateway import SlackGateway, error_code
+from bot.store import DeliveryRecord, Store
+
+log = logging.getLogger(__name__)
+
+DELIVERY_KINDS = frozenset({"postmortem_draft", "postmortem_reminder"})
+
+
+def facts(config: Config, store: Store, incident: Incident, now: datetime) -> postmortem.Facts:
+    policy = config.policy(incident.severity)
+    return postmortem.Facts(
+        incident=incident,
+        events=store.timeline(incident.number),
+        resolution=store.resolution(incident.number),
+        followups=store.followups(incident.number),
+        pages=[postmortem.Page(who, at) for who, at in store.pages_sent(incident.number)],
+        service=config.service.name,
+        severity_label=policy.label,
+        ack_within=policy.ack_within,
+        generated_at=now,
+    )
+
+
+def write_draft(config: Config, store: Store, incident: Incident, now: datetime) -> str:
+    """Render the draft from the store as it is now, and keep it as the incident's draft."""
+    markdown = postmortem.render(facts(config, store, incident, now))
+    store.save_draft(incident.number, markdown, now)
+    return markdown
+
+
+def deliver(
+    delivery: DeliveryRecord,
+    incident: Incident,
+    *,
+    config: Config,
+    store: Store,
+    slack: SlackGateway,
+    announcer: Announcer,
+    now: datetime,
+) -> None:
+    if delivery.kind == "postmortem_draft":
+        _upload(delivery, incident, config=config, store=store, slack=slack, announcer=announcer, now=now)
+    else:
+        _remind(delivery, incident, store=store, slack=slack, now=now)
+
+
+def _upload(
+    delivery: DeliveryRecord,
+    incident: Incident,
+    *,
+    config: Config,
+    store: Store,
+    slack: SlackGateway,
+    announcer: Announcer,
+    now: datetime,
+) -> None:
+    if incident.is_open and delivery.detail == "resolved":
+        store.cancel_delivery(delivery.id, "reopened before the draft was uploaded")
+        return
+    target = announcer.war_room_target(incident)
+    if target is None:
+        raise PeopleError("the incident has no war room or announcement to upload the draft to yet")
+    channel, thread_ts = target
+    markdown = write_draft(config, store, incident, now)
+    state = "ongoing" if incident.is_open else "resolved"
+    comment = (
+        f"📝 Post-mortem draft for *{incident.ref}* ({state}): {user_text(incident.title, 300)}. "
+        "The timeline and impact are filled in; add what went well and what we will improve. "
+        "`/incident followup &lt;action&gt;` records follow-ups, `/incident postmortem` rewrites the draft."
+    )
+    # Where it goes is stored first, so start-up can look for an upload a crash cut short.
+    store.set_delivery_channel(delivery.id, channel, None, thread_ts)
+    file_id = slack.upload_file(
+        channel, thread_ts, draft_filename(incident), f"{incident.ref} post-mortem draft", markdown, comment
+    )
+    _uploaded(delivery, incident, file_id, channel, store=store, slack=slack, now=now)
+
+
+def draft_filename(incident: Incident) -> str:
+    return f"{incident.ref}-postmortem.md"
+
+
+def _uploaded(
+    delivery: DeliveryRecord,
+    incident: Incident,
+    file_id: str,
+    channel: str,
+    *,
+    store: Store,
+    slack: SlackGateway,
+    now: datetime,
+) -> None:
+    try:
+        permalink = slack.file_permalink(file_id)
+    except SlackApiError as exc:  # the upload landed; a missing link only makes the reminder plainer
+        log.warning("could not read the permalink of %s: %s", file_id, error_code(exc))
+        permalink = None
+    store.record_draft_upload(incident.number, file_id, permalink, channel)
+    store.finish_delivery(delivery.id, now, user=None, channel=channel, ts=None)
+
+
+def recover_upload(
+    delivery: DeliveryRecord, incident: Incident, oldest: float, *, store: Store, slack: SlackGateway, now: datetime
+) -> bool:
+    """A draft upload a crash (or a timeout) left in doubt: True (and recorded) if the file is in Slack."""
+    if not delivery.channel:
+        return False  # it never got as far as uploading
+    file_id = slack.find_file(delivery.channel, draft_filename(incident), oldest, delivery.thread_ts)
+    if file_id is None:
+        return False
+    _uploaded(delivery, incident, file_id, delivery.channel, store=store, slack=slack, now=now)
+    return True
+
+
+def _remind(delivery: DeliveryRecord, incident: Incident, *, store: Store, slack: SlackGateway, now: datetime) -> None:
+    if incident.is_open:
+        store.cancel_delivery(delivery.id, "reopened: the post-mortem waits for the next resolution")
+        return
+    draft = store.draft(incident.number)
+    if draft is not None and draft.permalink:
+        where = f"<{draft.permalink}|the draft>"
+    elif draft is not None and draft.channel:
+        where = f"the draft in <#{draft.channel}>"
+    else:
+        where = f"`incident-bot postmortem {incident.ref}` (the draft)"
+    text = (
+        f"📝 <@{incident.commander}>: the post-mortem of *{incident.ref}* ({incident.severity}) is due. "
+        f"Start from {where}: root cause, detection gap, what went well, what we will improve, "
+        "and an owner and date for each action."
+    )
+    user = incident.commander
+    channel = slack.open_dm(user)
+    store.set_delivery_channel(delivery.id, channel, user)
+    posted_channel, ts = slack.post(channel, text, key=f"delivery:{delivery.id}")
+    store.finish_delivery(delivery.id, now, user=user, channel=posted_channel, ts=ts)

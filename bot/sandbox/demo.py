@@ -1,0 +1,195 @@
+"""`incident-bot demo`: a scripted P1 against the built-in sandbox, printed as Slack would show it.
+
+Everything is real except Slack and Google: the bot runs under waitress, receives signed
+requests, and calls the sandbox's Slack Web API, Cloud Run, Cloud Logging and health
+emulators through the real clients. Durations are shortened so escalation fits in seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from bot.config import default_config_text
+from bot.core.durations import humanize
+from bot.sandbox.monitoring import cloud_monitoring_notification, send
+from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
+from bot.sandbox.transcript import render
+
+# The runbook's config, with minutes turned into seconds so the demo shows escalation.
+DEMO_CONFIG = (
+    default_config_text()
+    .replace("{after: 10m, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}")
+    .replace("{after: 20m, page: [vp_product]}", "{after: 60s, page: [vp_product]}")
+    .replace("{after: 30m, page: [ceo]}", "{after: 90s, page: [ceo]}")
+    .replace("update_every: 15m", "update_every: 4s")
+    + """
+alerts:
+  default: {severity: P2, action: propose}
+  rules:
+    - {match: {policy: "Error rate*"}, severity: P1, action: declare}
+"""
+)
+
+
+def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
+    stream = out or sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    with SandboxedBot(config_text=DEMO_CONFIG, db_path=db_path, preset="bad_deploy") as world:
+        assert world.bot is not None
+        slack, store = world.slack, world.bot.store
+        say("▶ @alice: /incident declare p1 Checkout returns 500")
+        reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
+        say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
+        page = slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
+        room: str = slack.wait_for(lambda: (incident := store.get(1)) and incident.war_room_id or "")
+        slack.wait_for_message(room, "first steps")
+        say("  → announcement in #incident-response, war room opened and briefed, primary on-call paged")
+
+        say("▶ @bob: /incident list")
+        say("  " + world.command("list", user="U0BOB").text)
+
+        say("▶ (nobody acknowledges for 3 s: the secondary on-call is paged)")
+        slack.wait_for_dm("U0SECOND", "You are paged", timeout=10)
+
+        say("▶ @primary presses [Acknowledge] on the page")
+        world.click(page.button("incident_ack"), user="U0PRIMARY")
+        slack.wait_for_dm("U0SECOND", "You can stand down", timeout=10)
+        say("  → escalation stopped; the secondary is told to stand down")
+
+        say("▶ (no update for 4 s: the bot reminds the commander in the war room)")
+        reminder = slack.wait_for_message(room, "has had no update", with_button="reminder_snooze_30m", timeout=10)
+        say("▶ @alice presses [Snooze 30 min] on the reminder")
+        world.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
+        slack.wait_for_message(room, "snoozed by")
+
+        say("▶ @primary in the war room: /incident diagnose")
+        world.command("diagnose", user="U0PRIMARY", channel=room)
+        summary = slack.wait_for_message(room, "Diagnosis ·", timeout=20)
+
+        say("▶ @primary: /incident update identified Bad deploy 00043; rolling back to 00042")
+        world.command(
+            "update identified Bad deploy 00043; rolling back to 00042",
+            user="U0PRIMARY",
+            channel=room,
+        )
+        slack.wait_for_message(room, "rolling back to 00042")
+
+        say("▶ @primary presses [Roll back to …00042…] on the diagnosis")
+        world.click(summary.button("rollback_propose"), user="U0PRIMARY", channel=room)
+        proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        say("  → proposal in the war room: traffic now, the target revision, who may confirm")
+        # The old revision's instances take a moment to start, so the first probes still fail.
+        world.gcp.warmup_s = 1.5
+        say("▶ @lead presses [Roll back] and confirms the dialog")
+        world.click(proposal.button("rollback_confirm"), user="U0LEAD", channel=room)
+        done = slack.wait_for(
+            lambda: next(
+                (m for m in slack.messages_in(room) if m.ts == proposal.ts and "Health:" in m.all_text),
+                None,
+            ),
+            timeout=30,
+        )
+        health = next((line for line in done.all_text.splitlines() if "Health:" in line), "")
+        say(f"  → traffic moved; {health.strip('*').replace('*', '')}")
+
+        say("▶ @primary: /incident note Traffic back on 00042; error rate falling")
+        world.command("note Traffic back on 00042; error rate falling", user="U0PRIMARY", channel=room)
+
+        say("▶ @primary presses [Resolve] on the announcement and fills in the form")
+        announcement = slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_resolve")
+        world.click(announcement.button("incident_resolve"), user="U0PRIMARY")
+        form = slack.wait_for_view("resolve_modal")
+        world.platform.submit_view(
+            form,
+            {
+                "resolve_summary": "Rolled back to 00042; error rate back under 1%",
+                "root_cause": "Revision 00043 went live with a bad config and failed every checkout",
+                "customer_impact": "Checkout failed for every customer until the rollback",
+            },
+            user="U0PRIMARY",
+        )
+        slack.wait_for_message(room, "All clear")
+        say("  → the all-clear in the war room and under the announcement; timers stopped")
+        upload = slack.wait_for(lambda: slack.uploaded_files(), timeout=10)[0]
+        say(f"  → post-mortem draft uploaded to the war room as {upload.name}")
+        slack.wait_for(lambda: (draft := store.draft(1)) and draft.file_id)
+
+        _alert_scene(world, say)
+
+        say("\n▶ @alice: /incident stats 30d")
+        stats_line = world.command("stats 30d", user="U0ALICE").text
+        time.sleep(0.3)  # let the last edits land before printing
+
+        say("\n" + "═" * 100 + "\nWhat Slack shows\n" + "═" * 100)
+        say(render(slack))
+        say(
+            "\n"
+            + "═" * 100
+            + f"\nThe post-mortem draft ({upload.name}, also `incident-bot postmortem INC-1`)\n"
+            + "═" * 100
+        )
+        say((upload.content or b"").decode("utf-8"))
+        say("═" * 100 + "\nStats\n" + "═" * 100)
+        say(stats_line)
+        refused = slack.refusals()
+        if refused:
+            say(f"\n✗ Slack refused {len(refused)} call(s): {[c.method + ':' + str(c.error) for c in refused]}")
+            return 1
+        say("\n✓ Every message the bot sent was accepted by the sandbox's Slack.")
+    return 0
+
+
+def _alert_scene(world: SandboxedBot, say: Callable[[str], None]) -> None:
+    """An incident that starts from a Cloud Monitoring alert instead of a typed declare."""
+    assert world.bot is not None
+    slack, store = world.slack, world.bot.store
+    url = f"{world.base_url}/alerts/cloud-monitoring"
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    firing = cloud_monitoring_notification(
+        incident_id="0.demo-error-rate",
+        policy="Error rate > 5% for 2 min",
+        started_at=started,
+        summary="Error rate for tai-autonomics is above the threshold of 0.05 with a value of 0.124.",
+    )
+    say("\n▶ Cloud Monitoring: the policy 'Error rate > 5% for 2 min' fires (webhook to /alerts/cloud-monitoring)")
+    before = time.monotonic()
+    delivery = send(url, firing, token=ALERT_TOKEN)
+    say(f"  answered {delivery.status} in {(time.monotonic() - before) * 1000:.0f} ms; the rule says: declare P1")
+    page = slack.wait_for_dm("U0PRIMARY", "Error rate", with_button="incident_ack", timeout=10)
+    number = max(i.number for i in store.open_incidents())
+    say(f"  → INC-{number} declared by the bot, detected at the alert's start, announced, primary paged")
+
+    say("▶ Cloud Monitoring sends the same alert again")
+    send(url, firing, token=ALERT_TOKEN)
+    incident = store.get(number)
+    assert incident is not None and incident.announcement_ts
+    slack.wait_for(
+        lambda: any("Still firing" in m.all_text for m in slack.thread("C0INCIDENT", incident.announcement_ts or ""))
+    )
+    say(f"  → no second incident: a 'still firing' line under INC-{number}")
+
+    say("▶ @primary presses [Acknowledge] on the page")
+    world.click(page.button("incident_ack"), user="U0PRIMARY")
+    slack.wait_for(lambda: (i := store.get(number)) is not None and i.acknowledged_at is not None)
+    acked = store.get(number)
+    assert acked is not None and acked.time_to_acknowledge is not None
+    say(f"  → time to acknowledge {humanize(acked.time_to_acknowledge)}, measured from the alert, as the runbook does")
+
+    say("▶ the alert closes in Cloud Monitoring")
+    closed = cloud_monitoring_notification(
+        incident_id="0.demo-error-rate",
+        policy="Error rate > 5% for 2 min",
+        state="closed",
+        started_at=started,
+        ended_at=datetime.now(UTC),
+    )
+    send(url, closed, token=ALERT_TOKEN)
+    slack.wait_for_message(acked.war_room_id or "C0INCIDENT", "Every alert attached", timeout=10)
+    say(f"  → 'alert closed' in INC-{number}'s thread and war room, with a suggestion to resolve (never automatic)")

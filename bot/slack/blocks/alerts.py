@@ -1,0 +1,109 @@
+"""Block Kit for alerts: the proposal in the announcement channel, and lines about alerts.
+
+Pure, like `bot/blocks.py`: an alert record in, blocks out. The proposal is one message kept
+current by editing it: buttons while it waits for a decision, then who declared or dismissed
+it, or that the alert resolved by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.config import Config
+from bot.core.mrkdwn import escape, link, user_text
+from bot.domain.alerts import SOURCE_NAMES
+from bot.domain.incidents import Incident
+from bot.domain.scenarios import Scenario
+from bot.slack import ids
+from bot.slack.blocks.incident import Block, button, context, header, section, severity_label, slack_date
+from bot.store import AlertRecord
+
+SUMMARY_MAX = 1500
+
+
+def source_name(alert: AlertRecord) -> str:
+    return SOURCE_NAMES.get(alert.source, alert.source)
+
+
+def proposal_text(config: Config, alert: AlertRecord) -> str:
+    """The notification text of a proposal."""
+    return f"🚨 Alert: {escape(alert.policy)} ({source_name(alert)}). Declare {severity_label(config, alert.severity)}?"
+
+
+def proposal(
+    config: Config,
+    alert: AlertRecord,
+    scenario: Scenario | None,
+    incident: Incident | None = None,
+) -> list[Block]:
+    """The proposal as the alert's state has it: open with buttons, or decided, or resolved."""
+    mark = "🚨" if alert.is_open and alert.incident is None and not alert.dismissed_by else "▫️"
+    blocks: list[Block] = [header(f"{mark} Alert: {alert.policy}")]
+    if alert.summary:
+        blocks.append(section(user_text(alert.summary, SUMMARY_MAX)))
+    fields = [
+        f"*Source*\n{source_name(alert)}",
+        f"*Firing since*\n{slack_date(alert.started_at)}",
+        f"*Would be*\n{severity_label(config, alert.severity)}",
+    ]
+    url = link(alert.url, f"Open in {source_name(alert)}")
+    if url:
+        fields.append(f"*Alert*\n{url}")
+    if scenario is not None:
+        fields.append(
+            f"*Runbook*\nScenario {scenario.number}: {escape(scenario.title)} (`/incident runbook {scenario.number}`)"
+        )
+    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]})
+    if scenario is not None:
+        blocks.append(
+            context(f"Its trigger: {escape(scenario.alert_trigger)} First check: {escape(scenario.first_checks[0])}")
+        )
+    blocks.append(_state(alert, incident))
+    return blocks
+
+
+def _state(alert: AlertRecord, incident: Incident | None) -> Block:
+    if alert.incident is not None:
+        who = f" by <@{incident.declared_by}>" if incident is not None else ""
+        return context(f"✅ Declared as INC-{alert.incident}{who}.")
+    if alert.dismissed_by:
+        return context(f"Dismissed by <@{alert.dismissed_by}>.")
+    if not alert.is_open:
+        ended = alert.ended_at or alert.closed_at
+        at = f" at {ended:%H:%M} UTC" if ended else ""
+        return context(f"✅ Resolved by itself{at}; no incident was declared.")
+    value = f"alert:{alert.id}"
+    return {
+        "type": "actions",
+        "block_id": "alert_actions",
+        "elements": [
+            button(f"Declare {alert.severity}", ids.ALERT_DECLARE, value, style="primary"),
+            button("Dismiss", ids.ALERT_DISMISS, value),
+        ],
+    }
+
+
+def still_firing(alert: AlertRecord) -> str:
+    return (
+        f"🔁 Still firing: *{escape(alert.policy)}* ({source_name(alert)}, notification {alert.notifications}, "
+        f"since {alert.started_at:%H:%M} UTC)."
+    )
+
+
+def alert_closed(alert: AlertRecord, incident: Incident, all_closed: bool) -> tuple[str, list[Block]]:
+    """The incident's line for a closed alert; with every attached alert closed, a suggestion
+    to resolve (the bot never resolves by itself: the alert stopping is not the fix verified)."""
+    ended = alert.ended_at or alert.closed_at
+    at = f"{ended:%H:%M} UTC" if ended else "just now"
+    text = f"🟢 Alert closed at {at}: *{escape(alert.policy)}* ({source_name(alert)})."
+    if not all_closed:
+        return text, [section(text)]
+    suggestion = (
+        f"Every alert attached to {incident.ref} has closed. If the runbook's checks agree (error rate under 1%, "
+        f"health 200, a real call works), resolve it: `/incident resolve {incident.ref} <summary>`."
+    )
+    resolve: dict[str, Any] = button("Resolve", ids.RESOLVE, str(incident.number))
+    return f"{text} {suggestion}", [
+        section(text),
+        {"type": "section", "text": {"type": "mrkdwn", "text": suggestion}, "accessory": resolve},
+    ]

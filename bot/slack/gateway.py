@@ -1,0 +1,295 @@
+"""Thin adapter over slack_sdk's WebClient: the calls the bot makes, with retries.
+
+Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried by slack_sdk's
+own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.core import counters as metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+POST_EVENT_TYPE = "incident_bot_post"
+
+
+class CountingWebClient(WebClient):
+    """slack_sdk's client, counting the calls that fail after its own retries (for /metrics)."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
+            raise
+        except Exception as exc:
+            metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
+            raise
+
+
+def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> WebClient:
+    base = base_url or DEFAULT_API_URL
+    if not base.endswith("/"):
+        base += "/"
+    return CountingWebClient(
+        token=token,
+        base_url=base,
+        timeout=timeout,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=3),
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def error_code(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "unknown_error")
+    except Exception:  # noqa: BLE001 - a malformed error body must not hide the original error
+        return "unknown_error"
+
+
+class SlackGateway:
+    """The Slack Web API calls the bot makes, named for what they do."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._email_cache: dict[str, str] = {}
+        self._dm_cache: dict[str, str] = {}
+        self._cache_lock = threading.Lock()
+        self._bot_user_id: str | None = None
+
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        key: str | None = None,
+    ) -> tuple[str, str]:
+        """Post a message; returns (channel id, ts).
+
+        `key` is stored in the message's metadata so `find_posted` can tell, after a crash,
+        whether a post that was under way when the process died reached Slack.
+        """
+        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": {"key": key}} if key else None
+        response = self.client.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            metadata=metadata,
+        )
+        return str(response["channel"]), str(response["ts"])
+
+    def find_posted(self, channel: str, key: str, oldest: float, thread_ts: str | None = None) -> str | None:
+        """The ts of the bot's message carrying `key` posted in `channel` (or in the thread under
+        `thread_ts`: history leaves thread replies out) since `oldest`, if any."""
+        for message in self._recent(channel, oldest, thread_ts):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == key:
+                return str(message["ts"])
+        return None
+
+    def find_file(self, channel: str, filename: str, oldest: float, thread_ts: str | None = None) -> str | None:
+        """The id of a file named `filename` shared in `channel` (or the thread) since `oldest`:
+        files carry no metadata, but the message that shares one lists it."""
+        for message in self._recent(channel, oldest, thread_ts):
+            for shared in message.get("files") or []:
+                if shared.get("name") == filename and shared.get("id"):
+                    return str(shared["id"])
+        return None
+
+    def _recent(self, channel: str, oldest: float, thread_ts: str | None) -> Iterator[dict[str, Any]]:
+        cursor = None
+        for _ in range(5):  # a few pages of recent history; a crash window is seconds long
+            if thread_ts:
+                response = self.client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    oldest=f"{oldest:.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            else:
+                response = self.client.conversations_history(
+                    channel=channel,
+                    oldest=f"{oldest:.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            yield from response.get("messages") or []
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
+
+    def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
+
+    def delete(self, channel: str, ts: str) -> None:
+        """Delete one of the bot's own messages."""
+        self.client.chat_delete(channel=channel, ts=ts)
+
+    def post_ephemeral(self, channel: str, user: str, text: str) -> None:
+        self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    def create_channel(self, name: str) -> tuple[str, str]:
+        """Create a public channel; when the name is taken, try `name-2`, `name-3`, ...
+
+        A name can be taken by an earlier attempt that crashed before its id was stored, or by
+        an unrelated channel: either way the incident gets a channel of its own.
+        """
+        candidates = [name] + [f"{name[: 80 - len(str(i)) - 1]}-{i}" for i in range(2, 10)]
+        for candidate in candidates:
+            try:
+                response = self.client.conversations_create(name=candidate, is_private=False)
+            except SlackApiError as exc:
+                if error_code(exc) == "name_taken":
+                    continue
+                raise
+            channel = response["channel"]
+            return str(channel["id"]), str(channel["name"])
+        raise RuntimeError(f"every channel name from {name} to {candidates[-1]} is taken")
+
+    def join(self, channel: str) -> None:
+        """Join a public channel (by ID); a no-op when already a member."""
+        self.client.conversations_join(channel=channel)
+
+    def set_topic(self, channel: str, topic: str) -> None:
+        self.client.conversations_setTopic(channel=channel, topic=topic)
+
+    def invite(self, channel: str, users: list[str]) -> None:
+        for user in dict.fromkeys(users):
+            if user == self._bot_user_id:
+                continue  # the declarer of an incident an alert opened: the bot, already there
+            try:
+                self.client.conversations_invite(channel=channel, users=user)
+            except SlackApiError as exc:
+                if error_code(exc) not in {"already_in_channel", "cant_invite_self"}:
+                    raise
+
+    def open_dm(self, user: str) -> str:
+        with self._cache_lock:
+            cached = self._dm_cache.get(user)
+        if cached:
+            return cached
+        response = self.client.conversations_open(users=user)
+        channel = str(response["channel"]["id"])
+        with self._cache_lock:
+            self._dm_cache[user] = channel
+        return channel
+
+    def channel_id(self, name: str) -> str | None:
+        """The ID of a public channel by name (IDs pass through)."""
+        name = name.lstrip("#")
+        if re.fullmatch(r"[CG][A-Z0-9]{2,}", name):
+            return name
+        found = self.find_channel(name)
+        return str(found["id"]) if found else None
+
+    def find_channel(self, name: str) -> dict[str, Any] | None:
+        """A public channel by name, paging through conversations.list."""
+        cursor = None
+        for _ in range(50):
+            response = self.client.conversations_list(
+                types="public_channel", exclude_archived=True, limit=1000, cursor=cursor
+            )
+            for channel in response.get("channels") or []:
+                if channel.get("name") == name:
+                    return dict(channel)
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
+    def bot_user_id(self) -> str:
+        if self._bot_user_id is None:
+            self._bot_user_id = str(self.client.auth_test()["user_id"])
+        return self._bot_user_id
+
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        self.client.views_open(trigger_id=trigger_id, view=view)
+
+    def user_by_email(self, email: str) -> str:
+        key = email.lower()
+        with self._cache_lock:
+            cached = self._email_cache.get(key)
+        if cached:
+            return cached
+        response = self.client.users_lookupByEmail(email=email)
+        user = str(response["user"]["id"])
+        with self._cache_lock:
+            self._email_cache[key] = user
+        return user
+
+    def usergroups(self) -> list[dict[str, Any]]:
+        """The workspace's enabled user groups (usergroups.list answers in one page)."""
+        response = self.client.usergroups_list(include_disabled=False)
+        return [dict(group) for group in response.get("usergroups") or []]
+
+    def usergroup_members(self, usergroup_id: str) -> list[str]:
+        """User IDs in a user group; SlackApiError `no_such_subteam` if it does not exist or is disabled."""
+        response = self.client.usergroups_users_list(usergroup=usergroup_id)
+        return [str(user) for user in response.get("users") or []]
+
+    def upload_file(
+        self, channel: str, thread_ts: str | None, filename: str, title: str, content: str, comment: str
+    ) -> str:
+        """Share a text file in a channel (or a thread) with an introducing comment; returns its file id.
+
+        files_upload_v2 is three calls: files.getUploadURLExternal, a POST of the bytes to the URL
+        it returns, and files.completeUploadExternal, which shares the file.
+        """
+        response = self.client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=filename,
+            title=title,
+            content=content.encode("utf-8"),
+            initial_comment=comment,
+        )
+        return str(response["files"][0]["id"])
+
+    def file_permalink(self, file_id: str) -> str | None:
+        response = self.client.files_info(file=file_id)
+        link = (response.get("file") or {}).get("permalink")
+        return str(link) if link else None
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """One message by its ts, top level or in a thread; None if it no longer exists."""
+        history = self.client.conversations_history(channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1)
+        for message in history.get("messages") or []:
+            if message.get("ts") == ts:
+                return dict(message)
+        # A thread reply is not in the channel's history: ask for the thread it is in.
+        try:
+            replies = self.client.conversations_replies(
+                channel=channel, ts=ts, oldest=ts, latest=ts, inclusive=True, limit=10
+            )
+        except SlackApiError as exc:
+            if error_code(exc) in {"thread_not_found", "message_not_found"}:
+                return None
+            raise
+        for message in replies.get("messages") or []:
+            if message.get("ts") == ts:
+                return dict(message)
+        return None
