@@ -14,8 +14,8 @@ from types import FrameType
 
 from bot import config as config_module
 from bot.app.settings import Settings, SettingsError
-from bot.config import Config
 from bot.core import logs
+from bot.domain.policy import Config
 
 log = logging.getLogger("incident_bot")
 

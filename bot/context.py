@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.config import Config
 from bot.core.errors import UsageError
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.slack.gateway import SlackGateway
 from bot.store import Store
 

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from bot.context import CommandRequest, Context, Reply
+from bot.permissions import Owners
 
 # Order is the order `help` shows them in.
 VERBS = (
@@ -83,6 +84,17 @@ def actions() -> dict[str, Callable[..., Any]]:
 
 def views() -> dict[str, Callable[..., Any]]:
     return {callback: handler for sub in REGISTRY.values() for callback, handler in sub.views.items()}
+
+
+def owners() -> Owners:
+    """What the permission gate must know of this registry: every verb, and the verb whose module
+    owns each button and form ("" for a button module that is no verb)."""
+    verbs = {action_id: sub.verb for sub in REGISTRY.values() for action_id in sub.actions}
+    return Owners(
+        verbs=tuple(REGISTRY),
+        buttons={action_id: verbs.get(action_id, "") for action_id in actions()},
+        views={callback_id: sub.verb for sub in REGISTRY.values() for callback_id in sub.views},
+    )
 
 
 def delivery_handlers() -> dict[str, Callable[..., Any]]:

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
 from bot.context import CommandRequest, Context, Reply
 from bot.core.durations import parse_duration
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
 from bot.domain import schedules
+from bot.domain.policy import Config
 from bot.domain.schedules import Schedule
 from bot.oncall.directory import PeopleError, mentioned_user
 from bot.slack.gateway import error_code

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.config import INCIDENT_ROLES
 from bot.context import CommandRequest, Context, Reply
 from bot.core.errors import UsageError
 from bot.domain.incidents import assign_role, clean_inline
+from bot.domain.policy import INCIDENT_ROLES
 from bot.oncall.directory import mentioned_user
 
 USAGE = "/incident role [INC-n] <commander|scribe|comms> <@user>"

@@ -9,10 +9,11 @@ import pytest
 
 from bot import config as config_module
 from bot.alerts.webhook import PayloadError, authorized, parse
-from bot.config import AlertRoute, ConfigError, default_config_text
+from bot.config import ConfigError, default_config_text
 from bot.domain.alerts import ALERTMANAGER, CLOUD_MONITORING, Alert, incident_title, route, scenario_for
 from bot.domain.escalation import due_actions
 from bot.domain.incidents import declare
+from bot.domain.policy import AlertRoute
 from bot.sandbox.monitoring import alertmanager_alert, alertmanager_notification, cloud_monitoring_notification
 
 T0 = datetime(2026, 11, 29, 14, 2, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.config import AlertRoute
 from bot.domain.alerts import CLOUD_MONITORING, Alert
 from bot.domain.incidents import declare
+from bot.domain.policy import AlertRoute
 from bot.store import AlertTaken, Store
 
 T0 = datetime(2026, 11, 29, 14, 2, tzinfo=UTC)

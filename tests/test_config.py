@@ -11,7 +11,8 @@ import yaml
 
 from bot import config
 from bot.cli import main
-from bot.config import ConfigError, EscalationStep
+from bot.config import ConfigError
+from bot.domain.policy import EscalationStep
 
 
 def minutes(n: float) -> timedelta:

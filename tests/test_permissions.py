@@ -9,8 +9,9 @@ import pytest
 
 import commands
 from bot import config, permissions
+from bot.domain import access, actions
+from bot.domain.access import may, who_may
 from bot.domain.incidents import Incident
-from bot.permissions import may, who_may
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 DEFAULT = config.parse(config.default_config_text(), source="built-in default")
@@ -168,16 +169,16 @@ def test_what_a_command_asks_to_do(verb, args, actions):
 
 
 def test_every_registered_verb_button_and_form_has_a_rule():
-    permissions.check_registry()
+    permissions.check_registry(commands.owners())
     for verb in commands.REGISTRY:
-        assert set(permissions.command_actions(verb, "")) <= set(permissions.ACTIONS)
+        assert set(permissions.command_actions(verb, "")) <= set(actions.ACTIONS)
 
 
 def test_a_verb_without_a_rule_stops_the_bot_at_start_up(monkeypatch):
     help_sub = commands.REGISTRY["help"]
     monkeypatch.setitem(commands.REGISTRY, "frobnicate", replace(help_sub, verb="frobnicate"))
     with pytest.raises(RuntimeError, match="frobnicate"):
-        permissions.check_registry()
+        permissions.check_registry(commands.owners())
 
 
 def test_a_button_without_a_rule_stops_the_bot_at_start_up(monkeypatch):
@@ -185,18 +186,18 @@ def test_a_button_without_a_rule_stops_the_bot_at_start_up(monkeypatch):
     odd = replace(help_sub, verb="frobnicate", actions={"frob_button": help_sub.handle})
     monkeypatch.setitem(commands.REGISTRY, "frobnicate", odd)
     with pytest.raises(RuntimeError, match="frob_button"):
-        permissions.check_registry()
+        permissions.check_registry(commands.owners())
 
 
 def test_an_unknown_action_is_a_programming_error_not_a_silent_yes():
     with pytest.raises(KeyError):
-        permissions.rule(replace(DEFAULT, permissions={}), "frobnicate")
+        access.rule(replace(DEFAULT, permissions={}), "frobnicate")
 
 
 def test_every_action_has_words_for_its_refusal():
-    assert set(permissions.PHRASES) == set(permissions.ACTIONS)
-    assert permissions.describe_action("resolve", INC) == "resolve INC-7"
-    assert permissions.describe_action("update_public", None) == "post an incident to the status page"
+    assert set(actions.PHRASES) == set(actions.ACTIONS)
+    assert access.describe_action("resolve", INC) == "resolve INC-7"
+    assert access.describe_action("update_public", None) == "post an incident to the status page"
 
 
 def test_the_sandbox_refuses_a_malformed_confirm_dialog_as_slack_does():

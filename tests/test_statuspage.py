@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import StatuspageConfig
+from bot.domain.policy import StatuspageConfig
 from bot.sandbox.statuspage import StatuspageSandbox
 from bot.statuspage.client import StatuspageClient, StatuspageError, _retry_after, from_config, impact_for
 

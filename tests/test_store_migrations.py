@@ -8,9 +8,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.config import AlertRoute
 from bot.domain import incidents
 from bot.domain.alerts import CLOUD_MONITORING, Alert
+from bot.domain.policy import AlertRoute
 from bot.store import Store
 from bot.store.migrations import migrations
 

@@ -15,10 +15,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-from bot.config import AlertRoute
 from bot.context import Context
 from bot.domain.alerts import Alert, incident_title, scenario_for
 from bot.domain.incidents import Incident
+from bot.domain.policy import AlertRoute
 from bot.slack.blocks import alerts as alert_blocks
 from bot.slack.blocks.incident import Block
 from bot.store import AlertReceipt, AlertRecord, AlertTaken, alert_line

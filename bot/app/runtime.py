@@ -35,13 +35,14 @@ from bot.alerts import intake as alert_incidents
 from bot.app import replay
 from bot.app.settings import Settings
 from bot.changes import flow as production
-from bot.config import Config
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.core import counters as metrics
 from bot.core import logs
 from bot.core.errors import UsageError
 from bot.core.text import decode_slash, from_form, length
+from bot.domain.access import Forbidden
 from bot.domain.incidents import Incident, clean_inline
+from bot.domain.policy import Config
 from bot.google.cloud import CloudSources
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory
@@ -287,15 +288,16 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
         # module: ~0.1 s of a cold start spent on a label.
         name="incident-bot",
     )
-    permissions.check_registry()  # a verb or button with no permission rule must not run open
+    owners = commands.owners()
+    permissions.check_registry(owners)  # a verb or button with no permission rule must not run open
     app.error(_refuse_malformed)
     if settings.signing_secret is not None:  # Socket Mode requests carry no signature to replay
         app.use(replay.middleware(replay.ReplayGuard()))
-    app.command("/incident")(_command_listener(ctx))
+    app.command("/incident")(_command_listener(ctx, owners))
     for action_id, handler in commands.actions().items():
-        app.action(action_id)(_action_listener(ctx, handler))
+        app.action(action_id)(_action_listener(ctx, handler, owners))
     for callback_id, handler in commands.views().items():
-        app.view(callback_id)(_view_listener(ctx, handler))
+        app.view(callback_id)(_view_listener(ctx, handler, owners))
     app.event("reaction_added")(_event_listener(ctx, pins.on_reaction_added))
     return app
 
@@ -353,7 +355,7 @@ def _open_list(ctx: Context, incidents: list[Incident] | None = None) -> str:
 
 
 def _outcome(exc: UsageError) -> str:
-    return "forbidden" if isinstance(exc, permissions.Forbidden) else "usage_error"
+    return "forbidden" if isinstance(exc, Forbidden) else "usage_error"
 
 
 def _observe(handle: Callable[[str], str]) -> None:
@@ -365,18 +367,20 @@ def _observe(handle: Callable[[str], str]) -> None:
         metrics.COMMANDS.labels(str(logs.current().get("verb", "unknown")), outcome).inc()
 
 
-def _command_listener(ctx: Context) -> Callable[..., None]:
+def _command_listener(ctx: Context, owners: permissions.Owners) -> Callable[..., None]:
     # Bolt passes arguments by name, so each listener keeps its exact signature.
     def on_incident(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        _observe(lambda ref: _handle_command(ctx, ack, body, respond, ref))
+        _observe(lambda ref: _handle_command(ctx, owners, ack, body, respond, ref))
 
     return on_incident
 
 
-def _handle_command(ctx: Context, ack: Any, body: dict[str, Any], respond: Any, ref: str) -> str:
+def _handle_command(
+    ctx: Context, owners: permissions.Owners, ack: Any, body: dict[str, Any], respond: Any, ref: str
+) -> str:
     try:
         with ctx.store.urgent():
-            reply = _dispatch_command(ctx, body, ref)
+            reply = _dispatch_command(ctx, owners, body, ref)
     except UsageError as exc:
         ack(text=exc.reply_text(), response_type="ephemeral")
         return _outcome(exc)
@@ -393,7 +397,7 @@ def _handle_command(ctx: Context, ack: Any, body: dict[str, Any], respond: Any, 
     return "ok"
 
 
-def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
+def _dispatch_command(ctx: Context, owners: permissions.Owners, body: dict[str, Any], ref: str) -> Reply:
     # Decoded here, once, for every subcommand: `req.args` is the canonical form (bot/text.py).
     text = decode_slash(payloads.text_at(body, "text"))
     typed = length(text)
@@ -425,14 +429,16 @@ def _dispatch_command(ctx: Context, body: dict[str, Any], ref: str) -> Reply:
         trigger_id=payloads.text_at(body, "trigger_id") or None,
         request_id=ref,
     )
-    permissions.gate(ctx, req)
+    permissions.gate(ctx, req, owners)
     return sub.handle(ctx, req)
 
 
-def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Reply]) -> Callable[..., None]:
+def _action_listener(
+    ctx: Context, handler: Callable[[Context, ButtonClick], Reply], owners: permissions.Owners
+) -> Callable[..., None]:
     def on_action(ack: Any, body: dict[str, Any], respond: Any) -> None:
         ack()  # a button's ack carries nothing; feedback goes through its response_url
-        _observe(lambda ref: _handle_click(ctx, handler, body, _responder(respond), ref))
+        _observe(lambda ref: _handle_click(ctx, handler, owners, body, _responder(respond), ref))
 
     return on_action
 
@@ -440,6 +446,7 @@ def _action_listener(ctx: Context, handler: Callable[[Context, ButtonClick], Rep
 def _handle_click(
     ctx: Context,
     handler: Callable[[Context, ButtonClick], Reply],
+    owners: permissions.Owners,
     body: dict[str, Any],
     deliver: Callable[[Reply], None],
     ref: str,
@@ -462,7 +469,7 @@ def _handle_click(
             request_id=ref,
         )
         with ctx.store.urgent():
-            permissions.gate(ctx, click)
+            permissions.gate(ctx, click, owners)
             reply = handler(ctx, click)
     except UsageError as exc:
         ctx.work.submit(logs.carry(deliver), Reply(exc.reply_text()))
@@ -478,15 +485,22 @@ def _handle_click(
     return "ok"
 
 
-def _view_listener(ctx: Context, handler: Callable[[Context, ViewSubmission], Reply]) -> Callable[..., None]:
+def _view_listener(
+    ctx: Context, handler: Callable[[Context, ViewSubmission], Reply], owners: permissions.Owners
+) -> Callable[..., None]:
     def on_view(ack: Any, body: dict[str, Any]) -> None:
-        _observe(lambda ref: _handle_submission(ctx, handler, ack, body, ref))
+        _observe(lambda ref: _handle_submission(ctx, handler, owners, ack, body, ref))
 
     return on_view
 
 
 def _handle_submission(
-    ctx: Context, handler: Callable[[Context, ViewSubmission], Reply], ack: Any, body: dict[str, Any], ref: str
+    ctx: Context,
+    handler: Callable[[Context, ViewSubmission], Reply],
+    owners: permissions.Owners,
+    ack: Any,
+    body: dict[str, Any],
+    ref: str,
 ) -> str:
     view = payloads.object_at(body, "view")
     user = payloads.text_at(body, "user", "id")
@@ -503,7 +517,7 @@ def _handle_submission(
     logs.bind(verb=submission.callback_id)  # Bolt routed it here by this registered id
     try:
         with ctx.store.urgent():
-            permissions.gate(ctx, submission)
+            permissions.gate(ctx, submission, owners)
             reply = handler(ctx, submission)
     except ViewErrors as exc:
         ack(response_action="errors", errors=exc.errors)

@@ -22,6 +22,7 @@ from bot.context import Context, Reply
 from bot.core import counters as metrics
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
+from bot.domain import access, actions
 from bot.domain.escalation import Delivery, Firing
 from bot.domain.incidents import Incident, start_fix
 from bot.domain.proposals import (
@@ -175,10 +176,10 @@ def who_may_confirm(ctx: Context, incident: Incident, action: str) -> str:
     """`the incident commander (<@U1>), `tech_lead` (<@U3>)`: the rule `require` enforces for
     `action` (`rollback.allowed` unless `permissions:` overrides it), with its holders now."""
     parts = []
-    for ref in permissions.rule(ctx.config, action):
-        if ref == permissions.ANYONE:
+    for ref in access.rule(ctx.config, action):
+        if ref == actions.ANYONE:
             return "anyone"
-        if ref == permissions.PAGED:
+        if ref == actions.PAGED:
             parts.append(f"people paged for {incident.ref}")
             continue
         user = mentioned_user(ref)

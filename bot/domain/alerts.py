@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from bot.config import AlertRoute, AlertRule, AlertsConfig
 from bot.domain.incidents import TITLE_MAX, clean_title
+from bot.domain.policy import AlertRoute, AlertRule, AlertsConfig
 from bot.domain.scenarios import SCENARIOS, Scenario
 
 CLOUD_MONITORING = "cloud-monitoring"

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.config import SeverityPolicy
 from bot.domain.incidents import Incident
+from bot.domain.policy import SeverityPolicy
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import unicodedata
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot.config import SEVERITIES, Config
 from bot.core.errors import UsageError
 from bot.core.text import escape, for_slack, plain
+from bot.domain.policy import SEVERITIES, Config
 
 TITLE_MAX = 150
 STATUSES = ("investigating", "identified", "monitoring", "resolved")

@@ -16,9 +16,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
 from bot.context import each
 from bot.domain.incidents import Incident, war_room_name
+from bot.domain.policy import Config
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code
 from bot.store import Store

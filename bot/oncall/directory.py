@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import INCIDENT_ROLES, Config
 from bot.core import text
 from bot.domain import schedules
 from bot.domain.incidents import Incident
+from bot.domain.policy import INCIDENT_ROLES, Config
 from bot.slack.gateway import SlackGateway, error_code
 
 if TYPE_CHECKING:

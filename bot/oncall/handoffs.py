@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
 from bot.core.mrkdwn import escape
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.domain.schedules import Schedule, handoff_after, on_call, shift_at, when
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory, PeopleError

@@ -18,12 +18,12 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
 from bot.core import counters as metrics
 from bot.core.durations import humanize
 from bot.core.mrkdwn import escape
 from bot.domain.escalation import Delivery, Firing
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.incident import followups
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory, PeopleError

@@ -38,10 +38,10 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.config import Config
 from bot.core import counters as metrics
 from bot.domain.escalation import POSTMORTEM_STALE_AFTER, Firing, due_actions, next_due
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.oncall.handoffs import HandoffNotices
 from bot.paging.pager import Pager
 from bot.store import DeliveryRecord, LeaseLost, Store

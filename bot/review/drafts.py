@@ -13,10 +13,10 @@ from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
 from bot.core.mrkdwn import user_text
 from bot.domain import postmortem
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import PeopleError
 from bot.slack.gateway import SlackGateway, error_code

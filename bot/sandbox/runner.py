@@ -18,7 +18,7 @@ from bot import config as config_module
 from bot.app.runtime import IncidentBot
 from bot.app.server import make_server
 from bot.app.settings import Settings
-from bot.config import ServiceConfig
+from bot.domain.policy import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.slack_api import SlackSandbox
 from bot.sandbox.slack_user import SlackPlatform

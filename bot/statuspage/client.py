@@ -32,7 +32,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from bot.config import StatuspageConfig
+from bot.domain.policy import StatuspageConfig
 
 log = logging.getLogger(__name__)
 

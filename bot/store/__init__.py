@@ -31,12 +31,12 @@ from typing import Any
 
 import sqlite_utils
 
-from bot.config import AlertRoute
 from bot.core.mrkdwn import escape, link, truncate
 from bot.core.text import for_slack
 from bot.domain.alerts import SOURCE_NAMES, Alert
 from bot.domain.escalation import Firing
 from bot.domain.incidents import Change, Incident
+from bot.domain.policy import AlertRoute
 from bot.domain.proposals import Proposal, Verdict
 from bot.domain.schedules import Override
 from bot.store.migrations import migrations

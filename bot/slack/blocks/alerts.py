@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import Config
 from bot.core.mrkdwn import escape, link, user_text
 from bot.domain.alerts import SOURCE_NAMES
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.domain.scenarios import Scenario
 from bot.slack import ids
 from bot.slack.blocks.incident import Block, button, context, header, section, severity_label, slack_date

@@ -12,11 +12,11 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import Config
 from bot.core.durations import humanize
 from bot.core.mrkdwn import user_text
 from bot.core.text import for_slack, plain
 from bot.domain.incidents import STATUSES, TITLE_MAX, Incident, sla_text
+from bot.domain.policy import Config
 from bot.slack import ids
 
 Block = dict[str, Any]

@@ -10,10 +10,10 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import Config
 from bot.core.durations import humanize
 from bot.core.mrkdwn import user_text
 from bot.domain.incidents import Incident
+from bot.domain.policy import Config
 from bot.domain.timeline import by_phase, utc
 from bot.slack import ids
 from bot.slack.blocks.incident import MESSAGE_BLOCKS_MAX, SECTION_MAX, chunks, context, header, section, severity_label

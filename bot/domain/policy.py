@@ -1,0 +1,112 @@
+"""The configuration as the rest of the bot reads it: frozen dataclasses, no I/O.
+
+`bot.config` reads and validates the YAML into these; everything else (domain rules, adapters,
+features) takes them as given and never parses a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.domain.schedules import Schedule
+
+SEVERITIES = ("P1", "P2", "P3", "P4")
+INCIDENT_ROLES = ("commander", "scribe", "comms")
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    after: timedelta
+    page: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SeverityPolicy:
+    name: str
+    label: str
+    description: str
+    ack_within: timedelta | None
+    fix_within: timedelta | None
+    update_every: timedelta | None
+    notify: tuple[str, ...]
+    escalation: tuple[EscalationStep, ...]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    project: str
+    region: str
+    name: str
+    health_url: str
+
+
+@dataclass(frozen=True)
+class StatuspageConfig:
+    page_id: str
+    api_key_env: str
+    api_url: str
+    severities: tuple[str, ...] = ("P1", "P2")  # which declares open a public incident
+
+
+ALERT_ACTIONS = ("declare", "propose", "ignore")
+
+
+@dataclass(frozen=True)
+class AlertRoute:
+    """What to do with an alert: its severity if it becomes an incident, and the action."""
+
+    severity: str
+    action: str  # declare | propose | ignore
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """`match` globs on the policy (alert) name and on labels; every given one must match."""
+
+    route: AlertRoute
+    policy: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    default: AlertRoute
+    rules: tuple[AlertRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackRules:
+    """How confirmed production changes (rollback, scale) are carried out."""
+
+    require_second_person: bool = False  # the proposer cannot confirm their own proposal
+    expires_after: timedelta = timedelta(minutes=15)  # an unconfirmed proposal goes stale
+    operation_timeout: timedelta = timedelta(minutes=5)  # wait for Cloud Run's operation
+    health_timeout: timedelta = timedelta(seconds=60)  # wait for the health endpoint's 200
+
+
+@dataclass(frozen=True)
+class Config:
+    channel: str
+    war_room_severities: tuple[str, ...]
+    war_room_prefix: str
+    people: dict[str, tuple[str, ...]]
+    severities: dict[str, SeverityPolicy]
+    postmortem_severities: tuple[str, ...]
+    postmortem_due_after: timedelta
+    service: ServiceConfig
+    rollback_allowed: tuple[str, ...]
+    runbook_path: str | None = None
+    statuspage: StatuspageConfig | None = None
+    # action -> who may (bot/permissions.py); every known action, defaults filled in.
+    permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    rollback: RollbackRules = field(default_factory=RollbackRules)
+    alerts: AlertsConfig | None = None
+    source: str = field(default="built-in default", compare=False)
+
+    def policy(self, severity: str) -> SeverityPolicy:
+        return self.severities[severity]
+
+    def has_war_room(self, severity: str) -> bool:
+        return severity in self.war_room_severities
