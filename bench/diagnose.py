@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bot.diagnose.fanout import diagnose, triage
+from bot.diagnose.fanout import diagnose
+from bot.domain.triage import triage
 from bot.google.cloud import CloudSources
 from bot.sandbox.gcp_presets import GcpSandbox  # noqa: E402
 

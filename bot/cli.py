@@ -75,9 +75,9 @@ def check_config(path: str | None) -> int:
 def print_oncall(at_text: str | None) -> int:
     """What `/incident oncall` shows, from the config and the store's overrides, at now or `--at`."""
     from bot.domain import schedules
+    from bot.oncall.roster import roster_text
     from bot.store import Store
     from bot.store.postgres import is_postgres_url
-    from commands.oncall import roster_text
 
     try:
         at = datetime.fromisoformat(at_text.strip()) if at_text else datetime.now(UTC)

@@ -1,4 +1,9 @@
-"""What every command handler gets: the bot's services, the parsed request, and the reply type."""
+"""What every command handler gets: the bot's services, the parsed request, and the reply type.
+
+`Context` sits below every feature: the collaborators that features implement (the announcer,
+the directory of people, the timers) are typed by the small ports below, so a command or a
+feature reaches another feature only through one of them, never by importing it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,64 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot.core.errors import UsageError
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.schedules import OnCall
+from bot.google.cloud import CloudSources
 from bot.slack.gateway import SlackGateway
+from bot.statuspage.client import StatuspageClient
 from bot.store import Store
 
-if TYPE_CHECKING:
-    from bot.google.cloud import CloudSources
-    from bot.incident.announcer import Announcer
-    from bot.oncall.directory import Directory
-    from bot.paging.pager import Pager
-    from bot.paging.timers import Timers
+
+class Announcing(Protocol):
+    """Putting an incident into Slack and keeping it current (`bot.incident.announcer`)."""
+
+    def setup(self, number: int, pageable: Callable[[Incident], None] | None = None) -> Incident: ...
+
+    def refresh(self, number: int) -> None: ...
+
+    def in_thread(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None: ...
+
+    def everywhere(self, incident: Incident, text: str, blocks_: list[dict[str, Any]] | None = None) -> None: ...
+
+    def war_room_target(self, incident: Incident) -> tuple[str, str | None] | None: ...
+
+    def post_once(
+        self,
+        key: str,
+        channel: str,
+        text: str,
+        blocks_: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        channel_id: str | None = None,
+    ) -> tuple[str, str]: ...
+
+
+class People(Protocol):
+    """Who a name in the config means, at an instant (`bot.oncall.directory`)."""
+
+    def users(self, ref: str, incident: Incident | None = None, now: datetime | None = None) -> list[str]: ...
+
+    def resolve(
+        self, ref: str, incident: Incident | None = None, now: datetime | None = None
+    ) -> tuple[list[str], list[str]]: ...
+
+    def on_call(self, schedule: str, now: datetime) -> OnCall | None: ...
+
+    def schedule_members(self, schedule: str) -> list[str]: ...
+
+
+class Timing(Protocol):
+    """The timers, a cache of the store's due times (`bot.paging.timers`)."""
+
+    def replan(self, number: int) -> None: ...
+
+    def tick_at(self, number: int, at: datetime) -> None: ...
+
+    def wake_deliveries(self) -> None: ...
 
 
 @dataclass
@@ -29,11 +78,11 @@ class Context:
     slack: SlackGateway
     clock: Callable[[], datetime]
     work: Executor
-    announcer: Announcer
-    directory: Directory
-    pager: Pager
-    timers: Timers
+    announcer: Announcing
+    directory: People
+    timers: Timing
     cloud: CloudSources
+    statuspage: StatuspageClient | None = None  # None: no status page configured
 
     def now(self) -> datetime:
         return self.clock()
@@ -115,16 +164,3 @@ class ViewErrors(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__(errors)
         self.errors = errors
-
-
-def each(*steps: Callable[[], object]) -> None:
-    """Run every step even when one fails (a deleted announcement must not stop the stand-down
-    DMs), then raise the first failure so the person who asked hears about it."""
-    failures: list[Exception] = []
-    for step in steps:
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - collected and re-raised below
-            failures.append(exc)
-    if failures:
-        raise failures[0]

@@ -3,6 +3,7 @@
 `help`, the dispatcher and the manifest test all read this one table. Each module declares
 USAGE, SUMMARY, NEEDS_INCIDENT and `handle(ctx, req) -> Reply`, and may declare ACTIONS
 (action_id -> handler for its buttons) and VIEWS (callback_id -> handler for its modals).
+What a command owes Slack later is a delivery, sent by the feature that owns its kind.
 """
 
 from __future__ import annotations
@@ -95,14 +96,3 @@ def owners() -> Owners:
         buttons={action_id: verbs.get(action_id, "") for action_id in actions()},
         views={callback_id: sub.verb for sub in REGISTRY.values() for callback_id in sub.views},
     )
-
-
-def delivery_handlers() -> dict[str, Callable[..., Any]]:
-    """Delivery kind -> `deliver(ctx, delivery, incident)` for the kinds a command module sends
-    itself (DELIVERIES in the module): the delivery loop retries them like pages."""
-    table: dict[str, Callable[..., Any]] = {}
-    for verb in VERBS:
-        for kind, handler in getattr(importlib.import_module(f"commands.{verb}"), "DELIVERIES", {}).items():
-            assert kind not in table, f"delivery kind {kind} registered twice"
-            table[kind] = handler
-    return table

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.core.errors import UsageError
+from bot.domain.deliveries import said
 from bot.domain.incidents import Incident, acknowledge
-from bot.incident import followups
 from bot.slack import ids
 
 USAGE = "/incident ack [INC-n]"
@@ -27,8 +27,8 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
     now = ctx.now()
     line = f"✅ <@{user}> acknowledged {incident.ref}. Escalation stopped."
     # The pages' buttons, the announcement and the lines in Slack are owed with the ack itself.
-    said = ctx.store.firing_writer(lambda new: [followups.said(new, line, close_pages=True)], now)
-    change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now, also=said)
+    owed = ctx.store.firing_writer(lambda new: [said(new, line, close_pages=True)], now)
+    change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now, also=owed)
     if change is None:
         who = f"<@{saved.acknowledged_by}>" if saved.acknowledged_by != user else "you"
         return Reply(f"{saved.ref} was already acknowledged by {who}. Nothing to do.")

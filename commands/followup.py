@@ -6,8 +6,8 @@ from bot.context import CommandRequest, Context, Reply
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import user_text
 from bot.domain.incidents import clean_title
+from bot.incident.updates import MESSAGE_MAX
 from bot.slack.grammar import within_limit
-from commands.update import MESSAGE_MAX
 
 USAGE = "/incident followup [INC-n] <action, owner, date>"
 SUMMARY = "record a follow-up action for the post-mortem"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from bot.context import CommandRequest, Context, Reply
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import user_text
+from bot.incident.updates import MESSAGE_MAX
 from bot.slack.grammar import within_limit
-from commands.update import MESSAGE_MAX
 
 USAGE = "/incident note [INC-n] <what happened or was decided>"
 SUMMARY = "add a line to the timeline (a :pushpin: on a war-room message does the same)"

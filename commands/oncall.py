@@ -10,7 +10,6 @@ announcement channel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
@@ -23,8 +22,8 @@ from bot.domain import schedules
 from bot.domain.policy import Config
 from bot.domain.schedules import Schedule
 from bot.oncall.directory import PeopleError, mentioned_user
+from bot.oncall.roster import roster_text
 from bot.slack.gateway import error_code
-from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +119,6 @@ def roster(ctx: Context, now: datetime) -> str:
             return f"⚠️ {escape(str(exc))}"
 
     return roster_text(ctx.config, ctx.store, now, _mention, holders)
-
-
-def roster_text(
-    config: Config, store: Store, now: datetime, name: Callable[[str], str], holders: Callable[[str], str]
-) -> str:
-    """What `/incident oncall` and `incident-bot oncall` show; `name` and `holders` say people
-    the way the destination reads them (mentions in Slack, IDs on a terminal)."""
-    lines = []
-    for schedule in config.schedules.values():
-        lines += schedules.describe(schedule, store.overrides(schedule.name, ending_after=now), now, name)
-    for role in config.people:
-        lines.append(f"*{role}*: {holders(role)}")
-    for incident in store.open_incidents()[:10]:
-        roles = [f"commander {name(incident.commander)}"]
-        roles += [f"{r} {name(u)}" for r in ("scribe", "comms") if (u := incident.role_holder(r))]
-        lines.append(f"*{incident.ref}*: {', '.join(roles)}")
-    return "\n".join(lines) or "No roles are configured (see `people` in the config)."
 
 
 def _mention(ref: str) -> str:

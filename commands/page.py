@@ -7,7 +7,7 @@ import uuid
 from bot.context import CommandRequest, Context, Reply
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
-from bot.domain.escalation import Delivery, Firing
+from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 from bot.domain.incidents import clean_inline
 from bot.oncall.directory import mentioned_user, mentioned_usergroup, usergroup_label
 
@@ -33,7 +33,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     detail = f"a manual page from <@{req.user}>"
     firing = Firing(
         f"manual:{uuid.uuid4().hex[:12]}",
-        (Delivery("page", target, detail), Delivery("paged_note", target, detail)),
+        (Delivery(DeliveryKind.PAGE, target, detail), Delivery(DeliveryKind.PAGED_NOTE, target, detail)),
     )
     ctx.store.record_firing(incident.number, firing, ctx.now())
     ctx.timers.wake_deliveries()

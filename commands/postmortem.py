@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from bot.context import CommandRequest, Context, Reply
-from bot.domain.escalation import Delivery, Firing
+from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 
 USAGE = "/incident postmortem [INC-n]"
 SUMMARY = "(re)write the post-mortem draft and upload it to the war room"
@@ -16,7 +16,8 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.incident_or_raise()
     # A delivery like the draft on resolve: retried until Slack takes it, even across a restart.
     firing = Firing(
-        f"postmortem:draft:manual:{uuid.uuid4().hex[:12]}", (Delivery("postmortem_draft", "incident", "manual"),)
+        f"postmortem:draft:manual:{uuid.uuid4().hex[:12]}",
+        (Delivery(DeliveryKind.POSTMORTEM_DRAFT, "incident", "manual"),),
     )
     ctx.store.record_firing(incident.number, firing, ctx.now())
     ctx.timers.wake_deliveries()

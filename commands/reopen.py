@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bot.context import CommandRequest, Context, Reply, each
+from bot.context import CommandRequest, Context, Reply
 from bot.core.durations import humanize
 from bot.core.errors import UsageError
+from bot.core.steps import each
 from bot.domain.incidents import clean_title, reopen
 from bot.slack.grammar import within_limit
 

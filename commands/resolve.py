@@ -11,17 +11,17 @@ from __future__ import annotations
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.core.errors import UsageError
 from bot.core.text import length
-from bot.domain.escalation import Delivery, Firing, postmortem_draft_key
+from bot.domain.deliveries import Delivery, DeliveryKind, Firing, said
+from bot.domain.escalation import postmortem_draft_key
 from bot.domain.incidents import Incident, clean_title, resolve
 from bot.domain.postmortem import started_at
-from bot.incident import followups
+from bot.incident.publishing import to_status_page
 from bot.slack import ids
 from bot.slack.blocks import review as review_blocks
 from bot.slack.forms import open_form_now
 from bot.slack.grammar import public_flag
 from bot.statuspage.client import GENERIC_BODY, GENERIC_RESOLVED
 from bot.store import Resolution
-from commands.update import to_status_page
 
 USAGE = "/incident resolve [INC-n] [--public] [summary]"
 SUMMARY = "resolve: all-clear, timers stop (the Resolve button opens a form)"
@@ -33,7 +33,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     summary = req.args.strip()
     # The summary is written for the team; it goes on the status page only when asked for.
     public, summary = public_flag("resolve", summary)
-    if public and ctx.pager.statuspage is None:
+    if public and ctx.statuspage is None:
         raise UsageError("No status page is configured (see `statuspage` in the config).", USAGE)
     if length(summary) > SUMMARY_MAX:
         raise UsageError(
@@ -51,7 +51,7 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
     if not click.trigger_id:
         raise UsageError(f"Type `/incident resolve {incident.ref} &lt;summary&gt;` instead.")
     # The tick starts empty even for a public incident: the summary goes public only when asked.
-    view = review_blocks.resolve_modal(incident, statuspage=ctx.pager.statuspage is not None, channel=click.channel)
+    view = review_blocks.resolve_modal(incident, statuspage=ctx.statuspage is not None, channel=click.channel)
     open_form_now(ctx, click.trigger_id, view, USAGE)
     return Reply("")
 
@@ -76,7 +76,7 @@ def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
     incident = ctx.store.get(int(submission.metadata.get("incident", 0)))
     if incident is None:
         raise ViewErrors({ids.RESOLVE_SUMMARY_BLOCK: "That incident no longer exists."})
-    public = ctx.pager.statuspage is not None and bool(values.get(ids.RESOLVE_PUBLIC_BLOCK))
+    public = ctx.statuspage is not None and bool(values.get(ids.RESOLVE_PUBLIC_BLOCK))
     details = Resolution(submission.user, summary, root_cause or None, impact or None)
     return _resolve(ctx, incident, submission.user, details, public=public)
 
@@ -100,10 +100,13 @@ def _resolve(ctx: Context, incident: Incident, user: str, details: Resolution, *
             summary=summary,
             customer_impact=details.customer_impact,
         )
-        said = followups.said(new, text, blocks, close_pages=False)
+        all_clear = said(new, text, blocks, close_pages=False)
         if not draft:
-            return (said,)
-        return (said, Firing(postmortem_draft_key(new), (Delivery("postmortem_draft", "incident", "resolved"),)))
+            return (all_clear,)
+        return (
+            all_clear,
+            Firing(postmortem_draft_key(new), (Delivery(DeliveryKind.POSTMORTEM_DRAFT, "incident", "resolved"),)),
+        )
 
     change, saved = ctx.store.resolve(
         incident, lambda current: resolve(current, by=user, now=now, summary=cleaned), now, details, firings
@@ -117,7 +120,7 @@ def _resolve(ctx: Context, incident: Incident, user: str, details: Resolution, *
 
 
 def _status_page(ctx: Context, incident: Incident, summary: str | None, public: bool) -> None:
-    if ctx.pager.statuspage is None:
+    if ctx.statuspage is None:
         return
     if public and "statuspage:create" not in ctx.store.fired_keys(incident.number):
         # Asked to go public for an incident never made public: say there, in general words, that it happened.

@@ -59,4 +59,3 @@ ACTIONS = {
     ids.ROLLBACK_CONFIRM: on_confirm,
     ids.ROLLBACK_CANCEL: on_cancel,
 }
-DELIVERIES = {production.EDIT_KIND: production.deliver_edit}

@@ -18,8 +18,10 @@ import pytest
 import requests
 from google.api_core import exceptions as google_errors
 
-from bot.diagnose.fanout import diagnose, triage
-from bot.google.cloud import CloudSources, ServiceRef, service_log_filter
+from bot.diagnose.fanout import diagnose
+from bot.domain.service import ServiceRef
+from bot.domain.triage import triage
+from bot.google.cloud import CloudSources, service_log_filter
 from bot.sandbox.cloud_logging import FilterError, ListError, parse_filter
 from bot.sandbox.gcp_presets import PRESETS, GcpSandbox
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.google.cloud import ChangeError, CloudSources, ServiceRef
+from bot.domain.service import ChangeError, ServiceRef
+from bot.google.cloud import CloudSources
 from bot.sandbox.cloud_run import OperationPlan
 from bot.sandbox.gcp_presets import GcpSandbox
 

@@ -15,8 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.diagnose.fanout import SOURCE_NAMES, WINDOW, SourceResult, describe_error, diagnose, fan_out, triage
-from bot.google.cloud import CloudSources, ServiceRef, service_log_filter
+from bot.diagnose.fanout import describe_error, diagnose, fan_out
+from bot.domain.findings import SOURCE_NAMES, WINDOW, SourceResult
+from bot.domain.service import ServiceRef
+from bot.domain.triage import triage
+from bot.google.cloud import CloudSources, service_log_filter
 from bot.google.shared_reads import SharedReads
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.slack.blocks.diagnose import detail_texts, summary_blocks

@@ -152,7 +152,7 @@ def test_raising_severity_opens_a_war_room_and_pages_the_new_path(fast_bot):
 
 
 def test_a_page_that_slack_keeps_refusing_is_retried_until_it_goes_out(fast_bot):
-    fast_bot.bot.pager.retry_base = timedelta(milliseconds=200)
+    fast_bot.bot.deliveries.retry_base = timedelta(milliseconds=200)
     # More failures than slack_sdk's own retries absorb: the page must survive them.
     fast_bot.slack.fail("conversations.open", status=500, times=8)
 
@@ -166,7 +166,7 @@ def test_a_page_that_slack_keeps_refusing_is_retried_until_it_goes_out(fast_bot)
 
 
 def test_an_email_nobody_has_is_reported_not_dropped(fast_bot):
-    fast_bot.bot.pager.retry_base = timedelta(milliseconds=100)
+    fast_bot.bot.deliveries.retry_base = timedelta(milliseconds=100)
     fast_bot.command("declare p2 Search is slow")
     fast_bot.slack.wait_for_dm(PRIMARY, "You are paged")
 
@@ -218,7 +218,7 @@ def test_an_interrupted_post_in_a_thread_is_found_there_not_sent_twice(bot):
     # As if the process had died after Slack took the post but before the store heard back.
     with store.transaction() as db:
         db.execute("UPDATE deliveries SET status = 'sending', ts = NULL WHERE id = ?", [delivery.id])
-    bot.bot.pager.recover_interrupted()
+    bot.bot.deliveries.recover_interrupted()
 
     [recovered] = store.deliveries(1, kind="paged_note")
     assert (recovered.status, recovered.ts) == ("sent", note.ts)

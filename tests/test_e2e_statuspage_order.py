@@ -29,7 +29,7 @@ def world(monkeypatch) -> Iterator[tuple[SandboxedBot, StatuspageSandbox]]:
             + f"statuspage: {{page_id: pg1, api_key_env: TEST_STATUSPAGE_KEY, api_url: '{page.api_url}'}}\n"
         )
         with SandboxedBot(config_text=config) as running:
-            running.bot.pager.retry_base = timedelta(milliseconds=300)
+            running.bot.deliveries.retry_base = timedelta(milliseconds=300)
             yield running, page
             assert not running.slack.refusals()
 

@@ -9,7 +9,8 @@ import pytest
 
 from bot import config
 from bot.domain import incidents
-from bot.domain.escalation import Delivery, Firing, due_actions, next_due
+from bot.domain.deliveries import Delivery, Firing
+from bot.domain.escalation import due_actions, next_due
 from bot.domain.incidents import Incident
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.domain import incidents
-from bot.domain.escalation import Delivery, Firing
+from bot.domain.deliveries import Delivery, Firing
 from bot.paging.leadership import Leadership
 from bot.store import LeaseLost, Store
 

@@ -22,7 +22,7 @@ from bot.domain.proposals import (
     serving_revision,
     stale_message,
 )
-from bot.google.cloud import RevisionState, ServiceState, TrafficShare
+from bot.domain.service import RevisionState, ServiceState, TrafficShare
 from bot.store import Store
 
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)

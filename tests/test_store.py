@@ -13,7 +13,8 @@ import pytest
 
 from bot import config
 from bot.domain import incidents
-from bot.domain.escalation import Delivery, Firing, due_actions
+from bot.domain.deliveries import Delivery, Firing
+from bot.domain.escalation import due_actions
 from bot.domain.incidents import Incident
 from bot.store import AuditRecord, Event, Store
 

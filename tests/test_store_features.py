@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.domain import incidents
-from bot.domain.escalation import Delivery, Firing
+from bot.domain.deliveries import Delivery, Firing
 from bot.domain.incidents import Incident
 from bot.store import Resolution, Store
 

@@ -15,7 +15,7 @@ import pytest
 
 from bot import config
 from bot.domain import incidents
-from bot.domain.escalation import Delivery, Firing
+from bot.domain.deliveries import Delivery, Firing
 from bot.paging.timers import Timers
 from bot.store import DeliveryRecord, Store
 from tests.conftest import FAST_CONFIG
@@ -24,7 +24,7 @@ CONFIG = config.parse(config.default_config_text(), source="built-in default")
 
 
 class SlowPager:
-    """Stands in for the Pager: takes a while per delivery, like a Slack call, and counts calls."""
+    """Stands in for the dispatcher: takes a while per delivery, like a Slack call, and counts calls."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -33,6 +33,9 @@ class SlowPager:
 
     def recover_interrupted(self) -> None:
         pass
+
+    def may_go(self, delivery: DeliveryRecord) -> bool:
+        return True
 
     def send(self, delivery: DeliveryRecord) -> None:
         with self.lock:
@@ -109,7 +112,7 @@ class RecordingPager:
         else:
             self.store.resume_delivery(delivery.id)
 
-    def statuspage_turn(self, delivery: DeliveryRecord) -> bool:
+    def may_go(self, delivery: DeliveryRecord) -> bool:
         return True
 
 

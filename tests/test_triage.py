@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.diagnose import fanout as dx
-from bot.diagnose.fanout import (
+from bot.domain import findings as fx
+from bot.domain import scenarios
+from bot.domain import triage as triage_rules
+from bot.domain.findings import (
     Report,
     RequestsFinding,
     RequestStats,
@@ -21,10 +23,9 @@ from bot.diagnose.fanout import (
     SourceError,
     SourceResult,
     Upstream,
-    triage,
 )
-from bot.domain import scenarios
-from bot.google.cloud import HealthResult, HttpInfo, LogRecord, RevisionState, ServiceRef, ServiceState, TrafficShare
+from bot.domain.service import HealthResult, HttpInfo, LogRecord, RevisionState, ServiceRef, ServiceState, TrafficShare
+from bot.domain.triage import triage
 from bot.slack.blocks.diagnose import detail_texts, summary_blocks
 from bot.slack.ids import ROLLBACK_PROPOSE
 
@@ -89,8 +90,8 @@ def errors_between(start_ago: float, end_ago: float, count: int, **kw: str) -> l
     return [error_log(minutes(start_ago - i * step), **kw) for i in range(count)]
 
 
-def errors(records: list[LogRecord]) -> dx.ErrorsFinding:
-    return dx.summarise_errors(records, NOW - dx.WINDOW)
+def errors(records: list[LogRecord]) -> fx.ErrorsFinding:
+    return fx.summarise_errors(records, NOW - fx.WINDOW)
 
 
 def requests(total: int = 100, server_errors: int = 0, p95: float = 200.0, by_path=None) -> RequestsFinding:
@@ -117,7 +118,7 @@ def health(status: int = 200) -> HealthResult:
 
 def report(**findings: object) -> Report:
     results = []
-    for name in dx.SOURCE_NAMES:
+    for name in fx.SOURCE_NAMES:
         value = findings.get(name)
         if isinstance(value, SourceError):
             results.append(SourceResult(name, 0.0, 1.0, error=value))
@@ -146,7 +147,7 @@ def bad_deploy_report(**overrides: object) -> Report:
 
 
 def test_revision_live_shortly_before_errors_is_a_bad_deployment_with_a_rollback_target():
-    match = dx.bad_deployment(bad_deploy_report())
+    match = triage_rules.bad_deployment(bad_deploy_report())
     assert match is not None
     assert (match.scenario, match.rollback_revision) == ("1A", OLD)
     assert "went live 8 min ago, 4 min before errors started" in match.reason
@@ -156,33 +157,33 @@ def test_revision_live_shortly_before_errors_is_a_bad_deployment_with_a_rollback
 
 def test_bad_deployment_onset_ignores_an_isolated_error_right_after_go_live():
     noisy = errors([error_log(minutes(7.5))] + errors_between(4, 0, 30))
-    match = dx.bad_deployment(bad_deploy_report(errors=noisy))
+    match = triage_rules.bad_deployment(bad_deploy_report(errors=noisy))
     assert match is not None and "4 min before errors started" in match.reason
 
 
 def test_old_deploy_is_not_a_bad_deployment():
     r = bad_deploy_report(revisions=revisions(timedelta(hours=26)))
-    assert dx.bad_deployment(r) is None
+    assert triage_rules.bad_deployment(r) is None
 
 
 def test_errors_that_were_already_there_before_the_deploy_are_not_a_bad_deployment():
     steady = errors(errors_between(15, 0, 60))  # same rate before and after go-live
-    assert dx.bad_deployment(bad_deploy_report(errors=steady)) is None
+    assert triage_rules.bad_deployment(bad_deploy_report(errors=steady)) is None
 
 
 def test_errors_starting_long_after_the_deploy_are_not_a_bad_deployment():
     late = bad_deploy_report(revisions=revisions(minutes(28)), errors=errors(errors_between(3, 0, 30)))
-    assert dx.bad_deployment(late) is None
+    assert triage_rules.bad_deployment(late) is None
 
 
 def test_a_handful_of_errors_after_a_deploy_is_not_a_bad_deployment():
-    few = bad_deploy_report(errors=errors(errors_between(4, 0, dx.MIN_ERRORS - 1)))
-    assert dx.bad_deployment(few) is None
+    few = bad_deploy_report(errors=errors(errors_between(4, 0, triage_rules.MIN_ERRORS - 1)))
+    assert triage_rules.bad_deployment(few) is None
 
 
 def test_bad_deployment_without_an_earlier_healthy_revision_has_no_rollback_target():
     only_new = RevisionsFinding((revision(NEW, minutes(8)), revision(OLD, minutes(60), ready=False)))
-    match = dx.bad_deployment(bad_deploy_report(revisions=only_new))
+    match = triage_rules.bad_deployment(bad_deploy_report(revisions=only_new))
     assert match is not None and match.rollback_revision is None
     assert "No earlier healthy revision" in match.reason
 
@@ -201,8 +202,8 @@ def test_traffic_pinned_to_an_old_revision_went_live_at_the_last_service_update(
 
 
 def test_bad_deployment_needs_service_and_revisions():
-    assert dx.bad_deployment(bad_deploy_report(revisions=None)) is None
-    assert dx.bad_deployment(bad_deploy_report(service=None)) is None
+    assert triage_rules.bad_deployment(bad_deploy_report(revisions=None)) is None
+    assert triage_rules.bad_deployment(bad_deploy_report(service=None)) is None
 
 
 # -- 1 / 1B / 8 -------------------------------------------------------------------------------
@@ -223,32 +224,32 @@ def test_restarts_without_memory_messages_are_1b_only():
 
 
 def test_one_restart_and_no_memory_messages_is_nothing():
-    assert dx.crash_restarts(report(signals=signals(restarts=1))) is None
-    assert dx.memory_exceeded(report(signals=signals(restarts=1))) is None
+    assert triage_rules.crash_restarts(report(signals=signals(restarts=1))) is None
+    assert triage_rules.memory_exceeded(report(signals=signals(restarts=1))) is None
 
 
 def test_error_rate_above_ten_percent_without_other_cause_is_service_down():
-    match = dx.service_down(report(requests=requests(100, 25), health=health(200)))
+    match = triage_rules.service_down(report(requests=requests(100, 25), health=health(200)))
     assert match is not None and match.scenario == "1" and "25%" in match.reason
 
 
 def test_failing_health_check_alone_is_service_down_with_low_confidence():
-    match = dx.service_down(report(requests=requests(100, 1), health=health(503)))
+    match = triage_rules.service_down(report(requests=requests(100, 1), health=health(503)))
     assert match is not None and match.confidence_label == "low" and "503" in match.reason
 
 
 def test_unreachable_health_endpoint_is_service_down_but_a_missing_health_url_is_not():
     refused = SourceError("error", "URLError", "Connection refused", "Health endpoint unreachable (connection refused)")
-    down = dx.service_down(report(health=refused))
+    down = triage_rules.service_down(report(health=refused))
     assert down is not None and down.reason == "Health endpoint unreachable (connection refused)."
     slow = SourceError("timeout", "Timeout", "no answer within 8 s", "timed out after 8 s")
-    assert dx.service_down(report(health=slow)).reason == "The health endpoint timed out after 8 s."
+    assert triage_rules.service_down(report(health=slow)).reason == "The health endpoint timed out after 8 s."
     unset = report(health=SourceError("error", "NotConfigured", "no service.health_url"))
-    assert dx.service_down(unset) is None
+    assert triage_rules.service_down(unset) is None
 
 
 def test_healthy_numbers_are_not_service_down():
-    assert dx.service_down(report(requests=requests(100, 2), health=health(200))) is None
+    assert triage_rules.service_down(report(requests=requests(100, 2), health=health(200))) is None
 
 
 def test_bad_deployment_supersedes_the_generic_service_down():
@@ -261,22 +262,22 @@ def test_bad_deployment_supersedes_the_generic_service_down():
 
 @pytest.mark.parametrize(("failed", "expected"), [(5, "2"), (7, "2"), (10, "2"), (4, None), (11, None)])
 def test_error_rate_between_five_and_ten_percent_is_scenario_2(failed, expected):
-    match = dx.partial_errors(report(requests=requests(100, failed)))
+    match = triage_rules.partial_errors(report(requests=requests(100, failed)))
     assert (match.scenario if match else None) == expected
 
 
 def test_error_rate_needs_enough_requests():
-    assert dx.partial_errors(report(requests=requests(10, 1))) is None
+    assert triage_rules.partial_errors(report(requests=requests(10, 1))) is None
 
 
 def test_p95_over_one_second_is_a_latency_spike():
-    match = dx.slow_responses(report(requests=requests(100, 0, p95=2500)))
+    match = triage_rules.slow_responses(report(requests=requests(100, 0, p95=2500)))
     assert match is not None and match.scenario == "3" and "2,500 ms" in match.reason
 
 
 @pytest.mark.parametrize(("total", "p95"), [(100, 900), (100, 1000), (10, 5000)])
 def test_fast_or_too_few_requests_is_no_latency_spike(total, p95):
-    assert dx.slow_responses(report(requests=requests(total, 0, p95=p95))) is None
+    assert triage_rules.slow_responses(report(requests=requests(total, 0, p95=p95))) is None
 
 
 # -- 4 / 5 / 7 dependencies -------------------------------------------------------------------
@@ -285,9 +286,9 @@ def test_fast_or_too_few_requests_is_no_latency_spike(total, p95):
 @pytest.mark.parametrize(
     ("name", "scenario", "rule"),
     [
-        ("Stripe", "4", dx.stripe_failures),
-        ("Firestore", "5", dx.firestore_failures),
-        ("Pub/Sub", "7", dx.pubsub_failures),
+        ("Stripe", "4", triage_rules.stripe_failures),
+        ("Firestore", "5", triage_rules.firestore_failures),
+        ("Pub/Sub", "7", triage_rules.pubsub_failures),
     ],
 )
 def test_dependency_failures_name_their_scenario(name, scenario, rule):
@@ -306,7 +307,7 @@ def record(message: str, severity: str = "ERROR", status: int | None = None) -> 
 
 
 def test_signals_count_dependency_failures_not_paths_or_chatter():
-    found = dx.summarise_signals(
+    found = fx.summarise_signals(
         [
             record("Stripe API timeout: POST /v1/charges did not answer within 10 s"),
             record("Firestore unavailable: deadline exceeded after 5000 ms"),
@@ -336,7 +337,7 @@ def clustered(path_share_of_requests: float = 0.35) -> Report:
 
 
 def test_errors_clustered_on_one_path_are_a_crash_on_specific_input():
-    match = dx.input_pattern(clustered())
+    match = triage_rules.input_pattern(clustered())
     assert match is not None and match.scenario == "6"
     assert "95% of errors with a path are on /marketplace" in match.reason
     assert "35% of requests" in match.reason and "customer_id too long" in match.reason
@@ -344,32 +345,32 @@ def test_errors_clustered_on_one_path_are_a_crash_on_specific_input():
 
 def test_errors_spread_over_paths_are_no_input_pattern():
     records = errors_between(10, 0, 10, path="/a") + errors_between(10, 0, 10, path="/b")
-    assert dx.input_pattern(report(errors=errors(records))) is None
+    assert triage_rules.input_pattern(report(errors=errors(records))) is None
 
 
 def test_a_path_that_gets_most_traffic_says_nothing_about_input():
-    assert dx.input_pattern(clustered(path_share_of_requests=0.9)) is None
+    assert triage_rules.input_pattern(clustered(path_share_of_requests=0.9)) is None
 
 
 def test_dependency_failures_on_one_path_are_not_an_input_pattern():
     r = clustered()
     dependency = signals(upstream=[Upstream("Stripe", 15, 15, "Stripe timeout")])
     r = report(errors=r.errors, requests=r.requests, signals=dependency)
-    assert dx.input_pattern(r) is None
+    assert triage_rules.input_pattern(r) is None
 
 
 # -- 9 / 11 -----------------------------------------------------------------------------------
 
 
 def test_a_429_spike_is_rate_limiting():
-    match = dx.rate_limited(report(signals=signals(rate_limited=90), requests=requests(100)))
+    match = triage_rules.rate_limited(report(signals=signals(rate_limited=90), requests=requests(100)))
     assert match is not None and match.scenario == "9" and "90 requests answered 429" in match.reason
 
 
 @pytest.mark.parametrize(("count", "total"), [(10, 100), (25, 10_000)])
 def test_few_429s_are_not_rate_limiting(count, total):
     r = report(signals=signals(rate_limited=count), requests=requests(total // 3))
-    assert dx.rate_limited(r) is None
+    assert triage_rules.rate_limited(r) is None
 
 
 def test_several_causes_at_once_are_cascading():
@@ -399,7 +400,7 @@ def test_healthy_findings_match_nothing():
         signals=signals(),
         health=health(200),
     )
-    assert triage(r, "P3") == dx.Triage(())
+    assert triage(r, "P3") == triage_rules.Triage(())
 
 
 # -- severity hint ----------------------------------------------------------------------------
@@ -416,12 +417,12 @@ def test_p1_error_rate_on_a_p2_incident_suggests_p1():
     [(38, "p1", None), (7, "P3", "P2"), (7, "P2", None), (2, "P4", None), (38, "", None)],
 )
 def test_severity_hint_only_when_the_numbers_say_worse(failed, severity, suggested):
-    hint = dx.severity_hint(report(requests=requests(100, failed)), severity)
+    hint = triage_rules.severity_hint(report(requests=requests(100, failed)), severity)
     assert (hint.suggested if hint else None) == suggested
 
 
 def test_no_request_numbers_no_severity_hint():
-    assert dx.severity_hint(report(health=health(503)), "P4") is None
+    assert triage_rules.severity_hint(report(health=health(503)), "P4") is None
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -429,13 +430,13 @@ def test_no_request_numbers_no_severity_hint():
 
 @pytest.mark.parametrize(("limit", "doubled"), [("512Mi", "1Gi"), ("1Gi", "2Gi"), ("768Mi", "1536Mi"), ("lots", None)])
 def test_double_memory(limit, doubled):
-    assert dx.double_memory(limit) == doubled
+    assert triage_rules.double_memory(limit) == doubled
 
 
 def test_percentile_is_nearest_rank():
     values = [float(v) for v in range(1, 101)]
-    assert (dx.percentile(values, 50), dx.percentile(values, 95)) == (50.0, 95.0)
-    assert dx.percentile([], 95) is None
+    assert (fx.percentile(values, 50), fx.percentile(values, 95)) == (50.0, 95.0)
+    assert fx.percentile([], 95) is None
 
 
 def test_summarise_requests_splits_recent_from_window():
@@ -444,7 +445,7 @@ def test_summarise_requests_splits_recent_from_window():
         return LogRecord(NOW - minutes(ago), "INFO", "requests", OLD, "", http, path="/p")
 
     records = [req(10, 500, 3000.0)] * 10 + [req(1, 200, 100.0)] * 30 + [req(2, 503, 50.0)] * 3
-    found = dx.summarise_requests(records, NOW)
+    found = fx.summarise_requests(records, NOW)
     assert (found.recent.total, found.recent.server_errors, found.recent.p95_ms) == (33, 3, 100.0)
     assert (found.window.total, found.window.server_errors, found.window.p95_ms) == (43, 13, 3000.0)
 

@@ -4,7 +4,7 @@
 work to the work executor. `settle` does that work for one alert, driven by what the store
 says is still to do, so it can run again after a crash or a Slack outage (the bot's set-up
 retry calls `settle_all`): declare it, post its proposal, link it in its incident's thread,
-say that it closed. Declaring goes through `commands.declare.create`, the same path as
+say that it closed. Declaring goes through `bot.incident.opening.create`, the same path as
 `/incident declare`, and the store refuses a second incident for the same alert.
 """
 
@@ -19,10 +19,10 @@ from bot.context import Context
 from bot.domain.alerts import Alert, incident_title, scenario_for
 from bot.domain.incidents import Incident
 from bot.domain.policy import AlertRoute
+from bot.incident.opening import create, set_up
 from bot.slack.blocks import alerts as alert_blocks
 from bot.slack.blocks.incident import Block
 from bot.store import AlertReceipt, AlertRecord, AlertTaken, alert_line
-from commands.declare import create, set_up
 
 log = logging.getLogger(__name__)
 

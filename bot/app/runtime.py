@@ -13,7 +13,6 @@ slow Slack API never holds up another user's ack.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -32,7 +31,7 @@ from slack_sdk.web import SlackResponse
 import commands
 from bot import permissions
 from bot.alerts import intake as alert_incidents
-from bot.app import replay
+from bot.app import observability, replay
 from bot.app.settings import Settings
 from bot.changes import flow as production
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
@@ -40,17 +39,21 @@ from bot.core import counters as metrics
 from bot.core import logs
 from bot.core.errors import UsageError
 from bot.core.text import decode_slash, from_form, length
+from bot.delivery.dispatch import Dispatcher, Route
+from bot.diagnose import run as diagnose_run
 from bot.domain.access import Forbidden
+from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident, clean_inline
 from bot.domain.policy import Config
 from bot.google.cloud import CloudSources
+from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory
 from bot.oncall.handoffs import HandoffNotices
 from bot.paging.leadership import Leadership
 from bot.paging.pager import Pager
 from bot.paging.timers import Timers
-from bot.review import pins
+from bot.review import drafts, pins
 from bot.slack import payloads
 from bot.slack.gateway import SlackGateway, error_code, make_client
 from bot.slack.grammar import MAX_COMMAND_TEXT, parse
@@ -104,16 +107,11 @@ class IncidentBot:
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
         self.directory = Directory(config, self.slack, self.store, clock)
-        self.pager = Pager(
-            config,
-            self.store,
-            self.slack,
-            self.announcer,
-            self.directory,
-            clock,
-            statuspage=statuspage.from_config(config.statuspage),
-        )
-        self.timers = Timers(config, self.store, self.pager, clock)
+        self.statuspage = statuspage.from_config(config.statuspage)
+        self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
+        # Every kind's route is registered once the context its senders need exists (below).
+        self.deliveries = Dispatcher(self.store, self.slack, clock, routes={})
+        self.timers = Timers(config, self.store, self.deliveries, clock)
         self.leadership = Leadership(
             self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop
         )
@@ -125,14 +123,12 @@ class IncidentBot:
             work=self.work,
             announcer=self.announcer,
             directory=self.directory,
-            pager=self.pager,
             timers=self.timers,
+            statuspage=self.statuspage,
             cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
         )
-        # Deliveries a command module sends itself (a diagnose reads Google first).
-        for kind, send in commands.delivery_handlers().items():
-            self.pager.handlers[kind] = functools.partial(send, self.ctx)
-        self.metrics = metrics.bot_registry(self.store, clock)
+        self.deliveries.routes.update(delivery_routes(self.ctx, self.pager))
+        self.metrics = observability.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
 
@@ -259,6 +255,26 @@ class IncidentBot:
         self.leadership.stop()  # a leader stops its timers and lets its lease go
         self.timers.stop()
         self.store.close()
+
+
+def delivery_routes(ctx: Context, pager: Pager) -> dict[DeliveryKind, Route]:
+    """Every delivery kind with the sender of the feature that owns it: one table, checked whole."""
+    routes: dict[DeliveryKind, Route] = {}
+    for table in (
+        pager.routes(),
+        followups.routes(ctx.store, ctx.slack, ctx.announcer, ctx.clock),
+        publishing.routes(ctx.store, ctx.statuspage, ctx.clock),
+        drafts.routes(ctx.config, ctx.store, ctx.slack, ctx.announcer, ctx.clock),
+        diagnose_run.routes(ctx),
+        production.routes(ctx),
+    ):
+        for kind, route in table.items():
+            assert kind not in routes, f"delivery kind {kind} routed twice"
+            routes[kind] = route
+    missing = set(DeliveryKind) - set(routes)
+    if missing:
+        raise RuntimeError(f"no sender for delivery kinds {sorted(missing)}: register one with its feature")
+    return routes
 
 
 def _seed_authorization(app: App, auth_test: SlackResponse) -> None:

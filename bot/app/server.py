@@ -21,8 +21,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
 from bot.alerts import webhook as alerts
+from bot.app import observability
 from bot.app.runtime import IncidentBot
-from bot.core import counters as metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Itera
             health = bot.health()
             return _json(start_response, "200 OK" if health["status"] == "ok" else "503 Service Unavailable", health)
         if environ.get("PATH_INFO") == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
-            body = metrics.exposition(bot.metrics)
-            start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE), ("Content-Length", str(len(body)))])
+            body = observability.exposition(bot.metrics)
+            start_response("200 OK", [("Content-Type", observability.CONTENT_TYPE), ("Content-Length", str(len(body)))])
             return [body]
         if environ.get("PATH_INFO") in alerts.PATHS:
             # Recorded in the store even before Slack answers; the Slack side follows once it does.

@@ -22,8 +22,9 @@ from bot.context import Context, Reply
 from bot.core import counters as metrics
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
+from bot.delivery.dispatch import Route
 from bot.domain import access, actions
-from bot.domain.escalation import Delivery, Firing
+from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 from bot.domain.incidents import Incident, start_fix
 from bot.domain.proposals import (
     Proposal,
@@ -36,7 +37,7 @@ from bot.domain.proposals import (
     serving_revision,
     stale_message,
 )
-from bot.google.cloud import (
+from bot.domain.service import (
     ChangeError,
     ChangeResult,
     HealthResult,
@@ -51,7 +52,6 @@ from bot.store import DeliveryRecord
 
 log = logging.getLogger(__name__)
 
-EDIT_KIND = "proposal_edit"  # a delivery: an edit of a proposal's message that Slack refused
 
 REVISIONS_TO_READ = 50
 
@@ -477,8 +477,10 @@ def _edit(ctx: Context, proposal: Proposal, line: str) -> None:
         _show(ctx, proposal, line)
     except Exception:  # noqa: BLE001 - retried as a delivery: the outcome must reach the proposal
         log.warning("could not edit proposal %s; retrying", proposal.id, exc_info=True)
-        edit = Delivery(EDIT_KIND, str(proposal.id), line)
-        ctx.store.record_firing(proposal.incident, Firing(f"{EDIT_KIND}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now())
+        edit = Delivery(DeliveryKind.PROPOSAL_EDIT, str(proposal.id), line)
+        ctx.store.record_firing(
+            proposal.incident, Firing(f"{DeliveryKind.PROPOSAL_EDIT}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now()
+        )
         ctx.timers.wake_deliveries()
 
 
@@ -492,6 +494,10 @@ def _show(ctx: Context, proposal: Proposal, line: str) -> None:
         f"{ref}: {proposal.what}: {proposal.status}",
         change_blocks.status_blocks(proposal, ref, line),
     )
+
+
+def routes(ctx: Context) -> dict[DeliveryKind, Route]:
+    return {DeliveryKind.PROPOSAL_EDIT: Route(lambda delivery, incident: deliver_edit(ctx, delivery, incident))}
 
 
 def deliver_edit(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:

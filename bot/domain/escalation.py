@@ -17,28 +17,11 @@ a re-plan or a severity change can never make the same thing happen twice:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 from bot.domain.incidents import Incident
 from bot.domain.policy import SeverityPolicy
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One message the bot owes someone: sent until Slack accepts it, never dropped."""
-
-    kind: str  # page | fyi | paged_note | sla_breach
-    target: str  # a role name, user ID or email for DMs; "incident" for posts about the incident
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Firing:
-    """A decision that something is due now, and what must be sent because of it."""
-
-    key: str
-    deliveries: tuple[Delivery, ...]
 
 
 def due_actions(
@@ -59,7 +42,7 @@ def due_actions(
     for ref in policy.notify:
         key = f"notify:{ref}"
         if key not in fired:
-            firings.append(Firing(key, (Delivery("fyi", ref),)))
+            firings.append(Firing(key, (Delivery(DeliveryKind.FYI, ref),)))
     if incident.acknowledged_at is None:
         for index, step in enumerate(policy.escalation):
             if incident.declared_at + step.after > now:
@@ -71,15 +54,15 @@ def due_actions(
                     firings.append(
                         Firing(
                             key,
-                            (Delivery("page", ref, detail), Delivery("paged_note", ref, detail)),
+                            (Delivery(DeliveryKind.PAGE, ref, detail), Delivery(DeliveryKind.PAGED_NOTE, ref, detail)),
                         )
                     )
         breach_at = _ack_deadline(incident, policy)
         if breach_at is not None and breach_at <= now and "sla:ack" not in fired:
-            firings.append(Firing("sla:ack", (Delivery("sla_breach", "incident", _fmt(policy.ack_within)),)))
+            firings.append(Firing("sla:ack", (Delivery(DeliveryKind.SLA_BREACH, "incident", _fmt(policy.ack_within)),)))
     fix_at = _fix_deadline(incident, policy)
     if fix_at is not None and fix_at <= now and "sla:fix" not in fired:
-        firings.append(Firing("sla:fix", (Delivery("fix_nudge", "incident", _fmt(policy.fix_within)),)))
+        firings.append(Firing("sla:fix", (Delivery(DeliveryKind.FIX_NUDGE, "incident", _fmt(policy.fix_within)),)))
     firings += _reminders(incident, policy, fired, now)
     return firings
 
@@ -114,11 +97,11 @@ def _reminders(incident: Incident, policy: SeverityPolicy, fired: frozenset[str]
     key = f"reminder:{start.isoformat()}:{k}"
     if key in fired:
         return []
-    firings = [Firing(key, (Delivery("reminder", "incident", str(k)),))]
+    firings = [Firing(key, (Delivery(DeliveryKind.REMINDER, "incident", str(k)),))]
     if k > IGNORED_BEFORE_ESCALATING:
         ref = _next_on_path(policy, fired)
         if ref is not None:
-            firings.append(Firing(f"reminder_notify:{ref}", (Delivery("reminder_escalation", ref, str(k)),)))
+            firings.append(Firing(f"reminder_notify:{ref}", (Delivery(DeliveryKind.REMINDER_ESCALATION, ref, str(k)),)))
     return firings
 
 
@@ -198,7 +181,7 @@ def _postmortem_reminder(
     at = _postmortem_at(incident, after, fired)
     if at is None or at > now or now - at > POSTMORTEM_STALE_AFTER:
         return []
-    return [Firing(postmortem_reminder_key(incident), (Delivery("postmortem_reminder", "commander"),))]
+    return [Firing(postmortem_reminder_key(incident), (Delivery(DeliveryKind.POSTMORTEM_REMINDER, "commander"),))]
 
 
 def _ack_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None:

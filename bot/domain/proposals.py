@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.google.cloud import RevisionState, ServiceState
+from bot.domain.service import RevisionState, ServiceState
 
 DEFAULT_EXPIRES_AFTER = timedelta(minutes=15)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

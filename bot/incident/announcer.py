@@ -16,7 +16,8 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.context import each
+from bot.core.steps import each
+from bot.delivery.once import post_once
 from bot.domain.incidents import Incident, war_room_name
 from bot.domain.policy import Config
 from bot.slack.blocks import incident as blocks
@@ -180,27 +181,8 @@ class Announcer:
         thread_ts: str | None = None,
         channel_id: str | None = None,
     ) -> tuple[str, str]:
-        """Post a message that must appear once, even if the process dies mid-post.
-
-        The attempt is noted before posting; if a previous attempt was cut short, Slack's
-        history (searched by the key in the message's metadata) says whether it landed.
-        """
-        earlier = self.store.attempt(key)
-        if earlier is not None:
-            try:
-                ts = self.slack.find_posted(earlier.channel, key, earlier.at.timestamp() - 1, earlier.thread_ts)
-            except SlackApiError as exc:
-                # Slack refused to show the history: when in doubt, post, a lost message is worse.
-                # A rate limit or an outage says nothing yet: the caller's retry asks again.
-                status = getattr(exc.response, "status_code", 200)
-                if status == 429 or status >= 500:
-                    raise
-                log.warning("could not check whether %s was posted: %s", key, error_code(exc))
-                ts = None
-            if ts is not None:
-                return earlier.channel, ts
-        self.store.note_attempt(key, channel_id or channel, self.clock(), thread_ts)
-        return self.slack.post(channel, text, blocks_, thread_ts=thread_ts, key=key)
+        """Post a message that must appear once, even if the process dies mid-post."""
+        return post_once(self.store, self.slack, self.clock(), key, channel, text, blocks_, thread_ts, channel_id)
 
     def _create_war_room(self, incident: Incident) -> Incident:
         now = self.clock()

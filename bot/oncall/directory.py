@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from bot.core import text
+from bot.delivery.errors import Undeliverable
 from bot.domain import schedules
 from bot.domain.incidents import Incident
 from bot.domain.policy import INCIDENT_ROLES, Config
@@ -37,8 +38,9 @@ USERGROUP_TTL_S = 300.0  # user groups change rarely; a page must not wait on tw
 _USERGROUP_FATAL = {"missing_scope", "not_allowed_token_type", "plan_upgrade_required", "paid_teams_only"}
 
 
-class PeopleError(Exception):
-    """A name that does not lead to a Slack user; the message says which and why."""
+class PeopleError(Undeliverable):
+    """A name that does not lead to a Slack user; the message says which and why (a page to it
+    cannot go yet, and is retried)."""
 
 
 def mentioned_user(token: str) -> str | None:

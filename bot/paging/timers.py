@@ -14,7 +14,7 @@ Sending is separate: a delivery loop sends every pending delivery (pages, remind
 page calls) on a small pool, pages on a lane of their own that no backlog of other sends can
 hold up, sleeping until the next retry is due or until woken. Slow Slack
 answers therefore never hold up the scheduler, and a retry can never be lost to a job re-planned
-while it was running. Status page calls of one incident go one at a time, in order (the Pager
+while it was running. Status page calls of one incident go one at a time, in order (the dispatcher
 decides whose turn it is), and a delivery a failed store write left half-sent is recovered.
 
 Only the leader (bot/leadership.py) runs them: `start(fence)` when it takes the lease, `stop()`
@@ -39,19 +39,19 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.core import counters as metrics
-from bot.domain.escalation import POSTMORTEM_STALE_AFTER, Firing, due_actions, next_due
+from bot.delivery.dispatch import Dispatcher
+from bot.domain.deliveries import URGENT_KINDS, Firing
+from bot.domain.escalation import POSTMORTEM_STALE_AFTER, due_actions, next_due
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.oncall.handoffs import HandoffNotices
-from bot.paging.pager import Pager
 from bot.store import DeliveryRecord, LeaseLost, Store
 
 log = logging.getLogger(__name__)
 
 SEND_THREADS = 4
-# Pages (and the SLA alarm) go on a lane of their own: never queued behind a backlog of
-# reminders, updates or uploads that a slow Slack has piled up.
-URGENT_KINDS = frozenset({"page", "sla_breach"})
+# Pages (and the SLA alarm, URGENT_KINDS) go on a lane of their own: never queued behind a
+# backlog of reminders, updates or uploads that a slow Slack has piled up.
 URGENT_THREADS = 4
 IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 RECONCILE_EVERY_S = 45.0
@@ -64,7 +64,7 @@ class Timers:
         self,
         config: Config,
         store: Store,
-        pager: Pager,
+        deliveries: Dispatcher,
         clock: Callable[[], datetime],
         reconcile_every_s: float = RECONCILE_EVERY_S,
         retry_base_s: float = RETRY_BASE_S,
@@ -72,7 +72,7 @@ class Timers:
     ) -> None:
         self.config = config
         self.store = store
-        self.pager = pager
+        self.deliveries = deliveries
         self.clock = clock
         self.reconcile_every_s = reconcile_every_s
         self.retry_base_s = retry_base_s
@@ -124,7 +124,7 @@ class Timers:
         self.fence = fence
         self.leading = True
         with self._fenced():
-            self.pager.recover_interrupted()
+            self.deliveries.recover_interrupted()
         # Started paused while every job is planned: each job added to a running scheduler wakes
         # its thread, and with a thousand open incidents those wake-ups fought the rebuild for the
         # GIL (README: Performance). Jobs already due run as soon as it resumes.
@@ -339,7 +339,7 @@ class Timers:
                         with self._in_flight_lock:
                             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                                 continue
-                        if delivery.kind == "statuspage" and not self.pager.statuspage_turn(delivery):
+                        if not self.deliveries.may_go(delivery):
                             waiting.add(delivery.id)
                             continue
                         self._submit(delivery, self._send)
@@ -373,10 +373,10 @@ class Timers:
             self._submit(delivery, self._recover)
 
     def _send(self, delivery: DeliveryRecord) -> None:
-        self._run(delivery, self.pager.send)
+        self._run(delivery, self.deliveries.send)
 
     def _recover(self, delivery: DeliveryRecord) -> None:
-        self._run(delivery, self.pager.recover)
+        self._run(delivery, self.deliveries.recover)
 
     def _run(self, delivery: DeliveryRecord, work: Callable[[DeliveryRecord], None]) -> None:
         try:

@@ -9,22 +9,24 @@ so `incident-bot postmortem INC-7` prints exactly the bytes the war room receive
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
 
+from bot.context import Announcing
 from bot.core.mrkdwn import user_text
+from bot.delivery.dispatch import Route
+from bot.delivery.errors import Undeliverable
+from bot.delivery.once import post_delivery
 from bot.domain import postmortem
+from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
-from bot.incident.announcer import Announcer
-from bot.oncall.directory import PeopleError
 from bot.slack.gateway import SlackGateway, error_code
 from bot.store import DeliveryRecord, Store
 
 log = logging.getLogger(__name__)
-
-DELIVERY_KINDS = frozenset({"postmortem_draft", "postmortem_reminder"})
 
 
 def facts(config: Config, store: Store, incident: Incident, now: datetime) -> postmortem.Facts:
@@ -49,20 +51,22 @@ def write_draft(config: Config, store: Store, incident: Incident, now: datetime)
     return markdown
 
 
-def deliver(
-    delivery: DeliveryRecord,
-    incident: Incident,
-    *,
-    config: Config,
-    store: Store,
-    slack: SlackGateway,
-    announcer: Announcer,
-    now: datetime,
-) -> None:
-    if delivery.kind == "postmortem_draft":
-        _upload(delivery, incident, config=config, store=store, slack=slack, announcer=announcer, now=now)
-    else:
-        _remind(delivery, incident, store=store, slack=slack, now=now)
+def routes(
+    config: Config, store: Store, slack: SlackGateway, announcer: Announcing, clock: Callable[[], datetime]
+) -> dict[DeliveryKind, Route]:
+    def upload(delivery: DeliveryRecord, incident: Incident) -> None:
+        _upload(delivery, incident, config=config, store=store, slack=slack, announcer=announcer, now=clock())
+
+    def landed(delivery: DeliveryRecord, incident: Incident, oldest: float) -> bool:
+        return recover_upload(delivery, incident, oldest, store=store, slack=slack, now=clock())
+
+    def remind(delivery: DeliveryRecord, incident: Incident) -> None:
+        _remind(delivery, incident, store=store, slack=slack, now=clock())
+
+    return {
+        DeliveryKind.POSTMORTEM_DRAFT: Route(upload, landed=landed),
+        DeliveryKind.POSTMORTEM_REMINDER: Route(remind),
+    }
 
 
 def _upload(
@@ -72,7 +76,7 @@ def _upload(
     config: Config,
     store: Store,
     slack: SlackGateway,
-    announcer: Announcer,
+    announcer: Announcing,
     now: datetime,
 ) -> None:
     if incident.is_open and delivery.detail == "resolved":
@@ -80,7 +84,7 @@ def _upload(
         return
     target = announcer.war_room_target(incident)
     if target is None:
-        raise PeopleError("the incident has no war room or announcement to upload the draft to yet")
+        raise Undeliverable("the incident has no war room or announcement to upload the draft to yet")
     channel, thread_ts = target
     markdown = write_draft(config, store, incident, now)
     state = "ongoing" if incident.is_open else "resolved"
@@ -150,7 +154,4 @@ def _remind(delivery: DeliveryRecord, incident: Incident, *, store: Store, slack
         "and an owner and date for each action."
     )
     user = incident.commander
-    channel = slack.open_dm(user)
-    store.set_delivery_channel(delivery.id, channel, user)
-    posted_channel, ts = slack.post(channel, text, key=f"delivery:{delivery.id}")
-    store.finish_delivery(delivery.id, now, user=user, channel=posted_channel, ts=ts)
+    post_delivery(store, slack, now, delivery, slack.open_dm(user), text, user=user)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.google.cloud import ServiceRef
+from bot.domain.service import ServiceRef
 from bot.sandbox.cloud_logging import LoggingEmulator
 from bot.sandbox.cloud_run import LATEST, CloudRunEmulator, ready_condition, rfc3339
 from bot.sandbox.health import ALL, FaultInjection, HealthServer

@@ -34,7 +34,7 @@ import sqlite_utils
 from bot.core.mrkdwn import escape, link, truncate
 from bot.core.text import for_slack
 from bot.domain.alerts import SOURCE_NAMES, Alert
-from bot.domain.escalation import Firing
+from bot.domain.deliveries import Firing
 from bot.domain.incidents import Change, Incident
 from bot.domain.policy import AlertRoute
 from bot.domain.proposals import Proposal, Verdict

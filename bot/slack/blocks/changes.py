@@ -13,7 +13,7 @@ from typing import Any
 from bot.core.durations import humanize
 from bot.core.mrkdwn import escape
 from bot.domain.proposals import Proposal, service_short
-from bot.google.cloud import RevisionState, ServiceState
+from bot.domain.service import RevisionState, ServiceState
 from bot.slack import ids
 from bot.slack.blocks.incident import button, confirm_dialog, context, section, slack_date
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.core.mrkdwn import escape
-from bot.diagnose.fanout import (
+from bot.domain.findings import (
     RECENT,
     SOURCE_NAMES,
     WINDOW,
@@ -23,11 +23,9 @@ from bot.diagnose.fanout import (
     ServiceFinding,
     SignalsFinding,
     SourceResult,
-    Triage,
-    percent_text,
-    span_text,
 )
-from bot.google.cloud import HealthResult
+from bot.domain.service import HealthResult
+from bot.domain.triage import Triage, percent_text, span_text
 from bot.slack.ids import ROLLBACK_PROPOSE
 
 Block = dict[str, Any]

@@ -1,0 +1,109 @@
+"""What the bot owes someone: deliveries, their kinds and statuses, and the decisions that make them.
+
+A `Firing` is a decision that something is due (a key the store remembers, so it is decided
+once) and the deliveries it owes. The store keeps each delivery as a row until Slack (or the
+status page) accepts it; `bot.delivery` sends each kind with the sender registered for it.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from bot.domain.incidents import Incident
+
+
+class DeliveryKind(StrEnum):
+    """Every kind of delivery. The values are what the store holds: never rename one."""
+
+    PAGE = "page"  # a DM with Acknowledge, to a person on the escalation path or paged by hand
+    FYI = "fyi"  # a DM to a `notify` role: told, no ack needed
+    PAGED_NOTE = "paged_note"  # "Paged @x (step 1 of the P1 path)" in the war room
+    SLA_BREACH = "sla_breach"  # the ack SLA passed with nobody acknowledging
+    REMINDER = "reminder"  # "no update for 15 min" to the commander, in the war room
+    REMINDER_ESCALATION = "reminder_escalation"  # a reminder ignored twice, sent on to a role
+    FIX_NUDGE = "fix_nudge"  # `fix_within` passed with no fix under way
+    WARNING = "warning"  # a line the bot says about itself (a delivery failing, a refusal)
+    POST = "post"  # a line about a change: war room, announcement thread, or a given place
+    REFRESH = "refresh"  # the announcement edited to the incident as stored
+    CLOSE_PAGES = "close_pages"  # the pages' buttons taken off (and the stand-downs)
+    STATUSPAGE = "statuspage"  # a status page create, update or resolve
+    POSTMORTEM_DRAFT = "postmortem_draft"  # the draft uploaded to the war room
+    POSTMORTEM_REMINDER = "postmortem_reminder"  # the commander reminded the post-mortem is due
+    DIAGNOSE = "diagnose"  # a diagnosis: Google read, then its summary posted
+    PROPOSAL_EDIT = "proposal_edit"  # a proposal's message edited to its outcome
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # due at `next_attempt_at`
+    SENDING = "sending"  # claimed by a sender; a crash leaves it here, and recovery looks it up
+    SENT = "sent"  # accepted by Slack (or the status page)
+    CANCELLED = "cancelled"  # moot (an ack, a resolve, superseded) or refused for good
+
+
+# Pages (and the SLA alarm) go first and on a lane of their own.
+URGENT_KINDS = frozenset({DeliveryKind.PAGE, DeliveryKind.SLA_BREACH})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message the bot owes someone: sent until Slack accepts it, never dropped."""
+
+    kind: DeliveryKind
+    target: str  # a role name, user ID or email for DMs; "incident" for posts about the incident
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A decision that something is due now, and what must be sent because of it."""
+
+    key: str
+    deliveries: tuple[Delivery, ...]
+
+
+def said(
+    incident: Incident,
+    text: str,
+    blocks: list[dict[str, Any]] | None = None,
+    *,
+    refresh: bool = True,
+    close_pages: bool | None = None,
+) -> Firing:
+    """A change said out loud: in the war room (if it has one) and under the announcement, with
+    the announcement edited; `close_pages` True/False closes the pages with/without a stand-down."""
+    deliveries: list[Delivery] = []
+    if close_pages is not None:
+        deliveries.append(Delivery(DeliveryKind.CLOSE_PAGES, "incident", "stand_down" if close_pages else ""))
+    if refresh:
+        deliveries.append(Delivery(DeliveryKind.REFRESH, "incident"))
+    payload = json.dumps({"text": text, "blocks": blocks})
+    if incident.war_room_id:
+        deliveries.append(Delivery(DeliveryKind.POST, "war_room", payload))
+    deliveries.append(Delivery(DeliveryKind.POST, "thread", payload))
+    return Firing(f"said:{uuid.uuid4().hex[:12]}", tuple(deliveries))
+
+
+def post_to(key: str, channel: str, thread_ts: str | None, text: str) -> Firing:
+    """One message to a known place (a stand-down under a page), sent once per `key`."""
+    payload = json.dumps({"text": text, "blocks": None, "channel": channel, "thread_ts": thread_ts})
+    return Firing(key, (Delivery(DeliveryKind.POST, "to", payload),))
+
+
+def warning(key: str, text: str) -> Firing:
+    """A line the bot says about itself in the war room, once per `key`."""
+    return Firing(key, (Delivery(DeliveryKind.WARNING, "incident", text),))
+
+
+def status_page_firing(action: str, *, status: str | None = None, body: str = "", name: str | None = None) -> Firing:
+    """A status page create/update/resolve as a delivery: sent and retried like a page.
+
+    `name` is the public incident's name on create; without one the page shows a general name.
+    """
+    key = "statuspage:create" if action == "create" else f"statuspage:{action}:{uuid.uuid4().hex[:12]}"
+    detail = {"status": status, "body": body, **({"name": name} if name else {})}
+    return Firing(key, (Delivery(DeliveryKind.STATUSPAGE, action, json.dumps(detail)),))
