@@ -10,10 +10,11 @@ from __future__ import annotations
 from bot.alerts import intake as alert_incidents
 from bot.context import ButtonClick, Context, Reply
 from bot.core.errors import UsageError
+from bot.domain.records import AlertRecord
 from bot.incident.opening import set_up
 from bot.slack import ids
 from bot.slack.blocks import incident as blocks
-from bot.store import AlertRecord, AlertTaken
+from bot.store import AlertTaken
 
 
 def on_declare(ctx: Context, click: ButtonClick) -> Reply:

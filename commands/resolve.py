@@ -15,13 +15,13 @@ from bot.domain.deliveries import Delivery, DeliveryKind, Firing, said
 from bot.domain.escalation import postmortem_draft_key
 from bot.domain.incidents import Incident, clean_title, resolve
 from bot.domain.postmortem import started_at
+from bot.domain.records import Resolution
 from bot.incident.publishing import to_status_page
 from bot.slack import ids
 from bot.slack.blocks import review as review_blocks
 from bot.slack.forms import open_form_now
 from bot.slack.grammar import public_flag
 from bot.statuspage.client import GENERIC_BODY, GENERIC_RESOLVED
-from bot.store import Resolution
 
 USAGE = "/incident resolve [INC-n] [--public] [summary]"
 SUMMARY = "resolve: all-clear, timers stop (the Resolve button opens a form)"

@@ -253,8 +253,8 @@ def test_the_token_is_taken_from_basic_auth_a_bearer_or_the_query(environ, ok):
 
 
 def test_a_proposal_escapes_what_the_alert_says_and_links_only_plain_urls():
+    from bot.domain.records import AlertRecord
     from bot.slack.blocks.alerts import proposal
-    from bot.store import AlertRecord
 
     record = AlertRecord(
         id=7,

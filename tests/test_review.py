@@ -12,8 +12,9 @@ from bot.core.errors import UsageError
 from bot.domain import incidents, postmortem, stats
 from bot.domain.escalation import due_actions, next_due, postmortem_reminder_key
 from bot.domain.incidents import Incident
+from bot.domain.records import Event, FollowUp, Resolution
 from bot.domain.timeline import by_phase, from_slack, plain
-from bot.store import Event, FollowUp, Resolution, Store
+from bot.store import Store
 
 T0 = datetime(2026, 11, 29, 14, 32, tzinfo=UTC)
 CONFIG = config_module.load(None)
@@ -304,8 +305,8 @@ def test_stats_stay_fast_with_years_of_history(tmp_path):
 
 
 def test_stats_measure_an_alert_raised_incident_from_the_alerts_start():
+    from bot.domain.records import StatRow
     from bot.domain.stats import compute
-    from bot.store import StatRow
 
     declared = datetime(2026, 11, 2, 12, 10, tzinfo=UTC)
     alert_started = declared - timedelta(minutes=8)

@@ -16,7 +16,8 @@ from bot.domain import incidents
 from bot.domain.deliveries import Delivery, Firing
 from bot.domain.escalation import due_actions
 from bot.domain.incidents import Incident
-from bot.store import AuditRecord, Event, Store
+from bot.domain.records import AuditRecord, Event
+from bot.store import Store
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)
 CONFIG = config.parse(config.default_config_text())

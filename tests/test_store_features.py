@@ -12,7 +12,8 @@ import pytest
 from bot.domain import incidents
 from bot.domain.deliveries import Delivery, Firing
 from bot.domain.incidents import Incident
-from bot.store import Resolution, Store
+from bot.domain.records import Resolution
+from bot.store import Store
 
 T0 = datetime(2026, 4, 2, 10, 0, tzinfo=UTC)
 

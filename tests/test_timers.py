@@ -16,8 +16,9 @@ import pytest
 from bot import config
 from bot.domain import incidents
 from bot.domain.deliveries import Delivery, Firing
+from bot.domain.records import DeliveryRecord
 from bot.paging.timers import Timers
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 from tests.conftest import FAST_CONFIG
 
 CONFIG = config.parse(config.default_config_text(), source="built-in default")

@@ -16,13 +16,14 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from bot.context import Context
-from bot.domain.alerts import Alert, incident_title, scenario_for
+from bot.domain.alerts import Alert, attached_line, incident_title, scenario_for
 from bot.domain.incidents import Incident
 from bot.domain.policy import AlertRoute
+from bot.domain.records import AlertReceipt, AlertRecord
 from bot.incident.opening import create, set_up
 from bot.slack.blocks import alerts as alert_blocks
 from bot.slack.blocks.incident import Block
-from bot.store import AlertReceipt, AlertRecord, AlertTaken, alert_line
+from bot.store import AlertTaken
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def _link(ctx: Context, record: AlertRecord) -> AlertRecord:
     ctx.announcer.post_once(
         f"alert-link:{record.id}",
         incident.announcement_channel or ctx.config.channel,
-        alert_line(record),
+        attached_line(record),
         thread_ts=incident.announcement_ts,
     )
     return ctx.store.note_alert(record.id, link_noted=True)

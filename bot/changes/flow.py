@@ -37,6 +37,7 @@ from bot.domain.proposals import (
     serving_revision,
     stale_message,
 )
+from bot.domain.records import DeliveryRecord
 from bot.domain.service import (
     ChangeError,
     ChangeResult,
@@ -48,7 +49,6 @@ from bot.domain.service import (
 )
 from bot.oncall.directory import mentioned_user
 from bot.slack.blocks import changes as change_blocks
-from bot.store import DeliveryRecord
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from bot.delivery.errors import Refused, RetryLater, Undeliverable, transient
 from bot.delivery.once import key
 from bot.domain.deliveries import DeliveryKind, DeliveryStatus, warning
 from bot.domain.incidents import Incident
+from bot.domain.records import DeliveryRecord
 from bot.slack.gateway import SlackGateway, error_code
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery.errors import transient
+from bot.domain.records import DeliveryRecord
 from bot.slack.gateway import SlackGateway, error_code
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

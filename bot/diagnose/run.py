@@ -18,8 +18,8 @@ from bot.delivery.errors import Undeliverable
 from bot.delivery.once import post_delivery
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident, start_fix
+from bot.domain.records import DeliveryRecord
 from bot.domain.service import ServiceRef
-from bot.store import DeliveryRecord
 
 if TYPE_CHECKING:
     from bot.domain.findings import Report

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 
+from bot.core.mrkdwn import escape, link, truncate
 from bot.domain.incidents import TITLE_MAX, clean_title
 from bot.domain.policy import AlertRoute, AlertRule, AlertsConfig
+from bot.domain.records import AlertRecord
 from bot.domain.scenarios import SCENARIOS, Scenario
 
 CLOUD_MONITORING = "cloud-monitoring"
@@ -145,3 +147,19 @@ def _words(text: str) -> set[str]:
 
 def _has_phrase(text: str, phrase: str) -> bool:
     return re.search(rf"(?<![a-z0-9]){re.escape(phrase.casefold())}(?![a-z0-9])", text) is not None
+
+
+def attached_line(record: AlertRecord) -> str:
+    """The timeline's line for an alert attached to an incident, with its link."""
+    source = SOURCE_NAMES.get(record.source, record.source)
+    url = link(record.url, f"open in {source}")
+    summary = f": {truncate(escape(record.summary), 300)}" if record.summary else ""
+    line = f"🚨 Alert firing since {record.started_at:%H:%M} UTC: *{escape(record.policy)}* ({source}){summary}"
+    return f"{line} · {url}" if url else line
+
+
+def closed_line(record: AlertRecord, ended: datetime) -> str:
+    """The timeline's line for an incident's alert that closed."""
+    return (
+        f"Alert closed: {escape(record.policy)} ({SOURCE_NAMES.get(record.source, record.source)}) at {ended:%H:%M} UTC"
+    )

@@ -281,3 +281,8 @@ def sla_text(config: Config, severity: str) -> str:
     if policy.update_every:
         parts.append(f"update every {humanize(policy.update_every)}")
     return " · ".join(parts)
+
+
+def declared_line(incident: Incident) -> str:
+    """The timeline's first line."""
+    return f"<@{incident.declared_by}> declared {incident.ref} ({incident.severity}): {for_slack(incident.title)}"

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from bot.core import text as typed
 from bot.core.durations import humanize
 from bot.domain.incidents import Incident
+from bot.domain.records import Event, FollowUp, Resolution
 from bot.domain.timeline import phase_started, plain, utc, with_phases
-from bot.store import Event, FollowUp, Resolution
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,8 @@ def parse_instances(text: str) -> int:
     if not INSTANCES_MIN <= count <= INSTANCES_MAX:
         raise ValueError(f"Max instances must be between {INSTANCES_MIN} and {INSTANCES_MAX}; {count} is not.")
     return count
+
+
+def cancelled_outcome(user: str) -> str:
+    """What a proposal cancelled by `user` says it ended in."""
+    return f"cancelled by <@{user}>"

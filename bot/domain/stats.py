@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from bot.core.durations import humanize
 from bot.core.errors import UsageError
-from bot.store import StatRow
+from bot.domain.records import StatRow
 
 MAX_WINDOW_DAYS = 365
 DEFAULT_WINDOW = timedelta(days=30)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from bot.store import Event
+from bot.domain.records import Event
 
 PHASES = ("detected", "acknowledged", "diagnosed", "mitigated", "resolved")
 

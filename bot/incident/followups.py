@@ -19,8 +19,9 @@ from bot.delivery.errors import Undeliverable
 from bot.delivery.once import post_delivery
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident
+from bot.domain.records import DeliveryRecord
 from bot.slack.gateway import SlackGateway
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 
 
 def routes(

@@ -18,8 +18,9 @@ from bot.delivery.dispatch import Route
 from bot.delivery.errors import Refused, RetryLater
 from bot.domain.deliveries import DeliveryKind, DeliveryStatus, status_page_firing
 from bot.domain.incidents import Incident
+from bot.domain.records import DeliveryRecord
 from bot.statuspage.client import GENERIC_BODY, GENERIC_NAME, StatuspageClient, StatuspageError
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 
 WAITING = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 

@@ -20,12 +20,13 @@ from slack_sdk.errors import SlackApiError
 from bot.core.mrkdwn import escape
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.records import HandoffNotice
 from bot.domain.schedules import Schedule, handoff_after, on_call, shift_at, when
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory, PeopleError
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code
-from bot.store import HandoffNotice, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

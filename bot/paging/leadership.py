@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bot.store import Lease, Store
+from bot.domain.records import Lease
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

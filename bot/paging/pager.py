@@ -24,9 +24,10 @@ from bot.delivery.once import post_delivery
 from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing, post_to
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.records import DeliveryRecord
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -44,8 +44,9 @@ from bot.domain.deliveries import URGENT_KINDS, Firing
 from bot.domain.escalation import POSTMORTEM_STALE_AFTER, due_actions, next_due
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.records import DeliveryRecord
 from bot.oncall.handoffs import HandoffNotices
-from bot.store import DeliveryRecord, LeaseLost, Store
+from bot.store import LeaseLost, Store
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from bot.domain import postmortem
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.records import DeliveryRecord
 from bot.slack.gateway import SlackGateway, error_code
-from bot.store import DeliveryRecord, Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

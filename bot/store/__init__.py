@@ -25,19 +25,31 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
 
-from bot.core.mrkdwn import escape, link, truncate
-from bot.core.text import for_slack
-from bot.domain.alerts import SOURCE_NAMES, Alert
+from bot.domain.alerts import Alert, attached_line, closed_line
 from bot.domain.deliveries import Firing
-from bot.domain.incidents import Change, Incident
+from bot.domain.incidents import Change, Incident, declared_line
 from bot.domain.policy import AlertRoute
-from bot.domain.proposals import Proposal, Verdict
+from bot.domain.proposals import Proposal, Verdict, cancelled_outcome
+from bot.domain.records import (
+    AlertReceipt,
+    AlertRecord,
+    Attempt,
+    AuditRecord,
+    DeliveryRecord,
+    Draft,
+    Event,
+    FollowUp,
+    HandoffNotice,
+    Lease,
+    Resolution,
+    StatRow,
+)
 from bot.domain.schedules import Override
 from bot.store.migrations import migrations
 from bot.store.postgres import PostgresBackend, is_postgres_url
@@ -47,101 +59,6 @@ log = logging.getLogger(__name__)
 
 _DATETIME_FIELDS = {f.name for f in fields(Incident) if "datetime" in str(f.type)}
 _INCIDENT_COLUMNS = [f.name for f in fields(Incident)]
-
-
-@dataclass(frozen=True)
-class Event:
-    """A timeline line: what happened, who did it, when."""
-
-    incident: int
-    at: datetime
-    kind: str
-    actor: str
-    text: str
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """A message the bot owes (a page, an FYI, a warning) and how far its sending got."""
-
-    id: int
-    incident: int
-    firing_key: str
-    kind: str
-    target: str
-    detail: str
-    status: str  # pending | sending | sent | cancelled
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    user: str | None
-    channel: str | None
-    ts: str | None
-    thread_ts: str | None = None
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A post that was about to be made: where, when, and under which thread."""
-
-    channel: str
-    at: datetime
-    thread_ts: str | None
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    incident: int | None  # None: a refusal made before any incident was at hand
-    at: datetime
-    actor: str
-    action: str
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """What the resolver said: the summary, and the resolve form's root cause and customer impact."""
-
-    actor: str
-    summary: str | None = None
-    root_cause: str | None = None
-    customer_impact: str | None = None
-
-
-@dataclass(frozen=True)
-class FollowUp:
-    id: int
-    incident: int
-    at: datetime
-    actor: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Draft:
-    """The post-mortem draft as last generated, and where it was uploaded."""
-
-    incident: int
-    markdown: str
-    generated_at: datetime
-    file_id: str | None
-    permalink: str | None
-    channel: str | None
-
-
-@dataclass(frozen=True)
-class StatRow:
-    number: int
-    severity: str
-    declared_at: datetime
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    detected_at: datetime | None = None
-
-    @property
-    def detected(self) -> datetime:
-        """Where time to acknowledge and to resolve start: the alert's start, else the declare."""
-        return self.detected_at or self.declared_at
 
 
 def _to_db(value: Any) -> Any:
@@ -157,16 +74,6 @@ def _from_db_datetime(value: str | None) -> datetime | None:
 
 
 LEASE = "timers"  # the one lease there is: who runs the timers and the delivery loop
-
-
-@dataclass(frozen=True)
-class Lease:
-    holder: str
-    token: int  # the fencing token: increased by every takeover
-    acquired_at: float  # seconds since the epoch, by the database's clock
-    renewed_at: float
-    expires_at: float
-    now: float  # the database's clock when this was read
 
 
 class LeaseLost(Exception):
@@ -492,8 +399,7 @@ class Store:
                 list(row.values()),
             )
             incident = replace(draft, number=int(cursor.fetchone()[0]))
-            text = f"<@{draft.declared_by}> declared {incident.ref} ({draft.severity}): {for_slack(draft.title)}"
-            self._event(db, incident.number, now, "declare", draft.declared_by, text)
+            self._event(db, incident.number, now, "declare", draft.declared_by, declared_line(incident))
             self._audit(
                 db,
                 incident.number,
@@ -990,7 +896,7 @@ class Store:
         with self.transaction() as db:
             cursor = db.execute(
                 "UPDATE proposals SET status = 'cancelled', finished_at = ?, outcome = ? WHERE id = ? AND status = 'pending'",
-                [_to_db(now), f"cancelled by <@{user}>", proposal_id],
+                [_to_db(now), cancelled_outcome(user), proposal_id],
             )
             rows = list(db.query("SELECT * FROM proposals WHERE id = ?", [proposal_id]))
             if not rows:
@@ -1236,8 +1142,7 @@ class Store:
             )
             record = self._alert_in(db, row["id"])
             if record.incident is not None:
-                text = f"Alert closed: {escape(record.policy)} ({alert.source_name}) at {ended:%H:%M} UTC"
-                self._event(db, record.incident, ended, "alert_closed", "bot", text)
+                self._event(db, record.incident, ended, "alert_closed", "bot", closed_line(record, ended))
             return AlertReceipt(record, "closed")
         if not alert.is_open:
             return AlertReceipt(None, "stale")
@@ -1273,7 +1178,7 @@ class Store:
         )
         record = self._alert_in(db, int(cursor.fetchone()[0]))
         if incident is not None:
-            self._event(db, incident, alert.started_at, "alert", "bot", alert_line(record))
+            self._event(db, incident, alert.started_at, "alert", "bot", attached_line(record))
             return AlertReceipt(record, "attached")
         return AlertReceipt(record, "new")
 
@@ -1297,7 +1202,7 @@ class Store:
             rows = list(db.query("SELECT incident FROM alerts WHERE id = ?", [alert_id]))
             raise AlertTaken(alert_id, rows[0]["incident"] if rows else None)
         record = self._alert_in(db, alert_id)
-        self._event(db, number, record.started_at, "alert", "bot", alert_line(record))
+        self._event(db, number, record.started_at, "alert", "bot", attached_line(record))
 
     def open_group_alerts(self, record: AlertRecord) -> list[AlertRecord]:
         """The other open alerts of the alert's group that have no incident yet (and are not
@@ -1605,18 +1510,6 @@ def _audit_record(row: dict[str, Any]) -> AuditRecord:
     )
 
 
-@dataclass(frozen=True)
-class HandoffNotice:
-    """A DM owed to the person coming on call (`side` = in) or going off (out) at a handoff."""
-
-    id: int
-    schedule: str
-    at: datetime
-    side: str
-    user: str
-    text: str
-
-
 def _override(row: dict[str, Any]) -> Override:
     return Override(
         id=row["id"],
@@ -1650,45 +1543,6 @@ def _proposal(row: dict[str, Any]) -> Proposal:
     return Proposal(**values)
 
 
-@dataclass(frozen=True)
-class AlertRecord:
-    """An alert as the store knows it, and how far showing it in Slack got."""
-
-    id: int
-    source: str
-    alert_id: str
-    group_key: str
-    policy: str
-    condition: str
-    summary: str
-    url: str | None
-    labels: dict[str, str]
-    severity: str
-    action: str
-    started_at: datetime
-    ended_at: datetime | None
-    received_at: datetime
-    last_seen_at: datetime
-    notifications: int
-    closed_at: datetime | None
-    incident: int | None
-    proposal_channel: str | None
-    proposal_ts: str | None
-    dismissed_by: str | None
-    link_noted: bool
-    close_noted: bool
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-
-@dataclass(frozen=True)
-class AlertReceipt:
-    record: AlertRecord | None
-    outcome: str  # new | attached | repeat | closed | stale
-
-
 class AlertTaken(Exception):
     """An incident was about to be declared for an alert that already has one."""
 
@@ -1696,15 +1550,6 @@ class AlertTaken(Exception):
         super().__init__(f"alert {alert_id} already belongs to INC-{incident}")
         self.alert_id = alert_id
         self.incident = incident
-
-
-def alert_line(record: AlertRecord) -> str:
-    """The timeline's line for an alert attached to an incident, with its link."""
-    source = SOURCE_NAMES.get(record.source, record.source)
-    url = link(record.url, f"open in {source}")
-    summary = f": {truncate(escape(record.summary), 300)}" if record.summary else ""
-    line = f"🚨 Alert firing since {record.started_at:%H:%M} UTC: *{escape(record.policy)}* ({source}){summary}"
-    return f"{line} · {url}" if url else line
 
 
 def _alert(row: dict[str, Any]) -> AlertRecord:

@@ -13,10 +13,10 @@ from bot.core.mrkdwn import escape, link, user_text
 from bot.domain.alerts import SOURCE_NAMES
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.records import AlertRecord
 from bot.domain.scenarios import Scenario
 from bot.slack import ids
 from bot.slack.blocks.incident import Block, button, context, header, section, severity_label, slack_date
-from bot.store import AlertRecord
 
 SUMMARY_MAX = 1500
 

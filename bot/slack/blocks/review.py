@@ -14,10 +14,10 @@ from bot.core.durations import humanize
 from bot.core.mrkdwn import user_text
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
+from bot.domain.records import Event
 from bot.domain.timeline import by_phase, utc
 from bot.slack import ids
 from bot.slack.blocks.incident import MESSAGE_BLOCKS_MAX, SECTION_MAX, chunks, context, header, section, severity_label
-from bot.store import Event
 
 Block = dict[str, Any]
 FORM_TEXT_MAX = 2000  # the longest summary, root cause or impact the form accepts
