@@ -41,9 +41,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/diagnose.py
 	$(BIN)/python bench/multi_instance.py
 
+# ruff, then the import contract (pyproject.toml [tool.importlinter]: imports point down the layers).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy bot commands

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("window", nargs="?", default="30d", help="7d, 30d, 90d (default 30d)")
     args = parser.parse_args(argv)
 
+    # Each command imports what it needs when it runs (here and in the functions below), so that
+    # `check-config`, `oncall` and the review commands start without Bolt, Slack or Google clients.
     if args.command == "postmortem":
         from bot.review.report import print_postmortem
 

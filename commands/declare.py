@@ -47,7 +47,7 @@ def _open_form(ctx: Context, req: CommandRequest, severity: str | None) -> Reply
     view = blocks.declare_modal(
         ctx.config, severity=severity, channel=req.channel, statuspage=ctx.statuspage is not None
     )
-    open_form_now(ctx, req.trigger_id, view, USAGE)
+    open_form_now(ctx.slack, req.trigger_id, view, USAGE)
     return Reply("")
 
 

@@ -52,7 +52,7 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
         raise UsageError(f"Type `/incident resolve {incident.ref} &lt;summary&gt;` instead.")
     # The tick starts empty even for a public incident: the summary goes public only when asked.
     view = review_blocks.resolve_modal(incident, statuspage=ctx.statuspage is not None, channel=click.channel)
-    open_form_now(ctx, click.trigger_id, view, USAGE)
+    open_form_now(ctx.slack, click.trigger_id, view, USAGE)
     return Reply("")
 
 

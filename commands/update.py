@@ -46,7 +46,7 @@ def on_click(ctx: Context, click: ButtonClick) -> Reply:
 def _open_form(ctx: Context, incident: Incident, trigger_id: str) -> Reply:
     """The update form (status choice, and the status-page tick when one is configured)."""
     view = blocks.update_modal(incident, statuspage=ctx.statuspage is not None)
-    open_form_now(ctx, trigger_id, view, USAGE)
+    open_form_now(ctx.slack, trigger_id, view, USAGE)
     return Reply("")
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def run(ctx: Context, incident: Incident | None, user: str) -> Reply | None:
     """A diagnose for nobody's incident: the summary comes back to the asker only."""
-    from bot.slack.blocks import diagnose as diagnose_blocks
+    from bot.slack.blocks import diagnose as diagnose_blocks  # after the ack, like the sources (below)
 
     report, verdict = _diagnose(ctx, incident)
     summary = diagnose_blocks.summary_blocks(report, verdict, incident.number if incident else None)
@@ -44,7 +44,7 @@ def routes(ctx: Context) -> dict[DeliveryKind, Route]:
 def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
     """Send a `diagnose` delivery: read the sources, post the summary (keyed, so it is posted
     once), its details in its thread, and the timeline line."""
-    from bot.slack.blocks import diagnose as diagnose_blocks
+    from bot.slack.blocks import diagnose as diagnose_blocks  # after the ack, like the sources (below)
 
     target = ctx.announcer.war_room_target(incident)
     if target is None:

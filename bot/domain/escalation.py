@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bot.core.durations import humanize
 from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 from bot.domain.incidents import Incident
 from bot.domain.policy import SeverityPolicy
@@ -197,6 +198,4 @@ def _fix_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None
 
 
 def _fmt(delta: timedelta | None) -> str:
-    from bot.core.durations import humanize
-
     return humanize(delta) if delta else ""

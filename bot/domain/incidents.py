@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from bot.core.durations import humanize
 from bot.core.errors import UsageError
 from bot.core.text import escape, for_slack, plain
 from bot.domain.policy import SEVERITIES, Config
@@ -270,8 +271,6 @@ def parse_ref(token: str) -> int | None:
 
 def sla_text(config: Config, severity: str) -> str:
     """`ack 5m · fix 15m · updates every 15m`, from the severity's policy."""
-    from bot.core.durations import humanize
-
     policy = config.policy(severity)
     parts = []
     if policy.ack_within:

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
+from bot.context import Announcing
 from bot.core.mrkdwn import escape
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import HandoffNotice
 from bot.domain.schedules import Schedule, handoff_after, on_call, shift_at, when
-from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory, PeopleError
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code
@@ -42,7 +42,7 @@ class HandoffNotices:
         config: Config,
         store: Store,
         slack: SlackGateway,
-        announcer: Announcer,
+        announcer: Announcing,
         directory: Directory,
         clock: Callable[[], datetime],
     ) -> None:
