@@ -20,6 +20,7 @@ from bot.core import text
 from bot.core.errors import UsageError
 from bot.domain.access import USER_ID, Forbidden, describe_action, may, rule, who_may
 from bot.domain.actions import ACTIONS, BUTTON_ACTIONS, PAGED, SCHEDULE_MEMBERS
+from bot.domain.deliveries import DeliveryKind, DeliveryStatus
 from bot.domain.incidents import Incident
 from bot.slack import ids
 from bot.slack.grammar import public_flag
@@ -173,8 +174,8 @@ def paged_users(ctx: Context, incident: Incident | None) -> frozenset[str]:
     if incident is None:
         return frozenset()
     users = set()
-    for page in ctx.store.deliveries(incident.number, kind="page"):
-        if page.status == "cancelled":
+    for page in ctx.store.deliveries(incident.number, kind=DeliveryKind.PAGE):
+        if page.status == DeliveryStatus.CANCELLED:
             continue
         if page.user:
             users.add(page.user)

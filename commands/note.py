@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.context import CommandRequest, Context, Reply
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import user_text
+from bot.domain.records import EventKind
 from bot.incident.updates import MESSAGE_MAX
 from bot.slack.grammar import within_limit
 
@@ -22,5 +23,5 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     within_limit(text, NOTE_MAX, "Notes", USAGE)
     # Cut only as a safety net: escapes and mentions make the mrkdwn longer than what was typed.
     shown = user_text(text, MESSAGE_MAX)
-    ctx.store.add_event(incident.number, ctx.now(), "note", req.user, f"📝 <@{req.user}>: {shown}")
+    ctx.store.add_event(incident.number, ctx.now(), EventKind.NOTE, req.user, f"📝 <@{req.user}>: {shown}")
     return Reply(f"Noted in {incident.ref}'s timeline.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.changes import flow as production
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.core.errors import UsageError
+from bot.domain.proposals import ProposalKind
 from bot.slack import ids
 
 USAGE = "/incident rollback [INC-n] [revision]"
@@ -25,7 +26,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     revision = words[0] if words else None
     if revision is not None and not _looks_like_revision(revision):
         raise UsageError(f"`{revision[:40]}` is not a revision name (e.g. `tai-autonomics-00042-xyz`).", USAGE)
-    return production.propose(ctx, incident, req.user, "rollback", revision, req.channel)
+    return production.propose(ctx, incident, req.user, ProposalKind.ROLLBACK, revision, req.channel)
 
 
 def on_propose_click(ctx: Context, click: ButtonClick) -> Reply:
@@ -36,7 +37,7 @@ def on_propose_click(ctx: Context, click: ButtonClick) -> Reply:
     _, _, revision = click.value.partition(":")
     if not revision or not _looks_like_revision(revision):
         raise UsageError("That button carries no revision; run `/incident diagnose` again.")
-    return production.propose(ctx, incident, click.user, "rollback", revision, click.channel)
+    return production.propose(ctx, incident, click.user, ProposalKind.ROLLBACK, revision, click.channel)
 
 
 def on_confirm(ctx: Context, click: ButtonClick) -> Reply:

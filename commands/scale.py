@@ -10,7 +10,7 @@ from __future__ import annotations
 from bot.changes import flow as production
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.core.errors import UsageError
-from bot.domain.proposals import parse_instances, parse_memory
+from bot.domain.proposals import ProposalKind, parse_instances, parse_memory
 from bot.slack import ids
 
 USAGE = "/incident scale [INC-n] memory <128Mi-32Gi> | max-instances <1-1000>"
@@ -27,10 +27,12 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     try:
         if what == "memory":
             size, _ = parse_memory(value)
-            return production.propose(ctx, incident, req.user, "scale_memory", size, req.channel)
+            return production.propose(ctx, incident, req.user, ProposalKind.SCALE_MEMORY, size, req.channel)
         if what in ("max-instances", "max_instances", "instances"):
             count = parse_instances(value)
-            return production.propose(ctx, incident, req.user, "scale_max_instances", str(count), req.channel)
+            return production.propose(
+                ctx, incident, req.user, ProposalKind.SCALE_MAX_INSTANCES, str(count), req.channel
+            )
     except ValueError as exc:
         raise UsageError(str(exc), USAGE) from exc
     raise UsageError(f"`{what[:30]}` cannot be scaled; use `memory` or `max-instances`.", USAGE)

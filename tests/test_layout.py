@@ -32,6 +32,15 @@ def _type_checking_only(tree: ast.Module) -> set[int]:
     return nodes
 
 
+def _imports_a_verb(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and ast.unparse(node.func).endswith("import_module")
+        and bool(node.args)
+        and "commands." in ast.unparse(node.args[0])
+    )
+
+
 def import_graph() -> dict[str, set[str]]:
     """module -> the modules of bot/ and commands/ it imports, at the top or inside functions
     (imports made only for type checking excluded: they never run)."""
@@ -61,10 +70,9 @@ def import_graph() -> dict[str, set[str]]:
                         parent = parent.rpartition(".")[0]
                     base = f"{parent}.{base}" if base else parent
                 targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-            elif isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module"):
+            elif _imports_a_verb(node):
                 # `importlib.import_module(f"commands.{verb}")`: the registry loading its verbs.
-                if node.args and "commands." in ast.unparse(node.args[0]):
-                    targets = [m for m in modules if m.startswith("commands.")]
+                targets = [m for m in modules if m.startswith("commands.")]
             for target in targets:
                 resolved = resolve(target)
                 if resolved is not None and resolved != module:

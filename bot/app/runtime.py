@@ -33,6 +33,7 @@ from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.policy import Config
+from bot.domain.proposals import ProposalStatus
 from bot.google.cloud import CloudSources
 from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
@@ -144,7 +145,7 @@ class IncidentBot:
                 HandoffNotices(self.config, self.store, self.slack, self.announcer, self.directory, self.timers.clock)
             )
         # A rollback or scale under way when the process died: report it, never resend it.
-        self.work.submit(production.report_interrupted, self.ctx, self.store.proposals("executing"))
+        self.work.submit(production.report_interrupted, self.ctx, self.store.proposals(ProposalStatus.EXECUTING))
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True

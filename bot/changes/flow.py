@@ -28,6 +28,8 @@ from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 from bot.domain.incidents import Incident, start_fix
 from bot.domain.proposals import (
     Proposal,
+    ProposalKind,
+    ProposalStatus,
     TargetError,
     Verdict,
     confirm_verdict,
@@ -73,14 +75,14 @@ def propose(
     fallback_channel: str | None,
 ) -> Reply:
     """Check the proposer may do this, ack at once, then read Cloud Run and post the proposal."""
-    action = "rollback" if kind == "rollback" else "scale"
+    action = "rollback" if kind == ProposalKind.ROLLBACK else "scale"
     permissions.require(ctx, action, user, incident)
     name = ctx.config.service.name
 
     def post() -> Reply | None:
         return _post_proposal(ctx, incident, user, kind, target, fallback_channel)
 
-    doing = "traffic and revisions" if kind == "rollback" else "its current settings"
+    doing = "traffic and revisions" if kind == ProposalKind.ROLLBACK else "its current settings"
     return Reply(f"Reading {name}'s {doing} from Cloud Run to prepare the proposal…", after=post)
 
 
@@ -95,7 +97,7 @@ def _post_proposal(
     ref = service_ref(ctx)
     try:
         service = ctx.cloud.get_service(ref)
-        needs_revisions = kind == "rollback" or is_pinned(service)
+        needs_revisions = kind == ProposalKind.ROLLBACK or is_pinned(service)
         revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_TO_READ) if needs_revisions else []
     except Exception as exc:  # noqa: BLE001 - the asker hears it; nothing was proposed
         log.warning("could not read %s for a proposal", ref.path, exc_info=True)
@@ -104,18 +106,18 @@ def _post_proposal(
         )
     serving = serving_revision(service)
     target_revision = None
-    if kind == "rollback":
+    if kind == ProposalKind.ROLLBACK:
         try:
             target_revision = rollback_target(service, revisions, short_revision(target) if target else None)
         except TargetError as exc:
             raise UsageError(str(exc), "/incident rollback [INC-n] [revision]") from exc
         value, current = target_revision.name, serving
-    elif kind == "scale_memory":
+    elif kind == ProposalKind.SCALE_MEMORY:
         value, current = str(target), service.memory_limit or ""
     else:
         value, current = str(target), str(service.max_instances or "")
-    same = memory_bytes(value) == memory_bytes(current) if kind == "scale_memory" else value == current
-    if kind != "rollback" and same:
+    same = memory_bytes(value) == memory_bytes(current) if kind == ProposalKind.SCALE_MEMORY else value == current
+    if kind != ProposalKind.ROLLBACK and same:
         raise UsageError(
             f"{ref.name} already has {current}; nothing to change.", "/incident scale memory|max-instances"
         )
@@ -163,7 +165,7 @@ def _post_proposal(
         posted_channel, ts = channel, found
     ctx.store.set_proposal_message(proposal.id, posted_channel, ts)
     latest = ctx.store.get_proposal(proposal.id)
-    if latest is not None and latest.status not in ("pending", "executing"):
+    if latest is not None and latest.status not in (ProposalStatus.PENDING, ProposalStatus.EXECUTING):
         # Someone pressed a button while Slack was slow to answer the post, and it is already
         # over: its edits found no message to edit, so the outcome is shown now.
         _edit(ctx, latest, latest.outcome or f"*{latest.status.capitalize()}*.")
@@ -229,12 +231,12 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
             require_second_person=rules.require_second_person,
         )
 
-    if proposal.status != "pending":  # in progress or done: anyone may be told, nobody may act
+    if proposal.status != ProposalStatus.PENDING:  # in progress or done: anyone may be told, nobody may act
         return Reply(confirm_verdict(proposal, user=user, now=ctx.now()).message)
     permissions.require(ctx, proposal.action, user, incident)
     verdict, proposal = ctx.store.start_proposal(proposal_id, decide, ctx.now(), user=user, move_traffic=move_traffic)
     if not verdict.start:
-        if verdict.outcome == "expired" and proposal.status == "expired":
+        if verdict.outcome == "expired" and proposal.status == ProposalStatus.EXPIRED:
             _edit(ctx, proposal, ":hourglass: *Expired* before anyone confirmed it. Nothing was sent.")
         if verdict.outcome == "own_proposal":
             ctx.store.record_audit(
@@ -252,9 +254,12 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
     except Exception:  # noqa: BLE001 - the request may have reached Google: say so, never resend
         log.exception("proposal %s failed while executing", proposal_id)
         current = ctx.store.get_proposal(proposal_id)
-        if current is not None and current.status == "executing":
+        if current is not None and current.status == ProposalStatus.EXECUTING:
             _finish(
-                ctx, current, "unknown", _unknown_text(ctx, current, "the bot hit an error while carrying this out")
+                ctx,
+                current,
+                ProposalStatus.UNKNOWN,
+                _unknown_text(ctx, current, "the bot hit an error while carrying this out"),
             )
     return None
 
@@ -263,7 +268,7 @@ def cancel(ctx: Context, proposal_id: int, user: str) -> Reply | None:
     proposal = ctx.store.get_proposal(proposal_id)
     if proposal is None:
         raise UsageError("That proposal no longer exists.")
-    if proposal.status != "pending":
+    if proposal.status != ProposalStatus.PENDING:
         return Reply(f"This proposal is already {proposal.status}; there is nothing to cancel.")
     if user != proposal.proposer:
         permissions.require(ctx, proposal.action, user, ctx.store.get(proposal.incident))
@@ -291,14 +296,16 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
         return _finish(
             ctx,
             proposal,
-            "failed",
+            ProposalStatus.FAILED,
             f":x: *Not sent* ({escape(proposal.what)}): could not read {escape(ref.name)}'s traffic from Cloud Run ({type(exc).__name__}). "
             "Nothing was changed. Next: check Cloud Run is reachable, then propose again.",
         )
     stale = stale_message(proposal, serving_revision(before))
     if stale:
-        return _finish(ctx, proposal, "failed", f":no_entry: *Not sent* ({escape(proposal.what)}): {stale}")
-    doing = "Rolling back" if proposal.kind == "rollback" else "Changing the service"
+        return _finish(
+            ctx, proposal, ProposalStatus.FAILED, f":no_entry: *Not sent* ({escape(proposal.what)}): {stale}"
+        )
+    doing = "Rolling back" if proposal.kind == ProposalKind.ROLLBACK else "Changing the service"
     _edit(
         ctx,
         proposal,
@@ -307,22 +314,24 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     )
     wait_s = rules.operation_timeout.total_seconds()
     try:
-        if proposal.kind == "rollback":
+        if proposal.kind == ProposalKind.ROLLBACK:
             result = ctx.cloud.move_traffic(ref, proposal.target, wait_s=wait_s)
         else:
             result = ctx.cloud.change_template(
                 ref,
-                memory=proposal.target if proposal.kind == "scale_memory" else None,
-                max_instances=int(proposal.target) if proposal.kind == "scale_max_instances" else None,
+                memory=proposal.target if proposal.kind == ProposalKind.SCALE_MEMORY else None,
+                max_instances=int(proposal.target) if proposal.kind == ProposalKind.SCALE_MAX_INSTANCES else None,
                 traffic_to_latest=proposal.move_traffic and proposal.pinned,
                 wait_s=wait_s,
             )
     except ChangeError as exc:
-        return _finish(ctx, proposal, "failed", _failure_text(ctx, proposal, exc, time.monotonic() - clock))
+        return _finish(
+            ctx, proposal, ProposalStatus.FAILED, _failure_text(ctx, proposal, exc, time.monotonic() - clock)
+        )
     service = result.service
     lines = []
     ok = True
-    if proposal.kind == "rollback":
+    if proposal.kind == ProposalKind.ROLLBACK:
         now_serving = serving_revision(service)
         ok = now_serving == proposal.target
         lines.append(f"*Traffic now:* {change_blocks.traffic_line(service)}")
@@ -338,14 +347,14 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     elapsed = time.monotonic() - clock
     if ok and health_ok:
         head = f":white_check_mark: *Done* by {by} in {_seconds(elapsed)}: {escape(proposal.what)}."
-        return _finish(ctx, proposal, "succeeded", head + "\n" + "\n".join(lines))
+        return _finish(ctx, proposal, ProposalStatus.SUCCEEDED, head + "\n" + "\n".join(lines))
     next_step = (
         "Next: run `/incident diagnose`; if the target is unhealthy too, propose another revision."
-        if proposal.kind == "rollback"
+        if proposal.kind == ProposalKind.ROLLBACK
         else "Next: run `/incident diagnose` and check the new revision's logs."
     )
     head = f":x: *Changed, but not healthy* after {_seconds(elapsed)}: {escape(proposal.what)} (confirmed by {by})."
-    return _finish(ctx, proposal, "failed", head + "\n" + "\n".join(lines) + "\n" + next_step)
+    return _finish(ctx, proposal, ProposalStatus.FAILED, head + "\n" + "\n".join(lines) + "\n" + next_step)
 
 
 def _new_revision_serving(
@@ -530,11 +539,14 @@ def _start_fix(ctx: Context, incident: Incident, user: str, proposal: Proposal) 
 def report_interrupted(ctx: Context, interrupted: list[Proposal]) -> None:
     """Changes the bot was carrying out when it stopped: say the outcome is unknown, never resend.
 
-    `interrupted` is read before the bot takes requests (`ctx.store.proposals("executing")` at
+    `interrupted` is read before the bot takes requests (`ctx.store.proposals(ProposalStatus.EXECUTING)` at
     start-up): a confirm clicked just after the restart is running, not interrupted."""
     for proposal in interrupted:
         finished = _finish(
-            ctx, proposal, "unknown", _unknown_text(ctx, proposal, "the bot stopped while it was carrying this out")
+            ctx,
+            proposal,
+            ProposalStatus.UNKNOWN,
+            _unknown_text(ctx, proposal, "the bot stopped while it was carrying this out"),
         )
         if finished.channel:
             try:

@@ -18,7 +18,7 @@ from bot.delivery.errors import Undeliverable
 from bot.delivery.once import post_delivery
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident, start_fix
-from bot.domain.records import DeliveryRecord
+from bot.domain.records import DeliveryRecord, EventKind
 from bot.domain.service import ServiceRef
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
     )
     if report.failed:
         line += f" ({', '.join(r.name for r in report.failed)} unavailable)"
-    ctx.store.add_event(incident.number, ctx.now(), "diagnose", user, line)
+    ctx.store.add_event(incident.number, ctx.now(), EventKind.DIAGNOSE, user, line)
     # Diagnosing is the runbook's INVESTIGATE & FIX step under way: the fix clock stops.
     current = ctx.store.get(incident.number)
     if current is not None:

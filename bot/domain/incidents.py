@@ -16,6 +16,7 @@ from bot.core.durations import humanize
 from bot.core.errors import UsageError
 from bot.core.text import escape, for_slack, plain
 from bot.domain.policy import SEVERITIES, Config
+from bot.domain.records import EventKind
 
 TITLE_MAX = 150
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -78,7 +79,7 @@ class Change:
     """A decided state change: what the incident becomes, and what the timeline says about it."""
 
     incident: Incident
-    kind: str
+    kind: EventKind
     actor: str
     text: str
 
@@ -171,7 +172,7 @@ def acknowledge(incident: Incident, *, by: str, now: datetime) -> Change | None:
     if incident.acknowledged_at is not None:
         return None
     new = replace(incident, acknowledged_at=now, acknowledged_by=by)
-    return Change(new, "ack", by, f"<@{by}> acknowledged {incident.ref}")
+    return Change(new, EventKind.ACK, by, f"<@{by}> acknowledged {incident.ref}")
 
 
 def resolve(incident: Incident, *, by: str, now: datetime, summary: str | None) -> Change | None:
@@ -187,7 +188,7 @@ def resolve(incident: Incident, *, by: str, now: datetime, summary: str | None) 
         acknowledged_by=incident.acknowledged_by or by,
     )
     text = f"<@{by}> resolved {incident.ref}" + (f": {for_slack(summary)}" if summary else "")
-    return Change(new, "resolve", by, text)
+    return Change(new, EventKind.RESOLVE, by, text)
 
 
 def change_severity(incident: Incident, *, severity: str, by: str) -> Change | None:
@@ -197,7 +198,7 @@ def change_severity(incident: Incident, *, severity: str, by: str) -> Change | N
     new = replace(incident, severity=severity)
     # P1 sorts before P2: a smaller name is a higher severity.
     verb = "🔺 raised" if severity < incident.severity else "🔻 lowered"
-    return Change(new, "severity", by, f"<@{by}> {verb} severity {incident.severity} → {severity}")
+    return Change(new, EventKind.SEVERITY, by, f"<@{by}> {verb} severity {incident.severity} → {severity}")
 
 
 def assign_role(incident: Incident, *, role: str, user: str, by: str) -> Change | None:
@@ -212,7 +213,7 @@ def assign_role(incident: Incident, *, role: str, user: str, by: str) -> Change 
         new = replace(incident, comms=user)
     else:
         raise UsageError(f"`{role}` is not an incident role.")
-    return Change(new, "role", by, f"<@{by}> made <@{user}> {role}")
+    return Change(new, EventKind.ROLE, by, f"<@{by}> made <@{user}> {role}")
 
 
 def post_update(incident: Incident, *, text: str, status: str | None, by: str, now: datetime) -> Change:
@@ -220,21 +221,21 @@ def post_update(incident: Incident, *, text: str, status: str | None, by: str, n
     new = replace(incident, last_update_at=now, status=status or incident.status, snoozed_until=None)
     if new.status in FIX_STATUSES and new.fix_started_at is None:
         new = replace(new, fix_started_at=now)
-    return Change(new, "update", by, f"<@{by}> posted an update ({new.status}): {for_slack(text)}")
+    return Change(new, EventKind.UPDATE, by, f"<@{by}> posted an update ({new.status}): {for_slack(text)}")
 
 
 def snooze(incident: Incident, *, until: datetime, by: str) -> Change:
     """Hold update reminders until `until`; the next update or snooze replaces it."""
     _require_open(incident)
     new = replace(incident, snoozed_until=until)
-    return Change(new, "snooze", by, f"<@{by}> snoozed update reminders until {until:%H:%M} UTC")
+    return Change(new, EventKind.SNOOZE, by, f"<@{by}> snoozed update reminders until {until:%H:%M} UTC")
 
 
 def start_fix(incident: Incident, *, by: str, now: datetime, how: str) -> Change | None:
     """The runbook's INVESTIGATE & FIX step has begun (a diagnose, a rollback): the fix clock stops."""
     if not incident.is_open or incident.fix_started_at is not None:
         return None
-    return Change(replace(incident, fix_started_at=now), "fix", by, f"<@{by}> started the fix: {how}")
+    return Change(replace(incident, fix_started_at=now), EventKind.FIX, by, f"<@{by}> started the fix: {how}")
 
 
 def reopen(incident: Incident, *, by: str, now: datetime, reason: str | None) -> Change:
@@ -255,7 +256,7 @@ def reopen(incident: Incident, *, by: str, now: datetime, reason: str | None) ->
         snoozed_until=None,
     )
     text = f"<@{by}> reopened {incident.ref}" + (f": {escape(reason)}" if reason else "")
-    return Change(new, "reopen", by, text)
+    return Change(new, EventKind.REOPEN, by, text)
 
 
 def _require_open(incident: Incident) -> None:

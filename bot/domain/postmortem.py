@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from bot.core import text as typed
 from bot.core.durations import humanize
 from bot.domain.incidents import Incident
-from bot.domain.records import Event, FollowUp, Resolution
+from bot.domain.records import Event, EventKind, FollowUp, Resolution
 from bot.domain.timeline import phase_started, plain, utc, with_phases
 
 
@@ -47,7 +47,7 @@ class Facts:
 
 def started_at(incident: Incident, events: list[Event]) -> datetime:
     """When the incident started: its first alert if one was recorded before the declare, else the declare."""
-    alerts = [e.at for e in events if e.kind == "alert" and e.at <= incident.declared_at]
+    alerts = [e.at for e in events if e.kind == EventKind.ALERT and e.at <= incident.declared_at]
     return min(alerts) if alerts else incident.declared_at
 
 
@@ -127,7 +127,7 @@ def _impact(facts: Facts, start: datetime) -> list[str]:
 
 def _ack(facts: Facts, start: datetime) -> str:
     inc = facts.incident
-    ack = next((e for e in facts.events if e.kind == "ack"), None)
+    ack = next((e for e in facts.events if e.kind == EventKind.ACK), None)
     if ack is None:
         return "never acknowledged before the resolution"
     taken = ack.at - start
@@ -144,8 +144,8 @@ def _root_cause(facts: Facts) -> list[str]:
         lines.append(_one_line(facts.resolution.root_cause))
     else:
         lines.append("[Detailed explanation of what caused the incident]")
-    diagnoses = [e for e in facts.events if e.kind == "diagnose"]
-    notes = [e for e in facts.events if e.kind in {"note", "pin"}]
+    diagnoses = [e for e in facts.events if e.kind == EventKind.DIAGNOSE]
+    notes = [e for e in facts.events if e.kind in {EventKind.NOTE, EventKind.PIN}]
     if diagnoses:
         lines += ["", "What the diagnosis found:"] + [f"- {utc(e.at)}: {_one_line(plain(e.text))}" for e in diagnoses]
     if notes:
@@ -157,7 +157,7 @@ def _root_cause(facts: Facts) -> list[str]:
 
 def _detection(facts: Facts, start: datetime) -> list[str]:
     inc = facts.incident
-    alert = next((e for e in facts.events if e.kind == "alert"), None)
+    alert = next((e for e in facts.events if e.kind == EventKind.ALERT), None)
     detected_by = _one_line(plain(alert.text)) if alert else f"declared by hand by @{inc.declared_by}"
     lag = (
         f"{humanize(inc.declared_at - start)} (from the first alert to the declaration)"

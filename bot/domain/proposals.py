@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from bot.domain.service import RevisionState, ServiceState
 
@@ -35,18 +36,41 @@ _UNITS = {
 }
 
 
+class ProposalKind(StrEnum):
+    """What a proposal changes. The values are what the store holds: never rename one."""
+
+    ROLLBACK = "rollback"  # all traffic to an earlier revision
+    SCALE_MEMORY = "scale_memory"  # the revision template's memory limit (a new revision)
+    SCALE_MAX_INSTANCES = "scale_max_instances"  # the template's instance cap (a new revision)
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "pending"  # proposed, waiting for Confirm or Cancel
+    EXECUTING = "executing"  # confirmed: the change is being carried out
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # not confirmed in time
+    UNKNOWN = "unknown"  # the bot stopped while carrying it out: nobody knows how it ended
+
+
+FINISHED = frozenset({ProposalStatus.SUCCEEDED, ProposalStatus.FAILED, ProposalStatus.UNKNOWN})
+
+
 @dataclass(frozen=True)
 class Proposal:
     id: int
     incident: int
-    kind: str  # rollback | scale_memory | scale_max_instances
+    # Rows read back keep the stored string: an instance must not fail on a value a newer one
+    # wrote (deploys overlap); it compares equal to the enum member all the same.
+    kind: str  # a ProposalKind
     target: str  # a revision id, a memory limit (`1Gi`) or an instance count (`20`)
     current: str  # what it is now: the serving revision, the memory limit, the cap
     serving_revision: str  # the revision serving the most traffic when it was proposed
     pinned: bool  # traffic is pinned to a revision, so a new revision would get none
     proposer: str
     created_at: datetime
-    status: str = "pending"  # pending | executing | succeeded | failed | cancelled | expired | unknown
+    status: str = ProposalStatus.PENDING  # a ProposalStatus
     outcome: str = ""
     move_traffic: bool = False  # scale only: also send all traffic to the new revision
     confirmed_by: str | None = None
@@ -58,14 +82,14 @@ class Proposal:
     @property
     def action(self) -> str:
         """The permission this proposal needs: `rollback` or `scale`."""
-        return "rollback" if self.kind == "rollback" else "scale"
+        return "rollback" if self.kind == ProposalKind.ROLLBACK else "scale"
 
     @property
     def what(self) -> str:
         """`roll back to tai-00042-xyz`, `set memory to 1Gi`, ... (plain words, no markup)."""
-        if self.kind == "rollback":
+        if self.kind == ProposalKind.ROLLBACK:
             return f"roll back to {self.target}"
-        if self.kind == "scale_memory":
+        if self.kind == ProposalKind.SCALE_MEMORY:
             return f"set memory to {self.target}"
         return f"set max instances to {self.target}"
 
@@ -96,14 +120,14 @@ def confirm_verdict(
     """May `user` start carrying out `proposal` at `now`? Checked again inside the transaction
     that marks it executing, so only one click can ever get `start`."""
     status = proposal.status
-    if status == "executing":
+    if status == ProposalStatus.EXECUTING:
         by = f" by <@{proposal.confirmed_by}>" if proposal.confirmed_by else ""
         return Verdict("in_progress", f"This is already in progress (confirmed{by}). Nothing else was sent.")
-    if status in ("succeeded", "failed", "unknown"):
+    if status in FINISHED:
         return Verdict("done", f"This proposal was already carried out ({status}). Nothing else was sent.")
-    if status == "cancelled":
+    if status == ProposalStatus.CANCELLED:
         return Verdict("cancelled", "This proposal was cancelled. Nothing was sent; propose again if needed.")
-    if status == "expired" or now >= proposal.expires_at(expires_after):
+    if status == ProposalStatus.EXPIRED or now >= proposal.expires_at(expires_after):
         minutes = int(expires_after.total_seconds() // 60)
         age = f"{minutes} min" if minutes else f"{int(expires_after.total_seconds())} s"
         return Verdict(

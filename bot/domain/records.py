@@ -8,7 +8,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
+
+
+class EventKind(StrEnum):
+    """What a timeline line records. The values are what the store holds: never rename one."""
+
+    DECLARE = "declare"
+    ACK = "ack"
+    UPDATE = "update"
+    SEVERITY = "severity"
+    ROLE = "role"
+    SNOOZE = "snooze"
+    FIX = "fix"  # the fix clock stopped: a diagnose, a confirmed change, an "identified" update
+    NOTE = "note"
+    PIN = "pin"  # a war-room message pinned into the timeline
+    FOLLOWUP = "followup"
+    DIAGNOSE = "diagnose"
+    ALERT = "alert"  # an alert attached to the incident
+    ALERT_CLOSED = "alert_closed"
+    RESOLVE = "resolve"
+    REOPEN = "reopen"
+    # A proposed production change: `<action>-<what became of it>` (see `proposal_event`).
+    ROLLBACK_PROPOSED = "rollback-proposed"
+    ROLLBACK_CANCELLED = "rollback-cancelled"
+    ROLLBACK_SUCCEEDED = "rollback-succeeded"
+    ROLLBACK_FAILED = "rollback-failed"
+    ROLLBACK_UNKNOWN = "rollback-unknown"
+    SCALE_PROPOSED = "scale-proposed"
+    SCALE_CANCELLED = "scale-cancelled"
+    SCALE_SUCCEEDED = "scale-succeeded"
+    SCALE_FAILED = "scale-failed"
+    SCALE_UNKNOWN = "scale-unknown"
+
+
+def proposal_event(action: str, what: str) -> EventKind:
+    """The event of a proposal's `action` (rollback, scale) that was `what` (proposed, cancelled,
+    or the status it finished in)."""
+    return EventKind(f"{action}-{what}")
 
 
 @dataclass(frozen=True)
@@ -17,7 +55,7 @@ class Event:
 
     incident: int
     at: datetime
-    kind: str
+    kind: str  # an EventKind, kept as stored: a kind a newer instance wrote must not break a read
     actor: str
     text: str
 

@@ -12,9 +12,11 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from bot.domain.records import Event
+from bot.domain.records import Event, EventKind
 
 PHASES = ("detected", "acknowledged", "diagnosed", "mitigated", "resolved")
+# A rollback that went through (or may have: its outcome is unknown) mitigates.
+MITIGATING = frozenset({EventKind.ROLLBACK_SUCCEEDED, EventKind.ROLLBACK_UNKNOWN})
 
 _UPDATE_STATUS = re.compile(r"posted an update \((\w+)\)")
 _TOKEN = re.compile(r"<([^<>]*)>")
@@ -26,18 +28,18 @@ def phase_of(event: Event, current: str) -> str:
 
     Phases only move forward, except that a reopening starts over at detected.
     """
-    if event.kind in {"declare", "reopen"}:
+    if event.kind in {EventKind.DECLARE, EventKind.REOPEN}:
         return "detected"
-    if event.kind == "resolve":
+    if event.kind == EventKind.RESOLVE:
         return "resolved"
     target = None
-    if event.kind == "ack":
+    if event.kind == EventKind.ACK:
         target = "acknowledged"
-    elif event.kind in {"diagnose", "fix"}:
+    elif event.kind in {EventKind.DIAGNOSE, EventKind.FIX}:
         target = "diagnosed"
-    elif event.kind.startswith("rollback") and not any(w in event.kind for w in ("propos", "cancel", "fail")):
+    elif event.kind in MITIGATING:
         target = "mitigated"
-    elif event.kind == "update":
+    elif event.kind == EventKind.UPDATE:
         # The update's status is in its line (incidents.post_update writes it there).
         match = _UPDATE_STATUS.search(event.text)
         status = match.group(1) if match else ""

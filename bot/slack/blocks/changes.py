@@ -12,17 +12,17 @@ from typing import Any
 
 from bot.core.durations import humanize
 from bot.core.mrkdwn import escape
-from bot.domain.proposals import Proposal, service_short
+from bot.domain.proposals import Proposal, ProposalKind, service_short
 from bot.domain.service import RevisionState, ServiceState
 from bot.slack import ids
 from bot.slack.blocks.incident import button, confirm_dialog, context, section, slack_date
 
 Block = dict[str, Any]
 
-_TITLES = {
-    "rollback": ":rewind: Roll back",
-    "scale_memory": ":arrow_up: Change memory",
-    "scale_max_instances": ":arrow_up: Change max instances",
+_TITLES: dict[str, str] = {
+    ProposalKind.ROLLBACK: ":rewind: Roll back",
+    ProposalKind.SCALE_MEMORY: ":arrow_up: Change memory",
+    ProposalKind.SCALE_MAX_INSTANCES: ":arrow_up: Change max instances",
 }
 
 
@@ -53,7 +53,7 @@ def proposal_blocks(
 ) -> list[Block]:
     name = escape(service_short(service))
     lines = [f"*Traffic now:* {traffic_line(service)}"]
-    if p.kind == "rollback" and target is not None:
+    if p.kind == ProposalKind.ROLLBACK and target is not None:
         created = slack_date(target.created_at) if target.created_at else "unknown time"
         lines.append(
             f"*Roll back to:* `{escape(target.name)}`, created {created}, :white_check_mark: Ready. "
@@ -62,7 +62,7 @@ def proposal_blocks(
         if target.image:
             lines.append(f"*Image:* `{escape(target.image)}`")
     else:
-        label = "Memory limit" if p.kind == "scale_memory" else "Max instances"
+        label = "Memory limit" if p.kind == ProposalKind.SCALE_MEMORY else "Max instances"
         lines.append(f"*{label}:* {escape(p.current or 'not set')} → *{escape(p.target)}*")
         lines.append("This changes the revision template, so Cloud Run makes a new revision.")
         if p.pinned:
@@ -83,7 +83,7 @@ def proposal_blocks(
         section("\n".join(lines)),
     ]
     value = f"{p.incident}:{p.id}"
-    if p.kind == "rollback":
+    if p.kind == ProposalKind.ROLLBACK:
         confirm = button(
             "Roll back",
             ids.ROLLBACK_CONFIRM,
