@@ -15,10 +15,17 @@ ALICE, BOB, PRIMARY, SECOND, LEAD, SUPPORT = "U0ALICE", "U0BOB", "U0PRIMARY", "U
 def schedule_config(
     rotation: str = "daily", members: str = "U0ALICE, U0BOB, U0PRIMARY", start: str | None = None
 ) -> str:
-    start = start or (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    """A rotation whose current (daily) shift is the second member's, and began six hours ago.
+
+    The handoff is placed relative to now, not at a fixed hour: a test that takes a 2 h override,
+    or starts the bot, is then never within hours of a handoff, whatever the time of day it runs.
+    """
+    began = datetime.now(UTC) - timedelta(hours=6)
+    start = start or (began - timedelta(days=1)).date().isoformat()
     schedule = (
         "schedules:\n"
-        f'  primary: {{timezone: UTC, rotation: {rotation}, handoff: "00:00", start: {start}, members: [{members}]}}\n'
+        f'  primary: {{timezone: UTC, rotation: {rotation}, handoff: "{began:%H:%M}", start: {start},'
+        f" members: [{members}]}}\n"
         "people:\n"
     )
     return FAST_CONFIG.replace("people:\n", schedule, 1).replace(
@@ -31,7 +38,7 @@ def pages_to(bot: SandboxedBot, user: str) -> list:
 
 
 def test_a_declare_pages_the_member_on_call_today():
-    # Yesterday's shift was the first member's; today (UTC) it is the second one's.
+    # Yesterday's shift was the first member's; today's (it began six hours ago) the second one's.
     with SandboxedBot(config_text=schedule_config()) as running:
         running.command("declare p2 Search is slow", user=LEAD)
 

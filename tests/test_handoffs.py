@@ -71,11 +71,12 @@ def test_a_handoff_notice_slack_refused_is_retried_and_sent_once():
 
         # The bot's own handoff job runs once as it starts: let it finish, or it races the sends below.
         running.slack.wait_for(bot_job_is_idle)
-        # Today's handoff (00:00 UTC) was noticed when the bot started, if it is less than an hour old.
+        # Today's handoff, six hours old when the bot started, is history: nothing was noticed.
         schedule = bot.config.schedules["primary"]
         shift = shift_at(schedule, datetime.now(UTC))
         assert shift is not None
-        assert not notices_job.claim(schedule, datetime.now(UTC)), "a handoff is claimed once"
+        assert not notices_job.claim(schedule, datetime.now(UTC)), "six hours old: history, not noticed now"
+        assert store.pending_handoff_notices() == [] and not notices(running.slack, "U0BOB", "You are on call")
 
         # A handoff an hour and a bit old is history; one minutes old is noticed.
         later = shift.starts_at + timedelta(minutes=5)
@@ -85,6 +86,7 @@ def test_a_handoff_notice_slack_refused_is_retried_and_sent_once():
         assert not notices_job.claim(schedule, shift.starts_at + timedelta(minutes=61))
         running.slack.error("chat.postMessage", "ratelimited", times=2)
         assert notices_job.claim(schedule, later)
+        assert not notices_job.claim(schedule, later), "a handoff is claimed once"
         assert notices_job.send_pending(), "Slack refused: still owed"
         assert len(store.pending_handoff_notices()) == 2
         assert notices_job.send_pending() == []
