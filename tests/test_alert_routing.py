@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot import config as config_module
-from bot.alerts.webhook import PayloadError, authorized, parse
+from bot.alerts.payloads import PayloadError, parse
+from bot.alerts.webhook import authorized
 from bot.config import ConfigError, default_config_text
 from bot.domain.alerts import ALERTMANAGER, CLOUD_MONITORING, Alert, incident_title, route, scenario_for
 from bot.domain.escalation import due_actions
@@ -304,7 +305,7 @@ def _mrkdwn_texts(node):
 
 
 def test_text_from_an_alert_cannot_pose_as_a_slack_entity():
-    from bot.alerts.webhook import cloud_monitoring_alert
+    from bot.alerts.payloads import cloud_monitoring_alert
     from bot.core import text
 
     sneaky = f"{text.ENTITY_OPEN}@U0CEO|ceo{text.ENTITY_CLOSE} {text.ENTITY_OPEN}!channel{text.ENTITY_CLOSE}"

@@ -15,11 +15,7 @@ Google libraries are imported inside functions so the bot starts fast.
 
 from __future__ import annotations
 
-import re
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,24 +25,22 @@ from bot.domain.service import (
     ChangeError,
     ChangeResult,
     HealthResult,
-    HttpInfo,
     LogRecord,
     RevisionState,
     ServiceRef,
     ServiceState,
-    TrafficShare,
     short_revision,
 )
+from bot.google.convert import EPOCH, change_error, log_record, revision_state, service_state
+from bot.google.health import probe_health
 from bot.google.shared_reads import SharedReads
 
 DEFAULT_TIMEOUT_S = 8.0
 DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
-HEALTH_BODY_CHARS = 200
 LOG_PAGE_SIZE = 1000  # the Logging API's maximum page
 REVISIONS_PAGE = 50
 MAX_REVISION_PAGES = 20  # 1,000 revisions, Cloud Run's cap per service
 LOG_SHARE_S = 15.0  # how long one diagnosis's log reads serve the next of the same service
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CloudSources:
@@ -105,7 +99,7 @@ class CloudSources:
             revisions += [revision_state(r) for r in page.revisions]
             if number >= MAX_REVISION_PAGES:
                 break
-        revisions.sort(key=lambda r: r.created_at or _EPOCH, reverse=True)
+        revisions.sort(key=lambda r: r.created_at or EPOCH, reverse=True)
         return revisions[:limit]
 
     def set_traffic(
@@ -349,22 +343,6 @@ class CloudSources:
         return probe_health(url, timeout_s=timeout_s)
 
 
-def probe_health(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> HealthResult:
-    """GET `url`; an HTTP error status is a result, a network failure raises."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"health_url must be http(s), got {url!r}")
-    request = urllib.request.Request(url, headers={"User-Agent": "incident-bot/diagnose"})
-    started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
-            status, raw = response.status, response.read(4096)
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read(4096)
-    latency_ms = (time.perf_counter() - started) * 1000
-    body = raw.decode("utf-8", "replace").strip()[:HEALTH_BODY_CHARS]
-    return HealthResult(url=url, status=status, latency_ms=round(latency_ms, 1), body=body)
-
-
 def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") -> str:
     """The Logging filter for the service's entries since `since` (an explicit time bound
     keeps the client from adding its own 24 h default and the API from scanning 30 days)."""
@@ -379,150 +357,4 @@ def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") ->
     return " AND ".join(parts)
 
 
-def change_error(exc: Exception, *, sent: bool) -> ChangeError:
-    """A Google client error as a ChangeError whose reason says what the next step is."""
-    from google.api_core import exceptions as gexc
-
-    status = ""
-    response = getattr(exc, "response", None)
-    try:
-        status = str(response.json().get("error", {}).get("status") or "") if response is not None else ""
-    except Exception:  # noqa: BLE001 - a body that is not JSON: go by the exception class
-        status = ""
-    message = str(getattr(exc, "message", "") or exc).splitlines()[0]
-    # REST errors start with the request line ("PATCH https://…: "): the reader needs the reason.
-    message = re.sub(r"^[A-Z]+ https?://\S+: ", "", message)[:300]
-    if isinstance(exc, (gexc.PermissionDenied, gexc.Forbidden, gexc.Unauthenticated, gexc.Unauthorized)):
-        reason = "permission_denied"
-    elif isinstance(exc, gexc.NotFound):
-        reason = "not_found"
-    elif isinstance(exc, gexc.FailedPrecondition) or status == "FAILED_PRECONDITION":
-        reason = "failed_precondition"
-    elif isinstance(exc, (gexc.Conflict, gexc.Aborted)):
-        reason = "conflict"
-    elif isinstance(exc, (gexc.InvalidArgument, gexc.BadRequest)):
-        reason = "invalid"
-    elif isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError, OSError)):
-        reason = "unavailable"
-    else:
-        reason = "error"
-    return ChangeError(reason, message, sent=sent)
-
-
 # -- conversions from the Google types -------------------------------------------------------
-
-
-def service_state(service: Any) -> ServiceState:
-    from google.cloud import run_v2
-
-    latest_kind = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-    latest_ready = short_revision(service.latest_ready_revision)
-    traffic = tuple(
-        TrafficShare(
-            # A LATEST allocation may come without a revision name: it is the latest ready.
-            revision=short_revision(status.revision) or latest_ready,
-            percent=status.percent,
-            tag=status.tag,
-            latest=status.type_ == latest_kind,
-        )
-        for status in service.traffic_statuses
-    )
-    containers = list(service.template.containers)
-    max_instances = service.template.scaling.max_instance_count
-    ready, message, _ = _ready(service.terminal_condition)
-    return ServiceState(
-        name=service.name,
-        url=service.uri or (service.urls[0] if service.urls else ""),
-        ready=ready,
-        ready_message=message,
-        latest_created_revision=short_revision(service.latest_created_revision),
-        latest_ready_revision=latest_ready,
-        traffic=traffic,
-        memory_limit=_memory(containers),
-        max_instances=max_instances or None,
-        reconciling=service.reconciling,
-        updated_at=_datetime(service.update_time),
-    )
-
-
-def revision_state(revision: Any) -> RevisionState:
-    ready_condition = next((c for c in revision.conditions if c.type_ == "Ready"), None)
-    ready, message, since = _ready(ready_condition)
-    containers = list(revision.containers)
-    return RevisionState(
-        name=short_revision(revision.name),
-        created_at=_datetime(revision.create_time),
-        ready=ready,
-        ready_message=message,
-        ready_since=since,
-        image=containers[0].image if containers else "",
-        memory_limit=_memory(containers),
-    )
-
-
-def log_record(entry: Any) -> LogRecord:
-    """A `LogEntry` message from `list_log_entries` as a LogRecord."""
-    from google.cloud.logging_v2.types import LogEntry
-    from google.logging.type import log_severity_pb2
-
-    message, error_code, payload_path = "", "", ""
-    payload = LogEntry.pb(entry).WhichOneof("payload")
-    if payload == "text_payload":
-        message = entry.text_payload
-    elif payload == "json_payload":
-        fields = entry.json_payload
-        message = str(fields.get("message") or fields.get("error_message") or "")
-        error_code = str(fields.get("error_code") or "")
-        payload_path = str(fields.get("path") or "")
-    http = _http_info(entry.http_request) if "http_request" in entry else None
-    labels = entry.resource.labels if "resource" in entry else {}
-    return LogRecord(
-        timestamp=datetime.fromtimestamp(entry.timestamp.timestamp(), tz=UTC),
-        severity=log_severity_pb2.LogSeverity.Name(entry.severity),
-        log_name=entry.log_name,
-        revision=str(labels.get("revision_name", "")),
-        message=message.strip(),
-        http=http,
-        error_code=error_code,
-        path=(http.path if http and http.path else payload_path),
-    )
-
-
-def _http_info(request: Any) -> HttpInfo:
-    url = request.request_url
-    latency = request.latency if request.HasField("latency") else None
-    return HttpInfo(
-        method=request.request_method,
-        url=url,
-        path=urlsplit(url).path if url else "",
-        status=request.status or None,
-        latency_ms=(latency.seconds + latency.nanos / 1e9) * 1000 if latency is not None else None,
-    )
-
-
-def _ready(condition: Any) -> tuple[bool | None, str, datetime | None]:
-    if condition is None or not condition.type_:
-        return None, "", None
-    state = condition.State
-    if condition.state == state.CONDITION_SUCCEEDED:
-        ready: bool | None = True
-    elif condition.state == state.CONDITION_FAILED:
-        ready = False
-    else:
-        ready = None
-    return ready, condition.message, _datetime(condition.last_transition_time)
-
-
-def _datetime(value: Any) -> datetime | None:
-    # proto-plus gives DatetimeWithNanoseconds, or a zero epoch when the field is unset.
-    if value is None or (hasattr(value, "timestamp") and value.timestamp() == 0):
-        return None
-    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
-
-
-def _memory(containers: list[Any]) -> str | None:
-    for container in containers:
-        memory = container.resources.limits.get("memory")
-        if memory:
-            return str(memory)
-    return None
