@@ -2,13 +2,16 @@
 
 Each store records the versions applied in a `schema_version` table and applies the missing ones
 in order at start-up. Version 1 is the first release's schema: SQLite files made before there was
-a version table hold it already (the SQLite store's idempotent `_migrate` creates and completes
-it at every start), and PostgreSQL gets it as DDL. Later versions are SQL both dialects accept.
+a version table hold it already (bot/store/schema.py's idempotent `migrate_sqlite_baseline`
+creates and completes it at every start), and PostgreSQL gets it as DDL (`schema.BASELINE`).
+Later versions are SQL both dialects accept.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from bot.store.schema import BASELINE
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,6 @@ HISTORY_INDEXES = (
 
 
 def migrations() -> tuple[Migration, ...]:
-    from bot.store.postgres import BASELINE
-
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
         Migration(2, "the timers' lease", postgres=LEASES, sqlite=LEASES),

@@ -1,7 +1,7 @@
 """The SQLite side of the store: numbered migrations, and the shape of a write transaction.
 
 The connection handling itself (one writer, a reader per thread, WAL) is the Store's own, in
-bot/store/__init__.py, where it has always been.
+bot/store/base.py; version 1's tables are built by bot/store/schema.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Tx(Protocol):
 def migrate_sqlite(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> None:
     """Apply the numbered migrations this file has not had, each in its own transaction.
 
-    A file made before there was a version table has version 1's schema (the Store's `_migrate`
+    A file made before there was a version table has version 1's schema (`migrate_sqlite_baseline`
     has just completed it), so it is recorded as applied like any other.
     """
     db.execute(

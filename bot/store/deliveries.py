@@ -1,0 +1,240 @@
+"""Firings, deliveries and attempts: what came due, what it owes Slack, and how sending it went.
+
+A firing's row is what makes "fires once" true, and it is recorded with its deliveries in one
+transaction (`claim`, `record_firing`, `firing_writer` for a change's own transaction). Then the
+delivery loop's verbs (due, start, finish, retry, cancel, resume, the urgent ones first), the
+posts under way that start-up asks Slack about (`note_attempt`, `attempt`), the status page's
+ordered calls (`drop_pending_delivery`) and the backlog the telemetry reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from bot.domain.deliveries import Firing
+from bot.domain.incidents import Incident
+from bot.domain.records import Attempt, DeliveryRecord
+from bot.store.base import StoreBase, _from_db_datetime, _incident, _to_db
+from bot.store.sqlite import Tx
+
+
+class DeliveriesPart(StoreBase):
+    """Firings, deliveries and attempts."""
+
+    def fired_keys(self, number: int) -> frozenset[str]:
+        return frozenset(r["key"] for r in self._rows("SELECT key FROM firings WHERE incident = ?", [number]))
+
+    def claim(
+        self,
+        number: int,
+        decide: Callable[[Incident, frozenset[str]], list[Firing]],
+        now: datetime,
+    ) -> list[Firing]:
+        """Decide what is due and record it as fired, in one transaction.
+
+        Deciding inside the transaction means an ack committed a moment earlier is seen, and two
+        threads deciding at once cannot both claim the same key.
+        """
+        with self.transaction() as db:
+            rows = list(db.query("SELECT * FROM incidents WHERE number = ?", [number]))
+            if not rows:
+                return []
+            incident = _incident(rows[0])
+            fired = frozenset(r["key"] for r in db.query("SELECT key FROM firings WHERE incident = ?", [number]))
+            return [firing for firing in decide(incident, fired) if self._record_firing(db, number, firing, now)]
+
+    def record_firing(self, number: int, firing: Firing, now: datetime) -> bool:
+        """Record a firing decided outside the timers (a manual page); False if it already fired."""
+        with self.transaction() as db:
+            return self._record_firing(db, number, firing, now)
+
+    def _record_firing(self, db: Tx, number: int, firing: Firing, now: datetime) -> bool:
+        cursor = db.execute(
+            "INSERT INTO firings (incident, key, fired_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [number, firing.key, _to_db(now)],
+        )
+        if cursor.rowcount != 1:
+            return False
+        for delivery in firing.deliveries:
+            db.execute(
+                "INSERT INTO deliveries (incident, firing_key, kind, target, detail, status, attempts,"
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+                [
+                    number,
+                    firing.key,
+                    delivery.kind,
+                    delivery.target,
+                    delivery.detail,
+                    _to_db(now),
+                    _to_db(now),
+                ],
+            )
+        self._audit(
+            db,
+            number,
+            now,
+            "bot",
+            "fired",
+            {"key": firing.key, "deliveries": len(firing.deliveries)},
+        )
+        return True
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[DeliveryRecord]:
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            [_to_db(now), limit],
+        )
+        return [_delivery(r) for r in rows]
+
+    def next_delivery_at(self, excluding: Collection[int] = ()) -> datetime | None:
+        """When the next pending delivery is due, leaving out `excluding` (those being sent)."""
+        ids = sorted(excluding)
+        skip = f" AND id NOT IN ({', '.join('?' for _ in ids)})" if ids else ""
+        rows = self._rows(f"SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'{skip}", ids)
+        return _from_db_datetime(rows[0]["at"]) if rows else None
+
+    def start_delivery(self, delivery_id: int, now: datetime) -> bool:
+        """pending -> sending, if it is due; False if another thread took it or it waits for a retry.
+
+        Checking the due time here, not only when listing, keeps a stale copy of the row (queued
+        before a failed attempt rescheduled it) from retrying at once, again and again.
+        """
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET status = 'sending' WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
+                [delivery_id, _to_db(now)],
+            )
+            return cursor.rowcount == 1
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        user: str | None,
+        channel: str | None,
+        ts: str | None,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, \"user\" = ?, channel = ?, ts = ?,"
+                " attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                [_to_db(now), user, channel, ts, delivery_id],
+            )
+
+    def retry_delivery(self, delivery_id: int, error: str, at: datetime) -> int:
+        """Back to pending, to be tried again at `at`; returns how many attempts have failed."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                [error, _to_db(at), delivery_id],
+            )
+            return int(next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))["attempts"])
+
+    def cancel_delivery(self, delivery_id: int, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'cancelled', last_error = ? WHERE id = ?",
+                [reason, delivery_id],
+            )
+
+    def resume_delivery(self, delivery_id: int) -> None:
+        """A delivery caught mid-send by a crash, which Slack says never arrived: send it again."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'pending' WHERE id = ? AND status = 'sending'",
+                [delivery_id],
+            )
+
+    def deliveries(self, number: int, kind: str | None = None, status: str | None = None) -> list[DeliveryRecord]:
+        sql = "SELECT * FROM deliveries WHERE incident = ?"
+        params: list[Any] = [number]
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        return [_delivery(r) for r in self._rows(sql + " ORDER BY id", params)]
+
+    def note_attempt(self, key: str, channel: str, now: datetime, thread_ts: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO attempts (key, channel, at, thread_ts) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET channel = excluded.channel, at = excluded.at, thread_ts = excluded.thread_ts",
+                [key, channel, _to_db(now), thread_ts],
+            )
+
+    def attempt(self, key: str) -> Attempt | None:
+        rows = self._rows("SELECT channel, at, thread_ts FROM attempts WHERE key = ?", [key])
+        if not rows:
+            return None
+        return Attempt(rows[0]["channel"], datetime.fromisoformat(rows[0]["at"]), rows[0]["thread_ts"])
+
+    def set_delivery_channel(
+        self, delivery_id: int, channel: str, user: str | None, thread_ts: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                'UPDATE deliveries SET channel = ?, "user" = ?, thread_ts = ? WHERE id = ?',
+                [channel, user, thread_ts, delivery_id],
+            )
+
+    def interrupted_deliveries(self) -> list[DeliveryRecord]:
+        return [_delivery(r) for r in self._rows("SELECT * FROM deliveries WHERE status = 'sending' ORDER BY id")]
+
+    # -- status page: ordered calls -------------------------------------------------------
+
+    def drop_pending_delivery(self, delivery_id: int, reason: str) -> bool:
+        """Cancel a delivery only if nobody has started sending it; False if it is under way."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET status = 'cancelled', last_error = ? WHERE id = ? AND status = 'pending'",
+                [reason, delivery_id],
+            )
+            return cursor.rowcount == 1
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def delivery_backlog(self) -> tuple[int, datetime | None]:
+        """How many deliveries are not yet accepted (pending or being sent), and the oldest's birth."""
+        row = self._rows(
+            "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
+        )[0]
+        return int(row["n"]), _from_db_datetime(row["oldest"])
+
+    # -- follow-ups: what a change owes Slack ----------------------------------------------
+
+    def firing_writer(
+        self, firings: Callable[[Incident], Iterable[Firing]], now: datetime
+    ) -> Callable[[Tx, Incident], None]:
+        """An `also` for `change`: the firings the saved incident owes (its announcement edit,
+        its lines in Slack), recorded in the change's own transaction, so a crash right after
+        the change cannot lose them."""
+
+        def also(db: Tx, new: Incident) -> None:
+            for firing in firings(new):
+                self._record_firing(db, new.number, firing, now)
+
+        return also
+
+    def urgent_due_deliveries(self, now: datetime, kinds: Collection[str]) -> list[DeliveryRecord]:
+        """Due deliveries of `kinds` (pages): listed first, so no backlog of others hides them."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._rows(
+            f"SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND kind IN ({marks})"
+            " ORDER BY id LIMIT 100",
+            [_to_db(now), *kinds],
+        )
+        return [_delivery(r) for r in rows]
+
+
+def _delivery(row: dict[str, Any]) -> DeliveryRecord:
+    values = {k: row[k] for k in (f.name for f in fields(DeliveryRecord))}
+    values["next_attempt_at"] = datetime.fromisoformat(row["next_attempt_at"])
+    values["detail"] = row["detail"] or ""
+    return DeliveryRecord(**values)
