@@ -1,2 +1,1 @@
-"""The Atlassian Statuspage REST client. What is published when is `bot.incident.publishing`'s.
-"""
+"""The Atlassian Statuspage REST client. What is published when is `bot.incident.publishing`'s."""

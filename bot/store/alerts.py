@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.domain.alerts import Alert, attached_line, closed_line
 from bot.domain.policy import AlertRoute
-from bot.domain.records import AlertReceipt, AlertRecord
+from bot.domain.records import AlertReceipt, AlertRecord, EventKind
 from bot.store.base import StoreBase, _from_db_datetime, _to_db
 from bot.store.sqlite import Tx
 
@@ -59,7 +59,7 @@ class AlertsPart(StoreBase):
             )
             record = self._alert_in(db, row["id"])
             if record.incident is not None:
-                self._event(db, record.incident, ended, "alert_closed", "bot", closed_line(record, ended))
+                self._event(db, record.incident, ended, EventKind.ALERT_CLOSED, "bot", closed_line(record, ended))
             return AlertReceipt(record, "closed")
         if not alert.is_open:
             return AlertReceipt(None, "stale")
@@ -95,7 +95,7 @@ class AlertsPart(StoreBase):
         )
         record = self._alert_in(db, int(cursor.fetchone()[0]))
         if incident is not None:
-            self._event(db, incident, alert.started_at, "alert", "bot", attached_line(record))
+            self._event(db, incident, alert.started_at, EventKind.ALERT, "bot", attached_line(record))
             return AlertReceipt(record, "attached")
         return AlertReceipt(record, "new")
 
@@ -119,7 +119,7 @@ class AlertsPart(StoreBase):
             rows = list(db.query("SELECT incident FROM alerts WHERE id = ?", [alert_id]))
             raise AlertTaken(alert_id, rows[0]["incident"] if rows else None)
         record = self._alert_in(db, alert_id)
-        self._event(db, number, record.started_at, "alert", "bot", attached_line(record))
+        self._event(db, number, record.started_at, EventKind.ALERT, "bot", attached_line(record))
 
     def open_group_alerts(self, record: AlertRecord) -> list[AlertRecord]:
         """The other open alerts of the alert's group that have no incident yet (and are not

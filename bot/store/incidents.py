@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.domain.deliveries import Firing
 from bot.domain.incidents import Change, Incident, declared_line
-from bot.domain.records import AuditRecord, Event
+from bot.domain.records import AuditRecord, Event, EventKind
 from bot.store.alerts import AlertsPart
 from bot.store.base import _INCIDENT_COLUMNS, _incident, _to_db
 from bot.store.deliveries import DeliveriesPart
@@ -44,7 +44,7 @@ class IncidentsPart(DeliveriesPart, AlertsPart):
                 list(row.values()),
             )
             incident = replace(draft, number=int(cursor.fetchone()[0]))
-            self._event(db, incident.number, now, "declare", draft.declared_by, declared_line(incident))
+            self._event(db, incident.number, now, EventKind.DECLARE, draft.declared_by, declared_line(incident))
             self._audit(
                 db,
                 incident.number,

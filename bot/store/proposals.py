@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.proposals import Proposal, Verdict, cancelled_outcome
+from bot.domain.records import proposal_event
 from bot.store.base import StoreBase, _from_db_datetime, _to_db
 
 
@@ -28,7 +29,7 @@ class ProposalsPart(StoreBase):
                 list(row.values()),
             )
             proposal = replace(draft, id=int(cursor.fetchone()[0]))
-            self._event(db, draft.incident, now, f"{draft.action}-proposed", draft.proposer, text)
+            self._event(db, draft.incident, now, proposal_event(draft.action, "proposed"), draft.proposer, text)
             self._audit(
                 db,
                 draft.incident,
@@ -111,7 +112,7 @@ class ProposalsPart(StoreBase):
                 raise KeyError(proposal_id)
             proposal = _proposal(rows[0])
             if cursor.rowcount == 1:
-                self._event(db, proposal.incident, now, f"{proposal.action}-cancelled", user, text)
+                self._event(db, proposal.incident, now, proposal_event(proposal.action, "cancelled"), user, text)
                 self._audit(db, proposal.incident, now, user, f"{proposal.action}-cancelled", {"proposal": proposal_id})
         return cursor.rowcount == 1, proposal
 
@@ -125,7 +126,7 @@ class ProposalsPart(StoreBase):
                 [status, outcome, _to_db(now), proposal_id],
             )
             proposal = _proposal(next(db.query("SELECT * FROM proposals WHERE id = ?", [proposal_id])))
-            self._event(db, proposal.incident, now, f"{proposal.action}-{status}", actor, text)
+            self._event(db, proposal.incident, now, proposal_event(proposal.action, status), actor, text)
             self._audit(
                 db,
                 proposal.incident,

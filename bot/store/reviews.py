@@ -13,7 +13,7 @@ from datetime import datetime
 
 from bot.domain.deliveries import Firing
 from bot.domain.incidents import Change, Incident
-from bot.domain.records import Draft, FollowUp, Resolution, StatRow
+from bot.domain.records import Draft, EventKind, FollowUp, Resolution, StatRow
 from bot.store.base import _from_db_datetime, _to_db
 from bot.store.incidents import IncidentsPart
 from bot.store.sqlite import Tx
@@ -34,7 +34,7 @@ class ReviewsPart(IncidentsPart):
             )
             if cursor.rowcount != 1:
                 return False
-            self._event(db, number, at, "pin", actor, text)
+            self._event(db, number, at, EventKind.PIN, actor, text)
             self._audit(db, number, now, actor, "pin", {"channel": channel, "ts": ts})
         return True
 
@@ -46,7 +46,7 @@ class ReviewsPart(IncidentsPart):
                 [number, _to_db(now), actor, text],
             )
             followup = int(cursor.fetchone()[0])
-            self._event(db, number, now, "followup", actor, line)
+            self._event(db, number, now, EventKind.FOLLOWUP, actor, line)
             self._audit(db, number, now, actor, "followup", {"text": text})
             return followup
 
