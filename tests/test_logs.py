@@ -150,7 +150,7 @@ def test_trace_field_from_cloud_runs_header(header: str | None, project: str | N
 def test_a_request_is_handled_inside_its_log_context_and_counted(captured: io.StringIO) -> None:
     from prometheus_client import REGISTRY
 
-    from bot.app import runtime as app
+    from bot.app import listeners as app
 
     def handle(ref: str) -> str:
         logs.bind(verb="ack", incident=7)
