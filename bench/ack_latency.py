@@ -48,8 +48,8 @@ import tempfile  # noqa: E402
 import urllib.request  # noqa: E402
 
 from bot.sandbox import runner  # noqa: E402
-from bot.sandbox.slack_api import SlackSandbox  # noqa: E402
-from bot.sandbox.slack_user import PlatformResult, SlackPlatform  # noqa: E402
+from bot.sandbox.slack import SlackSandbox  # noqa: E402
+from bot.sandbox.slack.platform import PlatformResult, SlackPlatform  # noqa: E402
 
 WORKLOADS = ("help", "list", "declare")
 # p99 bot / baseline: a declare writes the incident before its ack (an acked incident survives a

@@ -38,8 +38,8 @@ from ack_latency import Server, percentile  # noqa: E402
 
 import commands  # noqa: E402
 from bot.sandbox import runner  # noqa: E402
-from bot.sandbox.slack_api import SlackSandbox  # noqa: E402
-from bot.sandbox.slack_user import SlackPlatform  # noqa: E402
+from bot.sandbox.slack import SlackSandbox  # noqa: E402
+from bot.sandbox.slack.platform import SlackPlatform  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 TARGET_STARTUP_S = 2.0

@@ -39,8 +39,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from bot.sandbox import runner  # noqa: E402
-from bot.sandbox.slack_api import SlackSandbox  # noqa: E402
-from bot.sandbox.slack_user import SlackPlatform  # noqa: E402
+from bot.sandbox.slack import SlackSandbox  # noqa: E402
+from bot.sandbox.slack.platform import SlackPlatform  # noqa: E402
 from tests.pg import start_server  # noqa: E402
 
 

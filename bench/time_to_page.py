@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ack_latency import Server, percentile  # noqa: E402
 
 from bot.sandbox import runner  # noqa: E402
-from bot.sandbox.slack_api import SlackSandbox  # noqa: E402
-from bot.sandbox.slack_user import SlackPlatform  # noqa: E402
+from bot.sandbox.slack import SlackSandbox  # noqa: E402
+from bot.sandbox.slack.platform import SlackPlatform  # noqa: E402
 
 TARGET_P99_S = 1.0
 TARGET_CONCURRENCY = 32

@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.runner import BOT_TOKEN, SandboxedBot
-from bot.sandbox.slack_api import SlackSandbox
+from bot.sandbox.slack import SlackSandbox
 
 # The session's throwaway PostgreSQL server (postgres_server, pg_url).
 pytest_plugins = ["tests.pg"]

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sandbox.slack_api import Call, Message, SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
+from bot.sandbox.slack.workspace import Call, Message
 from bot.store import Store
 
 ANNOUNCE = "C0INCIDENT"

@@ -22,7 +22,7 @@ from bot.sandbox.monitoring import (
     send,
 )
 from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot, manifest_scopes
-from bot.sandbox.slack_api import SlackSandbox
+from bot.sandbox.slack import SlackSandbox
 from tests.conftest import FAST_CONFIG
 
 ANNOUNCE = "C0INCIDENT"

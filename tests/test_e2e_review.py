@@ -19,8 +19,8 @@ from bot.core import text
 from bot.core.durations import humanize
 from bot.domain.timeline import plain, ts_time, utc
 from bot.sandbox.runner import SIGNING_SECRET, SandboxedBot
-from bot.sandbox.slack_api import SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
 from tests.conftest import FAST_CONFIG
 from tests.test_restart import BotProcess
 

@@ -10,8 +10,8 @@ from bot import config as config_module
 from bot.domain.schedules import shift_at, when
 from bot.oncall.handoffs import HandoffNotices
 from bot.sandbox.runner import SandboxedBot
-from bot.sandbox.slack_api import SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
 from tests.test_e2e_oncall import schedule_config
 from tests.test_restart import SIGNING_SECRET, BotProcess
 

@@ -201,7 +201,7 @@ def test_every_action_has_words_for_its_refusal():
 
 
 def test_the_sandbox_refuses_a_malformed_confirm_dialog_as_slack_does():
-    from bot.sandbox.slack_api import validate_blocks
+    from bot.sandbox.slack.blockkit import validate_blocks
     from bot.slack.blocks import incident as blocks
 
     good = [{"type": "actions", "elements": blocks.announcement_buttons(INC)}]

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox.runner import BOT_TOKEN, SIGNING_SECRET
-from bot.sandbox.slack_api import SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
 from tests.conftest import FAST_CONFIG
 
 # The secondary is paged 3 s after declare: long enough to kill the bot before it is due.

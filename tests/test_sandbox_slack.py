@@ -21,9 +21,11 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 
 from bot.sandbox.signing import sign
-from bot.sandbox.slack_api import DEFAULT_SCOPES, SlackSandbox, validate_blocks
-from bot.sandbox.slack_user import SlackPlatform
-from bot.sandbox.transcript import render
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.blockkit import validate_blocks
+from bot.sandbox.slack.constants import DEFAULT_SCOPES
+from bot.sandbox.slack.platform import SlackPlatform
+from bot.sandbox.slack.transcript import render
 
 TOKEN = "xoxb-sandbox"
 SECRET = "sandbox-signing-secret"
@@ -140,7 +142,7 @@ def test_update_refuses_unknown_and_foreign_messages(sandbox, client):
     assert slack_error(unknown)["error"] == "message_not_found"
     ts = sandbox.new_ts()
     with sandbox._lock:  # a human's message, as if typed in Slack
-        from bot.sandbox.slack_api import Message
+        from bot.sandbox.slack.workspace import Message
 
         sandbox._add_message(Message("C0INCIDENT", ts, "U0ALICE", "hello"))
     foreign = lambda: client.chat_update(channel="C0INCIDENT", ts=ts, text="x")  # noqa: E731

@@ -6,7 +6,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.sandbox.slack_api import DEFAULT_SCOPES, SlackSandbox
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.constants import DEFAULT_SCOPES
 
 TOKEN = "xoxb-sandbox"
 

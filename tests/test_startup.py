@@ -22,7 +22,7 @@ import pytest
 
 from bot.config import default_config_text
 from bot.sandbox.runner import SandboxedBot, manifest_scopes
-from bot.sandbox.slack_api import SlackSandbox
+from bot.sandbox.slack import SlackSandbox
 from tests.conftest import FAST_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from bot.sandbox.runner import SIGNING_SECRET
-from bot.sandbox.slack_api import SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
 from tests.conftest import FAST_CONFIG
 from tests.test_restart import BotProcess
 

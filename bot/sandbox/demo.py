@@ -17,7 +17,7 @@ from bot.config import default_config_text
 from bot.core.durations import humanize
 from bot.sandbox.monitoring import cloud_monitoring_notification, send
 from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
-from bot.sandbox.transcript import render
+from bot.sandbox.slack.transcript import render
 
 # The runbook's config, with minutes turned into seconds so the demo shows escalation.
 DEMO_CONFIG = (

@@ -20,8 +20,8 @@ from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
-from bot.sandbox.slack_api import SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
 
 BOT_TOKEN = "xoxb-sandbox"
 SIGNING_SECRET = "sandbox-signing-secret"
@@ -159,7 +159,7 @@ def manifest_scopes() -> frozenset[str]:
     """The bot scopes manifest.yaml grants (the sandbox's defaults when run outside a checkout)."""
     import yaml
 
-    from bot.sandbox.slack_api import DEFAULT_SCOPES
+    from bot.sandbox.slack.constants import DEFAULT_SCOPES
 
     path = Path(__file__).resolve().parents[2] / "manifest.yaml"
     if not path.exists():

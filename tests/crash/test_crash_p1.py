@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.runner import SIGNING_SECRET
-from bot.sandbox.slack_api import SlackSandbox
-from bot.sandbox.slack_user import SlackPlatform
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.platform import SlackPlatform
 from tests.p1_script import ScriptedP1, audit, p1_config
 from tests.test_restart import BotProcess
 

@@ -164,7 +164,7 @@ def test_the_chaos_mode_answers_as_slack_does_on_a_bad_day() -> None:
     import urllib.request
 
     from bot.sandbox.runner import BOT_TOKEN
-    from bot.sandbox.slack_api import SlackSandbox
+    from bot.sandbox.slack import SlackSandbox
 
     with SlackSandbox() as slack:
         slack.chaos(1.0, seed=7, stall_s=0.3)

@@ -22,7 +22,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.sandbox.slack_api import Conversation, Ephemeral, Interaction, Message, SlackSandbox
+    from bot.sandbox.slack.inspect import Inspection
+    from bot.sandbox.slack.workspace import Conversation, Ephemeral, Interaction, Message
 
 INDENT = "  "
 CONTINUATION = "    "
@@ -30,7 +31,7 @@ CONTINUATION = "    "
 _LINK = re.compile(r"<([^<>]+)>")
 
 
-def render(sandbox: SlackSandbox) -> str:
+def render(sandbox: Inspection) -> str:
     """The whole workspace: channels (creation order), then DMs; empty conversations skipped."""
     sections = []
     conversations = sorted(sandbox.conversations(), key=lambda c: c.is_im or c.is_mpim)
@@ -44,7 +45,7 @@ def render(sandbox: SlackSandbox) -> str:
     return "\n\n".join(sections) if sections else "(nothing posted)"
 
 
-def render_conversation(sandbox: SlackSandbox, conv: Conversation) -> list[str]:
+def render_conversation(sandbox: Inspection, conv: Conversation) -> list[str]:
     """The title line and items of one conversation ([] when nothing is there)."""
     messages = sandbox.messages_in(conv.id)
     top_ts = {m.ts for m in messages if not m.is_reply}
@@ -68,7 +69,7 @@ def render_conversation(sandbox: SlackSandbox, conv: Conversation) -> list[str]:
     return [_title(sandbox, conv)] + [line for _, lines in items for line in lines]
 
 
-def _title(sandbox: SlackSandbox, conv: Conversation) -> str:
+def _title(sandbox: Inspection, conv: Conversation) -> str:
     if conv.is_im:
         return f"DM → {_at(sandbox, conv.user or '')}"
     if conv.is_mpim:
@@ -78,7 +79,7 @@ def _title(sandbox: SlackSandbox, conv: Conversation) -> str:
     return f"#{conv.name}" + (f" ({', '.join(flags)})" if flags else "")
 
 
-def _message_lines(sandbox: SlackSandbox, msg: Message, indent: str, *, reply: bool) -> list[str]:
+def _message_lines(sandbox: Inspection, msg: Message, indent: str, *, reply: bool) -> list[str]:
     body = _content_lines(sandbox, msg.text, msg.blocks, msg.attachments)
     body += [f"📎 {f.get('name')} ({f.get('title')}, {f.get('size')} bytes)" for f in msg.files]
     first = f"{_author(sandbox, msg.user)}: {body[0] if body else ''}".rstrip()
@@ -90,7 +91,7 @@ def _message_lines(sandbox: SlackSandbox, msg: Message, indent: str, *, reply: b
     return [indent + first, *rest]
 
 
-def _ephemeral_lines(sandbox: SlackSandbox, eph: Ephemeral) -> list[str]:
+def _ephemeral_lines(sandbox: Inspection, eph: Ephemeral) -> list[str]:
     body = _content_lines(sandbox, eph.text, eph.blocks, [])
     first = f"(only visible to {_at(sandbox, eph.user)}) {_author(sandbox, eph.author)}: "
     first = (first + (body[0] if body else "")).rstrip()
@@ -99,12 +100,12 @@ def _ephemeral_lines(sandbox: SlackSandbox, eph: Ephemeral) -> list[str]:
     return [INDENT + first, *(INDENT + CONTINUATION + line for line in body[1:])]
 
 
-def _interaction_line(sandbox: SlackSandbox, act: Interaction) -> str:
+def _interaction_line(sandbox: Inspection, act: Interaction) -> str:
     verb = {"command": "ran", "click": "clicked", "submit": ""}.get(act.kind, act.kind)
     return " ".join(part for part in (_at(sandbox, act.user), verb, act.text) if part)
 
 
-def _render_modals(sandbox: SlackSandbox) -> list[str]:
+def _render_modals(sandbox: Inspection) -> list[str]:
     lines = []
     for view in sandbox.views():
         title = (view.get("title") or {}).get("text", "")
@@ -115,7 +116,7 @@ def _render_modals(sandbox: SlackSandbox) -> list[str]:
 
 
 def _content_lines(
-    sandbox: SlackSandbox,
+    sandbox: Inspection,
     text: str,
     blocks: list[dict[str, Any]],
     attachments: list[dict[str, Any]],
@@ -136,7 +137,7 @@ def _content_lines(
     return lines or [""]
 
 
-def _block_lines(sandbox: SlackSandbox, block: dict[str, Any]) -> list[str]:
+def _block_lines(sandbox: Inspection, block: dict[str, Any]) -> list[str]:
     kind = block.get("type")
     if kind == "header":
         return [_text(sandbox, block.get("text"))]
@@ -163,7 +164,7 @@ def _block_lines(sandbox: SlackSandbox, block: dict[str, Any]) -> list[str]:
     return [f"[{kind}]"]
 
 
-def _element(sandbox: SlackSandbox, element: dict[str, Any]) -> str:
+def _element(sandbox: Inspection, element: dict[str, Any]) -> str:
     kind = element.get("type")
     if kind in ("plain_text", "mrkdwn"):
         return _text(sandbox, element)
@@ -175,7 +176,7 @@ def _element(sandbox: SlackSandbox, element: dict[str, Any]) -> str:
     return f"[{_text(sandbox, label) if label else kind} ▾]"
 
 
-def _text(sandbox: SlackSandbox, obj: Any) -> str:
+def _text(sandbox: Inspection, obj: Any) -> str:
     if not isinstance(obj, dict):
         return ""
     text = str(obj.get("text") or "")
@@ -197,7 +198,7 @@ def _rich_text(node: Any) -> list[str]:
     return []
 
 
-def mrkdwn_to_plain(sandbox: SlackSandbox, text: str) -> str:
+def mrkdwn_to_plain(sandbox: Inspection, text: str) -> str:
     """How Slack displays mrkdwn: mentions and links resolved, entities unescaped."""
 
     def link(match: re.Match[str]) -> str:
@@ -219,13 +220,13 @@ def mrkdwn_to_plain(sandbox: SlackSandbox, text: str) -> str:
     return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _author(sandbox: SlackSandbox, user_id: str) -> str:
+def _author(sandbox: Inspection, user_id: str) -> str:
     user = sandbox.user(user_id)
     if user is None:
         return user_id
     return user.name if user.is_bot else f"@{user.name}"
 
 
-def _at(sandbox: SlackSandbox, user_id: str) -> str:
+def _at(sandbox: Inspection, user_id: str) -> str:
     user = sandbox.user(user_id)
     return f"@{user.name}" if user else f"@{user_id}"

@@ -28,15 +28,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot.sandbox.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from bot.sandbox.slack_api import (
-    APP_ID,
-    BOT_USER_ID,
-    TEAM_DOMAIN,
-    TEAM_ID,
-    Conversation,
-    ResponsePost,
-    SlackSandbox,
-)
+from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.constants import APP_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
+from bot.sandbox.slack.workspace import Conversation, ResponsePost
 
 ACK_DEADLINE_SECONDS = 3.0  # Slack shows the user an error when an app takes longer to answer
 VERIFICATION_TOKEN = "sandbox-verification-token"
