@@ -137,6 +137,24 @@ def test_snooze_holds_reminders_and_says_so(reminding):
     assert incident.snoozed_until is not None and "snooze" in [e.kind for e in reminding.bot.store.timeline(1)]
 
 
+def test_a_snooze_clicked_before_its_reminder_is_recorded_still_marks_that_reminder(reminding):
+    room = declare_acked(reminding)
+    # Slack has the reminder at once, the bot hears back only later: the click comes in between.
+    reminding.slack.hold_response("chat.postMessage", 1.5)
+    reminder = reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    assert not reminding.bot.store.deliveries(1, kind="reminder", status="sent")
+
+    click = reminding.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
+
+    click.wait_response(lambda r: "snoozed until" in r.text)
+    reminding.slack.wait_for(
+        lambda: any(
+            m.ts == reminder.ts and "snoozed by <@U0ALICE>" in m.all_text for m in reminders_in(reminding, room)
+        ),
+        timeout=8,
+    )
+
+
 def test_a_reminder_ignored_twice_notifies_the_next_person_on_the_path(reminding):
     declare_acked(reminding)
 

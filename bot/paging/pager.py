@@ -24,7 +24,7 @@ from bot.delivery.once import post_delivery
 from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing, post_to
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
-from bot.domain.records import DeliveryRecord
+from bot.domain.records import DeliveryRecord, EventKind
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code
 from bot.store import Store
@@ -117,6 +117,12 @@ class Pager:
                 self.store.record_firing(incident.number, Firing(f"close_late:{delivery.id}", (close,)), self.clock())
             elif delivery.kind == DeliveryKind.REMINDER:
                 self._retire_reminders(incident, latest=delivery.id)
+                if incident.snoozed_until is not None and incident.snoozed_until > self.clock():
+                    # Snoozed from this very reminder before it was recorded as sent (Slack had it,
+                    # the store did not yet), so the click's own edit found nothing to edit.
+                    snoozes = [e for e in self.store.timeline(incident.number) if e.kind == EventKind.SNOOZE]
+                    if snoozes:
+                        mark_reminder_snoozed(self.store, self.slack, incident, snoozes[-1].actor)
         except Exception:  # noqa: BLE001 - tidying up must never make a sent message look unsent
             log.warning("could not tidy up after delivery %s", delivery.id, exc_info=True)
 
