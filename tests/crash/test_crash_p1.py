@@ -17,7 +17,7 @@ from bot.sandbox.runner import SIGNING_SECRET
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
 from tests.p1_script import ScriptedP1, audit, p1_config
-from tests.test_restart import BotProcess
+from tests.restarts.test_restart import BotProcess
 
 KILLS = 10
 # Slack's own latency, roughly: every call takes a little while, so a kill can fall mid-call.

@@ -18,7 +18,7 @@ from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
 from bot.store import Store
 from tests.p1_script import ANNOUNCE, ROOM, p1_config
-from tests.test_restart import BotProcess
+from tests.restarts.test_restart import BotProcess
 
 
 @pytest.fixture

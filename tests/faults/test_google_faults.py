@@ -9,7 +9,7 @@ import pytest
 
 from bot.diagnose.fanout import DEFAULT_TIMEOUT_S
 from bot.sandbox.runner import SandboxedBot
-from tests.test_e2e_rollback import CONFIG, LEAD, declare, finished, patches, propose
+from tests.e2e.test_rollback import CONFIG, LEAD, declare, finished, patches, propose
 
 
 @pytest.mark.parametrize("fault", ["hang", "slow", "down"])

@@ -25,7 +25,7 @@ from bot.sandbox.runner import SandboxedBot, manifest_scopes
 from bot.sandbox.slack import SlackSandbox
 from tests.conftest import FAST_CONFIG
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def get(url: str) -> tuple[int, dict[str, Any]]:

@@ -12,8 +12,8 @@ from bot.oncall.handoffs import HandoffNotices
 from bot.sandbox.runner import SandboxedBot
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
-from tests.test_e2e_oncall import schedule_config
-from tests.test_restart import SIGNING_SECRET, BotProcess
+from tests.e2e.test_oncall import schedule_config
+from tests.restarts.test_restart import SIGNING_SECRET, BotProcess
 
 
 def notices(slack: SlackSandbox, user: str, text: str) -> list:

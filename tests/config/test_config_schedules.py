@@ -11,7 +11,7 @@ import yaml
 
 from bot import config
 from bot.cli import main
-from tests.test_config import default_raw, errors_of
+from tests.config.test_config import default_raw, errors_of
 
 
 def with_schedule(**changes: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import yaml
 
 from bot.cli import main
 from bot.store import Store
-from tests.test_config_schedules import with_schedule
+from tests.config.test_config_schedules import with_schedule
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from bot.domain.policy import AlertRoute
 from bot.store import Store
 from bot.store.migrations import migrations
 
-OLD_DUMP = Path(__file__).parent / "fixtures" / "store_217a405.sql"
+OLD_DUMP = Path(__file__).resolve().parents[1] / "fixtures" / "store_217a405.sql"
 T1 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
 
 

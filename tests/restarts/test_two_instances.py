@@ -25,7 +25,7 @@ from bot.sandbox.runner import SIGNING_SECRET
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
 from tests.conftest import FAST_CONFIG
-from tests.test_restart import BotProcess
+from tests.restarts.test_restart import BotProcess
 
 LEASE_S = 2.0
 # P1: the primary at declare, the secondary 3 s later, the CEO 5 s after declare.

@@ -14,7 +14,7 @@ import pytest
 
 from bot.sandbox.runner import SandboxedBot
 from bot.sandbox.statuspage import StatuspageSandbox
-from tests.test_e2e_reminders import REMINDER_CONFIG, declare_acked
+from tests.e2e.test_reminders import REMINDER_CONFIG, declare_acked
 
 KEY = "sp-order-key"
 ORDER_CONFIG = REMINDER_CONFIG.replace("update_every: 2s", "update_every: 60s")  # no reminders in the way

@@ -22,9 +22,9 @@ from bot.sandbox.runner import SIGNING_SECRET, SandboxedBot
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
 from tests.conftest import FAST_CONFIG
-from tests.test_restart import BotProcess
+from tests.restarts.test_restart import BotProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ANNOUNCE = "C0INCIDENT"
 
 # Update reminders every 3 s, so "no timer after resolve" and "reopen re-plans" show in seconds.

@@ -17,7 +17,7 @@ from bot.sandbox.runner import SIGNING_SECRET
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
 from bot.store import Store
-from tests.test_restart import BotProcess
+from tests.restarts.test_restart import BotProcess
 
 
 def test_a_rollback_killed_between_executing_and_its_outcome_is_reported_not_resent(tmp_path: Path):

@@ -142,7 +142,7 @@ def test_a_declare_killed_before_its_set_up_is_finished_at_restart(world):
 
 
 def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
-    from tests.test_e2e_reminders import REMINDER_CONFIG
+    from tests.e2e.test_reminders import REMINDER_CONFIG
 
     config = REMINDER_CONFIG.replace("update_every: 2s", "update_every: 3s")
     with SlackSandbox() as slack:
