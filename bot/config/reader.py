@@ -209,6 +209,8 @@ class Reader:
             )
 
         permissions = self.permissions(top.get("permissions"), roles, allowed)
+        if rollback_rules.require_second_person:
+            self.second_person_possible(permissions, people)
         alerts = self.alerts(top.get("alerts"))
 
         if self.errors:
@@ -251,6 +253,32 @@ class Reader:
                 self.error(key, "must name who may (anyone, responders, a role, a user ID or an email)")
             table[action] = refs
         return table
+
+    def second_person_possible(
+        self, permissions: dict[str, tuple[str, ...]], people: dict[str, tuple[str, ...]]
+    ) -> None:
+        """The two-person rule with only one person who may confirm is a deadlock: nobody could
+        ever confirm a rollback or scale. Each incident role has one holder; a role under
+        `people` has its entries (a schedule or user group counts as several)."""
+        for action in permission_rules.ROLLBACK_ACTIONS:
+            rule = permissions.get(action, ())
+            count = 0
+            for ref in rule:
+                if ref in permission_rules.SPECIAL_REFS and not ref.startswith("incident_"):
+                    count += 2  # anyone, responders, people paged: more than one
+                elif ref in people:
+                    count += sum(2 if h.startswith(("schedule:", "@")) else 1 for h in people[ref])
+                else:
+                    count += 1  # an incident role's holder, a user ID, an email
+            if count < 2:
+                self.error(
+                    "rollback.require_second_person",
+                    f"is true, but only one person may confirm a {action} ({', '.join(rule) or 'nobody'}, from "
+                    f"rollback.allowed or permissions.{action}), "
+                    "and the proposer may not confirm their own: nobody could ever confirm. Name a second person "
+                    "or role in rollback.allowed (e.g. oncall_primary, tech_lead), or set it to false.",
+                )
+                return
 
     def holder(self, ref: str, key: str, schedules: set[str]) -> None:
         """One entry of a role: a user ID, an email, `schedule:<name>` or `@<usergroup-handle>`."""
