@@ -18,6 +18,7 @@ from bot.domain.policy import (
     AlertsConfig,
     Config,
     EscalationStep,
+    PagingRules,
     RollbackRules,
     ServiceConfig,
     SeverityPolicy,
@@ -126,6 +127,7 @@ class Reader:
                 "permissions",
                 "schedules",
                 "alerts",
+                "paging",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -212,6 +214,7 @@ class Reader:
         if rollback_rules.require_second_person:
             self.second_person_possible(permissions, people)
         alerts = self.alerts(top.get("alerts"))
+        paging = self.paging(self.mapping(top.get("paging"), "paging", {"manual_repeat_after"}))
 
         if self.errors:
             return None
@@ -230,6 +233,7 @@ class Reader:
             permissions=permissions,
             schedules=schedules,
             rollback=rollback_rules,
+            paging=paging,
             alerts=alerts,
             source=source,
         )
@@ -304,7 +308,9 @@ class Reader:
             if not _ROLE_NAME.match(str(name)):
                 self.error(key, "schedule names are lowercase letters, digits and _")
                 continue
-            body = self.mapping(body_raw, key, {"timezone", "rotation", "handoff", "start", "members"})
+            body = self.mapping(
+                body_raw, key, {"timezone", "rotation", "handoff", "start", "members", "allow_outside_overrides"}
+            )
             errors_before = len(self.errors)
             timezone = self.string(body.get("timezone"), f"{key}.timezone")
             if timezone is not None:
@@ -334,9 +340,14 @@ class Reader:
             for i, member in enumerate(members):
                 if not (_USER_ID.match(member) or _EMAIL.match(member)):
                     self.error(f"{key}.members[{i}]", f"{member!r} is not a Slack user ID (U...) or an email")
+            outside = body.get("allow_outside_overrides", False)
+            if not isinstance(outside, bool):
+                self.error(f"{key}.allow_outside_overrides", f"must be true or false, got {outside!r}")
             if len(self.errors) == errors_before:
                 assert timezone and rotation and length and at is not None and start
-                found[str(name)] = Schedule(str(name), timezone, rotation, length, weekday, at, start, members)
+                found[str(name)] = Schedule(
+                    str(name), timezone, rotation, length, weekday, at, start, members, outside is True
+                )
         return found
 
     def date(self, value: Any, key: str) -> date | None:
@@ -366,6 +377,12 @@ class Reader:
                 self.error(f"rollback.{key}", "must be longer than 0s")
             durations[key] = value if value else getattr(default, key)
         return RollbackRules(require_second_person=second, **durations)
+
+    def paging(self, block: dict[str, Any]) -> PagingRules:
+        repeat = self.duration(block.get("manual_repeat_after"), "paging.manual_repeat_after")
+        if repeat is not None and repeat < timedelta(0):
+            self.error("paging.manual_repeat_after", "must be 0s or longer")
+        return PagingRules(manual_repeat_after=repeat) if repeat is not None else PagingRules()
 
     def alerts(self, value: Any) -> AlertsConfig | None:
         """The optional `alerts:` section: a default route and rules tried in order."""

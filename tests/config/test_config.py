@@ -189,7 +189,7 @@ def test_unknown_top_level_key() -> None:
     raw["chanel"] = "typo"
     errors = errors_of(raw)
     assert len(errors) == 1
-    assert errors[0].startswith("chanel: unknown key (expected one of: alerts, channel, people,")
+    assert errors[0].startswith("chanel: unknown key (expected one of: alerts, channel, paging, people,")
 
 
 def test_unknown_nested_key() -> None:
