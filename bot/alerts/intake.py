@@ -23,6 +23,7 @@ from bot.domain.records import AlertReceipt, AlertRecord
 from bot.incident.opening import create, set_up
 from bot.slack.blocks import alerts as alert_blocks
 from bot.slack.blocks.incident import Block
+from bot.slack.pacing import Lane, Origin, pace
 from bot.store import AlertTaken
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,8 @@ def _reread(ctx: Context, alert_id: int) -> AlertRecord:
 
 def _guarded(step: Callable[[Context, int], None], ctx: Context, alert_id: int) -> None:
     try:
-        step(ctx, alert_id)
+        # What an alert starts waits behind what people started, in every lane.
+        with pace(Lane.ANNOUNCE, Origin.ALERT):
+            step(ctx, alert_id)
     except Exception:  # noqa: BLE001 - logged; settle_all tries again with the set-up retry
         log.warning("showing alert %s in Slack failed; it will be retried", alert_id, exc_info=True)

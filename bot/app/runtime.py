@@ -44,6 +44,7 @@ from bot.paging.pager import Pager
 from bot.paging.timers import Timers
 from bot.review import drafts
 from bot.slack.gateway import SlackGateway, error_code, make_client
+from bot.slack.pacing import Pacer
 from bot.statuspage import client as statuspage
 from bot.store import Store
 
@@ -70,7 +71,10 @@ class IncidentBot:
         setup_retry_s: float = 60.0,
         slack_retry_s: float = 1.0,
         slack_timeout_s: int = 10,
+        slack_pacing: bool = True,
     ) -> None:
+        """`slack_pacing=False` lets Slack calls burst past Slack's published limits: only for a
+        Slack that allows it (the sandbox with its limits off, for tests that need bursts)."""
         self.settings = settings
         self.setup_retry_s = setup_retry_s
         self.slack_retry_s = slack_retry_s
@@ -81,7 +85,9 @@ class IncidentBot:
         self._socket_mode: Any = None
         self.config = config
         self.store = Store(settings.db_path)
-        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s)
+        # One pacer for every Slack call the process makes: Slack's limits are per app and workspace.
+        self.pacer = Pacer() if slack_pacing else Pacer(rates={})
+        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s, pacer=self.pacer)
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
@@ -202,6 +208,8 @@ class IncidentBot:
             log.warning("could not finish setting up INC-%s yet: %s", number, exc)
         finally:
             self.timers.replan(number)
+            self.store.retry_unplaced(number, self.ctx.now())
+            self.timers.wake_deliveries()
 
     def health(self) -> dict[str, Any]:
         if self.not_ready is not None:

@@ -1,5 +1,13 @@
 """Sending one delivery through the route of its kind: claimed, sent, retried, never dropped.
 
+Every send goes in the pacer's lane of its kind (`LANES`: pages first, then announcement edits,
+then thread lines and reminders), a person's incident before an alert's; a send the pacer holds
+back longer than `PACED_WAIT_S` is deferred to when its token comes (not a failed attempt), so a
+sender thread never sleeps out a backlog. Slack's rate limit (429, `ratelimited`) past the
+client's one short retry is the dispatcher's own to handle: the row stays pending with
+`last_error` RATELIMITED and is tried again exactly after Slack's `Retry-After`, never
+cancelled, never earlier.
+
 A failure that persists is said out loud in the war room (a route's `failing` says when and
 how), because a silent failed page is the worst bug this bot can have. A receiver that refuses
 the call itself (`Refused`) is not retried, and the war room hears why.
@@ -9,21 +17,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
 from bot.core import counters
-from bot.delivery.errors import Refused, RetryLater, Undeliverable, transient
+from bot.delivery.errors import NotPlacedYet, Refused, RetryLater, Undeliverable, transient
 from bot.delivery.once import key
-from bot.domain.deliveries import DeliveryKind, DeliveryStatus, warning
+from bot.domain.deliveries import NOT_PLACED_YET, RATELIMITED, DeliveryKind, DeliveryStatus, warning
 from bot.domain.incidents import Incident
 from bot.domain.records import DeliveryRecord
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import SlackGateway, error_code, rate_limited, retry_after_s
+from bot.slack.pacing import Lane, Origin, Saturated, pace
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+# The longest a sender thread waits for the pacer's token before deferring the delivery.
+PACED_WAIT_S = 2.0
+
+# Each kind's lane in the pacer; a kind not named goes with the thread lines (BACKGROUND).
+LANES: Mapping[DeliveryKind, Lane] = {
+    DeliveryKind.PAGE: Lane.PEOPLE,
+    DeliveryKind.SLA_BREACH: Lane.PEOPLE,
+    DeliveryKind.REFRESH: Lane.ANNOUNCE,
+    DeliveryKind.CLOSE_PAGES: Lane.ANNOUNCE,
+    DeliveryKind.PAGE_LINK: Lane.ANNOUNCE,
+    DeliveryKind.PROPOSAL_EDIT: Lane.ANNOUNCE,
+    DeliveryKind.STATUSPAGE: Lane.ANNOUNCE,
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,7 @@ class Route:
 
 
 Routes = Mapping[DeliveryKind, Route]
+_KINDS = frozenset(DeliveryKind)
 
 
 class Dispatcher:
@@ -78,6 +103,18 @@ class Dispatcher:
         return may_go is None or may_go(delivery)
 
     def send(self, delivery: DeliveryRecord) -> None:
+        self._send(delivery)
+
+    def _lane(self, delivery: DeliveryRecord, incident: Incident) -> AbstractContextManager[None]:
+        """The pacer's lane for this send: by kind, and a person's incident before an alert's."""
+        try:
+            origin = Origin.ALERT if incident.declared_by == self.slack.bot_user_id() else Origin.PERSON
+        except Exception:  # noqa: BLE001 - who declared it only orders the queue
+            origin = Origin.PERSON
+        lane = LANES.get(DeliveryKind(delivery.kind), Lane.BACKGROUND) if delivery.kind in _KINDS else Lane.BACKGROUND
+        return pace(lane, origin, max_wait_s=PACED_WAIT_S)
+
+    def _send(self, delivery: DeliveryRecord) -> None:
         if not self.store.start_delivery(delivery.id, self.clock()):
             return  # another thread has it
         incident = self.store.get(delivery.incident)
@@ -87,16 +124,27 @@ class Dispatcher:
         try:
             # A failed attempt that got as far as Slack (a timeout, a dropped answer) may have
             # landed all the same: ask Slack before sending it again.
-            if delivery.attempts and delivery.channel and self._landed(delivery, incident):
-                return
-            self.route(delivery).send(delivery, incident)
+            with self._lane(delivery, incident):
+                if delivery.attempts and delivery.channel and self._landed(delivery, incident):
+                    return
+                self.route(delivery).send(delivery, incident)
+        except Saturated as exc:
+            # Held back by the bot's own pacing before it reached Slack: not a failure.
+            self.store.defer_delivery(delivery.id, self.clock() + timedelta(seconds=exc.after))
         except RetryLater as exc:
             self._retry_later(delivery, incident, exc.reason, after=exc.after)
+        except NotPlacedYet as exc:
+            self._retry_later(delivery, incident, f"{NOT_PLACED_YET} {exc}")
         except Refused as exc:
             self._refused(delivery, incident, exc)
         except (SlackApiError, Undeliverable, OSError) as exc:
-            reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc)
-            self._retry_later(delivery, incident, reason)
+            if isinstance(exc, SlackApiError) and rate_limited(exc):
+                # Slack said when: exactly then, not the backoff (and not sooner).
+                after = retry_after_s(getattr(exc.response, "headers", None))
+                self._retry_later(delivery, incident, RATELIMITED, after=after if after is not None else 1.0)
+            else:
+                reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc)
+                self._retry_later(delivery, incident, reason)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the page: keep it pending
             log.exception("delivery %s of INC-%s failed", delivery.id, delivery.incident)
             self._retry_later(delivery, incident, type(exc).__name__)
@@ -123,11 +171,19 @@ class Dispatcher:
 
     def recover(self, delivery: DeliveryRecord) -> None:
         """One delivery left `sending` (a crash, or a store write that failed after the post)."""
+        self._recover(delivery)
+
+    def _recover(self, delivery: DeliveryRecord) -> None:
         incident = self.store.get(delivery.incident)
         try:
             landed = incident is not None and self._landed(delivery, incident)
         except Exception as exc:  # noqa: BLE001 - Slack is struggling: look again after a backoff
             log.warning("could not check whether delivery %s landed (%s); later", delivery.id, exc)
+            if isinstance(exc, SlackApiError) and rate_limited(exc):
+                after = retry_after_s(getattr(exc.response, "headers", None))
+                wait = timedelta(seconds=after) if after is not None else self.retry_base
+                self.store.retry_delivery(delivery.id, RATELIMITED, self.clock() + wait)
+                return
             self.store.retry_delivery(
                 delivery.id, f"could not check whether it landed: {exc}", self.clock() + self.retry_base
             )

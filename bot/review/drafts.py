@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot.context import Announcing
 from bot.core.mrkdwn import user_text
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import Undeliverable
+from bot.delivery.errors import NotPlacedYet
 from bot.delivery.once import post_delivery
 from bot.domain import postmortem
 from bot.domain.deliveries import DeliveryKind
@@ -85,7 +85,7 @@ def _upload(
         return
     target = announcer.war_room_target(incident)
     if target is None:
-        raise Undeliverable("the incident has no war room or announcement to upload the draft to yet")
+        raise NotPlacedYet("the incident has no war room or announcement to upload the draft to yet")
     channel, thread_ts = target
     markdown = write_draft(config, store, incident, now)
     state = "ongoing" if incident.is_open else "resolved"

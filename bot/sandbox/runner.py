@@ -39,14 +39,16 @@ class SandboxedBot:
         wait_ready: bool = True,
         slack_retry_s: float = 0.2,
         slack_timeout_s: int = 10,
+        rate_limits: bool = True,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
-        waiting for Slack (a test of start-up against a slow or down Slack)."""
+        waiting for Slack (a test of start-up against a slow or down Slack). `rate_limits=False`:
+        a Slack that answers bursts beyond its published limits (for tests that need them)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
         # Exactly the scopes the manifest grants: a call the manifest forgot fails like in Slack.
-        self.slack = slack or SlackSandbox(scopes=manifest_scopes())
+        self.slack = slack or SlackSandbox(scopes=manifest_scopes(), rate_limits=rate_limits)
         self._owns_slack = slack is None
         self.gcp = GcpSandbox()
         self.preset = preset
@@ -54,6 +56,7 @@ class SandboxedBot:
         self.wait_ready = wait_ready
         self.slack_retry_s = slack_retry_s
         self.slack_timeout_s = slack_timeout_s
+        self.rate_limits = rate_limits
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -89,6 +92,7 @@ class SandboxedBot:
             setup_retry_s=self.setup_retry_s,
             slack_retry_s=self.slack_retry_s,
             slack_timeout_s=self.slack_timeout_s,
+            slack_pacing=self.rate_limits,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)

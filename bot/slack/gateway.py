@@ -1,7 +1,12 @@
 """Thin adapter over slack_sdk's WebClient: the calls the bot makes, with retries.
 
-Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried by slack_sdk's
-own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide.
+Every call first takes a token from the process's `Pacer` (bot.slack.pacing), so the bot keeps
+within Slack's limits. 5xx answers and dropped connections are retried by slack_sdk's own retry
+handlers. A rate limit met anyway (429 + `Retry-After`, `error: ratelimited`) is retried
+in-process only briefly (once, for a `Retry-After` of at most `RATE_LIMIT_WAIT_MAX_S`); a longer
+one raises, and the delivery loop is its own retry (it keeps the row, honours `Retry-After` and
+sends everything else meanwhile), so a thread never sleeps out a long rate limit. An `ok: false`
+answer raises SlackApiError for the caller to decide.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from slack_sdk import WebClient
@@ -19,43 +24,101 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from bot.core import counters as metrics
+from bot.domain.deliveries import RATELIMITED
+from bot.slack.pacing import Pacer, call_channel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
+# The longest `Retry-After` a call outside the delivery loop sleeps out in-process (once).
+RATE_LIMIT_WAIT_MAX_S = 2.0
+
+
+def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
+    """`Retry-After` in seconds from a response's headers (values as strings or lists of them)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(str(raw).strip()))
+            except ValueError:
+                return None
+    return None
+
+
+class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's rate-limit retry, bounded: once, and only for a short `Retry-After`."""
+
+    def __init__(self, max_retry_count: int = 1, max_wait_s: float = RATE_LIMIT_WAIT_MAX_S) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_s = max_wait_s
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        wait = retry_after_s(response.headers)
+        return wait is not None and wait <= self.max_wait_s
 
 
 class CountingWebClient(WebClient):
-    """slack_sdk's client, counting the calls that fail after its own retries (for /metrics)."""
+    """slack_sdk's client, paced by `pacer` (a token per call, in lane order), counting the calls
+    that fail after its own retries (for /metrics)."""
+
+    pacer: Pacer | None = None
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        channel = call_channel(kwargs)
+        if self.pacer is not None:
+            self.pacer.acquire(api_method, channel)
         try:
             return super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
+            if self.pacer is not None and rate_limited(exc):
+                wait = retry_after_s(getattr(exc.response, "headers", None))
+                self.pacer.rate_limited(api_method, channel, 1.0 if wait is None else wait)
             raise
         except Exception as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
             raise
 
 
-def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> WebClient:
+def make_client(token: str, base_url: str | None = None, timeout: int = 10, pacer: Pacer | None = None) -> WebClient:
+    """The bot's client; `pacer` (one per process) keeps its calls within Slack's limits."""
     base = base_url or DEFAULT_API_URL
     if not base.endswith("/"):
         base += "/"
-    return CountingWebClient(
+    client = CountingWebClient(
         token=token,
         base_url=base,
         timeout=timeout,
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=3),
-            RateLimitErrorRetryHandler(max_retry_count=5),
+            BoundedRateLimitRetryHandler(),
             ServerErrorRetryHandler(max_retry_count=3),
         ],
     )
+    client.pacer = pacer
+    return client
+
+
+def rate_limited(exc: SlackApiError) -> bool:
+    """Slack refused the call for its rate limit (429, `ratelimited`): nothing was carried out."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or error_code(exc) == RATELIMITED
 
 
 def error_code(exc: SlackApiError) -> str:
