@@ -32,6 +32,7 @@ from bot.domain.proposals import (
     ProposalStatus,
     TargetError,
     Verdict,
+    changed_since_message,
     confirm_verdict,
     is_pinned,
     memory_bytes,
@@ -51,6 +52,7 @@ from bot.domain.service import (
 )
 from bot.oncall.directory import mentioned_user
 from bot.slack.blocks import changes as change_blocks
+from bot.slack.blocks.incident import slack_date
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,8 @@ def _post_proposal(
         pinned=is_pinned(service),
         proposer=user,
         created_at=now,
+        etag=service.etag,
+        latest_revision=service.latest_created_revision,
     )
     proposal = ctx.store.create_proposal(
         draft, now, f"<@{user}> proposed to {escape(draft.what)} (from {escape(current or 'unset')})"
@@ -229,6 +233,7 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
             now=ctx.now(),
             expires_after=rules.expires_after,
             require_second_person=rules.require_second_person,
+            incident_resolved=_resolved(ctx, current.incident),
         )
 
     if proposal.status != ProposalStatus.PENDING:  # in progress or done: anyone may be told, nobody may act
@@ -262,6 +267,13 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
                 _unknown_text(ctx, current, "the bot hit an error while carrying this out"),
             )
     return None
+
+
+def _resolved(ctx: Context, number: int) -> bool:
+    """Read inside the confirm's transaction, just before it may start: a resolved incident's
+    proposals are over (a fix confirmed after the all-clear would change production unwatched)."""
+    incident = ctx.store.get(number)
+    return incident is not None and not incident.is_open
 
 
 def cancel(ctx: Context, proposal_id: int, user: str) -> Reply | None:
@@ -300,6 +312,8 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
             f":x: *Not sent* ({escape(proposal.what)}): could not read {escape(ref.name)}'s traffic from Cloud Run ({type(exc).__name__}). "
             "Nothing was changed. Next: check Cloud Run is reachable, then propose again.",
         )
+    if proposal.etag and before.etag != proposal.etag:
+        return _refused_as_changed(ctx, proposal, before)
     stale = stale_message(proposal, serving_revision(before))
     if stale:
         return _finish(
@@ -315,16 +329,23 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     wait_s = rules.operation_timeout.total_seconds()
     try:
         if proposal.kind == ProposalKind.ROLLBACK:
-            result = ctx.cloud.move_traffic(ref, proposal.target, wait_s=wait_s)
+            result = ctx.cloud.move_traffic(ref, proposal.target, etag=proposal.etag, wait_s=wait_s)
         else:
             result = ctx.cloud.change_template(
                 ref,
                 memory=proposal.target if proposal.kind == ProposalKind.SCALE_MEMORY else None,
                 max_instances=int(proposal.target) if proposal.kind == ProposalKind.SCALE_MAX_INSTANCES else None,
                 traffic_to_latest=proposal.move_traffic and proposal.pinned,
+                etag=proposal.etag,
                 wait_s=wait_s,
             )
     except ChangeError as exc:
+        if not exc.sent and exc.reason in ("stale", "conflict", "failed_precondition"):
+            # Refused because production changed since the proposal? Then say what changed.
+            # Never retried: whoever changed it may have had a reason; a person decides again.
+            now_service = _read_quietly(ctx, ref)
+            if now_service is not None and proposal.etag and now_service.etag != proposal.etag:
+                return _refused_as_changed(ctx, proposal, now_service)
         return _finish(
             ctx, proposal, ProposalStatus.FAILED, _failure_text(ctx, proposal, exc, time.monotonic() - clock)
         )
@@ -355,6 +376,30 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     )
     head = f":x: *Changed, but not healthy* after {_seconds(elapsed)}: {escape(proposal.what)} (confirmed by {by})."
     return _finish(ctx, proposal, ProposalStatus.FAILED, head + "\n" + "\n".join(lines) + "\n" + next_step)
+
+
+def _read_quietly(ctx: Context, ref: ServiceRef) -> ServiceState | None:
+    try:
+        return ctx.cloud.get_service(ref)
+    except Exception:  # noqa: BLE001 - the refusal is reported all the same
+        log.warning("could not re-read %s after a refused change", ref.path, exc_info=True)
+        return None
+
+
+def _refused_as_changed(ctx: Context, proposal: Proposal, service: ServiceState) -> Proposal:
+    """Production changed since the proposal (its etag is not the one proposed on): nothing was
+    sent or Cloud Run refused it; the channel hears what changed, and nothing is retried."""
+    when = f" at {slack_date(service.updated_at, '{time}')}" if service.updated_at else ""
+    text = changed_since_message(proposal, service, when)
+    finished = _finish(
+        ctx, proposal, ProposalStatus.FAILED, f":no_entry: *Not changed* ({escape(proposal.what)}): {text}"
+    )
+    if finished.channel:
+        try:
+            ctx.slack.post(finished.channel, text, thread_ts=None, key=f"proposal-changed:{proposal.id}")
+        except Exception:  # noqa: BLE001 - the proposal itself already says so
+            log.warning("could not tell the channel proposal %s was refused", proposal.id, exc_info=True)
+    return finished
 
 
 def _new_revision_serving(

@@ -58,6 +58,7 @@ def describe(config: Config) -> str:
             "operation_timeout": fmt(config.rollback.operation_timeout),
             "health_timeout": fmt(config.rollback.health_timeout),
         },
+        "paging": {"manual_repeat_after": fmt(config.paging.manual_repeat_after) or "0s"},
         "permissions": {action: list(refs) for action, refs in config.permissions.items()},
     }
     if config.runbook_path:
@@ -73,6 +74,7 @@ def describe(config: Config) -> str:
                 + s.handoff_time.strftime("%H:%M"),
                 "start": s.start.isoformat(),
                 "members": list(s.members),
+                "allow_outside_overrides": s.allow_outside_overrides,
             }
             for name, s in config.schedules.items()
         }

@@ -18,6 +18,7 @@ from bot.domain.policy import (
     AlertsConfig,
     Config,
     EscalationStep,
+    PagingRules,
     RollbackRules,
     ServiceConfig,
     SeverityPolicy,
@@ -126,6 +127,7 @@ class Reader:
                 "permissions",
                 "schedules",
                 "alerts",
+                "paging",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -209,7 +211,10 @@ class Reader:
             )
 
         permissions = self.permissions(top.get("permissions"), roles, allowed)
+        if rollback_rules.require_second_person:
+            self.second_person_possible(permissions, people)
         alerts = self.alerts(top.get("alerts"))
+        paging = self.paging(self.mapping(top.get("paging"), "paging", {"manual_repeat_after"}))
 
         if self.errors:
             return None
@@ -228,6 +233,7 @@ class Reader:
             permissions=permissions,
             schedules=schedules,
             rollback=rollback_rules,
+            paging=paging,
             alerts=alerts,
             source=source,
         )
@@ -251,6 +257,32 @@ class Reader:
                 self.error(key, "must name who may (anyone, responders, a role, a user ID or an email)")
             table[action] = refs
         return table
+
+    def second_person_possible(
+        self, permissions: dict[str, tuple[str, ...]], people: dict[str, tuple[str, ...]]
+    ) -> None:
+        """The two-person rule with only one person who may confirm is a deadlock: nobody could
+        ever confirm a rollback or scale. Each incident role has one holder; a role under
+        `people` has its entries (a schedule or user group counts as several)."""
+        for action in permission_rules.ROLLBACK_ACTIONS:
+            rule = permissions.get(action, ())
+            count = 0
+            for ref in rule:
+                if ref in permission_rules.SPECIAL_REFS and not ref.startswith("incident_"):
+                    count += 2  # anyone, responders, people paged: more than one
+                elif ref in people:
+                    count += sum(2 if h.startswith(("schedule:", "@")) else 1 for h in people[ref])
+                else:
+                    count += 1  # an incident role's holder, a user ID, an email
+            if count < 2:
+                self.error(
+                    "rollback.require_second_person",
+                    f"is true, but only one person may confirm a {action} ({', '.join(rule) or 'nobody'}, from "
+                    f"rollback.allowed or permissions.{action}), "
+                    "and the proposer may not confirm their own: nobody could ever confirm. Name a second person "
+                    "or role in rollback.allowed (e.g. oncall_primary, tech_lead), or set it to false.",
+                )
+                return
 
     def holder(self, ref: str, key: str, schedules: set[str]) -> None:
         """One entry of a role: a user ID, an email, `schedule:<name>` or `@<usergroup-handle>`."""
@@ -276,7 +308,9 @@ class Reader:
             if not _ROLE_NAME.match(str(name)):
                 self.error(key, "schedule names are lowercase letters, digits and _")
                 continue
-            body = self.mapping(body_raw, key, {"timezone", "rotation", "handoff", "start", "members"})
+            body = self.mapping(
+                body_raw, key, {"timezone", "rotation", "handoff", "start", "members", "allow_outside_overrides"}
+            )
             errors_before = len(self.errors)
             timezone = self.string(body.get("timezone"), f"{key}.timezone")
             if timezone is not None:
@@ -306,9 +340,14 @@ class Reader:
             for i, member in enumerate(members):
                 if not (_USER_ID.match(member) or _EMAIL.match(member)):
                     self.error(f"{key}.members[{i}]", f"{member!r} is not a Slack user ID (U...) or an email")
+            outside = body.get("allow_outside_overrides", False)
+            if not isinstance(outside, bool):
+                self.error(f"{key}.allow_outside_overrides", f"must be true or false, got {outside!r}")
             if len(self.errors) == errors_before:
                 assert timezone and rotation and length and at is not None and start
-                found[str(name)] = Schedule(str(name), timezone, rotation, length, weekday, at, start, members)
+                found[str(name)] = Schedule(
+                    str(name), timezone, rotation, length, weekday, at, start, members, outside is True
+                )
         return found
 
     def date(self, value: Any, key: str) -> date | None:
@@ -338,6 +377,12 @@ class Reader:
                 self.error(f"rollback.{key}", "must be longer than 0s")
             durations[key] = value if value else getattr(default, key)
         return RollbackRules(require_second_person=second, **durations)
+
+    def paging(self, block: dict[str, Any]) -> PagingRules:
+        repeat = self.duration(block.get("manual_repeat_after"), "paging.manual_repeat_after")
+        if repeat is not None and repeat < timedelta(0):
+            self.error("paging.manual_repeat_after", "must be 0s or longer")
+        return PagingRules(manual_repeat_after=repeat) if repeat is not None else PagingRules()
 
     def alerts(self, value: Any) -> AlertsConfig | None:
         """The optional `alerts:` section: a default route and rules tried in order."""

@@ -86,6 +86,14 @@ class RollbackRules:
 
 
 @dataclass(frozen=True)
+class PagingRules:
+    """Limits on paging by hand (`/incident page @someone`)."""
+
+    # A second manual page of the same person for the same incident within this is refused.
+    manual_repeat_after: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
 class Config:
     channel: str
     war_room_severities: tuple[str, ...]
@@ -102,6 +110,7 @@ class Config:
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     rollback: RollbackRules = field(default_factory=RollbackRules)
+    paging: PagingRules = field(default_factory=PagingRules)
     alerts: AlertsConfig | None = None
     source: str = field(default="built-in default", compare=False)
 

@@ -171,18 +171,29 @@ class CloudSources:
         return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
 
     def move_traffic(
-        self, ref: ServiceRef, revision: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, wait_s: float = DEFAULT_WAIT_S
+        self,
+        ref: ServiceRef,
+        revision: str,
+        *,
+        etag: str = "",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
     ) -> ChangeResult:
-        """All traffic to `revision`, nothing else touched (update mask `traffic`); waits for
-        the operation. Raises ChangeError."""
+        """All traffic to `revision`, percentages only (update mask `traffic`): every tagged
+        target stays, with its tag, at 0%. With `etag` (the one the change was proposed on) the
+        write is conditional: when the service no longer has it nothing is sent ("stale"), and
+        Cloud Run refuses the write if it changes in between. Waits for the operation. Raises
+        ChangeError."""
         from google.cloud import run_v2
 
+        current = self._read_for_write(ref, etag, timeout_s)
         target = run_v2.TrafficTarget(
             type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
             revision=short_revision(revision),
             percent=100,
         )
-        service = run_v2.Service(name=ref.path, traffic=[target])
+        service = run_v2.Service(name=ref.path, traffic=[*_tagged_at_zero(current.traffic), target])
+        service.etag = etag or current.etag
         return self._patch(service, ["traffic"], timeout_s=timeout_s, wait_s=wait_s)
 
     def change_template(
@@ -192,17 +203,16 @@ class CloudSources:
         memory: str | None = None,
         max_instances: int | None = None,
         traffic_to_latest: bool = False,
+        etag: str = "",
         timeout_s: float = DEFAULT_TIMEOUT_S,
         wait_s: float = DEFAULT_WAIT_S,
     ) -> ChangeResult:
         """Change the revision template (memory limit, instance cap), which makes a new
-        revision; with `traffic_to_latest`, also send all traffic to it. Raises ChangeError."""
+        revision; with `traffic_to_latest`, also send all traffic to it (tagged targets stay at
+        0%). Conditional on `etag` like `move_traffic`. Raises ChangeError."""
         from google.cloud import run_v2
 
-        try:
-            current = self._get_service_proto(ref, timeout_s)
-        except Exception as exc:  # noqa: BLE001 - classified for the person who confirmed
-            raise change_error(exc, sent=False) from exc
+        current = self._read_for_write(ref, etag, timeout_s)
         template = current.template
         if memory is not None:
             for container in template.containers:
@@ -211,15 +221,28 @@ class CloudSources:
             template.scaling.max_instance_count = max_instances
         template.revision = ""  # let Cloud Run name the new revision
         service = run_v2.Service(name=ref.path, template=template)
+        service.etag = etag or current.etag
         mask = ["template"]
         if traffic_to_latest:
-            service.traffic = [
-                run_v2.TrafficTarget(
-                    type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
-                )
-            ]
+            latest = run_v2.TrafficTarget(
+                type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
+            )
+            service.traffic = [*_tagged_at_zero(current.traffic), latest]
             mask.append("traffic")
         return self._patch(service, mask, timeout_s=timeout_s, wait_s=wait_s)
+
+    def _read_for_write(self, ref: ServiceRef, etag: str, timeout_s: float) -> Any:
+        """The service as it is now, to build the write from; "stale" (nothing sent) when it no
+        longer has the etag the change was proposed on."""
+        try:
+            current = self._get_service_proto(ref, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - classified for the person who confirmed
+            raise change_error(exc, sent=False) from exc
+        if etag and current.etag != etag:
+            raise ChangeError(
+                "stale", f"{ref.name} changed since the change was proposed (its etag is no longer {etag})", sent=False
+            )
+        return current
 
     def _patch(self, service: Any, mask: list[str], *, timeout_s: float, wait_s: float) -> ChangeResult:
         import concurrent.futures
@@ -357,4 +380,14 @@ def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") ->
     return " AND ".join(parts)
 
 
-# -- conversions from the Google types -------------------------------------------------------
+def _tagged_at_zero(traffic: Any) -> list[Any]:
+    """The tagged targets of a traffic spec at 0%: a traffic write keeps their tags (and the tag
+    URLs people test with) and moves percentages only."""
+    from google.cloud import run_v2
+
+    kept = []
+    for target in traffic:
+        if target.tag:
+            copy = run_v2.TrafficTarget(type_=target.type_, revision=target.revision, tag=target.tag, percent=0)
+            kept.append(copy)
+    return kept

@@ -17,6 +17,14 @@ nothing was changed). `fail_changes` makes PATCH answer an API error (403 PERMIS
 404 NOT_FOUND, 400 FAILED_PRECONDITION, 409 ABORTED...). Resources are kept as the API's JSON
 (camelCase), so what the client sends comes back.
 
+Every change gives the service a new `etag` (a fingerprint of its spec and generation); a PATCH
+whose body carries an etag that no longer matches is refused with 409 ABORTED and changes
+nothing, as AIP-154 prescribes for Google APIs ("If a user sends back an etag which does not
+match the current etag value, the service must send an ABORTED error response"). A PATCH without
+an etag is applied (AIP-154: "should permit"). `change()` is someone else changing the service
+(a deploy from CI, a traffic split in the console); `before_next_patch` runs one such change just
+before the next PATCH is handled: the race a read-modify-write loses.
+
 `revisions.list` pages like the API: an opaque `nextPageToken` while more remain, none on the
 last page, a token only valid for the same parent and page size. The API reference promises
 no order to rely on, so by default the emulator returns revisions shuffled (seeded, so runs
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import random
 import re
@@ -109,6 +118,9 @@ class CloudRunEmulator(JsonServer):
         self.operation_plan = OperationPlan()
         self._op_plans: dict[str, OperationPlan] = {}
         self._change_fault: ChangeFault | None = None
+        # Run once, before the next PATCH is handled (outside the lock): someone else's change
+        # landing between the bot's read and its write.
+        self.before_next_patch: Callable[[], None] | None = None
         # Called with the service JSON after each PATCH that changed it (the world reacts).
         self.on_change: Callable[[dict[str, Any]], None] | None = None
         svc = _LOC + r"/services/(?P<service>[^/:]+)"
@@ -123,7 +135,9 @@ class CloudRunEmulator(JsonServer):
     def load(self, service: dict[str, Any], revisions: list[dict[str, Any]]) -> None:
         """Replace the world with one service (API JSON) and its revisions (any order)."""
         with self._state_lock:
-            self._services = {service["name"]: copy.deepcopy(service)}
+            stored = copy.deepcopy(service)
+            stored["etag"] = _etag(stored)
+            self._services = {service["name"]: stored}
             self._revisions = {
                 service["name"]: sorted(copy.deepcopy(revisions), key=lambda r: r["createTime"], reverse=True)
             }
@@ -138,6 +152,29 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             self._change_fault = None
             self.operation_plan = OperationPlan()
+
+    def change(
+        self, name: str, *, image: str | None = None, traffic: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Someone else changes the service: a deploy of `image` (a new revision; traffic follows
+        a LATEST allocation) and/or a new traffic split. Returns the service as it now is."""
+        with self._state_lock:
+            current = self._services[name]
+            updated = copy.deepcopy(current)
+            if image is not None:
+                for container in updated.get("template", {}).get("containers") or []:
+                    container["image"] = image
+                updated.get("template", {}).pop("revision", None)
+            if traffic is not None:
+                updated["traffic"] = copy.deepcopy(traffic)
+            error = self._reconcile(current, updated)
+            if error is not None:
+                raise ValueError(f"the change was refused: {error.body}")
+            self._services[name] = updated
+            result = copy.deepcopy(updated)
+        if self.on_change is not None:
+            self.on_change(copy.deepcopy(result))
+        return result
 
     def patches(self) -> list[Request]:
         """The services.patch requests received, oldest first."""
@@ -222,6 +259,9 @@ class CloudRunEmulator(JsonServer):
         if not isinstance(req.body, dict):
             return google_error(400, "body must be a Service")
         mask = [p for p in req.query.get("updateMask", [""])[0].split(",") if p]
+        race, self.before_next_patch = self.before_next_patch, None
+        if race is not None:
+            race()
         with self._state_lock:
             fault, plan = self._change_fault, self.operation_plan
         if fault is not None:
@@ -232,6 +272,19 @@ class CloudRunEmulator(JsonServer):
             current = self._services.get(name)
             if current is None:
                 return _not_found(name)
+            sent_etag = req.body.get("etag")
+            if sent_etag and sent_etag != current.get("etag"):
+                return Response(
+                    409,
+                    {
+                        "error": {
+                            "code": 409,
+                            "message": f"Conflict for resource '{name.rsplit('/', 1)[-1]}': the etag {sent_etag} "
+                            "does not match the current etag; the Service was modified since it was read.",
+                            "status": "ABORTED",
+                        }
+                    },
+                )
             updated = copy.deepcopy(current)
             for path in mask or _SPEC_FIELDS:
                 # A field the mask names but the body leaves out is cleared (AIP-134).
@@ -339,6 +392,7 @@ class CloudRunEmulator(JsonServer):
         after["updateTime"] = rfc3339(now)
         after["terminalCondition"] = ready_condition(now)
         after["reconciling"] = False
+        after["etag"] = _etag(after)
         return None
 
 
@@ -426,6 +480,14 @@ def _resources_error(template: dict[str, Any]) -> str | None:
                     f"cpu must be at least {needed} (it is {limits.get('cpu', '1')})."
                 )
     return None
+
+
+def _etag(service: dict[str, Any]) -> str:
+    """A fingerprint of the service's spec and generation, quoted as RFC 7232 asks."""
+    spec = {key: service.get(key) for key in _SPEC_FIELDS}
+    body = json.dumps([spec, service.get("generation"), service.get("uid")], sort_keys=True, default=str)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()[:15]).decode()
+    return f'"{digest}"'
 
 
 def _template_key(template: dict[str, Any]) -> str:

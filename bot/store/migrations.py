@@ -42,9 +42,18 @@ HISTORY_INDEXES = (
 )
 
 
+# Conditional writes: a proposal keeps the service's etag and latest revision as it read them, so
+# the change it sends is refused (not applied over a deploy) when production changed since.
+PROPOSAL_ETAGS = (
+    "ALTER TABLE proposals ADD COLUMN etag TEXT DEFAULT ''",
+    "ALTER TABLE proposals ADD COLUMN latest_revision TEXT DEFAULT ''",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
         Migration(2, "the timers' lease", postgres=LEASES, sqlite=LEASES),
         Migration(3, "indexes for years of history", postgres=HISTORY_INDEXES, sqlite=HISTORY_INDEXES),
+        Migration(4, "proposals keep the etag they were read with", postgres=PROPOSAL_ETAGS, sqlite=PROPOSAL_ETAGS),
     )

@@ -189,7 +189,7 @@ def test_unknown_top_level_key() -> None:
     raw["chanel"] = "typo"
     errors = errors_of(raw)
     assert len(errors) == 1
-    assert errors[0].startswith("chanel: unknown key (expected one of: alerts, channel, people,")
+    assert errors[0].startswith("chanel: unknown key (expected one of: alerts, channel, paging, people,")
 
 
 def test_unknown_nested_key() -> None:
@@ -415,3 +415,30 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override() -> None:
     with pytest.raises(ConfigError) as caught:
         config.parse(text)
     assert any("'permissions' appears twice" in error for error in caught.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "refused"),
+    [
+        (["incident_commander"], True),  # the default rollback.allowed: the proposer is the only one
+        (["U0LEAD"], True),
+        (["tech_lead"], True),  # a role with one holder
+        (["incident_commander", "tech_lead"], False),
+        (["oncall_primary", "tech_lead"], False),
+    ],
+)
+def test_check_config_refuses_the_two_person_rule_with_only_one_person_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], allowed: list[str], refused: bool
+) -> None:
+    raw = default_raw()
+    raw["rollback"]["allowed"] = allowed
+    raw["rollback"]["require_second_person"] = True
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["check-config", str(path)]) == (1 if refused else 0)
+    _, err = capsys.readouterr()
+    if refused:
+        assert "rollback.require_second_person: is true, but only one person may confirm a rollback" in err
+        assert "nobody could ever confirm" in err
+    else:
+        assert err == ""

@@ -5,6 +5,7 @@ never finish, and the API errors a change can meet."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -137,3 +138,48 @@ def test_a_nested_mask_path_changes_only_that_field_and_validate_only_changes_no
     template = sandbox.cloud_run.service(ref.path)["template"]
     assert template["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 7}
     assert template["containers"] == sandbox.world.service["template"]["containers"]
+
+
+def test_the_etag_changes_on_every_change_and_a_stale_one_is_refused_with_409_aborted(ref, sandbox):
+    base = f"{sandbox.cloud_run_url}/v2/{ref.path}"
+    first = sandbox.cloud_run.service(ref.path)["etag"]
+    assert first.startswith('"') and first.endswith('"')  # quoted, as RFC 7232 and AIP-154 ask
+
+    def patch(body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{base}?updateMask=template.scaling.maxInstanceCount",
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, _ = patch({"template": {"scaling": {"maxInstanceCount": 7}}, "etag": first})
+    second = sandbox.cloud_run.service(ref.path)["etag"]
+    assert status == 200 and second != first
+
+    status, body = patch({"template": {"scaling": {"maxInstanceCount": 9}}, "etag": first})  # stale
+    assert status == 409 and body["error"]["status"] == "ABORTED"
+    assert sandbox.cloud_run.service(ref.path)["template"]["scaling"]["maxInstanceCount"] == 7
+    assert sandbox.cloud_run.service(ref.path)["etag"] == second
+
+    sandbox.cloud_run.change(ref.path, image="example/other:1")  # someone else's deploy
+    assert sandbox.cloud_run.service(ref.path)["etag"] != second
+
+
+def test_a_write_proposed_on_an_old_etag_is_stale_and_sends_nothing(cloud, ref, sandbox):
+    proposed = cloud.get_service(ref, timeout_s=2).etag
+    sandbox.cloud_run.change(ref.path, image="example/other:1")
+
+    with pytest.raises(ChangeError) as caught:
+        cloud.move_traffic(ref, sandbox.world.previous_revision, etag=proposed, timeout_s=2, wait_s=5)
+    assert caught.value.reason == "stale" and not caught.value.sent
+    assert not sandbox.cloud_run.patches()
+
+    with pytest.raises(ChangeError) as caught:
+        cloud.change_template(ref, memory="1Gi", etag=proposed, timeout_s=2, wait_s=5)
+    assert caught.value.reason == "stale" and not sandbox.cloud_run.patches()
