@@ -125,8 +125,7 @@ class SocketMode:
         try:
             self._install(self._open())
         finally:
-            with self._lock:
-                self._opening = False
+            self._opened()
 
     def close(self) -> None:
         self._stopping.set()
@@ -185,8 +184,15 @@ class SocketMode:
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
         finally:
-            with self._lock:
-                self._opening = False
+            self._opened()
+
+    def _opened(self) -> None:
+        """Opening is over; if the connection it installed has already dropped, open another."""
+        with self._lock:
+            self._opening = False
+            dropped = self._current is not None and self._current.closed.is_set()
+        if dropped:
+            self._replace("the connection closed while it was being installed")
 
     # ---- what arrives ---------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ def test_a_refresh_warning_and_a_dropped_connection_are_followed_by_a_new_connec
         assert second.number == first.number + 1
         # Slack drops the connection without a word: the bot connects again by itself.
         second.ws.close()
+        slack.wait_for(lambda: second.closed or None, 5, "the dropped connection to close")
         third = slack.wait_for_socket()
         assert third.number == second.number + 1
         result = running.command("help", user="U0PRIMARY")
