@@ -32,6 +32,7 @@ from bot.domain.proposals import (
     ProposalStatus,
     TargetError,
     Verdict,
+    answers_rollback,
     changed_since_message,
     confirm_verdict,
     is_pinned,
@@ -57,7 +58,7 @@ from bot.slack.blocks.incident import slack_date
 log = logging.getLogger(__name__)
 
 
-REVISIONS_TO_READ = 50
+REVISIONS_SHOWN = 5  # named in a "no such revision" reply: the newest few
 
 
 def service_ref(ctx: Context) -> ServiceRef:
@@ -99,8 +100,13 @@ def _post_proposal(
     ref = service_ref(ctx)
     try:
         service = ctx.cloud.get_service(ref)
-        needs_revisions = kind == ProposalKind.ROLLBACK or is_pinned(service)
-        revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_TO_READ) if needs_revisions else []
+        revisions = []
+        if kind == ProposalKind.ROLLBACK:
+            named = short_revision(target) if target else None
+            revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_SHOWN, enough=answers_rollback(service, named))
+        elif is_pinned(service):
+            made = service.latest_created_revision
+            revisions = ctx.cloud.list_revisions(ref, limit=1, enough=lambda read: any(r.name == made for r in read))
     except Exception as exc:  # noqa: BLE001 - the asker hears it; nothing was proposed
         log.warning("could not read %s for a proposal", ref.path, exc_info=True)
         return Reply(

@@ -26,9 +26,10 @@ an etag is applied (AIP-154: "should permit"). `change()` is someone else changi
 before the next PATCH is handled: the race a read-modify-write loses.
 
 `revisions.list` pages like the API: an opaque `nextPageToken` while more remain, none on the
-last page, a token only valid for the same parent and page size. The API reference promises
-no order to rely on, so by default the emulator returns revisions shuffled (seeded, so runs
-repeat); `revision_order` can make it oldest first or newest first.
+last page, a token only valid for the same parent and page size, and revisions "sorted by
+creation time, descending" (revision.proto's ListRevisions), newest first, as the API promises.
+`GcpSandbox.delay("cloud_run", 0.35, endpoint="revisions.list")` makes each list call as slow as
+a real one, so a caller that reads every page of a long history shows up as slow.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import base64
 import copy
 import hashlib
 import json
-import random
 import re
 import threading
 import time
@@ -60,7 +60,6 @@ _LATEST_VALUES = (LATEST, 1)
 # server picks a default and coerces larger requests down), and are small on purpose.
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-REVISION_ORDERS = ("shuffled", "oldest_first", "newest_first")
 # Fields of a Service the caller owns; everything else is status computed here.
 _SPEC_FIELDS = (
     "description",
@@ -109,8 +108,6 @@ class CloudRunEmulator(JsonServer):
         super().__init__()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.operation_delay_s = 0.0
-        self.revision_order = "shuffled"
-        self.order_seed = 7
         self._state_lock = threading.Lock()
         self._services: dict[str, dict[str, Any]] = {}
         self._revisions: dict[str, list[dict[str, Any]]] = {}
@@ -220,7 +217,8 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             if name not in self._services:
                 return _not_found(name)
-            revisions = self._in_list_order(copy.deepcopy(self._revisions.get(name, [])))
+            revisions = copy.deepcopy(self._revisions.get(name, []))
+        revisions.sort(key=lambda r: r["createTime"], reverse=True)  # newest first, as documented
         try:
             size = int(req.query.get("pageSize", ["0"])[0] or 0)
         except ValueError:
@@ -236,14 +234,6 @@ class CloudRunEmulator(JsonServer):
         if start + size < len(revisions):
             page["nextPageToken"] = _page_token(name, size, start + size)
         return Response(200, page)
-
-    def _in_list_order(self, revisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self.revision_order not in REVISION_ORDERS:
-            raise ValueError(f"revision_order must be one of {REVISION_ORDERS}")
-        revisions.sort(key=lambda r: r["createTime"], reverse=self.revision_order == "newest_first")
-        if self.revision_order == "shuffled":
-            random.Random(self.order_seed).shuffle(revisions)
-        return revisions
 
     def _get_rev(self, req: Request, match: re.Match[str]) -> Response:
         parent = self._service_name(match)
