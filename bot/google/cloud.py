@@ -16,7 +16,7 @@ Google libraries are imported inside functions so the bot starts fast.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,14 +81,21 @@ class CloudSources:
         return service_state(proto)
 
     def list_revisions(
-        self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        ref: ServiceRef,
+        *,
+        limit: int = 5,
+        enough: Callable[[Sequence[RevisionState]], bool] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> list[RevisionState]:
-        """The newest `limit` revisions, newest first.
+        """The newest revisions, newest first: at least `limit` (when there are that many), and
+        with `enough` as many as it takes for `enough(revisions)` to hold (the target, or the
+        look-back a rule needs).
 
-        The API promises no order a caller may lean on, so every page is read (REVISIONS_PAGE
-        at a time, each call under `timeout_s`) and the newest are picked here; Cloud Run
-        keeps at most 1,000 revisions per service, so that is at most MAX_REVISION_PAGES calls.
-        """
+        `ListRevisions` answers "sorted by creation time, descending" (revision.proto), so pages
+        (REVISIONS_PAGE at a time, each call under `timeout_s`) are read only until the answer
+        is known: on a service with 1,000 revisions that is usually one call, not twenty.
+        Cloud Run keeps at most 1,000 revisions, so at most MAX_REVISION_PAGES calls."""
         from google.cloud import run_v2
 
         client = self._run_client("revisions")
@@ -97,10 +104,11 @@ class CloudSources:
         revisions: list[RevisionState] = []
         for number, page in enumerate(pager.pages, start=1):
             revisions += [revision_state(r) for r in page.revisions]
-            if number >= MAX_REVISION_PAGES:
+            if _answered(revisions, limit, enough) is not None or number >= MAX_REVISION_PAGES:
                 break
+        # Stable for the documented order; a defence only if an answer ever came otherwise.
         revisions.sort(key=lambda r: r.created_at or EPOCH, reverse=True)
-        return revisions[:limit]
+        return revisions[: _answered(revisions, limit, enough) or len(revisions)]
 
     def set_traffic(
         self,
@@ -378,6 +386,26 @@ def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") ->
     if condition:
         parts.append(condition)
     return " AND ".join(parts)
+
+
+def _answered(
+    revisions: Sequence[RevisionState], limit: int, enough: Callable[[Sequence[RevisionState]], bool] | None
+) -> int | None:
+    """The shortest newest-first prefix that answers the question (at least `limit` long and
+    `enough`, which holds for a prefix only if for every longer one), or None when the
+    revisions read so far do not."""
+    if len(revisions) < limit or (enough is not None and not enough(revisions)):
+        return None
+    if enough is None:
+        return limit
+    low, high = limit, len(revisions)  # enough(revisions[:high]) holds: find the shortest
+    while low < high:
+        middle = (low + high) // 2
+        if enough(revisions[:middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return high
 
 
 def _tagged_at_zero(traffic: Any) -> list[Any]:
