@@ -27,6 +27,7 @@ from bot.alerts import intake as alert_incidents
 from bot.app import observability
 from bot.app.listeners import build_bolt_app
 from bot.app.settings import Settings
+from bot.app.socket_mode import SocketMode
 from bot.changes import flow as production
 from bot.context import Context
 from bot.delivery.dispatch import Dispatcher, Route
@@ -78,7 +79,7 @@ class IncidentBot:
         self.not_ready: str | None = "starting: waiting for Slack to answer auth.test"
         self._stopping = threading.Event()
         self._starting: threading.Thread | None = None
-        self._socket_mode: Any = None
+        self._socket_mode: SocketMode | None = None
         self.config = config
         self.store = Store(settings.db_path)
         self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s)
@@ -167,9 +168,9 @@ class IncidentBot:
         )
 
     def connect_socket_mode(self, app_token: str) -> bool:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        self._socket_mode = SocketModeHandler(self.bolt, app_token)
+        # Our client, not Bolt's SocketModeHandler: it keeps acking through Slack's refreshes
+        # (bot/app/socket_mode.py says why).
+        self._socket_mode = SocketMode(self.bolt, app_token, self.settings.slack_api_url)
         return self._retry(self._socket_mode.connect, "Socket Mode is not connected")
 
     def _retry(self, attempt: Callable[[], object], what: str) -> bool:

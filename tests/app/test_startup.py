@@ -218,9 +218,10 @@ def test_serve_opens_the_port_before_slack_answers(slack, tmp_path):
 
 
 def test_serve_in_socket_mode_still_serves_health_on_port(slack, tmp_path):
-    # The sandbox has no Socket Mode endpoint (apps.connections.open): the bot cannot connect,
-    # and the health endpoint on $PORT says so instead of there being no port at all.
-    process = serve(slack, tmp_path, SLACK_SIGNING_SECRET="", SLACK_APP_TOKEN="xapp-sandbox")
+    # An app-level token Slack does not know: the bot cannot connect, and the health endpoint on
+    # $PORT says so instead of there being no port at all. (Before the sandbox had a Socket Mode
+    # endpoint this test ran with the right token and no endpoint; the reason is the same.)
+    process = serve(slack, tmp_path, SLACK_SIGNING_SECRET="", SLACK_APP_TOKEN="xapp-unknown")
     try:
         base = f"http://127.0.0.1:{port_of(process)}"
         deadline = time.monotonic() + 15
@@ -229,12 +230,25 @@ def test_serve_in_socket_mode_still_serves_health_on_port(slack, tmp_path):
             time.sleep(0.1)
         status, body = get(base + "/health")
         assert status == 503 and body["reason"].startswith("starting: Socket Mode is not connected")
+        assert "invalid_auth" in body["reason"]
         request = urllib.request.Request(base + "/slack/events", data=b"command=%2Fincident", method="POST")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 404  # no unsigned HTTP route to the bot in Socket Mode
     finally:
         stop(process)
+
+
+def test_serve_in_socket_mode_connects_and_is_ready(slack, tmp_path):
+    process = serve(slack, tmp_path, SLACK_SIGNING_SECRET="", SLACK_APP_TOKEN="xapp-sandbox")
+    try:
+        base = f"http://127.0.0.1:{port_of(process)}"
+        health = wait_status(base + "/health", 200, timeout=15)
+        assert health["status"] == "ok"
+        assert slack.wait_for_socket().closed is False
+    finally:
+        stop(process)
+    assert process.returncode == 0
 
 
 def test_serve_refuses_the_built_in_example_people(slack, tmp_path):
