@@ -26,10 +26,11 @@ from slack_sdk.web import SlackResponse
 from bot.alerts import intake as alert_incidents
 from bot.app import observability
 from bot.app.listeners import build_bolt_app
-from bot.app.settings import Settings
+from bot.app.settings import Settings, config_secrets
 from bot.app.socket_mode import SocketMode
 from bot.changes import flow as production
 from bot.context import Context
+from bot.core import logs
 from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
@@ -73,6 +74,8 @@ class IncidentBot:
         slack_timeout_s: int = 10,
     ) -> None:
         self.settings = settings
+        # Before anything can log: every secret this process holds is redacted by value.
+        logs.register_secrets(*settings.secrets(), *config_secrets(config))
         self.setup_retry_s = setup_retry_s
         self.slack_retry_s = slack_retry_s
         # Why the bot is not ready yet (the health endpoint's 503), or None once it is.

@@ -43,9 +43,13 @@ class SandboxedBot:
         slack_retry_s: float = 0.2,
         slack_timeout_s: int = 10,
         socket_mode: bool = False,
+        alert_token: str = ALERT_TOKEN,
+        metrics_token: str | None = None,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack)."""
+        self.alert_token = alert_token
+        self.metrics_token = metrics_token
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
@@ -88,7 +92,8 @@ class SandboxedBot:
             db_path=self.db_path,
             port=0,
             allow_example_people=True,
-            alert_webhook_token=ALERT_TOKEN,
+            alert_webhook_token=self.alert_token,
+            metrics_token=self.metrics_token,
         )
         self.bot = IncidentBot(
             settings,

@@ -278,3 +278,41 @@ def test_example_people_are_found_in_any_config():
     ):
         real = real.replace(placeholder, person)
     assert example_people(parse(real)) == []
+
+
+def _lines_until_ready(process: subprocess.Popen[str], timeout: float = 20.0) -> list[str]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if '"ready"' in line or line.rstrip().endswith(": ready") or (not line and process.poll() is not None):
+            return lines
+    raise AssertionError("serve never said it was ready:\n" + "".join(lines))
+
+
+def test_serve_on_a_public_address_without_metrics_token_warns_once(slack, tmp_path):
+    process = serve(slack, tmp_path)  # PORT=0 on 0.0.0.0, as on Cloud Run
+    try:
+        lines = _lines_until_ready(process)
+    finally:
+        stop(process)
+    warnings = [line for line in lines if "METRICS_TOKEN is unset" in line]
+    assert len(warnings) == 1, "".join(lines)
+    assert "0.0.0.0" in warnings[0] and '"severity": "WARNING"' in warnings[0]
+
+
+def test_serve_with_metrics_token_does_not_warn_and_guards_metrics(slack, tmp_path):
+    process = serve(slack, tmp_path, METRICS_TOKEN="metrics-token-startup-test")
+    try:
+        port = port_of(process)
+        wait_status(f"http://127.0.0.1:{port}/health", 200, timeout=15)
+        assert get(f"http://127.0.0.1:{port}/health")[1] == {"status": "ok"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert refused.value.code == 401
+    finally:
+        stop(process)
+    assert process.stdout is not None
+    assert "METRICS_TOKEN is unset" not in process.stdout.read()
