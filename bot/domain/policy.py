@@ -112,6 +112,9 @@ class Config:
     rollback: RollbackRules = field(default_factory=RollbackRules)
     paging: PagingRules = field(default_factory=PagingRules)
     alerts: AlertsConfig | None = None
+    # How long Slack may take to show an uploaded draft in the channel before it is deleted and
+    # uploaded again (Slack answers the upload before it shares the file, and may never share it).
+    postmortem_share_within: timedelta = timedelta(minutes=2)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:
