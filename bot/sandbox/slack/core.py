@@ -65,6 +65,7 @@ class SandboxCore:
 
     def __init__(self, *, tokens: Iterable[str], scopes: Iterable[str], trigger_ttl: float) -> None:
         self.tokens = frozenset(tokens)
+        self.app_tokens: frozenset[str] = frozenset()  # of `tokens`, the app-level ones (Socket Mode)
         self.scopes = frozenset(scopes)
         self.trigger_ttl = trigger_ttl
         self.calls: list[Call] = []
