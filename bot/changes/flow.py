@@ -87,7 +87,7 @@ def propose(
     def post() -> Reply | None:
         return _post_proposal(ctx, incident, user, kind, target, fallback_channel)
 
-    doing = "traffic and revisions" if kind == ProposalKind.ROLLBACK else "its current settings"
+    doing = "traffic and revisions" if kind == ProposalKind.ROLLBACK else "current settings"
     return Reply(f"Reading {name}'s {doing} from Cloud Run to prepare the proposal…", after=post)
 
 

@@ -49,6 +49,7 @@ def describe(config: Config) -> str:
         "postmortem": {
             "severities": list(config.postmortem_severities),
             "due_after": fmt(config.postmortem_due_after),
+            "share_within": fmt(config.postmortem_share_within),
         },
         "service": vars(config.service),
         "rollback": {

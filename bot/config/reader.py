@@ -172,9 +172,12 @@ class Reader:
             if policy:
                 severities[name] = policy
 
-        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after"})
+        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after", "share_within"})
         postmortem_severities = self.severity_list(postmortem.get("severities", ["P1", "P2"]), "postmortem.severities")
         due_after = self.duration(postmortem.get("due_after", "24h"), "postmortem.due_after") or timedelta(hours=24)
+        share_within = self.duration(postmortem.get("share_within", "2m"), "postmortem.share_within")
+        if share_within is not None and share_within <= timedelta(0):
+            self.error("postmortem.share_within", "must be longer than 0s")
 
         service_raw = self.mapping(top.get("service"), "service", {"project", "region", "name", "health_url"})
         service = ServiceConfig(
@@ -230,6 +233,7 @@ class Reader:
             severities=severities,
             postmortem_severities=postmortem_severities,
             postmortem_due_after=due_after,
+            postmortem_share_within=share_within or timedelta(minutes=2),
             service=service,
             rollback_allowed=allowed,
             runbook_path=runbook_path,

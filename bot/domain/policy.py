@@ -134,6 +134,9 @@ class Config:
     paging: PagingRules = field(default_factory=PagingRules)
     verify: VerifyRules = field(default_factory=VerifyRules)
     alerts: AlertsConfig | None = None
+    # How long Slack may take to show an uploaded draft in the channel before it is deleted and
+    # uploaded again (Slack answers the upload before it shares the file, and may never share it).
+    postmortem_share_within: timedelta = timedelta(minutes=2)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:

@@ -106,8 +106,9 @@ def test_a_scripted_incident_ends_in_a_post_mortem_listing_each_event_once(revie
         assert expected in all_clear.all_text
     slack.wait_for(lambda: [m for m in slack.thread(ANNOUNCE, announcement.ts) if "All clear" in m.all_text])
 
-    # The draft reaches the war room through the three calls of files_upload_v2.
-    [upload] = slack.wait_for(lambda: slack.uploaded_files(), what="the post-mortem upload")
+    # The draft reaches the war room through the three calls of files_upload_v2 (Slack shows it
+    # in the channel a moment after it answers the last one).
+    [upload] = slack.wait_for(lambda: slack.shared_files(), what="the post-mortem upload shared")
     steps = [
         c.method
         for c in slack.calls

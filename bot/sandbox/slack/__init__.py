@@ -99,6 +99,7 @@ class SlackSandbox(
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.info": self._files_info,
+            "files.delete": self._files_delete,
         }
         if seed:
             self._seed()

@@ -77,6 +77,7 @@ METHOD_SCOPES: dict[str, str | None] = {
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
     "files.info": "files:read",
+    "files.delete": "files:write",
 }
 
 # Errors that mean "the request itself was wrong": a correct bot never gets these. Left out on

@@ -92,6 +92,10 @@ class SandboxCore:
         self._thread: threading.Thread | None = None
         self._files: dict[str, SandboxFile] = {}
         self._upload_tokens: dict[str, str] = {}  # upload URL token -> file id
+        # Slack shares a completed upload asynchronously: after this long, and not at all for the
+        # next `_unshared_left` completions (`share_uploads()`).
+        self._share_delay_s = 0.2
+        self._unshared_left = 0
 
     # ---- where it listens ------------------------------------------------------------------------
 
