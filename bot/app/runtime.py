@@ -29,6 +29,7 @@ from bot.app.listeners import build_bolt_app
 from bot.app.settings import Settings, config_secrets
 from bot.app.socket_mode import SocketMode
 from bot.changes import flow as production
+from bot.changes import verify
 from bot.context import Context
 from bot.core import logs
 from bot.delivery.dispatch import Dispatcher, Route
@@ -108,9 +109,15 @@ class IncidentBot:
             directory=self.directory,
             timers=self.timers,
             statuspage=self.statuspage,
-            cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
+            cloud=CloudSources(
+                settings.cloud_run_api_url,
+                settings.cloud_logging_api_url,
+                monitoring_api_url=settings.cloud_monitoring_api_url,
+            ),
         )
         self.deliveries.routes.update(delivery_routes(self.ctx, self.pager))
+        # Verify watches are timers kept in the store: placed from it at start-up and every reconcile.
+        self.timers.add_planner(lambda: verify.plan_all(self.ctx))
         self.metrics = observability.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
