@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.errors import UsageError
+from bot.core.executors import BoundedExecutor
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.schedules import OnCall
@@ -79,7 +80,8 @@ class Context:
     store: Store
     slack: SlackGateway
     clock: Callable[[], datetime]
-    work: Executor
+    work: Executor  # what people started: set-ups, diagnoses, proposals, confirmations
+    alert_work: BoundedExecutor  # the alert intake's own, bounded (the webhook answers 503 when full)
     announcer: Announcing
     directory: People
     timers: Timing

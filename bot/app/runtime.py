@@ -32,6 +32,7 @@ from bot.changes import flow as production
 from bot.changes import verify
 from bot.context import Context
 from bot.core import logs
+from bot.core.executors import BoundedExecutor
 from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
@@ -54,6 +55,9 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 WORK_THREADS = 16
+# The alert intake's own pool and queue: a flood of alerts never holds up what people started.
+ALERT_THREADS = 4
+ALERT_QUEUE = 200
 SLACK_RETRY_MAX_S = 30.0
 # Slack answers these when the token itself is wrong: retrying will not help, a person must.
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
@@ -75,6 +79,7 @@ class IncidentBot:
         slack_retry_s: float = 1.0,
         slack_timeout_s: int = 10,
         slack_pacing: bool = True,
+        alert_queue: int = ALERT_QUEUE,
     ) -> None:
         """`slack_pacing=False` lets Slack calls burst past Slack's published limits: only for a
         Slack that allows it (the sandbox with its limits off, for tests that need bursts)."""
@@ -95,6 +100,7 @@ class IncidentBot:
         self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s, pacer=self.pacer)
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
+        self.alert_work = BoundedExecutor(ALERT_THREADS, alert_queue, name="alerts")
         self.announcer = Announcer(config, self.store, self.slack, clock)
         self.directory = Directory(config, self.slack, self.store, clock)
         self.statuspage = statuspage.from_config(config.statuspage)
@@ -111,6 +117,7 @@ class IncidentBot:
             slack=self.slack,
             clock=clock,
             work=self.work,
+            alert_work=self.alert_work,
             announcer=self.announcer,
             directory=self.directory,
             timers=self.timers,
@@ -210,7 +217,7 @@ class IncidentBot:
         for incident in self.store.open_incidents():
             if self.announcer.needs_setup(incident):
                 self.work.submit(self._finish_setup, incident.number)
-        self.work.submit(alert_incidents.settle_all, self.ctx)
+        self.alert_work.submit(alert_incidents.settle_all, self.ctx)
 
     def _finish_setup(self, number: int) -> None:
         try:
@@ -256,6 +263,7 @@ class IncidentBot:
             self._socket_mode.close()
         # Follow-up work may re-plan timers, and timer jobs use the store: stop in that order.
         self.work.shutdown(wait=True, cancel_futures=False)
+        self.alert_work.shutdown(wait=True, cancel_futures=False)
         self.leadership.stop()  # a leader stops its timers and lets its lease go
         self.timers.stop()
         self.store.close()

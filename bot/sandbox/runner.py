@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import config as config_module
-from bot.app.runtime import IncidentBot
+from bot.app.runtime import ALERT_QUEUE, IncidentBot
 from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
@@ -46,6 +46,7 @@ class SandboxedBot:
         alert_token: str = ALERT_TOKEN,
         metrics_token: str | None = None,
         rate_limits: bool = True,
+        alert_queue: int | None = None,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack). `rate_limits=False`:
@@ -65,6 +66,7 @@ class SandboxedBot:
         self.slack_retry_s = slack_retry_s
         self.slack_timeout_s = slack_timeout_s
         self.rate_limits = rate_limits
+        self.alert_queue = alert_queue
         # Slack's requests over the sandbox's Socket Mode WebSocket (SocketModePlatform), not HTTP.
         self.socket_mode = socket_mode
         self.bot: IncidentBot | None = None
@@ -106,6 +108,7 @@ class SandboxedBot:
             slack_retry_s=self.slack_retry_s,
             slack_timeout_s=self.slack_timeout_s,
             slack_pacing=self.rate_limits,
+            alert_queue=self.alert_queue or ALERT_QUEUE,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32, slack_events=not self.socket_mode)

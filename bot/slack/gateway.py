@@ -84,7 +84,7 @@ class CountingWebClient(WebClient):
         if self.pacer is not None:
             self.pacer.acquire(api_method, channel)
         try:
-            return super().api_call(api_method, **kwargs)
+            response = super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
             if self.pacer is not None and rate_limited(exc):
@@ -94,6 +94,9 @@ class CountingWebClient(WebClient):
         except Exception as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
             raise
+        if self.pacer is not None and api_method == "chat.postMessage":
+            self.pacer.learn_channel(channel, str(response.get("channel") or "") or None)
+        return response
 
 
 def make_client(token: str, base_url: str | None = None, timeout: int = 10, pacer: Pacer | None = None) -> WebClient:

@@ -145,6 +145,7 @@ class Pacer:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._aliases: dict[str, str] = {}  # a channel's name (as posted to) -> its ID
         self.waited_s = 0.0  # total time calls spent waiting for a token (for the benchmarks)
 
     def acquire(self, method: str, channel: str | None = None) -> None:
@@ -179,6 +180,13 @@ class Pacer:
                 self.waited_s += self.clock() - started
                 self._cond.notify_all()
 
+    def learn_channel(self, named: str | None, channel_id: str | None) -> None:
+        """A post to `named` ("incident-response", "#x", a user ID) landed in `channel_id`: both
+        are one channel to Slack's per-channel limit, so both share one bucket from now on."""
+        if named and channel_id and named != channel_id:
+            with self._cond:
+                self._aliases[named] = channel_id
+
     def rate_limited(self, method: str, channel: str | None, retry_after: float) -> None:
         """Slack answered 429 anyway: nobody calls `method` (there) until `retry_after` is over."""
         rate = self.rates.get(method)
@@ -195,7 +203,7 @@ class Pacer:
     def _buckets_for(self, method: str, channel: str | None, rate: Rate, now: float) -> list[_Bucket]:
         keys = [((method, ""), rate)]
         if method == "chat.postMessage" and channel:
-            keys.append(((method, channel), POST_PER_CHANNEL))
+            keys.append(((method, self._aliases.get(channel, channel)), POST_PER_CHANNEL))
         buckets = []
         for key, key_rate in keys:
             bucket = self._buckets.get(key)
