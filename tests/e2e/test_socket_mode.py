@@ -7,6 +7,7 @@ within Slack's 3 s; the ack latencies are printed (the sandbox's figure: millise
 from __future__ import annotations
 
 import statistics
+import time
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -118,10 +119,15 @@ def test_a_form_and_an_event_go_over_the_socket_with_their_answers() -> None:
         room = slack.wait_for(lambda: store.get(1).war_room_id, what="the war room")
         said = slack.post_as("U0BOB", room, "Error rate is dropping")
         slack.refresh_sockets()
-        assert running.platform.react("U0BOB", room, said.ts).status == 200
+        assert running.platform.react("U0BOB", room, said.ts, event_id="Ev0SOCKET").status == 200
         slack.wait_for(lambda: [e for e in store.timeline(1) if e.kind == "pin"], what="the pinned message")
+        # Slack's retry of the same event (retry_attempt 1) is acked and not handled again.
+        retry = running.platform.react("U0BOB", room, said.ts, event_id="Ev0SOCKET", retry_num=1)
+        assert retry.status == 200
         envelopes = slack.socket_envelopes()
         assert not slack.socket_refusals()
+        time.sleep(0.3)  # what handling the copy would have added
+        pins = len([e for e in store.timeline(1) if e.kind == "pin"])
     print("\n" + _report(envelopes))
     kinds = [(e.type, e.accepts_response_payload) for e in envelopes]
     assert kinds == [
@@ -129,7 +135,10 @@ def test_a_form_and_an_event_go_over_the_socket_with_their_answers() -> None:
         ("interactive", True),
         ("interactive", True),
         ("events_api", False),
+        ("events_api", False),
     ]
     assert all(e.latency is not None and e.latency < ACK_BOUND_S for e in envelopes), _report(envelopes)
     assert envelopes[1].ack_payload and envelopes[1].ack_payload["response_action"] == "errors"
     assert envelopes[-1].ack_payload is None
+    assert [e.payload.get("event_id") for e in envelopes[-2:]] == ["Ev0SOCKET", "Ev0SOCKET"]
+    assert pins == 1, "the retried event was handled once"
