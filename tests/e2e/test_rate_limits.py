@@ -79,8 +79,8 @@ def test_a_ratelimited_page_waits_out_retry_after_and_is_sent_once(bot):
     bot.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=RETRY_AFTER + 5)
     opened = [c for c in bot.slack.calls_to("conversations.open") if c.ok]
     assert opened[0].at - refused.at >= RETRY_AFTER - 0.1
-    sent = page_of(bot)
-    assert sent.status == "sent" and sent.attempts == 2
+    sent = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.status == "sent" and p, timeout=5)
+    assert sent.attempts == 2
     assert len([m for m in bot.slack.dms_to("U0SUPPORT") if "You are paged" in m.text]) == 1
 
 
