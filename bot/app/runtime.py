@@ -232,6 +232,12 @@ class IncidentBot:
             "oldest_pending_s": round((self.ctx.now() - oldest).total_seconds(), 1) if oldest else None,
             "store": self.store.dialect,
             **(self.leadership.status() if db_ok else {"leader": leading}),
+            # Between a dropped connection and its replacement (retried with backoff): "reconnecting".
+            **(
+                {"socket_mode": "connected" if self._socket_mode.connected else "reconnecting"}
+                if self._socket_mode
+                else {}
+            ),
         }
 
     def stop(self) -> None:
