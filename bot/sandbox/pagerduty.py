@@ -107,6 +107,10 @@ class PagerDutySandbox(JsonServer):
         self._down = False
         self._data = threading.Lock()
 
+    def __enter__(self) -> PagerDutySandbox:
+        self.start()
+        return self
+
     # -- setup and assertions --------------------------------------------------------------
 
     @property
