@@ -30,6 +30,7 @@ from bot.app.listeners import build_bolt_app
 from bot.app.settings import Settings, config_secrets
 from bot.app.socket_mode import SocketMode
 from bot.changes import flow as production
+from bot.changes import verify
 from bot.context import Context
 from bot.core import logs
 from bot.delivery.dispatch import Dispatcher, Route
@@ -117,9 +118,15 @@ class IncidentBot:
             timers=self.timers,
             statuspage=self.statuspage,
             pagerduty=self.pagerduty,
-            cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
+            cloud=CloudSources(
+                settings.cloud_run_api_url,
+                settings.cloud_logging_api_url,
+                monitoring_api_url=settings.cloud_monitoring_api_url,
+            ),
         )
         self.deliveries.routes.update(delivery_routes(self.ctx, self.pager))
+        # Verify watches are timers kept in the store: placed from it at start-up and every reconcile.
+        self.timers.add_planner(lambda: verify.plan_all(self.ctx))
         self.metrics = observability.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
@@ -234,6 +241,12 @@ class IncidentBot:
             "oldest_pending_s": round((self.ctx.now() - oldest).total_seconds(), 1) if oldest else None,
             "store": self.store.dialect,
             **(self.leadership.status() if db_ok else {"leader": leading}),
+            # Between a dropped connection and its replacement (retried with backoff): "reconnecting".
+            **(
+                {"socket_mode": "connected" if self._socket_mode.connected else "reconnecting"}
+                if self._socket_mode
+                else {}
+            ),
         }
 
     def stop(self) -> None:

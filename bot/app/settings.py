@@ -24,6 +24,7 @@ class Settings:
     slack_api_url: str | None = None
     cloud_run_api_url: str | None = None
     cloud_logging_api_url: str | None = None
+    cloud_monitoring_api_url: str | None = None
     config_path: str | None = None
     db_path: str = "incident-bot.db"
     port: int = 3000
@@ -69,6 +70,7 @@ class Settings:
             slack_api_url=env.get("SLACK_API_URL") or None,
             cloud_run_api_url=env.get("CLOUD_RUN_API_URL") or None,
             cloud_logging_api_url=env.get("CLOUD_LOGGING_API_URL") or None,
+            cloud_monitoring_api_url=env.get("CLOUD_MONITORING_API_URL") or None,
             config_path=env.get("INCIDENT_BOT_CONFIG") or None,
             db_path=env.get("INCIDENT_BOT_DB", "incident-bot.db"),
             port=port,

@@ -18,8 +18,10 @@ import uuid
 from slack_sdk.errors import SlackApiError
 
 from bot import permissions
+from bot.changes import verify
 from bot.context import Context, Reply
 from bot.core import counters as metrics
+from bot.core.durations import humanize
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
 from bot.delivery.dispatch import Route
@@ -378,7 +380,10 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     elapsed = time.monotonic() - clock
     if ok and health_ok:
         head = f":white_check_mark: *Done* by {by} in {_seconds(elapsed)}: {escape(proposal.what)}."
-        return _finish(ctx, proposal, ProposalStatus.SUCCEEDED, head + "\n" + "\n".join(lines))
+        head += f" Verifying for {humanize(ctx.config.verify.window)} (the runbook's VERIFY step)."
+        done = _finish(ctx, proposal, ProposalStatus.SUCCEEDED, head + "\n" + "\n".join(lines))
+        _verify(ctx, done)
+        return done
     next_step = (
         "Next: run `/incident diagnose`; if the target is unhealthy too, propose another revision."
         if proposal.kind == ProposalKind.ROLLBACK
@@ -415,6 +420,23 @@ def _operation_failed_text(proposal: Proposal, exc: ChangeError, service: Servic
         else "Next: run `/incident diagnose` and check the service's conditions before proposing again."
     )
     return "\n".join(lines)
+
+
+def _verify(ctx: Context, proposal: Proposal) -> None:
+    """A fix that went through is watched for the verify window (bot/changes/verify.py)."""
+    incident = ctx.store.get(proposal.incident)
+    if incident is None or not incident.is_open:
+        return
+    try:
+        verify.start(
+            ctx,
+            incident,
+            by=proposal.confirmed_by or proposal.proposer,
+            why=escape(proposal.what),
+            proposal=proposal.id,
+        )
+    except Exception:  # noqa: BLE001 - the change is done; `/incident verify` starts a watch by hand
+        log.warning("could not start verifying proposal %s", proposal.id, exc_info=True)
 
 
 def _read_quietly(ctx: Context, ref: ServiceRef) -> ServiceState | None:

@@ -15,6 +15,7 @@ Google libraries are imported inside functions so the bot starts fast.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,14 +27,18 @@ from bot.domain.service import (
     ChangeResult,
     HealthResult,
     LogRecord,
+    RequestMetrics,
     RevisionState,
     ServiceRef,
     ServiceState,
     short_revision,
 )
+from bot.google import metrics
 from bot.google.convert import EPOCH, change_error, log_record, revision_state, service_state
 from bot.google.health import probe_health
 from bot.google.shared_reads import SharedReads
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 8.0
 DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
@@ -56,16 +61,22 @@ class CloudSources:
         logging_api_url: str | None = None,
         *,
         log_share_s: float = LOG_SHARE_S,
+        monitoring_api_url: str | None = None,
     ) -> None:
         self.run_api_url = run_api_url.rstrip("/") if run_api_url else None
         self.logging_api_url = logging_api_url.rstrip("/") if logging_api_url else None
+        self.monitoring_api_url = monitoring_api_url.rstrip("/") if monitoring_api_url else None
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self.log_reads = SharedReads(log_share_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSources:
-        return cls(env.get("CLOUD_RUN_API_URL") or None, env.get("CLOUD_LOGGING_API_URL") or None)
+        return cls(
+            env.get("CLOUD_RUN_API_URL") or None,
+            env.get("CLOUD_LOGGING_API_URL") or None,
+            monitoring_api_url=env.get("CLOUD_MONITORING_API_URL") or None,
+        )
 
     def warm_up(self) -> None:
         """Import the Google libraries and build the clients now rather than on first use."""
@@ -367,6 +378,30 @@ class CloudSources:
         else:
             channel = grpc.insecure_channel(f"{url.hostname}:{url.port or 80}")
         return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=channel))
+
+    # -- request metrics (VERIFY) -----------------------------------------------------------
+
+    def request_metrics(
+        self, ref: ServiceRef, start: datetime, end: datetime, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> RequestMetrics:
+        """Requests, 5xx and p95 latency of the service between `start` and `end`: from Cloud
+        Monitoring (exact, two calls), else counted from the request log (and the result says
+        which, and why). Raises only when neither answers."""
+        try:
+            with self._lock:
+                client = self._clients.get("monitoring")
+                if client is None:
+                    client = self._clients["monitoring"] = metrics.monitoring_client(self.monitoring_api_url)
+            return metrics.from_monitoring(client, ref, start, end, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the request log is the fallback
+            why = metrics.describe_failure(exc)
+            log.warning("%s; counting the request log instead", why)
+        condition = f'logName="projects/{ref.project}/logs/run.googleapis.com%2Frequests"'
+        records, sampled = self.query_logs(
+            ref, start, condition, max_entries=metrics.LOG_MAX_ENTRIES, timeout_s=timeout_s
+        )
+        found = metrics.from_logs(records, start, end, sampled)
+        return RequestMetrics(found.requests, found.errors, found.p95_ms, found.source, why)
 
     # -- health ----------------------------------------------------------------------------
 

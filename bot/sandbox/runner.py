@@ -94,6 +94,7 @@ class SandboxedBot:
             slack_api_url=self.slack.api_url,
             cloud_run_api_url=self.gcp.cloud_run_url,
             cloud_logging_api_url=self.gcp.logging_url,
+            cloud_monitoring_api_url=self.gcp.monitoring.url,
             db_path=self.db_path,
             port=0,
             allow_example_people=True,
