@@ -31,6 +31,7 @@ VERBS = (
     "resolve",
     "note",
     "timeline",
+    "catchup",
     "followup",
     "postmortem",
     "reopen",
