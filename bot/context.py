@@ -70,6 +70,8 @@ class Timing(Protocol):
 
     def wake_deliveries(self) -> None: ...
 
+    def place(self, key: str, run: Callable[[], None], at: datetime) -> None: ...
+
 
 @dataclass
 class Context:

@@ -28,6 +28,7 @@ VERBS = (
     "diagnose",
     "rollback",
     "scale",
+    "verify",
     "resolve",
     "note",
     "timeline",

@@ -37,6 +37,10 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     # files_upload_v2 = files.getUploadURLExternal + upload + files.completeUploadExternal
     "files.upload_v2": (frozenset({"files:write"}),),
     "files.info": (frozenset({"files:read"}),),
+    # The draft's upload, made step by step so the file's id is stored before Slack shares it.
+    "files.getUploadURLExternal": (frozenset({"files:write"}),),
+    "files.completeUploadExternal": (frozenset({"files:write"}),),
+    "files.delete": (frozenset({"files:write"}),),
 }
 
 

@@ -64,8 +64,9 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
     owners = commands.owners()
     permissions.check_registry(owners)  # a verb or button with no permission rule must not run open
     app.error(_refuse_malformed)
-    if settings.signing_secret is not None:  # Socket Mode requests carry no signature to replay
-        app.use(replay.middleware(replay.ReplayGuard()))
+    # Over HTTP: replays refused, events seen before answered 200. In Socket Mode requests carry
+    # no signature to replay, but Slack still retries events, so copies are recognised there too.
+    app.use(replay.middleware(replay.ReplayGuard()))
     app.command("/incident")(_command_listener(ctx, owners))
     for action_id, handler in commands.actions().items():
         app.action(action_id)(_action_listener(ctx, handler, owners))

@@ -26,9 +26,12 @@ from slack_sdk.web import SlackResponse
 from bot.alerts import intake as alert_incidents
 from bot.app import observability
 from bot.app.listeners import build_bolt_app
-from bot.app.settings import Settings
+from bot.app.settings import Settings, config_secrets
+from bot.app.socket_mode import SocketMode
 from bot.changes import flow as production
+from bot.changes import verify
 from bot.context import Context
+from bot.core import logs
 from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
@@ -72,13 +75,15 @@ class IncidentBot:
         slack_timeout_s: int = 10,
     ) -> None:
         self.settings = settings
+        # Before anything can log: every secret this process holds is redacted by value.
+        logs.register_secrets(*settings.secrets(), *config_secrets(config))
         self.setup_retry_s = setup_retry_s
         self.slack_retry_s = slack_retry_s
         # Why the bot is not ready yet (the health endpoint's 503), or None once it is.
         self.not_ready: str | None = "starting: waiting for Slack to answer auth.test"
         self._stopping = threading.Event()
         self._starting: threading.Thread | None = None
-        self._socket_mode: Any = None
+        self._socket_mode: SocketMode | None = None
         self.config = config
         self.store = Store(settings.db_path)
         self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s)
@@ -104,9 +109,15 @@ class IncidentBot:
             directory=self.directory,
             timers=self.timers,
             statuspage=self.statuspage,
-            cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
+            cloud=CloudSources(
+                settings.cloud_run_api_url,
+                settings.cloud_logging_api_url,
+                monitoring_api_url=settings.cloud_monitoring_api_url,
+            ),
         )
         self.deliveries.routes.update(delivery_routes(self.ctx, self.pager))
+        # Verify watches are timers kept in the store: placed from it at start-up and every reconcile.
+        self.timers.add_planner(lambda: verify.plan_all(self.ctx))
         self.metrics = observability.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
@@ -167,9 +178,9 @@ class IncidentBot:
         )
 
     def connect_socket_mode(self, app_token: str) -> bool:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        self._socket_mode = SocketModeHandler(self.bolt, app_token)
+        # Our client, not Bolt's SocketModeHandler: it keeps acking through Slack's refreshes
+        # (bot/app/socket_mode.py says why).
+        self._socket_mode = SocketMode(self.bolt, app_token, self.settings.slack_api_url)
         return self._retry(self._socket_mode.connect, "Socket Mode is not connected")
 
     def _retry(self, attempt: Callable[[], object], what: str) -> bool:
@@ -221,6 +232,12 @@ class IncidentBot:
             "oldest_pending_s": round((self.ctx.now() - oldest).total_seconds(), 1) if oldest else None,
             "store": self.store.dialect,
             **(self.leadership.status() if db_ok else {"leader": leading}),
+            # Between a dropped connection and its replacement (retried with backoff): "reconnecting".
+            **(
+                {"socket_mode": "connected" if self._socket_mode.connected else "reconnecting"}
+                if self._socket_mode
+                else {}
+            ),
         }
 
     def stop(self) -> None:

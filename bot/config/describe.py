@@ -49,6 +49,7 @@ def describe(config: Config) -> str:
         "postmortem": {
             "severities": list(config.postmortem_severities),
             "due_after": fmt(config.postmortem_due_after),
+            "share_within": fmt(config.postmortem_share_within),
         },
         "service": vars(config.service),
         "rollback": {
@@ -59,6 +60,12 @@ def describe(config: Config) -> str:
             "health_timeout": fmt(config.rollback.health_timeout),
         },
         "paging": {"manual_repeat_after": fmt(config.paging.manual_repeat_after) or "0s"},
+        "verify": {
+            "window": fmt(config.verify.window),
+            "every": fmt(config.verify.every),
+            "thresholds": {"error_rate": f"{config.verify.error_rate * 100:g}%", "p95": f"{config.verify.p95_ms:g}ms"},
+            "smoke": [{"url": c.url, "expect": c.expect} for c in config.verify.smoke],
+        },
         "permissions": {action: list(refs) for action, refs in config.permissions.items()},
     }
     if config.runbook_path:

@@ -22,7 +22,9 @@ from bot.domain.policy import (
     RollbackRules,
     ServiceConfig,
     SeverityPolicy,
+    SmokeCall,
     StatuspageConfig,
+    VerifyRules,
 )
 from bot.domain.schedules import Schedule
 
@@ -128,6 +130,7 @@ class Reader:
                 "schedules",
                 "alerts",
                 "paging",
+                "verify",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -169,9 +172,12 @@ class Reader:
             if policy:
                 severities[name] = policy
 
-        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after"})
+        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after", "share_within"})
         postmortem_severities = self.severity_list(postmortem.get("severities", ["P1", "P2"]), "postmortem.severities")
         due_after = self.duration(postmortem.get("due_after", "24h"), "postmortem.due_after") or timedelta(hours=24)
+        share_within = self.duration(postmortem.get("share_within", "2m"), "postmortem.share_within")
+        if share_within is not None and share_within <= timedelta(0):
+            self.error("postmortem.share_within", "must be longer than 0s")
 
         service_raw = self.mapping(top.get("service"), "service", {"project", "region", "name", "health_url"})
         service = ServiceConfig(
@@ -215,6 +221,7 @@ class Reader:
             self.second_person_possible(permissions, people)
         alerts = self.alerts(top.get("alerts"))
         paging = self.paging(self.mapping(top.get("paging"), "paging", {"manual_repeat_after"}))
+        verify = self.verify(self.mapping(top.get("verify"), "verify", {"window", "every", "thresholds", "smoke"}))
 
         if self.errors:
             return None
@@ -226,6 +233,7 @@ class Reader:
             severities=severities,
             postmortem_severities=postmortem_severities,
             postmortem_due_after=due_after,
+            postmortem_share_within=share_within or timedelta(minutes=2),
             service=service,
             rollback_allowed=allowed,
             runbook_path=runbook_path,
@@ -234,6 +242,7 @@ class Reader:
             schedules=schedules,
             rollback=rollback_rules,
             paging=paging,
+            verify=verify,
             alerts=alerts,
             source=source,
         )
@@ -383,6 +392,50 @@ class Reader:
         if repeat is not None and repeat < timedelta(0):
             self.error("paging.manual_repeat_after", "must be 0s or longer")
         return PagingRules(manual_repeat_after=repeat) if repeat is not None else PagingRules()
+
+    def verify(self, block: dict[str, Any]) -> VerifyRules:
+        """`verify:` window, every, thresholds {error_rate: 1%, p95: 500ms}, smoke [{url, expect}]."""
+        default = VerifyRules()
+        window = self.duration(block.get("window"), "verify.window") or default.window
+        every = self.duration(block.get("every"), "verify.every") or default.every
+        if window <= timedelta(0):
+            self.error("verify.window", "must be longer than 0s")
+        if every <= timedelta(0) or every > window:
+            self.error("verify.every", f"must be longer than 0s and at most verify.window ({window})")
+        thresholds = self.mapping(block.get("thresholds"), "verify.thresholds", {"error_rate", "p95"})
+        error_rate = default.error_rate
+        if thresholds.get("error_rate") is not None:
+            raw = str(thresholds["error_rate"]).strip()
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", raw)
+            if match and 0 < float(match.group(1)) <= 100:
+                error_rate = float(match.group(1)) / 100
+            else:
+                self.error("verify.thresholds.error_rate", f"{raw!r} is not a percentage above 0 (e.g. 1% or 0.5%)")
+        p95_ms = default.p95_ms
+        if thresholds.get("p95") is not None:
+            raw = str(thresholds["p95"]).strip()
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s)", raw)
+            if match and float(match.group(1)) > 0:
+                p95_ms = float(match.group(1)) * (1000 if match.group(2) == "s" else 1)
+            else:
+                self.error("verify.thresholds.p95", f"{raw!r} is not a latency above 0 (e.g. 500ms or 1.5s)")
+        smoke: list[SmokeCall] = []
+        raw_smoke = block.get("smoke") or []
+        if not isinstance(raw_smoke, list):
+            self.error("verify.smoke", "must be a list of {url, expect}")
+            raw_smoke = []
+        for i, item in enumerate(raw_smoke):
+            key = f"verify.smoke[{i}]"
+            call = self.mapping(item, key, {"url", "expect"})
+            url = self.string(call.get("url"), f"{key}.url") or ""
+            if url and not re.match(r"^https?://", url):
+                self.error(f"{key}.url", f"{url!r} must be an http(s) URL")
+            expect = call.get("expect", 200)
+            if not isinstance(expect, int) or isinstance(expect, bool) or not 100 <= expect <= 599:
+                self.error(f"{key}.expect", f"must be an HTTP status (100-599), got {expect!r}")
+                expect = 200
+            smoke.append(SmokeCall(url, expect))
+        return VerifyRules(window=window, every=every, error_rate=error_rate, p95_ms=p95_ms, smoke=tuple(smoke))
 
     def alerts(self, value: Any) -> AlertsConfig | None:
         """The optional `alerts:` section: a default route and rules tried in order."""

@@ -94,6 +94,27 @@ class PagingRules:
 
 
 @dataclass(frozen=True)
+class SmokeCall:
+    """One of `verify.smoke`: a real API call whose answer must be `expect`."""
+
+    url: str
+    expect: int = 200
+
+
+@dataclass(frozen=True)
+class VerifyRules:
+    """The runbook's step 6, VERIFY FIX: watch `window`, sampling every `every`; the fix held
+    if every sample is within the thresholds (5xx under 1%, p95 under 500 ms, health 200, the
+    smoke calls as expected)."""
+
+    window: timedelta = timedelta(minutes=5)
+    every: timedelta = timedelta(seconds=30)
+    error_rate: float = 0.01  # the 5xx share of requests, 0..1
+    p95_ms: float = 500.0
+    smoke: tuple[SmokeCall, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     channel: str
     war_room_severities: tuple[str, ...]
@@ -111,7 +132,11 @@ class Config:
     schedules: dict[str, Schedule] = field(default_factory=dict)
     rollback: RollbackRules = field(default_factory=RollbackRules)
     paging: PagingRules = field(default_factory=PagingRules)
+    verify: VerifyRules = field(default_factory=VerifyRules)
     alerts: AlertsConfig | None = None
+    # How long Slack may take to show an uploaded draft in the channel before it is deleted and
+    # uploaded again (Slack answers the upload before it shares the file, and may never share it).
+    postmortem_share_within: timedelta = timedelta(minutes=2)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:

@@ -114,8 +114,11 @@ def _impact(facts: Facts, start: datetime) -> list[str]:
         lines.append("- **Paged**: nobody (the incident was handled by those who declared it)")
     lines.append(f"- **Time to acknowledge**: {_ack(facts, start)}")
     mitigated = phase_started(facts.events, "mitigated")
+    verified = next((e.at for e in reversed(facts.events) if e.kind == EventKind.VERIFY_HELD), None)
     if mitigated is not None:
-        lines.append(f"- **Time to mitigate**: {humanize(mitigated - start)}")
+        line = f"- **Time to mitigate**: {humanize(mitigated - start)} (mitigated at {mitigated:%H:%M:%S}"
+        line += f", verified at {verified:%H:%M:%S})" if verified is not None else ", not verified)"
+        lines.append(line)
     elif inc.resolved_at is not None:
         lines.append(
             f"- **Time to mitigate**: {humanize(inc.resolved_at - start)} (no mitigation recorded before the resolution)"

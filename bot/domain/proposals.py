@@ -9,7 +9,7 @@ choose the rollback target and check the sizes people type.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -219,6 +219,25 @@ def rollback_target(service: ServiceState, revisions: list[RevisionState], named
             f"No Ready revision older than `{serving}` was found. Name one: `/incident rollback <revision>`."
         )
     return target
+
+
+def answers_rollback(service: ServiceState, named: str | None = None) -> Callable[[Sequence[RevisionState]], bool]:
+    """Whether the newest revisions read so far settle a rollback proposal: the named revision
+    is among them, or the serving revision and a Ready one older than it are (and, when traffic
+    is pinned, the revision the template last made). For reading `ListRevisions` (newest first)
+    only as far as needed."""
+    serving = serving_revision(service)
+    template = service.latest_created_revision if is_pinned(service) else ""
+
+    def enough(revisions: Sequence[RevisionState]) -> bool:
+        names = {r.name for r in revisions}
+        if named:
+            return named in names
+        if template and template not in names:
+            return False
+        return serving in names and last_healthy_before(revisions, serving) is not None
+
+    return enough
 
 
 def last_healthy_before(revisions: Sequence[RevisionState], name: str | None) -> RevisionState | None:

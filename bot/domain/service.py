@@ -100,6 +100,18 @@ class HealthResult:
 
 
 @dataclass(frozen=True)
+class RequestMetrics:
+    """The service's requests over an interval: how many, how many 5xx, their p95 latency, and
+    which source counted them (`Cloud Monitoring`, or `Cloud Logging` when it could not)."""
+
+    requests: int
+    errors: int
+    p95_ms: float | None
+    source: str
+    note: str = ""  # why the first choice was not used
+
+
+@dataclass(frozen=True)
 class ChangeResult:
     """A finished long-running operation on the service, and the service it left behind."""
 

@@ -87,6 +87,9 @@ class Timers:
         # The lease's token while this instance leads (None on a never-fenced, single process).
         self.fence: int | None = None
         self.leading = False
+        # Other timers kept in the store (verify watches): each planner re-places its jobs from
+        # the store at start-up, at every reconcile and when another instance says so.
+        self._planners: list[Callable[[], None]] = []
         self._build()
         self._stopping.set()  # nothing runs before start()
 
@@ -247,6 +250,36 @@ class Timers:
             self._replan_postmortem_reminders()
         except Exception:  # noqa: BLE001 - the next round tries again
             log.warning("could not reconcile the post-mortem reminders with the store", exc_info=True)
+        self._run_planners()
+
+    def add_planner(self, plan: Callable[[], None]) -> None:
+        """Another kind of timer kept in the store: `plan` places its jobs (with `place`) from the
+        store, and is run at start-up, at every reconcile and on another instance's notice."""
+        self._planners.append(plan)
+
+    def _run_planners(self) -> None:
+        for plan in self._planners:
+            try:
+                plan()
+            except Exception:  # noqa: BLE001 - the next reconcile tries again
+                log.warning("a planner could not place its timers", exc_info=True)
+
+    def place(self, key: str, run: Callable[[], None], at: datetime) -> None:
+        """Run `run()` at `at` as `key`'s one job (on the leader; elsewhere the leader is told,
+        and its planners place it from the store)."""
+        if not self.leading:
+            self._tell_leader(None)
+            return
+        if self._stopping.is_set():
+            return
+
+        def job() -> None:
+            if self._stopping.is_set():
+                return
+            with self._working():
+                run()
+
+        self.scheduler.place(key, job, at)
 
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
@@ -322,6 +355,8 @@ class Timers:
             self.tick_at(number, at)
         elif number is not None:
             self.replan(number)
+        else:
+            self._run_planners()
         self.wake_deliveries()
 
     def _delivery_loop(self) -> None:

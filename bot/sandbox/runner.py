@@ -21,11 +21,14 @@ from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.constants import APP_TOKENS
 from bot.sandbox.slack.platform import SlackPlatform
+from bot.sandbox.slack.socket_platform import SocketModePlatform
 
 BOT_TOKEN = "xoxb-sandbox"
 SIGNING_SECRET = "sandbox-signing-secret"
 ALERT_TOKEN = "sandbox-alert-token"
+APP_TOKEN = next(iter(APP_TOKENS))
 
 
 class SandboxedBot:
@@ -39,9 +42,14 @@ class SandboxedBot:
         wait_ready: bool = True,
         slack_retry_s: float = 0.2,
         slack_timeout_s: int = 10,
+        socket_mode: bool = False,
+        alert_token: str = ALERT_TOKEN,
+        metrics_token: str | None = None,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack)."""
+        self.alert_token = alert_token
+        self.metrics_token = metrics_token
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
@@ -54,6 +62,8 @@ class SandboxedBot:
         self.wait_ready = wait_ready
         self.slack_retry_s = slack_retry_s
         self.slack_timeout_s = slack_timeout_s
+        # Slack's requests over the sandbox's Socket Mode WebSocket (SocketModePlatform), not HTTP.
+        self.socket_mode = socket_mode
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -74,14 +84,17 @@ class SandboxedBot:
         )
         settings = Settings(
             bot_token=BOT_TOKEN,
-            signing_secret=SIGNING_SECRET,
+            signing_secret=None if self.socket_mode else SIGNING_SECRET,
+            app_token=APP_TOKEN if self.socket_mode else None,
             slack_api_url=self.slack.api_url,
             cloud_run_api_url=self.gcp.cloud_run_url,
             cloud_logging_api_url=self.gcp.logging_url,
+            cloud_monitoring_api_url=self.gcp.monitoring.url,
             db_path=self.db_path,
             port=0,
             allow_example_people=True,
-            alert_webhook_token=ALERT_TOKEN,
+            alert_webhook_token=self.alert_token,
+            metrics_token=self.metrics_token,
         )
         self.bot = IncidentBot(
             settings,
@@ -91,10 +104,12 @@ class SandboxedBot:
             slack_timeout_s=self.slack_timeout_s,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
-        self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)
+        self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32, slack_events=not self.socket_mode)
         self._thread = threading.Thread(target=self._server.run, name="bot-http", daemon=True)
         self._thread.start()
-        self.platform = SlackPlatform(self.url, SIGNING_SECRET, self.slack)
+        self.platform: SlackPlatform = (
+            SocketModePlatform(self.slack) if self.socket_mode else SlackPlatform(self.url, SIGNING_SECRET, self.slack)
+        )
         if self.wait_ready:
             self.bot.start()
         else:

@@ -137,11 +137,11 @@ def test_without_a_permissions_section_the_defaults_apply():
     text = config.default_config_text().split("\npermissions:")[0]
     cfg = config.parse(text, source="t")
     assert cfg.permissions == DEFAULT.permissions
-    # catchup (issue 23) reads what `timeline` reads, so anyone may, like `timeline`.
     assert {a for a, refs in cfg.permissions.items() if refs == ("anyone",)} == ANYONE | {
         "page_person",
         "followup",
-        "catchup",
+        "catchup",  # issue 23: reads what `timeline` reads
+        "verify",  # issue 20: watching a fix changes nothing, so anyone may
     }
     assert {a for a, refs in cfg.permissions.items() if refs == ("responders",)} == RESPONDERS | {
         "postmortem",

@@ -119,6 +119,9 @@ def test_an_open_alert_with_a_declare_rule_opens_an_incident_and_pages_the_prima
     timeline = alert_bot.bot.store.timeline(1)
     assert timeline[0].kind == "alert" and timeline[0].at == started  # the timeline starts at the alert
     assert [a.alert_id for a in alert_bot.bot.store.alerts_of(1)] == ["0.mtdi83m6w8ao"]
+    # The war room is named after the alert's policy, in whole words, not its summary sentence.
+    room = alert_bot.slack.wait_for(lambda: alert_bot.bot.store.get(1).war_room_name)
+    assert room == "inc-1-error-rate-5-for-2-min"
 
 
 def test_the_same_alert_sent_three_times_makes_one_incident(alert_bot):
@@ -220,6 +223,9 @@ def test_alertmanager_group_attaches_every_alert_to_one_incident_until_all_resol
     alert_bot.slack.wait_for(lambda: thread_text(alert_bot, message).count("Alert firing since") == 2)
     assert alert_bot.bot.store.count_incidents() == 1
     assert len(alert_bot.bot.store.alerts_of(1)) == 2
+    # The link is the alert's generatorURL (Prometheus), not an Alertmanager page.
+    assert "open its source" in thread_text(alert_bot, message)
+    assert "open in Alertmanager" not in thread_text(alert_bot, message)
 
     resolved_first = {**first, "status": "resolved", "endsAt": datetime.now(UTC).isoformat()}
     send(am_url(alert_bot), alertmanager_notification([resolved_first, second]), token=ALERT_TOKEN, auth="bearer")

@@ -130,3 +130,27 @@ def test_a_proposal_cannot_be_confirmed_once_its_incident_is_resolved(running):
     assert "INC-1 is resolved" in said and "Nothing was sent" in said
     assert not patches(running)
     assert running.bot.store.proposals()[-1].status == "pending"
+
+
+def test_a_scale_whose_new_revision_never_becomes_ready_is_reported_and_traffic_stays():
+    from bot.sandbox.cloud_run import OperationPlan
+
+    with SandboxedBot(config_text=CONFIG, preset="oom") as running:
+        path = running.gcp.service_ref.path
+        before = running.gcp.cloud_run.service(path)
+        why = "The user-provided container failed to start and listen on the port defined by PORT=8080"
+        running.gcp.cloud_run.operation_plan = OperationPlan(polls=1, error=(9, why))
+        room = declare(running)
+        proposal = propose(running, room, "scale memory 1Gi", button="scale_confirm")
+
+        running.click(proposal.button("scale_confirm"), user=LEAD, channel=room)
+
+        text = finished(running, room, proposal.ts, "failed").all_text
+        service = running.gcp.cloud_run.service(path)
+        new = service["latestCreatedRevision"].rsplit("/", 1)[-1]
+        assert f"New revision `{new}` did not become Ready: {why}" in text
+        assert "Traffic did not move" in text and f"`{running.gcp.world.serving_revision}`" in text
+        assert f"gcloud run revisions describe {new}" in text
+        assert service["trafficStatuses"] == before["trafficStatuses"]
+        assert service["latestReadyRevision"] == before["latestReadyRevision"]
+        assert len(patches(running)) == 1  # never retried

@@ -43,6 +43,7 @@ def propose(
 ):
     reply = running.command(text, user=user, channel=room)
     assert "Reading" in reply.text, reply.text
+    assert "'s its " not in reply.text, reply.text  # "Reading tai-autonomics's its current settings"
     return running.slack.wait_for_message(room, "proposed by", with_button=button, timeout=10)
 
 

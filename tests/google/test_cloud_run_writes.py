@@ -183,3 +183,69 @@ def test_a_write_proposed_on_an_old_etag_is_stale_and_sends_nothing(cloud, ref, 
     with pytest.raises(ChangeError) as caught:
         cloud.change_template(ref, memory="1Gi", etag=proposed, timeout_s=2, wait_s=5)
     assert caught.value.reason == "stale" and not sandbox.cloud_run.patches()
+
+
+def _get(sandbox: GcpSandbox, path: str) -> dict:
+    with urllib.request.urlopen(f"{sandbox.cloud_run_url}/v2/{path}") as response:
+        return json.loads(response.read())
+
+
+def test_while_a_change_reconciles_the_service_shows_transient_values_then_the_outcome(cloud, ref, sandbox):
+    before = _get(sandbox, ref.path)
+    sandbox.cloud_run.operation_plan = OperationPlan(polls=3)
+
+    # Send the change with the real client, but look at the service before its operation is done.
+    from google.cloud import run_v2
+    from google.protobuf import field_mask_pb2
+
+    client = cloud._run_client("services")
+    service = client.get_service(name=ref.path)
+    service.template.containers[0].resources.limits["memory"] = "1Gi"
+    request = run_v2.UpdateServiceRequest(
+        service=run_v2.Service(name=ref.path, template=service.template, etag=service.etag),
+        update_mask=field_mask_pb2.FieldMask(paths=["template"]),
+    )
+    operation = client.update_service(request=request)
+
+    during = _get(sandbox, ref.path)
+    assert during["reconciling"] is True and during["terminalCondition"]["state"] == "CONDITION_RECONCILING"
+    assert int(during["generation"]) == int(before["generation"]) + 1
+    assert during["observedGeneration"] == before["observedGeneration"]
+    assert during["latestReadyRevision"] == before["latestReadyRevision"]
+    assert during["latestCreatedRevision"] != before["latestCreatedRevision"]
+    assert during["trafficStatuses"] == before["trafficStatuses"]
+    new = during["latestCreatedRevision"]
+    revision = _get(sandbox, new)
+    assert revision["reconciling"] is True
+    assert next(c for c in revision["conditions"] if c["type"] == "Ready")["state"] == "CONDITION_RECONCILING"
+
+    operation.result(timeout=10)
+
+    after = _get(sandbox, ref.path)
+    assert after["reconciling"] is False and after["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
+    assert after["observedGeneration"] == after["generation"]
+    assert after["latestReadyRevision"] == after["latestCreatedRevision"] == new
+    assert next(c for c in _get(sandbox, new)["conditions"] if c["type"] == "Ready")["state"] == "CONDITION_SUCCEEDED"
+
+
+def test_a_failed_change_keeps_the_last_serving_values_and_its_revision_is_not_ready(cloud, ref, sandbox):
+    before = _get(sandbox, ref.path)
+    message = "Revision failed: the user-provided container failed to start and listen on PORT=8080"
+    sandbox.cloud_run.operation_plan = OperationPlan(error=(9, message))
+
+    with pytest.raises(ChangeError) as caught:
+        cloud.change_template(ref, memory="1Gi", traffic_to_latest=True, timeout_s=2, wait_s=5)
+    assert caught.value.sent
+
+    after = _get(sandbox, ref.path)
+    assert after["reconciling"] is False
+    assert (
+        after["terminalCondition"]["state"] == "CONDITION_FAILED" and message in after["terminalCondition"]["message"]
+    )
+    assert after["observedGeneration"] == before["observedGeneration"] != after["generation"]
+    assert after["latestReadyRevision"] == before["latestReadyRevision"]
+    assert after["trafficStatuses"] == before["trafficStatuses"]
+    new = after["latestCreatedRevision"]
+    assert new != before["latestCreatedRevision"]
+    ready = next(c for c in _get(sandbox, new)["conditions"] if c["type"] == "Ready")
+    assert ready["state"] == "CONDITION_FAILED" and ready["message"] == message
