@@ -26,6 +26,8 @@ DEMO_CONFIG = (
     .replace("{after: 20m, page: [vp_product]}", "{after: 60s, page: [vp_product]}")
     .replace("{after: 30m, page: [ceo]}", "{after: 90s, page: [ceo]}")
     .replace("update_every: 15m", "update_every: 4s")
+    .replace("  window: 5m", "  window: 6s")
+    .replace("  every: 30s", "  every: 2s")
     + """
 alerts:
   default: {severity: P2, action: propose}
@@ -44,6 +46,8 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     with SandboxedBot(config_text=DEMO_CONFIG, db_path=db_path, preset="bad_deploy") as world:
         assert world.bot is not None
         slack, store = world.slack, world.bot.store
+        # Requests keep arriving (Cloud Monitoring counts them), 45% of them 5xx while 00043 serves.
+        world.gcp.start_live()
         say("▶ @alice: /incident declare p1 Checkout returns 500")
         reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
         say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
@@ -98,6 +102,9 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         )
         health = next((line for line in done.all_text.splitlines() if "Health:" in line), "")
         say(f"  → traffic moved; {health.strip('*').replace('*', '')}")
+        held = slack.wait_for_message(room, "ready to resolve", timeout=30)
+        series = [line.strip("• ") for line in held.all_text.splitlines() if line.startswith("• ")]
+        say(f"  → VERIFY: watched 6 s (every 2 s), Cloud Monitoring: {'; '.join(series)}; held, ready to resolve")
 
         say("▶ @primary: /incident note Traffic back on 00042; error rate falling")
         world.command("note Traffic back on 00042; error rate falling", user="U0PRIMARY", channel=room)
