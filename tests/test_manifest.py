@@ -22,6 +22,7 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "chat.update": (frozenset({"chat:write"}),),
     "chat.delete": (frozenset({"chat:write"}),),
     "chat.postEphemeral": (frozenset({"chat:write"}),),
+    "chat.getPermalink": (frozenset(),),  # Slack: no scope required
     "conversations.create": (frozenset({"channels:manage"}),),
     "conversations.setTopic": (frozenset({"channels:manage"}), frozenset({"channels:write.topic"})),
     "conversations.invite": (frozenset({"channels:manage"}), frozenset({"channels:write.invites"})),
