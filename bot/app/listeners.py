@@ -29,6 +29,7 @@ from bot.core.errors import UsageError
 from bot.core.text import decode_slash, from_form, length
 from bot.domain.access import Forbidden
 from bot.domain.incidents import Incident, clean_inline
+from bot.incident import catchup
 from bot.review import pins
 from bot.slack import payloads
 from bot.slack.gateway import error_code
@@ -72,6 +73,7 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
     for callback_id, handler in commands.views().items():
         app.view(callback_id)(_view_listener(ctx, handler, owners))
     app.event("reaction_added")(_event_listener(ctx, pins.on_reaction_added))
+    app.event("member_joined_channel")(_event_listener(ctx, catchup.on_member_joined))
     return app
 
 

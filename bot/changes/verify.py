@@ -152,13 +152,17 @@ def _decide(ctx: Context, watch: Watch, incident: Incident, verdict: Verdict) ->
 
 
 def _take(ctx: Context, watch: Watch, index: int, now: datetime) -> Sample:
-    """Look at the service once. Sample 0 is the baseline (the `every` before the watch began);
-    each later one covers the requests since the one before."""
+    """Look at the service once. Sample 0's requests are the baseline (the `every` before the fix
+    was confirmed, or before the watch began); each later one covers the requests since the one
+    before."""
     ref = _ref(ctx)
     rules = ctx.config.verify
     offset = (now - watch.started_at).total_seconds()
     if index == 0:
-        start, end = watch.started_at - watch.every, now
+        # As it was when the fix was confirmed (or as the watch began): shown, not judged.
+        confirmed = ctx.store.get_proposal(watch.proposal) if watch.proposal is not None else None
+        before = confirmed.confirmed_at if confirmed is not None and confirmed.confirmed_at else watch.started_at
+        start, end = before - watch.every, before
     else:  # from the last sample on: the intervals tile the window, whatever restarts did
         start, end = watch.started_at + timedelta(seconds=watch.samples[-1].offset_s), now
     health, health_note = None, "not configured"

@@ -231,6 +231,8 @@ class Announcer:
     def _brief_war_room(self, incident: Incident, pageable: Callable[[Incident], None] | None = None) -> Incident:
         assert incident.war_room_id
         self.slack.set_topic(incident.war_room_id, blocks.war_room_topic(self.config, incident))
+        # The people invited here read the briefing below: their joins are not greeted with a catch-up.
+        self.store.claim_greetings(incident.number, [incident.declared_by, incident.commander], self.clock())
         self.slack.invite(incident.war_room_id, [incident.declared_by, incident.commander])
         if pageable is not None:  # the room is there and its people are in: the briefing can follow the page
             pageable(incident)

@@ -20,6 +20,7 @@ from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
+from bot.sandbox.pagerduty import PagerDutySandbox
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.constants import APP_TOKENS
 from bot.sandbox.slack.platform import SlackPlatform
@@ -45,10 +46,14 @@ class SandboxedBot:
         socket_mode: bool = False,
         alert_token: str = ALERT_TOKEN,
         metrics_token: str | None = None,
+        pagerduty: PagerDutySandbox | None = None,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack)."""
         self.alert_token = alert_token
+        # PagerDuty's Events API and webhooks, when the config has a `pagerduty:` section (the
+        # routing key and webhook secret are read from the environment the config names).
+        self.pagerduty = pagerduty
         self.metrics_token = metrics_token
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
@@ -95,6 +100,8 @@ class SandboxedBot:
             allow_example_people=True,
             alert_webhook_token=self.alert_token,
             metrics_token=self.metrics_token,
+            pagerduty_events_url=self.pagerduty.events_url if self.pagerduty else None,
+            pagerduty_api_url=self.pagerduty.api_url if self.pagerduty else None,
         )
         self.bot = IncidentBot(
             settings,
@@ -127,6 +134,10 @@ class SandboxedBot:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pagerduty_webhook_url(self) -> str:
+        return f"{self.base_url}/pagerduty/webhook"
 
     def command(self, text: str, **kwargs: Any) -> Any:
         return self.platform.command(text, **kwargs)

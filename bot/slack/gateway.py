@@ -315,6 +315,10 @@ class SlackGateway:
         link = (response.get("file") or {}).get("permalink")
         return str(link) if link else None
 
+    def permalink(self, channel: str, ts: str) -> str | None:
+        link = self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+        return str(link) if link else None
+
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """One message by its ts, top level or in a thread; None if it no longer exists."""
         history = self.client.conversations_history(channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1)

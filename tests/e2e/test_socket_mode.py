@@ -7,6 +7,7 @@ within Slack's 3 s; the ack latencies are printed (the sandbox's figure: millise
 from __future__ import annotations
 
 import statistics
+import time
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -74,6 +75,8 @@ def test_a_refresh_warning_and_a_dropped_connection_are_followed_by_a_new_connec
         slack.wait_for(lambda: second.closed or None, 5, "the dropped connection to close")
         third = slack.wait_for_socket()
         assert third.number == second.number + 1
+        health = running.bot.health  # type: ignore[union-attr]
+        slack.wait_for(lambda: health().get("socket_mode") == "connected" or None, 5, "health: connected again")
         result = running.command("help", user="U0PRIMARY")
         assert result.status == 200 and "/incident" in result.text
         assert result.elapsed < ACK_BOUND_S
@@ -95,3 +98,47 @@ def test_apps_connections_open_takes_the_app_level_token_only() -> None:
                 assert exc.response["error"] == "not_allowed_token_type"
             else:
                 raise AssertionError(f"{token} was accepted where Slack refuses it")
+
+
+def test_a_form_and_an_event_go_over_the_socket_with_their_answers() -> None:
+    # A view submission accepts a response payload (its errors come back in the ack); an
+    # event does not, and is acked empty. The declare form's trigger_id is used before the ack.
+    with SandboxedBot(socket_mode=True) as running:
+        slack, store = running.slack, running.bot.store  # type: ignore[union-attr]
+        slack.wait_for_socket()
+        assert running.command("declare p2").text == ""
+        view = slack.wait_for_view("declare_modal")
+        empty = running.platform.submit_view(view, {"severity_input": "P2", "title_input": "  "}, user="U0BOB")
+        assert empty.response_action == "errors"
+        done = running.platform.submit_view(
+            view, {"severity_input": "P2", "title_input": "Payments slow"}, user="U0BOB"
+        )
+        assert done.status == 200 and done.response_action is None
+        assert store.get(1).commander == "U0BOB"
+
+        room = slack.wait_for(lambda: store.get(1).war_room_id, what="the war room")
+        said = slack.post_as("U0BOB", room, "Error rate is dropping")
+        slack.refresh_sockets()
+        assert running.platform.react("U0BOB", room, said.ts, event_id="Ev0SOCKET").status == 200
+        slack.wait_for(lambda: [e for e in store.timeline(1) if e.kind == "pin"], what="the pinned message")
+        # Slack's retry of the same event (retry_attempt 1) is acked and not handled again.
+        retry = running.platform.react("U0BOB", room, said.ts, event_id="Ev0SOCKET", retry_num=1)
+        assert retry.status == 200
+        envelopes = slack.socket_envelopes()
+        assert not slack.socket_refusals()
+        time.sleep(0.3)  # what handling the copy would have added
+        pins = len([e for e in store.timeline(1) if e.kind == "pin"])
+    print("\n" + _report(envelopes))
+    kinds = [(e.type, e.accepts_response_payload) for e in envelopes]
+    assert kinds == [
+        ("slash_commands", True),
+        ("interactive", True),
+        ("interactive", True),
+        ("events_api", False),
+        ("events_api", False),
+    ]
+    assert all(e.latency is not None and e.latency < ACK_BOUND_S for e in envelopes), _report(envelopes)
+    assert envelopes[1].ack_payload and envelopes[1].ack_payload["response_action"] == "errors"
+    assert envelopes[-1].ack_payload is None
+    assert [e.payload.get("event_id") for e in envelopes[-2:]] == ["Ev0SOCKET", "Ev0SOCKET"]
+    assert pins == 1, "the retried event was handled once"

@@ -376,6 +376,44 @@ class SlackPlatform:
             event["item_user"] = author
         return self.event(event, event_id=event_id, retry_num=retry_num)
 
+    def member_joined(
+        self,
+        channel: str,
+        user: str,
+        *,
+        inviter: str | None = None,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+    ) -> PlatformResult:
+        """`user` joins `channel` (invited by `inviter`, else by themselves); Slack tells the app
+        with `member_joined_channel` (channel_type C public, G private; `inviter` only when
+        someone invited them)."""
+        conv = self._conversation(channel)
+        self.sandbox.invite(conv.id, user)
+        if retry_num is None:
+            self.sandbox.record_interaction("join", user, conv.id, "joined the channel")
+        event: dict[str, Any] = {
+            "type": "member_joined_channel",
+            "user": user,
+            "channel": conv.id,
+            "channel_type": "G" if conv.is_private else "C",
+            "team": self.team_id,
+        }
+        if inviter:
+            event["inviter"] = inviter
+        return self.event(event, event_id=event_id, retry_num=retry_num)
+
+    def home_opened(self, user: str, *, event_id: str | None = None) -> PlatformResult:
+        """`user` opens the app's Home tab; Slack tells the app with `app_home_opened` (tab
+        `home`), with the view last published to them, if any."""
+        dm = self.sandbox.open_dm(user)
+        event: dict[str, Any] = {"type": "app_home_opened", "user": user, "channel": dm.id, "tab": "home"}
+        published = self.sandbox.home_view(user)
+        if published is not None:
+            event["view"] = published
+        self.sandbox.record_interaction("home", user, None, "opened the app's Home tab")
+        return self.event(event, event_id=event_id)
+
     # ---- transport ---------------------------------------------------------------------------
 
     def send(
