@@ -116,3 +116,22 @@ def test_a_watch_stops_when_the_incident_resolves():
         watch_message(running, room, "Stopped")
         [watch] = running.bot.store.watches()
         assert watch.status == "stopped"
+
+
+def test_a_rollback_during_an_on_demand_watch_replaces_it():
+    config = FAST.replace("  window: 4s", "  window: 30s")
+    with SandboxedBot(config_text=config, preset="healthy") as running:
+        running.gcp.start_live()
+        room = declare(running)
+        running.command("verify 30s", user=LEAD, channel=room)
+        running.slack.wait_for(lambda: running.bot.store.watches() or None, what="the first watch")
+        proposal = propose(running, room)
+        running.click(proposal.button("rollback_confirm"), user=LEAD, channel=room)
+        finished(running, room, proposal.ts, "succeeded")
+        watch_message(running, room, "a newer watch replaced it")
+        first, second = running.bot.store.watches()
+        assert (
+            first.status == "stopped"
+            and second.status == "watching"
+            and second.proposal == running.bot.store.proposals()[-1].id
+        )
