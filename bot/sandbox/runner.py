@@ -60,6 +60,8 @@ class SandboxedBot:
         self.config_text = config_text
         # Exactly the scopes the manifest grants: a call the manifest forgot fails like in Slack.
         self.slack = slack or SlackSandbox(scopes=manifest_scopes())
+        if slack is None:
+            self.slack.home_tab_enabled = manifest_home_tab()
         self._owns_slack = slack is None
         self.gcp = GcpSandbox()
         self.preset = preset
@@ -179,6 +181,17 @@ def write_config(text: str, directory: str | Path) -> str:
     path = Path(directory) / "incident-bot.yaml"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def manifest_home_tab() -> bool:
+    """Whether manifest.yaml enables the Home tab (views.publish answers not_enabled without it)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "manifest.yaml"
+    if not path.exists():
+        return True
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return bool(((data.get("features") or {}).get("app_home") or {}).get("home_tab_enabled"))
 
 
 def manifest_scopes() -> frozenset[str]:

@@ -229,6 +229,10 @@ class SlackGateway:
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Publish `user`'s App Home tab (views.publish: no scope, the Home tab enabled in the app)."""
+        self.client.views_publish(user_id=user, view=view)
+
     def user_by_email(self, email: str) -> str:
         key = email.lower()
         with self._cache_lock:

@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from bot.domain.proposals import Proposal
-from bot.domain.records import DeliveryRecord
 from bot.store.base import StoreBase, _to_db
-from bot.store.deliveries import _delivery
 from bot.store.proposals import _proposal
 
 
@@ -52,13 +50,14 @@ class BriefingsPart(StoreBase):
         rows = self._rows("SELECT * FROM proposals WHERE incident = ? ORDER BY id", [number])
         return [_proposal(r) for r in rows]
 
-    def pages_waiting(self, user: str) -> list[DeliveryRecord]:
-        """Pages Slack took for `user` in incidents still open and unacknowledged (the App Home's
-        Acknowledge buttons)."""
+    def pages_waiting(self, user: str) -> list[tuple[int, datetime]]:
+        """(incident, when Slack took it) of the pages to `user` in incidents still open and
+        unacknowledged: the App Home's Acknowledge buttons."""
         rows = self._rows(
-            "SELECT d.* FROM deliveries d JOIN incidents i ON i.number = d.incident"
+            "SELECT d.incident, COALESCE(d.sent_at, d.next_attempt_at) AS at FROM deliveries d"
+            " JOIN incidents i ON i.number = d.incident"
             " WHERE d.kind = 'page' AND d.status = 'sent' AND d.\"user\" = ?"
             " AND i.status != 'resolved' AND i.acknowledged_at IS NULL ORDER BY d.id",
             [user],
         )
-        return [_delivery(r) for r in rows]
+        return [(int(r["incident"]), datetime.fromisoformat(str(r["at"]))) for r in rows]
