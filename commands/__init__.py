@@ -32,6 +32,7 @@ VERBS = (
     "resolve",
     "note",
     "timeline",
+    "catchup",
     "followup",
     "postmortem",
     "reopen",

@@ -11,6 +11,7 @@ The request path (Bolt, the listeners, the permission gate) is `bot.app.listener
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,8 @@ from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory
 from bot.oncall.handoffs import HandoffNotices
+from bot.pagerduty import client as pagerduty_client
+from bot.paging import pagerduty as pagerduty_events
 from bot.paging.leadership import Leadership
 from bot.paging.pager import Pager
 from bot.paging.timers import Timers
@@ -104,6 +107,11 @@ class IncidentBot:
         self.announcer = Announcer(config, self.store, self.slack, clock)
         self.directory = Directory(config, self.slack, self.store, clock)
         self.statuspage = statuspage.from_config(config.statuspage)
+        self.pagerduty = pagerduty_client.from_config(
+            config.pagerduty, os.environ, settings.pagerduty_events_url, settings.pagerduty_api_url
+        )
+        # The v3 webhook subscription's signing secrets (several, comma-separated, during a rotation).
+        self.pagerduty_secrets = pagerduty_client.webhook_secrets(config.pagerduty, os.environ)
         self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
         # Every kind's route is registered once the context its senders need exists (below).
         self.deliveries = Dispatcher(self.store, self.slack, clock, routes={})
@@ -122,6 +130,7 @@ class IncidentBot:
             directory=self.directory,
             timers=self.timers,
             statuspage=self.statuspage,
+            pagerduty=self.pagerduty,
             cloud=CloudSources(
                 settings.cloud_run_api_url,
                 settings.cloud_logging_api_url,
@@ -276,6 +285,7 @@ def delivery_routes(ctx: Context, pager: Pager) -> dict[DeliveryKind, Route]:
         pager.routes(),
         followups.routes(ctx.store, ctx.slack, ctx.announcer, ctx.clock),
         publishing.routes(ctx.store, ctx.statuspage, ctx.clock),
+        pagerduty_events.routes(ctx.config, ctx.store, ctx.slack, ctx.pagerduty, ctx.clock),
         drafts.routes(ctx.config, ctx.store, ctx.slack, ctx.announcer, ctx.clock),
         diagnose_run.routes(ctx),
         production.routes(ctx),

@@ -1,4 +1,5 @@
-"""The HTTP face of the bot: `POST /slack/events` through Bolt, `GET /health`, `GET /metrics`, under waitress.
+"""The HTTP face of the bot: `POST /slack/events` through Bolt, `POST /pagerduty/webhook`, `GET /health`,
+`GET /metrics`, under waitress.
 
 The health endpoint answers at `/health` and `/healthz` (Cloud Run reserves some paths ending
 in `z`): 200 with JSON once the bot is ready, 503 with the reason until then. With
@@ -27,6 +28,7 @@ from waitress.server import create_server
 from bot.alerts import webhook as alerts
 from bot.app import observability
 from bot.app.runtime import IncidentBot
+from bot.paging import acks as pagerduty_acks
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ def bearer_ok(environ: dict[str, Any], token: str | None) -> bool:
 def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Iterable[bytes]]:
     slack_handler = SlackRequestHandler(bot.bolt, path="/slack/events")
     alert_webhook = alerts.webhook(bot.ctx, bot.settings.alert_webhook_token)
+    pagerduty_webhook = pagerduty_acks.webhook(bot.ctx, bot.pagerduty_secrets)
     metrics_token = bot.settings.metrics_token
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -77,6 +80,10 @@ def wsgi_app(bot: IncidentBot, slack_events: bool = True) -> Callable[..., Itera
         if environ.get("PATH_INFO") in alerts.PATHS:
             # Recorded in the store even before Slack answers; the Slack side follows once it does.
             return alert_webhook(environ, start_response)
+        if environ.get("PATH_INFO") == pagerduty_acks.PATH:
+            if not bot.ready:
+                return _json(start_response, "503 Service Unavailable", {"error": bot.not_ready})
+            return pagerduty_webhook(environ, start_response)
         if not slack_events:
             return _json(start_response, "404 Not Found", {"error": "not found (Socket Mode: only /health)"})
         if not bot.ready and environ.get("PATH_INFO") == "/slack/events":

@@ -35,6 +35,9 @@ class Settings:
     alert_webhook_token: str | None = None  # unset: the alert webhooks are off
     # Set: GET /metrics and the detailed GET /health need `Authorization: Bearer <it>`.
     metrics_token: str | None = None
+    # PagerDuty's Events API v2 enqueue URL and REST API base (the sandbox's in the demo and tests).
+    pagerduty_events_url: str | None = None
+    pagerduty_api_url: str | None = None
     # The timers' lease (bot/leadership.py): its length, and this process's name as its holder.
     lease_s: float = 10.0
     instance: str = field(default_factory=instance_name)
@@ -75,6 +78,8 @@ class Settings:
             allow_example_people=env.get("INCIDENT_BOT_ALLOW_EXAMPLE_PEOPLE") == "1",
             alert_webhook_token=env.get("ALERT_WEBHOOK_TOKEN") or None,
             metrics_token=env.get("METRICS_TOKEN") or None,
+            pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL") or None,
+            pagerduty_api_url=env.get("PAGERDUTY_API_URL") or None,
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -100,9 +105,12 @@ def url_secrets(url: str) -> tuple[str, ...]:
 
 def config_secrets(config: Any, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The values of the environment variables the config names in a `*_env` key
-    (`statuspage.api_key_env`, and any such key added later)."""
+    (`statuspage.api_key_env`, `pagerduty.routing_key_env`, ..., and any such key added later);
+    a value holding several comma-separated secrets (a webhook secret being rotated) gives each too."""
     env = os.environ if env is None else env
-    return tuple(dict.fromkeys(env[name] for name in _env_keys(config) if env.get(name)))
+    values = [env[name] for name in _env_keys(config) if env.get(name)]
+    parts = [part.strip() for value in values if "," in value for part in value.split(",")]
+    return tuple(dict.fromkeys(s for s in (*values, *parts) if s))
 
 
 def _env_keys(value: Any) -> Iterator[str]:

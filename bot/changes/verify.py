@@ -73,6 +73,11 @@ def start(
         channel=channel,
         thread_ts=thread_ts,
     )
+    for earlier in ctx.store.watches(WatchStatus.WATCHING, incident=incident.number):
+        # A newer fix supersedes the watch of an older one: one verdict, about what serves now.
+        stopped = ctx.store.finish_watch(earlier.id, WatchStatus.STOPPED, now, kind=None, text="superseded")
+        if stopped is not None:
+            _show(ctx, stopped, Verdict(WatchStatus.STOPPED, (f"a newer watch replaced it ({why})",)))
     watch = ctx.store.create_watch(draft, f"Verifying the fix ({why}) for {span.total_seconds():g} s")
     # The first sample is taken at once, while the message is being posted: Slack's limit on
     # posts to the room can hold the post a second or two, and the baseline must not wait for it.
@@ -170,13 +175,17 @@ def _decide(ctx: Context, watch: Watch, incident: Incident, verdict: Verdict) ->
 
 
 def _take(ctx: Context, watch: Watch, index: int, now: datetime) -> Sample:
-    """Look at the service once. Sample 0 is the baseline (the `every` before the watch began);
-    each later one covers the requests since the one before."""
+    """Look at the service once. Sample 0's requests are the baseline (the `every` before the fix
+    was confirmed, or before the watch began); each later one covers the requests since the one
+    before."""
     ref = _ref(ctx)
     rules = ctx.config.verify
     offset = (now - watch.started_at).total_seconds()
     if index == 0:
-        start, end = watch.started_at - watch.every, now
+        # As it was when the fix was confirmed (or as the watch began): shown, not judged.
+        confirmed = ctx.store.get_proposal(watch.proposal) if watch.proposal is not None else None
+        before = confirmed.confirmed_at if confirmed is not None and confirmed.confirmed_at else watch.started_at
+        start, end = before - watch.every, before
     else:  # from the last sample on: the intervals tile the window, whatever restarts did
         start, end = watch.started_at + timedelta(seconds=watch.samples[-1].offset_s), now
     health, health_note = None, "not configured"

@@ -72,6 +72,10 @@ def describe(config: Config) -> str:
         data["runbook"] = {"path": config.runbook_path}
     if config.statuspage:
         data["statuspage"] = {**vars(config.statuspage), "severities": list(config.statuspage.severities)}
+    if config.pagerduty:
+        data["pagerduty"] = {**vars(config.pagerduty), "severities": list(config.pagerduty.severities)}
+        if config.pagerduty.api_token_env is None:
+            del data["pagerduty"]["api_token_env"]
     if config.schedules:
         data["schedules"] = {
             name: {

@@ -18,6 +18,7 @@ from bot.domain.policy import (
     AlertsConfig,
     Config,
     EscalationStep,
+    PagerDutyConfig,
     PagingRules,
     RollbackRules,
     ServiceConfig,
@@ -65,6 +66,13 @@ class Reader:
             self.error(key, f"must be a non-empty string, got {value!r}")
             return None
         return str(value).strip()
+
+    def env_name(self, value: Any, key: str) -> str:
+        """The name of an environment variable that holds a secret (never the secret itself)."""
+        name = self.string(value, key) or ""
+        if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            self.error(key, f"{name[:40]!r} is not an environment variable name (put the secret in the environment)")
+        return name
 
     def duration(self, value: Any, key: str, required: bool = False) -> timedelta | None:
         if value is None:
@@ -126,6 +134,7 @@ class Reader:
                 "rollback",
                 "runbook",
                 "statuspage",
+                "pagerduty",
                 "permissions",
                 "schedules",
                 "alerts",
@@ -216,6 +225,26 @@ class Reader:
                 severities=self.severity_list(sp.get("severities", ["P1", "P2"]), "statuspage.severities"),
             )
 
+        pagerduty = None
+        if top.get("pagerduty") is not None:
+            pd = self.mapping(
+                top.get("pagerduty"),
+                "pagerduty",
+                {"routing_key_env", "severities", "webhook_secret_env", "api_token_env"},
+            )
+            pagerduty = PagerDutyConfig(
+                routing_key_env=self.env_name(
+                    pd.get("routing_key_env", "PAGERDUTY_ROUTING_KEY"), "pagerduty.routing_key_env"
+                ),
+                severities=self.severity_list(pd.get("severities", ["P1", "P2"]), "pagerduty.severities"),
+                webhook_secret_env=self.env_name(
+                    pd.get("webhook_secret_env", "PAGERDUTY_WEBHOOK_SECRET"), "pagerduty.webhook_secret_env"
+                ),
+                api_token_env=self.env_name(pd["api_token_env"], "pagerduty.api_token_env")
+                if pd.get("api_token_env") is not None
+                else None,
+            )
+
         permissions = self.permissions(top.get("permissions"), roles, allowed)
         if rollback_rules.require_second_person:
             self.second_person_possible(permissions, people)
@@ -238,6 +267,7 @@ class Reader:
             rollback_allowed=allowed,
             runbook_path=runbook_path,
             statuspage=statuspage,
+            pagerduty=pagerduty,
             permissions=permissions,
             schedules=schedules,
             rollback=rollback_rules,

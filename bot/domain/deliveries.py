@@ -37,6 +37,7 @@ class DeliveryKind(StrEnum):
     DIAGNOSE = "diagnose"  # a diagnosis: Google read, then its summary posted
     PROPOSAL_EDIT = "proposal_edit"  # a proposal's message edited to its outcome
     PAGE_LINK = "page_link"  # pages already sent edited to link the war room, once it exists
+    PAGERDUTY = "pagerduty"  # an Events API v2 event (trigger, acknowledge, resolve, links)
 
 
 # Slack's error for a call refused by its rate limit (HTTP 429 with `Retry-After`); a delivery
@@ -58,6 +59,9 @@ class DeliveryStatus(StrEnum):
 
 # Pages (and the SLA alarm) go first and on a lane of their own.
 URGENT_KINDS = frozenset({DeliveryKind.PAGE, DeliveryKind.SLA_BREACH})
+# Kinds sent to a service other than Slack, on a lane of their own: that service being slow or
+# down never holds up a Slack page or post (PagerDuty's events beside the first page).
+OUTSIDE_KINDS = frozenset({DeliveryKind.PAGERDUTY})
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,16 @@ class StatuspageConfig:
     severities: tuple[str, ...] = ("P1", "P2")  # which declares open a public incident
 
 
+@dataclass(frozen=True)
+class PagerDutyConfig:
+    """Escalation also through PagerDuty (Events API v2 out), and its acks back in (v3 webhooks)."""
+
+    routing_key_env: str = "PAGERDUTY_ROUTING_KEY"  # the Events API v2 integration key's variable
+    severities: tuple[str, ...] = ("P1", "P2")  # these severities also page through PagerDuty
+    webhook_secret_env: str = "PAGERDUTY_WEBHOOK_SECRET"  # the v3 webhook subscription's signing secret
+    api_token_env: str | None = None  # a REST API token: acks show as the Slack user with that email
+
+
 ALERT_ACTIONS = ("declare", "propose", "ignore")
 
 
@@ -127,6 +137,7 @@ class Config:
     rollback_allowed: tuple[str, ...]
     runbook_path: str | None = None
     statuspage: StatuspageConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
     # action -> who may (bot/permissions.py); every known action, defaults filled in.
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)

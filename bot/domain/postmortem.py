@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from bot.core import text as typed
 from bot.core.durations import humanize
+from bot.domain import pagerduty
 from bot.domain.incidents import Incident
 from bot.domain.records import Event, EventKind, FollowUp, Resolution
 from bot.domain.timeline import phase_started, plain, utc, with_phases
@@ -197,7 +198,12 @@ def _attendees(facts: Facts) -> list[str]:
     for _, event in with_phases(facts.events):
         if event.actor and event.actor != "bot":
             add(event.actor, "in the timeline")
-    return [f"- @{user} - {', '.join(r)}" for user, r in roles.items()]
+    return [f"- {_attendee(user)} - {', '.join(r)}" for user, r in roles.items()]
+
+
+def _attendee(ref: str) -> str:
+    name = pagerduty.outside_name(ref)
+    return f"{name} (in PagerDuty)" if name is not None else f"@{ref}"
 
 
 def _since(moment: datetime, start: datetime) -> str:

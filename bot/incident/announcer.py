@@ -235,6 +235,8 @@ class Announcer:
     def _brief_war_room(self, incident: Incident) -> Incident:
         assert incident.war_room_id
         self.slack.set_topic(incident.war_room_id, blocks.war_room_topic(self.config, incident))
+        # The people invited here read the briefing below: their joins are not greeted with a catch-up.
+        self.store.claim_greetings(incident.number, [incident.declared_by, incident.commander], self.clock())
         self.slack.invite(incident.war_room_id, [incident.declared_by, incident.commander])
         self.post_once(
             f"brief:{incident.number}",

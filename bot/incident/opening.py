@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.context import Context, Reply
 from bot.core.text import plain
+from bot.domain import pagerduty
 from bot.domain.deliveries import status_page_firing
 from bot.domain.incidents import Incident, declare
 from bot.incident.announcer import AnnouncementChannelError
@@ -56,7 +57,8 @@ def create(
         firing = status_page_firing("create", name=plain(title), body=f"We are investigating: {plain(title)}")
     else:
         firing = status_page_firing("create", name=GENERIC_NAME, body=GENERIC_BODY)
-    firings = (firing,) if opens else ()
+    # PagerDuty's trigger is recorded with the incident and sent at once, on its own lane.
+    firings = ((firing,) if opens else ()) + tuple(pagerduty.on_declare(ctx.paging_out, draft))
     incident = ctx.store.create_incident(draft, now, firings, alerts)
     # The first pages are due now: claimed and on their lane before any set-up call is made.
     ctx.timers.replan(incident.number)

@@ -40,7 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.core import counters as metrics
 from bot.delivery.dispatch import Dispatcher
-from bot.domain.deliveries import URGENT_KINDS, Firing
+from bot.domain.deliveries import OUTSIDE_KINDS, URGENT_KINDS, Firing
 from bot.domain.escalation import POSTMORTEM_STALE_AFTER, due_actions, next_due
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
@@ -54,6 +54,9 @@ SEND_THREADS = 4
 # Pages (and the SLA alarm, URGENT_KINDS) go on a lane of their own: never queued behind a
 # backlog of reminders, updates or uploads that a slow Slack has piled up.
 URGENT_THREADS = 4
+# Events to services other than Slack (PagerDuty, OUTSIDE_KINDS): a lane of their own, so one
+# that is down or slow never takes a thread Slack's pages or posts need.
+OUTSIDE_THREADS = 2
 IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
@@ -105,6 +108,7 @@ class Timers:
         self._wake = threading.Event()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
         self._urgent = ThreadPoolExecutor(max_workers=URGENT_THREADS, thread_name_prefix="page")
+        self._outside = ThreadPoolExecutor(max_workers=OUTSIDE_THREADS, thread_name_prefix="outside")
         # Deliveries queued or being sent, and those finished since the loop last listed: each is
         # submitted once, however often the loop wakes or how stale its last listing is.
         self._in_flight: set[int] = set()
@@ -158,6 +162,7 @@ class Timers:
             self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
         self._senders.shutdown(wait=True, cancel_futures=True)
         self._urgent.shutdown(wait=True, cancel_futures=True)
+        self._outside.shutdown(wait=True, cancel_futures=True)
         if self._loop.is_alive() and self._loop is not threading.current_thread():
             self._loop.join(timeout=timeout)
 
@@ -396,7 +401,12 @@ class Timers:
             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                 return
             self._in_flight.add(delivery.id)
-        lane = self._urgent if delivery.kind in URGENT_KINDS else self._senders
+        if delivery.kind in URGENT_KINDS:
+            lane = self._urgent
+        elif delivery.kind in OUTSIDE_KINDS:
+            lane = self._outside
+        else:
+            lane = self._senders
         lane.submit(work, delivery)
 
     def _recover_stranded(self) -> None:

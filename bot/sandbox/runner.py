@@ -20,6 +20,7 @@ from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
+from bot.sandbox.pagerduty import PagerDutySandbox
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.constants import APP_TOKENS
 from bot.sandbox.slack.platform import SlackPlatform
@@ -47,17 +48,23 @@ class SandboxedBot:
         metrics_token: str | None = None,
         rate_limits: bool = True,
         alert_queue: int | None = None,
+        pagerduty: PagerDutySandbox | None = None,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack). `rate_limits=False`:
         a Slack that answers bursts beyond its published limits (for tests that need them)."""
         self.alert_token = alert_token
+        # PagerDuty's Events API and webhooks, when the config has a `pagerduty:` section (the
+        # routing key and webhook secret are read from the environment the config names).
+        self.pagerduty = pagerduty
         self.metrics_token = metrics_token
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
         # Exactly the scopes the manifest grants: a call the manifest forgot fails like in Slack.
         self.slack = slack or SlackSandbox(scopes=manifest_scopes(), rate_limits=rate_limits)
+        if slack is None:
+            self.slack.home_tab_enabled = manifest_home_tab()
         self._owns_slack = slack is None
         self.gcp = GcpSandbox()
         self.preset = preset
@@ -100,6 +107,8 @@ class SandboxedBot:
             allow_example_people=True,
             alert_webhook_token=self.alert_token,
             metrics_token=self.metrics_token,
+            pagerduty_events_url=self.pagerduty.events_url if self.pagerduty else None,
+            pagerduty_api_url=self.pagerduty.api_url if self.pagerduty else None,
         )
         self.bot = IncidentBot(
             settings,
@@ -134,6 +143,10 @@ class SandboxedBot:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pagerduty_webhook_url(self) -> str:
+        return f"{self.base_url}/pagerduty/webhook"
 
     def command(self, text: str, **kwargs: Any) -> Any:
         return self.platform.command(text, **kwargs)
@@ -175,6 +188,17 @@ def write_config(text: str, directory: str | Path) -> str:
     path = Path(directory) / "incident-bot.yaml"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def manifest_home_tab() -> bool:
+    """Whether manifest.yaml enables the Home tab (views.publish answers not_enabled without it)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "manifest.yaml"
+    if not path.exists():
+        return True
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return bool(((data.get("features") or {}).get("app_home") or {}).get("home_tab_enabled"))
 
 
 def manifest_scopes() -> frozenset[str]:

@@ -295,6 +295,10 @@ class SlackGateway:
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Publish `user`'s App Home tab (views.publish: no scope, the Home tab enabled in the app)."""
+        self.client.views_publish(user_id=user, view=view)
+
     def user_by_email(self, email: str) -> str:
         key = email.lower()
         with self._cache_lock:
@@ -379,6 +383,10 @@ class SlackGateway:
     def file_permalink(self, file_id: str) -> str | None:
         response = self.client.files_info(file=file_id)
         link = (response.get("file") or {}).get("permalink")
+        return str(link) if link else None
+
+    def permalink(self, channel: str, ts: str) -> str | None:
+        link = self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
         return str(link) if link else None
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:

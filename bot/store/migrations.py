@@ -68,6 +68,14 @@ WATCHES_SQLITE = (
 )
 
 
+# War-room greetings: one row per incident and person greeted with the catch-up (or briefed by the
+# set-up itself), so a join is greeted once whatever the restarts and however many instances.
+GREETINGS = (
+    'CREATE TABLE IF NOT EXISTS greetings (incident INTEGER NOT NULL, "user" TEXT NOT NULL, at TEXT NOT NULL,'
+    ' PRIMARY KEY (incident, "user"))',
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
@@ -75,4 +83,5 @@ def migrations() -> tuple[Migration, ...]:
         Migration(3, "indexes for years of history", postgres=HISTORY_INDEXES, sqlite=HISTORY_INDEXES),
         Migration(4, "proposals keep the etag they were read with", postgres=PROPOSAL_ETAGS, sqlite=PROPOSAL_ETAGS),
         Migration(5, "verify watches", postgres=WATCHES_POSTGRES, sqlite=WATCHES_SQLITE),
+        Migration(6, "war-room greetings, once per person", postgres=GREETINGS, sqlite=GREETINGS),
     )

@@ -140,6 +140,7 @@ def test_without_a_permissions_section_the_defaults_apply():
     assert {a for a, refs in cfg.permissions.items() if refs == ("anyone",)} == ANYONE | {
         "page_person",
         "followup",
+        "catchup",  # issue 23: reads what `timeline` reads
         "verify",  # issue 20: watching a fix changes nothing, so anyone may
     }
     assert {a for a, refs in cfg.permissions.items() if refs == ("responders",)} == RESPONDERS | {

@@ -74,6 +74,7 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.open": None,
     "views.update": None,
     "views.push": None,
+    "views.publish": None,  # no scope: the Home tab must be enabled in the app's settings instead
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
     "files.info": "files:read",
@@ -124,6 +125,7 @@ MAX_TOPIC = 250
 MAX_CHANNEL_NAME = 80
 TRIGGER_TTL_SECONDS = 3.0  # Slack: a trigger_id expires three seconds after it is issued
 MAX_VIEW_STACK = 3
+MAX_VIEW_BYTES = 250_000  # views.publish: view_too_large beyond 250 kB
 
 SEED_USERS: tuple[tuple[str, str, str, str], ...] = (
     # id, name, real name, email

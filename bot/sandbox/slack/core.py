@@ -81,6 +81,8 @@ class SandboxCore:
         self._response_contexts: dict[str, ResponseContext] = {}
         self._interactions: list[Interaction] = []
         self._views: dict[str, dict[str, Any]] = {}
+        self._home_views: dict[str, str] = {}  # user -> the id of their Home tab's view
+        self.home_tab_enabled = True  # the app manifest's features.app_home.home_tab_enabled
         self._view_meta: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, dict[str, Any]] = {}
         self._faults: dict[str, list[_Fault]] = {}
