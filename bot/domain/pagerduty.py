@@ -86,13 +86,11 @@ def on_reopen(config: PagerDutyConfig | None, incident: Incident) -> list[Firing
 
 
 def on_severity(config: PagerDutyConfig | None, old: str, incident: Incident) -> list[Firing]:
-    """Into the list: triggered (and acknowledged again if someone is on it); out of it: resolved."""
+    """Into the list: triggered, unless someone is on it already (nobody needs a phone call then);
+    out of it: resolved."""
     before, after = pages(config, old), pages(config, incident.severity)
     if after and not before:
-        owed = [firing(EventAction.TRIGGER)]
-        if incident.acknowledged_at is not None:
-            owed.append(firing(EventAction.ACKNOWLEDGE))
-        return owed
+        return [firing(EventAction.TRIGGER)] if incident.acknowledged_at is None else []
     if before and not after:
         return [firing(EventAction.RESOLVE)]
     return []

@@ -4,6 +4,7 @@ Slack is the sandbox. Payloads are shaped field for field like the real ones."""
 from __future__ import annotations
 
 import http.client
+import re
 import time
 import urllib.error
 import urllib.request
@@ -400,3 +401,22 @@ def test_an_alert_recorded_before_a_restart_is_declared_once_at_start_up(tmp_pat
             assert [a.incident for a in second.bot.store.alerts_of(1)] == [1]
     finally:
         slack.stop()
+
+
+def test_an_alert_declared_after_its_ack_target_says_so_once_and_warns_of_no_breach(alert_bot):
+    # P1's ack target here is 3 s; the alert fired 20 s before it reached the bot. A breach
+    # warning now would say "Paged so far: nobody yet" beside the page going out.
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
+    assert send(cm_url(alert_bot), error_rate(started=started), token=ALERT_TOKEN).status == 202
+    alert_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+    message = announcement(alert_bot)
+    alert_bot.slack.wait_for(lambda: "ack target was already missed" in current(alert_bot, message).all_text)
+    assert re.search(
+        r"Declared 2\ds after the alert fired: the 3s ack target was already missed",
+        current(alert_bot, message).all_text,
+    )
+    time.sleep(1.0)  # the warning, if any, would follow the page within milliseconds
+    everything = [m.all_text for c in alert_bot.slack.conversations() for m in alert_bot.slack.messages_in(c.id)]
+    assert not [t for t in everything if "SLA). Paged so far" in t]
+    # The statistics still count from detection.
+    assert alert_bot.bot.store.get(1).detected == started

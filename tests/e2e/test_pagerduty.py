@@ -238,3 +238,125 @@ def test_a_400_is_reported_once_in_the_war_room_and_not_retried(world):
     refused = [m for m in running.slack.messages_in(room) if "PagerDuty refused" in m.all_text]
     assert len(refused) == 1
     assert [c.status for c in pd.calls] == [400]
+
+
+def time_to_page(running: SandboxedBot, number: int, title: str) -> float:
+    started = time.monotonic()
+    running.command(f"declare p1 {title}", user="U0ALICE")
+    running.slack.wait_for(
+        lambda: [
+            m for m in running.slack.dms_to("U0PRIMARY") if f"INC-{number}" in m.all_text and "paged" in m.all_text
+        ],
+        timeout=15,
+    )
+    return time.monotonic() - started
+
+
+def test_pagerduty_down_at_declare_never_delays_the_slack_page_and_the_event_lands_when_it_is_back(world):
+    running, pd = world
+    assert running.bot.pagerduty is not None
+    running.bot.pagerduty.timeout = 1.0
+    pd.hang()  # PagerDuty takes the connection and never answers: the worst kind of down
+
+    down = time_to_page(running, 1, "Checkout returns 500")
+    pd.heal()
+    running.slack.wait_for(lambda: events(pd, "trigger", key_of(running, 1)), timeout=15)
+    up = time_to_page(running, 2, "Search is down")
+
+    print(f"time to page: PagerDuty hanging {down:.3f} s, PagerDuty up {up:.3f} s")
+    assert down <= max(2 * up, up + 0.5), f"time to page with PagerDuty down {down:.2f} s, up {up:.2f} s"
+    # The event landed once PagerDuty was back, once.
+    assert len(pd.alerts) == 2 and pd.alert(key_of(running, 1)).status == "triggered"
+
+
+def test_a_pagerduty_outage_is_told_once_in_the_war_room_and_slack_carries_on(world):
+    running, pd = world
+    pd.down()
+    running.command("declare p1 Checkout returns 500", user="U0ALICE")
+    running.slack.wait_for_dm("U0PRIMARY", "You are paged", timeout=10)
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+    warning = running.slack.wait_for_message(room, "PagerDuty did not take the trigger", timeout=15)
+    assert "503" in warning.all_text
+    pd.heal()
+    running.slack.wait_for(lambda: events(pd, "trigger"), timeout=15)
+    assert len([m for m in running.slack.messages_in(room) if "PagerDuty did not take" in m.all_text]) == 1
+
+
+def test_a_slack_ack_while_pagerduty_is_down_drops_the_late_trigger(world):
+    running, pd = world
+    pd.down()
+    running.command("declare p1 Checkout returns 500", user="U0ALICE")
+    page = running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
+    running.click(page.button("incident_ack"), user="U0PRIMARY")
+    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at, timeout=5)
+    pd.heal()
+    running.slack.wait_for(lambda: events(pd, "acknowledge"), timeout=15)
+    # Nobody's phone rings for an incident someone is already on.
+    assert not events(pd, "trigger")
+    dropped = [d for d in running.bot.store.deliveries(1, kind="pagerduty") if d.status == "cancelled"]
+    assert {d.target for d in dropped} == {"trigger", "links"}
+
+
+def test_severity_into_the_list_triggers_out_of_it_resolves_and_reopen_triggers_again(world):
+    running, pd = world
+    running.command("declare p3 Export button broken", user="U0ALICE")
+    running.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=10)
+    key = key_of(running)
+    running.command("severity INC-1 p2", user="U0ALICE")
+    [trigger] = running.slack.wait_for(lambda: events(pd, "trigger", key), timeout=10)
+    assert trigger["payload"]["severity"] == "error"
+    assert trigger["payload"]["summary"].startswith("INC-1 P2 · High:")
+
+    running.command("severity INC-1 p4", user="U0ALICE")
+    running.slack.wait_for(lambda: events(pd, "resolve", key), timeout=10)
+    assert pd.alert(key).status == "resolved"
+
+    running.command("severity INC-1 p1", user="U0ALICE")
+    running.slack.wait_for(lambda: len(events(pd, "trigger", key)) == 2, timeout=10)
+    running.command("resolve INC-1 Fixed", user="U0ALICE")
+    running.slack.wait_for(lambda: len(events(pd, "resolve", key)) == 2, timeout=10)
+    running.command("reopen INC-1 It is back", user="U0ALICE")
+    running.slack.wait_for(lambda: len(events(pd, "trigger", key)) == 3, timeout=10)
+    # A trigger after a resolve opens a new alert in PagerDuty, under the same key.
+    assert pd.alert(key).status == "triggered" and len(pd.alerts) == 3
+
+
+def test_pagerduty_resolving_offers_resolve_and_never_resolves_by_itself(world):
+    running, pd = world
+    running.command("declare p1 Checkout returns 500", user="U0ALICE")
+    running.slack.wait_for_dm("U0PRIMARY", "You are paged")
+    key = key_of(running)
+    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+
+    assert pd.resolve(key, "PANYONE") == [200]
+    line = running.slack.wait_for_message(room, "PagerDuty says INC-1 is resolved", with_button="incident_resolve")
+    assert running.bot.store.get(1).is_open
+    # The same webhook again posts nothing more.
+    [(_, payload)] = pd.subscriptions[0].deliveries
+    assert pd.deliver(pd.subscriptions[0], payload) == 200
+    time.sleep(0.5)
+    assert len([m for m in running.slack.messages_in(room) if "PagerDuty says" in m.all_text]) == 1
+    assert line.button("incident_resolve")["value"] == "1"
+
+
+def test_unknown_keys_and_event_types_are_200_and_ignored(world):
+    running, pd = world
+    running.command("declare p1 Checkout returns 500", user="U0ALICE")
+    running.slack.wait_for_dm("U0PRIMARY", "You are paged")
+    key = key_of(running)
+    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    alert = pd.alert(key)
+    stranger = json.dumps(pd.webhook_payload(alert, "incident.acknowledged", "PX")).replace(key, "someone-else")
+    for body in (
+        stranger.encode(),
+        json.dumps(pd.webhook_payload(alert, "incident.escalated", "PX")).encode(),
+        json.dumps(pd.webhook_payload(alert, "incident.acknowledged", "PX"))
+        .replace(key, "incident-bot:INC-1:1")
+        .encode(),
+        b'{"event": null}',
+        b"[1, 2]",
+    ):
+        assert post_webhook(running, body, signature(body, SECRET)) == 200, body
+    assert post_webhook(running, b"not json", signature(b"not json", SECRET)) == 400
+    assert running.bot.store.get(1).acknowledged_at is None

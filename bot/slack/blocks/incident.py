@@ -16,6 +16,7 @@ from bot.core.durations import humanize
 from bot.core.mrkdwn import user_text
 from bot.core.text import for_slack, plain
 from bot.domain import pagerduty
+from bot.domain.escalation import missed_at_declare
 from bot.domain.incidents import STATUSES, TITLE_MAX, Incident, sla_text
 from bot.domain.policy import Config
 from bot.slack import ids
@@ -116,6 +117,15 @@ def announcement(config: Config, incident: Incident, now: datetime) -> list[Bloc
         blocks.append(section(f"*Summary:* {user_text(incident.summary, SECTION_MAX - 20)}"))
     if incident.is_open:
         blocks.append(context(_description(config, incident) + f"SLA: {sla_text(config, incident.severity)}"))
+        policy = config.policy(incident.severity)
+        late = missed_at_declare(incident, policy)
+        if late is not None and policy.ack_within:
+            blocks.append(
+                context(
+                    f"Declared {humanize(late)} after the alert fired: the {humanize(policy.ack_within)} "
+                    "ack target was already missed."
+                )
+            )
         blocks.append(
             {
                 "type": "actions",
