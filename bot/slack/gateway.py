@@ -229,6 +229,16 @@ class SlackGateway:
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def user_info(self, user: str) -> dict[str, Any]:
+        """A user's record (users.info): `deleted` is true for a deactivated account;
+        SlackApiError `user_not_found` for an ID no user has."""
+        return dict(self.client.users_info(user=user)["user"])
+
+    def lookup_email(self, email: str) -> dict[str, Any]:
+        """The active user with this email, asked afresh (users.lookupByEmail); SlackApiError
+        `users_not_found` when nobody has it, or its holder is deactivated."""
+        return dict(self.client.users_lookupByEmail(email=email)["user"])
+
     def publish_home(self, user: str, view: dict[str, Any]) -> None:
         """Publish `user`'s App Home tab (views.publish: no scope, the Home tab enabled in the app)."""
         self.client.views_publish(user_id=user, view=view)
