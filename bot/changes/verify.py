@@ -71,6 +71,11 @@ def start(
         channel=channel,
         thread_ts=thread_ts,
     )
+    for earlier in ctx.store.watches(WatchStatus.WATCHING, incident=incident.number):
+        # A newer fix supersedes the watch of an older one: one verdict, about what serves now.
+        stopped = ctx.store.finish_watch(earlier.id, WatchStatus.STOPPED, now, kind=None, text="superseded")
+        if stopped is not None:
+            _show(ctx, stopped, Verdict(WatchStatus.STOPPED, (f"a newer watch replaced it ({why})",)))
     watch = ctx.store.create_watch(draft, f"Verifying the fix ({why}) for {span.total_seconds():g} s")
     try:
         _, ts = ctx.slack.post(

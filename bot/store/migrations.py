@@ -76,6 +76,15 @@ GREETINGS = (
 )
 
 
+# The daily on-call readiness check: one row per day it ran (claimed once, with the post it owes),
+# and the problems reported and still standing (a problem is reported again only once it changed).
+ONCALL_CHECKS = (
+    "CREATE TABLE IF NOT EXISTS oncall_checks (day TEXT PRIMARY KEY, claimed_at TEXT NOT NULL,"
+    " problems INTEGER NOT NULL DEFAULT 0, channel TEXT, text TEXT, sent_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS oncall_problems (key TEXT PRIMARY KEY, text TEXT NOT NULL, reported_at TEXT NOT NULL)",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
@@ -84,4 +93,5 @@ def migrations() -> tuple[Migration, ...]:
         Migration(4, "proposals keep the etag they were read with", postgres=PROPOSAL_ETAGS, sqlite=PROPOSAL_ETAGS),
         Migration(5, "verify watches", postgres=WATCHES_POSTGRES, sqlite=WATCHES_SQLITE),
         Migration(6, "war-room greetings, once per person", postgres=GREETINGS, sqlite=GREETINGS),
+        Migration(7, "the daily on-call readiness check", postgres=ONCALL_CHECKS, sqlite=ONCALL_CHECKS),
     )

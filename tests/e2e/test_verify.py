@@ -51,11 +51,12 @@ def test_verify_holds_after_a_good_rollback_and_offers_resolve(running):
     assert "health 200" in text and "p95 120 ms" in text
     assert "Requests from Cloud Monitoring" in text
     [watch] = running.bot.store.watches()
-    assert watch.status == "held" and len(watch.samples) == 5  # +0s, +1s … +4s
+    # +0s, +1s … +4s (a sample late under load takes the slots it missed as one)
+    assert watch.status == "held" and 3 <= len(watch.samples) <= 5 and watch.samples[-1].offset_s >= 4
     assert [m.ts for m in running.slack.messages_in(room) if ":mag: Verify*" in m.all_text] == [held.ts]  # one message
     kinds = [e.kind for e in running.bot.store.timeline(1)]
     assert "verify-started" in kinds and kinds.count("verify-held") == 1
-    assert running.gcp.monitoring.calls >= 8  # two timeSeries.list calls a sample
+    assert running.gcp.monitoring.calls >= 2 * len(watch.samples)  # two timeSeries.list calls a sample
 
     bot = running.bot
     draft = postmortem.render(drafts.facts(bot.config, bot.store, bot.store.get(1), bot.ctx.now()))
@@ -64,7 +65,7 @@ def test_verify_holds_after_a_good_rollback_and_offers_resolve(running):
 
 def test_verify_reports_a_regression_when_the_5xx_rate_climbs_back(running):
     room = roll_back(running)
-    watch_message(running, room, "+1s of 4s")  # watching, within the thresholds so far
+    watch_message(running, room, "of 4s: within the thresholds so far")  # watching, none over yet
     running.gcp.set_live(error_rate=0.12)  # the bad code path comes back mid-window
 
     regressed = watch_message(running, room, "Regressed at")
@@ -110,8 +111,27 @@ def test_a_watch_stops_when_the_incident_resolves():
         running.gcp.start_live()
         room = declare(running)
         running.command("verify", user=LEAD, channel=room)
-        watch_message(running, room, "+1s of 30s")
+        watch_message(running, room, "of 30s: within the thresholds so far")
         running.command("resolve Fine", user=COMMANDER, channel=room)
         watch_message(running, room, "Stopped")
         [watch] = running.bot.store.watches()
         assert watch.status == "stopped"
+
+
+def test_a_rollback_during_an_on_demand_watch_replaces_it():
+    config = FAST.replace("  window: 4s", "  window: 30s")
+    with SandboxedBot(config_text=config, preset="healthy") as running:
+        running.gcp.start_live()
+        room = declare(running)
+        running.command("verify 30s", user=LEAD, channel=room)
+        running.slack.wait_for(lambda: running.bot.store.watches() or None, what="the first watch")
+        proposal = propose(running, room)
+        running.click(proposal.button("rollback_confirm"), user=LEAD, channel=room)
+        finished(running, room, proposal.ts, "succeeded")
+        watch_message(running, room, "a newer watch replaced it")
+        first, second = running.bot.store.watches()
+        assert (
+            first.status == "stopped"
+            and second.status == "watching"
+            and second.proposal == running.bot.store.proposals()[-1].id
+        )

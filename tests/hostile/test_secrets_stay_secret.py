@@ -9,9 +9,11 @@ records are searched too, before any redaction: a secret must not get that far e
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -20,12 +22,14 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.core import logs
+from bot.pagerduty.client import signature
 from bot.sandbox.monitoring import (
     alertmanager_alert,
     alertmanager_notification,
     cloud_monitoring_notification,
     send,
 )
+from bot.sandbox.pagerduty import PagerDutySandbox
 from bot.sandbox.runner import BOT_TOKEN, SIGNING_SECRET, SandboxedBot
 from bot.sandbox.statuspage import StatuspageSandbox
 from tests.conftest import FAST_CONFIG
@@ -205,3 +209,48 @@ def test_the_database_password_is_redacted_by_value(production_logs: tuple[io.St
     assert password not in written, "the database password in a log line"
     assert not [line for line in raw.lines[:swept] if password in line]
     assert "postgresql://postgres:[redacted]@" in written
+
+
+def test_pagerduty_secrets_are_redacted_by_value_in_every_line(
+    production_logs: tuple[io.StringIO, _Raw], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream, raw = production_logs
+    key, old, new, token = _fresh("pdkey"), _fresh("pdold"), _fresh("pdnew"), _fresh("pdtoken")
+    monkeypatch.setenv("TEST_SECRET_PD_KEY", key)
+    monkeypatch.setenv("TEST_SECRET_PD_HOOK", f"{old},{new}")
+    monkeypatch.setenv("TEST_SECRET_PD_TOKEN", token)
+    config = FAST_CONFIG + (
+        "pagerduty: {routing_key_env: TEST_SECRET_PD_KEY, webhook_secret_env: TEST_SECRET_PD_HOOK,"
+        " api_token_env: TEST_SECRET_PD_TOKEN}\n"
+    )
+    with (
+        PagerDutySandbox(routing_keys=(key,), api_token=token) as pd,
+        SandboxedBot(config_text=config, pagerduty=pd) as world,
+    ):
+        pd.subscribe(world.pagerduty_webhook_url, (new,))
+        pd.fail(times=1, status=503)  # retried, logged with the error
+        world.command("declare p1 Checkout returns 500", user="U0PRIMARY")
+        world.slack.wait_for(lambda: pd.alerts, timeout=10, what="the trigger accepted")
+        body = b'{"event": {"event_type": "incident.acknowledged"}}'
+        for header in (None, signature(body, "wrong"), signature(body, old)):
+            request = urllib.request.Request(world.pagerduty_webhook_url, data=body, method="POST")
+            if header:
+                request.add_header("X-PagerDuty-Signature", header)
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(request, timeout=5).close()
+        pd.acknowledge(pd.alerts[0].dedup_key, "PUNKNOWN")  # a REST read with the token, 404
+        world.slack.wait_for(lambda: world.bot.store.get(1).acknowledged_at, timeout=10)
+        pd.fail(times=1, status=400)  # refused: the war room is told, with the error
+        world.command("resolve INC-1 Rolled back", user="U0PRIMARY")
+        world.slack.wait_for(lambda: pd.calls and pd.calls[-1].status == 400, timeout=10)
+        world.slack.wait_for(lambda: any("refused" in line for line in raw.lines), timeout=10)
+        sent_to_slack = json.dumps([c.params for c in world.slack.calls], ensure_ascii=False)
+        swept = len(raw.lines)
+        _libraries_log(key, old, new, token)
+
+    written = stream.getvalue()
+    assert any("refused" in line for line in raw.lines[:swept])
+    for secret in (key, old, new, token):
+        assert secret not in written, f"{secret[:8]}… in a log line"
+        assert not [line for line in raw.lines[:swept] if secret in line], f"{secret[:8]}… in a raw log record"
+        assert secret not in sent_to_slack, f"{secret[:8]}… sent to Slack"

@@ -64,7 +64,8 @@ def watch_blocks(
             "The watch ended there."
         )
     elif verdict.status == WatchStatus.STOPPED:
-        status = f":white_circle: *Stopped* at {offset_text(done)}: {incident_ref} was resolved."
+        why = verdict.breaches[0] if verdict.breaches else f"{incident_ref} was resolved"
+        status = f":white_circle: *Stopped* at {offset_text(done)}: {why}."
     else:
         status = f":hourglass_flowing_sand: {offset_text(done)} of {window}: within the thresholds so far."
     blocks: list[Block] = [section(head), section(f"{status}\n{body}")]
