@@ -243,6 +243,20 @@ class SlackGateway:
         """Publish `user`'s App Home tab (views.publish: no scope, the Home tab enabled in the app)."""
         self.client.views_publish(user_id=user, view=view)
 
+    def display_name(self, user: str) -> str | None:
+        """The name people know `user` by (profile display name, else real name), None if Slack
+        cannot say. users.info, Tier 4; for text read outside Slack, such as the post-mortem."""
+        try:
+            found = self.client.users_info(user=user)["user"]
+        except SlackApiError as exc:
+            log.info("no name for %s (users.info: %s)", user, error_code(exc))
+            return None
+        profile = found.get("profile") or {}
+        for name in (profile.get("display_name"), profile.get("real_name"), found.get("real_name"), found.get("name")):
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+        return None
+
     def user_by_email(self, email: str) -> str:
         key = email.lower()
         with self._cache_lock:
