@@ -54,7 +54,7 @@ class Rate:
 TIER_2 = Rate(18, 4)
 TIER_3 = Rate(45, 8)
 TIER_4 = Rate(90, 16)
-POST_PER_CHANNEL = Rate(50, 2)
+POST_PER_CHANNEL = Rate(50, 5)
 POST_WORKSPACE = Rate(240, 25)
 
 METHOD_RATES: dict[str, Rate] = {

@@ -37,7 +37,7 @@ TIER_3 = Tier("Tier 3", 50, 10)
 TIER_4 = Tier("Tier 4", 100, 20)
 # chat.postMessage: "one message per second per channel, short bursts >1 allowed", and a
 # workspace-wide limit ("several hundred messages per minute").
-POST_PER_CHANNEL = Tier("1 per second per channel", 60, 3)
+POST_PER_CHANNEL = Tier("1 per second per channel", 60, 6)
 POST_WORKSPACE = Tier("special (workspace-wide)", 300, 30)
 
 # Each method's tier, from its page in Slack's method reference.
