@@ -42,9 +42,18 @@ HISTORY_INDEXES = (
 )
 
 
+# A delivery being sent is claimed by one instance until a deadline longer than any send can take
+# (bot/delivery/dispatch.py): nobody else takes it, and nobody asks Slack whether it landed, before.
+DELIVERY_CLAIMS = (
+    "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE deliveries ADD COLUMN claim_until TEXT",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
         Migration(2, "the timers' lease", postgres=LEASES, sqlite=LEASES),
         Migration(3, "indexes for years of history", postgres=HISTORY_INDEXES, sqlite=HISTORY_INDEXES),
+        Migration(4, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
     )
