@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from bot import config as config_module
-from bot.app.settings import Settings, SettingsError
+from bot.app.settings import Settings, SettingsError, config_secrets
 from bot.core import logs
 from bot.domain.policy import Config
 
@@ -133,12 +133,6 @@ def example_people(config: Config) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _statuspage_key(config: config_module.Config) -> tuple[str, ...]:
-    if config.statuspage is None or not config.statuspage.api_key_env:
-        return ()
-    return (os.environ.get(config.statuspage.api_key_env, ""),)
-
-
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Cloud Run sends SIGTERM before stopping an instance; leave through the normal shutdown path.
     raise KeyboardInterrupt
@@ -169,7 +163,8 @@ def serve() -> int:
         )
         return 2
 
-    logs.register_secrets(settings.bot_token, settings.signing_secret, settings.app_token, *_statuspage_key(config))
+    # Every secret given, the config's `*_env` ones included (IncidentBot registers them again).
+    logs.register_secrets(*settings.secrets(), *config_secrets(config))
 
     from bot.app.runtime import IncidentBot
     from bot.app.server import make_server

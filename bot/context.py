@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 from bot.core.errors import UsageError
 from bot.domain.incidents import Incident
-from bot.domain.policy import Config
+from bot.domain.policy import Config, PagerDutyConfig
 from bot.domain.schedules import OnCall
 from bot.google.cloud import CloudSources
+from bot.pagerduty.client import PagerDutyClient
 from bot.slack.gateway import SlackGateway
 from bot.statuspage.client import StatuspageClient
 from bot.store import Store
@@ -70,6 +71,8 @@ class Timing(Protocol):
 
     def wake_deliveries(self) -> None: ...
 
+    def place(self, key: str, run: Callable[[], None], at: datetime) -> None: ...
+
 
 @dataclass
 class Context:
@@ -83,9 +86,15 @@ class Context:
     timers: Timing
     cloud: CloudSources
     statuspage: StatuspageClient | None = None  # None: no status page configured
+    pagerduty: PagerDutyClient | None = None  # None: no PagerDuty configured (or no routing key)
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def paging_out(self) -> PagerDutyConfig | None:
+        """The `pagerduty:` config when events can be sent (a routing key is set), else None."""
+        return self.config.pagerduty if self.pagerduty is not None else None
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,11 @@ def gate(ctx: Context, request: CommandRequest | ButtonClick | ViewSubmission, o
     if isinstance(request, ButtonClick):
         action = button_action(request.action_id, owners.buttons[request.action_id])
         tried = f"the {request.action_id} button (value {request.value[:100]!r})"
+        names_an_incident = request.value.split(":", 1)[0].isdecimal()
+        if request.incident is None and names_an_incident and not allowed(ctx, action, request.user, None):
+            # A button of an incident that is gone: say so, as the handler would, rather than
+            # refuse a person who may well have been on it. Nothing was refused, nothing audited.
+            raise UsageError("That incident no longer exists.")
         require(ctx, action, request.user, request.incident, tried=tried)
         return
     _gate_submission(ctx, request, owners)

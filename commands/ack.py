@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.context import ButtonClick, CommandRequest, Context, Reply
 from bot.core.errors import UsageError
+from bot.domain import pagerduty
 from bot.domain.deliveries import said
 from bot.domain.incidents import Incident, acknowledge
 from bot.slack import ids
@@ -27,7 +28,9 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
     now = ctx.now()
     line = f"✅ <@{user}> acknowledged {incident.ref}. Escalation stopped."
     # The pages' buttons, the announcement and the lines in Slack are owed with the ack itself.
-    owed = ctx.store.firing_writer(lambda new: [said(new, line, close_pages=True)], now)
+    owed = ctx.store.firing_writer(
+        lambda new: [said(new, line, close_pages=True), *pagerduty.on_acknowledge(ctx.paging_out, new)], now
+    )
     change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now, also=owed)
     if change is None:
         who = f"<@{saved.acknowledged_by}>" if saved.acknowledged_by != user else "you"

@@ -78,6 +78,14 @@ def _schedules(config: Config) -> str:
 
 def _override(ctx: Context, req: CommandRequest, schedule: Schedule, user: str, ends_at: datetime) -> Reply:
     now = ctx.now()
+    if not schedule.allow_outside_overrides and user not in ctx.directory.schedule_members(schedule.name):
+        # The holder becomes an on-call role holder: a responder everywhere, maybe a roller-back.
+        log.info("refused an override of %s to %s, who is not in the rotation", schedule.name, user)
+        return Reply(
+            f"<@{user}> is not a member of the *{schedule.name}* rotation, so they cannot take its shift. "
+            f"Nothing was changed. (Add them to `schedules.{schedule.name}.members`, or set "
+            "`allow_outside_overrides: true` on the schedule.)"
+        )
     override, new = ctx.store.add_override(schedule.name, user, ends_at, by=req.user, now=now)
     until = schedules.when(override.ends_at, schedule, now)
     if not new:

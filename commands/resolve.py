@@ -11,6 +11,7 @@ from __future__ import annotations
 from bot.context import ButtonClick, CommandRequest, Context, Reply, ViewErrors, ViewSubmission
 from bot.core.errors import UsageError
 from bot.core.text import length
+from bot.domain import pagerduty
 from bot.domain.deliveries import Delivery, DeliveryKind, Firing, said
 from bot.domain.escalation import postmortem_draft_key
 from bot.domain.incidents import Incident, clean_title, resolve
@@ -101,10 +102,11 @@ def _resolve(ctx: Context, incident: Incident, user: str, details: Resolution, *
             customer_impact=details.customer_impact,
         )
         all_clear = said(new, text, blocks, close_pages=False)
+        owed = (all_clear, *pagerduty.on_resolve(ctx.paging_out, new))
         if not draft:
-            return (all_clear,)
+            return owed
         return (
-            all_clear,
+            *owed,
             Firing(postmortem_draft_key(new), (Delivery(DeliveryKind.POSTMORTEM_DRAFT, "incident", "resolved"),)),
         )
 

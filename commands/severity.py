@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.context import CommandRequest, Context, Reply
-from bot.domain.incidents import change_severity, parse_severity
+from bot.domain import pagerduty
+from bot.domain.incidents import Change, Incident, change_severity, parse_severity
 from bot.slack.blocks import incident as blocks
 
 USAGE = "/incident severity [INC-n] <p1|p2|p3|p4>"
@@ -15,9 +16,15 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
     incident = req.open_incident_or_raise()
     severity = parse_severity(req.args.strip() or None, USAGE)
     now = ctx.now()
-    change, saved = ctx.store.change(
-        incident, lambda current: change_severity(current, severity=severity, by=req.user), now
-    )
+    before: list[str] = []
+
+    def decide(current: Incident) -> Change | None:
+        before[:] = [current.severity]  # the severity this decision changes (read again on a retry)
+        return change_severity(current, severity=severity, by=req.user)
+
+    # PagerDuty's trigger (into its severities) or resolve (out of them), owed with the change.
+    owed = ctx.store.firing_writer(lambda new: pagerduty.on_severity(ctx.paging_out, before[0], new), now)
+    change, saved = ctx.store.change(incident, decide, now, also=owed)
     if change is None:
         return Reply(f"{saved.ref} is already {blocks.severity_label(ctx.config, severity)}.")
 
@@ -30,5 +37,7 @@ def handle(ctx: Context, req: CommandRequest) -> Reply:
         finally:
             ctx.timers.replan(saved.number)
         return None
+
+    ctx.timers.wake_deliveries()
 
     return Reply(f"{saved.ref} is now {blocks.severity_label(ctx.config, severity)}.", after=announce)

@@ -63,14 +63,18 @@ def on_submit(ctx: Context, submission: ViewSubmission) -> Reply:
     return publish(ctx, incident, submission.user, text, status, public=public, usage=USAGE)
 
 
+SNOOZE_MINUTES = {ids.SNOOZE_30M: 30, ids.SNOOZE_1H: 60}
+
+
 def on_snooze(ctx: Context, click: ButtonClick) -> Reply:
     """A reminder's Snooze button: no reminders until then; the next update ends the snooze."""
     incident = click.incident_or_raise()
     if not incident.is_open:
         raise UsageError(f"{incident.ref} is resolved; there is nothing to snooze.")
-    minutes = int(click.value.partition(":")[2] or 30)
+    # The button says how long, not its value: a value is only echoed back and may be forged.
+    minutes = SNOOZE_MINUTES.get(click.action_id, 30)
     now = ctx.now()
-    until = now + timedelta(minutes=min(max(minutes, 1), 240))
+    until = now + timedelta(minutes=minutes)
     _, saved = ctx.store.change(incident, lambda current: snooze(current, until=until, by=click.user), now)
     ctx.timers.replan(saved.number)
 

@@ -20,6 +20,7 @@ CASES = {
     "cold_start.py": (["--starts", "1"], "target: cold start bot / bare Bolt"),
     "history.py": (["--resolved", "300", "--open", "5", "--requests", "2"], "targets: "),
     "diagnose.py": (["--rounds", "1"], "verdict of the last round"),
+    "pagerduty_down.py": (["--rounds", "1"], "verdict: PagerDuty down"),
 }
 
 

@@ -22,6 +22,7 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "chat.update": (frozenset({"chat:write"}),),
     "chat.delete": (frozenset({"chat:write"}),),
     "chat.postEphemeral": (frozenset({"chat:write"}),),
+    "chat.getPermalink": (frozenset(),),  # Slack: no scope required
     "conversations.create": (frozenset({"channels:manage"}),),
     "conversations.setTopic": (frozenset({"channels:manage"}), frozenset({"channels:write.topic"})),
     "conversations.invite": (frozenset({"channels:manage"}), frozenset({"channels:write.invites"})),
@@ -34,9 +35,14 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "usergroups.list": (frozenset({"usergroups:read"}),),
     "usergroups.users.list": (frozenset({"usergroups:read"}),),
     "views.open": (frozenset(),),
+    "views.publish": (frozenset(),),  # no scope; the Home tab must be enabled (features.app_home)
     # files_upload_v2 = files.getUploadURLExternal + upload + files.completeUploadExternal
     "files.upload_v2": (frozenset({"files:write"}),),
     "files.info": (frozenset({"files:read"}),),
+    # The draft's upload, made step by step so the file's id is stored before Slack shares it.
+    "files.getUploadURLExternal": (frozenset({"files:write"}),),
+    "files.completeUploadExternal": (frozenset({"files:write"}),),
+    "files.delete": (frozenset({"files:write"}),),
 }
 
 
@@ -117,6 +123,12 @@ def test_manifest_subscribes_to_the_events_the_bot_handles():
     scopes = set(data["oauth_config"]["scopes"]["bot"])
     # reaction_added needs reactions:read; the pinned message is read from public or private war rooms.
     assert {"reactions:read", "channels:history", "groups:history"} <= scopes
+    # member_joined_channel needs channels:read for public war rooms (Slack's event reference).
+    assert "member_joined_channel" in events["bot_events"]
+    # app_home_opened needs no scope, but views.publish answers not_enabled without the Home tab.
+    assert "app_home_opened" in events["bot_events"]
+    assert data["features"]["app_home"]["home_tab_enabled"] is True
+    assert "channels:read" in scopes
 
 
 def test_every_subcommand_in_help_is_handled_and_every_handled_one_is_in_help():

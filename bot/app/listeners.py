@@ -29,6 +29,8 @@ from bot.core.errors import UsageError
 from bot.core.text import decode_slash, from_form, length
 from bot.domain.access import Forbidden
 from bot.domain.incidents import Incident, clean_inline
+from bot.incident import catchup
+from bot.oncall import home
 from bot.review import pins
 from bot.slack import payloads
 from bot.slack.gateway import error_code
@@ -63,14 +65,17 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
     owners = commands.owners()
     permissions.check_registry(owners)  # a verb or button with no permission rule must not run open
     app.error(_refuse_malformed)
-    if settings.signing_secret is not None:  # Socket Mode requests carry no signature to replay
-        app.use(replay.middleware(replay.ReplayGuard()))
+    # Over HTTP: replays refused, events seen before answered 200. In Socket Mode requests carry
+    # no signature to replay, but Slack still retries events, so copies are recognised there too.
+    app.use(replay.middleware(replay.ReplayGuard()))
     app.command("/incident")(_command_listener(ctx, owners))
     for action_id, handler in commands.actions().items():
         app.action(action_id)(_action_listener(ctx, handler, owners))
     for callback_id, handler in commands.views().items():
         app.view(callback_id)(_view_listener(ctx, handler, owners))
     app.event("reaction_added")(_event_listener(ctx, pins.on_reaction_added))
+    app.event("member_joined_channel")(_event_listener(ctx, catchup.on_member_joined))
+    app.event("app_home_opened")(_event_listener(ctx, home.on_app_home_opened))
     return app
 
 
@@ -210,7 +215,10 @@ def _action_listener(
 ) -> Callable[..., None]:
     def on_action(ack: Any, body: dict[str, Any], respond: Any) -> None:
         ack()  # a button's ack carries nothing; feedback goes through its response_url
-        _observe(lambda ref: _handle_click(ctx, handler, owners, body, _responder(respond), ref))
+        # A button on the Home tab has no response_url: the answer is the tab, published again.
+        on_home = payloads.text_at(body, "view", "type") == "home"
+        deliver = _home_deliverer(ctx, payloads.text_at(body, "user", "id")) if on_home else _responder(respond)
+        _observe(lambda ref: _handle_click(ctx, handler, owners, body, deliver, ref))
 
     return on_action
 
@@ -339,6 +347,16 @@ def _responder(respond: Any) -> Callable[[Reply], None]:
             )
         except Exception as exc:  # noqa: BLE001 - an expired response_url must not hide the work's outcome
             log.warning("could not deliver a reply through response_url (%s: %.200s)", type(exc).__name__, exc)
+
+    return deliver
+
+
+def _home_deliverer(ctx: Context, user: str) -> Callable[[Reply], None]:
+    def deliver(reply: Reply) -> None:
+        try:
+            home.publish(ctx, user, note=reply.text)
+        except Exception:  # noqa: BLE001 - the click itself was handled; only its echo is lost
+            log.warning("could not refresh the Home tab of %s after a click", user, exc_info=True)
 
     return deliver
 

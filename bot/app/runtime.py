@@ -11,6 +11,7 @@ The request path (Bolt, the listeners, the permission gate) is `bot.app.listener
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,12 @@ from slack_sdk.web import SlackResponse
 from bot.alerts import intake as alert_incidents
 from bot.app import observability
 from bot.app.listeners import build_bolt_app
-from bot.app.settings import Settings
+from bot.app.settings import Settings, config_secrets
+from bot.app.socket_mode import SocketMode
 from bot.changes import flow as production
+from bot.changes import verify
 from bot.context import Context
+from bot.core import logs
 from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
@@ -39,6 +43,8 @@ from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory
 from bot.oncall.handoffs import HandoffNotices
+from bot.pagerduty import client as pagerduty_client
+from bot.paging import pagerduty as pagerduty_events
 from bot.paging.leadership import Leadership
 from bot.paging.pager import Pager
 from bot.paging.timers import Timers
@@ -75,13 +81,15 @@ class IncidentBot:
         slack_timeout_s: int | None = None,
     ) -> None:
         self.settings = settings
+        # Before anything can log: every secret this process holds is redacted by value.
+        logs.register_secrets(*settings.secrets(), *config_secrets(config))
         self.setup_retry_s = setup_retry_s
         self.slack_retry_s = slack_retry_s
         # Why the bot is not ready yet (the health endpoint's 503), or None once it is.
         self.not_ready: str | None = "starting: waiting for Slack to answer auth.test"
         self._stopping = threading.Event()
         self._starting: threading.Thread | None = None
-        self._socket_mode: Any = None
+        self._socket_mode: SocketMode | None = None
         self.config = config
         self.store = Store(settings.db_path)
         timeout_s = settings.slack_timeout_s if slack_timeout_s is None else slack_timeout_s
@@ -91,6 +99,11 @@ class IncidentBot:
         self.announcer = Announcer(config, self.store, self.slack, clock)
         self.directory = Directory(config, self.slack, self.store, clock)
         self.statuspage = statuspage.from_config(config.statuspage)
+        self.pagerduty = pagerduty_client.from_config(
+            config.pagerduty, os.environ, settings.pagerduty_events_url, settings.pagerduty_api_url
+        )
+        # The v3 webhook subscription's signing secrets (several, comma-separated, during a rotation).
+        self.pagerduty_secrets = pagerduty_client.webhook_secrets(config.pagerduty, os.environ)
         self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
         # Every kind's route is registered once the context its senders need exists (below).
         # A delivery is claimed until a deadline no send can outlast (bot/delivery/dispatch.py).
@@ -116,9 +129,16 @@ class IncidentBot:
             directory=self.directory,
             timers=self.timers,
             statuspage=self.statuspage,
-            cloud=CloudSources(settings.cloud_run_api_url, settings.cloud_logging_api_url),
+            pagerduty=self.pagerduty,
+            cloud=CloudSources(
+                settings.cloud_run_api_url,
+                settings.cloud_logging_api_url,
+                monitoring_api_url=settings.cloud_monitoring_api_url,
+            ),
         )
         self.deliveries.routes.update(delivery_routes(self.ctx, self.pager))
+        # Verify watches are timers kept in the store: placed from it at start-up and every reconcile.
+        self.timers.add_planner(lambda: verify.plan_all(self.ctx))
         self.metrics = observability.bot_registry(self.store, clock)
         self.started = threading.Event()
         self.bolt = build_bolt_app(self.ctx, settings, self.client)
@@ -179,9 +199,9 @@ class IncidentBot:
         )
 
     def connect_socket_mode(self, app_token: str) -> bool:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        self._socket_mode = SocketModeHandler(self.bolt, app_token)
+        # Our client, not Bolt's SocketModeHandler: it keeps acking through Slack's refreshes
+        # (bot/app/socket_mode.py says why).
+        self._socket_mode = SocketMode(self.bolt, app_token, self.settings.slack_api_url)
         return self._retry(self._socket_mode.connect, "Socket Mode is not connected")
 
     def _retry(self, attempt: Callable[[], object], what: str) -> bool:
@@ -233,6 +253,12 @@ class IncidentBot:
             "oldest_pending_s": round((self.ctx.now() - oldest).total_seconds(), 1) if oldest else None,
             "store": self.store.dialect,
             **(self.leadership.status() if db_ok else {"leader": leading}),
+            # Between a dropped connection and its replacement (retried with backoff): "reconnecting".
+            **(
+                {"socket_mode": "connected" if self._socket_mode.connected else "reconnecting"}
+                if self._socket_mode
+                else {}
+            ),
         }
 
     def stop(self) -> None:
@@ -255,6 +281,7 @@ def delivery_routes(ctx: Context, pager: Pager) -> dict[DeliveryKind, Route]:
         pager.routes(),
         followups.routes(ctx.store, ctx.slack, ctx.announcer, ctx.clock),
         publishing.routes(ctx.store, ctx.statuspage, ctx.clock),
+        pagerduty_events.routes(ctx.config, ctx.store, ctx.slack, ctx.pagerduty, ctx.clock),
         drafts.routes(ctx.config, ctx.store, ctx.slack, ctx.announcer, ctx.clock),
         diagnose_run.routes(ctx),
         production.routes(ctx),

@@ -18,8 +18,10 @@ import uuid
 from slack_sdk.errors import SlackApiError
 
 from bot import permissions
+from bot.changes import verify
 from bot.context import Context, Reply
 from bot.core import counters as metrics
+from bot.core.durations import humanize
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
 from bot.delivery.dispatch import Route
@@ -32,6 +34,8 @@ from bot.domain.proposals import (
     ProposalStatus,
     TargetError,
     Verdict,
+    answers_rollback,
+    changed_since_message,
     confirm_verdict,
     is_pinned,
     memory_bytes,
@@ -51,11 +55,12 @@ from bot.domain.service import (
 )
 from bot.oncall.directory import mentioned_user
 from bot.slack.blocks import changes as change_blocks
+from bot.slack.blocks.incident import slack_date
 
 log = logging.getLogger(__name__)
 
 
-REVISIONS_TO_READ = 50
+REVISIONS_SHOWN = 5  # named in a "no such revision" reply: the newest few
 
 
 def service_ref(ctx: Context) -> ServiceRef:
@@ -82,7 +87,7 @@ def propose(
     def post() -> Reply | None:
         return _post_proposal(ctx, incident, user, kind, target, fallback_channel)
 
-    doing = "traffic and revisions" if kind == ProposalKind.ROLLBACK else "its current settings"
+    doing = "traffic and revisions" if kind == ProposalKind.ROLLBACK else "current settings"
     return Reply(f"Reading {name}'s {doing} from Cloud Run to prepare the proposal…", after=post)
 
 
@@ -97,8 +102,13 @@ def _post_proposal(
     ref = service_ref(ctx)
     try:
         service = ctx.cloud.get_service(ref)
-        needs_revisions = kind == ProposalKind.ROLLBACK or is_pinned(service)
-        revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_TO_READ) if needs_revisions else []
+        revisions = []
+        if kind == ProposalKind.ROLLBACK:
+            named = short_revision(target) if target else None
+            revisions = ctx.cloud.list_revisions(ref, limit=REVISIONS_SHOWN, enough=answers_rollback(service, named))
+        elif is_pinned(service):
+            made = service.latest_created_revision
+            revisions = ctx.cloud.list_revisions(ref, limit=1, enough=lambda read: any(r.name == made for r in read))
     except Exception as exc:  # noqa: BLE001 - the asker hears it; nothing was proposed
         log.warning("could not read %s for a proposal", ref.path, exc_info=True)
         return Reply(
@@ -136,6 +146,8 @@ def _post_proposal(
         pinned=is_pinned(service),
         proposer=user,
         created_at=now,
+        etag=service.etag,
+        latest_revision=service.latest_created_revision,
     )
     proposal = ctx.store.create_proposal(
         draft, now, f"<@{user}> proposed to {escape(draft.what)} (from {escape(current or 'unset')})"
@@ -229,6 +241,7 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
             now=ctx.now(),
             expires_after=rules.expires_after,
             require_second_person=rules.require_second_person,
+            incident_resolved=_resolved(ctx, current.incident),
         )
 
     if proposal.status != ProposalStatus.PENDING:  # in progress or done: anyone may be told, nobody may act
@@ -262,6 +275,13 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
                 _unknown_text(ctx, current, "the bot hit an error while carrying this out"),
             )
     return None
+
+
+def _resolved(ctx: Context, number: int) -> bool:
+    """Read inside the confirm's transaction, just before it may start: a resolved incident's
+    proposals are over (a fix confirmed after the all-clear would change production unwatched)."""
+    incident = ctx.store.get(number)
+    return incident is not None and not incident.is_open
 
 
 def cancel(ctx: Context, proposal_id: int, user: str) -> Reply | None:
@@ -300,6 +320,8 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
             f":x: *Not sent* ({escape(proposal.what)}): could not read {escape(ref.name)}'s traffic from Cloud Run ({type(exc).__name__}). "
             "Nothing was changed. Next: check Cloud Run is reachable, then propose again.",
         )
+    if proposal.etag and before.etag != proposal.etag:
+        return _refused_as_changed(ctx, proposal, before)
     stale = stale_message(proposal, serving_revision(before))
     if stale:
         return _finish(
@@ -315,19 +337,30 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     wait_s = rules.operation_timeout.total_seconds()
     try:
         if proposal.kind == ProposalKind.ROLLBACK:
-            result = ctx.cloud.move_traffic(ref, proposal.target, wait_s=wait_s)
+            result = ctx.cloud.move_traffic(ref, proposal.target, etag=proposal.etag, wait_s=wait_s)
         else:
             result = ctx.cloud.change_template(
                 ref,
                 memory=proposal.target if proposal.kind == ProposalKind.SCALE_MEMORY else None,
                 max_instances=int(proposal.target) if proposal.kind == ProposalKind.SCALE_MAX_INSTANCES else None,
                 traffic_to_latest=proposal.move_traffic and proposal.pinned,
+                etag=proposal.etag,
                 wait_s=wait_s,
             )
     except ChangeError as exc:
-        return _finish(
-            ctx, proposal, ProposalStatus.FAILED, _failure_text(ctx, proposal, exc, time.monotonic() - clock)
-        )
+        if not exc.sent and exc.reason in ("stale", "conflict", "failed_precondition"):
+            # Refused because production changed since the proposal? Then say what changed.
+            # Never retried: whoever changed it may have had a reason; a person decides again.
+            now_service = _read_quietly(ctx, ref)
+            if now_service is not None and proposal.etag and now_service.etag != proposal.etag:
+                return _refused_as_changed(ctx, proposal, now_service)
+        text = _failure_text(ctx, proposal, exc, time.monotonic() - clock)
+        if exc.sent and exc.reason != "timeout":
+            # Cloud Run took the change and its operation failed: what serves now is what to know.
+            after = _read_quietly(ctx, ref)
+            if after is not None:
+                text = _operation_failed_text(proposal, exc, after, time.monotonic() - clock)
+        return _finish(ctx, proposal, ProposalStatus.FAILED, text)
     service = result.service
     lines = []
     ok = True
@@ -347,7 +380,10 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     elapsed = time.monotonic() - clock
     if ok and health_ok:
         head = f":white_check_mark: *Done* by {by} in {_seconds(elapsed)}: {escape(proposal.what)}."
-        return _finish(ctx, proposal, ProposalStatus.SUCCEEDED, head + "\n" + "\n".join(lines))
+        head += f" Verifying for {humanize(ctx.config.verify.window)} (the runbook's VERIFY step)."
+        done = _finish(ctx, proposal, ProposalStatus.SUCCEEDED, head + "\n" + "\n".join(lines))
+        _verify(ctx, done)
+        return done
     next_step = (
         "Next: run `/incident diagnose`; if the target is unhealthy too, propose another revision."
         if proposal.kind == ProposalKind.ROLLBACK
@@ -355,6 +391,76 @@ def execute(ctx: Context, proposal: Proposal) -> Proposal:
     )
     head = f":x: *Changed, but not healthy* after {_seconds(elapsed)}: {escape(proposal.what)} (confirmed by {by})."
     return _finish(ctx, proposal, ProposalStatus.FAILED, head + "\n" + "\n".join(lines) + "\n" + next_step)
+
+
+def _operation_failed_text(proposal: Proposal, exc: ChangeError, service: ServiceState, elapsed: float) -> str:
+    """A change Cloud Run accepted whose operation failed: whether a new revision failed to
+    become Ready, and that traffic did not move (a failed reconciliation keeps the last serving
+    state, service.proto)."""
+    what = escape(proposal.what)
+    new = service.latest_created_revision
+    failed_revision = new != service.latest_ready_revision and new != proposal.latest_revision
+    lines = [f":x: *Failed* to {what} after {_seconds(elapsed)}: {escape(exc.message)}"]
+    if failed_revision:
+        lines.append(
+            f"New revision `{escape(new)}` did not become Ready"
+            + (f": {escape(service.ready_message)}" if service.ready_message else ".")
+        )
+    moved = serving_revision(service) != proposal.serving_revision
+    if moved:
+        lines.append(f":warning: Traffic moved all the same: {change_blocks.traffic_line(service)}")
+    else:
+        lines.append(
+            f"*Traffic did not move:* {change_blocks.traffic_line(service)} (still `{escape(proposal.serving_revision)}`)."
+        )
+    lines.append(
+        "Next: read the new revision's logs (`gcloud run revisions describe "
+        f"{escape(new)}`), fix the cause, then propose again."
+        if failed_revision
+        else "Next: run `/incident diagnose` and check the service's conditions before proposing again."
+    )
+    return "\n".join(lines)
+
+
+def _verify(ctx: Context, proposal: Proposal) -> None:
+    """A fix that went through is watched for the verify window (bot/changes/verify.py)."""
+    incident = ctx.store.get(proposal.incident)
+    if incident is None or not incident.is_open:
+        return
+    try:
+        verify.start(
+            ctx,
+            incident,
+            by=proposal.confirmed_by or proposal.proposer,
+            why=escape(proposal.what),
+            proposal=proposal.id,
+        )
+    except Exception:  # noqa: BLE001 - the change is done; `/incident verify` starts a watch by hand
+        log.warning("could not start verifying proposal %s", proposal.id, exc_info=True)
+
+
+def _read_quietly(ctx: Context, ref: ServiceRef) -> ServiceState | None:
+    try:
+        return ctx.cloud.get_service(ref)
+    except Exception:  # noqa: BLE001 - the refusal is reported all the same
+        log.warning("could not re-read %s after a refused change", ref.path, exc_info=True)
+        return None
+
+
+def _refused_as_changed(ctx: Context, proposal: Proposal, service: ServiceState) -> Proposal:
+    """Production changed since the proposal (its etag is not the one proposed on): nothing was
+    sent or Cloud Run refused it; the channel hears what changed, and nothing is retried."""
+    when = f" at {slack_date(service.updated_at, '{time}')}" if service.updated_at else ""
+    text = changed_since_message(proposal, service, when)
+    finished = _finish(
+        ctx, proposal, ProposalStatus.FAILED, f":no_entry: *Not changed* ({escape(proposal.what)}): {text}"
+    )
+    if finished.channel:
+        try:
+            ctx.slack.post(finished.channel, text, thread_ts=None, key=f"proposal-changed:{proposal.id}")
+        except Exception:  # noqa: BLE001 - the proposal itself already says so
+            log.warning("could not tell the channel proposal %s was refused", proposal.id, exc_info=True)
+    return finished
 
 
 def _new_revision_serving(
@@ -366,10 +472,19 @@ def _new_revision_serving(
     deadline = time.monotonic() + max(wait_s, 0.0)
     expect_serving = proposal.move_traffic or not proposal.pinned
     while True:
-        ready = service.latest_ready_revision == new
+        # While reconciling, latestReadyRevision and the traffic are transient (service.proto).
+        settled = not service.reconciling
+        ready = settled and service.latest_ready_revision == new
         serving = serving_revision(service) == new
         if ready and (serving or not expect_serving):
             break
+        if settled and service.ready is False:
+            reason = f": {escape(service.ready_message)}" if service.ready_message else ""
+            return (
+                False,
+                f":x: New revision `{escape(new)}` did not become Ready{reason}. "
+                f"*Traffic did not move:* {change_blocks.traffic_line(service)}",
+            )
         if time.monotonic() >= deadline:
             state = "not Ready" if not ready else "Ready but not serving"
             return (

@@ -49,6 +49,7 @@ def describe(config: Config) -> str:
         "postmortem": {
             "severities": list(config.postmortem_severities),
             "due_after": fmt(config.postmortem_due_after),
+            "share_within": fmt(config.postmortem_share_within),
         },
         "service": vars(config.service),
         "rollback": {
@@ -58,12 +59,23 @@ def describe(config: Config) -> str:
             "operation_timeout": fmt(config.rollback.operation_timeout),
             "health_timeout": fmt(config.rollback.health_timeout),
         },
+        "paging": {"manual_repeat_after": fmt(config.paging.manual_repeat_after) or "0s"},
+        "verify": {
+            "window": fmt(config.verify.window),
+            "every": fmt(config.verify.every),
+            "thresholds": {"error_rate": f"{config.verify.error_rate * 100:g}%", "p95": f"{config.verify.p95_ms:g}ms"},
+            "smoke": [{"url": c.url, "expect": c.expect} for c in config.verify.smoke],
+        },
         "permissions": {action: list(refs) for action, refs in config.permissions.items()},
     }
     if config.runbook_path:
         data["runbook"] = {"path": config.runbook_path}
     if config.statuspage:
         data["statuspage"] = {**vars(config.statuspage), "severities": list(config.statuspage.severities)}
+    if config.pagerduty:
+        data["pagerduty"] = {**vars(config.pagerduty), "severities": list(config.pagerduty.severities)}
+        if config.pagerduty.api_token_env is None:
+            del data["pagerduty"]["api_token_env"]
     if config.schedules:
         data["schedules"] = {
             name: {
@@ -73,6 +85,7 @@ def describe(config: Config) -> str:
                 + s.handoff_time.strftime("%H:%M"),
                 "start": s.start.isoformat(),
                 "members": list(s.members),
+                "allow_outside_overrides": s.allow_outside_overrides,
             }
             for name, s in config.schedules.items()
         }

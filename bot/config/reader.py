@@ -18,10 +18,14 @@ from bot.domain.policy import (
     AlertsConfig,
     Config,
     EscalationStep,
+    PagerDutyConfig,
+    PagingRules,
     RollbackRules,
     ServiceConfig,
     SeverityPolicy,
+    SmokeCall,
     StatuspageConfig,
+    VerifyRules,
 )
 from bot.domain.schedules import Schedule
 
@@ -62,6 +66,13 @@ class Reader:
             self.error(key, f"must be a non-empty string, got {value!r}")
             return None
         return str(value).strip()
+
+    def env_name(self, value: Any, key: str) -> str:
+        """The name of an environment variable that holds a secret (never the secret itself)."""
+        name = self.string(value, key) or ""
+        if name and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            self.error(key, f"{name[:40]!r} is not an environment variable name (put the secret in the environment)")
+        return name
 
     def duration(self, value: Any, key: str, required: bool = False) -> timedelta | None:
         if value is None:
@@ -123,9 +134,12 @@ class Reader:
                 "rollback",
                 "runbook",
                 "statuspage",
+                "pagerduty",
                 "permissions",
                 "schedules",
                 "alerts",
+                "paging",
+                "verify",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -167,9 +181,12 @@ class Reader:
             if policy:
                 severities[name] = policy
 
-        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after"})
+        postmortem = self.mapping(top.get("postmortem"), "postmortem", {"severities", "due_after", "share_within"})
         postmortem_severities = self.severity_list(postmortem.get("severities", ["P1", "P2"]), "postmortem.severities")
         due_after = self.duration(postmortem.get("due_after", "24h"), "postmortem.due_after") or timedelta(hours=24)
+        share_within = self.duration(postmortem.get("share_within", "2m"), "postmortem.share_within")
+        if share_within is not None and share_within <= timedelta(0):
+            self.error("postmortem.share_within", "must be longer than 0s")
 
         service_raw = self.mapping(top.get("service"), "service", {"project", "region", "name", "health_url"})
         service = ServiceConfig(
@@ -208,8 +225,32 @@ class Reader:
                 severities=self.severity_list(sp.get("severities", ["P1", "P2"]), "statuspage.severities"),
             )
 
+        pagerduty = None
+        if top.get("pagerduty") is not None:
+            pd = self.mapping(
+                top.get("pagerduty"),
+                "pagerduty",
+                {"routing_key_env", "severities", "webhook_secret_env", "api_token_env"},
+            )
+            pagerduty = PagerDutyConfig(
+                routing_key_env=self.env_name(
+                    pd.get("routing_key_env", "PAGERDUTY_ROUTING_KEY"), "pagerduty.routing_key_env"
+                ),
+                severities=self.severity_list(pd.get("severities", ["P1", "P2"]), "pagerduty.severities"),
+                webhook_secret_env=self.env_name(
+                    pd.get("webhook_secret_env", "PAGERDUTY_WEBHOOK_SECRET"), "pagerduty.webhook_secret_env"
+                ),
+                api_token_env=self.env_name(pd["api_token_env"], "pagerduty.api_token_env")
+                if pd.get("api_token_env") is not None
+                else None,
+            )
+
         permissions = self.permissions(top.get("permissions"), roles, allowed)
+        if rollback_rules.require_second_person:
+            self.second_person_possible(permissions, people)
         alerts = self.alerts(top.get("alerts"))
+        paging = self.paging(self.mapping(top.get("paging"), "paging", {"manual_repeat_after"}))
+        verify = self.verify(self.mapping(top.get("verify"), "verify", {"window", "every", "thresholds", "smoke"}))
 
         if self.errors:
             return None
@@ -221,13 +262,17 @@ class Reader:
             severities=severities,
             postmortem_severities=postmortem_severities,
             postmortem_due_after=due_after,
+            postmortem_share_within=share_within or timedelta(minutes=2),
             service=service,
             rollback_allowed=allowed,
             runbook_path=runbook_path,
             statuspage=statuspage,
+            pagerduty=pagerduty,
             permissions=permissions,
             schedules=schedules,
             rollback=rollback_rules,
+            paging=paging,
+            verify=verify,
             alerts=alerts,
             source=source,
         )
@@ -251,6 +296,32 @@ class Reader:
                 self.error(key, "must name who may (anyone, responders, a role, a user ID or an email)")
             table[action] = refs
         return table
+
+    def second_person_possible(
+        self, permissions: dict[str, tuple[str, ...]], people: dict[str, tuple[str, ...]]
+    ) -> None:
+        """The two-person rule with only one person who may confirm is a deadlock: nobody could
+        ever confirm a rollback or scale. Each incident role has one holder; a role under
+        `people` has its entries (a schedule or user group counts as several)."""
+        for action in permission_rules.ROLLBACK_ACTIONS:
+            rule = permissions.get(action, ())
+            count = 0
+            for ref in rule:
+                if ref in permission_rules.SPECIAL_REFS and not ref.startswith("incident_"):
+                    count += 2  # anyone, responders, people paged: more than one
+                elif ref in people:
+                    count += sum(2 if h.startswith(("schedule:", "@")) else 1 for h in people[ref])
+                else:
+                    count += 1  # an incident role's holder, a user ID, an email
+            if count < 2:
+                self.error(
+                    "rollback.require_second_person",
+                    f"is true, but only one person may confirm a {action} ({', '.join(rule) or 'nobody'}, from "
+                    f"rollback.allowed or permissions.{action}), "
+                    "and the proposer may not confirm their own: nobody could ever confirm. Name a second person "
+                    "or role in rollback.allowed (e.g. oncall_primary, tech_lead), or set it to false.",
+                )
+                return
 
     def holder(self, ref: str, key: str, schedules: set[str]) -> None:
         """One entry of a role: a user ID, an email, `schedule:<name>` or `@<usergroup-handle>`."""
@@ -276,7 +347,9 @@ class Reader:
             if not _ROLE_NAME.match(str(name)):
                 self.error(key, "schedule names are lowercase letters, digits and _")
                 continue
-            body = self.mapping(body_raw, key, {"timezone", "rotation", "handoff", "start", "members"})
+            body = self.mapping(
+                body_raw, key, {"timezone", "rotation", "handoff", "start", "members", "allow_outside_overrides"}
+            )
             errors_before = len(self.errors)
             timezone = self.string(body.get("timezone"), f"{key}.timezone")
             if timezone is not None:
@@ -306,9 +379,14 @@ class Reader:
             for i, member in enumerate(members):
                 if not (_USER_ID.match(member) or _EMAIL.match(member)):
                     self.error(f"{key}.members[{i}]", f"{member!r} is not a Slack user ID (U...) or an email")
+            outside = body.get("allow_outside_overrides", False)
+            if not isinstance(outside, bool):
+                self.error(f"{key}.allow_outside_overrides", f"must be true or false, got {outside!r}")
             if len(self.errors) == errors_before:
                 assert timezone and rotation and length and at is not None and start
-                found[str(name)] = Schedule(str(name), timezone, rotation, length, weekday, at, start, members)
+                found[str(name)] = Schedule(
+                    str(name), timezone, rotation, length, weekday, at, start, members, outside is True
+                )
         return found
 
     def date(self, value: Any, key: str) -> date | None:
@@ -338,6 +416,56 @@ class Reader:
                 self.error(f"rollback.{key}", "must be longer than 0s")
             durations[key] = value if value else getattr(default, key)
         return RollbackRules(require_second_person=second, **durations)
+
+    def paging(self, block: dict[str, Any]) -> PagingRules:
+        repeat = self.duration(block.get("manual_repeat_after"), "paging.manual_repeat_after")
+        if repeat is not None and repeat < timedelta(0):
+            self.error("paging.manual_repeat_after", "must be 0s or longer")
+        return PagingRules(manual_repeat_after=repeat) if repeat is not None else PagingRules()
+
+    def verify(self, block: dict[str, Any]) -> VerifyRules:
+        """`verify:` window, every, thresholds {error_rate: 1%, p95: 500ms}, smoke [{url, expect}]."""
+        default = VerifyRules()
+        window = self.duration(block.get("window"), "verify.window") or default.window
+        every = self.duration(block.get("every"), "verify.every") or default.every
+        if window <= timedelta(0):
+            self.error("verify.window", "must be longer than 0s")
+        if every <= timedelta(0) or every > window:
+            self.error("verify.every", f"must be longer than 0s and at most verify.window ({window})")
+        thresholds = self.mapping(block.get("thresholds"), "verify.thresholds", {"error_rate", "p95"})
+        error_rate = default.error_rate
+        if thresholds.get("error_rate") is not None:
+            raw = str(thresholds["error_rate"]).strip()
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", raw)
+            if match and 0 < float(match.group(1)) <= 100:
+                error_rate = float(match.group(1)) / 100
+            else:
+                self.error("verify.thresholds.error_rate", f"{raw!r} is not a percentage above 0 (e.g. 1% or 0.5%)")
+        p95_ms = default.p95_ms
+        if thresholds.get("p95") is not None:
+            raw = str(thresholds["p95"]).strip()
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s)", raw)
+            if match and float(match.group(1)) > 0:
+                p95_ms = float(match.group(1)) * (1000 if match.group(2) == "s" else 1)
+            else:
+                self.error("verify.thresholds.p95", f"{raw!r} is not a latency above 0 (e.g. 500ms or 1.5s)")
+        smoke: list[SmokeCall] = []
+        raw_smoke = block.get("smoke") or []
+        if not isinstance(raw_smoke, list):
+            self.error("verify.smoke", "must be a list of {url, expect}")
+            raw_smoke = []
+        for i, item in enumerate(raw_smoke):
+            key = f"verify.smoke[{i}]"
+            call = self.mapping(item, key, {"url", "expect"})
+            url = self.string(call.get("url"), f"{key}.url") or ""
+            if url and not re.match(r"^https?://", url):
+                self.error(f"{key}.url", f"{url!r} must be an http(s) URL")
+            expect = call.get("expect", 200)
+            if not isinstance(expect, int) or isinstance(expect, bool) or not 100 <= expect <= 599:
+                self.error(f"{key}.expect", f"must be an HTTP status (100-599), got {expect!r}")
+                expect = 200
+            smoke.append(SmokeCall(url, expect))
+        return VerifyRules(window=window, every=every, error_rate=error_rate, p95_ms=p95_ms, smoke=tuple(smoke))
 
     def alerts(self, value: Any) -> AlertsConfig | None:
         """The optional `alerts:` section: a default route and rules tried in order."""

@@ -35,6 +35,7 @@ from bot.domain.findings import (
     SourceError,
     SourceResult,
     _one_line,
+    answers_triage,
     summarise_errors,
     summarise_requests,
     summarise_signals,
@@ -217,7 +218,7 @@ def read_service(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_
 
 
 def read_revisions(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> RevisionsFinding:
-    revisions = sources.list_revisions(ref, limit=REVISIONS_SHOWN, timeout_s=timeout_s)
+    revisions = sources.list_revisions(ref, limit=REVISIONS_SHOWN, enough=answers_triage, timeout_s=timeout_s)
     return RevisionsFinding(tuple(revisions))
 
 

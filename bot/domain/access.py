@@ -1,7 +1,8 @@
 """Who may do what, as a pure rule: `may` decides, `who_may` says it in words. No I/O.
 
 A rule is a list of who may: `anyone`; `responders`; `paged` (anyone paged for the incident at
-hand); `incident_commander`, `incident_scribe`, `incident_comms` (that role's holder in the incident
+hand); `escalation_path` (everyone the incident's severity pages at any step, paged yet or not);
+`incident_commander`, `incident_scribe`, `incident_comms` (that role's holder in the incident
 at hand); a role under `people`; a user ID; an email. `responders` means the incident's role
 holders, anyone paged for it, and every role under `people` whose name starts with `oncall`.
 The lookups a rule needs (who was paged, who holds a role) are made by `bot.permissions`.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from bot.core.errors import UsageError
 from bot.domain.actions import (
     ANYONE,
+    ESCALATION_PATH,
     INCIDENT_ROLE_REFS,
     ONCALL_PREFIX,
     PAGED,
@@ -59,6 +61,23 @@ def oncall_roles(config: Config) -> tuple[str, ...]:
     return tuple(role for role in config.people if role.startswith(ONCALL_PREFIX))
 
 
+def escalation_refs(config: Config, incident: Incident | None) -> tuple[str, ...]:
+    """Who the incident's severity pages, at every step of its path (roles, user IDs, emails)."""
+    if incident is None or incident.severity not in config.severities:
+        return ()
+    steps = config.policy(incident.severity).escalation
+    return tuple(dict.fromkeys(ref for step in steps for ref in step.page))
+
+
+def lookups(config: Config, action: str, incident: Incident | None) -> tuple[str, ...]:
+    """The names `may` would ask `holders` about for this action: roles, emails, the path's people."""
+    refs = rule(config, action)
+    named = [ref for ref in refs if ref not in SPECIAL_REFS]
+    if ESCALATION_PATH in refs:
+        named += escalation_refs(config, incident)
+    return tuple(dict.fromkeys(named))
+
+
 def may(
     config: Config,
     action: str,
@@ -85,7 +104,10 @@ def may(
             return True
         if ref in INCIDENT_ROLE_REFS and incident is not None and incident.role_holder(INCIDENT_ROLE_REFS[ref]) == user:
             return True
-    return any(user in holders.get(ref, frozenset()) for ref in refs if ref not in SPECIAL_REFS)
+    path = escalation_refs(config, incident) if ESCALATION_PATH in refs else ()
+    if user in path:
+        return True
+    return any(user in holders.get(ref, frozenset()) for ref in lookups(config, action, incident))
 
 
 def who_may(
@@ -105,6 +127,8 @@ def who_may(
         parts.append(f"people paged for {where}")
     if SCHEDULE_MEMBERS in refs:
         parts.append(f"the members of the {schedule} rotation" if schedule else "the rotation's members")
+    if ESCALATION_PATH in refs:
+        parts.append(f"the people on {where}'s escalation path")
     mention, quote = ("{}", "{}") if plain else ("<@{}>", "`{}`")
     parts += [(mention if USER_ID.match(ref) else quote).format(ref) for ref in refs if ref not in SPECIAL_REFS]
     return _or(parts) if parts else "nobody"

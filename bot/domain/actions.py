@@ -15,23 +15,25 @@ ANYONE = "anyone"
 RESPONDERS = "responders"
 PAGED = "paged"
 SCHEDULE_MEMBERS = "schedule_members"  # the members of the rotation an `oncall override` names
+ESCALATION_PATH = "escalation_path"  # everyone the incident's severity pages at any step
 INCIDENT_ROLE_REFS = {"incident_commander": "commander", "incident_scribe": "scribe", "incident_comms": "comms"}
 ONCALL_PREFIX = "oncall"
-SPECIAL_REFS = frozenset({ANYONE, RESPONDERS, PAGED, SCHEDULE_MEMBERS, *INCIDENT_ROLE_REFS})
+SPECIAL_REFS = frozenset({ANYONE, RESPONDERS, PAGED, SCHEDULE_MEMBERS, ESCALATION_PATH, *INCIDENT_ROLE_REFS})
 
 # The defaults of issue 9 (README "Who may do what"). `rollback` and `scale` default to
 # `rollback.allowed`. Verbs that other modules add later are listed so that they are gated the
 # moment they land.
 ANYONE_ACTIONS = (
     "declare",
-    "ack",
     "update",
     "note",
     "diagnose",
+    "verify",
     "list",
     "runbook",
     "oncall",
     "timeline",
+    "catchup",
     "stats",
     "help",
     "followup",
@@ -48,9 +50,12 @@ RESPONDER_ACTIONS = (
     "dismiss_alert",
 )
 ROLLBACK_ACTIONS = ("rollback", "scale")
+# Acknowledging stops the escalation (and with it the pages to the people above): the responders
+# and whoever the incident's path would page may, not every member of the channel.
+ACK_ACTIONS = ("ack",)
 # Who is on call is the business of the people on call and of the rotation's own members.
 SCHEDULE_ACTIONS = ("oncall_override",)
-ACTIONS = ANYONE_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS + SCHEDULE_ACTIONS
+ACTIONS = ANYONE_ACTIONS + ACK_ACTIONS + RESPONDER_ACTIONS + ROLLBACK_ACTIONS + SCHEDULE_ACTIONS
 
 # Buttons whose action is not the verb of the module that registers them, and buttons of modules
 # that are no verb (alert proposals): every registered button must be in one or the other.
@@ -63,11 +68,13 @@ PHRASES = {
     "update": "post updates to {ref}",
     "note": "add notes to {ref}",
     "diagnose": "run diagnose",
+    "verify": "verify a fix",
     "list": "list incidents",
     "runbook": "read the runbook",
     "oncall": "see who is on call",
     "oncall_override": "override the on-call schedule",
     "timeline": "read the timeline of {ref}",
+    "catchup": "read the catch-up of {ref}",
     "stats": "see incident stats",
     "help": "get help",
     "followup": "record follow-ups for {ref}",
@@ -94,4 +101,6 @@ def default_rule(action: str, rollback_allowed: tuple[str, ...]) -> tuple[str, .
         return rollback_allowed
     if action in SCHEDULE_ACTIONS:
         return (RESPONDERS, SCHEDULE_MEMBERS)
+    if action in ACK_ACTIONS:
+        return (RESPONDERS, ESCALATION_PATH)
     raise KeyError(f"unknown action {action!r}")

@@ -149,10 +149,19 @@ def _has_phrase(text: str, phrase: str) -> bool:
     return re.search(rf"(?<![a-z0-9]){re.escape(phrase.casefold())}(?![a-z0-9])", text) is not None
 
 
+def link_label(record: AlertRecord) -> str:
+    """What an alert's link opens. An Alertmanager alert's link is its `generatorURL`, set by
+    whatever raised it (usually Prometheus's graph), and Alertmanager's own page only when that
+    is missing: naming either would be wrong half the time."""
+    if record.source == ALERTMANAGER:
+        return "open its source"
+    return f"open in {SOURCE_NAMES.get(record.source, record.source)}"
+
+
 def attached_line(record: AlertRecord) -> str:
     """The timeline's line for an alert attached to an incident, with its link."""
     source = SOURCE_NAMES.get(record.source, record.source)
-    url = link(record.url, f"open in {source}")
+    url = link(record.url, link_label(record))
     summary = f": {truncate(escape(record.summary), 300)}" if record.summary else ""
     line = f"🚨 Alert firing since {record.started_at:%H:%M} UTC: *{escape(record.policy)}* ({source}){summary}"
     return f"{line} · {url}" if url else line

@@ -36,6 +36,7 @@ class DeliveryKind(StrEnum):
     POSTMORTEM_REMINDER = "postmortem_reminder"  # the commander reminded the post-mortem is due
     DIAGNOSE = "diagnose"  # a diagnosis: Google read, then its summary posted
     PROPOSAL_EDIT = "proposal_edit"  # a proposal's message edited to its outcome
+    PAGERDUTY = "pagerduty"  # an Events API v2 event (trigger, acknowledge, resolve, links)
 
 
 class DeliveryStatus(StrEnum):
@@ -47,6 +48,9 @@ class DeliveryStatus(StrEnum):
 
 # Pages (and the SLA alarm) go first and on a lane of their own.
 URGENT_KINDS = frozenset({DeliveryKind.PAGE, DeliveryKind.SLA_BREACH})
+# Kinds sent to a service other than Slack, on a lane of their own: that service being slow or
+# down never holds up a Slack page or post (PagerDuty's events beside the first page).
+OUTSIDE_KINDS = frozenset({DeliveryKind.PAGERDUTY})
 
 
 @dataclass(frozen=True)

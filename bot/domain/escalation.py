@@ -185,10 +185,23 @@ def _postmortem_reminder(
     return [Firing(postmortem_reminder_key(incident), (Delivery(DeliveryKind.POSTMORTEM_REMINDER, "commander"),))]
 
 
+def missed_at_declare(incident: Incident, policy: SeverityPolicy) -> timedelta | None:
+    """How long after detection the incident was declared, when that was already past its ack
+    target (an alert that fired 20 min before anyone declared, with a 15 min target): the
+    announcement says so once, and no warning follows, since it would contradict the first page
+    sent at the same moment. None when the target could still be met at the declare."""
+    if not policy.ack_within:
+        return None
+    late = incident.declared_at - incident.detected
+    return late if late >= policy.ack_within else None
+
+
 def _ack_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None:
     # From the alert's start: the runbook's clock starts when the problem is detected. Pages
     # still follow the declare, so a late declare does not page the whole path at once.
-    return incident.detected + policy.ack_within if policy.ack_within else None
+    if not policy.ack_within or missed_at_declare(incident, policy) is not None:
+        return None
+    return incident.detected + policy.ack_within
 
 
 def _fix_deadline(incident: Incident, policy: SeverityPolicy) -> datetime | None:

@@ -22,6 +22,12 @@ RECENT = timedelta(minutes=5)  # the runbook's alerts speak of "for 5 minutes"
 REVISIONS_SHOWN = 5
 
 
+def answers_triage(revisions: Sequence[RevisionState]) -> bool:
+    """Whether the newest revisions read so far hold what the Scenario 1A rule looks back for:
+    the newest Ready revision (serving, unless traffic is pinned) and a Ready one before it."""
+    return sum(1 for r in revisions if r.ready is True) >= 2
+
+
 TOP = 5  # rows per grouping
 
 

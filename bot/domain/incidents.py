@@ -22,6 +22,7 @@ TITLE_MAX = 150
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 FIX_STATUSES = ("identified", "monitoring")  # an update saying so means the fix is under way
 CHANNEL_NAME_MAX = 80
+WAR_ROOM_NAME_MAX = 48  # well under Slack's 80: see war_room_name
 
 
 @dataclass(frozen=True)
@@ -126,16 +127,24 @@ def validate_title(text: str, usage: str) -> str:
 
 
 def war_room_name(prefix: str, number: int, title: str) -> str:
-    """A valid Slack channel name: `inc-7-checkout-returns-500`, at most 80 characters.
+    """A valid Slack channel name: `inc-7-checkout-returns-500`, in whole words and at most
+    `WAR_ROOM_NAME_MAX` characters (Slack allows 80, but a name is read in a sidebar and typed
+    after `#`; an alert's sentence-long title cut mid-word at 80 helps nobody).
 
     Made from the title as people read it: `@carl` gives `carl`, never the user ID behind it.
+    A first word longer than the whole budget is cut, as nothing else would be left.
     """
     ascii_title = unicodedata.normalize("NFKD", plain(title)).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
-    base = f"{prefix}-{number}"
-    if not slug:
-        return base
-    return f"{base}-{slug}"[:CHANNEL_NAME_MAX].rstrip("-")
+    words = [w for w in re.split(r"[^a-z0-9]+", ascii_title.lower()) if w]
+    name = f"{prefix}-{number}"
+    for i, word in enumerate(words):
+        longer = f"{name}-{word}"
+        if len(longer) > WAR_ROOM_NAME_MAX:
+            if i == 0:
+                name = longer[:WAR_ROOM_NAME_MAX].rstrip("-")
+            break
+        name = longer
+    return name[:CHANNEL_NAME_MAX]
 
 
 def declare(

@@ -49,6 +49,16 @@ class StatuspageConfig:
     severities: tuple[str, ...] = ("P1", "P2")  # which declares open a public incident
 
 
+@dataclass(frozen=True)
+class PagerDutyConfig:
+    """Escalation also through PagerDuty (Events API v2 out), and its acks back in (v3 webhooks)."""
+
+    routing_key_env: str = "PAGERDUTY_ROUTING_KEY"  # the Events API v2 integration key's variable
+    severities: tuple[str, ...] = ("P1", "P2")  # these severities also page through PagerDuty
+    webhook_secret_env: str = "PAGERDUTY_WEBHOOK_SECRET"  # the v3 webhook subscription's signing secret
+    api_token_env: str | None = None  # a REST API token: acks show as the Slack user with that email
+
+
 ALERT_ACTIONS = ("declare", "propose", "ignore")
 
 
@@ -86,6 +96,35 @@ class RollbackRules:
 
 
 @dataclass(frozen=True)
+class PagingRules:
+    """Limits on paging by hand (`/incident page @someone`)."""
+
+    # A second manual page of the same person for the same incident within this is refused.
+    manual_repeat_after: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SmokeCall:
+    """One of `verify.smoke`: a real API call whose answer must be `expect`."""
+
+    url: str
+    expect: int = 200
+
+
+@dataclass(frozen=True)
+class VerifyRules:
+    """The runbook's step 6, VERIFY FIX: watch `window`, sampling every `every`; the fix held
+    if every sample is within the thresholds (5xx under 1%, p95 under 500 ms, health 200, the
+    smoke calls as expected)."""
+
+    window: timedelta = timedelta(minutes=5)
+    every: timedelta = timedelta(seconds=30)
+    error_rate: float = 0.01  # the 5xx share of requests, 0..1
+    p95_ms: float = 500.0
+    smoke: tuple[SmokeCall, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     channel: str
     war_room_severities: tuple[str, ...]
@@ -98,11 +137,17 @@ class Config:
     rollback_allowed: tuple[str, ...]
     runbook_path: str | None = None
     statuspage: StatuspageConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
     # action -> who may (bot/permissions.py); every known action, defaults filled in.
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     rollback: RollbackRules = field(default_factory=RollbackRules)
+    paging: PagingRules = field(default_factory=PagingRules)
+    verify: VerifyRules = field(default_factory=VerifyRules)
     alerts: AlertsConfig | None = None
+    # How long Slack may take to show an uploaded draft in the channel before it is deleted and
+    # uploaded again (Slack answers the upload before it shares the file, and may never share it).
+    postmortem_share_within: timedelta = timedelta(minutes=2)
     source: str = field(default="built-in default", compare=False)
 
     def policy(self, severity: str) -> SeverityPolicy:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from bot.core import text as typed
 from bot.core.durations import humanize
+from bot.domain import pagerduty
 from bot.domain.incidents import Incident
 from bot.domain.records import Event, EventKind, FollowUp, Resolution
 from bot.domain.timeline import phase_started, plain, utc, with_phases
@@ -114,8 +115,11 @@ def _impact(facts: Facts, start: datetime) -> list[str]:
         lines.append("- **Paged**: nobody (the incident was handled by those who declared it)")
     lines.append(f"- **Time to acknowledge**: {_ack(facts, start)}")
     mitigated = phase_started(facts.events, "mitigated")
+    verified = next((e.at for e in reversed(facts.events) if e.kind == EventKind.VERIFY_HELD), None)
     if mitigated is not None:
-        lines.append(f"- **Time to mitigate**: {humanize(mitigated - start)}")
+        line = f"- **Time to mitigate**: {humanize(mitigated - start)} (mitigated at {mitigated:%H:%M:%S}"
+        line += f", verified at {verified:%H:%M:%S})" if verified is not None else ", not verified)"
+        lines.append(line)
     elif inc.resolved_at is not None:
         lines.append(
             f"- **Time to mitigate**: {humanize(inc.resolved_at - start)} (no mitigation recorded before the resolution)"
@@ -194,7 +198,12 @@ def _attendees(facts: Facts) -> list[str]:
     for _, event in with_phases(facts.events):
         if event.actor and event.actor != "bot":
             add(event.actor, "in the timeline")
-    return [f"- @{user} - {', '.join(r)}" for user, r in roles.items()]
+    return [f"- {_attendee(user)} - {', '.join(r)}" for user, r in roles.items()]
+
+
+def _attendee(ref: str) -> str:
+    name = pagerduty.outside_name(ref)
+    return f"{name} (in PagerDuty)" if name is not None else f"@{ref}"
 
 
 def _since(moment: datetime, start: datetime) -> str:

@@ -9,7 +9,7 @@ choose the rollback target and check the sizes people type.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -78,6 +78,8 @@ class Proposal:
     finished_at: datetime | None = None
     channel: str | None = None
     ts: str | None = None
+    etag: str = ""  # the service's etag when proposed: every write carries it, so a change since is refused
+    latest_revision: str = ""  # the service's latest created revision when proposed
 
     @property
     def action(self) -> str:
@@ -116,6 +118,7 @@ def confirm_verdict(
     now: datetime,
     expires_after: timedelta = DEFAULT_EXPIRES_AFTER,
     require_second_person: bool = False,
+    incident_resolved: bool = False,
 ) -> Verdict:
     """May `user` start carrying out `proposal` at `now`? Checked again inside the transaction
     that marks it executing, so only one click can ever get `start`."""
@@ -127,6 +130,12 @@ def confirm_verdict(
         return Verdict("done", f"This proposal was already carried out ({status}). Nothing else was sent.")
     if status == ProposalStatus.CANCELLED:
         return Verdict("cancelled", "This proposal was cancelled. Nothing was sent; propose again if needed.")
+    if incident_resolved:
+        return Verdict(
+            "resolved",
+            f"INC-{proposal.incident} is resolved, so this proposal can no longer be confirmed. Nothing was sent; "
+            "`/incident reopen` it first if production needs changing again.",
+        )
     if status == ProposalStatus.EXPIRED or now >= proposal.expires_at(expires_after):
         minutes = int(expires_after.total_seconds() // 60)
         age = f"{minutes} min" if minutes else f"{int(expires_after.total_seconds())} s"
@@ -166,6 +175,25 @@ def stale_message(proposal: Proposal, serving_now: str) -> str | None:
     )
 
 
+def changed_since_message(proposal: Proposal, service: ServiceState, when: str = "") -> str:
+    """What a person reads when the service's etag is no longer the one the proposal was made on:
+    `tai-autonomics changed since this proposal: a new revision went live at 14:31. Nothing was
+    changed; propose again.` `when` is ` at <time>` (or empty) in the reader's terms."""
+    name = service_short(service)
+    serving = serving_revision(service)
+    latest = service.latest_created_revision
+    if latest and latest != proposal.latest_revision:
+        if serving == latest:
+            what = f"a new revision went live{when} (`{latest}`)"
+        else:
+            what = f"a new revision `{latest}` was deployed{when}; `{serving}` serves the most traffic"
+    elif serving != proposal.serving_revision:
+        what = f"traffic moved to `{serving}`{when}"
+    else:
+        what = f"its configuration or traffic was changed{when}"
+    return f"{name} changed since this proposal: {what}. Nothing was changed; propose again."
+
+
 class TargetError(ValueError):
     """No revision fits as the rollback target; the message says why and what to do."""
 
@@ -191,6 +219,25 @@ def rollback_target(service: ServiceState, revisions: list[RevisionState], named
             f"No Ready revision older than `{serving}` was found. Name one: `/incident rollback <revision>`."
         )
     return target
+
+
+def answers_rollback(service: ServiceState, named: str | None = None) -> Callable[[Sequence[RevisionState]], bool]:
+    """Whether the newest revisions read so far settle a rollback proposal: the named revision
+    is among them, or the serving revision and a Ready one older than it are (and, when traffic
+    is pinned, the revision the template last made). For reading `ListRevisions` (newest first)
+    only as far as needed."""
+    serving = serving_revision(service)
+    template = service.latest_created_revision if is_pinned(service) else ""
+
+    def enough(revisions: Sequence[RevisionState]) -> bool:
+        names = {r.name for r in revisions}
+        if named:
+            return named in names
+        if template and template not in names:
+            return False
+        return serving in names and last_healthy_before(revisions, serving) is not None
+
+    return enough
 
 
 def last_healthy_before(revisions: Sequence[RevisionState], name: str | None) -> RevisionState | None:

@@ -41,6 +41,10 @@ class EventKind(StrEnum):
     SCALE_SUCCEEDED = "scale-succeeded"
     SCALE_FAILED = "scale-failed"
     SCALE_UNKNOWN = "scale-unknown"
+    # The runbook's VERIFY step (bot/domain/verify.py).
+    VERIFY_STARTED = "verify-started"
+    VERIFY_HELD = "verify-held"
+    VERIFY_REGRESSED = "verify-regressed"
 
 
 def proposal_event(action: str, what: str) -> EventKind:

@@ -39,6 +39,9 @@ class Schedule:
     handoff_time: time
     start: date
     members: tuple[str, ...]  # user IDs or emails, in rotation order
+    # False: an override may hand a shift only to one of `members` (the holder becomes an on-call
+    # role holder, so a responder everywhere); true lets anyone take it.
+    allow_outside_overrides: bool = False
 
     @property
     def zone(self) -> ZoneInfo:

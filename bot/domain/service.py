@@ -54,6 +54,9 @@ class ServiceState:
     max_instances: int | None
     reconciling: bool = False
     updated_at: datetime | None = None  # last change to the service, traffic included
+    etag: str = ""  # Cloud Run's fingerprint of this version: a write carrying a stale one is refused
+    generation: int = 0
+    observed_generation: int = 0  # the generation serving: behind `generation` while reconciling
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,18 @@ class HealthResult:
 
 
 @dataclass(frozen=True)
+class RequestMetrics:
+    """The service's requests over an interval: how many, how many 5xx, their p95 latency, and
+    which source counted them (`Cloud Monitoring`, or `Cloud Logging` when it could not)."""
+
+    requests: int
+    errors: int
+    p95_ms: float | None
+    source: str
+    note: str = ""  # why the first choice was not used
+
+
+@dataclass(frozen=True)
 class ChangeResult:
     """A finished long-running operation on the service, and the service it left behind."""
 
@@ -107,8 +122,9 @@ class ChangeResult:
 class ChangeError(Exception):
     """Cloud Run refused a change or did not finish it in time.
 
-    `reason` is one of permission_denied, not_found, failed_precondition, conflict, invalid,
-    timeout, unavailable, error; `sent` says whether Google accepted the request (so the change
+    `reason` is one of permission_denied, not_found, failed_precondition, conflict, stale
+    (the etag sent no longer matches: production changed since it was read), invalid,
+    timeout, unavailable, not_ready (the new revision failed to become Ready), error; `sent` says whether Google accepted the request (so the change
     may still be happening) or refused it outright (nothing changed).
     """
 

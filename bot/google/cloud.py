@@ -15,8 +15,9 @@ Google libraries are imported inside functions so the bot starts fast.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,14 +27,18 @@ from bot.domain.service import (
     ChangeResult,
     HealthResult,
     LogRecord,
+    RequestMetrics,
     RevisionState,
     ServiceRef,
     ServiceState,
     short_revision,
 )
+from bot.google import metrics
 from bot.google.convert import EPOCH, change_error, log_record, revision_state, service_state
 from bot.google.health import probe_health
 from bot.google.shared_reads import SharedReads
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 8.0
 DEFAULT_WAIT_S = 300.0  # a traffic or template change usually settles in 1-3 minutes
@@ -56,16 +61,22 @@ class CloudSources:
         logging_api_url: str | None = None,
         *,
         log_share_s: float = LOG_SHARE_S,
+        monitoring_api_url: str | None = None,
     ) -> None:
         self.run_api_url = run_api_url.rstrip("/") if run_api_url else None
         self.logging_api_url = logging_api_url.rstrip("/") if logging_api_url else None
+        self.monitoring_api_url = monitoring_api_url.rstrip("/") if monitoring_api_url else None
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self.log_reads = SharedReads(log_share_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSources:
-        return cls(env.get("CLOUD_RUN_API_URL") or None, env.get("CLOUD_LOGGING_API_URL") or None)
+        return cls(
+            env.get("CLOUD_RUN_API_URL") or None,
+            env.get("CLOUD_LOGGING_API_URL") or None,
+            monitoring_api_url=env.get("CLOUD_MONITORING_API_URL") or None,
+        )
 
     def warm_up(self) -> None:
         """Import the Google libraries and build the clients now rather than on first use."""
@@ -81,14 +92,21 @@ class CloudSources:
         return service_state(proto)
 
     def list_revisions(
-        self, ref: ServiceRef, *, limit: int = 5, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        ref: ServiceRef,
+        *,
+        limit: int = 5,
+        enough: Callable[[Sequence[RevisionState]], bool] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> list[RevisionState]:
-        """The newest `limit` revisions, newest first.
+        """The newest revisions, newest first: at least `limit` (when there are that many), and
+        with `enough` as many as it takes for `enough(revisions)` to hold (the target, or the
+        look-back a rule needs).
 
-        The API promises no order a caller may lean on, so every page is read (REVISIONS_PAGE
-        at a time, each call under `timeout_s`) and the newest are picked here; Cloud Run
-        keeps at most 1,000 revisions per service, so that is at most MAX_REVISION_PAGES calls.
-        """
+        `ListRevisions` answers "sorted by creation time, descending" (revision.proto), so pages
+        (REVISIONS_PAGE at a time, each call under `timeout_s`) are read only until the answer
+        is known: on a service with 1,000 revisions that is usually one call, not twenty.
+        Cloud Run keeps at most 1,000 revisions, so at most MAX_REVISION_PAGES calls."""
         from google.cloud import run_v2
 
         client = self._run_client("revisions")
@@ -97,10 +115,11 @@ class CloudSources:
         revisions: list[RevisionState] = []
         for number, page in enumerate(pager.pages, start=1):
             revisions += [revision_state(r) for r in page.revisions]
-            if number >= MAX_REVISION_PAGES:
+            if _answered(revisions, limit, enough) is not None or number >= MAX_REVISION_PAGES:
                 break
+        # Stable for the documented order; a defence only if an answer ever came otherwise.
         revisions.sort(key=lambda r: r.created_at or EPOCH, reverse=True)
-        return revisions[:limit]
+        return revisions[: _answered(revisions, limit, enough) or len(revisions)]
 
     def set_traffic(
         self,
@@ -171,18 +190,29 @@ class CloudSources:
         return self._update_service(ref, change, timeout_s=timeout_s, wait_s=wait_s)
 
     def move_traffic(
-        self, ref: ServiceRef, revision: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, wait_s: float = DEFAULT_WAIT_S
+        self,
+        ref: ServiceRef,
+        revision: str,
+        *,
+        etag: str = "",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        wait_s: float = DEFAULT_WAIT_S,
     ) -> ChangeResult:
-        """All traffic to `revision`, nothing else touched (update mask `traffic`); waits for
-        the operation. Raises ChangeError."""
+        """All traffic to `revision`, percentages only (update mask `traffic`): every tagged
+        target stays, with its tag, at 0%. With `etag` (the one the change was proposed on) the
+        write is conditional: when the service no longer has it nothing is sent ("stale"), and
+        Cloud Run refuses the write if it changes in between. Waits for the operation. Raises
+        ChangeError."""
         from google.cloud import run_v2
 
+        current = self._read_for_write(ref, etag, timeout_s)
         target = run_v2.TrafficTarget(
             type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
             revision=short_revision(revision),
             percent=100,
         )
-        service = run_v2.Service(name=ref.path, traffic=[target])
+        service = run_v2.Service(name=ref.path, traffic=[*_tagged_at_zero(current.traffic), target])
+        service.etag = etag or current.etag
         return self._patch(service, ["traffic"], timeout_s=timeout_s, wait_s=wait_s)
 
     def change_template(
@@ -192,17 +222,16 @@ class CloudSources:
         memory: str | None = None,
         max_instances: int | None = None,
         traffic_to_latest: bool = False,
+        etag: str = "",
         timeout_s: float = DEFAULT_TIMEOUT_S,
         wait_s: float = DEFAULT_WAIT_S,
     ) -> ChangeResult:
         """Change the revision template (memory limit, instance cap), which makes a new
-        revision; with `traffic_to_latest`, also send all traffic to it. Raises ChangeError."""
+        revision; with `traffic_to_latest`, also send all traffic to it (tagged targets stay at
+        0%). Conditional on `etag` like `move_traffic`. Raises ChangeError."""
         from google.cloud import run_v2
 
-        try:
-            current = self._get_service_proto(ref, timeout_s)
-        except Exception as exc:  # noqa: BLE001 - classified for the person who confirmed
-            raise change_error(exc, sent=False) from exc
+        current = self._read_for_write(ref, etag, timeout_s)
         template = current.template
         if memory is not None:
             for container in template.containers:
@@ -211,15 +240,28 @@ class CloudSources:
             template.scaling.max_instance_count = max_instances
         template.revision = ""  # let Cloud Run name the new revision
         service = run_v2.Service(name=ref.path, template=template)
+        service.etag = etag or current.etag
         mask = ["template"]
         if traffic_to_latest:
-            service.traffic = [
-                run_v2.TrafficTarget(
-                    type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
-                )
-            ]
+            latest = run_v2.TrafficTarget(
+                type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
+            )
+            service.traffic = [*_tagged_at_zero(current.traffic), latest]
             mask.append("traffic")
         return self._patch(service, mask, timeout_s=timeout_s, wait_s=wait_s)
+
+    def _read_for_write(self, ref: ServiceRef, etag: str, timeout_s: float) -> Any:
+        """The service as it is now, to build the write from; "stale" (nothing sent) when it no
+        longer has the etag the change was proposed on."""
+        try:
+            current = self._get_service_proto(ref, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - classified for the person who confirmed
+            raise change_error(exc, sent=False) from exc
+        if etag and current.etag != etag:
+            raise ChangeError(
+                "stale", f"{ref.name} changed since the change was proposed (its etag is no longer {etag})", sent=False
+            )
+        return current
 
     def _patch(self, service: Any, mask: list[str], *, timeout_s: float, wait_s: float) -> ChangeResult:
         import concurrent.futures
@@ -337,6 +379,30 @@ class CloudSources:
             channel = grpc.insecure_channel(f"{url.hostname}:{url.port or 80}")
         return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=channel))
 
+    # -- request metrics (VERIFY) -----------------------------------------------------------
+
+    def request_metrics(
+        self, ref: ServiceRef, start: datetime, end: datetime, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> RequestMetrics:
+        """Requests, 5xx and p95 latency of the service between `start` and `end`: from Cloud
+        Monitoring (exact, two calls), else counted from the request log (and the result says
+        which, and why). Raises only when neither answers."""
+        try:
+            with self._lock:
+                client = self._clients.get("monitoring")
+                if client is None:
+                    client = self._clients["monitoring"] = metrics.monitoring_client(self.monitoring_api_url)
+            return metrics.from_monitoring(client, ref, start, end, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the request log is the fallback
+            why = metrics.describe_failure(exc)
+            log.warning("%s; counting the request log instead", why)
+        condition = f'logName="projects/{ref.project}/logs/run.googleapis.com%2Frequests"'
+        records, sampled = self.query_logs(
+            ref, start, condition, max_entries=metrics.LOG_MAX_ENTRIES, timeout_s=timeout_s
+        )
+        found = metrics.from_logs(records, start, end, sampled)
+        return RequestMetrics(found.requests, found.errors, found.p95_ms, found.source, why)
+
     # -- health ----------------------------------------------------------------------------
 
     def probe_health(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> HealthResult:
@@ -357,4 +423,34 @@ def service_log_filter(ref: ServiceRef, since: datetime, condition: str = "") ->
     return " AND ".join(parts)
 
 
-# -- conversions from the Google types -------------------------------------------------------
+def _answered(
+    revisions: Sequence[RevisionState], limit: int, enough: Callable[[Sequence[RevisionState]], bool] | None
+) -> int | None:
+    """The shortest newest-first prefix that answers the question (at least `limit` long and
+    `enough`, which holds for a prefix only if for every longer one), or None when the
+    revisions read so far do not."""
+    if len(revisions) < limit or (enough is not None and not enough(revisions)):
+        return None
+    if enough is None:
+        return limit
+    low, high = limit, len(revisions)  # enough(revisions[:high]) holds: find the shortest
+    while low < high:
+        middle = (low + high) // 2
+        if enough(revisions[:middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
+def _tagged_at_zero(traffic: Any) -> list[Any]:
+    """The tagged targets of a traffic spec at 0%: a traffic write keeps their tags (and the tag
+    URLs people test with) and moves percentages only."""
+    from google.cloud import run_v2
+
+    kept = []
+    for target in traffic:
+        if target.tag:
+            copy = run_v2.TrafficTarget(type_=target.type_, revision=target.revision, tag=target.tag, percent=0)
+            kept.append(copy)
+    return kept

@@ -81,6 +81,9 @@ def service_state(service: Any) -> ServiceState:
         max_instances=max_instances or None,
         reconciling=service.reconciling,
         updated_at=_datetime(service.update_time),
+        etag=service.etag,
+        generation=int(service.generation or 0),
+        observed_generation=int(service.observed_generation or 0),
     )
 
 

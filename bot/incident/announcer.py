@@ -186,7 +186,12 @@ class Announcer:
 
     def _create_war_room(self, incident: Incident) -> Incident:
         now = self.clock()
-        name = war_room_name(self.config.war_room_prefix, incident.number, incident.title)
+        # An alert's incident is named after the alert's short name (its policy or alertname),
+        # not the title, which carries the alert's whole summary sentence.
+        alerts = self.store.alerts_of(incident.number)
+        name = war_room_name(
+            self.config.war_room_prefix, incident.number, alerts[0].policy if alerts else incident.title
+        )
         key = f"war-room:{incident.number}"
         adopted = self._find_own_war_room(name) if self.store.attempt(key) else None
         if adopted is not None:
@@ -226,6 +231,8 @@ class Announcer:
     def _brief_war_room(self, incident: Incident, pageable: Callable[[Incident], None] | None = None) -> Incident:
         assert incident.war_room_id
         self.slack.set_topic(incident.war_room_id, blocks.war_room_topic(self.config, incident))
+        # The people invited here read the briefing below: their joins are not greeted with a catch-up.
+        self.store.claim_greetings(incident.number, [incident.declared_by, incident.commander], self.clock())
         self.slack.invite(incident.war_room_id, [incident.declared_by, incident.commander])
         if pageable is not None:  # the room is there and its people are in: the briefing can follow the page
             pageable(incident)

@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.context import Context, Reply
 from bot.core.text import plain
+from bot.domain import pagerduty
 from bot.domain.deliveries import status_page_firing
 from bot.domain.incidents import Incident, declare
 from bot.incident.announcer import AnnouncementChannelError
@@ -56,12 +57,13 @@ def create(
         firing = status_page_firing("create", name=plain(title), body=f"We are investigating: {plain(title)}")
     else:
         firing = status_page_firing("create", name=GENERIC_NAME, body=GENERIC_BODY)
-    firings = (firing,) if opens else ()
+    # PagerDuty's trigger is recorded with the incident and sent at once, on its own lane.
+    firings = ((firing,) if opens else ()) + tuple(pagerduty.on_declare(ctx.paging_out, draft))
     incident = ctx.store.create_incident(draft, now, firings, alerts)
     # Paging starts once set-up has made the war room (so the page can link it), but never
     # later than this, however slow or broken Slack is being.
     ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
-    if opens:
+    if firings:
         ctx.timers.wake_deliveries()
     return incident
 

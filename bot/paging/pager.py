@@ -21,6 +21,7 @@ from bot.core.mrkdwn import escape
 from bot.delivery.dispatch import Route
 from bot.delivery.errors import Undeliverable
 from bot.delivery.once import post_delivery
+from bot.domain import pagerduty
 from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing, post_to
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
@@ -247,7 +248,7 @@ class Pager:
         if stand_down and acker and page.user != acker:
             # Both the ack and the page's own sender may close it: one stand-down each page,
             # a delivery of its own so a crash after the edit does not lose it.
-            text = f"✅ {incident.ref} was acknowledged by <@{acker}>. You can stand down."
+            text = f"✅ {incident.ref} was acknowledged by {pagerduty.person(acker)}. You can stand down."
             self.store.record_firing(
                 incident.number, post_to(f"stand_down:{page.id}", page.channel, page.ts, text), self.clock()
             )

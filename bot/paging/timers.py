@@ -41,7 +41,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.core import counters as metrics
 from bot.delivery.dispatch import Dispatcher
-from bot.domain.deliveries import URGENT_KINDS, Firing
+from bot.domain.deliveries import OUTSIDE_KINDS, URGENT_KINDS, Firing
 from bot.domain.escalation import POSTMORTEM_STALE_AFTER, due_actions, next_due
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
@@ -55,6 +55,9 @@ SEND_THREADS = 4
 # Pages (and the SLA alarm, URGENT_KINDS) go on a lane of their own: never queued behind a
 # backlog of reminders, updates or uploads that a slow Slack has piled up.
 URGENT_THREADS = 4
+# Events to services other than Slack (PagerDuty, OUTSIDE_KINDS): a lane of their own, so one
+# that is down or slow never takes a thread Slack's pages or posts need.
+OUTSIDE_THREADS = 2
 IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this often
 RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
@@ -89,6 +92,9 @@ class Timers:
         # The lease's token while this instance leads (None on a never-fenced, single process).
         self.fence: int | None = None
         self.leading = False
+        # Other timers kept in the store (verify watches): each planner re-places its jobs from
+        # the store at start-up, at every reconcile and when another instance says so.
+        self._planners: list[Callable[[], None]] = []
         self._build()
         self._stopping.set()  # nothing runs before start()
 
@@ -104,6 +110,7 @@ class Timers:
         self._wake = threading.Event()
         self._senders = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send")
         self._urgent = ThreadPoolExecutor(max_workers=URGENT_THREADS, thread_name_prefix="page")
+        self._outside = ThreadPoolExecutor(max_workers=OUTSIDE_THREADS, thread_name_prefix="outside")
         # Deliveries queued or being sent, and those finished since the loop last listed: each is
         # submitted once, however often the loop wakes or how stale its last listing is.
         self._in_flight: set[int] = set()
@@ -161,6 +168,7 @@ class Timers:
             self.scheduler.shutdown(wait=False)
         self._senders.shutdown(wait=False, cancel_futures=True)
         self._urgent.shutdown(wait=False, cancel_futures=True)
+        self._outside.shutdown(wait=False, cancel_futures=True)
         bound = time.monotonic() + timeout
         with self._idle:
             if not self._idle.wait_for(lambda: self._active == 0, timeout=timeout):
@@ -257,6 +265,36 @@ class Timers:
             self._replan_postmortem_reminders()
         except Exception:  # noqa: BLE001 - the next round tries again
             log.warning("could not reconcile the post-mortem reminders with the store", exc_info=True)
+        self._run_planners()
+
+    def add_planner(self, plan: Callable[[], None]) -> None:
+        """Another kind of timer kept in the store: `plan` places its jobs (with `place`) from the
+        store, and is run at start-up, at every reconcile and on another instance's notice."""
+        self._planners.append(plan)
+
+    def _run_planners(self) -> None:
+        for plan in self._planners:
+            try:
+                plan()
+            except Exception:  # noqa: BLE001 - the next reconcile tries again
+                log.warning("a planner could not place its timers", exc_info=True)
+
+    def place(self, key: str, run: Callable[[], None], at: datetime) -> None:
+        """Run `run()` at `at` as `key`'s one job (on the leader; elsewhere the leader is told,
+        and its planners place it from the store)."""
+        if not self.leading:
+            self._tell_leader(None)
+            return
+        if self._stopping.is_set():
+            return
+
+        def job() -> None:
+            if self._stopping.is_set():
+                return
+            with self._working():
+                run()
+
+        self.scheduler.place(key, job, at)
 
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
@@ -332,6 +370,8 @@ class Timers:
             self.tick_at(number, at)
         elif number is not None:
             self.replan(number)
+        else:
+            self._run_planners()
         self.wake_deliveries()
 
     def _delivery_loop(self) -> None:
@@ -374,7 +414,12 @@ class Timers:
             if delivery.id in self._in_flight or delivery.id in self._done_since_listing:
                 return
             self._in_flight.add(delivery.id)
-        lane = self._urgent if delivery.kind in URGENT_KINDS else self._senders
+        if delivery.kind in URGENT_KINDS:
+            lane = self._urgent
+        elif delivery.kind in OUTSIDE_KINDS:
+            lane = self._outside
+        else:
+            lane = self._senders
         lane.submit(work, delivery)
 
     def _recover_stranded(self) -> None:

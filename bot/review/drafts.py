@@ -9,6 +9,7 @@ so `incident-bot postmortem INC-7` prints exactly the bytes the war room receive
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.context import Announcing
 from bot.core.mrkdwn import user_text
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import Undeliverable
+from bot.delivery.errors import RetryLater, Undeliverable
 from bot.delivery.once import post_delivery
 from bot.domain import postmortem
 from bot.domain.deliveries import DeliveryKind
@@ -59,7 +60,7 @@ def routes(
         _upload(delivery, incident, config=config, store=store, slack=slack, announcer=announcer, now=clock())
 
     def landed(delivery: DeliveryRecord, incident: Incident, oldest: float) -> bool:
-        return recover_upload(delivery, incident, oldest, store=store, slack=slack, now=clock())
+        return recover_upload(delivery, incident, oldest, config=config, store=store, slack=slack, now=clock())
 
     def remind(delivery: DeliveryRecord, incident: Incident) -> None:
         _remind(delivery, incident, store=store, slack=slack, now=clock())
@@ -94,12 +95,43 @@ def _upload(
         "The timeline and impact are filled in; add what went well and what we will improve. "
         "`/incident followup &lt;action&gt;` records follow-ups, `/incident postmortem` rewrites the draft."
     )
-    # Where it goes is stored first, so start-up can look for an upload a crash cut short.
+    # Where it goes, then the file's id, are stored before Slack shares it, so that a retry or
+    # start-up asks Slack about that very file instead of uploading it again.
     store.set_delivery_channel(delivery.id, channel, None, thread_ts)
     file_id = slack.upload_file(
-        channel, thread_ts, draft_filename(incident), f"{incident.ref} post-mortem draft", markdown, comment
+        channel,
+        thread_ts,
+        draft_filename(incident),
+        f"{incident.ref} post-mortem draft",
+        markdown,
+        comment,
+        on_file_id=lambda file_id: store.note_draft_file(incident.number, file_id),
     )
-    _uploaded(delivery, incident, file_id, channel, store=store, slack=slack, now=now)
+    # Slack answered the upload; it shares the file after that, or (rarely) never. The draft is
+    # delivered once the channel shows it.
+    if _shared_soon(slack, file_id, channel):
+        _uploaded(delivery, incident, file_id, channel, store=store, slack=slack, now=now)
+        return
+    raise RetryLater("uploaded; Slack has not shown it in the channel yet", after=_share_check_s(config))
+
+
+# Slack usually shares within a second: looked for this long right after the upload (a few
+# files.info calls, Tier 4), then again by the delivery loop's retries.
+SHARE_LOOKS_S = (0.0, 0.1, 0.2, 0.4, 0.8)
+
+
+def _shared_soon(slack: SlackGateway, file_id: str, channel: str) -> bool:
+    pause = threading.Event()
+    for delay in SHARE_LOOKS_S:
+        pause.wait(delay)
+        if slack.file_shared(file_id, channel):
+            return True
+    return False
+
+
+def _share_check_s(config: Config) -> float:
+    """How soon to look again for a share Slack has not made yet."""
+    return max(0.2, min(5.0, config.postmortem_share_within.total_seconds() / 10))
 
 
 def draft_filename(incident: Incident) -> str:
@@ -126,11 +158,44 @@ def _uploaded(
 
 
 def recover_upload(
-    delivery: DeliveryRecord, incident: Incident, oldest: float, *, store: Store, slack: SlackGateway, now: datetime
+    delivery: DeliveryRecord,
+    incident: Incident,
+    oldest: float,
+    *,
+    config: Config,
+    store: Store,
+    slack: SlackGateway,
+    now: datetime,
 ) -> bool:
-    """A draft upload a crash (or a timeout) left in doubt: True (and recorded) if the file is in Slack."""
+    """A draft upload a crash, a timeout or a share still pending left in doubt: True (and
+    recorded) if Slack shows the file in the channel.
+
+    The file's id is stored before Slack is asked to share it. While Slack may still share it
+    (`postmortem.share_within` after the draft was written) this waits, raising RetryLater:
+    uploading again now would show the draft twice once the first share lands. A file Slack has
+    not shared by then is deleted (so it cannot appear later) and False lets the draft go again.
+    """
     if not delivery.channel:
         return False  # it never got as far as uploading
+    draft = store.draft(incident.number)
+    if draft is not None and draft.file_id and not draft.channel:
+        shared = slack.file_shared(draft.file_id, delivery.channel)
+        if shared:
+            _uploaded(delivery, incident, draft.file_id, delivery.channel, store=store, slack=slack, now=now)
+            return True
+        if shared is None:
+            return False  # the upload never completed: nothing of it can be shared
+        if now - draft.generated_at < config.postmortem_share_within:
+            raise RetryLater("uploaded; Slack has not shown it in the channel yet", after=_share_check_s(config))
+        log.warning(
+            "Slack has not shared %s of INC-%s after %s: deleting it, uploading the draft again",
+            draft.file_id,
+            incident.number,
+            config.postmortem_share_within,
+        )
+        slack.delete_file(draft.file_id)
+        return False
+    # No file id stored (an upload begun before ids were stored): the message that shares it.
     file_id = slack.find_file(delivery.channel, draft_filename(incident), oldest, delivery.thread_ts)
     if file_id is None:
         return False

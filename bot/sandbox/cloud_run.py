@@ -9,26 +9,40 @@ call (`run_v2/services/*/transports/rest_base.py`):
     GET   /v2/projects/{p}/locations/{l}/services/{s}/revisions/{r}   revisions.get
     GET   /v2/projects/{p}/locations/{l}/operations/{id}              operations.get
 
-A PATCH is applied at once (a changed template creates a revision; traffic is validated and
-resolved into `trafficStatuses`); with `updateMask` only the named fields change, without one
-the whole spec is replaced. Its operation reports `done` after `operation_delay_s`, or as
-`operation_plan` says (done only after N polls, never, or done with an error, in which case
-nothing was changed). `fail_changes` makes PATCH answer an API error (403 PERMISSION_DENIED,
+A PATCH is validated at once and its spec stored (a changed template creates a revision; with
+`updateMask` only the named fields change, without one the whole spec is replaced), and then the
+service reconciles as service.proto describes: until its operation is done, `reconciling` is
+true, `terminalCondition` is CONDITION_RECONCILING, `generation` is ahead of
+`observedGeneration`, and `latestReadyRevision` and `trafficStatuses` still show what served
+before; the new revision is not Ready yet. The operation reports `done` after
+`operation_delay_s`, or as `operation_plan` says (done only after N polls, never, or done with
+an error). On success the traffic and the new revision become Ready and serving; on an error
+the spec stays, what serves stays the last serving state, `terminalCondition` is
+CONDITION_FAILED with the message, and the new revision (if any) failed to become Ready. `fail_changes` makes PATCH answer an API error (403 PERMISSION_DENIED,
 404 NOT_FOUND, 400 FAILED_PRECONDITION, 409 ABORTED...). Resources are kept as the API's JSON
 (camelCase), so what the client sends comes back.
 
+Every change gives the service a new `etag` (a fingerprint of its spec and generation); a PATCH
+whose body carries an etag that no longer matches is refused with 409 ABORTED and changes
+nothing, as AIP-154 prescribes for Google APIs ("If a user sends back an etag which does not
+match the current etag value, the service must send an ABORTED error response"). A PATCH without
+an etag is applied (AIP-154: "should permit"). `change()` is someone else changing the service
+(a deploy from CI, a traffic split in the console); `before_next_patch` runs one such change just
+before the next PATCH is handled: the race a read-modify-write loses.
+
 `revisions.list` pages like the API: an opaque `nextPageToken` while more remain, none on the
-last page, a token only valid for the same parent and page size. The API reference promises
-no order to rely on, so by default the emulator returns revisions shuffled (seeded, so runs
-repeat); `revision_order` can make it oldest first or newest first.
+last page, a token only valid for the same parent and page size, and revisions "sorted by
+creation time, descending" (revision.proto's ListRevisions), newest first, as the API promises.
+`GcpSandbox.delay("cloud_run", 0.35, endpoint="revisions.list")` makes each list call as slow as
+a real one, so a caller that reads every page of a long history shows up as slow.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
-import random
 import re
 import threading
 import time
@@ -45,13 +59,14 @@ SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 SUCCEEDED = "CONDITION_SUCCEEDED"
+FAILED = "CONDITION_FAILED"
+RECONCILING = "CONDITION_RECONCILING"
 # The REST transport sends enums as numbers ($alt=json;enum-encoding=int).
 _LATEST_VALUES = (LATEST, 1)
 # The reference states neither a default nor a maximum page size; these follow AIP-158 (the
 # server picks a default and coerces larger requests down), and are small on purpose.
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-REVISION_ORDERS = ("shuffled", "oldest_first", "newest_first")
 # Fields of a Service the caller owns; everything else is status computed here.
 _SPEC_FIELDS = (
     "description",
@@ -80,6 +95,19 @@ class OperationPlan:
     error: tuple[int, str] | None = None  # finishes with this google.rpc error (code, message)
 
 
+@dataclass
+class _Operation:
+    """One PATCH's long-running operation: what the service becomes when it succeeds, and what
+    it served before (kept if it fails)."""
+
+    service: str
+    done_at: float
+    final: dict[str, Any]
+    before: dict[str, Any]
+    new_revision: str  # the revision the change created, or ""
+    settled: bool = False  # its outcome has been applied to the service (or it was superseded)
+
+
 @dataclass(frozen=True)
 class ChangeFault:
     """PATCH is refused with this HTTP status, gRPC status name and message."""
@@ -100,15 +128,16 @@ class CloudRunEmulator(JsonServer):
         super().__init__()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.operation_delay_s = 0.0
-        self.revision_order = "shuffled"
-        self.order_seed = 7
         self._state_lock = threading.Lock()
         self._services: dict[str, dict[str, Any]] = {}
         self._revisions: dict[str, list[dict[str, Any]]] = {}
-        self._operations: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._operations: dict[str, _Operation] = {}
         self.operation_plan = OperationPlan()
         self._op_plans: dict[str, OperationPlan] = {}
         self._change_fault: ChangeFault | None = None
+        # Run once, before the next PATCH is handled (outside the lock): someone else's change
+        # landing between the bot's read and its write.
+        self.before_next_patch: Callable[[], None] | None = None
         # Called with the service JSON after each PATCH that changed it (the world reacts).
         self.on_change: Callable[[dict[str, Any]], None] | None = None
         svc = _LOC + r"/services/(?P<service>[^/:]+)"
@@ -123,7 +152,9 @@ class CloudRunEmulator(JsonServer):
     def load(self, service: dict[str, Any], revisions: list[dict[str, Any]]) -> None:
         """Replace the world with one service (API JSON) and its revisions (any order)."""
         with self._state_lock:
-            self._services = {service["name"]: copy.deepcopy(service)}
+            stored = copy.deepcopy(service)
+            stored["etag"] = _etag(stored)
+            self._services = {service["name"]: stored}
             self._revisions = {
                 service["name"]: sorted(copy.deepcopy(revisions), key=lambda r: r["createTime"], reverse=True)
             }
@@ -138,6 +169,34 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             self._change_fault = None
             self.operation_plan = OperationPlan()
+
+    def change(
+        self, name: str, *, image: str | None = None, traffic: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Someone else changes the service: a deploy of `image` (a new revision; traffic follows
+        a LATEST allocation) and/or a new traffic split, applied at once (it supersedes a change
+        still reconciling). Returns the service as it now is."""
+        self._settle()
+        with self._state_lock:
+            for earlier in self._operations.values():
+                if earlier.service == name:
+                    earlier.settled = True
+            current = self._services[name]
+            updated = copy.deepcopy(current)
+            if image is not None:
+                for container in updated.get("template", {}).get("containers") or []:
+                    container["image"] = image
+                updated.get("template", {}).pop("revision", None)
+            if traffic is not None:
+                updated["traffic"] = copy.deepcopy(traffic)
+            error = self._reconcile(current, updated)
+            if error is not None:
+                raise ValueError(f"the change was refused: {error.body}")
+            self._services[name] = updated
+            result = copy.deepcopy(updated)
+        if self.on_change is not None:
+            self.on_change(copy.deepcopy(result))
+        return result
 
     def patches(self) -> list[Request]:
         """The services.patch requests received, oldest first."""
@@ -155,6 +214,7 @@ class CloudRunEmulator(JsonServer):
 
     def service(self, name: str) -> dict[str, Any]:
         """The stored service JSON (a copy), for assertions."""
+        self._settle()
         with self._state_lock:
             return copy.deepcopy(self._services[name])
 
@@ -166,24 +226,21 @@ class CloudRunEmulator(JsonServer):
 
     def _get_service(self, req: Request, match: re.Match[str]) -> Response:
         name = self._service_name(match)
+        self._settle()
         with self._state_lock:
             found = self._services.get(name)
             if not found:
                 return _not_found(name)
-            service = copy.deepcopy(found)
-            # While a change's operation runs, the service says it is still reconciling.
-            service["reconciling"] = any(
-                result["name"] == name and not self._op_done(op, done_at)
-                for op, (done_at, result) in self._operations.items()
-            )
-            return Response(200, service)
+            return Response(200, copy.deepcopy(found))
 
     def _list_revisions(self, req: Request, match: re.Match[str]) -> Response:
         name = self._service_name(match)
+        self._settle()
         with self._state_lock:
             if name not in self._services:
                 return _not_found(name)
-            revisions = self._in_list_order(copy.deepcopy(self._revisions.get(name, [])))
+            revisions = copy.deepcopy(self._revisions.get(name, []))
+        revisions.sort(key=lambda r: r["createTime"], reverse=True)  # newest first, as documented
         try:
             size = int(req.query.get("pageSize", ["0"])[0] or 0)
         except ValueError:
@@ -200,17 +257,10 @@ class CloudRunEmulator(JsonServer):
             page["nextPageToken"] = _page_token(name, size, start + size)
         return Response(200, page)
 
-    def _in_list_order(self, revisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self.revision_order not in REVISION_ORDERS:
-            raise ValueError(f"revision_order must be one of {REVISION_ORDERS}")
-        revisions.sort(key=lambda r: r["createTime"], reverse=self.revision_order == "newest_first")
-        if self.revision_order == "shuffled":
-            random.Random(self.order_seed).shuffle(revisions)
-        return revisions
-
     def _get_rev(self, req: Request, match: re.Match[str]) -> Response:
         parent = self._service_name(match)
         name = f"{parent}/revisions/{match['revision']}"
+        self._settle()
         with self._state_lock:
             for revision in self._revisions.get(parent, []):
                 if revision["name"] == name:
@@ -222,6 +272,10 @@ class CloudRunEmulator(JsonServer):
         if not isinstance(req.body, dict):
             return google_error(400, "body must be a Service")
         mask = [p for p in req.query.get("updateMask", [""])[0].split(",") if p]
+        race, self.before_next_patch = self.before_next_patch, None
+        if race is not None:
+            race()
+        self._settle()
         with self._state_lock:
             fault, plan = self._change_fault, self.operation_plan
         if fault is not None:
@@ -232,6 +286,19 @@ class CloudRunEmulator(JsonServer):
             current = self._services.get(name)
             if current is None:
                 return _not_found(name)
+            sent_etag = req.body.get("etag")
+            if sent_etag and sent_etag != current.get("etag"):
+                return Response(
+                    409,
+                    {
+                        "error": {
+                            "code": 409,
+                            "message": f"Conflict for resource '{name.rsplit('/', 1)[-1]}': the etag {sent_etag} "
+                            "does not match the current etag; the Service was modified since it was read.",
+                            "status": "ABORTED",
+                        }
+                    },
+                )
             updated = copy.deepcopy(current)
             for path in mask or _SPEC_FIELDS:
                 # A field the mask names but the body leaves out is cleared (AIP-134).
@@ -240,24 +307,41 @@ class CloudRunEmulator(JsonServer):
                 check = copy.deepcopy(updated)
                 error = self._reconcile(copy.deepcopy(current), check, dry_run=True)
                 return error or Response(200, {"name": "", "done": True, "response": {"@type": SERVICE_TYPE, **check}})
-            revisions_before = list(self._revisions.get(name, []))
             error = self._reconcile(current, updated)
             if error:
                 return error
-            if plan.error is None:
-                self._services[name] = updated
-            else:  # a change that fails in its operation leaves the service as it was
-                self._revisions[name] = revisions_before
+            new_revision = (
+                updated.get("latestCreatedRevision", "")
+                if updated.get("latestCreatedRevision") != current.get("latestCreatedRevision")
+                else ""
+            )
+            # Until the operation is done the service is reconciling: the spec and generation
+            # are the new ones, while what serves (observedGeneration, latestReadyRevision,
+            # trafficStatuses) is still the old, and the new revision is not Ready yet
+            # (service.proto, `reconciling`).
+            now = rfc3339(self.clock())
+            transient = copy.deepcopy(updated)
+            for key in ("observedGeneration", "latestReadyRevision", "trafficStatuses", "uri"):
+                if key in current:
+                    transient[key] = copy.deepcopy(current[key])
+            transient["terminalCondition"] = {"type": "Ready", "state": RECONCILING, "lastTransitionTime": now}
+            transient["reconciling"] = True
+            self._services[name] = transient
+            if new_revision:
+                _set_ready(self._revision(name, new_revision), RECONCILING, now, reconciling=True)
+            for earlier in self._operations.values():  # a newer change supersedes one still running
+                if earlier.service == name and not earlier.settled:
+                    earlier.settled = True
             op_name = f"{name.split('/services/')[0]}/operations/{uuid.uuid4()}"
             self._op_plans[op_name] = plan
             operation = {
                 "name": op_name,
-                "metadata": {"@type": SERVICE_TYPE, **copy.deepcopy(updated)},
+                "metadata": {"@type": SERVICE_TYPE, **copy.deepcopy(transient)},
                 "done": False,
             }
-            self._operations[op_name] = (time.monotonic() + self.operation_delay_s, updated)
-        if plan.error is None and self.on_change is not None:
-            self.on_change(copy.deepcopy(updated))
+            self._operations[op_name] = _Operation(
+                name, time.monotonic() + self.operation_delay_s, updated, copy.deepcopy(current), new_revision
+            )
         return Response(200, operation)
 
     def _get_op(self, req: Request, match: re.Match[str]) -> Response:
@@ -266,20 +350,20 @@ class CloudRunEmulator(JsonServer):
         with self._state_lock:
             found = self._operations.get(name)
             plan = self._op_plans.get(name, OperationPlan())
+            done = found is not None and self._op_done(name, found.done_at)
             if plan.polls > 0:  # this poll is answered "not done" and counts down
                 self._op_plans[name] = replace(plan, polls=plan.polls - 1)
         if found is None:
             return _not_found(name)
-        done_at, result = found
-        operation: dict[str, Any] = {"name": name, "metadata": {"@type": SERVICE_TYPE, **result}}
-        if plan.never or plan.polls > 0:
-            operation["done"] = False
-        elif plan.error is not None:
-            operation["done"] = True
+        if done:
+            self._settle()
+        with self._state_lock:
+            current = copy.deepcopy(self._services.get(found.service, found.final))
+        operation: dict[str, Any] = {"name": name, "metadata": {"@type": SERVICE_TYPE, **current}, "done": done}
+        if done and plan.error is not None:
             operation["error"] = {"code": plan.error[0], "message": plan.error[1]}
-        elif time.monotonic() >= done_at:
-            operation["done"] = True
-            operation["response"] = {"@type": SERVICE_TYPE, **copy.deepcopy(result)}
+        elif done:
+            operation["response"] = {"@type": SERVICE_TYPE, **copy.deepcopy(found.final)}
         return Response(200, operation)
 
     def _op_done(self, name: str, done_at: float) -> bool:
@@ -287,7 +371,49 @@ class CloudRunEmulator(JsonServer):
         plan = self._op_plans.get(name, OperationPlan())
         if plan.never or plan.polls > 0:
             return False
-        return plan.error is not None or time.monotonic() >= done_at
+        return time.monotonic() >= done_at
+
+    def _settle(self) -> None:
+        """Apply the outcome of every operation that is done and not yet applied: on success the
+        service as changed, the new revision Ready; on failure the spec stays but what serves is
+        the last serving state (service.proto: "traffic_statuses, observed_generation, and
+        latest_ready_revision will have the state of the last serving revision"), with the
+        failure in `terminalCondition` and on the new revision."""
+        changed = []
+        with self._state_lock:
+            for op_name, op in self._operations.items():
+                if op.settled or not self._op_done(op_name, op.done_at):
+                    continue
+                op.settled = True
+                plan = self._op_plans.get(op_name, OperationPlan())
+                now = rfc3339(self.clock())
+                stored = self._services.get(op.service)
+                if stored is None:
+                    continue
+                if plan.error is None:
+                    final = copy.deepcopy(op.final)
+                    final["etag"] = stored.get("etag", final.get("etag"))
+                    self._services[op.service] = final
+                    if op.new_revision:
+                        _set_ready(self._revision(op.service, op.new_revision), SUCCEEDED, now)
+                    changed.append(copy.deepcopy(final))
+                    continue
+                message = plan.error[1]
+                failed = copy.deepcopy(stored)
+                for key in ("observedGeneration", "latestReadyRevision", "trafficStatuses", "uri"):
+                    if key in op.before:
+                        failed[key] = copy.deepcopy(op.before[key])
+                failed["terminalCondition"] = ready_condition(self.clock(), ok=False, message=message)
+                failed["reconciling"] = False
+                self._services[op.service] = failed
+                if op.new_revision:
+                    _set_ready(self._revision(op.service, op.new_revision), FAILED, now, message=message)
+        for service in changed:
+            if self.on_change is not None:
+                self.on_change(service)
+
+    def _revision(self, service: str, name: str) -> dict[str, Any]:
+        return next(r for r in self._revisions.get(service, []) if r["name"] == name)
 
     # -- reconciliation --------------------------------------------------------------------
 
@@ -339,6 +465,7 @@ class CloudRunEmulator(JsonServer):
         after["updateTime"] = rfc3339(now)
         after["terminalCondition"] = ready_condition(now)
         after["reconciling"] = False
+        after["etag"] = _etag(after)
         return None
 
 
@@ -351,6 +478,16 @@ def ready_condition(at: datetime, ok: bool = True, message: str = "") -> dict[st
     if message:
         condition["message"] = message
     return condition
+
+
+def _set_ready(revision: dict[str, Any], state: str, at: str, *, message: str = "", reconciling: bool = False) -> None:
+    """Set a revision's Ready condition (and `reconciling`) in place."""
+    condition: dict[str, Any] = {"type": "Ready", "state": state, "lastTransitionTime": at}
+    if message:
+        condition["message"] = message
+    others = [c for c in revision.get("conditions") or [] if c.get("type") != "Ready"]
+    revision["conditions"] = [condition, *others]
+    revision["reconciling"] = reconciling
 
 
 def _revision_from_template(service: str, name: str, template: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -426,6 +563,14 @@ def _resources_error(template: dict[str, Any]) -> str | None:
                     f"cpu must be at least {needed} (it is {limits.get('cpu', '1')})."
                 )
     return None
+
+
+def _etag(service: dict[str, Any]) -> str:
+    """A fingerprint of the service's spec and generation, quoted as RFC 7232 asks."""
+    spec = {key: service.get(key) for key in _SPEC_FIELDS}
+    body = json.dumps([spec, service.get("generation"), service.get("uid")], sort_keys=True, default=str)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()[:15]).decode()
+    return f'"{digest}"'
 
 
 def _template_key(template: dict[str, Any]) -> str:

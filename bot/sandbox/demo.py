@@ -7,6 +7,7 @@ emulators through the real clients. Durations are shortened so escalation fits i
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from typing import TextIO
 
 from bot.config import default_config_text
 from bot.core.durations import humanize
+from bot.domain.pagerduty import dedup_key
 from bot.sandbox.monitoring import cloud_monitoring_notification, send
+from bot.sandbox.pagerduty import API_TOKEN, ROUTING_KEY, PagerDutySandbox
 from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
 from bot.sandbox.slack.transcript import render
 
@@ -26,13 +29,27 @@ DEMO_CONFIG = (
     .replace("{after: 20m, page: [vp_product]}", "{after: 60s, page: [vp_product]}")
     .replace("{after: 30m, page: [ceo]}", "{after: 90s, page: [ceo]}")
     .replace("update_every: 15m", "update_every: 4s")
+    .replace("  window: 5m", "  window: 6s")
+    .replace("  every: 30s", "  every: 2s")
     + """
 alerts:
   default: {severity: P2, action: propose}
   rules:
     - {match: {policy: "Error rate*"}, severity: P1, action: declare}
+pagerduty:
+  routing_key_env: INCIDENT_BOT_DEMO_PD_ROUTING_KEY
+  severities: [P1, P2]
+  webhook_secret_env: INCIDENT_BOT_DEMO_PD_WEBHOOK_SECRET
+  api_token_env: INCIDENT_BOT_DEMO_PD_API_TOKEN
 """
 )
+# The demo's PagerDuty: the sandbox's integration key, webhook secret and REST token, and the
+# primary on-call as a PagerDuty user with the same email as in Slack.
+DEMO_PD_ENV = {
+    "INCIDENT_BOT_DEMO_PD_ROUTING_KEY": ROUTING_KEY,
+    "INCIDENT_BOT_DEMO_PD_WEBHOOK_SECRET": "demo-pagerduty-webhook-secret",
+    "INCIDENT_BOT_DEMO_PD_API_TOKEN": API_TOKEN,
+}
 
 
 def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
@@ -41,9 +58,17 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     def say(text: str) -> None:
         print(text, file=stream, flush=True)
 
-    with SandboxedBot(config_text=DEMO_CONFIG, db_path=db_path, preset="bad_deploy") as world:
+    os.environ.update(DEMO_PD_ENV)
+    with (
+        PagerDutySandbox() as pd,
+        SandboxedBot(config_text=DEMO_CONFIG, db_path=db_path, preset="bad_deploy", pagerduty=pd) as world,
+    ):
         assert world.bot is not None
         slack, store = world.slack, world.bot.store
+        pd.subscribe(world.pagerduty_webhook_url, (DEMO_PD_ENV["INCIDENT_BOT_DEMO_PD_WEBHOOK_SECRET"],))
+        pd.add_user("PPRIMARY", "Pat Primary", "primary@example.com")
+        # Requests keep arriving (Cloud Monitoring counts them), 45% of them 5xx while 00043 serves.
+        world.gcp.start_live()
         say("▶ @alice: /incident declare p1 Checkout returns 500")
         reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
         say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
@@ -51,6 +76,11 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         room: str = slack.wait_for(lambda: (incident := store.get(1)) and incident.war_room_id or "")
         slack.wait_for_message(room, "first steps")
         say("  → announcement in #incident-response, war room opened and briefed, primary on-call paged")
+        trigger = slack.wait_for(lambda: pd.accepted("trigger"), timeout=10)[0]
+        say(
+            f"  → PagerDuty: trigger accepted (202), severity {trigger['payload']['severity']},"
+            f" {trigger['payload']['summary']!r}, dedup_key {trigger['dedup_key']}"
+        )
 
         say("▶ @bob: /incident list")
         say("  " + world.command("list", user="U0BOB").text)
@@ -62,6 +92,8 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         world.click(page.button("incident_ack"), user="U0PRIMARY")
         slack.wait_for_dm("U0SECOND", "You can stand down", timeout=10)
         say("  → escalation stopped; the secondary is told to stand down")
+        slack.wait_for(lambda: pd.accepted("acknowledge"), timeout=10)
+        say("  → PagerDuty: acknowledge accepted (202), same dedup_key: its phone calls stop too")
 
         say("▶ (no update for 4 s: the bot reminds the commander in the war room)")
         reminder = slack.wait_for_message(room, "has had no update", with_button="reminder_snooze_30m", timeout=10)
@@ -98,6 +130,9 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         )
         health = next((line for line in done.all_text.splitlines() if "Health:" in line), "")
         say(f"  → traffic moved; {health.strip('*').replace('*', '')}")
+        held = slack.wait_for_message(room, "ready to resolve", timeout=30)
+        series = [line.strip("• ") for line in held.all_text.splitlines() if line.startswith("• ")]
+        say(f"  → VERIFY: watched 6 s (every 2 s), Cloud Monitoring: {'; '.join(series)}; held, ready to resolve")
 
         say("▶ @primary: /incident note Traffic back on 00042; error rate falling")
         world.command("note Traffic back on 00042; error rate falling", user="U0PRIMARY", channel=room)
@@ -117,11 +152,13 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         )
         slack.wait_for_message(room, "All clear")
         say("  → the all-clear in the war room and under the announcement; timers stopped")
+        slack.wait_for(lambda: pd.accepted("resolve"), timeout=10)
+        say("  → PagerDuty: resolve accepted (202)")
         upload = slack.wait_for(lambda: slack.uploaded_files(), timeout=10)[0]
         say(f"  → post-mortem draft uploaded to the war room as {upload.name}")
         slack.wait_for(lambda: (draft := store.draft(1)) and draft.file_id)
 
-        _alert_scene(world, say)
+        _alert_scene(world, pd, say)
 
         say("\n▶ @alice: /incident stats 30d")
         stats_line = world.command("stats 30d", user="U0ALICE").text
@@ -146,8 +183,9 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     return 0
 
 
-def _alert_scene(world: SandboxedBot, say: Callable[[str], None]) -> None:
-    """An incident that starts from a Cloud Monitoring alert instead of a typed declare."""
+def _alert_scene(world: SandboxedBot, pd: PagerDutySandbox, say: Callable[[str], None]) -> None:
+    """An incident that starts from a Cloud Monitoring alert instead of a typed declare, and is
+    acknowledged from PagerDuty's side (the round trip: trigger out, signed webhook back in)."""
     assert world.bot is not None
     slack, store = world.slack, world.bot.store
     url = f"{world.base_url}/alerts/cloud-monitoring"
@@ -175,11 +213,22 @@ def _alert_scene(world: SandboxedBot, say: Callable[[str], None]) -> None:
     )
     say(f"  → no second incident: a 'still firing' line under INC-{number}")
 
-    say("▶ @primary presses [Acknowledge] on the page")
-    world.click(page.button("incident_ack"), user="U0PRIMARY")
+    key = dedup_key(incident)
+    slack.wait_for(lambda: pd.alert(key), timeout=10)
+    say("▶ @primary's phone rings (PagerDuty); they acknowledge in the PagerDuty app")
+    answers = pd.acknowledge(key, "PPRIMARY")
+    say(f"  PagerDuty sends the signed v3 webhook incident.acknowledged; the bot answers {answers[0]}")
     slack.wait_for(lambda: (i := store.get(number)) is not None and i.acknowledged_at is not None)
+    slack.wait_for(
+        lambda: not any(m.ts == page.ts and m.has_button("incident_ack") for m in slack.messages_in(page.channel)),
+        timeout=10,
+    )
     acked = store.get(number)
     assert acked is not None and acked.time_to_acknowledge is not None
+    say(
+        f"  → acknowledged in Slack as <@{acked.acknowledged_by}> (their PagerDuty email), escalation stopped,"
+        " the page's button gone"
+    )
     say(f"  → time to acknowledge {humanize(acked.time_to_acknowledge)}, measured from the alert, as the runbook does")
 
     say("▶ the alert closes in Cloud Monitoring")

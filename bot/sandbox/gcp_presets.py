@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.domain.service import ServiceRef
 from bot.sandbox.cloud_logging import LoggingEmulator
+from bot.sandbox.cloud_monitoring import MonitoringEmulator, Served
 from bot.sandbox.cloud_run import LATEST, CloudRunEmulator, ready_condition, rfc3339
 from bot.sandbox.health import ALL, FaultInjection, HealthServer
 
@@ -438,7 +439,7 @@ def _ip(rng: random.Random) -> str:
 class GcpSandbox:
     """Cloud Run, Cloud Logging and a health endpoint on 127.0.0.1, loaded with a preset.
 
-    Sources for faults: "cloud_run", "logging", "health"; an optional endpoint narrows a
+    Sources for faults: "cloud_run", "logging", "monitoring", "health"; an optional endpoint narrows a
     fault to one call, e.g. `delay("cloud_run", 0.3, endpoint="revisions.list")`.
     """
 
@@ -451,6 +452,7 @@ class GcpSandbox:
         self.project, self.region, self.name = project, region, name
         self.cloud_run = CloudRunEmulator()
         self.logging = LoggingEmulator()
+        self.monitoring = MonitoringEmulator(project, name, region)
         self.health = HealthServer()
         self.world: World | None = None
         # The bad deploy's health follows traffic: once its image no longer serves the most, the
@@ -458,10 +460,24 @@ class GcpSandbox:
         self.health_follows_traffic = True
         self.warmup_s = 0.0
         self.cloud_run.on_change = self._traffic_changed
+        # Live traffic (`start_live`): requests served from now on, in the request log and in
+        # Cloud Monitoring's request metrics alike, at `live_error_rate` 5xx and `live_latency_ms`.
+        self.live_rps = 40.0
+        self.live_error_rate = 0.0
+        self.live_latency_ms = 120.0
+        self._live_stop = threading.Event()
+        self._live: threading.Thread | None = None
+        self._live_debt = 0.0
+        self._live_errors_debt = 0.0
 
     @property
     def servers(self) -> dict[str, FaultInjection]:
-        return {"cloud_run": self.cloud_run, "logging": self.logging, "health": self.health}
+        return {
+            "cloud_run": self.cloud_run,
+            "logging": self.logging,
+            "monitoring": self.monitoring,
+            "health": self.health,
+        }
 
     def start(self) -> GcpSandbox:
         for server in self.servers.values():
@@ -469,8 +485,87 @@ class GcpSandbox:
         return self
 
     def stop(self) -> None:
+        self.stop_live()
         for server in self.servers.values():
             server.stop()
+
+    # -- live traffic ----------------------------------------------------------------------
+
+    def start_live(self, error_rate: float | None = None, latency_ms: float | None = None) -> None:
+        """Serve requests from now on (about `live_rps` a second), each recorded in the request
+        log and in Cloud Monitoring's metrics: exactly `error_rate` of them 5xx, at `latency_ms`
+        (the bad deploy's rate follows traffic, as its health does)."""
+        self.set_live(error_rate, latency_ms)
+        if self._live is not None and self._live.is_alive():
+            return
+        self._live_stop.clear()
+        self._live = threading.Thread(target=self._serve_live, name="live-traffic", daemon=True)
+        self._live.start()
+
+    def set_live(self, error_rate: float | None = None, latency_ms: float | None = None) -> None:
+        if error_rate is not None:
+            self.live_error_rate = error_rate
+        if latency_ms is not None:
+            self.live_latency_ms = latency_ms
+
+    def stop_live(self) -> None:
+        self._live_stop.set()
+        if self._live is not None:
+            self._live.join(timeout=2)
+            self._live = None
+
+    def _serve_live(self) -> None:
+        tick = 0.1
+        while not self._live_stop.wait(tick):
+            self._live_debt += self.live_rps * tick
+            count = int(self._live_debt)
+            self._live_debt -= count
+            now = datetime.now(UTC)
+            revision = self._serving_now()
+            served = []
+            for i in range(count):
+                self._live_errors_debt += self.live_error_rate
+                error = self._live_errors_debt >= 1
+                if error:
+                    self._live_errors_debt -= 1
+                at = now - timedelta(milliseconds=(count - i) * 2)
+                served.append(Served(at, 500 if error else 200, self.live_latency_ms, revision))
+            self.monitoring.record(served)
+            self.logging.add([self._request_log(s) for s in served])
+
+    def _serving_now(self) -> str:
+        try:
+            service = self.cloud_run.service(self.service_ref.path)
+        except KeyError:
+            return ""
+        statuses = service.get("trafficStatuses") or []
+        top: dict[str, Any] = max(statuses, key=lambda t: int(t.get("percent") or 0), default={})
+        return str(top.get("revision") or str(service.get("latestReadyRevision", "")).rsplit("/", 1)[-1])
+
+    def _request_log(self, served: Served) -> dict[str, Any]:
+        ref = self.service_ref
+        return {
+            "logName": f"projects/{ref.project}/logs/run.googleapis.com%2Frequests",
+            "resource": {
+                "type": "cloud_run_revision",
+                "labels": {
+                    "project_id": ref.project,
+                    "service_name": ref.name,
+                    "revision_name": served.revision,
+                    "location": ref.region,
+                    "configuration_name": ref.name,
+                },
+            },
+            "timestamp": rfc3339(served.at),
+            "receiveTimestamp": rfc3339(served.at),
+            "severity": "ERROR" if served.status >= 500 else "INFO",
+            "httpRequest": {
+                "requestMethod": "GET",
+                "requestUrl": f"https://{ref.name}-4x7kq2mzva-uc.a.run.app/pricing",
+                "status": served.status,
+                "latency": f"{served.latency_ms / 1000:.6f}s",
+            },
+        }
 
     def __enter__(self) -> GcpSandbox:
         return self.start()
@@ -496,7 +591,11 @@ class GcpSandbox:
 
     def env(self) -> dict[str, str]:
         """The environment variables that point the bot at this sandbox."""
-        return {"CLOUD_RUN_API_URL": self.cloud_run_url, "CLOUD_LOGGING_API_URL": self.logging_url}
+        return {
+            "CLOUD_RUN_API_URL": self.cloud_run_url,
+            "CLOUD_LOGGING_API_URL": self.logging_url,
+            "CLOUD_MONITORING_API_URL": self.monitoring.url,
+        }
 
     def use(self, preset: str, now: datetime | None = None, seed: int = 7, revisions: int = 0) -> World:
         """Load `preset` as it looks at `now` (default: the current time) into every server.
@@ -509,7 +608,9 @@ class GcpSandbox:
         self.cloud_run.clock = lambda: moment + timedelta(seconds=time.monotonic() - loaded)
         self.cloud_run.load(world.service, world.revisions)
         self.logging.load(world.entries)
+        self.monitoring.clear()
         self.health.set(world.health_status, world.health_body)
+        self.live_error_rate = 0.45 if preset == "bad_deploy" else 0.0
         self.world = world
         return world
 
@@ -524,8 +625,10 @@ class GcpSandbox:
         bad_image = self.cloud_run.revision_image(service["name"], world.serving_revision)
         if self.cloud_run.revision_image(service["name"], serving) == bad_image:
             status, body = world.health_status, world.health_body
+            self.live_error_rate = 0.45
         else:
             status, body = 200, {"status": "healthy", "db": "connected", "pubsub": "connected"}
+            self.live_error_rate = 0.0
         if self.warmup_s > 0:
             timer = threading.Timer(self.warmup_s, self.health.set, (status, body))
             timer.daemon = True
@@ -551,4 +654,4 @@ class GcpSandbox:
         try:
             return self.servers[source]
         except KeyError:
-            raise ValueError(f"unknown source {source!r}; use cloud_run, logging or health") from None
+            raise ValueError(f"unknown source {source!r}; use cloud_run, logging, monitoring or health") from None

@@ -20,12 +20,16 @@ from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
 from bot.sandbox.gcp_presets import GcpSandbox
+from bot.sandbox.pagerduty import PagerDutySandbox
 from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack.constants import APP_TOKENS
 from bot.sandbox.slack.platform import SlackPlatform
+from bot.sandbox.slack.socket_platform import SocketModePlatform
 
 BOT_TOKEN = "xoxb-sandbox"
 SIGNING_SECRET = "sandbox-signing-secret"
 ALERT_TOKEN = "sandbox-alert-token"
+APP_TOKEN = next(iter(APP_TOKENS))
 
 
 class SandboxedBot:
@@ -39,14 +43,25 @@ class SandboxedBot:
         wait_ready: bool = True,
         slack_retry_s: float = 0.2,
         slack_timeout_s: int = 10,
+        socket_mode: bool = False,
+        alert_token: str = ALERT_TOKEN,
+        metrics_token: str | None = None,
+        pagerduty: PagerDutySandbox | None = None,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack)."""
+        self.alert_token = alert_token
+        # PagerDuty's Events API and webhooks, when the config has a `pagerduty:` section (the
+        # routing key and webhook secret are read from the environment the config names).
+        self.pagerduty = pagerduty
+        self.metrics_token = metrics_token
         self._tmp = tempfile.TemporaryDirectory(prefix="incident-bot-")
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
         # Exactly the scopes the manifest grants: a call the manifest forgot fails like in Slack.
         self.slack = slack or SlackSandbox(scopes=manifest_scopes())
+        if slack is None:
+            self.slack.home_tab_enabled = manifest_home_tab()
         self._owns_slack = slack is None
         self.gcp = GcpSandbox()
         self.preset = preset
@@ -54,6 +69,8 @@ class SandboxedBot:
         self.wait_ready = wait_ready
         self.slack_retry_s = slack_retry_s
         self.slack_timeout_s = slack_timeout_s
+        # Slack's requests over the sandbox's Socket Mode WebSocket (SocketModePlatform), not HTTP.
+        self.socket_mode = socket_mode
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -74,14 +91,19 @@ class SandboxedBot:
         )
         settings = Settings(
             bot_token=BOT_TOKEN,
-            signing_secret=SIGNING_SECRET,
+            signing_secret=None if self.socket_mode else SIGNING_SECRET,
+            app_token=APP_TOKEN if self.socket_mode else None,
             slack_api_url=self.slack.api_url,
             cloud_run_api_url=self.gcp.cloud_run_url,
             cloud_logging_api_url=self.gcp.logging_url,
+            cloud_monitoring_api_url=self.gcp.monitoring.url,
             db_path=self.db_path,
             port=0,
             allow_example_people=True,
-            alert_webhook_token=ALERT_TOKEN,
+            alert_webhook_token=self.alert_token,
+            metrics_token=self.metrics_token,
+            pagerduty_events_url=self.pagerduty.events_url if self.pagerduty else None,
+            pagerduty_api_url=self.pagerduty.api_url if self.pagerduty else None,
         )
         self.bot = IncidentBot(
             settings,
@@ -91,10 +113,12 @@ class SandboxedBot:
             slack_timeout_s=self.slack_timeout_s,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
-        self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32)
+        self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32, slack_events=not self.socket_mode)
         self._thread = threading.Thread(target=self._server.run, name="bot-http", daemon=True)
         self._thread.start()
-        self.platform = SlackPlatform(self.url, SIGNING_SECRET, self.slack)
+        self.platform: SlackPlatform = (
+            SocketModePlatform(self.slack) if self.socket_mode else SlackPlatform(self.url, SIGNING_SECRET, self.slack)
+        )
         if self.wait_ready:
             self.bot.start()
         else:
@@ -112,6 +136,10 @@ class SandboxedBot:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pagerduty_webhook_url(self) -> str:
+        return f"{self.base_url}/pagerduty/webhook"
 
     def command(self, text: str, **kwargs: Any) -> Any:
         return self.platform.command(text, **kwargs)
@@ -153,6 +181,17 @@ def write_config(text: str, directory: str | Path) -> str:
     path = Path(directory) / "incident-bot.yaml"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def manifest_home_tab() -> bool:
+    """Whether manifest.yaml enables the Home tab (views.publish answers not_enabled without it)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "manifest.yaml"
+    if not path.exists():
+        return True
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return bool(((data.get("features") or {}).get("app_home") or {}).get("home_tab_enabled"))
 
 
 def manifest_scopes() -> frozenset[str]:

@@ -10,13 +10,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -326,6 +326,10 @@ class SlackGateway:
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Publish `user`'s App Home tab (views.publish: no scope, the Home tab enabled in the app)."""
+        self.client.views_publish(user_id=user, view=view)
+
     def user_by_email(self, email: str) -> str:
         key = email.lower()
         with self._cache_lock:
@@ -349,26 +353,71 @@ class SlackGateway:
         return [str(user) for user in response.get("users") or []]
 
     def upload_file(
-        self, channel: str, thread_ts: str | None, filename: str, title: str, content: str, comment: str
+        self,
+        channel: str,
+        thread_ts: str | None,
+        filename: str,
+        title: str,
+        content: str,
+        comment: str,
+        on_file_id: Callable[[str], None] = lambda _: None,
     ) -> str:
-        """Share a text file in a channel (or a thread) with an introducing comment; returns its file id.
+        """Upload a text file to be shared in a channel (or a thread) with a comment; its file id.
 
-        files_upload_v2 is three calls: files.getUploadURLExternal, a POST of the bytes to the URL
-        it returns, and files.completeUploadExternal, which shares the file.
+        files_upload_v2's three calls, made one by one so that the file's id is known (and handed
+        to `on_file_id`, to be stored) before Slack is asked to share it: files.getUploadURLExternal,
+        a POST of the bytes to the URL it returns, files.completeUploadExternal. Slack answers that
+        last call before it shares the file, and may never share it: `file_shared` says.
         """
-        response = self.client.files_upload_v2(
-            channel=channel,
-            thread_ts=thread_ts,
-            filename=filename,
-            title=title,
-            content=content.encode("utf-8"),
-            initial_comment=comment,
+        data = content.encode("utf-8")
+        opened = self.client.files_getUploadURLExternal(filename=filename, length=len(data))
+        file_id, url = str(opened["file_id"]), str(opened["upload_url"])
+        on_file_id(file_id)
+        # The SDK's own step 2 of files_upload_v2 (same URL handling, proxy, TLS and timeout).
+        sent = self.client._upload_file(
+            url=url,
+            data=data,
+            logger=self.client._logger,
+            timeout=self.client.timeout,
+            proxy=self.client.proxy,
+            ssl=self.client.ssl,
         )
-        return str(response["files"][0]["id"])
+        if sent.status != 200:
+            raise SlackRequestError(f"the upload URL answered {sent.status}")
+        self.client.files_completeUploadExternal(
+            files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts, initial_comment=comment
+        )
+        return file_id
+
+    def file_shared(self, file_id: str, channel: str) -> bool | None:
+        """Whether Slack shows the file in `channel` yet; None if Slack has no such file (never
+        completed, or deleted)."""
+        try:
+            info = self.client.files_info(file=file_id).get("file") or {}
+        except SlackApiError as exc:
+            if error_code(exc) == "file_not_found":
+                return None
+            raise
+        shares = info.get("shares") or {}
+        if any(channel in (shares.get(kind) or {}) for kind in ("public", "private")):
+            return True
+        return any(channel in (info.get(kind) or []) for kind in ("channels", "groups", "ims"))
+
+    def delete_file(self, file_id: str) -> None:
+        """Delete one of the bot's files (one Slack never shared, so that it cannot appear later)."""
+        try:
+            self.client.files_delete(file=file_id)
+        except SlackApiError as exc:
+            if error_code(exc) != "file_not_found":
+                raise
 
     def file_permalink(self, file_id: str) -> str | None:
         response = self.client.files_info(file=file_id)
         link = (response.get("file") or {}).get("permalink")
+        return str(link) if link else None
+
+    def permalink(self, channel: str, ts: str) -> str | None:
+        link = self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
         return str(link) if link else None
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.domain.deliveries import Firing
@@ -50,6 +50,23 @@ class DeliveriesPart(StoreBase):
         """Record a firing decided outside the timers (a manual page); False if it already fired."""
         with self.transaction() as db:
             return self._record_firing(db, number, firing, now)
+
+    def record_firing_unless_recent(
+        self, number: int, firing: Firing, now: datetime, prefix: str, within: timedelta
+    ) -> datetime | None:
+        """Record `firing` unless a firing whose key starts with `prefix` was recorded less than
+        `within` ago (checked and recorded in one transaction, so two at once record one).
+
+        None when recorded; otherwise when the recent one fired.
+        """
+        with self.transaction() as db:
+            rows = db.query("SELECT key, fired_at FROM firings WHERE incident = ?", [number])
+            times = [_from_db_datetime(r["fired_at"]) for r in rows if str(r["key"]).startswith(prefix)]
+            recent = [at for at in times if at is not None and now - at < within]
+            if recent:
+                return max(recent)
+            self._record_firing(db, number, firing, now)
+            return None
 
     def _record_firing(self, db: Tx, number: int, firing: Firing, now: datetime) -> bool:
         cursor = db.execute(

@@ -147,4 +147,6 @@ def _proposal(row: dict[str, Any]) -> Proposal:
     values["outcome"] = values["outcome"] or ""
     values["current"] = values["current"] or ""
     values["serving_revision"] = values["serving_revision"] or ""
+    values["etag"] = values["etag"] or ""
+    values["latest_revision"] = values["latest_revision"] or ""
     return Proposal(**values)

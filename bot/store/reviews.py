@@ -94,6 +94,15 @@ class ReviewsPart(IncidentsPart):
                 [number, markdown, _to_db(now)],
             )
 
+    def note_draft_file(self, number: int, file_id: str) -> None:
+        """The file the draft is being uploaded as, before Slack is asked to share it: with no
+        channel recorded, an upload in doubt (`record_draft_upload` records it delivered)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE postmortems SET file_id = ?, permalink = NULL, channel = NULL WHERE incident = ?",
+                [file_id, number],
+            )
+
     def record_draft_upload(self, number: int, file_id: str, permalink: str | None, channel: str) -> None:
         with self.transaction() as db:
             db.execute(

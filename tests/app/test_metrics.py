@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -87,3 +89,35 @@ def test_health_reports_the_delivery_backlog(bot: SandboxedBot) -> None:
     with urllib.request.urlopen(f"{bot.base_url}/health", timeout=5) as response:
         health = json.loads(response.read())
     assert health["delivery_backlog"] == 0 and health["oldest_pending_s"] is None
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers  # case-insensitive, like HTTP
+
+
+def test_with_metrics_token_metrics_need_it_and_health_says_only_ready_without_it() -> None:
+    with SandboxedBot(metrics_token="metrics-token-for-tests") as running:
+        running.command("declare p3 Export button broken")
+        status, body, headers = _get(f"{running.base_url}/metrics")
+        assert status == 401 and b"incident_bot_" not in body
+        assert headers.get("WWW-Authenticate", "").startswith("Bearer")
+        assert _get(f"{running.base_url}/metrics", "wrong-token")[0] == 401
+        status, body, _ = _get(f"{running.base_url}/metrics", "metrics-token-for-tests")
+        assert status == 200 and b"incident_bot_open_incidents 1.0" in body
+
+        status, body, _ = _get(f"{running.base_url}/health")
+        assert status == 200 and json.loads(body) == {"status": "ok"}
+        assert json.loads(_get(f"{running.base_url}/healthz", "wrong-token")[1]) == {"status": "ok"}
+        status, body, _ = _get(f"{running.base_url}/health", "metrics-token-for-tests")
+        detailed = json.loads(body)
+        assert status == 200 and detailed["open_incidents"] == 1 and "lease_holder" in detailed
+
+
+def test_without_metrics_token_metrics_and_health_stay_open_as_before(bot: SandboxedBot) -> None:
+    assert _get(f"{bot.base_url}/metrics")[0] == 200
+    assert "open_incidents" in json.loads(_get(f"{bot.base_url}/health")[1])

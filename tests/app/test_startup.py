@@ -218,9 +218,10 @@ def test_serve_opens_the_port_before_slack_answers(slack, tmp_path):
 
 
 def test_serve_in_socket_mode_still_serves_health_on_port(slack, tmp_path):
-    # The sandbox has no Socket Mode endpoint (apps.connections.open): the bot cannot connect,
-    # and the health endpoint on $PORT says so instead of there being no port at all.
-    process = serve(slack, tmp_path, SLACK_SIGNING_SECRET="", SLACK_APP_TOKEN="xapp-sandbox")
+    # An app-level token Slack does not know: the bot cannot connect, and the health endpoint on
+    # $PORT says so instead of there being no port at all. (Before the sandbox had a Socket Mode
+    # endpoint this test ran with the right token and no endpoint; the reason is the same.)
+    process = serve(slack, tmp_path, SLACK_SIGNING_SECRET="", SLACK_APP_TOKEN="xapp-unknown")
     try:
         base = f"http://127.0.0.1:{port_of(process)}"
         deadline = time.monotonic() + 15
@@ -229,12 +230,25 @@ def test_serve_in_socket_mode_still_serves_health_on_port(slack, tmp_path):
             time.sleep(0.1)
         status, body = get(base + "/health")
         assert status == 503 and body["reason"].startswith("starting: Socket Mode is not connected")
+        assert "invalid_auth" in body["reason"]
         request = urllib.request.Request(base + "/slack/events", data=b"command=%2Fincident", method="POST")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 404  # no unsigned HTTP route to the bot in Socket Mode
     finally:
         stop(process)
+
+
+def test_serve_in_socket_mode_connects_and_is_ready(slack, tmp_path):
+    process = serve(slack, tmp_path, SLACK_SIGNING_SECRET="", SLACK_APP_TOKEN="xapp-sandbox")
+    try:
+        base = f"http://127.0.0.1:{port_of(process)}"
+        health = wait_status(base + "/health", 200, timeout=15)
+        assert health["status"] == "ok"
+        assert slack.wait_for_socket().closed is False
+    finally:
+        stop(process)
+    assert process.returncode == 0
 
 
 def test_serve_refuses_the_built_in_example_people(slack, tmp_path):
@@ -264,3 +278,41 @@ def test_example_people_are_found_in_any_config():
     ):
         real = real.replace(placeholder, person)
     assert example_people(parse(real)) == []
+
+
+def _lines_until_ready(process: subprocess.Popen[str], timeout: float = 20.0) -> list[str]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if '"ready"' in line or line.rstrip().endswith(": ready") or (not line and process.poll() is not None):
+            return lines
+    raise AssertionError("serve never said it was ready:\n" + "".join(lines))
+
+
+def test_serve_on_a_public_address_without_metrics_token_warns_once(slack, tmp_path):
+    process = serve(slack, tmp_path)  # PORT=0 on 0.0.0.0, as on Cloud Run
+    try:
+        lines = _lines_until_ready(process)
+    finally:
+        stop(process)
+    warnings = [line for line in lines if "METRICS_TOKEN is unset" in line]
+    assert len(warnings) == 1, "".join(lines)
+    assert "0.0.0.0" in warnings[0] and '"severity": "WARNING"' in warnings[0]
+
+
+def test_serve_with_metrics_token_does_not_warn_and_guards_metrics(slack, tmp_path):
+    process = serve(slack, tmp_path, METRICS_TOKEN="metrics-token-startup-test")
+    try:
+        port = port_of(process)
+        wait_status(f"http://127.0.0.1:{port}/health", 200, timeout=15)
+        assert get(f"http://127.0.0.1:{port}/health")[1] == {"status": "ok"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert refused.value.code == 401
+    finally:
+        stop(process)
+    assert process.stdout is not None
+    assert "METRICS_TOKEN is unset" not in process.stdout.read()

@@ -189,7 +189,7 @@ def test_unknown_top_level_key() -> None:
     raw["chanel"] = "typo"
     errors = errors_of(raw)
     assert len(errors) == 1
-    assert errors[0].startswith("chanel: unknown key (expected one of: alerts, channel, people,")
+    assert errors[0].startswith("chanel: unknown key (expected one of: alerts, channel, pagerduty, paging, people,")
 
 
 def test_unknown_nested_key() -> None:
@@ -415,3 +415,59 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override() -> None:
     with pytest.raises(ConfigError) as caught:
         config.parse(text)
     assert any("'permissions' appears twice" in error for error in caught.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "refused"),
+    [
+        (["incident_commander"], True),  # the default rollback.allowed: the proposer is the only one
+        (["U0LEAD"], True),
+        (["tech_lead"], True),  # a role with one holder
+        (["incident_commander", "tech_lead"], False),
+        (["oncall_primary", "tech_lead"], False),
+    ],
+)
+def test_check_config_refuses_the_two_person_rule_with_only_one_person_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], allowed: list[str], refused: bool
+) -> None:
+    raw = default_raw()
+    raw["rollback"]["allowed"] = allowed
+    raw["rollback"]["require_second_person"] = True
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["check-config", str(path)]) == (1 if refused else 0)
+    _, err = capsys.readouterr()
+    if refused:
+        assert "rollback.require_second_person: is true, but only one person may confirm a rollback" in err
+        assert "nobody could ever confirm" in err
+    else:
+        assert err == ""
+
+
+# -- pagerduty --------------------------------------------------------------------------------
+
+
+def test_pagerduty_defaults_and_round_trip() -> None:
+    raw = default_raw()
+    raw["pagerduty"] = {"severities": ["p1"], "api_token_env": "PD_TOKEN"}
+    original = config.parse(yaml.safe_dump(raw), source="x.yaml")
+    assert original.pagerduty == config.PagerDutyConfig(
+        routing_key_env="PAGERDUTY_ROUTING_KEY",
+        severities=("P1",),
+        webhook_secret_env="PAGERDUTY_WEBHOOK_SECRET",
+        api_token_env="PD_TOKEN",
+    )
+    assert config.parse(config.describe(original)) == original
+    raw["pagerduty"] = {}
+    assert config.parse(yaml.safe_dump(raw)).pagerduty == config.PagerDutyConfig()
+    assert config.parse(config.default_config_text()).pagerduty is None
+
+
+def test_pagerduty_errors_name_their_key() -> None:
+    raw = default_raw()
+    raw["pagerduty"] = {"severities": ["P9"], "routing_key_env": "R0ABC DEF", "webhook_secret": "x"}
+    errors = errors_of(raw)
+    assert any(e.startswith("pagerduty.severities[0]: 'P9' is not a severity") for e in errors), errors
+    assert any(e.startswith("pagerduty.routing_key_env: 'R0ABC DEF' is not an environment variable") for e in errors)
+    assert any(e.startswith("pagerduty.webhook_secret: unknown key") for e in errors), errors
+    assert len(errors) == 3

@@ -64,12 +64,42 @@ def test_yaml_dates_and_a_default_handoff_are_accepted():
         ({"start": "next monday"}, "schedules.primary.start: 'next monday' is not a date"),
         ({"start": None}, "schedules.primary.start: is required"),
         ({"shift": "night"}, "schedules.primary.shift: unknown key"),
+        ({"allow_outside_overrides": "yes"}, "schedules.primary.allow_outside_overrides: must be true or false"),
     ],
 )
 def test_bad_schedules_name_the_key(changes: dict[str, Any], expected: str):
     errors = errors_of(with_schedule(**changes))
     assert len(errors) == 1, errors
     assert errors[0].startswith(expected), errors
+
+
+def test_overrides_stay_inside_the_rotation_unless_the_schedule_says_otherwise():
+    assert config.parse(yaml.safe_dump(with_schedule())).schedules["primary"].allow_outside_overrides is False
+    opened = config.parse(yaml.safe_dump(with_schedule(allow_outside_overrides=True)))
+    assert opened.schedules["primary"].allow_outside_overrides is True
+    assert config.parse(config.describe(opened)).schedules == opened.schedules
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, timedelta(minutes=5)), ("30s", timedelta(seconds=30)), ("0s", timedelta(0))],
+)
+def test_the_manual_page_repeat_window(value: str | None, expected: timedelta):
+    raw = default_raw()
+    raw.pop("paging", None)
+    if value is not None:
+        raw["paging"] = {"manual_repeat_after": value}
+    parsed = config.parse(yaml.safe_dump(raw))
+    assert parsed.paging.manual_repeat_after == expected
+    assert config.parse(config.describe(parsed)).paging == parsed.paging
+
+
+def test_a_bad_manual_page_repeat_window_names_the_key():
+    raw = default_raw()
+    raw["paging"] = {"manual_repeat_after": "soon", "burst": 3}
+    errors = errors_of(raw)
+    assert any(e.startswith("paging.manual_repeat_after: 'soon' is not a duration") for e in errors), errors
+    assert any(e.startswith("paging.burst: unknown key") for e in errors), errors
 
 
 def test_an_unknown_schedule_reference_names_the_role():

@@ -121,3 +121,27 @@ def test_a_draft_upload_cut_short_by_a_kill_is_found_not_uploaded_again(world):
     time.sleep(0.5)
     assert len(slack.uploaded_files()) == 1
     assert draft.file_id == slack.uploaded_files()[0].id
+
+
+def test_a_kill_while_slack_has_not_shared_the_draft_yet_waits_for_the_share(world):
+    # Slack takes the completion, the bot never hears back, and Slack shows the file only
+    # seconds later: start-up must wait for that share, not upload the draft a second time.
+    slack, _, bot, platform = world
+    room = slack.channel_by_name(ROOM).id
+    slack.share_uploads(8.0)
+    slack.hold_response("files.completeUploadExternal", 3.0)
+    assert platform.command("resolve Rolled back", user="U0ALICE", channel=room).status == 200
+    [upload] = slack.wait_for(lambda: slack.uploaded_files(), timeout=10, what="the upload")
+    bot.kill()
+    slack.clear_faults()
+    assert not slack.shared_files()
+
+    bot.start()
+    store = Store(bot.env["INCIDENT_BOT_DB"])
+    try:
+        draft = slack.wait_for(lambda: (d := store.draft(1)) and d.channel and d, timeout=20, what="the draft record")
+    finally:
+        store.close()
+    assert [f.id for f in slack.shared_files()] == [upload.id]
+    assert draft.file_id == upload.id and draft.channel == room
+    assert len([c for c in slack.calls_to("files.completeUploadExternal") if c.ok]) == 1

@@ -10,7 +10,7 @@ import pytest
 from bot import config
 from bot.domain import incidents
 from bot.domain.deliveries import Delivery, Firing
-from bot.domain.escalation import due_actions, next_due
+from bot.domain.escalation import due_actions, missed_at_declare, next_due
 from bot.domain.incidents import Incident
 
 T0 = datetime(2026, 1, 25, 14, 32, tzinfo=UTC)
@@ -313,3 +313,25 @@ def test_lower_p1_to_p3_after_the_p1_sla_breach_leaves_nothing_pending() -> None
     assert run(incident, fired, T0 + minutes(11)) == ["page:support"]
     assert when(incident, fired, T0 + minutes(11)) is None
     assert due(incident, fired, T0 + timedelta(days=1)) == []
+
+
+# -- a declare already past its ack target ------------------------------------------------------
+
+
+def test_a_declare_past_its_ack_target_pages_but_warns_of_no_breach() -> None:
+    # P1's ack target is 5 min; the alert fired 20 min before the declare. The first page goes
+    # now; a breach warning beside it would say "paged so far: nobody" while the page is going.
+    incident = replace(declared("P1"), detected_at=T0 - minutes(20))
+    policy = paging_policy("P1")
+    assert missed_at_declare(incident, policy) == minutes(20)
+    assert "sla:ack" not in due(incident, set(), T0)
+    assert due(incident, set(), T0) == ["notify:vp_product", "notify:tech_lead", "page:oncall_primary"]
+    assert "sla:ack" not in due(incident, set(), T0 + minutes(45))
+
+
+def test_a_declare_within_its_ack_target_still_warns_from_detection() -> None:
+    incident = replace(declared("P1"), detected_at=T0 - minutes(2))
+    assert missed_at_declare(incident, paging_policy("P1")) is None
+    started = {"notify:vp_product", "notify:tech_lead", "page:oncall_primary"}
+    assert when(incident, started, T0) == T0 + minutes(3)  # 5 min from detection
+    assert due(incident, started, T0 + minutes(3)) == ["sla:ack"]

@@ -153,9 +153,19 @@ def test_war_room_name_slugs_the_title() -> None:
 
 
 def test_war_room_name_is_cut_to_80_without_a_trailing_dash() -> None:
-    name = incidents.war_room_name("inc", 7, "a" * 73 + " b")  # the cut falls on the dash
-    assert name == "inc-7-" + "a" * 73
+    # Issue 21: names are now whole words within 48 characters; only a first word longer than
+    # that is cut (here at the budget instead of 80), still never ending on a dash.
+    name = incidents.war_room_name("inc", 7, "a" * 73 + " b")
+    assert name == "inc-7-" + "a" * 42
     assert len(incidents.war_room_name("inc", 7, "word " * 100)) <= 80
+
+
+def test_war_room_name_keeps_whole_words_well_under_slacks_80() -> None:
+    title = "Error rate > 5% for 2 min: error rate for tai-autonomics is above the threshold"
+    name = incidents.war_room_name("inc", 2, title)
+    assert name == "inc-2-error-rate-5-for-2-min-error-rate-for-tai"
+    assert len(name) <= incidents.WAR_ROOM_NAME_MAX < 80
+    assert incidents.war_room_name("inc", 2, "HighErrorRate") == "inc-2-higherrorrate"
 
 
 # -- parse_ref ------------------------------------------------------------------------------

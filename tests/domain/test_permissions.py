@@ -25,8 +25,9 @@ INC = Incident(
     declared_at=T0,
     scribe="U0SCRIBE",
 )
-# Issue 9's defaults, written out here independently of bot/permissions.py.
-ANYONE = {"declare", "ack", "update", "note", "diagnose", "list", "runbook", "oncall", "timeline", "stats", "help"}
+# Issue 9's defaults, written out here independently of bot/permissions.py; `ack` left `anyone`
+# in issue 21 (any channel member could stop a P1's escalation), and is tested on its own below.
+ANYONE = {"declare", "update", "note", "diagnose", "list", "runbook", "oncall", "timeline", "stats", "help"}
 RESPONDERS = {"resolve", "reopen", "severity", "role", "page_role", "update_public"}
 
 
@@ -65,6 +66,31 @@ def test_the_commander_of_another_incident_is_not_a_responder_here():
     other = replace(INC, commander="U0BOB", scribe=None)
     assert not may(DEFAULT, "resolve", "U0ALICE", incident=other, paged=frozenset(), holders={})
     assert not may(DEFAULT, "resolve", "U0ALICE", incident=None, paged=frozenset(), holders={})
+
+
+@pytest.mark.parametrize(
+    ("who", "why"),
+    [
+        ("U0ALICE", "commander"),
+        ("U0CEO", "on the P1 path (step 4), not yet paged"),
+        ("U0PRIMARY", "on call"),
+        ("U0VP", "vp_product, by email, on the P1 path"),
+        ("U0HANDPAGED", "paged by hand"),
+    ],
+)
+def test_ack_is_for_responders_and_the_escalation_path(who, why):
+    assert allowed(DEFAULT, "ack", who, paged=frozenset({"U0HANDPAGED"}), vp_product=frozenset({"U0VP"})), why
+
+
+def test_an_outsider_may_not_ack_and_the_refusal_names_the_path():
+    assert not allowed(DEFAULT, "ack", "U0BOB")
+    assert DEFAULT.permissions["ack"] == ("responders", "escalation_path")
+    assert "the people on INC-7's escalation path" in who_may(DEFAULT, "ack", INC)
+    # The path is the incident's own severity's: the CEO is on P1's, not on P3's.
+    p3 = replace(INC, severity="P3")
+    assert allowed(DEFAULT, "ack", "U0CEO") and not may(
+        DEFAULT, "ack", "U0CEO", incident=p3, paged=frozenset(), holders={"ceo": frozenset({"U0CEO"})}
+    )
 
 
 def test_rollback_and_scale_follow_rollback_allowed():
@@ -114,6 +140,8 @@ def test_without_a_permissions_section_the_defaults_apply():
     assert {a for a, refs in cfg.permissions.items() if refs == ("anyone",)} == ANYONE | {
         "page_person",
         "followup",
+        "catchup",  # issue 23: reads what `timeline` reads
+        "verify",  # issue 20: watching a fix changes nothing, so anyone may
     }
     assert {a for a, refs in cfg.permissions.items() if refs == ("responders",)} == RESPONDERS | {
         "postmortem",
@@ -121,6 +149,7 @@ def test_without_a_permissions_section_the_defaults_apply():
     }
     # Who is on call is for the people on call and the rotation's own members (issue 11).
     assert cfg.permissions["oncall_override"] == ("responders", "schedule_members")
+    assert cfg.permissions["ack"] == ("responders", "escalation_path")
 
 
 def test_describe_round_trips_the_permissions():

@@ -218,3 +218,9 @@ def test_bad_rollback_rules_name_the_key():
         config.parse(text)
     joined = "; ".join(caught.value.errors)
     assert "rollback.require_second_person" in joined and "rollback.health_timeout" in joined
+
+
+def test_a_resolved_incident_refuses_confirm_before_anything_else():
+    p = proposal()
+    verdict = confirm_verdict(p, user="U0PRIMARY", now=T0, incident_resolved=True)
+    assert verdict.outcome == "resolved" and not verdict.start and "Nothing was sent" in verdict.message

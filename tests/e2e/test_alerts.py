@@ -4,6 +4,7 @@ Slack is the sandbox. Payloads are shaped field for field like the real ones."""
 from __future__ import annotations
 
 import http.client
+import re
 import time
 import urllib.error
 import urllib.request
@@ -119,6 +120,9 @@ def test_an_open_alert_with_a_declare_rule_opens_an_incident_and_pages_the_prima
     timeline = alert_bot.bot.store.timeline(1)
     assert timeline[0].kind == "alert" and timeline[0].at == started  # the timeline starts at the alert
     assert [a.alert_id for a in alert_bot.bot.store.alerts_of(1)] == ["0.mtdi83m6w8ao"]
+    # The war room is named after the alert's policy, in whole words, not its summary sentence.
+    room = alert_bot.slack.wait_for(lambda: alert_bot.bot.store.get(1).war_room_name)
+    assert room == "inc-1-error-rate-5-for-2-min"
 
 
 def test_the_same_alert_sent_three_times_makes_one_incident(alert_bot):
@@ -220,6 +224,9 @@ def test_alertmanager_group_attaches_every_alert_to_one_incident_until_all_resol
     alert_bot.slack.wait_for(lambda: thread_text(alert_bot, message).count("Alert firing since") == 2)
     assert alert_bot.bot.store.count_incidents() == 1
     assert len(alert_bot.bot.store.alerts_of(1)) == 2
+    # The link is the alert's generatorURL (Prometheus), not an Alertmanager page.
+    assert "open its source" in thread_text(alert_bot, message)
+    assert "open in Alertmanager" not in thread_text(alert_bot, message)
 
     resolved_first = {**first, "status": "resolved", "endsAt": datetime.now(UTC).isoformat()}
     send(am_url(alert_bot), alertmanager_notification([resolved_first, second]), token=ALERT_TOKEN, auth="bearer")
@@ -394,3 +401,22 @@ def test_an_alert_recorded_before_a_restart_is_declared_once_at_start_up(tmp_pat
             assert [a.incident for a in second.bot.store.alerts_of(1)] == [1]
     finally:
         slack.stop()
+
+
+def test_an_alert_declared_after_its_ack_target_says_so_once_and_warns_of_no_breach(alert_bot):
+    # P1's ack target here is 3 s; the alert fired 20 s before it reached the bot. A breach
+    # warning now would say "Paged so far: nobody yet" beside the page going out.
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
+    assert send(cm_url(alert_bot), error_rate(started=started), token=ALERT_TOKEN).status == 202
+    alert_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
+    message = announcement(alert_bot)
+    alert_bot.slack.wait_for(lambda: "ack target was already missed" in current(alert_bot, message).all_text)
+    assert re.search(
+        r"Declared 2\ds after the alert fired: the 3s ack target was already missed",
+        current(alert_bot, message).all_text,
+    )
+    time.sleep(1.0)  # the warning, if any, would follow the page within milliseconds
+    everything = [m.all_text for c in alert_bot.slack.conversations() for m in alert_bot.slack.messages_in(c.id)]
+    assert not [t for t in everything if "SLA). Paged so far" in t]
+    # The statistics still count from detection.
+    assert alert_bot.bot.store.get(1).detected == started

@@ -124,3 +124,27 @@ def test_runbook_shows_the_teams_own_runbook_section_when_configured(tmp_path):
         text = str(reply.blocks)
         assert "Page the DBA on call" in text and "&lt;first&gt;" in text
         assert "Switch to queued charges" not in text
+
+
+def test_a_service_with_a_thousand_revisions_is_diagnosed_within_the_source_timeout():
+    # Issue 20: revisions.list answers newest first, so one page settles the 1A look-back; every
+    # page at a realistic 0.35 s a call took 20 calls, over diagnose's 8 s source timeout.
+    with SandboxedBot(preset="bad_deploy") as running:
+        world = running.gcp.use("bad_deploy", revisions=1000)
+        running.gcp.delay("cloud_run", 0.35, endpoint="revisions.list")
+        running.command("declare p1 Checkout down")
+        room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+        running.gcp.cloud_run.requests.clear()
+
+        running.command("diagnose", channel=room)
+
+        text = diagnosis(running, room).all_text
+        assert "Likely: Scenario 1A, Bad deployment" in text and "timed out" not in text
+        lists = [r for r in running.gcp.cloud_run.requests if r.endpoint == "revisions.list"]
+        assert len(lists) == 1
+
+        running.gcp.cloud_run.requests.clear()
+        running.command("rollback", user="U0LEAD", channel=room)
+        proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        assert f"Roll back to:* `{world.previous_revision}`" in proposal.all_text
+        assert len([r for r in running.gcp.cloud_run.requests if r.endpoint == "revisions.list"]) == 1

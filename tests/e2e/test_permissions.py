@@ -26,10 +26,13 @@ STATUSPAGE_KEY = "sp-key-permissions"
 # Issue 9's defaults by verb, written out independently of bot/permissions.py.
 EXPECTED = {
     **dict.fromkeys(
-        ("declare", "ack", "update", "note", "diagnose", "list", "runbook", "oncall", "timeline", "stats", "help"),
+        ("declare", "update", "note", "diagnose", "list", "runbook", "oncall", "timeline", "stats", "help"),
         "anyone",
     ),
     "followup": "anyone",  # like note: it only adds to the record
+    "verify": "anyone",  # issue 20: watching a fix reads and says, it changes nothing
+    # Issue 21: acknowledging stops the escalation, so it is for responders and the path's people.
+    "ack": "responders",
     **dict.fromkeys(("resolve", "reopen", "severity", "role", "postmortem"), "responders"),
     **dict.fromkeys(("rollback", "scale"), "rollback.allowed"),
 }

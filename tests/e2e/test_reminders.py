@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -250,3 +250,19 @@ def test_a_p3_is_not_made_public_until_someone_posts_a_public_update(with_status
     running.slack.wait_for(lambda: page.calls_to("update_incident"), timeout=10)
     assert len(page.calls_to("create_incident")) == 1
     assert page.calls_to("update_incident")[0].body["incident"]["status"] == "monitoring"
+
+
+def test_a_snooze_lasts_what_its_button_says_whatever_value_comes_back(reminding):
+    # Slack echoes a button's value back from the client, so it can arrive forged: the length of
+    # the snooze is the button's (reminder_snooze_1h), never parsed out of the value.
+    room = declare_acked(reminding)
+    reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    before = datetime.now(UTC)
+
+    click = reminding.click(action_id="reminder_snooze_1h", value="1:x", user="U0ALICE", channel=room)
+
+    assert click.status == 200
+    click.wait_response(lambda r: "snoozed until" in r.text)
+    until = reminding.bot.store.get(1).snoozed_until
+    assert until is not None
+    assert timedelta(minutes=59) < until - before < timedelta(minutes=61)

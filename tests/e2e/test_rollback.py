@@ -43,6 +43,7 @@ def propose(
 ):
     reply = running.command(text, user=user, channel=room)
     assert "Reading" in reply.text, reply.text
+    assert "'s its " not in reply.text, reply.text  # "Reading tai-autonomics's its current settings"
     return running.slack.wait_for_message(room, "proposed by", with_button=button, timeout=10)
 
 
@@ -78,6 +79,7 @@ def test_confirmed_rollback_moves_all_traffic_to_the_previous_ready_revision_and
     assert f"`{world.serving_revision}` 100%" in text  # the traffic split now
     assert f"Roll back to:* `{world.previous_revision}`" in text and "Ready" in text
     assert "<@U0LEAD>" in text and "<@U0PRIMARY>" in text and f"<@{COMMANDER}>" in text  # who may confirm
+    proposed_etag = running.gcp.cloud_run.service(running.gcp.service_ref.path)["etag"]
     confirm = proposal.button("rollback_confirm")
     assert confirm["style"] == "danger"
     raw = next(e for b in proposal.blocks if b["type"] == "actions" for e in b["elements"])
@@ -90,7 +92,9 @@ def test_confirmed_rollback_moves_all_traffic_to_the_previous_ready_revision_and
     message = finished(running, room, proposal.ts, "succeeded")
     [patch] = patches(running)
     assert patch.query["updateMask"] == ["traffic"]
-    assert set(patch.body) <= {"name", "traffic"}
+    # The traffic only, conditional on the etag read when it was proposed (issue 20).
+    assert set(patch.body) <= {"name", "traffic", "etag"}
+    assert patch.body["etag"] == proposed_etag
     [target] = patch.body["traffic"]
     assert target["revision"] == world.previous_revision and target["percent"] == 100
     assert target["type"] in (2, "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION")

@@ -38,7 +38,6 @@ def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
     yield running
     running.heal()
     running.cloud_run.operation_delay_s = 0.0
-    running.cloud_run.revision_order = "shuffled"
 
 
 @pytest.fixture(scope="module")
@@ -101,31 +100,44 @@ def test_get_service_reads_readiness_traffic_and_limits(cloud, ref):
     assert (state.memory_limit, state.max_instances) == ("512Mi", 10)
 
 
-def test_list_revisions_is_newest_first_whatever_order_the_api_answers_in(cloud, ref, sandbox):
-    for order in ("shuffled", "oldest_first", "newest_first"):
-        sandbox.cloud_run.revision_order = order
-        revisions = cloud.list_revisions(ref, limit=2, timeout_s=2)
-        assert [r.name for r in revisions] == [SERVING, PREVIOUS], order
+def test_list_revisions_reads_newest_first_and_stops_once_it_has_enough(cloud, ref, sandbox):
+    revisions = cloud.list_revisions(ref, limit=2, timeout_s=2)
+    assert [r.name for r in revisions] == [SERVING, PREVIOUS]
     assert revisions[0].ready is True and revisions[0].image.endswith(":1.3.9")
     assert revisions[0].ready_since == NOW - timedelta(hours=26)
     lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
-    assert [r.query.get("pageSize") for r in lists] == [["50"]] * 3
+    assert [r.query.get("pageSize") for r in lists] == [["50"]]
 
 
-def test_sixty_revisions_oldest_first_are_all_read_and_triage_still_names_the_bad_deploy(cloud, ref, sandbox):
-    world = sandbox.use("bad_deploy", NOW, revisions=60)
-    assert len(world.revisions) == 60
-    sandbox.cloud_run.revision_order = "oldest_first"
+def test_a_thousand_revisions_are_one_call_when_the_answer_is_on_the_first_page(cloud, ref, sandbox):
+    world = sandbox.use("bad_deploy", NOW, revisions=1000)
+    assert len(world.revisions) == 1000
     sandbox.cloud_run.requests.clear()
+    sandbox.delay("cloud_run", 0.35, endpoint="revisions.list")  # a realistic list call
+    started = time.perf_counter()
     report = diagnose(cloud, ref, NOW, timeout_s=3)
+    took = time.perf_counter() - started
     lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
-    # Two pages of 50: the serving revision is on the second, which one page never saw.
-    assert len(lists) == 2 and lists[0].query.get("pageToken") is None and lists[1].query["pageToken"][0]
-    assert report.revisions is not None
+    assert len(lists) == 1 and lists[0].query.get("pageToken") is None
+    assert report.revisions is not None and took < 3
     assert [r.name for r in report.revisions.revisions[:2]] == [world.serving_revision, world.previous_revision]
     verdict = triage(report, "P2")
     assert verdict.likely is not None and verdict.likely.scenario == "1A"
     assert verdict.rollback is not None and verdict.rollback.rollback_revision == world.previous_revision
+
+
+def test_paging_goes_on_only_until_the_look_back_is_found(cloud, ref, sandbox):
+    world = sandbox.use("healthy", NOW, revisions=120)
+    sandbox.cloud_run.requests.clear()
+    oldest = world.revisions[0]["name"].rsplit("/", 1)[-1]
+    revisions = cloud.list_revisions(ref, limit=1, enough=lambda read: any(r.name == oldest for r in read), timeout_s=2)
+    lists = [r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]
+    assert len(lists) == 3 and revisions[-1].name == oldest and len(revisions) == 120
+    sandbox.cloud_run.requests.clear()
+    second_page = world.revisions[-60]["name"].rsplit("/", 1)[-1]  # the 60th newest
+    revisions = cloud.list_revisions(ref, limit=1, enough=lambda read: any(r.name == second_page for r in read))
+    assert len([r for r in sandbox.cloud_run.requests if r.endpoint == "revisions.list"]) == 2
+    assert revisions[-1].name == second_page and len(revisions) == 60
 
 
 def test_revisions_emulator_pages_like_the_api(sandbox, ref):
@@ -140,8 +152,11 @@ def test_revisions_emulator_pages_like_the_api(sandbox, ref):
         client_options={"api_endpoint": sandbox.cloud_run_url},
     )
     sandbox.cloud_run.requests.clear()
-    names = [r.name for r in client.list_revisions(request=run_v2.ListRevisionsRequest(parent=ref.path))]
+    listed = list(client.list_revisions(request=run_v2.ListRevisionsRequest(parent=ref.path)))
+    names = [r.name for r in listed]
     assert len(names) == len(set(names)) == 45
+    created = [r.create_time for r in listed]
+    assert created == sorted(created, reverse=True)  # "sorted by creation time, descending"
     # No page size: the server's default of 20; the last page carries no token.
     sizes = [len(p.revisions) for p in client.list_revisions(parent=ref.path).pages]
     assert sizes == [20, 20, 5]

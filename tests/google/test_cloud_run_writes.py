@@ -5,6 +5,7 @@ never finish, and the API errors a change can meet."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -137,3 +138,114 @@ def test_a_nested_mask_path_changes_only_that_field_and_validate_only_changes_no
     template = sandbox.cloud_run.service(ref.path)["template"]
     assert template["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 7}
     assert template["containers"] == sandbox.world.service["template"]["containers"]
+
+
+def test_the_etag_changes_on_every_change_and_a_stale_one_is_refused_with_409_aborted(ref, sandbox):
+    base = f"{sandbox.cloud_run_url}/v2/{ref.path}"
+    first = sandbox.cloud_run.service(ref.path)["etag"]
+    assert first.startswith('"') and first.endswith('"')  # quoted, as RFC 7232 and AIP-154 ask
+
+    def patch(body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{base}?updateMask=template.scaling.maxInstanceCount",
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, _ = patch({"template": {"scaling": {"maxInstanceCount": 7}}, "etag": first})
+    second = sandbox.cloud_run.service(ref.path)["etag"]
+    assert status == 200 and second != first
+
+    status, body = patch({"template": {"scaling": {"maxInstanceCount": 9}}, "etag": first})  # stale
+    assert status == 409 and body["error"]["status"] == "ABORTED"
+    assert sandbox.cloud_run.service(ref.path)["template"]["scaling"]["maxInstanceCount"] == 7
+    assert sandbox.cloud_run.service(ref.path)["etag"] == second
+
+    sandbox.cloud_run.change(ref.path, image="example/other:1")  # someone else's deploy
+    assert sandbox.cloud_run.service(ref.path)["etag"] != second
+
+
+def test_a_write_proposed_on_an_old_etag_is_stale_and_sends_nothing(cloud, ref, sandbox):
+    proposed = cloud.get_service(ref, timeout_s=2).etag
+    sandbox.cloud_run.change(ref.path, image="example/other:1")
+
+    with pytest.raises(ChangeError) as caught:
+        cloud.move_traffic(ref, sandbox.world.previous_revision, etag=proposed, timeout_s=2, wait_s=5)
+    assert caught.value.reason == "stale" and not caught.value.sent
+    assert not sandbox.cloud_run.patches()
+
+    with pytest.raises(ChangeError) as caught:
+        cloud.change_template(ref, memory="1Gi", etag=proposed, timeout_s=2, wait_s=5)
+    assert caught.value.reason == "stale" and not sandbox.cloud_run.patches()
+
+
+def _get(sandbox: GcpSandbox, path: str) -> dict:
+    with urllib.request.urlopen(f"{sandbox.cloud_run_url}/v2/{path}") as response:
+        return json.loads(response.read())
+
+
+def test_while_a_change_reconciles_the_service_shows_transient_values_then_the_outcome(cloud, ref, sandbox):
+    before = _get(sandbox, ref.path)
+    sandbox.cloud_run.operation_plan = OperationPlan(polls=3)
+
+    # Send the change with the real client, but look at the service before its operation is done.
+    from google.cloud import run_v2
+    from google.protobuf import field_mask_pb2
+
+    client = cloud._run_client("services")
+    service = client.get_service(name=ref.path)
+    service.template.containers[0].resources.limits["memory"] = "1Gi"
+    request = run_v2.UpdateServiceRequest(
+        service=run_v2.Service(name=ref.path, template=service.template, etag=service.etag),
+        update_mask=field_mask_pb2.FieldMask(paths=["template"]),
+    )
+    operation = client.update_service(request=request)
+
+    during = _get(sandbox, ref.path)
+    assert during["reconciling"] is True and during["terminalCondition"]["state"] == "CONDITION_RECONCILING"
+    assert int(during["generation"]) == int(before["generation"]) + 1
+    assert during["observedGeneration"] == before["observedGeneration"]
+    assert during["latestReadyRevision"] == before["latestReadyRevision"]
+    assert during["latestCreatedRevision"] != before["latestCreatedRevision"]
+    assert during["trafficStatuses"] == before["trafficStatuses"]
+    new = during["latestCreatedRevision"]
+    revision = _get(sandbox, new)
+    assert revision["reconciling"] is True
+    assert next(c for c in revision["conditions"] if c["type"] == "Ready")["state"] == "CONDITION_RECONCILING"
+
+    operation.result(timeout=10)
+
+    after = _get(sandbox, ref.path)
+    assert after["reconciling"] is False and after["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
+    assert after["observedGeneration"] == after["generation"]
+    assert after["latestReadyRevision"] == after["latestCreatedRevision"] == new
+    assert next(c for c in _get(sandbox, new)["conditions"] if c["type"] == "Ready")["state"] == "CONDITION_SUCCEEDED"
+
+
+def test_a_failed_change_keeps_the_last_serving_values_and_its_revision_is_not_ready(cloud, ref, sandbox):
+    before = _get(sandbox, ref.path)
+    message = "Revision failed: the user-provided container failed to start and listen on PORT=8080"
+    sandbox.cloud_run.operation_plan = OperationPlan(error=(9, message))
+
+    with pytest.raises(ChangeError) as caught:
+        cloud.change_template(ref, memory="1Gi", traffic_to_latest=True, timeout_s=2, wait_s=5)
+    assert caught.value.sent
+
+    after = _get(sandbox, ref.path)
+    assert after["reconciling"] is False
+    assert (
+        after["terminalCondition"]["state"] == "CONDITION_FAILED" and message in after["terminalCondition"]["message"]
+    )
+    assert after["observedGeneration"] == before["observedGeneration"] != after["generation"]
+    assert after["latestReadyRevision"] == before["latestReadyRevision"]
+    assert after["trafficStatuses"] == before["trafficStatuses"]
+    new = after["latestCreatedRevision"]
+    assert new != before["latestCreatedRevision"]
+    ready = next(c for c in _get(sandbox, new)["conditions"] if c["type"] == "Ready")
+    assert ready["state"] == "CONDITION_FAILED" and ready["message"] == message

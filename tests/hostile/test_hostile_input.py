@@ -388,6 +388,23 @@ def test_a_replayed_request_is_refused_and_changes_nothing(hostile_bot: Sandboxe
     assert hostile_bot.platform.send(body, timestamp=sent_at + 1).status == 200
 
 
+def test_an_event_delivered_twice_is_answered_200_and_logged_once(hostile_bot: SandboxedBot, caplog) -> None:
+    """Slack counts a non-2xx answer to an event as a failed delivery, so a copy (the same
+    delivery twice, or a retry: same event_id) gets 200 and no effect, and is logged once."""
+    caplog.set_level(logging.INFO, logger="bot.app.replay")
+    platform = hostile_bot.platform
+    item = {"type": "message", "channel": "C0INCIDENT", "ts": "1.000001"}
+    event = {"type": "reaction_added", "user": "U0BOB", "reaction": "eyes", "item": item}
+    first = platform.event(event, event_id="Ev0TWICE")
+    body = json.dumps(first.payload)
+    sent_at = int(time.time())
+    same = [platform.send(body, content_type="application/json", timestamp=sent_at) for _ in range(2)]
+    retries = [platform.event(event, event_id="Ev0TWICE", retry_num=n) for n in (1, 2)]
+    assert [r.status for r in (first, *same, *retries)] == [200] * 5
+    copies = [r for r in caplog.records if "Ev0TWICE seen before" in r.getMessage()]
+    assert len(copies) == 1
+
+
 def test_the_replay_memory_forgets_after_the_window() -> None:
     from bot.app.replay import ReplayGuard
 

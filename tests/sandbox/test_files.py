@@ -39,7 +39,9 @@ def test_files_upload_v2_is_three_calls_and_shares_the_file_in_a_thread(sandbox)
     assert response["files"] == [{"id": response["file"]["id"], "title": "INC-1 post-mortem draft"}]
     [upload] = sandbox.uploaded_files()
     assert upload.content == "# Post-mortem\n\nüñí | ok\n".encode()
-    [share] = sandbox.thread("C0INCIDENT", parent["ts"])
+    # Slack shares the file after it answers the completion (the sandbox 0.2 s later by default).
+    assert not sandbox.thread("C0INCIDENT", parent["ts"]) and web.files_info(file=upload.id)["file"]["shares"] == {}
+    [share] = sandbox.wait_for(lambda: sandbox.thread("C0INCIDENT", parent["ts"]), what="the share")
     assert share.text == "Draft attached" and share.files[0]["name"] == "INC-1-postmortem.md"
     info = web.files_info(file=upload.id)["file"]
     assert info["permalink"].endswith(f"/{upload.id}/INC-1-postmortem.md") and info["size"] == len(upload.content)

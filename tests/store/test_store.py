@@ -308,6 +308,29 @@ def test_record_firing_is_false_the_second_time(store: Store) -> None:
     assert len(store.deliveries(inc.number)) == 1
 
 
+def test_a_firing_is_refused_while_one_with_its_prefix_is_recent(store: Store) -> None:
+    inc = store.create_incident(draft(), T0)
+
+    def page(n: int) -> Firing:
+        return Firing(f"manual:U0CEO:{n}", (Delivery("page", "U0CEO", "by hand"),))
+
+    assert store.record_firing_unless_recent(inc.number, page(1), T0, "manual:U0CEO:", minutes(5)) is None
+    earlier = store.record_firing_unless_recent(inc.number, page(2), T0 + minutes(4), "manual:U0CEO:", minutes(5))
+    assert earlier == T0
+    other = Firing("manual:U0LEAD:1", (Delivery("page", "U0LEAD", "by hand"),))
+    assert store.record_firing_unless_recent(inc.number, other, T0 + minutes(4), "manual:U0LEAD:", minutes(5)) is None
+    assert store.record_firing_unless_recent(inc.number, page(3), T0 + minutes(5), "manual:U0CEO:", minutes(5)) is None
+    assert len(store.deliveries(inc.number)) == 3
+    # Ten at once record one.
+    results = in_threads(
+        10,
+        lambda i: store.record_firing_unless_recent(
+            inc.number, page(10 + i), T0 + minutes(20), "manual:U0CEO:", minutes(5)
+        ),
+    )
+    assert results.count(None) == 1 and len(store.deliveries(inc.number)) == 4
+
+
 # -- deliveries -------------------------------------------------------------------------------
 
 

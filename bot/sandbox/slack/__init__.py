@@ -25,13 +25,14 @@ from collections.abc import Iterable
 
 from bot.sandbox.slack.auth import AuthMethods
 from bot.sandbox.slack.chat import ChatMethods
-from bot.sandbox.slack.constants import DEFAULT_SCOPES, DEFAULT_TOKENS, TRIGGER_TTL_SECONDS
+from bot.sandbox.slack.constants import APP_TOKENS, DEFAULT_SCOPES, DEFAULT_TOKENS, TRIGGER_TTL_SECONDS
 from bot.sandbox.slack.conversations import ConversationsMethods
 from bot.sandbox.slack.faults import Faults
 from bot.sandbox.slack.files import FilesMethods
 from bot.sandbox.slack.inspect import Inspection
 from bot.sandbox.slack.responses import Responses
 from bot.sandbox.slack.server import Server
+from bot.sandbox.slack.socket_mode import SocketModeMethods
 from bot.sandbox.slack.users import UsersMethods
 from bot.sandbox.slack.views import ViewsMethods
 from bot.sandbox.slack.world import World
@@ -49,6 +50,7 @@ class SlackSandbox(
     UsersMethods,
     ViewsMethods,
     FilesMethods,
+    SocketModeMethods,
     World,
     Inspection,
 ):
@@ -58,14 +60,18 @@ class SlackSandbox(
         self,
         *,
         tokens: Iterable[str] = DEFAULT_TOKENS,
+        app_tokens: Iterable[str] = APP_TOKENS,
         scopes: Iterable[str] = DEFAULT_SCOPES,
         seed: bool = True,
         trigger_ttl: float = TRIGGER_TTL_SECONDS,
     ) -> None:
-        super().__init__(tokens=tokens, scopes=scopes, trigger_ttl=trigger_ttl)
+        app_tokens = frozenset(app_tokens)
+        super().__init__(tokens=frozenset(tokens) | app_tokens, scopes=scopes, trigger_ttl=trigger_ttl)
+        self.app_tokens = app_tokens
         self._methods = {
             "api.test": self._api_test,
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.delete": self._chat_delete,
@@ -90,9 +96,15 @@ class SlackSandbox(
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
+            "views.publish": self._views_publish,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.info": self._files_info,
+            "files.delete": self._files_delete,
         }
         if seed:
             self._seed()
+
+    def stop(self) -> None:
+        self.close_socket_mode()
+        super().stop()

@@ -17,6 +17,8 @@ BOT_NAME = "incident-bot"
 SLACKBOT_ID = "USLACKBOT"
 
 DEFAULT_TOKENS = frozenset({"xoxb-sandbox"})
+# App-level tokens (`xapp-`): they open Socket Mode connections (apps.connections.open) and nothing else.
+APP_TOKENS = frozenset({"xapp-sandbox"})
 # What a typical incident bot installs with. `chat:write.public` is deliberately absent: the
 # bot must join or be invited to a channel before posting there, as most real installs require.
 DEFAULT_SCOPES = frozenset(
@@ -47,6 +49,7 @@ DEFAULT_SCOPES = frozenset(
 METHOD_SCOPES: dict[str, str | None] = {
     "api.test": None,
     "auth.test": None,
+    "apps.connections.open": None,  # connections:write, a scope of the app-level token
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
     "chat.delete": "chat:write",
@@ -71,9 +74,11 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.open": None,
     "views.update": None,
     "views.push": None,
+    "views.publish": None,  # no scope: the Home tab must be enabled in the app's settings instead
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
     "files.info": "files:read",
+    "files.delete": "files:write",
 }
 
 # Errors that mean "the request itself was wrong": a correct bot never gets these. Left out on
@@ -111,6 +116,7 @@ REFUSAL_ERRORS = frozenset(
         "unknown_method",
         "no_service",
         "invalid_payload",
+        "not_allowed_token_type",
     }
 )
 
@@ -119,6 +125,7 @@ MAX_TOPIC = 250
 MAX_CHANNEL_NAME = 80
 TRIGGER_TTL_SECONDS = 3.0  # Slack: a trigger_id expires three seconds after it is issued
 MAX_VIEW_STACK = 3
+MAX_VIEW_BYTES = 250_000  # views.publish: view_too_large beyond 250 kB
 
 SEED_USERS: tuple[tuple[str, str, str, str], ...] = (
     # id, name, real name, email

@@ -65,6 +65,7 @@ class SandboxCore:
 
     def __init__(self, *, tokens: Iterable[str], scopes: Iterable[str], trigger_ttl: float) -> None:
         self.tokens = frozenset(tokens)
+        self.app_tokens: frozenset[str] = frozenset()  # of `tokens`, the app-level ones (Socket Mode)
         self.scopes = frozenset(scopes)
         self.trigger_ttl = trigger_ttl
         self.calls: list[Call] = []
@@ -80,6 +81,8 @@ class SandboxCore:
         self._response_contexts: dict[str, ResponseContext] = {}
         self._interactions: list[Interaction] = []
         self._views: dict[str, dict[str, Any]] = {}
+        self._home_views: dict[str, str] = {}  # user -> the id of their Home tab's view
+        self.home_tab_enabled = True  # the app manifest's features.app_home.home_tab_enabled
         self._view_meta: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, dict[str, Any]] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -91,6 +94,10 @@ class SandboxCore:
         self._thread: threading.Thread | None = None
         self._files: dict[str, SandboxFile] = {}
         self._upload_tokens: dict[str, str] = {}  # upload URL token -> file id
+        # Slack shares a completed upload asynchronously: after this long, and not at all for the
+        # next `_unshared_left` completions (`share_uploads()`).
+        self._share_delay_s = 0.2
+        self._unshared_left = 0
 
     # ---- where it listens ------------------------------------------------------------------------
 

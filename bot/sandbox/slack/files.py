@@ -4,6 +4,7 @@ the upload into channels) and `files.info`.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -81,26 +82,75 @@ class FilesMethods(SandboxCore):
         if len(comment) > MAX_TEXT:
             raise SlackError("msg_too_long")
         for upload in uploads:
-            self._files[upload.id] = replace(upload, channels=tuple(c.id for c in targets))
-        for conv in targets:
-            thread_ts = str(params["thread_ts"]) if params.get("thread_ts") else None
+            self._files[upload.id] = upload
+        thread_ts = str(params["thread_ts"]) if params.get("thread_ts") else None
+        ids = [u.id for u in uploads]
+        channels = [c.id for c in targets]
+        # Slack answers `ok` at once and shares the file later, or (rarely) never.
+        if self._unshared_left > 0:
+            self._unshared_left -= 1
+        elif self._share_delay_s <= 0:
+            self._share(ids, channels, comment, thread_ts)
+        else:
+            timer = threading.Timer(self._share_delay_s, self._share_later, args=(ids, channels, comment, thread_ts))
+            timer.daemon = True
+            timer.start()
+        return {"files": [{"id": u.id, "title": u.title} for u in uploads]}
+
+    def _share_later(self, ids: list[str], channels: list[str], comment: str, thread_ts: str | None) -> None:
+        with self._lock:
+            self._share(ids, channels, comment, thread_ts)
+
+    def _share(self, ids: list[str], channels: list[str], comment: str, thread_ts: str | None) -> None:
+        """The message that shows the files in each channel (lock held); a deleted file is not shown."""
+        live = [self._files[i] for i in ids if i in self._files and not self._files[i].deleted]
+        if not live:
+            return
+        for channel in channels:
             ts = self._next_ts()
+            for upload in live:
+                current = self._files[upload.id]
+                self._files[upload.id] = replace(
+                    current, channels=(*current.channels, channel), shares=(*current.shares, (channel, ts, thread_ts))
+                )
             self._add_message(
                 Message(
-                    channel=conv.id,
+                    channel=channel,
                     ts=ts,
                     user=BOT_USER_ID,
                     text=comment,
                     thread_ts=thread_ts,
                     bot_id=BOT_ID,
                     via="files.completeUploadExternal",
-                    files=[self._files[u.id].to_api() for u in uploads],
+                    files=[self._files[u.id].to_api() for u in live],
                 )
             )
-        return {"files": [{"id": u.id, "title": u.title} for u in uploads]}
+
+    def share_uploads(self, after_s: float = 0.2, *, never: int = 0) -> None:
+        """How Slack shares completed uploads from now on: `after_s` later (0: before it answers),
+        and the next `never` completions not at all (`ok: true` all the same)."""
+        with self._lock:
+            self._share_delay_s = after_s
+            self._unshared_left = never
+
+    def _files_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(params.get("file") or "")
+        upload = self._files.get(file_id)
+        if upload is None or upload.deleted:
+            raise SlackError("file_not_found")
+        self._files[file_id] = replace(upload, deleted=True)
+        # The sharing message stays, with the file shown as deleted (a tombstone), as in Slack.
+        for messages in self._messages.values():
+            for i, message in enumerate(messages):
+                if any(f.get("id") == file_id for f in message.files):
+                    files = [
+                        {"id": file_id, "mode": "tombstone"} if f.get("id") == file_id else f for f in message.files
+                    ]
+                    messages[i] = replace(message, files=files)
+        return {}
 
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         upload = self._files.get(str(params.get("file") or ""))
-        if upload is None or not upload.completed:
+        if upload is None or not upload.completed or upload.deleted:
             raise SlackError("file_not_found")
         return {"file": upload.to_api(), "comments": [], "response_metadata": {"next_cursor": ""}}

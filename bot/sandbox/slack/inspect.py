@@ -125,6 +125,11 @@ class Inspection(SandboxCore):
         with self._lock:
             return [f for f in self._files.values() if f.completed]
 
+    def shared_files(self) -> list[SandboxFile]:
+        """Completed uploads Slack shows in a channel (shared, not deleted), oldest first."""
+        with self._lock:
+            return [f for f in self._files.values() if f.completed and f.shares and not f.deleted]
+
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method == method]

@@ -376,6 +376,89 @@ class SlackPlatform:
             event["item_user"] = author
         return self.event(event, event_id=event_id, retry_num=retry_num)
 
+    def member_joined(
+        self,
+        channel: str,
+        user: str,
+        *,
+        inviter: str | None = None,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+    ) -> PlatformResult:
+        """`user` joins `channel` (invited by `inviter`, else by themselves); Slack tells the app
+        with `member_joined_channel` (channel_type C public, G private; `inviter` only when
+        someone invited them)."""
+        conv = self._conversation(channel)
+        self.sandbox.invite(conv.id, user)
+        if retry_num is None:
+            self.sandbox.record_interaction("join", user, conv.id, "joined the channel")
+        event: dict[str, Any] = {
+            "type": "member_joined_channel",
+            "user": user,
+            "channel": conv.id,
+            "channel_type": "G" if conv.is_private else "C",
+            "team": self.team_id,
+        }
+        if inviter:
+            event["inviter"] = inviter
+        return self.event(event, event_id=event_id, retry_num=retry_num)
+
+    def home_opened(self, user: str, *, event_id: str | None = None) -> PlatformResult:
+        """`user` opens the app's Home tab; Slack tells the app with `app_home_opened` (tab
+        `home`), with the view last published to them, if any."""
+        dm = self.sandbox.open_dm(user)
+        event: dict[str, Any] = {"type": "app_home_opened", "user": user, "channel": dm.id, "tab": "home"}
+        published = self.sandbox.home_view(user)
+        if published is not None:
+            event["view"] = published
+        self.sandbox.record_interaction("home", user, None, "opened the app's Home tab")
+        return self.event(event, event_id=event_id)
+
+    def click_home(self, user: str, action_id: str, value: str | None = None) -> PlatformResult:
+        """Press a button on `user`'s Home tab (the one with `action_id`, and `value` if given).
+
+        A Home tab interaction has a `view` container and carries the view, but no channel and
+        no response_url: Slack gives an app nowhere to reply but the tab itself."""
+        view = self.sandbox.home_view(user)
+        if view is None:
+            raise AssertionError(f"nothing is published on {user}'s Home tab")
+        found = [
+            (block, element)
+            for block in view.get("blocks") or []
+            for element in [block.get("accessory"), *(block.get("elements") or [])]
+            if isinstance(element, dict)
+            and element.get("type") == "button"
+            and element.get("action_id") == action_id
+            and (value is None or element.get("value") == value)
+        ]
+        if not found:
+            raise AssertionError(f"no {action_id} button (value {value!r}) on {user}'s Home tab")
+        block, button = found[0]
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": self._user_obj(user),
+            "api_app_id": self.api_app_id,
+            "token": self.verification_token,
+            "container": {"type": "view", "view_id": view["id"]},
+            "trigger_id": self.sandbox.issue_trigger_id(user),
+            "team": {"id": self.team_id, "domain": TEAM_DOMAIN},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": view,
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block.get("block_id") or "home",
+                    "text": button.get("text") or {"type": "plain_text", "text": action_id},
+                    "value": button.get("value"),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        self.sandbox.record_interaction("click", user, None, f"[{(button.get('text') or {}).get('text')}] on Home")
+        return self._send_payload(payload, True, None, None, None)
+
     # ---- transport ---------------------------------------------------------------------------
 
     def send(

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from bot.sandbox.slack.constants import METHOD_SCOPES
 from bot.sandbox.slack.core import SandboxCore, SlackError
+from bot.sandbox.slack.socket_mode import refuse_app_token_elsewhere
 from bot.sandbox.slack.workspace import Call
 
 
@@ -168,6 +169,7 @@ class Server(SandboxCore):
             raise SlackError("not_authed")
         if token not in self.tokens:
             raise SlackError("invalid_auth")
+        refuse_app_token_elsewhere(method, token, self.app_tokens)
         needed = METHOD_SCOPES.get(method)
         if needed and needed not in self.scopes:
             raise SlackError("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))

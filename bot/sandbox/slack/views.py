@@ -5,11 +5,12 @@ at most three, updated; and what Slack does with a view_submission's answer.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Any
 
 from bot.sandbox.slack.blockkit import validate_view
-from bot.sandbox.slack.constants import APP_ID, BOT_ID, MAX_VIEW_STACK, TEAM_ID
+from bot.sandbox.slack.constants import APP_ID, BOT_ID, MAX_VIEW_BYTES, MAX_VIEW_STACK, TEAM_ID
 from bot.sandbox.slack.core import SandboxCore, SlackError, _short_id
 
 
@@ -119,6 +120,35 @@ class ViewsMethods(SandboxCore):
             previous=current["previous_view_id"],
             root=current["root_view_id"],
         )
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The app's Home tab for one user: created or replaced whole (no trigger_id needed)."""
+        user = str(params.get("user_id") or "")
+        if user not in self._users:
+            raise SlackError("invalid_arguments", response_metadata={"messages": ["invalid `user_id`"]})
+        if not self.home_tab_enabled:
+            raise SlackError("not_enabled")
+        view = self._view_param(params)
+        if view.get("type") != "home":
+            raise SlackError(
+                "invalid_arguments",
+                response_metadata={"messages": ["[ERROR] must be home for views.publish [json-pointer:/view/type]"]},
+            )
+        if len(json.dumps(view)) > MAX_VIEW_BYTES:
+            raise SlackError("view_too_large")
+        current_id = self._home_views.get(user)
+        if params.get("hash") and current_id and params["hash"] != self._views[current_id]["hash"]:
+            raise SlackError("hash_conflict")
+        published = self._store_view(view, user=user, view_id=current_id)
+        self._home_views[user] = published["view"]["id"]
+        self._view_meta[published["view"]["id"]]["open"] = False  # a tab, not a modal on the stack
+        return published
+
+    def home_view(self, user: str) -> dict[str, Any] | None:
+        """The Home tab last published to `user`, as Slack holds it (None: never published)."""
+        with self._lock:
+            view_id = self._home_views.get(user)
+            return copy.deepcopy(self._views[view_id]) if view_id else None
 
     def apply_view_response(self, view_id: str, status: int, body: Any) -> None:
         """What Slack does with a view_submission's answer: close, update, push or show errors."""

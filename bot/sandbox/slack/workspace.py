@@ -182,9 +182,19 @@ class SandboxFile:
     title: str = ""
     content: bytes | None = None  # None until its bytes reach the upload URL
     completed: bool = False
-    channels: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()  # where it is shared (Slack shares it after the completion)
+    shares: tuple[tuple[str, str, str | None], ...] = ()  # (channel, ts of the sharing message, thread_ts)
+    deleted: bool = False
 
     def to_api(self) -> dict[str, Any]:
+        shares: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for channel, ts, thread_ts in self.shares:
+            share: dict[str, Any] = {"ts": ts, "reply_users": [], "reply_count": 0, "team_id": TEAM_ID}
+            if thread_ts:
+                share["thread_ts"] = thread_ts
+            shares.setdefault("public" if channel.startswith("C") else "private", {}).setdefault(channel, []).append(
+                share
+            )
         return {
             "id": self.id,
             "created": self.created,
@@ -206,6 +216,7 @@ class SandboxFile:
             "channels": [c for c in self.channels if c.startswith("C")],
             "groups": [c for c in self.channels if c.startswith("G")],
             "ims": [c for c in self.channels if c.startswith("D")],
+            "shares": shares,
         }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.mrkdwn import escape, link, user_text
-from bot.domain.alerts import SOURCE_NAMES
+from bot.domain.alerts import SOURCE_NAMES, link_label
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import AlertRecord
@@ -46,7 +46,7 @@ def proposal(
         f"*Firing since*\n{slack_date(alert.started_at)}",
         f"*Would be*\n{severity_label(config, alert.severity)}",
     ]
-    url = link(alert.url, f"Open in {source_name(alert)}")
+    url = link(alert.url, link_label(alert).capitalize())
     if url:
         fields.append(f"*Alert*\n{url}")
     if scenario is not None:

@@ -27,13 +27,14 @@ _TITLES: dict[str, str] = {
 
 
 def traffic_line(service: ServiceState) -> str:
-    """`tai-00043-bad 100% (latest)` for each share of traffic."""
+    """`tai-00043-bad 100% (latest)` for each share of traffic (a tagged 0% target too: its
+    tag URL serves)."""
     shares = [
         f"`{escape(t.revision)}` {t.percent}%"
         + (" (latest)" if t.latest else "")
         + (f" tag `{escape(t.tag)}`" if t.tag else "")
         for t in sorted(service.traffic, key=lambda t: -t.percent)
-        if t.percent
+        if t.percent or t.tag
     ]
     return ", ".join(shares) or "no traffic"
 
@@ -55,9 +56,20 @@ def proposal_blocks(
     lines = [f"*Traffic now:* {traffic_line(service)}"]
     if p.kind == ProposalKind.ROLLBACK and target is not None:
         created = slack_date(target.created_at) if target.created_at else "unknown time"
+        tagged = [t for t in service.traffic if t.tag]
+        stays = (
+            "Tagged targets stay, with their tags and URLs: "
+            + ", ".join(
+                f"`{escape(t.tag)}` → `{escape(t.revision)}`" + (f" ({t.percent}% → 0%)" if t.percent else " (0%)")
+                for t in tagged
+            )
+            + ". Nothing else changes."
+            if tagged
+            else "Nothing else changes."
+        )
         lines.append(
             f"*Roll back to:* `{escape(target.name)}`, created {created}, :white_check_mark: Ready. "
-            f"All traffic (100%) moves to it; nothing else changes."
+            f"All traffic (100%) moves to it. {stays}"
         )
         if target.image:
             lines.append(f"*Image:* `{escape(target.image)}`")

@@ -15,6 +15,8 @@ from typing import Any
 from bot.core.durations import humanize
 from bot.core.mrkdwn import user_text
 from bot.core.text import for_slack, plain
+from bot.domain import pagerduty
+from bot.domain.escalation import missed_at_declare
 from bot.domain.incidents import STATUSES, TITLE_MAX, Incident, sla_text
 from bot.domain.policy import Config
 from bot.slack import ids
@@ -115,6 +117,15 @@ def announcement(config: Config, incident: Incident, now: datetime) -> list[Bloc
         blocks.append(section(f"*Summary:* {user_text(incident.summary, SECTION_MAX - 20)}"))
     if incident.is_open:
         blocks.append(context(_description(config, incident) + f"SLA: {sla_text(config, incident.severity)}"))
+        policy = config.policy(incident.severity)
+        late = missed_at_declare(incident, policy)
+        if late is not None and policy.ack_within:
+            blocks.append(
+                context(
+                    f"Declared {humanize(late)} after the alert fired: the {humanize(policy.ack_within)} "
+                    "ack target was already missed."
+                )
+            )
         blocks.append(
             {
                 "type": "actions",
@@ -155,7 +166,7 @@ def announcement_buttons(incident: Incident) -> list[dict[str, Any]]:
 
 def _ack_text(config: Config, incident: Incident) -> str:
     if incident.acknowledged_at and incident.acknowledged_by:
-        return f"<@{incident.acknowledged_by}> {slack_date(incident.acknowledged_at, '{time}')}"
+        return f"{pagerduty.person(incident.acknowledged_by)} {slack_date(incident.acknowledged_at, '{time}')}"
     ack_within = config.policy(incident.severity).ack_within
     return f"not yet (due within {humanize(ack_within)})" if ack_within else "not yet"
 
@@ -354,7 +365,7 @@ def page(config: Config, incident: Incident, detail: str) -> list[Block]:
 
 def page_closed(config: Config, incident: Incident) -> list[Block]:
     """What a page turns into once someone acknowledged: no button left to press."""
-    who = f"<@{incident.acknowledged_by}>" if incident.acknowledged_by else "someone"
+    who = pagerduty.person(incident.acknowledged_by) if incident.acknowledged_by else "someone"
     state = "resolved" if not incident.is_open else f"acknowledged by {who}"
     return [
         section(
@@ -417,4 +428,12 @@ def fix_nudge(config: Config, incident: Incident, fix_within: str) -> list[Block
             "the likely scenario; `/incident runbook` lists them all. Post `/incident update identified …` once "
             "you know the cause."
         )
+    ]
+
+
+def resolved_elsewhere(incident: Incident, text: str) -> list[Block]:
+    """PagerDuty says it is resolved: the bot never resolves by itself, so a button offers it."""
+    return [
+        section(text),
+        {"type": "actions", "elements": [button("Resolve", ids.RESOLVE, str(incident.number), style="primary")]},
     ]
