@@ -1,4 +1,4 @@
-"""`incident-bot serve | demo | check-config [path] | oncall [--at TIME] | postmortem INC-n | stats [30d]`."""
+"""`incident-bot serve | demo | check-config [path] | check-oncall [--days N] | oncall [--at TIME] | postmortem INC-n | stats [30d]`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     oncall.add_argument(
         "--at", default=None, help="a time instead of now: 2026-11-30T09:00 (UTC unless it has an offset)"
     )
+    readiness = sub.add_parser(
+        "check-oncall",
+        help="print what would leave a page with nobody to reach (exit 1 if anything); asks Slack with $SLACK_BOT_TOKEN",
+    )
+    readiness.add_argument(
+        "--days", type=int, default=None, help="how far ahead (default: oncall_checks.horizon, else 14)"
+    )
     review = sub.add_parser("postmortem", help="print an incident's post-mortem draft (markdown) from $INCIDENT_BOT_DB")
     review.add_argument("incident", help="INC-7, inc-7 or #7")
     stats = sub.add_parser("stats", help="count, MTTA, MTTR and ack SLA breaches by severity, from $INCIDENT_BOT_DB")
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.path)
     if args.command == "oncall":
         return print_oncall(args.at)
+    if args.command == "check-oncall":
+        return check_oncall(args.days)
     if args.command == "serve":
         return serve()
     if args.command == "demo":
@@ -119,6 +128,52 @@ def print_oncall(at_text: str | None) -> int:
     print(f"# on call at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({config.source})")
     print(re.sub(r"\*([^*\n]+)\*", r"\1", text))  # mrkdwn bold means nothing on a terminal
     return 0
+
+
+def check_oncall(days: int | None) -> int:
+    """The readiness check, printed: 0 when every page over the horizon reaches someone, 1 when
+    something would not, 2 on a bad argument or config. Run it in CI after editing the config."""
+    from datetime import timedelta
+
+    from bot.core.durations import humanize
+    from bot.oncall.directory import Directory
+    from bot.oncall.readiness import Reach, find_problems, overrides_by_schedule, report
+    from bot.slack.gateway import SlackGateway, make_client
+    from bot.store import Store
+    from bot.store.postgres import is_postgres_url
+
+    if days is not None and not 1 <= days <= 90:
+        print("incident-bot: --days must be between 1 and 90", file=sys.stderr)
+        return 2
+    try:
+        config = config_module.load(None)
+    except config_module.ConfigError as exc:
+        print(f"incident-bot: invalid config {exc.source}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  - {error}", file=sys.stderr)
+        return 2
+    checks = config.oncall_checks
+    horizon = timedelta(days=days) if days is not None else (checks.horizon if checks else timedelta(days=14))
+    token = os.environ.get("SLACK_BOT_TOKEN")
+    slack = SlackGateway(make_client(token, os.environ.get("SLACK_API_URL") or None)) if token else None
+    db_path = os.environ.get("INCIDENT_BOT_DB", "incident-bot.db")
+    store = Store(db_path if is_postgres_url(db_path) or Path(db_path).exists() else ":memory:")
+    now = datetime.now(UTC)
+    try:
+        directory = Directory(config, slack, store) if slack is not None else None
+        problems = find_problems(
+            config, overrides_by_schedule(config, store, now), directory, Reach(slack), now, horizon
+        )
+    except Exception as exc:  # noqa: BLE001 - a CI job needs a line, not a traceback
+        print(f"incident-bot: the check could not finish ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"# on-call readiness from {now:%Y-%m-%d %H:%M} UTC over the next {humanize(horizon)} ({config.source})")
+    if slack is None:
+        print("# SLACK_BOT_TOKEN is not set: people and user groups were not checked in Slack")
+    print(re.sub(r"\*([^*\n]+)\*", r"\1", report(problems)))
+    return 1 if problems else 0
 
 
 def example_people(config: Config) -> list[str]:

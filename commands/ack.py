@@ -33,7 +33,7 @@ def _acknowledge(ctx: Context, incident: Incident, user: str) -> Reply:
     )
     change, saved = ctx.store.change(incident, lambda current: acknowledge(current, by=user, now=now), now, also=owed)
     if change is None:
-        who = f"<@{saved.acknowledged_by}>" if saved.acknowledged_by != user else "you"
+        who = pagerduty.person(saved.acknowledged_by or "") if saved.acknowledged_by != user else "you"
         return Reply(f"{saved.ref} was already acknowledged by {who}. Nothing to do.")
     ctx.timers.replan(saved.number)
     ctx.timers.wake_deliveries()

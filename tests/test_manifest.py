@@ -32,6 +32,7 @@ METHOD_SCOPES: dict[str, tuple[frozenset[str], ...]] = {
     "conversations.replies": (frozenset({"channels:history", "im:history"}),),
     "conversations.list": (frozenset({"channels:read"}),),
     "users.lookupByEmail": (frozenset({"users:read", "users:read.email"}),),
+    "users.info": (frozenset({"users:read"}),),
     "usergroups.list": (frozenset({"usergroups:read"}),),
     "usergroups.users.list": (frozenset({"usergroups:read"}),),
     "views.open": (frozenset(),),

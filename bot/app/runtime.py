@@ -43,6 +43,7 @@ from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
 from bot.oncall.directory import Directory
 from bot.oncall.handoffs import HandoffNotices
+from bot.oncall.readiness import DailyCheck
 from bot.pagerduty import client as pagerduty_client
 from bot.paging import pagerduty as pagerduty_events
 from bot.paging.leadership import Leadership
@@ -175,6 +176,18 @@ class IncidentBot:
         if self.config.schedules:
             self.timers.start_handoffs(
                 HandoffNotices(self.config, self.store, self.slack, self.announcer, self.directory, self.timers.clock)
+            )
+        if self.config.oncall_checks is not None:
+            self.timers.start_oncall_checks(
+                DailyCheck(
+                    self.config,
+                    self.config.oncall_checks,
+                    self.store,
+                    self.slack,
+                    self.announcer,
+                    self.directory,
+                    self.timers.clock,
+                )
             )
         # A rollback or scale under way when the process died: report it, never resend it.
         self.work.submit(production.report_interrupted, self.ctx, self.store.proposals(ProposalStatus.EXECUTING))

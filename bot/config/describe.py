@@ -91,6 +91,14 @@ def describe(config: Config) -> str:
         }
     if config.alerts:
         data["alerts"] = describe_alerts(config.alerts)
+    if config.oncall_checks:
+        checks = config.oncall_checks
+        data["oncall_checks"] = {
+            "at": checks.at.strftime("%H:%M"),
+            "timezone": checks.timezone,
+            "horizon": fmt(checks.horizon),
+            "channel": checks.channel or config.channel,
+        }
     return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from bot.core.durations import parse_duration
@@ -18,6 +18,7 @@ from bot.domain.policy import (
     AlertsConfig,
     Config,
     EscalationStep,
+    OnCallChecks,
     PagerDutyConfig,
     PagingRules,
     RollbackRules,
@@ -140,6 +141,7 @@ class Reader:
                 "alerts",
                 "paging",
                 "verify",
+                "oncall_checks",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -251,6 +253,7 @@ class Reader:
         alerts = self.alerts(top.get("alerts"))
         paging = self.paging(self.mapping(top.get("paging"), "paging", {"manual_repeat_after"}))
         verify = self.verify(self.mapping(top.get("verify"), "verify", {"window", "every", "thresholds", "smoke"}))
+        oncall_checks = self.oncall_checks(top) if "oncall_checks" in top else None
 
         if self.errors:
             return None
@@ -274,8 +277,32 @@ class Reader:
             paging=paging,
             verify=verify,
             alerts=alerts,
+            oncall_checks=oncall_checks,
             source=source,
         )
+
+    def oncall_checks(self, top: dict[str, Any]) -> OnCallChecks:
+        """`oncall_checks:` (present, even empty, turns the daily check on); every key has a default."""
+        body = self.mapping(top.get("oncall_checks"), "oncall_checks", {"at", "timezone", "horizon", "channel"})
+        at = time(9, 0)
+        at_text = self.string(body.get("at", "09:00"), "oncall_checks.at")
+        if at_text is not None:
+            try:
+                _, at = schedules_module.parse_handoff(at_text, weekly=False)
+            except ValueError:
+                self.error("oncall_checks.at", f"{at_text!r} is not a time of day (use HH:MM on a 24-hour clock)")
+        timezone = self.string(body.get("timezone", "UTC"), "oncall_checks.timezone") or "UTC"
+        try:
+            schedules_module.check_timezone(timezone)
+        except ValueError as exc:
+            self.error("oncall_checks.timezone", str(exc))
+        horizon = self.duration(body.get("horizon", "14d"), "oncall_checks.horizon")
+        if horizon is None:
+            horizon = timedelta(days=14)
+        elif not timedelta(hours=1) <= horizon <= timedelta(days=90):
+            self.error("oncall_checks.horizon", "must be between 1h and 90d")
+        channel = self.string(body.get("channel"), "oncall_checks.channel", required=False)
+        return OnCallChecks(at, timezone, horizon, channel.lstrip("#") if channel else None)
 
     def permissions(self, value: Any, roles: set[str], rollback_allowed: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         """`permissions:` action -> who may; actions not named keep their defaults."""

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from bot.core.durations import humanize
 from bot.core.mrkdwn import user_text
+from bot.domain import pagerduty
 from bot.domain.escalation import reminder_series
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config, SeverityPolicy
@@ -82,7 +83,7 @@ def lines(config: Config, facts: Facts, now: datetime) -> list[str]:
     out.append(f"{opened}. Commander <@{incident.commander}>{_on_it(facts)}.")
 
     if incident.acknowledged_at is not None:
-        who = f"<@{incident.acknowledged_by}>" if incident.acknowledged_by else "someone"
+        who = pagerduty.person(incident.acknowledged_by) if incident.acknowledged_by else "someone"
         took = humanize(incident.acknowledged_at - incident.detected)
         out.append(f"Acknowledged by {who} after {took}.")
     elif incident.is_open:

@@ -7,7 +7,7 @@ features) takes them as given and never parses a file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 
 from bot.domain.schedules import Schedule
 
@@ -125,6 +125,16 @@ class VerifyRules:
 
 
 @dataclass(frozen=True)
+class OnCallChecks:
+    """The daily readiness check (`oncall_checks`): when, over how far ahead, and where it posts."""
+
+    at: time = time(9, 0)  # on the wall clock of `timezone`
+    timezone: str = "UTC"
+    horizon: timedelta = timedelta(days=14)
+    channel: str | None = None  # None: the announcement channel
+
+
+@dataclass(frozen=True)
 class Config:
     channel: str
     war_room_severities: tuple[str, ...]
@@ -145,6 +155,7 @@ class Config:
     paging: PagingRules = field(default_factory=PagingRules)
     verify: VerifyRules = field(default_factory=VerifyRules)
     alerts: AlertsConfig | None = None
+    oncall_checks: OnCallChecks | None = None  # None: no daily readiness check (`check-oncall` still runs)
     # How long Slack may take to show an uploaded draft in the channel before it is deleted and
     # uploaded again (Slack answers the upload before it shares the file, and may never share it).
     postmortem_share_within: timedelta = timedelta(minutes=2)

@@ -6,13 +6,17 @@ acknowledge and to mitigate), the root cause and detection as far as the resolve
 diagnosis and the notes say, and the follow-up actions. What only people can judge ("what we
 did well", "what we will improve") is left as the template's empty sections.
 
-The file is plain markdown: mentions become `@U…`, Slack's escapes are decoded, and table
-cells cannot be broken by a `|` or a newline in someone's note.
+The file is plain markdown, read outside Slack (a doc, a wiki) where user IDs mean nothing:
+people are named `@Display Name` from `Facts.names` (looked up in Slack at draft time), `@U…`
+only where no name was found; Slack's escapes are decoded, and table cells cannot be broken by
+a `|` or a newline in someone's note.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.core import text as typed
@@ -44,6 +48,7 @@ class Facts:
     severity_label: str
     ack_within: timedelta | None
     generated_at: datetime
+    names: Mapping[str, str] = field(default_factory=dict)  # user ID -> display name
 
 
 def started_at(incident: Incident, events: list[Event]) -> datetime:
@@ -52,7 +57,28 @@ def started_at(incident: Incident, events: list[Event]) -> datetime:
     return min(alerts) if alerts else incident.declared_at
 
 
+# A user ID as the draft writes it: `@U0ALICE`, `@W123` (Enterprise Grid), and not the middle of a word.
+_MENTIONED = re.compile(r"(?<![\w@])@([UW][A-Z0-9]{2,})\b")
+
+
+def people_in(markdown: str) -> list[str]:
+    """The user IDs a draft mentions, in order of first mention: the ones to look up by name."""
+    return list(dict.fromkeys(_MENTIONED.findall(markdown)))
+
+
 def render(facts: Facts) -> str:
+    markdown = _render(facts)
+    if not facts.names:
+        return markdown
+    return _MENTIONED.sub(lambda m: f"@{_name(facts.names.get(m.group(1))) or m.group(1)}", markdown)
+
+
+def _name(name: str | None) -> str:
+    # A name is written into markdown tables and lines: one line, no cell breaks.
+    return _cell(name) if name else ""
+
+
+def _render(facts: Facts) -> str:
     inc = facts.incident
     start = started_at(inc, facts.events)
     summary = facts.resolution.summary if facts.resolution and facts.resolution.summary else inc.summary

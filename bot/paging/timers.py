@@ -47,6 +47,7 @@ from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord
 from bot.oncall.handoffs import HandoffNotices
+from bot.oncall.readiness import DailyCheck
 from bot.store import LeaseLost, Store
 
 log = logging.getLogger(__name__)
@@ -347,6 +348,20 @@ class Timers:
                 self.scheduler.place("handoffs", run, next_at)
 
         self.scheduler.place("handoffs", run, self.clock())
+
+    def start_oncall_checks(self, checks: DailyCheck) -> None:
+        """One more job: the daily on-call readiness check, at `oncall_checks.at` (bot/oncall/readiness.py
+        claims each day's run in the store, so a restart or an early run never checks a day twice)."""
+
+        def run() -> None:
+            if self._stopping.is_set():
+                return
+            with self._working():
+                next_at = checks.run()
+            if not self._stopping.is_set():
+                self.scheduler.place("oncall-checks", run, next_at)
+
+        self.scheduler.place("oncall-checks", run, self.clock())
 
     def wake_deliveries(self) -> None:
         """Send pending deliveries now (new pages, a manual page, a status page call)."""

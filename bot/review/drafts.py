@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
@@ -46,9 +47,19 @@ def facts(config: Config, store: Store, incident: Incident, now: datetime) -> po
     )
 
 
-def write_draft(config: Config, store: Store, incident: Incident, now: datetime) -> str:
-    """Render the draft from the store as it is now, and keep it as the incident's draft."""
-    markdown = postmortem.render(facts(config, store, incident, now))
+def write_draft(
+    config: Config, store: Store, incident: Incident, now: datetime, name_of: Callable[[str], str | None] | None = None
+) -> str:
+    """Render the draft from the store as it is now, and keep it as the incident's draft.
+
+    With `name_of`, each person it mentions is looked up once (Slack's users.info, in the
+    delivery loop, never before an ack) and named instead of their user ID."""
+    written = facts(config, store, incident, now)
+    markdown = postmortem.render(written)
+    if name_of is not None:
+        names = {user: name for user in postmortem.people_in(markdown) if (name := name_of(user))}
+        if names:
+            markdown = postmortem.render(replace(written, names=names))
     store.save_draft(incident.number, markdown, now)
     return markdown
 
@@ -88,7 +99,7 @@ def _upload(
     if target is None:
         raise Undeliverable("the incident has no war room or announcement to upload the draft to yet")
     channel, thread_ts = target
-    markdown = write_draft(config, store, incident, now)
+    markdown = write_draft(config, store, incident, now, name_of=slack.display_name)
     state = "ongoing" if incident.is_open else "resolved"
     comment = (
         f"📝 Post-mortem draft for *{incident.ref}* ({state}): {user_text(incident.title, 300)}. "

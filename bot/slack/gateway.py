@@ -326,9 +326,33 @@ class SlackGateway:
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self.client.views_open(trigger_id=trigger_id, view=view)
 
+    def user_info(self, user: str) -> dict[str, Any]:
+        """A user's record (users.info): `deleted` is true for a deactivated account;
+        SlackApiError `user_not_found` for an ID no user has."""
+        return dict(self.client.users_info(user=user)["user"])
+
+    def lookup_email(self, email: str) -> dict[str, Any]:
+        """The active user with this email, asked afresh (users.lookupByEmail); SlackApiError
+        `users_not_found` when nobody has it, or its holder is deactivated."""
+        return dict(self.client.users_lookupByEmail(email=email)["user"])
+
     def publish_home(self, user: str, view: dict[str, Any]) -> None:
         """Publish `user`'s App Home tab (views.publish: no scope, the Home tab enabled in the app)."""
         self.client.views_publish(user_id=user, view=view)
+
+    def display_name(self, user: str) -> str | None:
+        """The name people know `user` by (profile display name, else real name), None if Slack
+        cannot say. users.info, Tier 4; for text read outside Slack, such as the post-mortem."""
+        try:
+            found = self.client.users_info(user=user)["user"]
+        except SlackApiError as exc:
+            log.info("no name for %s (users.info: %s)", user, error_code(exc))
+            return None
+        profile = found.get("profile") or {}
+        for name in (profile.get("display_name"), profile.get("real_name"), found.get("real_name"), found.get("name")):
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+        return None
 
     def user_by_email(self, email: str) -> str:
         key = email.lower()

@@ -5,7 +5,7 @@ they all stand on (base.py: connections, write transactions, fencing, the write 
 incidents.py (incidents, timeline, audit), deliveries.py (firings, deliveries, attempts),
 oncall.py (overrides, handoffs), proposals.py, reviews.py (pins, follow-ups, resolutions, drafts,
 stats), alerts.py, watches.py (verify watches), briefings.py (war-room greetings, the catch-up's
-and App Home's reads) and lease.py (the timers' lease, work notices). Two backends behind it: SQLite
+and App Home's reads), readiness.py (the daily on-call check) and lease.py (the timers' lease, work notices). Two backends behind it: SQLite
 (a file, the embedded default) and PostgreSQL (a `postgresql://` URL, for several instances;
 postgres.py), with the SQL written once in the dialect both accept (`?` placeholders,
 `ON CONFLICT`, `RETURNING`); the schema is schema.py and the numbered migrations.py.
@@ -21,6 +21,7 @@ from bot.store.incidents import IncidentsPart
 from bot.store.lease import LeasePart
 from bot.store.oncall import OnCallPart
 from bot.store.proposals import ProposalsPart
+from bot.store.readiness import ReadinessPart
 from bot.store.reviews import ReviewsPart
 from bot.store.watches import WatchesPart
 
@@ -29,6 +30,7 @@ __all__ = ["LEASE", "AlertTaken", "LeaseLost", "Store", "open_store"]
 
 class Store(
     BriefingsPart,
+    ReadinessPart,
     WatchesPart,
     ReviewsPart,
     IncidentsPart,

@@ -76,6 +76,15 @@ GREETINGS = (
 )
 
 
+# The daily on-call readiness check: one row per day it ran (claimed once, with the post it owes),
+# and the problems reported and still standing (a problem is reported again only once it changed).
+ONCALL_CHECKS = (
+    "CREATE TABLE IF NOT EXISTS oncall_checks (day TEXT PRIMARY KEY, claimed_at TEXT NOT NULL,"
+    " problems INTEGER NOT NULL DEFAULT 0, channel TEXT, text TEXT, sent_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS oncall_problems (key TEXT PRIMARY KEY, text TEXT NOT NULL, reported_at TEXT NOT NULL)",
+)
+
+
 # A delivery being sent is claimed by one instance until a deadline longer than any send can take
 # (bot/delivery/dispatch.py): nobody else takes it, and nobody asks Slack whether it landed, before.
 DELIVERY_CLAIMS = (
@@ -92,5 +101,6 @@ def migrations() -> tuple[Migration, ...]:
         Migration(4, "proposals keep the etag they were read with", postgres=PROPOSAL_ETAGS, sqlite=PROPOSAL_ETAGS),
         Migration(5, "verify watches", postgres=WATCHES_POSTGRES, sqlite=WATCHES_SQLITE),
         Migration(6, "war-room greetings, once per person", postgres=GREETINGS, sqlite=GREETINGS),
-        Migration(7, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
+        Migration(7, "the daily on-call readiness check", postgres=ONCALL_CHECKS, sqlite=ONCALL_CHECKS),
+        Migration(8, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
     )

@@ -314,3 +314,12 @@ def test_stats_measure_an_alert_raised_incident_from_the_alerts_start():
     [p1] = compute([row], {"P1": timedelta(minutes=5)}, declared + timedelta(hours=1))
     assert p1.mtta_median == timedelta(minutes=9) and p1.mttr_median == timedelta(minutes=28)
     assert p1.ack_breaches == 1  # 9 min from the alert, against a 5 min target: as the SLA warning said
+
+
+def test_the_draft_names_people_it_has_names_for_and_keeps_the_id_of_the_others() -> None:
+    plain = postmortem.render(facts())
+    assert "@U0PRIMARY" in plain and {"U0ALICE", "U0PRIMARY"} <= set(postmortem.people_in(plain))
+    named = postmortem.render(facts(names={"U0PRIMARY": "Pat | Primary\nOn call"}))
+    assert "@U0PRIMARY" not in named
+    assert "@Pat \\| Primary On call" in named  # one line, and a table cell stays whole
+    assert "@U0ALICE" in named  # no name found: the ID, not nothing

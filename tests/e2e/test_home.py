@@ -40,7 +40,7 @@ def published(running: SandboxedBot, user: str, contains: str) -> dict:
         view = running.slack.home_view(user)
         return view if view is not None and contains in str(view["blocks"]) else None
 
-    return running.slack.wait_for(found, what=f"{user}'s Home tab showing {contains!r}")
+    return running.slack.wait_for(found, timeout=10, what=f"{user}'s Home tab showing {contains!r}")
 
 
 def test_opening_the_home_tab_publishes_roles_shifts_and_pages_waiting(running):
@@ -68,17 +68,19 @@ def test_opening_the_home_tab_publishes_roles_shifts_and_pages_waiting(running):
 
 def test_acknowledge_on_the_home_tab_is_the_page_s_ack_and_refreshes_the_tab(running):
     running.command("declare p1 Checkout returns 500", user=COMMANDER)
-    running.slack.wait_for_dm(PRIMARY, with_button="incident_ack")
+    page = running.slack.wait_for_dm(PRIMARY, with_button="incident_ack")
     running.platform.home_opened(PRIMARY)
     published(running, PRIMARY, "waiting for your ack")
 
     click = running.platform.click_home(PRIMARY, "incident_ack", "1")
     assert click.status == 200
-    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_by == PRIMARY)
+    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_by == PRIMARY, timeout=10)
     view = published(running, PRIMARY, "You acknowledged INC-1")
     assert "waiting for your ack" not in str(view["blocks"])
     # The same ack as the page's: the page DM loses its button.
-    running.slack.wait_for(lambda: not running.slack.dms_to(PRIMARY)[-1].buttons())
+    running.slack.wait_for(
+        lambda: not next(m for m in running.slack.dms_to(PRIMARY) if m.ts == page.ts).buttons(), timeout=10
+    )
 
 
 def test_the_messages_tab_publishes_nothing(running):
@@ -86,3 +88,15 @@ def test_the_messages_tab_publishes_nothing(running):
     running.platform.home_opened("U0BOB")
     published(running, "U0BOB", "Your on-call shifts")
     assert running.slack.home_view(COMMANDER) is None
+
+
+def test_the_commander_who_is_also_paged_sees_both_the_incident_and_its_acknowledge_button(running):
+    running.command("declare p1 Checkout returns 500", user=PRIMARY)  # the declarer commands, and is on call
+    running.slack.wait_for_dm(PRIMARY, with_button="incident_ack")
+    running.platform.home_opened(PRIMARY)
+    view = published(running, PRIMARY, "waiting for your ack")
+    text = str(view["blocks"])
+    assert "*INC-1*" in text and "you are *commander*" in text
+    assert [b["accessory"]["action_id"] for b in view["blocks"] if isinstance(b.get("accessory"), dict)] == [
+        "incident_ack"
+    ]

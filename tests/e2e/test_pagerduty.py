@@ -167,6 +167,9 @@ def test_an_ack_by_someone_slack_does_not_know_shows_their_pagerduty_name(world)
     running.slack.wait_for(
         lambda: not any(m.has_button("incident_ack") for m in running.slack.dms_to("U0PRIMARY")), timeout=5
     )
+    # A Slack ack after it says who has it.
+    reply = running.command("ack INC-1", user="U0PRIMARY")
+    assert "already acknowledged by Robin Night in PagerDuty" in reply.text, reply.text
     # The same webhook twice changes things once.
     [(status, payload)] = pd.subscriptions[0].deliveries
     assert pd.deliver(pd.subscriptions[0], payload) == 200

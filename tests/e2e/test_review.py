@@ -128,7 +128,14 @@ def test_a_scripted_incident_ends_in_a_post_mortem_listing_each_event_once(revie
     for kind in ("declare", "ack", "update", "note", "pin", "diagnose", "resolve"):
         assert kinds.count(kind) == 1, kinds
     rows = table_rows(markdown)
-    assert [row[3] for row in rows] == [" ".join(plain(e.text).split()).replace("|", "\\|") for e in events]
+    # People are named as Slack shows them (issue 21), every other character as recorded.
+    names = {u.id: u.name for u in slack.users()}
+
+    def named(line: str) -> str:
+        return re.sub(r"@(U[A-Z0-9]+)\b", lambda m: f"@{names.get(m.group(1), m.group(1))}", line)
+
+    assert [row[3] for row in rows] == [named(" ".join(plain(e.text).split()).replace("|", "\\|")) for e in events]
+    assert "@U0" not in markdown
     assert [row[1] for row in rows] == [f"+{humanize(e.at - incident.declared_at)}" for e in events]
     assert [row[0] for row in rows] == sorted(row[0] for row in rows)
     pin_row = next(row for row in rows if "Error rate is dropping" in row[3])
@@ -254,7 +261,11 @@ def test_postmortem_rewrites_and_reuploads_the_draft_and_stats_agree_with_the_cl
     assert "Writing INC-1's post-mortem draft" in reply.text
     second = slack.wait_for(lambda: slack.uploaded_files()[1:], what="the second draft")[0]
     assert second.content is not None
-    assert "- [ ] Add a canary stage - @lead by Friday - added by @U0LEAD" in second.content.decode()
+    # Issue 21: people are named as Slack shows them (users.info at draft time), not by user ID:
+    # the file is read in a doc or a wiki, where U0LEAD means nothing.
+    assert "- [ ] Add a canary stage - @lead by Friday - added by @lead" in second.content.decode()
+    assert "@U0LEAD" not in second.content.decode() and "@U0PRIMARY" not in second.content.decode()
+    assert "- @primary - " in second.content.decode()
     assert cli("postmortem", "inc-1", db=world.db_path).stdout == second.content
 
     shown = world.command("stats 7d")

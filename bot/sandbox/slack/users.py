@@ -19,7 +19,8 @@ class UsersMethods(SandboxCore):
     def _users_lookup_by_email(self, params: dict[str, Any]) -> dict[str, Any]:
         email = str(params.get("email") or "").strip().lower()
         for user in self._users.values():
-            if user.email and user.email.lower() == email:
+            # Slack: "If the user has been deactivated, users_not_found will be returned".
+            if user.email and user.email.lower() == email and not user.deleted:
                 return {"user": user.to_api()}
         raise SlackError("users_not_found")
 

@@ -45,6 +45,7 @@ class User:
     email: str | None = None
     is_bot: bool = False
     bot_id: str | None = None
+    deleted: bool = False  # deactivated: users.info says so, users.lookupByEmail no longer finds them
 
     def to_api(self) -> dict[str, Any]:
         profile: dict[str, Any] = {
@@ -62,7 +63,7 @@ class User:
             "id": self.id,
             "team_id": TEAM_ID,
             "name": self.name,
-            "deleted": False,
+            "deleted": self.deleted,
             "real_name": self.real_name,
             "tz": "Etc/UTC",
             "tz_label": "Coordinated Universal Time",

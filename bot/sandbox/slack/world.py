@@ -42,6 +42,11 @@ class World(SandboxCore):
             self._users[id] = user
         return user
 
+    def deactivate_user(self, user_id: str) -> None:
+        """An admin deactivates `user_id`: users.info shows `deleted: true`, lookups by email fail."""
+        with self._lock:
+            self._users[user_id] = replace(self._users[user_id], deleted=True)
+
     def add_usergroup(self, handle: str, users: Iterable[str], *, id: str | None = None, name: str = "") -> Usergroup:  # noqa: A002
         """A user group, mentioned as @handle (without the @ here)."""
         with self._lock:
