@@ -10,6 +10,9 @@ changes nothing. Then:
   email when `pagerduty.api_token_env` lets the bot read it, else "<name> in PagerDuty".
   No acknowledge goes back to PagerDuty: it has it.
 - `incident.resolved` says so in the war room and offers **Resolve**: the bot never resolves by itself.
+  PagerDuty announces the changes the bot's own events make too: the echo of the bot's resolve
+  (a severity lowered out of the list) is ignored, and so is that of its acknowledge (the incident
+  is acknowledged already).
 - any other event type, or a key that is not one of ours, is answered 200 and ignored.
 
 The same webhook twice changes things once: the ack is idempotent, and the resolved line is a
@@ -29,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 from bot.context import Context
 from bot.core.text import escape
 from bot.domain import pagerduty
-from bot.domain.deliveries import said
+from bot.domain.deliveries import DeliveryKind, said
 from bot.domain.incidents import Change, Incident, acknowledge
 from bot.pagerduty.client import signed
 from bot.slack.blocks import incident as blocks
@@ -135,6 +138,8 @@ def _who(ctx: Context, agent: Any) -> str:
 def _resolved(ctx: Context, incident: Incident, event: dict[str, Any]) -> str:
     if not incident.is_open:
         return f"ignored: {incident.ref} is already resolved"
+    if pagerduty.resolved_by_us(ctx.store.deliveries(incident.number, kind=DeliveryKind.PAGERDUTY)):
+        return f"ignored: {incident.ref} was resolved in PagerDuty by the bot's own resolve"
     agent: dict[str, Any] = event["agent"] if isinstance(event.get("agent"), dict) else {}
     name = escape(str(agent.get("summary") or "someone"))
     text = (
