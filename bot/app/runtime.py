@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import App
@@ -62,6 +62,9 @@ WORK_THREADS = 16
 # The alert intake's own pool and queue: a flood of alerts never holds up what people started.
 ALERT_THREADS = 4
 ALERT_QUEUE = 200
+# A delivery's sending deadline, in Slack client timeouts: a call starts only with two of them
+# left (one to answer, one for a slow post to land), so a send has one timeout to get going.
+SEND_DEADLINE_TIMEOUTS = 3
 SLACK_RETRY_MAX_S = 30.0
 # Slack answers these when the token itself is wrong: retrying will not help, a person must.
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
@@ -81,7 +84,7 @@ class IncidentBot:
         clock: Callable[[], datetime] = utcnow,
         setup_retry_s: float = 60.0,
         slack_retry_s: float = 1.0,
-        slack_timeout_s: int = 10,
+        slack_timeout_s: int | None = None,
         slack_pacing: bool = True,
         alert_queue: int = ALERT_QUEUE,
     ) -> None:
@@ -99,9 +102,10 @@ class IncidentBot:
         self._socket_mode: SocketMode | None = None
         self.config = config
         self.store = Store(settings.db_path)
+        timeout_s = settings.slack_timeout_s if slack_timeout_s is None else slack_timeout_s
         # One pacer for every Slack call the process makes: Slack's limits are per app and workspace.
         self.pacer = Pacer() if slack_pacing else Pacer(rates={})
-        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s, pacer=self.pacer)
+        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=timeout_s, pacer=self.pacer)
         self.slack = SlackGateway(self.client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.alert_work = BoundedExecutor(ALERT_THREADS, alert_queue, name="alerts")
@@ -115,7 +119,15 @@ class IncidentBot:
         self.pagerduty_secrets = pagerduty_client.webhook_secrets(config.pagerduty, os.environ)
         self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
         # Every kind's route is registered once the context its senders need exists (below).
-        self.deliveries = Dispatcher(self.store, self.slack, clock, routes={})
+        # A delivery is claimed until a deadline no send can outlast (bot/delivery/dispatch.py).
+        self.deliveries = Dispatcher(
+            self.store,
+            self.slack,
+            clock,
+            routes={},
+            instance=settings.instance,
+            send_deadline=timedelta(seconds=SEND_DEADLINE_TIMEOUTS * timeout_s),
+        )
         self.timers = Timers(config, self.store, self.deliveries, clock)
         self.leadership = Leadership(
             self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 PATH = "/pagerduty/webhook"
 MAX_BODY = 1_048_576
+# How long the webhook looks for the Slack user behind a PagerDuty ack (PagerDuty waits 5 s in all).
+WHO_BUDGET_S = 2.0
 StartResponse = Callable[..., Any]
 
 
@@ -120,18 +124,36 @@ def _acknowledged(ctx: Context, incident: Incident, agent: Any) -> str:
 
 
 def _who(ctx: Context, agent: Any) -> str:
-    """The Slack user behind a PagerDuty user (by email, when the bot may read it), else their name."""
+    """The Slack user behind a PagerDuty user (by email, when the bot may read it), else their name.
+
+    PagerDuty waits 5 seconds for the webhook's answer and disables a subscription whose webhooks
+    keep failing, so the look-up (PagerDuty's REST API, then Slack) gets WHO_BUDGET_S: past that
+    the ack still counts, shown by the PagerDuty name."""
     agent = agent if isinstance(agent, dict) else {}
     name = str(agent.get("summary") or "someone")
     user_id = agent.get("id")
     client = ctx.pagerduty
     if client is not None and client.reads_users and isinstance(user_id, str) and agent.get("type") == "user_reference":
-        email = client.user_email(user_id)
-        if email:
-            try:
-                return ctx.slack.user_by_email(email)
-            except (SlackApiError, OSError) as exc:
-                log.info("no Slack user for PagerDuty user %s (%s); shown by name", user_id, type(exc).__name__)
+        found: queue.Queue[str | None] = queue.Queue(maxsize=1)
+
+        def look_up() -> None:
+            email = client.user_email(user_id, timeout=WHO_BUDGET_S)
+            slack_user = None
+            if email:
+                try:
+                    slack_user = ctx.slack.user_by_email(email)
+                except (SlackApiError, OSError) as exc:
+                    log.info("no Slack user for PagerDuty user %s (%s); shown by name", user_id, type(exc).__name__)
+            found.put(slack_user)
+
+        threading.Thread(target=look_up, name="pagerduty-who", daemon=True).start()
+        try:
+            slack_user = found.get(timeout=WHO_BUDGET_S)
+        except queue.Empty:
+            log.warning("PagerDuty user %s not found in Slack within %.1f s; shown by name", user_id, WHO_BUDGET_S)
+            slack_user = None
+        if slack_user:
+            return slack_user
     return pagerduty.outside_person(name)
 
 

@@ -49,6 +49,9 @@ SUMMARY_MAX = 1024
 DEDUP_KEY_MAX = 255
 MAX_BODY = 512 * 1024
 RATE_LIMIT_PER_MINUTE = 120
+# PagerDuty expects a 2xx within 5 seconds for a generic webhook (developer.pagerduty.com,
+# Webhooks "Behavior"); a slower answer is a failed delivery.
+WEBHOOK_TIMEOUT_S = 5.0
 ROUTING_KEY = "R0SANDBOXROUTINGKEY0000000000000"  # 32 characters, like an integration key
 API_TOKEN = "sandbox-pagerduty-api-token"
 _ISO = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?\Z")
@@ -243,7 +246,8 @@ class PagerDutySandbox(JsonServer):
         }
 
     def deliver(self, subscription: Subscription, payload: dict[str, Any], body: bytes | None = None) -> int | None:
-        """POST one webhook, signed with each of the subscription's secrets; the HTTP status."""
+        """POST one webhook, signed with each of the subscription's secrets; the HTTP status, or None
+        when the bot did not answer within PagerDuty's 5 seconds (or at all)."""
         raw = body if body is not None else json.dumps(payload).encode()
         request = urllib.request.Request(subscription.url, data=raw, method="POST")
         request.add_header("Content-Type", "application/json")
@@ -253,7 +257,7 @@ class PagerDutySandbox(JsonServer):
             request.add_header("X-PagerDuty-Signature", ",".join(signature(raw, s) for s in subscription.secrets))
         status: int | None
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the bot on loopback
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310 - loopback
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code

@@ -2,11 +2,12 @@
 
 Every call first takes a token from the process's `Pacer` (bot.slack.pacing), so the bot keeps
 within Slack's limits. 5xx answers and dropped connections are retried by slack_sdk's own retry
-handlers. A rate limit met anyway (429 + `Retry-After`, `error: ratelimited`) is retried
-in-process only briefly (once, for a `Retry-After` of at most `RATE_LIMIT_WAIT_MAX_S`); a longer
-one raises, and the delivery loop is its own retry (it keeps the row, honours `Retry-After` and
-sends everything else meanwhile), so a thread never sleeps out a long rate limit. An `ok: false`
-answer raises SlackApiError for the caller to decide.
+handlers, while a sending deadline leaves room (`calls_until`). A rate limit met anyway (429 +
+`Retry-After`, `error: ratelimited`) is retried in-process only briefly (once, for a
+`Retry-After` of at most `RATE_LIMIT_WAIT_MAX_S`); a longer one raises, and the delivery loop is
+its own retry (it keeps the row, honours `Retry-After` and sends everything else meanwhile), so a
+thread never sleeps out a long rate limit. An `ok: false` answer raises SlackApiError for the
+caller to decide.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
@@ -24,9 +28,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
+from slack_sdk.http_retry.handler import RetryHandler
 
 from bot.core import counters as metrics
 from bot.domain.deliveries import RATELIMITED
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
-# The longest `Retry-After` a call outside the delivery loop sleeps out in-process (once).
+# The longest `Retry-After` a call sleeps out in-process (once); longer waits are the caller's.
 RATE_LIMIT_WAIT_MAX_S = 2.0
 
 
@@ -52,47 +54,140 @@ def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
-class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
-    """slack_sdk's rate-limit retry, bounded: once, and only for a short `Retry-After`."""
+def rate_limited(exc: SlackApiError) -> bool:
+    """Slack refused the call for its rate limit (429, `ratelimited`): nothing was carried out."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or error_code(exc) == RATELIMITED
 
-    def __init__(self, max_retry_count: int = 1, max_wait_s: float = RATE_LIMIT_WAIT_MAX_S) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self.max_wait_s = max_wait_s
 
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if response is None or not super()._can_retry(state=state, request=request, response=response, error=error):
+# Room a Slack call needs before a sending deadline, in client timeouts: one for the call, one
+# more for a post Slack was slow to answer, which often lands after the client gave up.
+CALL_ROOM_TIMEOUTS = 2
+_budget = threading.local()
+
+
+class DeadlinePassed(Exception):
+    """A Slack call was not made: the sending deadline is too near for it (or the sender was told
+    to stop), so whoever takes the delivery over after the deadline decides, by asking Slack."""
+
+
+# The calls that make something appear in Slack: one whose answer never came may have landed.
+POSTING_METHODS = frozenset({"chat.postMessage", "files.completeUploadExternal", "files.upload"})
+
+
+@dataclass
+class Calls:
+    """What `calls_until` saw: whether a post went out whose outcome is unknown (no answer, or a 5xx)."""
+
+    in_doubt: bool = False
+
+
+@contextmanager
+def calls_until(deadline: float, stopping: threading.Event | None = None) -> Iterator[Calls]:
+    """Slack calls this thread makes in the block (slack_sdk's own retries included) each start
+    only while `deadline` (a `time.monotonic()` value) leaves room for them to finish and land,
+    and while `stopping` is not set; otherwise `DeadlinePassed` is raised instead of calling."""
+    outer = getattr(_budget, "limit", None), getattr(_budget, "calls", None)
+    calls = Calls()
+    _budget.limit, _budget.calls = (deadline, stopping), calls
+    try:
+        yield calls
+    finally:
+        _budget.limit, _budget.calls = outer
+
+
+def _note_failure(api_method: str, exc: Exception) -> None:
+    calls: Calls | None = getattr(_budget, "calls", None)
+    if calls is None or api_method not in POSTING_METHODS:
+        return
+    status = getattr(getattr(exc, "response", None), "status_code", 200) if isinstance(exc, SlackApiError) else 599
+    if status >= 500:
+        calls.in_doubt = True
+
+
+def _room_for(timeout: float, wait: float = 0.0) -> str | None:
+    """Why a call (after `wait` seconds) may not start now, or None when it may."""
+    limit = getattr(_budget, "limit", None)
+    if limit is None:
+        return None
+    deadline, stopping = limit
+    if stopping is not None and stopping.is_set():
+        return "the sender was told to stop"
+    left = deadline - time.monotonic() - wait
+    if left < CALL_ROOM_TIMEOUTS * timeout:
+        return f"{left:.1f} s left before the sending deadline"
+    return None
+
+
+class _Bounded:
+    """A retry handler that retries only while the thread's sending deadline leaves room."""
+
+    timeout: float = 10.0
+
+    def can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        wait = 1.0
+        if response is not None and response.status_code == 429:
+            for name, values in (response.headers or {}).items():
+                if name.lower() == "retry-after" and values:
+                    with suppress(ValueError):
+                        wait = float(values[0]) + 1.0
+        if _room_for(self.timeout, wait) is not None:
             return False
-        wait = retry_after_s(response.headers)
-        return wait is not None and wait <= self.max_wait_s
+        return bool(super().can_retry(state=state, request=request, response=response, error=error))  # type: ignore[misc]
+
+
+class _BoundedConnectionErrors(_Bounded, ConnectionErrorRetryHandler):
+    pass
+
+
+class _BoundedRateLimits(_Bounded, RateLimitErrorRetryHandler):
+    """Slack's rate limit, slept out in-process only when its `Retry-After` is short."""
+
+    max_wait_s: float = RATE_LIMIT_WAIT_MAX_S
+
+    def can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if response is not None and response.status_code == 429:
+            wait = retry_after_s(response.headers)
+            if wait is None or wait > self.max_wait_s:
+                return False
+        return super().can_retry(state=state, request=request, response=response, error=error)
+
+
+class _BoundedServerErrors(_Bounded, ServerErrorRetryHandler):
+    pass
 
 
 class CountingWebClient(WebClient):
     """slack_sdk's client, paced by `pacer` (a token per call, in lane order), counting the calls
-    that fail after its own retries (for /metrics)."""
+    that fail after its own retries (for /metrics).
+
+    Inside `calls_until`, a call starts only while the sending deadline leaves room for it (also
+    after waiting for its token)."""
 
     pacer: Pacer | None = None
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        why = _room_for(float(self.timeout))
+        if why is not None:
+            raise DeadlinePassed(f"{api_method} not called: {why}")
         channel = call_channel(kwargs)
         if self.pacer is not None:
             self.pacer.acquire(api_method, channel)
+            why = _room_for(float(self.timeout))
+            if why is not None:
+                raise DeadlinePassed(f"{api_method} not called after its turn: {why}")
         try:
             response = super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
+            _note_failure(api_method, exc)
             if self.pacer is not None and rate_limited(exc):
                 wait = retry_after_s(getattr(exc.response, "headers", None))
                 self.pacer.rate_limited(api_method, channel, 1.0 if wait is None else wait)
             raise
         except Exception as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
+            _note_failure(api_method, exc)
             raise
         if self.pacer is not None and api_method == "chat.postMessage":
             self.pacer.learn_channel(channel, str(response.get("channel") or "") or None)
@@ -104,24 +199,17 @@ def make_client(token: str, base_url: str | None = None, timeout: int = 10, pace
     base = base_url or DEFAULT_API_URL
     if not base.endswith("/"):
         base += "/"
-    client = CountingWebClient(
-        token=token,
-        base_url=base,
-        timeout=timeout,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=3),
-            BoundedRateLimitRetryHandler(),
-            ServerErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+    handlers: list[RetryHandler] = [
+        _BoundedConnectionErrors(max_retry_count=3),
+        # Once, and only a short Retry-After: a longer one is the caller's (the delivery loop's).
+        _BoundedRateLimits(max_retry_count=1),
+        _BoundedServerErrors(max_retry_count=3),
+    ]
+    for handler in handlers:
+        handler.timeout = float(timeout)  # type: ignore[attr-defined]
+    client = CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=handlers)
     client.pacer = pacer
     return client
-
-
-def rate_limited(exc: SlackApiError) -> bool:
-    """Slack refused the call for its rate limit (429, `ratelimited`): nothing was carried out."""
-    status = getattr(exc.response, "status_code", 200)
-    return status == 429 or error_code(exc) == RATELIMITED
 
 
 def error_code(exc: SlackApiError) -> str:
