@@ -1,7 +1,9 @@
 """Thin adapter over slack_sdk's WebClient: the calls the bot makes, with retries.
 
 Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried by slack_sdk's
-own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide.
+own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide. The one
+call made before an ack (views.open) goes through a second client with no retry handlers and a
+short timeout (`make_request_client`): sleeping through a Retry-After there misses Slack's 3 s.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
+# views.open before the ack: Slack gives the ack 3 s, of which the rest of the request needs some.
+REQUEST_TIMEOUT_S = 2.0
 
 
 class CountingWebClient(WebClient):
@@ -58,6 +62,21 @@ def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> W
     )
 
 
+def make_request_client(token: str, base_url: str | None = None, timeout: float = REQUEST_TIMEOUT_S) -> WebClient:
+    """The client for the one call made before an ack (views.open): no retry handlers, so a 429
+    is answered at once instead of slept through (Retry-After can be longer than the 3 s Slack
+    gives the ack), and a short timeout, so a hanging Slack cannot hold the ack past it either."""
+    base = base_url or DEFAULT_API_URL
+    if not base.endswith("/"):
+        base += "/"
+    # slack_sdk hands `timeout` to urllib as is: a float works although it is annotated int.
+    return CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
+
+
+def is_rate_limited(exc: SlackApiError) -> bool:
+    return error_code(exc) == "ratelimited" or getattr(exc.response, "status_code", None) == 429
+
+
 def error_code(exc: SlackApiError) -> str:
     try:
         return str(exc.response.get("error") or "unknown_error")
@@ -68,8 +87,10 @@ def error_code(exc: SlackApiError) -> str:
 class SlackGateway:
     """The Slack Web API calls the bot makes, named for what they do."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, request_client: WebClient | None = None) -> None:
         self.client = client
+        # For calls made before an ack (views.open): never sleeps on Retry-After (make_request_client).
+        self.request_client = request_client or client
         self._email_cache: dict[str, str] = {}
         self._dm_cache: dict[str, str] = {}
         self._cache_lock = threading.Lock()
@@ -227,7 +248,9 @@ class SlackGateway:
         return self._bot_user_id
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
-        self.client.views_open(trigger_id=trigger_id, view=view)
+        """views.open, before the ack (its trigger_id lasts 3 s): through the request client, so
+        a 429 raises at once rather than being retried after Retry-After."""
+        self.request_client.views_open(trigger_id=trigger_id, view=view)
 
     def user_info(self, user: str) -> dict[str, Any]:
         """A user's record (users.info): `deleted` is true for a deactivated account;
