@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import App
@@ -57,6 +57,9 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 WORK_THREADS = 16
+# A delivery's sending deadline, in Slack client timeouts: a call starts only with two of them
+# left (one to answer, one for a slow post to land), so a send has one timeout to get going.
+SEND_DEADLINE_TIMEOUTS = 3
 SLACK_RETRY_MAX_S = 30.0
 # Slack answers these when the token itself is wrong: retrying will not help, a person must.
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
@@ -76,7 +79,7 @@ class IncidentBot:
         clock: Callable[[], datetime] = utcnow,
         setup_retry_s: float = 60.0,
         slack_retry_s: float = 1.0,
-        slack_timeout_s: int = 10,
+        slack_timeout_s: int | None = None,
         lookup_retry_s: float = RETRY_S,
     ) -> None:
         self.settings = settings
@@ -91,7 +94,8 @@ class IncidentBot:
         self._socket_mode: SocketMode | None = None
         self.config = config
         self.store = Store(settings.db_path)
-        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s)
+        timeout_s = settings.slack_timeout_s if slack_timeout_s is None else slack_timeout_s
+        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=timeout_s)
         # views.open before an ack goes through a client that never sleeps on Retry-After.
         self.request_client = make_request_client(settings.bot_token, settings.slack_api_url)
         self.slack = SlackGateway(self.client, self.request_client)
@@ -106,7 +110,15 @@ class IncidentBot:
         self.pagerduty_secrets = pagerduty_client.webhook_secrets(config.pagerduty, os.environ)
         self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
         # Every kind's route is registered once the context its senders need exists (below).
-        self.deliveries = Dispatcher(self.store, self.slack, clock, routes={})
+        # A delivery is claimed until a deadline no send can outlast (bot/delivery/dispatch.py).
+        self.deliveries = Dispatcher(
+            self.store,
+            self.slack,
+            clock,
+            routes={},
+            instance=settings.instance,
+            send_deadline=timedelta(seconds=SEND_DEADLINE_TIMEOUTS * timeout_s),
+        )
         self.timers = Timers(config, self.store, self.deliveries, clock)
         self.leadership = Leadership(
             self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop
