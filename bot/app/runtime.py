@@ -42,7 +42,7 @@ from bot.domain.proposals import ProposalStatus
 from bot.google.cloud import CloudSources
 from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
-from bot.oncall.directory import Directory
+from bot.oncall.directory import RETRY_S, Directory
 from bot.oncall.handoffs import HandoffNotices
 from bot.oncall.readiness import DailyCheck
 from bot.pagerduty import client as pagerduty_client
@@ -51,7 +51,7 @@ from bot.paging.leadership import Leadership
 from bot.paging.pager import Pager
 from bot.paging.timers import Timers
 from bot.review import drafts
-from bot.slack.gateway import SlackGateway, error_code, make_client
+from bot.slack.gateway import SlackGateway, error_code, make_client, make_request_client
 from bot.slack.pacing import Pacer
 from bot.statuspage import client as statuspage
 from bot.store import Store
@@ -87,6 +87,7 @@ class IncidentBot:
         slack_timeout_s: int | None = None,
         slack_pacing: bool = True,
         alert_queue: int = ALERT_QUEUE,
+        lookup_retry_s: float = RETRY_S,
     ) -> None:
         """`slack_pacing=False` lets Slack calls burst past Slack's published limits: only for a
         Slack that allows it (the sandbox with its limits off, for tests that need bursts)."""
@@ -106,11 +107,13 @@ class IncidentBot:
         # One pacer for every Slack call the process makes: Slack's limits are per app and workspace.
         self.pacer = Pacer() if slack_pacing else Pacer(rates={})
         self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=timeout_s, pacer=self.pacer)
-        self.slack = SlackGateway(self.client)
+        # views.open before an ack goes through a client that never sleeps on Retry-After.
+        self.request_client = make_request_client(settings.bot_token, settings.slack_api_url)
+        self.slack = SlackGateway(self.client, self.request_client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.alert_work = BoundedExecutor(ALERT_THREADS, alert_queue, name="alerts")
         self.announcer = Announcer(config, self.store, self.slack, clock)
-        self.directory = Directory(config, self.slack, self.store, clock)
+        self.directory = Directory(config, self.slack, self.store, clock, retry_s=lookup_retry_s)
         self.statuspage = statuspage.from_config(config.statuspage)
         self.pagerduty = pagerduty_client.from_config(
             config.pagerduty, os.environ, settings.pagerduty_events_url, settings.pagerduty_api_url
@@ -170,6 +173,12 @@ class IncidentBot:
         """
         if not self.wait_for_slack() or self._stopping.is_set():
             return
+        # The permission gate answers from caches only: fill them before saying ready. Through
+        # the client that does not sleep on Retry-After, so a rate-limited Slack delays nothing;
+        # what failed is logged and retried in the background, and counts nobody in meanwhile.
+        self.not_ready = "starting: looking up the config's emails and user groups in Slack"
+        failed = self.directory.refresh(SlackGateway(self.request_client))
+        self.directory.keep_fresh(failed=bool(failed))
         self.not_ready = "starting: rebuilding timers from the store"
         self.work.submit(self.directory.warn_unknown_usergroups)
         # Work another instance makes (a declare's first page) reaches the leader at once.
@@ -291,6 +300,7 @@ class IncidentBot:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.directory.stop()
         if self._starting is not None:
             self._starting.join(timeout=15)  # an auth.test in flight times out after 10 s
         if self._socket_mode is not None:

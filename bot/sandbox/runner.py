@@ -19,6 +19,7 @@ from bot.app.runtime import ALERT_QUEUE, IncidentBot
 from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
+from bot.oncall.directory import RETRY_S
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.pagerduty import PagerDutySandbox
 from bot.sandbox.slack import SlackSandbox
@@ -49,6 +50,7 @@ class SandboxedBot:
         rate_limits: bool = True,
         alert_queue: int | None = None,
         pagerduty: PagerDutySandbox | None = None,
+        lookup_retry_s: float = RETRY_S,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack). `rate_limits=False`:
@@ -76,6 +78,8 @@ class SandboxedBot:
         self.alert_queue = alert_queue
         # Slack's requests over the sandbox's Socket Mode WebSocket (SocketModePlatform), not HTTP.
         self.socket_mode = socket_mode
+        # How soon a background look-up of emails and user groups that failed is tried again.
+        self.lookup_retry_s = lookup_retry_s
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -118,6 +122,7 @@ class SandboxedBot:
             slack_timeout_s=self.slack_timeout_s,
             slack_pacing=self.rate_limits,
             alert_queue=self.alert_queue or ALERT_QUEUE,
+            lookup_retry_s=self.lookup_retry_s,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32, slack_events=not self.socket_mode)

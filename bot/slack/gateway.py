@@ -8,6 +8,10 @@ handlers, while a sending deadline leaves room (`calls_until`). A rate limit met
 its own retry (it keeps the row, honours `Retry-After` and sends everything else meanwhile), so a
 thread never sleeps out a long rate limit. An `ok: false` answer raises SlackApiError for the
 caller to decide.
+
+The one call made before an ack (views.open) goes through a second client with no retry handlers
+and a short timeout (`make_request_client`): sleeping through a Retry-After there misses Slack's
+3 s; it takes no token from the pacer either (a person's form never waits for one).
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ def rate_limited(exc: SlackApiError) -> bool:
     """Slack refused the call for its rate limit (429, `ratelimited`): nothing was carried out."""
     status = getattr(exc.response, "status_code", 200)
     return status == 429 or error_code(exc) == RATELIMITED
+
+
+# views.open before the ack: Slack gives the ack 3 s, of which the rest of the request needs some.
+REQUEST_TIMEOUT_S = 2.0
 
 
 # Room a Slack call needs before a sending deadline, in client timeouts: one for the call, one
@@ -212,6 +220,17 @@ def make_client(token: str, base_url: str | None = None, timeout: int = 10, pace
     return client
 
 
+def make_request_client(token: str, base_url: str | None = None, timeout: float = REQUEST_TIMEOUT_S) -> WebClient:
+    """The client for the one call made before an ack (views.open): no retry handlers, so a 429
+    is answered at once instead of slept through (Retry-After can be longer than the 3 s Slack
+    gives the ack), and a short timeout, so a hanging Slack cannot hold the ack past it either."""
+    base = base_url or DEFAULT_API_URL
+    if not base.endswith("/"):
+        base += "/"
+    # slack_sdk hands `timeout` to urllib as is: a float works although it is annotated int.
+    return CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
+
+
 def error_code(exc: SlackApiError) -> str:
     try:
         return str(exc.response.get("error") or "unknown_error")
@@ -222,8 +241,10 @@ def error_code(exc: SlackApiError) -> str:
 class SlackGateway:
     """The Slack Web API calls the bot makes, named for what they do."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, request_client: WebClient | None = None) -> None:
         self.client = client
+        # For calls made before an ack (views.open): never sleeps on Retry-After (make_request_client).
+        self.request_client = request_client or client
         self._email_cache: dict[str, str] = {}
         self._dm_cache: dict[str, str] = {}
         self._cache_lock = threading.Lock()
@@ -381,7 +402,9 @@ class SlackGateway:
         return self._bot_user_id
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
-        self.client.views_open(trigger_id=trigger_id, view=view)
+        """views.open, before the ack (its trigger_id lasts 3 s): through the request client, so
+        a 429 raises at once rather than being retried after Retry-After."""
+        self.request_client.views_open(trigger_id=trigger_id, view=view)
 
     def user_info(self, user: str) -> dict[str, Any]:
         """A user's record (users.info): `deleted` is true for a deactivated account;
