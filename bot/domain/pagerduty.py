@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from bot.core.text import escape, plain
-from bot.domain.deliveries import Delivery, DeliveryKind, Firing
+from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing
 from bot.domain.incidents import Incident
 from bot.domain.policy import PagerDutyConfig
+from bot.domain.records import DeliveryRecord
 
 # Our severities as PagerDuty's `payload.severity` (the README's table says the same).
 SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
@@ -165,3 +167,12 @@ def person(ref: str, *, where: bool = True) -> str:
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def resolved_by_us(events: Sequence[DeliveryRecord]) -> bool:
+    """Whether a resolve PagerDuty reports is most likely the echo of the bot's own: the newest
+    event the bot sent or still owes PagerDuty for the incident (one refused or dropped aside) is
+    a resolve. PagerDuty announces every change, also those made through the Events API, so a
+    severity lowered out of the list comes back as `incident.resolved` for an incident still open."""
+    live = [e for e in events if e.status != DeliveryStatus.CANCELLED]
+    return bool(live) and max(live, key=lambda e: e.id).target == EventAction.RESOLVE

@@ -112,8 +112,9 @@ class PagerDutyClient:
             raise PagerDutyError(status, f"unexpected answer {_short(body)}")
         return str(body.get("dedup_key") or event.get("dedup_key") or "")
 
-    def user_email(self, user_id: str) -> str | None:
-        """The email of a PagerDuty user (REST API v2); None without a token or for an unknown user."""
+    def user_email(self, user_id: str, timeout: float | None = None) -> str | None:
+        """The email of a PagerDuty user (REST API v2); None without a token, for an unknown user,
+        or when PagerDuty does not answer within `timeout` (the client's own by default)."""
         if self._api_token is None or not user_id:
             return None
         headers = {
@@ -121,7 +122,8 @@ class PagerDutyClient:
             "Accept": "application/vnd.pagerduty+json;version=2",
         }
         try:
-            status, body = self._call("GET", f"{self.api_url}/users/{quote(user_id, safe='')}", None, headers)
+            url = f"{self.api_url}/users/{quote(user_id, safe='')}"
+            status, body = self._call("GET", url, None, headers, timeout=timeout)
         except PagerDutyError as exc:
             log.warning("could not read PagerDuty user %s: %s", user_id, exc)
             return None
@@ -129,7 +131,14 @@ class PagerDutyClient:
         email = user.get("email") if isinstance(user, dict) else None
         return email if status == 200 and isinstance(email, str) and "@" in email else None
 
-    def _call(self, method: str, url: str, payload: dict[str, Any] | None, headers: dict[str, str]) -> tuple[int, Any]:
+    def _call(
+        self,
+        method: str,
+        url: str,
+        payload: dict[str, Any] | None,
+        headers: dict[str, str],
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("User-Agent", "incident-bot")
@@ -138,7 +147,7 @@ class PagerDutyClient:
         for name, value in headers.items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:  # noqa: S310 - http(s) checked
                 return response.status, _json(response.read())
         except urllib.error.HTTPError as exc:
             body = _json(exc.read())

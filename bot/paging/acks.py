@@ -10,6 +10,9 @@ changes nothing. Then:
   email when `pagerduty.api_token_env` lets the bot read it, else "<name> in PagerDuty".
   No acknowledge goes back to PagerDuty: it has it.
 - `incident.resolved` says so in the war room and offers **Resolve**: the bot never resolves by itself.
+  PagerDuty announces the changes the bot's own events make too: the echo of the bot's resolve
+  (a severity lowered out of the list) is ignored, and so is that of its acknowledge (the incident
+  is acknowledged already).
 - any other event type, or a key that is not one of ours, is answered 200 and ignored.
 
 The same webhook twice changes things once: the ack is idempotent, and the resolved line is a
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -29,7 +34,7 @@ from slack_sdk.errors import SlackApiError
 from bot.context import Context
 from bot.core.text import escape
 from bot.domain import pagerduty
-from bot.domain.deliveries import said
+from bot.domain.deliveries import DeliveryKind, said
 from bot.domain.incidents import Change, Incident, acknowledge
 from bot.pagerduty.client import signed
 from bot.slack.blocks import incident as blocks
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 
 PATH = "/pagerduty/webhook"
 MAX_BODY = 1_048_576
+# How long the webhook looks for the Slack user behind a PagerDuty ack (PagerDuty waits 5 s in all).
+WHO_BUDGET_S = 2.0
 StartResponse = Callable[..., Any]
 
 
@@ -117,24 +124,44 @@ def _acknowledged(ctx: Context, incident: Incident, agent: Any) -> str:
 
 
 def _who(ctx: Context, agent: Any) -> str:
-    """The Slack user behind a PagerDuty user (by email, when the bot may read it), else their name."""
+    """The Slack user behind a PagerDuty user (by email, when the bot may read it), else their name.
+
+    PagerDuty waits 5 seconds for the webhook's answer and disables a subscription whose webhooks
+    keep failing, so the look-up (PagerDuty's REST API, then Slack) gets WHO_BUDGET_S: past that
+    the ack still counts, shown by the PagerDuty name."""
     agent = agent if isinstance(agent, dict) else {}
     name = str(agent.get("summary") or "someone")
     user_id = agent.get("id")
     client = ctx.pagerduty
     if client is not None and client.reads_users and isinstance(user_id, str) and agent.get("type") == "user_reference":
-        email = client.user_email(user_id)
-        if email:
-            try:
-                return ctx.slack.user_by_email(email)
-            except (SlackApiError, OSError) as exc:
-                log.info("no Slack user for PagerDuty user %s (%s); shown by name", user_id, type(exc).__name__)
+        found: queue.Queue[str | None] = queue.Queue(maxsize=1)
+
+        def look_up() -> None:
+            email = client.user_email(user_id, timeout=WHO_BUDGET_S)
+            slack_user = None
+            if email:
+                try:
+                    slack_user = ctx.slack.user_by_email(email)
+                except (SlackApiError, OSError) as exc:
+                    log.info("no Slack user for PagerDuty user %s (%s); shown by name", user_id, type(exc).__name__)
+            found.put(slack_user)
+
+        threading.Thread(target=look_up, name="pagerduty-who", daemon=True).start()
+        try:
+            slack_user = found.get(timeout=WHO_BUDGET_S)
+        except queue.Empty:
+            log.warning("PagerDuty user %s not found in Slack within %.1f s; shown by name", user_id, WHO_BUDGET_S)
+            slack_user = None
+        if slack_user:
+            return slack_user
     return pagerduty.outside_person(name)
 
 
 def _resolved(ctx: Context, incident: Incident, event: dict[str, Any]) -> str:
     if not incident.is_open:
         return f"ignored: {incident.ref} is already resolved"
+    if pagerduty.resolved_by_us(ctx.store.deliveries(incident.number, kind=DeliveryKind.PAGERDUTY)):
+        return f"ignored: {incident.ref} was resolved in PagerDuty by the bot's own resolve"
     agent: dict[str, Any] = event["agent"] if isinstance(event.get("agent"), dict) else {}
     name = escape(str(agent.get("summary") or "someone"))
     text = (

@@ -70,6 +70,12 @@ def routes(
         if client is None:
             store.cancel_delivery(delivery.id, "PagerDuty is not configured (no routing key)")
             return
+        later = _superseded_by(store, delivery)
+        if later is not None:
+            # Due before the event that makes it moot (both were retrying while PagerDuty was down):
+            # a trigger sent now would ring a phone for an incident someone is already on.
+            store.cancel_delivery(delivery.id, f"superseded by the {later.target} (delivery {later.id})")
+            return
         links: list[dict[str, str]] = []
         if delivery.target in (pagerduty.EventAction.TRIGGER, pagerduty.LINKS):
             if delivery.target == pagerduty.LINKS:
@@ -108,6 +114,15 @@ def routes(
             _drop_links(store, incident, delivery, "the trigger already had the links")
 
     return {DeliveryKind.PAGERDUTY: Route(send, may_go=may_go, failing=_failing)}
+
+
+def _superseded_by(store: Store, delivery: DeliveryRecord) -> DeliveryRecord | None:
+    """A later event of the same incident (sent or still owed) that makes this one moot."""
+    for later in store.deliveries(delivery.incident, kind=DeliveryKind.PAGERDUTY):
+        moot = _SUPERSEDES.get(later.target, set())  # type: ignore[call-overload]
+        if later.id > delivery.id and later.status != DeliveryStatus.CANCELLED and delivery.target in moot:
+            return later
+    return None
 
 
 def _drop_links(store: Store, incident: Incident, trigger: DeliveryRecord, reason: str) -> None:

@@ -17,8 +17,11 @@ Events build alerts by dedup_key as PagerDuty does: a trigger opens one (or adds
 acknowledge and resolve act on the open one and are dropped when there is none; a trigger after
 a resolve opens a new one. `acknowledge(key, user)` and `resolve(key, user)` act as a responder
 would in PagerDuty's app, and send the signed v3 webhook (`incident.acknowledged`,
-`incident.resolved`) to every subscription (`subscribe(url, secrets)`), signed with each of its
-secrets (several while one is rotated). Faults: `fail(times, status)`, `down()` (every request
+`incident.resolved`) to every subscription (`subscribe(url, secrets, events)`) that asked for that
+event type, signed with each of its secrets (several while one is rotated). As in PagerDuty, a
+change an event makes (a trigger opening an alert, an acknowledge or resolve sent through the
+Events API) is announced too, with the integration as the agent: the bot hears its own
+acknowledges and resolves come back, asynchronously (a webhook may reach the bot before the 202). Faults: `fail(times, status)`, `down()` (every request
 refused with 503 until `heal()`), `delay`, `hang`.
 """
 
@@ -46,6 +49,9 @@ SUMMARY_MAX = 1024
 DEDUP_KEY_MAX = 255
 MAX_BODY = 512 * 1024
 RATE_LIMIT_PER_MINUTE = 120
+# PagerDuty expects a 2xx within 5 seconds for a generic webhook (developer.pagerduty.com,
+# Webhooks "Behavior"); a slower answer is a failed delivery.
+WEBHOOK_TIMEOUT_S = 5.0
 ROUTING_KEY = "R0SANDBOXROUTINGKEY0000000000000"  # 32 characters, like an integration key
 API_TOKEN = "sandbox-pagerduty-api-token"
 _ISO = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?\Z")
@@ -72,10 +78,16 @@ class Alert:
     acknowledged_by: str | None = None
 
 
+# The event types the README tells a subscription to ask for.
+SUBSCRIBED = ("incident.acknowledged", "incident.resolved")
+INTEGRATION_ID = "PSANDBOXEV2"
+
+
 @dataclass
 class Subscription:
     url: str
     secrets: tuple[str, ...]
+    events: tuple[str, ...] = SUBSCRIBED
     deliveries: list[tuple[int | None, dict[str, Any]]] = field(default_factory=list)  # (status, payload)
 
 
@@ -126,9 +138,9 @@ class PagerDutySandbox(JsonServer):
         self.users[user_id] = user
         return user
 
-    def subscribe(self, url: str, secrets: tuple[str, ...]) -> Subscription:
-        """A v3 webhook subscription: every incident event is POSTed to `url`, signed."""
-        subscription = Subscription(url, tuple(secrets))
+    def subscribe(self, url: str, secrets: tuple[str, ...], events: tuple[str, ...] = SUBSCRIBED) -> Subscription:
+        """A v3 webhook subscription: every incident event of those types is POSTed to `url`, signed."""
+        subscription = Subscription(url, tuple(secrets), tuple(events))
         self.subscriptions.append(subscription)
         return subscription
 
@@ -185,12 +197,19 @@ class PagerDutySandbox(JsonServer):
             if status == "acknowledged":
                 alert.acknowledged_by = user_id
             payload = self.webhook_payload(alert, f"incident.{status}", user_id)
-        return [self.deliver(subscription, payload) for subscription in self.subscriptions]
+        return [self.deliver(s, payload) for s in self.subscriptions if payload["event"]["event_type"] in s.events]
 
     def webhook_payload(self, alert: Alert, event_type: str, user_id: str | None) -> dict[str, Any]:
-        """A v3 webhook body, in the shape PagerDuty documents (developer.pagerduty.com, Webhooks v3)."""
+        """A v3 webhook body, in the shape PagerDuty documents (developer.pagerduty.com, Webhooks v3);
+        `user_id` None: the change came through the Events API integration."""
         user = self.users.get(user_id or "")
-        agent = None
+        agent: dict[str, Any] | None = {
+            "html_url": f"https://sandbox.pagerduty.com/services/PSANDBOX/integrations/{INTEGRATION_ID}",
+            "id": INTEGRATION_ID,
+            "self": f"{self.api_url}/services/PSANDBOX/integrations/{INTEGRATION_ID}",
+            "summary": "Events API V2",
+            "type": "events_api_v2_inbound_integration_reference",
+        }
         if user_id:
             agent = {
                 "html_url": f"https://sandbox.pagerduty.com/users/{user_id}",
@@ -227,7 +246,8 @@ class PagerDutySandbox(JsonServer):
         }
 
     def deliver(self, subscription: Subscription, payload: dict[str, Any], body: bytes | None = None) -> int | None:
-        """POST one webhook, signed with each of the subscription's secrets; the HTTP status."""
+        """POST one webhook, signed with each of the subscription's secrets; the HTTP status, or None
+        when the bot did not answer within PagerDuty's 5 seconds (or at all)."""
         raw = body if body is not None else json.dumps(payload).encode()
         request = urllib.request.Request(subscription.url, data=raw, method="POST")
         request.add_header("Content-Type", "application/json")
@@ -237,7 +257,7 @@ class PagerDutySandbox(JsonServer):
             request.add_header("X-PagerDuty-Signature", ",".join(signature(raw, s) for s in subscription.secrets))
         status: int | None
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the bot on loopback
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310 - loopback
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
@@ -299,6 +319,7 @@ class PagerDutySandbox(JsonServer):
             return 429, _failure(429)
         action = body["event_action"]
         dedup_key = body.get("dedup_key") or uuid.uuid4().hex
+        changed: str | None = None  # the v3 event type this event causes, if any
         with self._data:
             alert = self._open(dedup_key)
             if action == "trigger":
@@ -313,12 +334,25 @@ class PagerDutySandbox(JsonServer):
                         number=len(self.alerts) + 1,
                     )
                     self.alerts.append(alert)
+                    changed = "incident.triggered"
                 alert.links = list(body.get("links") or alert.links)
             elif alert is not None:
-                alert.status = "acknowledged" if action == "acknowledge" else "resolved"
+                status = "acknowledged" if action == "acknowledge" else "resolved"
+                changed = f"incident.{status}" if alert.status != status else None
+                alert.status = status
             if alert is not None:
                 alert.events.append({"action": action, "at": datetime.now(UTC).isoformat()})
+            news = self.webhook_payload(alert, changed, None) if alert is not None and changed else None
+        if news is not None:
+            self._announce(news)
         return 202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
+
+    def _announce(self, payload: dict[str, Any]) -> None:
+        """Webhooks for a change an event made, sent on their own threads: PagerDuty's webhooks are
+        asynchronous to the event that caused them."""
+        kind = payload["event"]["event_type"]
+        for subscription in [s for s in self.subscriptions if kind in s.events]:
+            threading.Thread(target=self.deliver, args=(subscription, payload), daemon=True).start()
 
     def _open(self, dedup_key: str) -> Alert | None:
         found = [a for a in self.alerts if a.dedup_key == dedup_key and a.status != "resolved"]

@@ -88,3 +88,15 @@ def test_the_messages_tab_publishes_nothing(running):
     running.platform.home_opened("U0BOB")
     published(running, "U0BOB", "Your on-call shifts")
     assert running.slack.home_view(COMMANDER) is None
+
+
+def test_the_commander_who_is_also_paged_sees_both_the_incident_and_its_acknowledge_button(running):
+    running.command("declare p1 Checkout returns 500", user=PRIMARY)  # the declarer commands, and is on call
+    running.slack.wait_for_dm(PRIMARY, with_button="incident_ack")
+    running.platform.home_opened(PRIMARY)
+    view = published(running, PRIMARY, "waiting for your ack")
+    text = str(view["blocks"])
+    assert "*INC-1*" in text and "you are *commander*" in text
+    assert [b["accessory"]["action_id"] for b in view["blocks"] if isinstance(b.get("accessory"), dict)] == [
+        "incident_ack"
+    ]
