@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.errors import UsageError
+from bot.core.executors import BoundedExecutor
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config, PagerDutyConfig
 from bot.domain.schedules import OnCall
@@ -27,7 +29,7 @@ from bot.store import Store
 class Announcing(Protocol):
     """Putting an incident into Slack and keeping it current (`bot.incident.announcer`)."""
 
-    def setup(self, number: int, pageable: Callable[[Incident], None] | None = None) -> Incident: ...
+    def setup(self, number: int) -> Incident: ...
 
     def refresh(self, number: int) -> None: ...
 
@@ -61,6 +63,10 @@ class People(Protocol):
 
     def schedule_members(self, schedule: str) -> list[str]: ...
 
+    def cached_only(self) -> AbstractContextManager[None]:
+        """Within it, in this thread, look-ups are answered from caches, never by Slack."""
+        ...
+
 
 class Timing(Protocol):
     """The timers, a cache of the store's due times (`bot.paging.timers`)."""
@@ -80,7 +86,8 @@ class Context:
     store: Store
     slack: SlackGateway
     clock: Callable[[], datetime]
-    work: Executor
+    work: Executor  # what people started: set-ups, diagnoses, proposals, confirmations
+    alert_work: BoundedExecutor  # the alert intake's own, bounded (the webhook answers 503 when full)
     announcer: Announcing
     directory: People
     timers: Timing
