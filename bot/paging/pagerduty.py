@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import Refused, RetryLater
+from bot.delivery.errors import NotPlacedYet, Refused, RetryLater
 from bot.domain import pagerduty
-from bot.domain.deliveries import DeliveryKind, DeliveryStatus
+from bot.domain.deliveries import NOT_PLACED_YET, DeliveryKind, DeliveryStatus
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord
@@ -35,9 +35,9 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 WAITING = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
-# The links wait for the announcement and war room this long at most, looking every second.
+# The links wait for the announcement and war room this long at most: they are "not placed yet"
+# (retried with backoff, and at once when set-up has made the place, `Store.retry_unplaced`).
 LINKS_WAIT = timedelta(minutes=2)
-LINKS_POLL_S = 1.0
 _WAITING_FOR_SLACK = "waiting for the announcement and the war room"
 # A later event that makes an earlier one moot while it still waits.
 _SUPERSEDES = {
@@ -83,7 +83,7 @@ def routes(
                     store.cancel_delivery(delivery.id, "moot: the incident was acknowledged or resolved")
                     return
                 if not _set_up(config, incident) and clock() - incident.declared_at < LINKS_WAIT:
-                    raise RetryLater(_WAITING_FOR_SLACK, after=LINKS_POLL_S)
+                    raise NotPlacedYet(_WAITING_FOR_SLACK)
             links = _links(slack, incident)
             if delivery.target == pagerduty.LINKS and not links:
                 store.cancel_delivery(delivery.id, "no announcement or war room to link")
@@ -167,7 +167,7 @@ WARN_AFTER_FAILURES = 3
 
 def _failing(delivery: DeliveryRecord, attempts: int, reason: str) -> str | None:
     """Said once, at the third failure in a row: the Slack side carries on, the retries too."""
-    if attempts != WARN_AFTER_FAILURES or reason == _WAITING_FOR_SLACK:
+    if attempts != WARN_AFTER_FAILURES or reason.startswith(NOT_PLACED_YET):
         return None
     return (
         f"⚠️ PagerDuty did not take the {delivery.target} (`{reason}`). Slack paging carries on; "
