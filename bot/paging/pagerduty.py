@@ -39,6 +39,7 @@ WAITING = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 LINKS_WAIT = timedelta(minutes=2)
 LINKS_POLL_S = 1.0
 _WAITING_FOR_SLACK = "waiting for the announcement and the war room"
+_PACING = "pacing: PagerDuty takes about 120 events a minute per integration key"
 # A later event that makes an earlier one moot while it still waits.
 _SUPERSEDES = {
     pagerduty.EventAction.ACKNOWLEDGE: {pagerduty.EventAction.TRIGGER, pagerduty.LINKS},
@@ -83,7 +84,8 @@ def routes(
                     store.cancel_delivery(delivery.id, "moot: the incident was acknowledged or resolved")
                     return
                 if not _set_up(config, incident) and clock() - incident.declared_at < LINKS_WAIT:
-                    raise RetryLater(_WAITING_FOR_SLACK, after=LINKS_POLL_S)
+                    store.postpone_delivery(delivery.id, _WAITING_FOR_SLACK, clock() + timedelta(seconds=LINKS_POLL_S))
+                    return
             links = _links(slack, incident)
             if delivery.target == pagerduty.LINKS and not links:
                 store.cancel_delivery(delivery.id, "no announcement or war room to link")
@@ -97,6 +99,11 @@ def routes(
             label=label or incident.severity,
             links=links,
         )
+        wait = client.pace.take()
+        if wait:
+            # PagerDuty's limit would refuse it: its turn comes when the oldest event leaves the window.
+            store.postpone_delivery(delivery.id, f"{_PACING} ({wait:.1f} s)", clock() + timedelta(seconds=wait))
+            return
         try:
             client.send(event)
         except PagerDutyError as exc:
@@ -166,8 +173,9 @@ WARN_AFTER_FAILURES = 3
 
 
 def _failing(delivery: DeliveryRecord, attempts: int, reason: str) -> str | None:
-    """Said once, at the third failure in a row: the Slack side carries on, the retries too."""
-    if attempts != WARN_AFTER_FAILURES or reason == _WAITING_FOR_SLACK:
+    """Said once, at the third failed try (waiting for the war room or for the pace is not a
+    failure: those postpone without counting): the Slack side carries on, the retries too."""
+    if attempts != WARN_AFTER_FAILURES:
         return None
     return (
         f"⚠️ PagerDuty did not take the {delivery.target} (`{reason}`). Slack paging carries on; "

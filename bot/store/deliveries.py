@@ -152,6 +152,15 @@ class DeliveriesPart(StoreBase):
             )
             return int(next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))["attempts"])
 
+    def postpone_delivery(self, delivery_id: int, reason: str, at: datetime) -> None:
+        """Back to pending until `at` without counting a failed attempt: it waited its turn (a
+        receiver's pace, a place not made yet), so its next real failure backs off as a first one."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'pending', last_error = ?, next_attempt_at = ? WHERE id = ?",
+                [reason, _to_db(at), delivery_id],
+            )
+
     def cancel_delivery(self, delivery_id: int, reason: str) -> None:
         with self.transaction() as db:
             db.execute(

@@ -398,6 +398,16 @@ def test_retry_counts_attempts_and_respects_next_attempt_at(store: Store, claime
     assert (final.status, final.attempts, final.last_error) == ("sent", 3, None)
 
 
+def test_a_postponed_delivery_waits_without_counting_an_attempt(store: Store, claimed: Incident) -> None:
+    assert store.start_delivery(3, T0)
+    store.postpone_delivery(3, "pacing", T0 + minutes(1))
+    record = store.deliveries(claimed.number, kind="page")[0]
+    assert (record.status, record.attempts, record.last_error) == ("pending", 0, "pacing")
+    assert 3 not in [d.id for d in store.due_deliveries(T0 + timedelta(seconds=59))]
+    assert store.start_delivery(3, T0 + minutes(1))
+    assert store.retry_delivery(3, "timeout", T0 + minutes(2)) == 1  # its first real failure
+
+
 def test_a_stale_copy_cannot_start_a_delivery_before_its_retry_is_due(store: Store, claimed: Incident) -> None:
     # Two copies of delivery 1 were queued; the first attempt fails and reschedules it.
     assert store.start_delivery(1, T0)
