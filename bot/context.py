@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -60,6 +61,10 @@ class People(Protocol):
     def on_call(self, schedule: str, now: datetime) -> OnCall | None: ...
 
     def schedule_members(self, schedule: str) -> list[str]: ...
+
+    def cached_only(self) -> AbstractContextManager[None]:
+        """Within it, in this thread, look-ups are answered from caches, never by Slack."""
+        ...
 
 
 class Timing(Protocol):

@@ -75,16 +75,21 @@ def _is_user(token: str) -> bool:
 
 def allowed(ctx: Context, action: str, user: str, incident: Incident | None, *, schedule: str | None = None) -> bool:
     """`may`, with the people paged, the rotation's members and the role holders looked up (only
-    as far as needed). `schedule` is the rotation an `oncall override` names."""
+    as far as needed, and from the directory's caches only). `schedule` is the rotation an
+    `oncall override` names."""
     if action not in ACTIONS:
         raise KeyError(f"unknown action {action!r}: add it to bot/domain/actions.py")
     refs = rule(ctx.config, action)
     paged = paged_users(ctx, incident) if PAGED in refs else frozenset()
-    members: frozenset[str] = frozenset()
-    if SCHEDULE_MEMBERS in refs and schedule in ctx.config.schedules:
-        members = frozenset(ctx.directory.schedule_members(schedule))
-    holders = _Holders(ctx, incident)
-    return may(ctx.config, action, user, incident=incident, paged=paged, holders=holders, schedule_members=members)
+    # From the caches only, whatever thread asks: a check runs before the ack, which must not
+    # wait on Slack. An email or user group not cached yet counts nobody in (and is fetched in
+    # the background); the config's own are cached from start-up.
+    with ctx.directory.cached_only():
+        members: frozenset[str] = frozenset()
+        if SCHEDULE_MEMBERS in refs and schedule in ctx.config.schedules:
+            members = frozenset(ctx.directory.schedule_members(schedule))
+        holders = _Holders(ctx, incident)
+        return may(ctx.config, action, user, incident=incident, paged=paged, holders=holders, schedule_members=members)
 
 
 def require(

@@ -4,7 +4,9 @@ Bolt verifies the signature (and the replay guard refuses a request seen before)
 parses `/incident <verb> [INC-n] args`, finds the incident, passes the permission gate, calls
 the command module, and acks with its reply. Slow work the command asks for (Slack set-up calls,
 Google calls) runs after the ack on the work executor, so a slow Slack API never holds up
-another user's ack.
+another user's ack. Before the ack people are looked up from the directory's caches only
+(`Directory.cached_only`), and the one Slack call made, views.open, uses a client that does not
+sleep through a 429's Retry-After (`SlackGateway.open_view`).
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ def _handle_command(
     ctx: Context, owners: permissions.Owners, ack: Any, body: dict[str, Any], respond: Any, ref: str
 ) -> str:
     try:
-        with ctx.store.urgent():
+        # Before the ack: nothing here may wait on Slack but views.open (bot/slack/forms.py).
+        with ctx.store.urgent(), ctx.directory.cached_only():
             reply = _dispatch_command(ctx, owners, body, ref)
     except UsageError as exc:
         ack(text=exc.reply_text(), response_type="ephemeral")
@@ -248,7 +251,7 @@ def _handle_click(
             incident=ctx.store.get(number) if number is not None else None,
             request_id=ref,
         )
-        with ctx.store.urgent():
+        with ctx.store.urgent(), ctx.directory.cached_only():
             permissions.gate(ctx, click, owners)
             reply = handler(ctx, click)
     except UsageError as exc:
@@ -296,7 +299,7 @@ def _handle_submission(
     )
     logs.bind(verb=submission.callback_id)  # Bolt routed it here by this registered id
     try:
-        with ctx.store.urgent():
+        with ctx.store.urgent(), ctx.directory.cached_only():
             permissions.gate(ctx, submission, owners)
             reply = handler(ctx, submission)
     except ViewErrors as exc:

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import App
@@ -41,7 +41,7 @@ from bot.domain.proposals import ProposalStatus
 from bot.google.cloud import CloudSources
 from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
-from bot.oncall.directory import Directory
+from bot.oncall.directory import RETRY_S, Directory
 from bot.oncall.handoffs import HandoffNotices
 from bot.oncall.readiness import DailyCheck
 from bot.pagerduty import client as pagerduty_client
@@ -50,13 +50,16 @@ from bot.paging.leadership import Leadership
 from bot.paging.pager import Pager
 from bot.paging.timers import Timers
 from bot.review import drafts
-from bot.slack.gateway import SlackGateway, error_code, make_client
+from bot.slack.gateway import SlackGateway, error_code, make_client, make_request_client
 from bot.statuspage import client as statuspage
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 WORK_THREADS = 16
+# A delivery's sending deadline, in Slack client timeouts: a call starts only with two of them
+# left (one to answer, one for a slow post to land), so a send has one timeout to get going.
+SEND_DEADLINE_TIMEOUTS = 3
 SLACK_RETRY_MAX_S = 30.0
 # Slack answers these when the token itself is wrong: retrying will not help, a person must.
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
@@ -76,7 +79,8 @@ class IncidentBot:
         clock: Callable[[], datetime] = utcnow,
         setup_retry_s: float = 60.0,
         slack_retry_s: float = 1.0,
-        slack_timeout_s: int = 10,
+        slack_timeout_s: int | None = None,
+        lookup_retry_s: float = RETRY_S,
     ) -> None:
         self.settings = settings
         # Before anything can log: every secret this process holds is redacted by value.
@@ -90,11 +94,14 @@ class IncidentBot:
         self._socket_mode: SocketMode | None = None
         self.config = config
         self.store = Store(settings.db_path)
-        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=slack_timeout_s)
-        self.slack = SlackGateway(self.client)
+        timeout_s = settings.slack_timeout_s if slack_timeout_s is None else slack_timeout_s
+        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=timeout_s)
+        # views.open before an ack goes through a client that never sleeps on Retry-After.
+        self.request_client = make_request_client(settings.bot_token, settings.slack_api_url)
+        self.slack = SlackGateway(self.client, self.request_client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.announcer = Announcer(config, self.store, self.slack, clock)
-        self.directory = Directory(config, self.slack, self.store, clock)
+        self.directory = Directory(config, self.slack, self.store, clock, retry_s=lookup_retry_s)
         self.statuspage = statuspage.from_config(config.statuspage)
         self.pagerduty = pagerduty_client.from_config(
             config.pagerduty, os.environ, settings.pagerduty_events_url, settings.pagerduty_api_url
@@ -103,7 +110,15 @@ class IncidentBot:
         self.pagerduty_secrets = pagerduty_client.webhook_secrets(config.pagerduty, os.environ)
         self.pager = Pager(config, self.store, self.slack, self.announcer, self.directory, clock)
         # Every kind's route is registered once the context its senders need exists (below).
-        self.deliveries = Dispatcher(self.store, self.slack, clock, routes={})
+        # A delivery is claimed until a deadline no send can outlast (bot/delivery/dispatch.py).
+        self.deliveries = Dispatcher(
+            self.store,
+            self.slack,
+            clock,
+            routes={},
+            instance=settings.instance,
+            send_deadline=timedelta(seconds=SEND_DEADLINE_TIMEOUTS * timeout_s),
+        )
         self.timers = Timers(config, self.store, self.deliveries, clock)
         self.leadership = Leadership(
             self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop
@@ -145,6 +160,12 @@ class IncidentBot:
         """
         if not self.wait_for_slack() or self._stopping.is_set():
             return
+        # The permission gate answers from caches only: fill them before saying ready. Through
+        # the client that does not sleep on Retry-After, so a rate-limited Slack delays nothing;
+        # what failed is logged and retried in the background, and counts nobody in meanwhile.
+        self.not_ready = "starting: looking up the config's emails and user groups in Slack"
+        failed = self.directory.refresh(SlackGateway(self.request_client))
+        self.directory.keep_fresh(failed=bool(failed))
         self.not_ready = "starting: rebuilding timers from the store"
         self.work.submit(self.directory.warn_unknown_usergroups)
         # Work another instance makes (a declare's first page) reaches the leader at once.
@@ -264,6 +285,7 @@ class IncidentBot:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.directory.stop()
         if self._starting is not None:
             self._starting.join(timeout=15)  # an auth.test in flight times out after 10 s
         if self._socket_mode is not None:

@@ -41,6 +41,8 @@ class Settings:
     # The timers' lease (bot/leadership.py): its length, and this process's name as its holder.
     lease_s: float = 10.0
     instance: str = field(default_factory=instance_name)
+    # How long the Slack client waits for an answer; a delivery's sending deadline is 3 of these.
+    slack_timeout_s: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,8 +63,10 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(f"PORT and HTTP_THREADS must be numbers ({exc})") from exc
         lease_s = _lease_seconds(env.get("INCIDENT_BOT_LEASE_S", "10"))
+        slack_timeout_s = _slack_timeout(env.get("INCIDENT_BOT_SLACK_TIMEOUT_S", "10"))
         return cls(
             lease_s=lease_s,
+            slack_timeout_s=slack_timeout_s,
             instance=env.get("INCIDENT_BOT_INSTANCE") or instance_name(),
             bot_token=bot_token,
             signing_secret=signing_secret,
@@ -136,4 +140,13 @@ def _lease_seconds(text: str) -> float:
         value = 0.0
     if not 1.0 <= value <= 60.0:
         raise SettingsError(f"INCIDENT_BOT_LEASE_S must be between 1 and 60 seconds, not {text!r}")
+    return value
+
+
+def _slack_timeout(text: str) -> int:
+    value = int(text) if text.strip().isdecimal() else 0
+    if not 1 <= value <= 60:
+        raise SettingsError(
+            f"INCIDENT_BOT_SLACK_TIMEOUT_S must be a whole number of seconds from 1 to 60, not {text!r}"
+        )
     return value

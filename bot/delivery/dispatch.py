@@ -1,5 +1,12 @@
 """Sending one delivery through the route of its kind: claimed, sent, retried, never dropped.
 
+A delivery is claimed by one instance until a sending deadline (`send_deadline`, longer than any
+send the Slack client's timeout allows): no Slack call of the send starts unless it can finish
+before the deadline (`calls_until`), and nobody else takes the delivery over, nor asks Slack
+whether it landed, before the deadline has passed. The same rule holds for the sender itself:
+a send whose outcome is in doubt (a timeout, a dropped answer, a 5xx) is looked up in Slack only
+after its deadline, since a post Slack was slow to answer often lands after the client gave up.
+
 A failure that persists is said out loud in the war room (a route's `failing` says when and
 how), because a silent failed page is the worst bug this bot can have. A receiver that refuses
 the call itself (`Refused`) is not retried, and the war room hears why.
@@ -8,7 +15,10 @@ the call itself (`Refused`) is not retried, and the war room hears why.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -20,7 +30,7 @@ from bot.delivery.once import key
 from bot.domain.deliveries import DeliveryKind, DeliveryStatus, warning
 from bot.domain.incidents import Incident
 from bot.domain.records import DeliveryRecord
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import Calls, DeadlinePassed, SlackGateway, calls_until, error_code
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,9 @@ class Dispatcher:
         routes: Routes,
         retry_base: timedelta = timedelta(seconds=5),
         retry_max: timedelta = timedelta(minutes=5),
+        *,
+        instance: str = "",
+        send_deadline: timedelta = timedelta(seconds=30),
     ) -> None:
         self.store = store
         self.slack = slack
@@ -65,6 +78,11 @@ class Dispatcher:
         self.routes = dict(routes)
         self.retry_base = retry_base
         self.retry_max = retry_max
+        self.instance = instance  # who claims the deliveries this dispatcher sends
+        self.send_deadline = send_deadline
+        # Set while this instance must send nothing more (it lost the lease, or is stopping):
+        # no further Slack call starts; the deliveries in flight are left to the deadline rule.
+        self.stopping: threading.Event | None = None
 
     def route(self, delivery: DeliveryRecord) -> Route:
         try:
@@ -78,8 +96,19 @@ class Dispatcher:
         return may_go is None or may_go(delivery)
 
     def send(self, delivery: DeliveryRecord) -> None:
-        if not self.store.start_delivery(delivery.id, self.clock()):
+        now = self.clock()
+        until = now + self.send_deadline
+        if not self.store.start_delivery(delivery.id, now, holder=self.instance, until=until):
             return  # another thread has it
+        with self._calls_until(until) as calls:
+            self._send_claimed(delivery, until, calls)
+
+    def _calls_until(self, until: datetime) -> AbstractContextManager[Calls]:
+        """Slack calls made in the block start only while the claim's deadline leaves room."""
+        left = (until - self.clock()).total_seconds()
+        return calls_until(time.monotonic() + left, self.stopping)
+
+    def _send_claimed(self, delivery: DeliveryRecord, until: datetime, calls: Calls) -> None:
         incident = self.store.get(delivery.incident)
         if incident is None:
             self.store.cancel_delivery(delivery.id, "incident gone")
@@ -91,15 +120,17 @@ class Dispatcher:
                 return
             self.route(delivery).send(delivery, incident)
         except RetryLater as exc:
-            self._retry_later(delivery, incident, exc.reason, after=exc.after)
+            self._retry_later(delivery, incident, exc.reason, after=exc.after, claim=until, in_doubt=calls.in_doubt)
         except Refused as exc:
             self._refused(delivery, incident, exc)
-        except (SlackApiError, Undeliverable, OSError) as exc:
-            reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc)
-            self._retry_later(delivery, incident, reason)
+        except (SlackApiError, Undeliverable, OSError, DeadlinePassed) as exc:
+            # A post that timed out or met a 5xx may land all the same (`calls.in_doubt`): then
+            # nobody, this sender included, asks Slack whether it did before the deadline.
+            reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc) or type(exc).__name__
+            self._retry_later(delivery, incident, reason, claim=until, in_doubt=calls.in_doubt)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the page: keep it pending
             log.exception("delivery %s of INC-%s failed", delivery.id, delivery.incident)
-            self._retry_later(delivery, incident, type(exc).__name__)
+            self._retry_later(delivery, incident, type(exc).__name__, claim=until, in_doubt=calls.in_doubt)
         else:
             # Read back from the store: a delivery that turned out not to be needed is not "sent".
             sent = self._sent(delivery)
@@ -117,23 +148,37 @@ class Dispatcher:
             after_sent(delivery)
 
     def recover_interrupted(self) -> None:
-        """Deliveries a crash caught mid-send: sent if Slack has them, else sent again."""
-        for delivery in self.store.interrupted_deliveries():
-            self.recover(delivery)
+        """At start-up, deliveries left `sending`: sent if Slack has them, else sent again.
 
-    def recover(self, delivery: DeliveryRecord) -> None:
-        """One delivery left `sending` (a crash, or a store write that failed after the post)."""
+        On PostgreSQL, those whose sending deadline still runs are left until it passes (their
+        sender may be alive, frozen or slow: the delivery loop takes them over then). On SQLite
+        there is one process: a claim of another holder is a dead predecessor's, taken over now."""
+        dead_predecessors = self.store.dialect == "sqlite"
+        for delivery in self.store.interrupted_deliveries(None if dead_predecessors else self.clock()):
+            self.recover(delivery, dead_holder=dead_predecessors)
+
+    def recover(self, delivery: DeliveryRecord, *, dead_holder: bool = False) -> None:
+        """One delivery left `sending` (a crash, or a store write that failed after the post),
+        taken over once its sending deadline has passed (at once with `dead_holder`, unless it is
+        this instance's own), and looked up in Slack before sending."""
+        now = self.clock()
+        until = now + self.send_deadline
+        if not self.store.take_over_delivery(
+            delivery.id, now, holder=self.instance, until=until, dead_holder=dead_holder
+        ):
+            return  # its sender's deadline still runs, or another instance has taken it over
         incident = self.store.get(delivery.incident)
         try:
-            landed = incident is not None and self._landed(delivery, incident)
+            with self._calls_until(until):
+                landed = incident is not None and self._landed(delivery, incident)
         except Exception as exc:  # noqa: BLE001 - Slack is struggling: look again after a backoff
             log.warning("could not check whether delivery %s landed (%s); later", delivery.id, exc)
             self.store.retry_delivery(
-                delivery.id, f"could not check whether it landed: {exc}", self.clock() + self.retry_base
+                delivery.id, f"could not check whether it landed: {exc}", self.clock() + self.retry_base, claim=until
             )
             return
         if not landed:
-            self.store.resume_delivery(delivery.id)
+            self.store.resume_delivery(delivery.id, claim=until)
 
     def _landed(self, delivery: DeliveryRecord, incident: Incident) -> bool:
         """Whether Slack has the delivery already (then it is recorded as sent).
@@ -147,7 +192,8 @@ class Dispatcher:
             return False  # it never got as far as Slack
         # Since the attempt in doubt: after the last retry was planned, or, for a delivery being
         # retried, since before that retry's backoff began.
-        oldest = delivery.next_attempt_at - (self.retry_max if delivery.attempts else timedelta(0))
+        # A send in doubt is retried at its deadline at the earliest: its post may be that much older.
+        oldest = delivery.next_attempt_at - (self.retry_max + self.send_deadline if delivery.attempts else timedelta(0))
         landed = self.route(delivery).landed
         try:
             if landed is not None:
@@ -170,20 +216,34 @@ class Dispatcher:
         self.store.record_firing(incident.number, warning(f"warning:refused:{delivery.id}", refusal.say), self.clock())
 
     def _retry_later(
-        self, delivery: DeliveryRecord, incident: Incident, reason: str, after: float | None = None
+        self,
+        delivery: DeliveryRecord,
+        incident: Incident,
+        reason: str,
+        after: float | None = None,
+        *,
+        claim: datetime | None = None,
+        in_doubt: bool = False,
     ) -> None:
-        """Try again after a backoff, or exactly when the receiver said (`Retry-After`)."""
+        """Try again after a backoff, or exactly when the receiver said (`Retry-After`); a send
+        whose outcome is in doubt not before its claim's deadline (`claim`)."""
         delay = min(self.retry_max, self.retry_base * (2 ** min(delivery.attempts, 10)))
         if after is not None:
             delay = timedelta(seconds=after)
-        attempts = self.store.retry_delivery(delivery.id, reason, self.clock() + delay)
+        at = self.clock() + delay
+        if in_doubt and claim is not None:
+            at = max(at, claim)
+        attempts = self.store.retry_delivery(delivery.id, reason, at, claim=claim)
+        if not attempts:
+            log.warning("delivery %s was taken over after its deadline; its late failure changes nothing", delivery.id)
+            return
         log.warning(
-            "delivery %s (%s to %s) failed: %s; retry in %s",
+            "delivery %s (%s to %s) failed: %s; retry at %s",
             delivery.id,
             delivery.kind,
             delivery.target,
             reason,
-            delay,
+            at.isoformat(timespec="seconds"),
         )
         failing = self.route(delivery).failing
         text = failing(delivery, attempts, reason) if failing is not None else None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
@@ -62,6 +63,7 @@ IDLE_WAIT_S = 30.0  # a safety net: the loop re-reads the store at least this of
 RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
 RETRY_MAX_S = 30.0
+STOP_BOUND_S = 5.0  # how long stopping waits for senders before leaving them behind
 
 
 class Timers:
@@ -132,6 +134,8 @@ class Timers:
         self._stopping.clear()
         self.fence = fence
         self.leading = True
+        # This leadership's senders stop calling Slack once it ends (see `stop`).
+        self.deliveries.stopping = self._stopping
         with self._fenced():
             self.deliveries.recover_interrupted()
         # Started paused while every job is planned: each job added to a running scheduler wakes
@@ -150,8 +154,12 @@ class Timers:
         )
         self._loop.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop planning, let running work finish, then return (the store may be closed after)."""
+    def stop(self, timeout: float = STOP_BOUND_S) -> None:
+        """Stop planning and sending; wait at most `timeout` for running work, then return.
+
+        Senders are not waited for beyond the bound (one may be asleep on a `Retry-After`, or on a
+        pool connection during a database failover): they call Slack no more, their store writes
+        are fenced, and the deliveries they hold are taken over after their sending deadline."""
         self.leading = False
         self._stopping.set()
         self._wake.set()
@@ -159,13 +167,15 @@ class Timers:
             # wait=False: shutdown(wait=True) holds the job-store lock while waiting, and a job
             # that re-plans needs that lock. Our own count of running work is waited on instead.
             self.scheduler.shutdown(wait=False)
+        self._senders.shutdown(wait=False, cancel_futures=True)
+        self._urgent.shutdown(wait=False, cancel_futures=True)
+        self._outside.shutdown(wait=False, cancel_futures=True)
+        bound = time.monotonic() + timeout
         with self._idle:
-            self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
-        self._senders.shutdown(wait=True, cancel_futures=True)
-        self._urgent.shutdown(wait=True, cancel_futures=True)
-        self._outside.shutdown(wait=True, cancel_futures=True)
+            if not self._idle.wait_for(lambda: self._active == 0, timeout=timeout):
+                log.warning("%s sends or timer runs still under way after %.0f s: left behind", self._active, timeout)
         if self._loop.is_alive() and self._loop is not threading.current_thread():
-            self._loop.join(timeout=timeout)
+            self._loop.join(timeout=max(0.0, bound - time.monotonic()))
 
     @contextmanager
     def _working(self) -> Iterator[None]:
@@ -428,9 +438,10 @@ class Timers:
         lane.submit(work, delivery)
 
     def _recover_stranded(self) -> None:
-        """A delivery left `sending` by a send whose store write failed (a locked database) is
-        not being sent by anyone: ask Slack whether it landed, else send it again."""
-        for delivery in self.store.interrupted_deliveries():
+        """A delivery left `sending` past its sending deadline (a send whose store write failed,
+        a sender that died or froze, on this instance or another) is not being sent by anyone:
+        ask Slack whether it landed, else send it again. The loop wakes when a deadline passes."""
+        for delivery in self.store.interrupted_deliveries(self.clock()):
             self._submit(delivery, self._recover)
 
     def _send(self, delivery: DeliveryRecord) -> None:

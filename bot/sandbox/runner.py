@@ -19,6 +19,7 @@ from bot.app.runtime import IncidentBot
 from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
+from bot.oncall.directory import RETRY_S
 from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.pagerduty import PagerDutySandbox
 from bot.sandbox.slack import SlackSandbox
@@ -47,6 +48,7 @@ class SandboxedBot:
         alert_token: str = ALERT_TOKEN,
         metrics_token: str | None = None,
         pagerduty: PagerDutySandbox | None = None,
+        lookup_retry_s: float = RETRY_S,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
         waiting for Slack (a test of start-up against a slow or down Slack)."""
@@ -71,6 +73,8 @@ class SandboxedBot:
         self.slack_timeout_s = slack_timeout_s
         # Slack's requests over the sandbox's Socket Mode WebSocket (SocketModePlatform), not HTTP.
         self.socket_mode = socket_mode
+        # How soon a background look-up of emails and user groups that failed is tried again.
+        self.lookup_retry_s = lookup_retry_s
         self.bot: IncidentBot | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -111,6 +115,7 @@ class SandboxedBot:
             setup_retry_s=self.setup_retry_s,
             slack_retry_s=self.slack_retry_s,
             slack_timeout_s=self.slack_timeout_s,
+            lookup_retry_s=self.lookup_retry_s,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.
         self._server = make_server(self.bot, host="127.0.0.1", port=0, threads=32, slack_events=not self.socket_mode)

@@ -1,7 +1,9 @@
 """Thin adapter over slack_sdk's WebClient: the calls the bot makes, with retries.
 
 Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried by slack_sdk's
-own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide.
+own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide. The one
+call made before an ack (views.open) goes through a second client with no retry handlers and a
+short timeout (`make_request_client`): sleeping through a Retry-After there misses Slack's 3 s.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
@@ -19,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.handler import RetryHandler
 
 from bot.core import counters as metrics
 
@@ -26,19 +32,116 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
+# views.open before the ack: Slack gives the ack 3 s, of which the rest of the request needs some.
+REQUEST_TIMEOUT_S = 2.0
+
+
+# Room a Slack call needs before a sending deadline, in client timeouts: one for the call, one
+# more for a post Slack was slow to answer, which often lands after the client gave up.
+CALL_ROOM_TIMEOUTS = 2
+_budget = threading.local()
+
+
+class DeadlinePassed(Exception):
+    """A Slack call was not made: the sending deadline is too near for it (or the sender was told
+    to stop), so whoever takes the delivery over after the deadline decides, by asking Slack."""
+
+
+# The calls that make something appear in Slack: one whose answer never came may have landed.
+POSTING_METHODS = frozenset({"chat.postMessage", "files.completeUploadExternal", "files.upload"})
+
+
+@dataclass
+class Calls:
+    """What `calls_until` saw: whether a post went out whose outcome is unknown (no answer, or a 5xx)."""
+
+    in_doubt: bool = False
+
+
+@contextmanager
+def calls_until(deadline: float, stopping: threading.Event | None = None) -> Iterator[Calls]:
+    """Slack calls this thread makes in the block (slack_sdk's own retries included) each start
+    only while `deadline` (a `time.monotonic()` value) leaves room for them to finish and land,
+    and while `stopping` is not set; otherwise `DeadlinePassed` is raised instead of calling."""
+    outer = getattr(_budget, "limit", None), getattr(_budget, "calls", None)
+    calls = Calls()
+    _budget.limit, _budget.calls = (deadline, stopping), calls
+    try:
+        yield calls
+    finally:
+        _budget.limit, _budget.calls = outer
+
+
+def _note_failure(api_method: str, exc: Exception) -> None:
+    calls: Calls | None = getattr(_budget, "calls", None)
+    if calls is None or api_method not in POSTING_METHODS:
+        return
+    status = getattr(getattr(exc, "response", None), "status_code", 200) if isinstance(exc, SlackApiError) else 599
+    if status >= 500:
+        calls.in_doubt = True
+
+
+def _room_for(timeout: float, wait: float = 0.0) -> str | None:
+    """Why a call (after `wait` seconds) may not start now, or None when it may."""
+    limit = getattr(_budget, "limit", None)
+    if limit is None:
+        return None
+    deadline, stopping = limit
+    if stopping is not None and stopping.is_set():
+        return "the sender was told to stop"
+    left = deadline - time.monotonic() - wait
+    if left < CALL_ROOM_TIMEOUTS * timeout:
+        return f"{left:.1f} s left before the sending deadline"
+    return None
+
+
+class _Bounded:
+    """A retry handler that retries only while the thread's sending deadline leaves room."""
+
+    timeout: float = 10.0
+
+    def can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        wait = 1.0
+        if response is not None and response.status_code == 429:
+            for name, values in (response.headers or {}).items():
+                if name.lower() == "retry-after" and values:
+                    with suppress(ValueError):
+                        wait = float(values[0]) + 1.0
+        if _room_for(self.timeout, wait) is not None:
+            return False
+        return bool(super().can_retry(state=state, request=request, response=response, error=error))  # type: ignore[misc]
+
+
+class _BoundedConnectionErrors(_Bounded, ConnectionErrorRetryHandler):
+    pass
+
+
+class _BoundedRateLimits(_Bounded, RateLimitErrorRetryHandler):
+    pass
+
+
+class _BoundedServerErrors(_Bounded, ServerErrorRetryHandler):
+    pass
 
 
 class CountingWebClient(WebClient):
-    """slack_sdk's client, counting the calls that fail after its own retries (for /metrics)."""
+    """slack_sdk's client, counting the calls that fail after its own retries (for /metrics).
+
+    Inside `calls_until`, a call starts only while the sending deadline leaves room for it."""
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        why = _room_for(float(self.timeout))
+        if why is not None:
+            raise DeadlinePassed(f"{api_method} not called: {why}")
         try:
             return super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
+            _note_failure(api_method, exc)
             raise
         except Exception as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
+            _note_failure(api_method, exc)
             raise
 
 
@@ -46,16 +149,29 @@ def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> W
     base = base_url or DEFAULT_API_URL
     if not base.endswith("/"):
         base += "/"
-    return CountingWebClient(
-        token=token,
-        base_url=base,
-        timeout=timeout,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=3),
-            RateLimitErrorRetryHandler(max_retry_count=5),
-            ServerErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+    handlers: list[RetryHandler] = [
+        _BoundedConnectionErrors(max_retry_count=3),
+        _BoundedRateLimits(max_retry_count=5),
+        _BoundedServerErrors(max_retry_count=3),
+    ]
+    for handler in handlers:
+        handler.timeout = float(timeout)  # type: ignore[attr-defined]
+    return CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=handlers)
+
+
+def make_request_client(token: str, base_url: str | None = None, timeout: float = REQUEST_TIMEOUT_S) -> WebClient:
+    """The client for the one call made before an ack (views.open): no retry handlers, so a 429
+    is answered at once instead of slept through (Retry-After can be longer than the 3 s Slack
+    gives the ack), and a short timeout, so a hanging Slack cannot hold the ack past it either."""
+    base = base_url or DEFAULT_API_URL
+    if not base.endswith("/"):
+        base += "/"
+    # slack_sdk hands `timeout` to urllib as is: a float works although it is annotated int.
+    return CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
+
+
+def is_rate_limited(exc: SlackApiError) -> bool:
+    return error_code(exc) == "ratelimited" or getattr(exc.response, "status_code", None) == 429
 
 
 def error_code(exc: SlackApiError) -> str:
@@ -68,8 +184,10 @@ def error_code(exc: SlackApiError) -> str:
 class SlackGateway:
     """The Slack Web API calls the bot makes, named for what they do."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, request_client: WebClient | None = None) -> None:
         self.client = client
+        # For calls made before an ack (views.open): never sleeps on Retry-After (make_request_client).
+        self.request_client = request_client or client
         self._email_cache: dict[str, str] = {}
         self._dm_cache: dict[str, str] = {}
         self._cache_lock = threading.Lock()
@@ -227,7 +345,9 @@ class SlackGateway:
         return self._bot_user_id
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
-        self.client.views_open(trigger_id=trigger_id, view=view)
+        """views.open, before the ack (its trigger_id lasts 3 s): through the request client, so
+        a 429 raises at once rather than being retried after Retry-After."""
+        self.request_client.views_open(trigger_id=trigger_id, view=view)
 
     def user_info(self, user: str) -> dict[str, Any]:
         """A user's record (users.info): `deleted` is true for a deactivated account;

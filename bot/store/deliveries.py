@@ -107,22 +107,49 @@ class DeliveriesPart(StoreBase):
         return [_delivery(r) for r in rows]
 
     def next_delivery_at(self, excluding: Collection[int] = ()) -> datetime | None:
-        """When the next pending delivery is due, leaving out `excluding` (those being sent)."""
+        """When the next pending delivery is due, or the next claim of one being sent lapses (its
+        sender may have died: it is to be looked up then), leaving out `excluding` (those this
+        process is sending)."""
         ids = sorted(excluding)
         skip = f" AND id NOT IN ({', '.join('?' for _ in ids)})" if ids else ""
-        rows = self._rows(f"SELECT min(next_attempt_at) AS at FROM deliveries WHERE status = 'pending'{skip}", ids)
+        rows = self._rows(
+            f"SELECT min(at) AS at FROM (SELECT next_attempt_at AS at FROM deliveries WHERE status = 'pending'{skip}"
+            f" UNION ALL SELECT claim_until AS at FROM deliveries WHERE status = 'sending'"
+            f" AND claim_until IS NOT NULL{skip}) due",
+            [*ids, *ids],
+        )
         return _from_db_datetime(rows[0]["at"]) if rows else None
 
-    def start_delivery(self, delivery_id: int, now: datetime) -> bool:
+    def start_delivery(
+        self, delivery_id: int, now: datetime, *, holder: str = "", until: datetime | None = None
+    ) -> bool:
         """pending -> sending, if it is due; False if another thread took it or it waits for a retry.
 
+        The claim records who sends it (`holder`) and until when (`until`, the sending deadline):
+        nobody else takes it, or asks Slack whether it landed, before then (`take_over_delivery`).
         Checking the due time here, not only when listing, keeps a stale copy of the row (queued
         before a failed attempt rescheduled it) from retrying at once, again and again.
         """
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE deliveries SET status = 'sending' WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
-                [delivery_id, _to_db(now)],
+                "UPDATE deliveries SET status = 'sending', claimed_by = ?, claim_until = ?"
+                " WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
+                [holder or None, _to_db(until), delivery_id, _to_db(now)],
+            )
+            return cursor.rowcount == 1
+
+    def take_over_delivery(
+        self, delivery_id: int, now: datetime, *, holder: str, until: datetime, dead_holder: bool = False
+    ) -> bool:
+        """Claim a delivery left `sending` whose sending deadline has passed (its sender died, froze
+        or gave up): False while the deadline runs, or if another instance took it over first.
+        `dead_holder`: its holder is known to be dead (SQLite's predecessor), unless it is `holder`
+        itself: taken over without waiting for the deadline."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id = ? AND status = 'sending'"
+                " AND (claim_until IS NULL OR claim_until <= ? OR (? AND coalesce(claimed_by, '') != ?))",
+                [holder or None, _to_db(until), delivery_id, _to_db(now), bool(dead_holder), holder or ""],
             )
             return cursor.rowcount == 1
 
@@ -142,14 +169,23 @@ class DeliveriesPart(StoreBase):
                 [_to_db(now), user, channel, ts, delivery_id],
             )
 
-    def retry_delivery(self, delivery_id: int, error: str, at: datetime) -> int:
-        """Back to pending, to be tried again at `at`; returns how many attempts have failed."""
+    def retry_delivery(self, delivery_id: int, error: str, at: datetime, *, claim: datetime | None = None) -> int:
+        """Back to pending, to be tried again at `at`; returns how many attempts have failed.
+
+        With `claim` (the sending deadline its sender claimed it with), only if that claim is still
+        the delivery's: a sender that overran its deadline, whose delivery another has taken over
+        since, changes nothing (and 0 is returned)."""
         with self.transaction() as db:
-            db.execute(
+            sql = (
                 "UPDATE deliveries SET status = 'pending', attempts = attempts + 1, last_error = ?,"
-                " next_attempt_at = ? WHERE id = ?",
-                [error, _to_db(at), delivery_id],
+                " next_attempt_at = ? WHERE id = ?"
             )
+            params: list[Any] = [error, _to_db(at), delivery_id]
+            if claim is not None:
+                sql += " AND status = 'sending' AND claim_until = ?"
+                params.append(_to_db(claim))
+            if db.execute(sql, params).rowcount != 1:
+                return 0
             return int(next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))["attempts"])
 
     def postpone_delivery(self, delivery_id: int, reason: str, at: datetime) -> None:
@@ -168,13 +204,16 @@ class DeliveriesPart(StoreBase):
                 [reason, delivery_id],
             )
 
-    def resume_delivery(self, delivery_id: int) -> None:
-        """A delivery caught mid-send by a crash, which Slack says never arrived: send it again."""
+    def resume_delivery(self, delivery_id: int, *, claim: datetime | None = None) -> None:
+        """A delivery caught mid-send by a crash, which Slack says never arrived: send it again
+        (with `claim`, only if the delivery is still claimed with that deadline)."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = 'pending' WHERE id = ? AND status = 'sending'",
-                [delivery_id],
-            )
+            sql = "UPDATE deliveries SET status = 'pending' WHERE id = ? AND status = 'sending'"
+            params: list[Any] = [delivery_id]
+            if claim is not None:
+                sql += " AND claim_until = ?"
+                params.append(_to_db(claim))
+            db.execute(sql, params)
 
     def deliveries(self, number: int, kind: str | None = None, status: str | None = None) -> list[DeliveryRecord]:
         sql = "SELECT * FROM deliveries WHERE incident = ?"
@@ -210,8 +249,22 @@ class DeliveriesPart(StoreBase):
                 [channel, user, thread_ts, delivery_id],
             )
 
-    def interrupted_deliveries(self) -> list[DeliveryRecord]:
-        return [_delivery(r) for r in self._rows("SELECT * FROM deliveries WHERE status = 'sending' ORDER BY id")]
+    def interrupted_deliveries(self, now: datetime | None = None) -> list[DeliveryRecord]:
+        """Deliveries left `sending`; with `now`, only those whose sending deadline has passed."""
+        if now is None:
+            return [_delivery(r) for r in self._rows("SELECT * FROM deliveries WHERE status = 'sending' ORDER BY id")]
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE status = 'sending' AND (claim_until IS NULL OR claim_until <= ?) ORDER BY id",
+            [_to_db(now)],
+        )
+        return [_delivery(r) for r in rows]
+
+    def delivery_claim(self, delivery_id: int) -> tuple[str | None, datetime | None]:
+        """Who claimed the delivery to send it, and until when."""
+        rows = self._rows("SELECT claimed_by, claim_until FROM deliveries WHERE id = ?", [delivery_id])
+        if not rows:
+            return None, None
+        return rows[0]["claimed_by"], _from_db_datetime(rows[0]["claim_until"])
 
     # -- status page: ordered calls -------------------------------------------------------
 

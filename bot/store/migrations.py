@@ -85,6 +85,14 @@ ONCALL_CHECKS = (
 )
 
 
+# A delivery being sent is claimed by one instance until a deadline longer than any send can take
+# (bot/delivery/dispatch.py): nobody else takes it, and nobody asks Slack whether it landed, before.
+DELIVERY_CLAIMS = (
+    "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE deliveries ADD COLUMN claim_until TEXT",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
@@ -94,4 +102,5 @@ def migrations() -> tuple[Migration, ...]:
         Migration(5, "verify watches", postgres=WATCHES_POSTGRES, sqlite=WATCHES_SQLITE),
         Migration(6, "war-room greetings, once per person", postgres=GREETINGS, sqlite=GREETINGS),
         Migration(7, "the daily on-call readiness check", postgres=ONCALL_CHECKS, sqlite=ONCALL_CHECKS),
+        Migration(8, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
     )

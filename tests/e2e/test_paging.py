@@ -215,9 +215,13 @@ def test_an_interrupted_post_in_a_thread_is_found_there_not_sent_twice(bot):
     [delivery] = bot.slack.wait_for(lambda: store.deliveries(1, kind="paged_note", status="sent"))
     assert delivery.thread_ts == note.thread_ts
 
-    # As if the process had died after Slack took the post but before the store heard back.
+    # As if the process had died after Slack took the post but before the store heard back, and
+    # its sending deadline had passed since (before it, nobody may look the post up).
     with store.transaction() as db:
-        db.execute("UPDATE deliveries SET status = 'sending', ts = NULL WHERE id = ?", [delivery.id])
+        db.execute(
+            "UPDATE deliveries SET status = 'sending', ts = NULL, claim_until = ? WHERE id = ?",
+            ["2000-01-01T00:00:00+00:00", delivery.id],
+        )
     bot.bot.deliveries.recover_interrupted()
 
     [recovered] = store.deliveries(1, kind="paged_note")
@@ -344,3 +348,29 @@ def test_a_diagnose_stops_the_fix_clock():
         assert not [m for m in running.slack.messages_in(room) if "no fix under way" in m.all_text]
         assert "sla:fix" not in running.bot.store.fired_keys(1)
         assert not running.slack.refusals()
+
+
+def test_a_page_slack_answers_after_the_client_gave_up_is_looked_up_after_its_deadline_not_sent_twice():
+    """Slack takes 10.5 s to answer a post and carries it out all the same; the client gives up
+    after 4 s. The bot's retry (due after a 5 s backoff) must not ask Slack before the sending
+    deadline (3 client timeouts, 12 s), or it finds nothing yet and pages a second time."""
+    from bot.sandbox.runner import SandboxedBot
+    from tests.conftest import FAST_CONFIG
+
+    with SandboxedBot(config_text=FAST_CONFIG, slack_timeout_s=4) as running:
+        running.command("declare p3 Export button broken")
+        running.slack.wait_for_dm(SUPPORT, "You are paged")
+        settle(running)
+        running.slack.delay("chat.postMessage", 10.5)
+        started = time.monotonic()
+        running.command("page @bob")
+        running.slack.wait_for_dm("U0BOB", "You are paged", timeout=20)
+        store = running.bot.store
+        page = next(d for d in store.deliveries(1, kind="page") if d.target == "U0BOB")
+        running.slack.wait_for(lambda: store.deliveries(1, kind="page", status="sent")[-1].id == page.id, timeout=20)
+        running.slack.clear_faults()
+        settle(running)
+        assert len(pages_to(running, "U0BOB")) == 1, "the page went out twice"
+        [sent] = [d for d in store.deliveries(1, kind="page") if d.id == page.id]
+        assert sent.status == "sent" and sent.attempts == 2, "sent once, found in Slack by its retry"
+        assert time.monotonic() - started >= 12.0, "looked up only after the deadline"

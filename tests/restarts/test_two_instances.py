@@ -24,10 +24,14 @@ import pytest
 from bot.sandbox.runner import SIGNING_SECRET
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
+from bot.store import Store
 from tests.conftest import FAST_CONFIG
+from tests.p1_script import _post_key
 from tests.restarts.test_restart import BotProcess
 
 LEASE_S = 2.0
+# The Slack client's timeout: a delivery's sending deadline is three of these (9 s).
+SLACK_TIMEOUT_S = 3
 # P1: the primary at declare, the secondary 3 s later, the CEO 5 s after declare.
 CONFIG = FAST_CONFIG.replace("{after: 2s, page: [oncall_secondary]}", "{after: 3s, page: [oncall_secondary]}").replace(
     "{after: 4s, page: [vp_product]}\n      - {after: 6s, page: [ceo]}", "{after: 5s, page: [ceo]}"
@@ -42,7 +46,12 @@ class Instance(BotProcess):
         super().__init__(tmp_path, slack)
         Path(self.env["INCIDENT_BOT_CONFIG"]).write_text(CONFIG, encoding="utf-8")
         self.env.update(
-            {"INCIDENT_BOT_DB": db_url, "INCIDENT_BOT_LEASE_S": str(LEASE_S), "INCIDENT_BOT_INSTANCE": name}
+            {
+                "INCIDENT_BOT_DB": db_url,
+                "INCIDENT_BOT_LEASE_S": str(LEASE_S),
+                "INCIDENT_BOT_INSTANCE": name,
+                "INCIDENT_BOT_SLACK_TIMEOUT_S": str(SLACK_TIMEOUT_S),
+            }
         )
         self.name = name
         self.log = tmp_path / f"{name}.log"
@@ -195,3 +204,43 @@ def test_a_declare_on_the_standby_pages_once_its_war_room_exists(world) -> None:
     room = slack.channel_by_name("inc-1-checkout-down")
     assert room is not None, "the leader paged before the standby had made the war room"
     assert room.id in page.all_text, "the page links the war room"
+
+
+def keyed_repeats(slack: SlackSandbox) -> list[str]:
+    """Metadata keys (one per delivery) that Slack took more than once."""
+    keys = [_post_key(c) for c in slack.calls_to("chat.postMessage") if c.ok]
+    return sorted(k for k in set(keys) if k is not None and keys.count(k) > 1)
+
+
+def test_a_page_in_flight_when_the_leader_freezes_is_sent_once_though_slack_is_slow(world, pg_url) -> None:
+    """The issue's reproduction: Slack takes 6 s to carry out a post and the leader freezes while
+    the secondary's page is on the wire. The new leader may look the page up only after its
+    sending deadline (9 s): earlier, Slack's history has nothing yet, and it would page again."""
+    slack, a, b = world
+    SlackPlatform(a.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=5)
+    slack.delay("chat.postMessage", 6.0)  # the secondary is due at 3 s: its page lands 6 s after it is sent
+    store = Store(pg_url)
+    try:
+
+        def secondary() -> Any:
+            return next((d for d in store.deliveries(1, kind="page") if d.target == "oncall_secondary"), None)
+
+        slack.wait_for(lambda: (d := secondary()) is not None and d.status == "sending", timeout=10)
+        time.sleep(0.5)  # its post is on the wire (conversations.open answers at once)
+        a.signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        b.wait_until(lambda h: h["leader"] is True, timeout=LEASE_S + 3)
+        slack.wait_for(lambda: secondary().status == "sent", timeout=3 * SLACK_TIMEOUT_S + 10)
+        assert store.delivery_claim(secondary().id)[0] == "instance-b", "the new leader took it over, found it in Slack"
+        slack.clear_faults()
+        # A second post the new leader sent would land within the 6 s Slack takes.
+        time.sleep(max(0.0, 7.0 - (time.monotonic() - frozen)))
+        a.signal(signal.SIGCONT)
+        a.wait_until(lambda h: h["leader"] is False, timeout=5)
+        time.sleep(1.0)
+    finally:
+        store.close()
+    assert len(pages(slack, "U0SECOND", "INC-1")) == 1, "the secondary was paged twice"
+    assert len(pages(slack, "U0PRIMARY", "INC-1")) == 1
+    assert not keyed_repeats(slack), f"delivered twice: {keyed_repeats(slack)}"

@@ -453,6 +453,32 @@ def test_interrupted_deliveries_are_found_and_resumed_one_by_one(store: Store, c
     assert statuses == {1: "pending", 2: "sending", 3: "sent", 4: "pending"}
 
 
+def test_a_claimed_delivery_is_taken_over_only_after_its_sending_deadline(store: Store, claimed: Incident) -> None:
+    deadline = T0 + timedelta(seconds=30)
+    assert store.start_delivery(1, T0, holder="instance-a", until=deadline)
+    assert store.delivery_claim(1) == ("instance-a", deadline)
+    # While the deadline runs nobody else may take it (nor look it up in Slack): it is not
+    # listed as interrupted, and the loop is told to look again when the deadline passes.
+    assert store.interrupted_deliveries(T0 + timedelta(seconds=29)) == []
+    assert store.take_over_delivery(1, T0 + timedelta(seconds=29), holder="instance-b", until=T0 + minutes(1)) is False
+    assert store.next_delivery_at(excluding=[2, 3, 4]) == deadline
+    # Past it, one instance takes it over, once.
+    assert [d.id for d in store.interrupted_deliveries(deadline)] == [1]
+    later = T0 + minutes(1)
+    assert store.take_over_delivery(1, deadline, holder="instance-b", until=later) is True
+    assert store.take_over_delivery(1, deadline, holder="instance-c", until=later) is False
+    assert store.delivery_claim(1) == ("instance-b", later)
+    # The first sender's late failure matches no claim of its own: it changes nothing.
+    assert store.retry_delivery(1, "timeout", T0 + minutes(2), claim=deadline) == 0
+    store.resume_delivery(1, claim=deadline)
+    assert [d.status for d in store.deliveries(claimed.number) if d.id == 1] == ["sending"]
+    # The holder of the claim can.
+    assert store.retry_delivery(1, "timeout", later, claim=later) == 1
+    assert [(d.status, d.next_attempt_at) for d in store.deliveries(claimed.number) if d.id == 1] == [
+        ("pending", later)
+    ]
+
+
 # -- durability -----------------------------------------------------------------------------
 
 
