@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.domain.capacity import CapacityFinding
 from bot.domain.findings import (
     ERROR_SEVERITIES,
     REVISIONS_SHOWN,
@@ -55,6 +56,7 @@ SOURCE_APIS = {
     "errors": "Cloud Logging",
     "requests": "Cloud Logging",
     "signals": "Cloud Logging",
+    "capacity": "Cloud Monitoring",
     "health": "Health endpoint",
 }
 
@@ -272,6 +274,15 @@ def read_signals(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_
     return summarise_signals(records, sampled)
 
 
+MONITORING_SHARE = 0.75  # of the source's timeout: the rest is left for saying "fell back to the logs"
+
+
+def read_capacity(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> CapacityFinding:
+    """Memory, instances and traffic per minute over the WINDOW (Scenario 8 and 9), from Cloud
+    Monitoring; when it cannot answer in time the finding says the log signals stand in."""
+    return sources.capacity(ref, now - WINDOW, now, timeout_s=timeout_s * MONITORING_SHARE)
+
+
 def read_health(sources: CloudSources, ref: ServiceRef, now: datetime, timeout_s: float) -> HealthResult:
     if not ref.health_url:
         raise NotConfigured("no service.health_url in the config")
@@ -284,6 +295,7 @@ SOURCES: dict[str, SourceFn] = {
     "errors": read_errors,
     "requests": read_requests,
     "signals": read_signals,
+    "capacity": read_capacity,
     "health": read_health,
 }
 

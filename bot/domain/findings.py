@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.domain import proposals
+from bot.domain.capacity import CapacityFinding
 from bot.domain.service import HealthResult, LogRecord, RevisionState, ServiceRef, ServiceState, TrafficShare
 
 WINDOW = timedelta(minutes=15)  # how far back the log sources look
@@ -37,7 +38,7 @@ MESSAGE_CHARS = 160
 ERROR_SEVERITIES = frozenset({"ERROR", "CRITICAL", "ALERT", "EMERGENCY"})
 
 
-SOURCE_NAMES = ("service", "revisions", "errors", "requests", "signals", "health")
+SOURCE_NAMES = ("service", "revisions", "errors", "requests", "signals", "capacity", "health")
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,15 @@ class SignalsFinding:
         return next((u for u in self.upstream if u.name == name), None)
 
 
-Finding = ServiceFinding | RevisionsFinding | ErrorsFinding | RequestsFinding | SignalsFinding | HealthResult
+Finding = (
+    ServiceFinding
+    | RevisionsFinding
+    | ErrorsFinding
+    | RequestsFinding
+    | SignalsFinding
+    | CapacityFinding
+    | HealthResult
+)
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,10 @@ class Report:
     @property
     def signals(self) -> SignalsFinding | None:
         return self._finding("signals", SignalsFinding)
+
+    @property
+    def capacity(self) -> CapacityFinding | None:
+        return self._finding("capacity", CapacityFinding)
 
     @property
     def health(self) -> HealthResult | None:

@@ -8,6 +8,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.domain.capacity import (
+    LOGGING,
+    MEMORY_HIGH,
+    REQUESTS_PER_S_HIGH,
+    TRAFFIC_JUMP,
+    memory_pressure,
+    series_text,
+    traffic_spike,
+)
 from bot.domain.findings import RECENT, WINDOW, NotConfigured, Report
 
 # Thresholds, from the runbook's alert triggers where it has one.
@@ -166,22 +175,47 @@ def crash_restarts(report: Report) -> Match | None:
 
 
 def memory_exceeded(report: Report) -> Match | None:
-    """8: the container hit its memory limit."""
-    signals = report.signals
-    if not signals or signals.oom == 0:
+    """8: memory above 90 % for 5 minutes (Cloud Monitoring), or the container hit its limit (logs)."""
+    signals, capacity = report.signals, report.capacity
+    oom = signals.oom if signals else 0
+    pressure = memory_pressure(capacity, report.now) if capacity and capacity.from_monitoring else None
+    if pressure is None and oom == 0:
         return None
     limit = report.service.state.memory_limit if report.service else None
     bigger = double_memory(limit) if limit else None
-    reason = f"{signals.oom} “memory limit exceeded” messages in {_minutes(WINDOW)} min"
-    reason += f" (limit {limit})" if limit else ""
-    reason += f", {signals.restarts} restarts."
     target = report.target
     step = (
         f"gcloud run services update {target.name} --region={target.region} --memory={bigger}"
         if bigger
         else "Raise the memory limit"
     )
+    if pressure is not None:
+        trend = "growing: a leak?" if pressure.growing else "stable at a high level: underprovisioned"
+        reason = (
+            f"Memory utilisation (p99 of instances) {series_text(pressure.series, percent=True)} over "
+            f"{_minutes(WINDOW)} min, above {MEMORY_HIGH:.0%} for the last 5 min; {trend}"
+        )
+        reason += f" (limit {limit})" if limit else ""
+        reason += f"; {oom} “memory limit exceeded” messages" if oom else ""
+        reason += ". Source: Cloud Monitoring."
+        if pressure.growing:
+            step = f"Raise memory for now ({step}), then find the leak (runbook 8)"
+        return Match("8", "High memory use / OOM kill", 0.9, reason, next_step=step)
+    assert signals is not None
+    reason = f"{signals.oom} “memory limit exceeded” messages in {_minutes(WINDOW)} min"
+    reason += f" (limit {limit})" if limit else ""
+    reason += f", {signals.restarts} restarts. Source: {_log_source(report)}."
     return Match("8", "High memory use / OOM kill", 0.85, reason, next_step=step)
+
+
+def _log_source(report: Report) -> str:
+    """`Cloud Logging`, and why Cloud Monitoring was not read when it was asked first."""
+    capacity = report.capacity
+    if capacity is not None and not capacity.from_monitoring and capacity.note:
+        return f"{LOGGING} ({capacity.note})"
+    if report.result("capacity") is not None and capacity is None:
+        return f"{LOGGING} (Cloud Monitoring unavailable)"
+    return LOGGING
 
 
 def service_down(report: Report) -> Match | None:
@@ -289,7 +323,10 @@ def input_pattern(report: Report) -> Match | None:
 
 
 def rate_limited(report: Report) -> Match | None:
-    """9: a spike of 429 answers."""
+    """9: a traffic spike or a spike of 429 answers (Cloud Monitoring; else the logs' 429s)."""
+    capacity = report.capacity
+    if capacity is not None and capacity.from_monitoring and capacity.requests:
+        return _traffic_from_monitoring(report)
     signals = report.signals
     if not signals or signals.rate_limited < RATE_LIMITED_MIN:
         return None
@@ -298,8 +335,35 @@ def rate_limited(report: Report) -> Match | None:
     if share is not None and share < RATE_LIMITED_SHARE:
         return None
     reason = f"{signals.rate_limited} requests answered 429 in {_minutes(WINDOW)} min"
-    reason += f" ({percent_text(share)} of {total})." if share is not None else "."
-    return Match("9", "Rate limiting / traffic spike", 0.8, reason)
+    reason += f" ({percent_text(share)} of {total})" if share is not None else ""
+    return Match("9", "Rate limiting / traffic spike", 0.8, reason + f". Source: {_log_source(report)}.")
+
+
+def _traffic_from_monitoring(report: Report) -> Match | None:
+    assert report.capacity is not None
+    spike = traffic_spike(report.capacity, report.now)
+    share = spike.rate_limited / spike.requests if spike.requests else 0.0
+    limited = spike.rate_limited >= RATE_LIMITED_MIN and share >= RATE_LIMITED_SHARE
+    surge = spike.peak_per_s > REQUESTS_PER_S_HIGH or (
+        spike.jump >= TRAFFIC_JUMP and spike.recent_per_min >= MIN_REQUESTS
+    )
+    if not (limited or surge):
+        return None
+    parts = [
+        f"Requests {spike.before_per_min:,.0f}/min → {spike.recent_per_min:,.0f}/min"
+        + (f" (×{spike.jump:.1f})" if spike.before_per_min else "")
+        + f", peak {spike.peak_per_s:,.1f}/s"
+    ]
+    if spike.rate_limited:
+        parts.append(f"{spike.rate_limited} answered 429 ({percent_text(share)} of {spike.requests})")
+    if spike.instances_now:
+        most = report.service.state.max_instances if report.service else None
+        at_max = " (at max instances)" if most and spike.instances_now >= most else ""
+        parts.append(f"instances {spike.instances_before} → {spike.instances_now}{at_max}")
+    reason = "; ".join(parts) + f" in {_minutes(WINDOW)} min. Source: Cloud Monitoring."
+    confidence = 0.85 if limited and surge else 0.8 if limited else 0.7
+    step = "Legitimate spike: raise max instances; an attack: block the top sources (runbook 9)"
+    return Match("9", "Rate limiting / traffic spike", confidence, reason, next_step=step)
 
 
 RULES: list[Rule] = [

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.domain.capacity import LOGGING, CapacityFinding
 from bot.domain.service import (
     ChangeError,
     ChangeResult,
@@ -83,6 +84,15 @@ class CloudSources:
         self._run_client("services")
         self._run_client("revisions")
         self._logging_client()
+        if self.monitoring_api_url:  # with Application Default Credentials, built on first use
+            self._monitoring_client()
+
+    def _monitoring_client(self) -> Any:
+        with self._lock:
+            client = self._clients.get("monitoring")
+            if client is None:
+                client = self._clients["monitoring"] = metrics.monitoring_client(self.monitoring_api_url)
+            return client
 
     # -- Cloud Run -------------------------------------------------------------------------
 
@@ -388,10 +398,7 @@ class CloudSources:
         Monitoring (exact, two calls), else counted from the request log (and the result says
         which, and why). Raises only when neither answers."""
         try:
-            with self._lock:
-                client = self._clients.get("monitoring")
-                if client is None:
-                    client = self._clients["monitoring"] = metrics.monitoring_client(self.monitoring_api_url)
+            client = self._monitoring_client()
             return metrics.from_monitoring(client, ref, start, end, timeout_s)
         except Exception as exc:  # noqa: BLE001 - the request log is the fallback
             why = metrics.describe_failure(exc)
@@ -402,6 +409,19 @@ class CloudSources:
         )
         found = metrics.from_logs(records, start, end, sampled)
         return RequestMetrics(found.requests, found.errors, found.p95_ms, found.source, why)
+
+    def capacity(
+        self, ref: ServiceRef, start: datetime, end: datetime, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> CapacityFinding:
+        """Memory, instances and traffic per minute from Cloud Monitoring; when it cannot answer,
+        a finding that says Cloud Logging is the source (the log signals stand in) and why."""
+        try:
+            client = self._monitoring_client()
+            return metrics.capacity_from_monitoring(client, ref, start, end, timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the log signals are the fallback
+            why = metrics.describe_failure(exc)
+            log.warning("%s; diagnose reads memory and traffic from the logs instead", why)
+            return CapacityFinding(LOGGING, note=why)
 
     # -- health ----------------------------------------------------------------------------
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.domain.capacity import CapacityFinding, Point
 from bot.domain.service import LogRecord, RequestMetrics, ServiceRef
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,97 @@ def from_monitoring(client: Any, ref: ServiceRef, start: datetime, end: datetime
     )
     values = [float(point.value.double_value) for series in latencies for point in series.points]
     return RequestMetrics(total, errors, max(values) if values and total else None, MONITORING)
+
+
+MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"  # DELTA, DISTRIBUTION, 0..1
+INSTANCE_COUNT = "run.googleapis.com/container/instance_count"  # GAUGE, INT64, label `state`
+REQUEST_COUNT = "run.googleapis.com/request_count"  # DELTA, INT64, labels `response_code(_class)`
+
+
+def capacity_from_monitoring(
+    client: Any, ref: ServiceRef, start: datetime, end: datetime, timeout_s: float
+) -> CapacityFinding:
+    """Per-minute memory (p99 across instances), instance count and requests / 429s between
+    `start` and `end`: three `timeSeries.list` calls sharing `timeout_s` between them.
+
+    Memory utilisation is a DISTRIBUTION: ALIGN_PERCENTILE_99 turns each instance's minute into
+    a number, REDUCE_MAX keeps the fullest. Instance count is a GAUGE: ALIGN_MAX per minute,
+    summed over states and revisions. Requests are a DELTA count: ALIGN_DELTA, summed by
+    `response_code`."""
+    from google.cloud.monitoring_v3 import types
+    from google.protobuf import duration_pb2, timestamp_pb2
+
+    deadline = time.monotonic() + timeout_s
+    interval = types.TimeInterval(
+        start_time=timestamp_pb2.Timestamp(seconds=int(start.timestamp()), nanos=start.microsecond * 1000),
+        end_time=timestamp_pb2.Timestamp(seconds=int(end.timestamp()), nanos=end.microsecond * 1000),
+    )
+    aggregation = types.Aggregation
+
+    def query(metric: str, aligner: Any, reducer: Any, group_by: list[str]) -> list[Any]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            from google.api_core import exceptions as gexc
+
+            raise gexc.DeadlineExceeded(f"{MONITORING} timed out")
+        pager = client.list_time_series(
+            request=types.ListTimeSeriesRequest(
+                name=f"projects/{ref.project}",
+                filter=service_filter(ref, metric),
+                interval=interval,
+                aggregation=aggregation(
+                    alignment_period=duration_pb2.Duration(seconds=MIN_ALIGNMENT_S),
+                    per_series_aligner=aligner,
+                    cross_series_reducer=reducer,
+                    group_by_fields=group_by,
+                ),
+                view=types.ListTimeSeriesRequest.TimeSeriesView.FULL,
+            ),
+            timeout=remaining,
+            retry=None,
+        )
+        return list(pager)
+
+    memory = query(MEMORY_UTILIZATIONS, aggregation.Aligner.ALIGN_PERCENTILE_99, aggregation.Reducer.REDUCE_MAX, [])
+    instances = query(INSTANCE_COUNT, aggregation.Aligner.ALIGN_MAX, aggregation.Reducer.REDUCE_SUM, [])
+    requests = query(
+        REQUEST_COUNT,
+        aggregation.Aligner.ALIGN_DELTA,
+        aggregation.Reducer.REDUCE_SUM,
+        ["metric.labels.response_code"],
+    )
+    per_minute: dict[datetime, float] = {}
+    limited: dict[datetime, float] = {}
+    for series in requests:
+        for at, value in _points(series, integer=True):
+            per_minute[at] = per_minute.get(at, 0.0) + value
+            if series.metric.labels.get("response_code") == "429":
+                limited[at] = limited.get(at, 0.0) + value
+    return CapacityFinding(
+        MONITORING,
+        memory=_series(p for s in memory for p in _points(s, integer=False)),
+        instances=_series(p for s in instances for p in _points(s, integer=True)),
+        requests=_series(per_minute.items()),
+        rate_limited=_series(limited.items()),
+    )
+
+
+def _points(series: Any, integer: bool) -> list[tuple[datetime, float]]:
+    found = []
+    for point in series.points:
+        end = point.interval.end_time
+        at = end if isinstance(end, datetime) else datetime.fromtimestamp(end.seconds + end.nanos / 1e9, UTC)
+        value = float(point.value.int64_value) if integer else float(point.value.double_value)
+        found.append((utc(at), value))
+    return found
+
+
+def _series(points: Any) -> tuple[Point, ...]:
+    """Oldest first; the same minute from several series added up."""
+    merged: dict[datetime, float] = {}
+    for at, value in points:
+        merged[at] = merged.get(at, 0.0) + value
+    return tuple(Point(at, merged[at]) for at in sorted(merged))
 
 
 def from_logs(records: list[LogRecord], start: datetime, end: datetime, sampled: bool) -> RequestMetrics:

@@ -37,6 +37,24 @@ SERVICE = "google.monitoring.v3.MetricService"
 ENDPOINT = "timeSeries.list"
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"  # DELTA, DISTRIBUTION
+INSTANCE_COUNT = "run.googleapis.com/container/instance_count"  # GAUGE, INT64, label state
+METRICS = (REQUEST_COUNT, REQUEST_LATENCIES, MEMORY_UTILIZATIONS, INSTANCE_COUNT)
+# Aligners the API accepts for each kind (Aggregation.Aligner docs): a DISTRIBUTION has no
+# max or min (ALIGN_PERCENTILE_nn or ALIGN_MEAN make it a number); a GAUGE has no delta or rate.
+_DISTRIBUTION_ALIGNERS = {"ALIGN_PERCENTILE_99": 99, "ALIGN_PERCENTILE_95": 95, "ALIGN_PERCENTILE_50": 50}
+_GAUGE_ALIGNERS = ("ALIGN_MAX", "ALIGN_MIN", "ALIGN_MEAN", "ALIGN_SUM")
+_NUMBER_REDUCERS = ("REDUCE_MAX", "REDUCE_MIN", "REDUCE_MEAN", "REDUCE_SUM")
+_GROUPS = {
+    REQUEST_COUNT: (
+        "metric.labels.response_code_class",
+        "metric.labels.response_code",
+        "resource.labels.revision_name",
+    ),
+    REQUEST_LATENCIES: ("resource.labels.revision_name",),
+    MEMORY_UTILIZATIONS: ("resource.labels.revision_name",),
+    INSTANCE_COUNT: ("metric.labels.state", "resource.labels.revision_name"),
+}
 MIN_ALIGNMENT_S = 60
 _COUNT_ALIGNERS = ("ALIGN_DELTA", "ALIGN_SUM")
 _LATENCY_REDUCERS = {"REDUCE_PERCENTILE_50": 50, "REDUCE_PERCENTILE_95": 95, "REDUCE_PERCENTILE_99": 99}
@@ -60,6 +78,17 @@ class Served:
     revision: str
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One sampled minute of a container metric: a memory utilisation (0..1) of one instance,
+    or the number of instances of a revision in a state (`active`, `idle`)."""
+
+    at: datetime
+    revision: str
+    value: float
+    state: str = ""
+
+
 class MonitoringEmulator(FaultInjection):
     """Cloud Monitoring v3 `ListTimeSeries` for one project's Cloud Run services."""
 
@@ -67,6 +96,8 @@ class MonitoringEmulator(FaultInjection):
         super().__init__()
         self.project, self.service, self.region = project, service, region
         self._served: list[Served] = []
+        self._memory: list[Sample] = []
+        self._instances: list[Sample] = []
         self._state_lock = threading.Lock()
         self._server: Any = None
         self._port = 0
@@ -75,9 +106,13 @@ class MonitoringEmulator(FaultInjection):
         with self._state_lock:
             self._served.extend(served)
 
+    def load_containers(self, memory: list[Sample], instances: list[Sample]) -> None:
+        with self._state_lock:
+            self._memory, self._instances = list(memory), list(instances)
+
     def clear(self) -> None:
         with self._state_lock:
-            self._served = []
+            self._served, self._memory, self._instances = [], [], []
 
     @property
     def calls(self) -> int:
@@ -156,7 +191,7 @@ class MonitoringEmulator(FaultInjection):
             raise ListError("INVALID_ARGUMENT", f"name must be projects/{{project}}, got {name!r}")
         clauses = _parse_filter(str(body.get("filter") or ""))
         metric = clauses.pop("metric.type", None)
-        if metric not in (REQUEST_COUNT, REQUEST_LATENCIES):
+        if metric not in METRICS:
             raise ListError("INVALID_ARGUMENT", f"unknown or missing metric.type {metric!r}")
         interval = body.get("interval") or {}
         if not interval.get("endTime"):
@@ -180,16 +215,117 @@ class MonitoringEmulator(FaultInjection):
             raise ListError("INVALID_ARGUMENT", "groupByFields needs a crossSeriesReducer")
         if aligner == "ALIGN_NONE":
             raise ListError("UNIMPLEMENTED", "the emulator answers aligned and reduced queries only")
+        for field in group_by:
+            if field not in _GROUPS[metric]:
+                raise ListError("INVALID_ARGUMENT", f"cannot group {metric} by {field!r}")
+        assert period is not None
+        if metric in (MEMORY_UTILIZATIONS, INSTANCE_COUNT):
+            return {
+                "timeSeries": self._container_series(metric, clauses, start, end, period, aligner, reducer, group_by)
+            }
         if metric == REQUEST_COUNT and (aligner not in _COUNT_ALIGNERS or reducer not in ("REDUCE_SUM",)):
             raise ListError("INVALID_ARGUMENT", f"{aligner} / {reducer} does not suit {metric} (DELTA, INT64)")
         if metric == REQUEST_LATENCIES and (aligner != "ALIGN_DELTA" or reducer not in _LATENCY_REDUCERS):
             raise ListError("INVALID_ARGUMENT", f"{aligner} / {reducer} does not suit {metric} (DELTA, DISTRIBUTION)")
-        for field in group_by:
-            if field not in ("metric.labels.response_code_class", "resource.labels.revision_name"):
-                raise ListError("INVALID_ARGUMENT", f"cannot group by {field!r}")
         served = [s for s in self._matching(clauses) if start < s.at <= end]
-        assert period is not None
         return {"timeSeries": self._series(metric, served, start, end, period, group_by, reducer)}
+
+    def _container_series(
+        self,
+        metric: str,
+        clauses: dict[str, str],
+        start: datetime,
+        end: datetime,
+        period: float,
+        aligner: str,
+        reducer: str,
+        group_by: list[str],
+    ) -> list[dict[str, Any]]:
+        """Memory utilisation (a DISTRIBUTION per revision) and instance count (a GAUGE per
+        revision and state), aligned per period and reduced across series as the API does."""
+        if metric == MEMORY_UTILIZATIONS:
+            if aligner == "ALIGN_DELTA":
+                if reducer not in _LATENCY_REDUCERS:
+                    raise ListError(
+                        "INVALID_ARGUMENT", f"ALIGN_DELTA / {reducer} does not suit {metric} (DISTRIBUTION)"
+                    )
+            elif aligner not in (*_DISTRIBUTION_ALIGNERS, "ALIGN_MEAN"):
+                raise ListError("INVALID_ARGUMENT", f"{aligner} does not suit {metric} (DELTA, DISTRIBUTION)")
+            elif reducer not in (*_NUMBER_REDUCERS, "REDUCE_NONE"):
+                raise ListError("INVALID_ARGUMENT", f"{reducer} does not suit {aligner} of {metric}")
+        else:
+            if aligner not in _GAUGE_ALIGNERS:
+                raise ListError("INVALID_ARGUMENT", f"{aligner} does not suit {metric} (GAUGE, INT64)")
+            if reducer not in (*_NUMBER_REDUCERS, "REDUCE_NONE"):
+                raise ListError("INVALID_ARGUMENT", f"{reducer} does not suit {metric} (GAUGE, INT64)")
+        for field, value in clauses.items():
+            allowed = {
+                "resource.type": "cloud_run_revision",
+                "resource.labels.service_name": self.service,
+                "resource.labels.location": self.region,
+                "resource.labels.project_id": self.project,
+            }
+            if field in allowed:
+                if allowed[field] != value:
+                    return []
+            elif field not in ("resource.labels.revision_name", "metric.labels.state") or (
+                field == "metric.labels.state" and metric != INSTANCE_COUNT
+            ):
+                raise ListError("INVALID_ARGUMENT", f"the filter cannot compare {field!r} for {metric}")
+        with self._state_lock:
+            samples = list(self._memory if metric == MEMORY_UTILIZATIONS else self._instances)
+        samples = [s for s in samples if start < s.at <= end]
+        if "resource.labels.revision_name" in clauses:
+            samples = [s for s in samples if s.revision == clauses["resource.labels.revision_name"]]
+        if "metric.labels.state" in clauses:
+            samples = [s for s in samples if s.state == clauses["metric.labels.state"]]
+
+        def key(s: Sample, fields: Any) -> tuple[str, ...]:
+            return tuple(s.state if f == "metric.labels.state" else s.revision for f in fields)
+
+        series_fields = ("resource.labels.revision_name",) + (
+            ("metric.labels.state",) if metric == INSTANCE_COUNT else ()
+        )
+        result = []
+        out_groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        upper = end
+        while upper > start:
+            lower = max(start, upper - timedelta(seconds=period))
+            inside = [s for s in samples if lower < s.at <= upper]
+            span = {"startTime": _rfc3339(lower), "endTime": _rfc3339(upper)}
+            groups: dict[tuple[str, ...], dict[tuple[str, ...], list[float]]] = {}
+            for s in inside:
+                outer = key(s, group_by) if reducer != "REDUCE_NONE" else key(s, series_fields)
+                groups.setdefault(outer, {}).setdefault(key(s, series_fields), []).append(s.value)
+            for outer, per_series in groups.items():
+                if metric == MEMORY_UTILIZATIONS and aligner == "ALIGN_DELTA":
+                    pooled = sorted(v for values in per_series.values() for v in values)
+                    number = _percentile(pooled, _LATENCY_REDUCERS[reducer])
+                else:
+                    aligned = [_align(aligner, values) for values in per_series.values()]
+                    number = _reduce(reducer, aligned)
+                typed: dict[str, Any] = {"doubleValue": number}
+                if metric == INSTANCE_COUNT and aligner != "ALIGN_MEAN" and reducer != "REDUCE_MEAN":
+                    typed = {"int64Value": str(int(number))}
+                out_groups.setdefault(outer, []).append({"interval": span, "value": typed})
+            upper = lower
+        fields = group_by if reducer != "REDUCE_NONE" else list(series_fields)
+        for outer, points in sorted(out_groups.items()):
+            labels = {f.rsplit(".", 1)[-1]: v for f, v in zip(fields, outer, strict=True)}
+            resource_labels = {"project_id": self.project, "service_name": self.service, "location": self.region}
+            if "revision_name" in labels:
+                resource_labels["revision_name"] = labels["revision_name"]
+            integer = "int64Value" in points[0]["value"]
+            result.append(
+                {
+                    "metric": {"type": metric, "labels": {k: v for k, v in labels.items() if k == "state"}},
+                    "resource": {"type": "cloud_run_revision", "labels": resource_labels},
+                    "metricKind": "GAUGE" if metric == INSTANCE_COUNT else "DELTA",
+                    "valueType": "INT64" if integer else "DOUBLE",
+                    "points": points,
+                }
+            )
+        return result
 
     def _matching(self, clauses: dict[str, str]) -> list[Served]:
         labels = {"resource.labels.service_name": self.service, "resource.labels.location": self.region}
@@ -223,7 +359,7 @@ class MonitoringEmulator(FaultInjection):
     ) -> list[dict[str, Any]]:
         groups: dict[tuple[str, ...], list[Served]] = {}
         for s in served:
-            key = tuple(_code_class(s.status) if f.startswith("metric.") else s.revision for f in group_by)
+            key = tuple(_group_value(s, f) for f in group_by)
             groups.setdefault(key, []).append(s)
         result = []
         for key, members in sorted(groups.items()):
@@ -245,7 +381,7 @@ class MonitoringEmulator(FaultInjection):
             labels: dict[str, str] = {}
             for field, label in zip(group_by, key, strict=True):
                 labels[field.rsplit(".", 1)[-1]] = label
-            metric_labels = {k: v for k, v in labels.items() if k == "response_code_class"}
+            metric_labels = {k: v for k, v in labels.items() if k in ("response_code_class", "response_code")}
             resource_labels = {"project_id": self.project, "service_name": self.service, "location": self.region}
             if "revision_name" in labels:
                 resource_labels["revision_name"] = labels["revision_name"]
@@ -274,6 +410,36 @@ def _parse_filter(text: str) -> dict[str, str]:
             raise ListError("INVALID_ARGUMENT", f"{field} appears twice")
         clauses[field] = match["value"]
     return clauses
+
+
+def _align(aligner: str, values: list[float]) -> float:
+    if aligner in _DISTRIBUTION_ALIGNERS:
+        return _percentile(sorted(values), _DISTRIBUTION_ALIGNERS[aligner])
+    if aligner == "ALIGN_MAX":
+        return max(values)
+    if aligner == "ALIGN_MIN":
+        return min(values)
+    if aligner == "ALIGN_SUM":
+        return sum(values)
+    return sum(values) / len(values)  # ALIGN_MEAN
+
+
+def _reduce(reducer: str, values: list[float]) -> float:
+    if reducer == "REDUCE_MAX":
+        return max(values)
+    if reducer == "REDUCE_MIN":
+        return min(values)
+    if reducer == "REDUCE_MEAN":
+        return sum(values) / len(values)
+    return sum(values)  # REDUCE_SUM, or REDUCE_NONE (one series)
+
+
+def _group_value(served: Served, field: str) -> str:
+    if field == "metric.labels.response_code_class":
+        return _code_class(served.status)
+    if field == "metric.labels.response_code":
+        return str(served.status)
+    return served.revision
 
 
 def _code_class(status: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.domain.service import ServiceRef
 from bot.sandbox.cloud_logging import LoggingEmulator
-from bot.sandbox.cloud_monitoring import MonitoringEmulator, Served
+from bot.sandbox.cloud_monitoring import MonitoringEmulator, Sample, Served
 from bot.sandbox.cloud_run import LATEST, CloudRunEmulator, ready_condition, rfc3339
 from bot.sandbox.health import ALL, FaultInjection, HealthServer
 
@@ -64,6 +64,9 @@ class World:
     serving_revision: str
     previous_revision: str
     notes: dict[str, Any] = field(default_factory=dict)
+    served: list[Served] = field(default_factory=list)  # what Cloud Monitoring's request_count counts
+    memory: list[Sample] = field(default_factory=list)  # per instance and minute, 0..1
+    instances: list[Sample] = field(default_factory=list)  # per revision, state and minute
 
 
 @dataclass
@@ -137,7 +140,41 @@ class _Generator:
             serving_revision=serving.short,
             previous_revision=self.revs[-2].short,
             notes={"requests": len(requests), "burst_from": self.burst_from},
+            served=[Served(r.at, r.status, r.latency_ms, r.revision) for r in requests],
+            memory=list(self._memory()),
+            instances=list(self._instances()),
         )
+
+    # -- containers (Cloud Monitoring's memory utilisation and instance count) ---------------
+
+    def _minutes(self) -> Iterator[datetime]:
+        minute = self.now - HISTORY + timedelta(minutes=1)
+        while minute <= self.now:
+            yield minute
+            minute += timedelta(minutes=1)
+
+    def _instance_count(self, at: datetime) -> int:
+        if self.preset == "rate_limited" and at > self.now - timedelta(minutes=8):
+            ramp = (at - (self.now - timedelta(minutes=8))).total_seconds() / 60
+            return min(10, 2 + int(ramp * 2))  # scales out to max instances (10)
+        return 2
+
+    def _memory(self) -> Iterator[Sample]:
+        for at in self._minutes():
+            revision = self._revision_at(at)
+            for instance in range(self._instance_count(at)):
+                base = 0.48 + 0.02 * instance
+                if self.preset == "oom" and at > self.trouble_from - timedelta(minutes=10):
+                    # Growing since 22 min ago: past 90% for the last 8 minutes (a leak).
+                    climbed = (at - (self.trouble_from - timedelta(minutes=10))).total_seconds() / 60
+                    base = min(0.99, 0.62 + 0.017 * climbed)
+                yield Sample(at - timedelta(seconds=self.rng.uniform(0, 50)), revision, round(base, 3))
+
+    def _instances(self) -> Iterator[Sample]:
+        for at in self._minutes():
+            count = self._instance_count(at)
+            yield Sample(at, self._revision_at(at), float(count - 1), "active")
+            yield Sample(at, self._revision_at(at), 1.0, "idle")
 
     def _service(self, serving: Revision) -> dict[str, Any]:
         ref, now = self.ref, self.now
@@ -609,6 +646,8 @@ class GcpSandbox:
         self.cloud_run.load(world.service, world.revisions)
         self.logging.load(world.entries)
         self.monitoring.clear()
+        self.monitoring.record(world.served)
+        self.monitoring.load_containers(world.memory, world.instances)
         self.health.set(world.health_status, world.health_body)
         self.live_error_rate = 0.45 if preset == "bad_deploy" else 0.0
         self.world = world

@@ -41,7 +41,9 @@ def sandbox(running: GcpSandbox) -> Iterator[GcpSandbox]:
 @pytest.fixture(scope="module")
 def cloud(running: GcpSandbox) -> CloudSources:
     # Faults change between tests: a read shared from the previous test would hide them.
-    sources = CloudSources(running.cloud_run_url, running.logging_url, log_share_s=0)
+    sources = CloudSources(
+        running.cloud_run_url, running.logging_url, log_share_s=0, monitoring_api_url=running.monitoring.url
+    )
     sources.warm_up()  # imports and client construction are not what these tests time
     return sources
 
@@ -54,7 +56,7 @@ def by_name(results: tuple[SourceResult, ...]) -> dict[str, SourceResult]:
 
 
 def test_sources_each_delayed_one_second_run_at_the_same_time(cloud, sandbox):
-    for source in ("cloud_run", "logging", "health"):
+    for source in ("cloud_run", "logging", "monitoring", "health"):
         sandbox.delay(source, 1.0)
     report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=3)
     results = report.results

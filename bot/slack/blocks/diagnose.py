@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.core.mrkdwn import escape
+from bot.domain.capacity import CapacityFinding, series_text
 from bot.domain.findings import (
     RECENT,
     SOURCE_NAMES,
@@ -40,6 +41,7 @@ _LABELS = {
     "errors": "Errors",
     "requests": "Requests",
     "signals": "Signals",
+    "capacity": "Memory & instances",
     "health": "Health",
 }
 
@@ -304,6 +306,24 @@ def _signals_detail(report: Report, finding: Any) -> str:
     return "\n".join(lines)
 
 
+def _capacity_detail(report: Report, finding: Any) -> str:
+    assert isinstance(finding, CapacityFinding)
+    if not finding.from_monitoring:
+        return (
+            f"{escape(finding.note or 'Cloud Monitoring not read')}: memory and traffic from Cloud Logging (Signals)."
+        )
+    memory = [p.value for p in finding.memory]
+    instances = [p.value for p in finding.instances]
+    requests = [p.value for p in finding.requests]
+    lines = [
+        f"Memory utilisation (p99): {series_text(memory, percent=True)}",
+        f"Instances: {series_text(instances)}",
+        f"Requests/min: {series_text(requests)}, 429 answers: {sum(p.value for p in finding.rate_limited):,.0f}",
+        "Source: Cloud Monitoring, per minute.",
+    ]
+    return "\n".join(lines)
+
+
 def _health_detail(report: Report, finding: Any) -> str:
     assert isinstance(finding, HealthResult)
     body = finding.body.replace("```", "'''")
@@ -317,6 +337,7 @@ _DETAIL = {
     "errors": _errors_detail,
     "requests": _requests_detail,
     "signals": _signals_detail,
+    "capacity": _capacity_detail,
     "health": _health_detail,
 }
 
