@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.errors import UsageError
+from bot.core.executors import BoundedExecutor
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config, PagerDutyConfig
 from bot.domain.schedules import OnCall
@@ -28,7 +29,7 @@ from bot.store import Store
 class Announcing(Protocol):
     """Putting an incident into Slack and keeping it current (`bot.incident.announcer`)."""
 
-    def setup(self, number: int, pageable: Callable[[Incident], None] | None = None) -> Incident: ...
+    def setup(self, number: int) -> Incident: ...
 
     def refresh(self, number: int) -> None: ...
 
@@ -85,7 +86,8 @@ class Context:
     store: Store
     slack: SlackGateway
     clock: Callable[[], datetime]
-    work: Executor
+    work: Executor  # what people started: set-ups, diagnoses, proposals, confirmations
+    alert_work: BoundedExecutor  # the alert intake's own, bounded (the webhook answers 503 when full)
     announcer: Announcing
     directory: People
     timers: Timing

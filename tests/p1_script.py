@@ -305,7 +305,7 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
         if delivery.status != "sent":
             result.missing.append(f"{what}: still {delivery.status} ({delivery.last_error})")
             continue
-        if delivery.kind in {"postmortem_draft", "statuspage", "refresh", "close_pages", "proposal_edit"}:
+        if delivery.kind in {"postmortem_draft", "statuspage", "refresh", "close_pages", "proposal_edit", "page_link"}:
             continue  # not a chat.postMessage: their effect on Slack is checked below
         if keyed[f"delivery:{delivery.id}"] != 1:
             result.missing.append(f"{what}: {keyed[f'delivery:{delivery.id}']} messages carry its key")

@@ -1,7 +1,8 @@
 """What an alert becomes in Slack: an incident, a proposal, lines in a thread.
 
 `receive` records a delivery's alerts (one transaction, in the request) and hands the Slack
-work to the work executor. `settle` does that work for one alert, driven by what the store
+work to the alert intake's own bounded executor (`ctx.alert_work`: people's work never waits
+behind it; `has_room` says whether the webhook may take a notification on). `settle` does that work for one alert, driven by what the store
 says is still to do, so it can run again after a crash or a Slack outage (the bot's set-up
 retry calls `settle_all`): declare it, post its proposal, link it in its incident's thread,
 say that it closed. Declaring goes through `bot.incident.opening.create`, the same path as
@@ -14,6 +15,9 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
+
+from slack_sdk.errors import SlackApiError
 
 from bot.context import Context
 from bot.domain.alerts import Alert, attached_line, incident_title, scenario_for
@@ -23,6 +27,8 @@ from bot.domain.records import AlertReceipt, AlertRecord
 from bot.incident.opening import create, set_up
 from bot.slack.blocks import alerts as alert_blocks
 from bot.slack.blocks.incident import Block
+from bot.slack.gateway import rate_limited, retry_after_s
+from bot.slack.pacing import Lane, Origin, pace
 from bot.store import AlertTaken
 
 log = logging.getLogger(__name__)
@@ -38,9 +44,9 @@ def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertR
         if receipt.record is None or receipt.outcome == "stale":
             continue
         if receipt.outcome == "repeat":
-            ctx.work.submit(_guarded, still_firing, ctx, receipt.record.id)
+            ctx.alert_work.submit(_guarded, still_firing, ctx, receipt.record.id)
         else:
-            ctx.work.submit(_guarded, settle, ctx, receipt.record.id)
+            ctx.alert_work.submit(_guarded, settle, ctx, receipt.record.id)
     return receipts
 
 
@@ -107,7 +113,7 @@ def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:
     """Once an incident is announced: the lines of the alerts declared with it, which waited."""
     for other in ctx.store.alerts_of(number):
         if other.id != but and not other.link_noted:
-            ctx.work.submit(_guarded, settle, ctx, other.id)
+            ctx.alert_work.submit(_guarded, settle, ctx, other.id)
 
 
 def still_firing(ctx: Context, alert_id: int) -> None:
@@ -205,6 +211,24 @@ def _reread(ctx: Context, alert_id: int) -> AlertRecord:
 
 def _guarded(step: Callable[[Context, int], None], ctx: Context, alert_id: int) -> None:
     try:
-        step(ctx, alert_id)
+        # What an alert starts waits behind what people started, in every lane.
+        with pace(Lane.ANNOUNCE, Origin.ALERT):
+            step(ctx, alert_id)
+    except SlackApiError as exc:
+        if not rate_limited(exc):
+            log.warning("showing alert %s in Slack failed; it will be retried", alert_id, exc_info=True)
+            return
+        # Slack said when: try again then, rather than at the next set-up retry round.
+        wait = retry_after_s(getattr(exc.response, "headers", None)) or 1.0
+        log.info("showing alert %s in Slack was rate limited; again in %.0f s", alert_id, wait)
+        ctx.timers.place(
+            f"alert-retry-{alert_id}",
+            lambda: _resubmit(step, ctx, alert_id),
+            ctx.now() + timedelta(seconds=wait),
+        )
     except Exception:  # noqa: BLE001 - logged; settle_all tries again with the set-up retry
         log.warning("showing alert %s in Slack failed; it will be retried", alert_id, exc_info=True)
+
+
+def _resubmit(step: Callable[[Context, int], None], ctx: Context, alert_id: int) -> None:
+    ctx.alert_work.submit(_guarded, step, ctx, alert_id)

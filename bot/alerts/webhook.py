@@ -5,6 +5,11 @@ webhook (version 4) are authenticated with the shared `ALERT_WEBHOOK_TOKEN` (HTT
 password, bearer token, or `token` query parameter), parsed into `Alert`s, routed by the
 config's `alerts:` rules, recorded, and answered 202 at once; Slack work runs afterwards
 (`bot.alerts.intake`); the payloads are read by `bot.alerts.payloads`. Without the token or the config section the endpoints are off (404).
+
+While the alert intake's queue is full (a flood), a notification is answered 503 with
+`Retry-After` and nothing of it is recorded: both senders deliver again, so nothing is lost and
+the bot holds no unbounded work. Cloud Monitoring's "Test connection" notification (`version:
+"test"`) is answered 200 and logged, nothing more.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PATHS = {"/alerts/cloud-monitoring": CLOUD_MONITORING, "/alerts/alertmanager": ALERTMANAGER}
 MAX_BODY = 1_048_576
+# What a full intake asks the sender to wait before delivering again.
+RETRY_AFTER_S = 30
 
 StartResponse = Callable[..., Any]
 
@@ -56,6 +63,15 @@ def webhook(ctx: Context, token: str | None) -> Callable[[dict[str, Any], StartR
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return _answer(start_response, 400, {"error": "the body is not valid JSON"})
+        if source == CLOUD_MONITORING and isinstance(payload, dict) and payload.get("version") == "test":
+            incident = payload.get("incident")
+            policy = incident.get("policy_name") if isinstance(incident, dict) else None
+            log.info("Cloud Monitoring test notification (policy %r): answered, nothing made", policy)
+            return _answer(start_response, 200, {"test": True})
+        if not ctx.alert_work.has_room():
+            log.warning("the alert intake is full (%s queued): %s asked to retry", ctx.alert_work.queued, source)
+            retry = [("Retry-After", str(RETRY_AFTER_S))]
+            return _answer(start_response, 503, {"error": "busy; deliver again later"}, retry)
         try:
             alerts = parse(source, payload, now=ctx.now())
         except PayloadError as exc:
@@ -111,7 +127,7 @@ def _read_body(environ: dict[str, Any]) -> bytes | None:
 def _answer(
     start_response: StartResponse, status: int, body: dict[str, Any], extra: list[tuple[str, str]] | None = None
 ) -> list[bytes]:
-    reasons = {202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
+    reasons = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
     reasons |= {405: "Method Not Allowed", 413: "Content Too Large", 422: "Unprocessable Content"}
     reasons |= {503: "Service Unavailable"}
     data = json.dumps(body).encode()

@@ -33,6 +33,7 @@ from bot.changes import flow as production
 from bot.changes import verify
 from bot.context import Context
 from bot.core import logs
+from bot.core.executors import BoundedExecutor
 from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
@@ -51,12 +52,16 @@ from bot.paging.pager import Pager
 from bot.paging.timers import Timers
 from bot.review import drafts
 from bot.slack.gateway import SlackGateway, error_code, make_client, make_request_client
+from bot.slack.pacing import Pacer
 from bot.statuspage import client as statuspage
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 WORK_THREADS = 16
+# The alert intake's own pool and queue: a flood of alerts never holds up what people started.
+ALERT_THREADS = 4
+ALERT_QUEUE = 200
 # A delivery's sending deadline, in Slack client timeouts: a call starts only with two of them
 # left (one to answer, one for a slow post to land), so a send has one timeout to get going.
 SEND_DEADLINE_TIMEOUTS = 3
@@ -80,8 +85,12 @@ class IncidentBot:
         setup_retry_s: float = 60.0,
         slack_retry_s: float = 1.0,
         slack_timeout_s: int | None = None,
+        slack_pacing: bool = True,
+        alert_queue: int = ALERT_QUEUE,
         lookup_retry_s: float = RETRY_S,
     ) -> None:
+        """`slack_pacing=False` lets Slack calls burst past Slack's published limits: only for a
+        Slack that allows it (the sandbox with its limits off, for tests that need bursts)."""
         self.settings = settings
         # Before anything can log: every secret this process holds is redacted by value.
         logs.register_secrets(*settings.secrets(), *config_secrets(config))
@@ -95,11 +104,14 @@ class IncidentBot:
         self.config = config
         self.store = Store(settings.db_path)
         timeout_s = settings.slack_timeout_s if slack_timeout_s is None else slack_timeout_s
-        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=timeout_s)
+        # One pacer for every Slack call the process makes: Slack's limits are per app and workspace.
+        self.pacer = Pacer() if slack_pacing else Pacer(rates={})
+        self.client = make_client(settings.bot_token, settings.slack_api_url, timeout=timeout_s, pacer=self.pacer)
         # views.open before an ack goes through a client that never sleeps on Retry-After.
         self.request_client = make_request_client(settings.bot_token, settings.slack_api_url)
         self.slack = SlackGateway(self.client, self.request_client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
+        self.alert_work = BoundedExecutor(ALERT_THREADS, alert_queue, name="alerts")
         self.announcer = Announcer(config, self.store, self.slack, clock)
         self.directory = Directory(config, self.slack, self.store, clock, retry_s=lookup_retry_s)
         self.statuspage = statuspage.from_config(config.statuspage)
@@ -129,6 +141,7 @@ class IncidentBot:
             slack=self.slack,
             clock=clock,
             work=self.work,
+            alert_work=self.alert_work,
             announcer=self.announcer,
             directory=self.directory,
             timers=self.timers,
@@ -247,7 +260,7 @@ class IncidentBot:
         for incident in self.store.open_incidents():
             if self.announcer.needs_setup(incident):
                 self.work.submit(self._finish_setup, incident.number)
-        self.work.submit(alert_incidents.settle_all, self.ctx)
+        self.alert_work.submit(alert_incidents.settle_all, self.ctx)
 
     def _finish_setup(self, number: int) -> None:
         try:
@@ -256,6 +269,8 @@ class IncidentBot:
             log.warning("could not finish setting up INC-%s yet: %s", number, exc)
         finally:
             self.timers.replan(number)
+            self.store.retry_unplaced(number, self.ctx.now())
+            self.timers.wake_deliveries()
 
     def health(self) -> dict[str, Any]:
         if self.not_ready is not None:
@@ -292,6 +307,7 @@ class IncidentBot:
             self._socket_mode.close()
         # Follow-up work may re-plan timers, and timer jobs use the store: stop in that order.
         self.work.shutdown(wait=True, cancel_futures=False)
+        self.alert_work.shutdown(wait=True, cancel_futures=False)
         self.leadership.stop()  # a leader stops its timers and lets its lease go
         self.timers.stop()
         self.store.close()

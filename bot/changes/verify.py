@@ -14,7 +14,9 @@ message mentioning the commander, sent as a delivery. A watch stops when its inc
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.context import Context
@@ -77,6 +79,12 @@ def start(
         if stopped is not None:
             _show(ctx, stopped, Verdict(WatchStatus.STOPPED, (f"a newer watch replaced it ({why})",)))
     watch = ctx.store.create_watch(draft, f"Verifying the fix ({why}) for {span.total_seconds():g} s")
+    # The first sample is taken at once, while the message is being posted: Slack's limit on
+    # posts to the room can hold the post a second or two, and the baseline must not wait for it.
+    # The sample's edit waits for the post (the lock), so the message is never posted twice.
+    posting = _posting_lock(watch.id)
+    posting.acquire()
+    _place(ctx, watch.id, now)
     try:
         _, ts = ctx.slack.post(
             channel,
@@ -88,8 +96,18 @@ def start(
         ctx.store.set_watch_message(watch.id, channel, ts)
     except Exception:  # noqa: BLE001 - the samples still run; each edit tries to post again
         log.warning("could not post the verify message of INC-%s", incident.number, exc_info=True)
-    _place(ctx, watch.id, now)
+    finally:
+        posting.release()
     return ctx.store.get_watch(watch.id)
+
+
+_posting_locks: dict[int, threading.Lock] = {}
+_posting_guard = threading.Lock()
+
+
+def _posting_lock(watch_id: int) -> threading.Lock:
+    with _posting_guard:
+        return _posting_locks.setdefault(watch_id, threading.Lock())
 
 
 def plan_all(ctx: Context) -> None:
@@ -218,6 +236,12 @@ def _blocks(ctx: Context, watch: Watch, ref: str, verdict: Verdict) -> list[dict
 
 def _show(ctx: Context, watch: Watch, verdict: Verdict) -> None:
     """Edit the watch's message to where it stands (posting it if the first post failed)."""
+    with _posting_lock(watch.id):  # the first post may still be under way: wait for it
+        pass
+    if not watch.ts:
+        current = ctx.store.get_watch(watch.id)
+        if current is not None and current.ts:
+            watch = replace(watch, channel=current.channel, ts=current.ts)
     incident = ctx.store.get(watch.incident)
     ref = incident.ref if incident else f"INC-{watch.incident}"
     text = blocks.watch_text(watch, ref, verdict)

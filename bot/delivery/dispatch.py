@@ -7,6 +7,15 @@ whether it landed, before the deadline has passed. The same rule holds for the s
 a send whose outcome is in doubt (a timeout, a dropped answer, a 5xx) is looked up in Slack only
 after its deadline, since a post Slack was slow to answer often lands after the client gave up.
 
+Every send goes in the pacer's lane of its kind (`LANES`: pages first, then announcement edits,
+then thread lines and reminders), a person's incident before an alert's; a send the pacer holds
+back longer than `PACED_WAIT_S` is deferred to when its token comes (not a failed attempt), so a
+sender thread never sleeps out a backlog. Slack's rate limit (429, `ratelimited`) past the
+client's one short retry is the dispatcher's own to handle: the row stays pending with
+`last_error` RATELIMITED and is tried again exactly after Slack's `Retry-After`, never
+cancelled, never earlier. A send with nowhere to go yet (`NotPlacedYet`) waits with
+`last_error` NOT_PLACED_YET, and set-up pulls it forward once the place exists.
+
 A failure that persists is said out loud in the war room (a route's `failing` says when and
 how), because a silent failed page is the worst bug this bot can have. A receiver that refuses
 the call itself (`Refused`) is not retried, and the war room hears why.
@@ -25,15 +34,39 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot.core import counters
-from bot.delivery.errors import Refused, RetryLater, Undeliverable, transient
+from bot.delivery.errors import NotPlacedYet, Refused, RetryLater, Undeliverable, transient
 from bot.delivery.once import key
-from bot.domain.deliveries import DeliveryKind, DeliveryStatus, warning
+from bot.domain.deliveries import NOT_PLACED_YET, RATELIMITED, DeliveryKind, DeliveryStatus, warning
 from bot.domain.incidents import Incident
 from bot.domain.records import DeliveryRecord
-from bot.slack.gateway import Calls, DeadlinePassed, SlackGateway, calls_until, error_code
+from bot.slack.gateway import (
+    Calls,
+    DeadlinePassed,
+    SlackGateway,
+    calls_until,
+    error_code,
+    rate_limited,
+    retry_after_s,
+)
+from bot.slack.pacing import Lane, Origin, Saturated, pace
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+# The longest a sender thread waits for the pacer's token before deferring the delivery.
+PACED_WAIT_S = 2.0
+
+# Each kind's lane in the pacer; a kind not named goes with the thread lines (BACKGROUND).
+LANES: Mapping[DeliveryKind, Lane] = {
+    DeliveryKind.PAGE: Lane.PEOPLE,
+    DeliveryKind.SLA_BREACH: Lane.PEOPLE,
+    DeliveryKind.REFRESH: Lane.ANNOUNCE,
+    DeliveryKind.CLOSE_PAGES: Lane.ANNOUNCE,
+    DeliveryKind.PAGE_LINK: Lane.ANNOUNCE,
+    DeliveryKind.PROPOSAL_EDIT: Lane.ANNOUNCE,
+    DeliveryKind.STATUSPAGE: Lane.ANNOUNCE,
+}
+_KINDS = frozenset(DeliveryKind)
 
 
 @dataclass(frozen=True)
@@ -108,6 +141,15 @@ class Dispatcher:
         left = (until - self.clock()).total_seconds()
         return calls_until(time.monotonic() + left, self.stopping)
 
+    def _lane(self, delivery: DeliveryRecord, incident: Incident) -> AbstractContextManager[None]:
+        """The pacer's lane for this send: by kind, and a person's incident before an alert's."""
+        try:
+            origin = Origin.ALERT if incident.declared_by == self.slack.bot_user_id() else Origin.PERSON
+        except Exception:  # noqa: BLE001 - who declared it only orders the queue
+            origin = Origin.PERSON
+        lane = LANES.get(DeliveryKind(delivery.kind), Lane.BACKGROUND) if delivery.kind in _KINDS else Lane.BACKGROUND
+        return pace(lane, origin, max_wait_s=PACED_WAIT_S)
+
     def _send_claimed(self, delivery: DeliveryRecord, until: datetime, calls: Calls) -> None:
         incident = self.store.get(delivery.incident)
         if incident is None:
@@ -116,14 +158,26 @@ class Dispatcher:
         try:
             # A failed attempt that got as far as Slack (a timeout, a dropped answer) may have
             # landed all the same: ask Slack before sending it again.
-            if delivery.attempts and delivery.channel and self._landed(delivery, incident):
-                return
-            self.route(delivery).send(delivery, incident)
+            with self._lane(delivery, incident):
+                if delivery.attempts and delivery.channel and self._landed(delivery, incident):
+                    return
+                self.route(delivery).send(delivery, incident)
+        except Saturated as exc:
+            # Held back by the bot's own pacing before it reached Slack: not a failure.
+            self.store.defer_delivery(delivery.id, self.clock() + timedelta(seconds=exc.after), claim=until)
         except RetryLater as exc:
             self._retry_later(delivery, incident, exc.reason, after=exc.after, claim=until, in_doubt=calls.in_doubt)
+        except NotPlacedYet as exc:
+            self._retry_later(delivery, incident, f"{NOT_PLACED_YET} {exc}", claim=until, in_doubt=calls.in_doubt)
         except Refused as exc:
             self._refused(delivery, incident, exc)
         except (SlackApiError, Undeliverable, OSError, DeadlinePassed) as exc:
+            if isinstance(exc, SlackApiError) and rate_limited(exc):
+                # Slack said when: exactly then, not the backoff (and not sooner). Nothing was
+                # carried out, so nothing is in doubt.
+                after = retry_after_s(getattr(exc.response, "headers", None))
+                self._retry_later(delivery, incident, RATELIMITED, after=1.0 if after is None else after, claim=until)
+                return
             # A post that timed out or met a 5xx may land all the same (`calls.in_doubt`): then
             # nobody, this sender included, asks Slack whether it did before the deadline.
             reason = f"{error_code(exc)}" if isinstance(exc, SlackApiError) else str(exc) or type(exc).__name__
@@ -173,6 +227,11 @@ class Dispatcher:
                 landed = incident is not None and self._landed(delivery, incident)
         except Exception as exc:  # noqa: BLE001 - Slack is struggling: look again after a backoff
             log.warning("could not check whether delivery %s landed (%s); later", delivery.id, exc)
+            if isinstance(exc, SlackApiError) and rate_limited(exc):
+                after = retry_after_s(getattr(exc.response, "headers", None))
+                wait = timedelta(seconds=after) if after is not None else self.retry_base
+                self.store.retry_delivery(delivery.id, RATELIMITED, self.clock() + wait, claim=until)
+                return
             self.store.retry_delivery(
                 delivery.id, f"could not check whether it landed: {exc}", self.clock() + self.retry_base, claim=until
             )

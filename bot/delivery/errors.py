@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
+from bot.slack.gateway import rate_limited
+
 
 class Undeliverable(Exception):
     """It cannot go yet (nowhere to post, nobody to reach): retried with backoff."""
+
+
+class NotPlacedYet(Undeliverable):
+    """Nowhere to post yet: the announcement or war room is still being made. Retried with
+    backoff, and at once when set-up has made the place (`Store.retry_unplaced`)."""
 
 
 class RetryLater(Exception):
@@ -29,6 +36,7 @@ class Refused(Exception):
 
 
 def transient(exc: SlackApiError) -> bool:
-    """A rate limit or a server error, that slack_sdk's own retries did not get past."""
+    """A rate limit (which the delivery loop waits out itself) or a server error that slack_sdk's
+    own retries did not get past: the same call may well succeed later."""
     status = getattr(exc.response, "status_code", 200)
-    return status == 429 or status >= 500
+    return rate_limited(exc) or status >= 500

@@ -14,7 +14,7 @@ from bot.context import Context, Reply
 from bot.core import counters as metrics
 from bot.core.mrkdwn import escape
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import Undeliverable
+from bot.delivery.errors import NotPlacedYet
 from bot.delivery.once import post_delivery
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident, start_fix
@@ -48,7 +48,7 @@ def deliver(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:
 
     target = ctx.announcer.war_room_target(incident)
     if target is None:
-        raise Undeliverable("the incident has no war room or announcement to post the diagnosis in yet")
+        raise NotPlacedYet("the incident has no war room or announcement to post the diagnosis in yet")
     user = delivery.target
     report, verdict = _diagnose(ctx, incident)
     summary = diagnose_blocks.summary_blocks(report, verdict, incident.number)

@@ -36,7 +36,18 @@ class DeliveryKind(StrEnum):
     POSTMORTEM_REMINDER = "postmortem_reminder"  # the commander reminded the post-mortem is due
     DIAGNOSE = "diagnose"  # a diagnosis: Google read, then its summary posted
     PROPOSAL_EDIT = "proposal_edit"  # a proposal's message edited to its outcome
+    PAGE_LINK = "page_link"  # pages already sent edited to link the war room, once it exists
     PAGERDUTY = "pagerduty"  # an Events API v2 event (trigger, acknowledge, resolve, links)
+
+
+# Slack's error for a call refused by its rate limit (HTTP 429 with `Retry-After`); a delivery
+# whose last error is this is waiting out Slack's `Retry-After`, and nothing may pull it forward.
+RATELIMITED = "ratelimited"
+
+
+# How a delivery's `last_error` starts while it waits for the announcement or war room to exist:
+# those, and only those, are pulled forward when set-up makes the place (`Store.retry_unplaced`).
+NOT_PLACED_YET = "not placed yet:"
 
 
 class DeliveryStatus(StrEnum):
@@ -96,6 +107,16 @@ def post_to(key: str, channel: str, thread_ts: str | None, text: str) -> Firing:
     """One message to a known place (a stand-down under a page), sent once per `key`."""
     payload = json.dumps({"text": text, "blocks": None, "channel": channel, "thread_ts": thread_ts})
     return Firing(key, (Delivery(DeliveryKind.POST, "to", payload),))
+
+
+def page_links(war_room_id: str) -> Firing:
+    """The pages sent before the war room existed, edited to link it (pages never wait for it)."""
+    return Firing(f"page_links:{war_room_id}", (Delivery(DeliveryKind.PAGE_LINK, "incident"),))
+
+
+def page_link(page_id: int) -> Firing:
+    """One page that landed without the war room's link, which exists now, edited to show it."""
+    return Firing(f"page_link:{page_id}", (Delivery(DeliveryKind.PAGE_LINK, "incident", str(page_id)),))
 
 
 def warning(key: str, text: str) -> Firing:

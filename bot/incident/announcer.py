@@ -18,10 +18,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.steps import each
 from bot.delivery.once import post_once
+from bot.domain.deliveries import page_links
 from bot.domain.incidents import Incident, war_room_name
 from bot.domain.policy import Config
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.pacing import Lane, pace
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,23 +57,23 @@ class Announcer:
             and not (incident.war_room_id and incident.war_room_briefed)
         )
 
-    def setup(self, number: int, pageable: Callable[[Incident], None] | None = None) -> Incident:
+    def setup(self, number: int) -> Incident:
         """Post the announcement and, for war-room severities, open and brief the war room.
 
-        `pageable` is called as soon as a page has what it points to (the war room with its topic
-        and people, else the announcement): pages need not wait for the briefing posts.
+        Pages do not wait for any of it; once the war room exists, the pages already sent are
+        owed an edit that links it (`page_links`).
         """
         with self._locks[number]:
             incident = self._incident(number)
             if incident.announcement_ts is None:
-                incident = self._post_announcement(incident)
+                with pace(Lane.ANNOUNCE):
+                    incident = self._post_announcement(incident)
             if self.config.has_war_room(incident.severity) and incident.is_open:
-                if incident.war_room_id is None:
-                    incident = self._create_war_room(incident)
-                if not incident.war_room_briefed:
-                    return self._brief_war_room(incident, pageable)
-            if pageable is not None:
-                pageable(incident)
+                with pace(Lane.SETUP):
+                    if incident.war_room_id is None:
+                        incident = self._create_war_room(incident)
+                    if not incident.war_room_briefed:
+                        return self._brief_war_room(incident)
             return incident
 
     def refresh(self, number: int) -> None:
@@ -200,6 +202,8 @@ class Announcer:
             self.store.note_attempt(key, name, now)
             channel_id, channel_name = self.slack.create_channel(name)
         incident = self.store.record_setup(incident.number, now, war_room_id=channel_id, war_room_name=channel_name)
+        # Pages went before the room existed: each is owed the room's link (sent by the delivery loop).
+        self.store.record_firing(incident.number, page_links(channel_id), now)
         # The announcement shows the war room link as soon as it exists.
         if incident.announcement_ts and incident.announcement_channel:
             self.slack.update(
@@ -228,14 +232,12 @@ class Announcer:
             return None
         return str(found["id"]), str(found["name"])
 
-    def _brief_war_room(self, incident: Incident, pageable: Callable[[Incident], None] | None = None) -> Incident:
+    def _brief_war_room(self, incident: Incident) -> Incident:
         assert incident.war_room_id
         self.slack.set_topic(incident.war_room_id, blocks.war_room_topic(self.config, incident))
         # The people invited here read the briefing below: their joins are not greeted with a catch-up.
         self.store.claim_greetings(incident.number, [incident.declared_by, incident.commander], self.clock())
         self.slack.invite(incident.war_room_id, [incident.declared_by, incident.commander])
-        if pageable is not None:  # the room is there and its people are in: the briefing can follow the page
-            pageable(incident)
         self.post_once(
             f"brief:{incident.number}",
             incident.war_room_id,

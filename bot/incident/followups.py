@@ -15,7 +15,7 @@ from datetime import datetime
 
 from bot.context import Announcing
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import Undeliverable
+from bot.delivery.errors import NotPlacedYet
 from bot.delivery.once import post_delivery
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.incidents import Incident
@@ -38,7 +38,7 @@ def routes(
         elif delivery.target == "thread":
             channel, thread_ts = incident.announcement_channel, incident.announcement_ts
             if not thread_ts:
-                raise Undeliverable("the incident is not announced yet")
+                raise NotPlacedYet("the incident is not announced yet")
         else:
             channel, thread_ts = payload.get("channel"), payload.get("thread_ts")
         if not channel:

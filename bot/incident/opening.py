@@ -1,11 +1,13 @@
 """Opening an incident: the one way in, for the command, the form and alerts; then its set-up
-(announcement, war room, first steps) after the ack, and paging once the war room exists.
+(announcement, war room, first steps) after the ack. Paging starts the moment the incident is
+committed: a page never waits for the announcement or the war room (the page DM is edited to
+link the war room once it exists, `DeliveryKind.PAGE_LINK`).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
 
@@ -17,8 +19,6 @@ from bot.domain.incidents import Incident, declare
 from bot.incident.announcer import AnnouncementChannelError
 from bot.slack.gateway import error_code
 from bot.statuspage.client import GENERIC_BODY, GENERIC_NAME
-
-PAGE_AT_THE_LATEST = timedelta(seconds=10)
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +60,19 @@ def create(
     # PagerDuty's trigger is recorded with the incident and sent at once, on its own lane.
     firings = ((firing,) if opens else ()) + tuple(pagerduty.on_declare(ctx.paging_out, draft))
     incident = ctx.store.create_incident(draft, now, firings, alerts)
-    # Paging starts once set-up has made the war room (so the page can link it), but never
-    # later than this, however slow or broken Slack is being.
-    ctx.timers.tick_at(incident.number, now + PAGE_AT_THE_LATEST)
-    if firings:
-        ctx.timers.wake_deliveries()
+    # The first pages are due now: claimed and on their lane before any set-up call is made.
+    ctx.timers.replan(incident.number)
+    ctx.timers.wake_deliveries()
     return incident
 
 
 def set_up(ctx: Context, incident: Incident) -> Reply | None:
-    """After the ack: announcement, war room, first steps, then paging.
+    """After the ack: announcement, war room, first steps (the pages are already under way).
 
-    Safe to re-run; the store says what is done. Paging starts once the war room exists, so the
-    page can link to it, and starts even when Slack refused part of the set-up.
+    Safe to re-run; the store says what is done.
     """
     try:
-        incident = ctx.announcer.setup(incident.number, pageable=lambda ready: ctx.timers.replan(ready.number))
+        incident = ctx.announcer.setup(incident.number)
     except AnnouncementChannelError as exc:
         return Reply(f"{incident.ref} is recorded, but {exc}")
     except SlackApiError as exc:
@@ -86,5 +83,8 @@ def set_up(ctx: Context, incident: Incident) -> Reply | None:
         )
     finally:
         ctx.timers.replan(incident.number)
+        # What waited for the announcement or war room goes now (the pages' link, "who was paged").
+        ctx.store.retry_unplaced(incident.number, ctx.now())
+        ctx.timers.wake_deliveries()
     room = f" War room: <#{incident.war_room_id}>." if incident.war_room_id else ""
     return Reply(f"{incident.ref} is announced in <#{incident.announcement_channel}>.{room}")

@@ -8,6 +8,8 @@ became moot (acknowledged, resolved) when it came to be sent is cancelled, not s
 from __future__ import annotations
 
 import logging
+import threading
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,15 +21,15 @@ from bot.context import Announcing, People
 from bot.core.durations import humanize
 from bot.core.mrkdwn import escape
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import Undeliverable
+from bot.delivery.errors import NotPlacedYet, Undeliverable
 from bot.delivery.once import post_delivery
 from bot.domain import pagerduty
-from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing, post_to
+from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing, page_link, post_to
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord, EventKind
 from bot.slack.blocks import incident as blocks
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import SlackGateway, error_code, rate_limited
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ class Pager:
         self.announcer = announcer
         self.directory = directory
         self.clock = clock
+        # One lock per incident around editing its pages: a link edit and an ack's close.
+        self._page_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._page_locks_guard = threading.Lock()
 
     def routes(self) -> dict[DeliveryKind, Route]:
         composed = Route(self._send_composed, after_sent=self._after_sent, failing=_failing)
@@ -76,6 +81,7 @@ class Pager:
             DeliveryKind.WARNING: plain,
             DeliveryKind.FIX_NUDGE: plain,
             DeliveryKind.CLOSE_PAGES: Route(self._send_close_pages),
+            DeliveryKind.PAGE_LINK: Route(self._send_page_link),
         }
 
     def _send_composed(self, delivery: DeliveryRecord, incident: Incident) -> None:
@@ -93,10 +99,40 @@ class Pager:
             user=outgoing.user,
             thread_ts=outgoing.thread_ts,
         )
+        if delivery.kind == DeliveryKind.PAGE and not incident.war_room_id:
+            # Composed before the war room existed: if it exists now, its `page_links` edit may
+            # have run before this page was recorded as sent, so this page is owed its own.
+            now = self.store.get(incident.number)
+            if now is not None and now.war_room_id:
+                self.store.record_firing(incident.number, page_link(delivery.id), self.clock())
 
     def _send_close_pages(self, delivery: DeliveryRecord, incident: Incident) -> None:
         self.close_pages(incident, stand_down=delivery.detail == "stand_down")
         self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=None, ts=None)
+
+    def _send_page_link(self, delivery: DeliveryRecord, incident: Incident) -> None:
+        """The pages sent so far (or the one named in `detail`) edited to link the war room.
+
+        Under the pages' lock, with the incident read inside it: an ack's close cannot be undone
+        by an edit that read the incident before the ack (a closed page keeps no button).
+        """
+        only = int(delivery.detail) if delivery.detail.isdigit() else None
+        with self._page_lock(incident.number):
+            current = self.store.get(incident.number) or incident
+            if current.war_room_id and current.is_open and current.acknowledged_at is None:
+                for page in self.store.deliveries(current.number, kind=DeliveryKind.PAGE, status=DeliveryStatus.SENT):
+                    if (only is None or page.id == only) and page.channel and page.ts:
+                        self.slack.update(
+                            page.channel,
+                            page.ts,
+                            f"📟 You are paged: {blocks.fallback_text(self.config, current)}",
+                            blocks.page(self.config, current, page.detail),
+                        )
+        self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=None, ts=None)
+
+    def _page_lock(self, number: int) -> threading.Lock:
+        with self._page_locks_guard:
+            return self._page_locks[number]
 
     def _after_sent(self, delivery: DeliveryRecord) -> None:
         """Tidy up around a message that just landed. Never raises: the message itself is sent.
@@ -179,7 +215,7 @@ class Pager:
             return Outgoing(self.slack.open_dm(user), user, text, content)
         target = self.announcer.war_room_target(incident)
         if target is None:
-            raise Undeliverable("the incident has no announcement or war room to post in yet")
+            raise NotPlacedYet("the incident has no announcement or war room to post in yet")
         channel, thread_ts = target
         if kind == DeliveryKind.PAGED_NOTE:
             users, problems = self.directory.resolve(delivery.target, incident, now=now)
@@ -226,13 +262,16 @@ class Pager:
         retried (closing again is harmless, and each stand-down is sent once).
         """
         failed = []
-        for page in self.store.deliveries(incident.number, kind=DeliveryKind.PAGE, status=DeliveryStatus.SENT):
-            if page.channel and page.ts:
-                try:
-                    self._close_page(page, incident, stand_down=stand_down)
-                except Exception as exc:  # noqa: BLE001 - one page that cannot be closed must not stop the others
-                    log.warning("could not close the page %s of %s: %s", page.id, incident.ref, exc)
-                    failed.append(page.id)
+        with self._page_lock(incident.number):
+            for page in self.store.deliveries(incident.number, kind=DeliveryKind.PAGE, status=DeliveryStatus.SENT):
+                if page.channel and page.ts:
+                    try:
+                        self._close_page(page, incident, stand_down=stand_down)
+                    except Exception as exc:  # noqa: BLE001 - one page that cannot be closed must not stop the others
+                        if isinstance(exc, SlackApiError) and rate_limited(exc):
+                            raise  # the rest wait out Slack's Retry-After with the delivery
+                        log.warning("could not close the page %s of %s: %s", page.id, incident.ref, exc)
+                        failed.append(page.id)
         if failed:
             raise Undeliverable(f"could not close pages {failed} of {incident.ref}")
 

@@ -257,10 +257,7 @@ class Timers:
             return
         planned = {int(key.removeprefix("incident-")) for key in self.scheduler.placed() if _is_incident(key)}
         numbers = planned | {incident.number for incident in incidents}
-        # A declare still being set up holds its first pages back until the war room exists (its
-        # set-up re-plans when done, and the declare bounded the wait): only a missing job is healed.
-        settling = {incident.number for incident in incidents if incident.announcement_ts is None} & planned
-        for number in sorted(numbers - settling):
+        for number in sorted(numbers):
             self.replan(number)
         try:
             self._replan_postmortem_reminders()

@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.context import Announcing
 from bot.core.mrkdwn import user_text
 from bot.delivery.dispatch import Route
-from bot.delivery.errors import RetryLater, Undeliverable
+from bot.delivery.errors import NotPlacedYet, RetryLater
 from bot.delivery.once import post_delivery
 from bot.domain import postmortem
 from bot.domain.deliveries import DeliveryKind
@@ -97,7 +97,7 @@ def _upload(
         return
     target = announcer.war_room_target(incident)
     if target is None:
-        raise Undeliverable("the incident has no war room or announcement to upload the draft to yet")
+        raise NotPlacedYet("the incident has no war room or announcement to upload the draft to yet")
     channel, thread_ts = target
     markdown = write_draft(config, store, incident, now, name_of=slack.display_name)
     state = "ongoing" if incident.is_open else "resolved"

@@ -52,6 +52,10 @@ DEMO_PD_ENV = {
 }
 
 
+# Lines in the war room arrive at Slack's pace (about one a second per channel, limits on).
+ROOM_S = 15
+
+
 def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
 
@@ -74,7 +78,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
         page = slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
         room: str = slack.wait_for(lambda: (incident := store.get(1)) and incident.war_room_id or "")
-        slack.wait_for_message(room, "first steps")
+        slack.wait_for_message(room, "first steps", timeout=ROOM_S)
         say("  → announcement in #incident-response, war room opened and briefed, primary on-call paged")
         trigger = slack.wait_for(lambda: pd.accepted("trigger"), timeout=10)[0]
         say(
@@ -99,7 +103,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         reminder = slack.wait_for_message(room, "has had no update", with_button="reminder_snooze_30m", timeout=10)
         say("▶ @alice presses [Snooze 30 min] on the reminder")
         world.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
-        slack.wait_for_message(room, "snoozed by")
+        slack.wait_for_message(room, "snoozed by", timeout=ROOM_S)
 
         say("▶ @primary in the war room: /incident diagnose")
         world.command("diagnose", user="U0PRIMARY", channel=room)
@@ -111,7 +115,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
             user="U0PRIMARY",
             channel=room,
         )
-        slack.wait_for_message(room, "rolling back to 00042")
+        slack.wait_for_message(room, "rolling back to 00042", timeout=ROOM_S)
 
         say("▶ @primary presses [Roll back to …00042…] on the diagnosis")
         world.click(summary.button("rollback_propose"), user="U0PRIMARY", channel=room)
@@ -150,7 +154,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
             },
             user="U0PRIMARY",
         )
-        slack.wait_for_message(room, "All clear")
+        slack.wait_for_message(room, "All clear", timeout=ROOM_S)
         say("  → the all-clear in the war room and under the announcement; timers stopped")
         slack.wait_for(lambda: pd.accepted("resolve"), timeout=10)
         say("  → PagerDuty: resolve accepted (202)")

@@ -14,7 +14,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ PROJECT = "demo-project"
 class Delivery:
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def cloud_monitoring_notification(
@@ -101,6 +102,46 @@ def cloud_monitoring_notification(
     return {"incident": incident, "version": "1.2"}
 
 
+def cloud_monitoring_test_notification() -> dict[str, Any]:
+    """What Cloud Monitoring sends when a person presses "Test connection" on a webhook channel:
+    `version: "test"`, placeholder values and `started_at: 0`."""
+    return {
+        "incident": {
+            "incident_id": "12345",
+            "scoping_project_id": "12345",
+            "scoping_project_number": 12345,
+            "url": "http://www.example.com",
+            "started_at": 0,
+            "ended_at": 0,
+            "state": "OPEN",
+            "summary": "Test Incident",
+            "apigee_url": "http://www.example.com",
+            "observed_value": "1.0",
+            "resource": {"type": "example_resource", "labels": {"example": "label"}},
+            "resource_type_display_name": "Example Resource Type",
+            "resource_id": "12345",
+            "resource_display_name": "Example Resource",
+            "resource_name": "projects/12345/example_resources/12345",
+            "metric": {
+                "type": "test.googleapis.com/metric",
+                "displayName": "Test Metric",
+                "labels": {"example": "label"},
+            },
+            "metadata": {"system_labels": {"example": "label"}, "user_labels": {"example": "label"}},
+            "policy_name": "projects/12345/alertPolicies/12345",
+            "policy_user_labels": {"example": "label"},
+            "documentation": "Test documentation",
+            "condition": {
+                "name": "projects/12345/alertPolicies/12345/conditions/12345",
+                "displayName": "Example condition",
+            },
+            "condition_name": "Example condition",
+            "threshold_value": "0.5",
+        },
+        "version": "test",
+    }
+
+
 def alertmanager_alert(
     *,
     alertname: str,
@@ -161,9 +202,9 @@ def send(
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Delivery(response.status, _json(response.read()))
+            return Delivery(response.status, _json(response.read()), dict(response.headers.items()))
     except urllib.error.HTTPError as exc:
-        return Delivery(exc.code, _json(exc.read()))
+        return Delivery(exc.code, _json(exc.read()), dict(exc.headers.items()))
 
 
 def _json(data: bytes) -> dict[str, Any]:

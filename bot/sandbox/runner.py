@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import config as config_module
-from bot.app.runtime import IncidentBot
+from bot.app.runtime import ALERT_QUEUE, IncidentBot
 from bot.app.server import make_server
 from bot.app.settings import Settings
 from bot.domain.policy import ServiceConfig
@@ -47,11 +47,14 @@ class SandboxedBot:
         socket_mode: bool = False,
         alert_token: str = ALERT_TOKEN,
         metrics_token: str | None = None,
+        rate_limits: bool = True,
+        alert_queue: int | None = None,
         pagerduty: PagerDutySandbox | None = None,
         lookup_retry_s: float = RETRY_S,
     ) -> None:
         """`wait_ready=False` returns from `start` once the port is open, while the bot is still
-        waiting for Slack (a test of start-up against a slow or down Slack)."""
+        waiting for Slack (a test of start-up against a slow or down Slack). `rate_limits=False`:
+        a Slack that answers bursts beyond its published limits (for tests that need them)."""
         self.alert_token = alert_token
         # PagerDuty's Events API and webhooks, when the config has a `pagerduty:` section (the
         # routing key and webhook secret are read from the environment the config names).
@@ -61,7 +64,7 @@ class SandboxedBot:
         self.db_path = db_path or os.path.join(self._tmp.name, "incident-bot.db")
         self.config_text = config_text
         # Exactly the scopes the manifest grants: a call the manifest forgot fails like in Slack.
-        self.slack = slack or SlackSandbox(scopes=manifest_scopes())
+        self.slack = slack or SlackSandbox(scopes=manifest_scopes(), rate_limits=rate_limits)
         if slack is None:
             self.slack.home_tab_enabled = manifest_home_tab()
         self._owns_slack = slack is None
@@ -71,6 +74,8 @@ class SandboxedBot:
         self.wait_ready = wait_ready
         self.slack_retry_s = slack_retry_s
         self.slack_timeout_s = slack_timeout_s
+        self.rate_limits = rate_limits
+        self.alert_queue = alert_queue
         # Slack's requests over the sandbox's Socket Mode WebSocket (SocketModePlatform), not HTTP.
         self.socket_mode = socket_mode
         # How soon a background look-up of emails and user groups that failed is tried again.
@@ -115,6 +120,8 @@ class SandboxedBot:
             setup_retry_s=self.setup_retry_s,
             slack_retry_s=self.slack_retry_s,
             slack_timeout_s=self.slack_timeout_s,
+            slack_pacing=self.rate_limits,
+            alert_queue=self.alert_queue or ALERT_QUEUE,
             lookup_retry_s=self.lookup_retry_s,
         )
         # As `incident-bot serve` does: the port first, then whatever needs Slack.

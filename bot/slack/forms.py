@@ -7,7 +7,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.core.errors import UsageError
-from bot.slack.gateway import SlackGateway, error_code, is_rate_limited
+from bot.slack.gateway import SlackGateway, error_code, rate_limited
 
 
 def open_form_now(slack: SlackGateway, trigger_id: str, view: dict[str, Any], usage: str) -> None:
@@ -17,7 +17,7 @@ def open_form_now(slack: SlackGateway, trigger_id: str, view: dict[str, Any], us
     try:
         slack.open_view(trigger_id, view)
     except SlackApiError as exc:
-        if is_rate_limited(exc):
+        if rate_limited(exc):
             # Not retried: the Retry-After would outlast the trigger_id and the 3 s ack.
             raise UsageError(
                 "Slack is busy (rate limited) and did not open the form. Try again in a few seconds, "

@@ -1,9 +1,17 @@
 """Thin adapter over slack_sdk's WebClient: the calls the bot makes, with retries.
 
-Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried by slack_sdk's
-own retry handlers; an `ok: false` answer raises SlackApiError for the caller to decide. The one
-call made before an ack (views.open) goes through a second client with no retry handlers and a
-short timeout (`make_request_client`): sleeping through a Retry-After there misses Slack's 3 s.
+Every call first takes a token from the process's `Pacer` (bot.slack.pacing), so the bot keeps
+within Slack's limits. 5xx answers and dropped connections are retried by slack_sdk's own retry
+handlers, while a sending deadline leaves room (`calls_until`). A rate limit met anyway (429 +
+`Retry-After`, `error: ratelimited`) is retried in-process only briefly (once, for a
+`Retry-After` of at most `RATE_LIMIT_WAIT_MAX_S`); a longer one raises, and the delivery loop is
+its own retry (it keeps the row, honours `Retry-After` and sends everything else meanwhile), so a
+thread never sleeps out a long rate limit. An `ok: false` answer raises SlackApiError for the
+caller to decide.
+
+The one call made before an ack (views.open) goes through a second client with no retry handlers
+and a short timeout (`make_request_client`): sleeping through a Retry-After there misses Slack's
+3 s; it takes no token from the pacer either (a person's form never waits for one).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +35,35 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.http_retry.handler import RetryHandler
 
 from bot.core import counters as metrics
+from bot.domain.deliveries import RATELIMITED
+from bot.slack.pacing import Pacer, call_channel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
+# The longest `Retry-After` a call sleeps out in-process (once); longer waits are the caller's.
+RATE_LIMIT_WAIT_MAX_S = 2.0
+
+
+def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
+    """`Retry-After` in seconds from a response's headers (values as strings or lists of them)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(str(raw).strip()))
+            except ValueError:
+                return None
+    return None
+
+
+def rate_limited(exc: SlackApiError) -> bool:
+    """Slack refused the call for its rate limit (429, `ratelimited`): nothing was carried out."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or error_code(exc) == RATELIMITED
+
+
 # views.open before the ack: Slack gives the ack 3 s, of which the rest of the request needs some.
 REQUEST_TIMEOUT_S = 2.0
 
@@ -117,7 +149,16 @@ class _BoundedConnectionErrors(_Bounded, ConnectionErrorRetryHandler):
 
 
 class _BoundedRateLimits(_Bounded, RateLimitErrorRetryHandler):
-    pass
+    """Slack's rate limit, slept out in-process only when its `Retry-After` is short."""
+
+    max_wait_s: float = RATE_LIMIT_WAIT_MAX_S
+
+    def can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if response is not None and response.status_code == 429:
+            wait = retry_after_s(response.headers)
+            if wait is None or wait > self.max_wait_s:
+                return False
+        return super().can_retry(state=state, request=request, response=response, error=error)
 
 
 class _BoundedServerErrors(_Bounded, ServerErrorRetryHandler):
@@ -125,38 +166,58 @@ class _BoundedServerErrors(_Bounded, ServerErrorRetryHandler):
 
 
 class CountingWebClient(WebClient):
-    """slack_sdk's client, counting the calls that fail after its own retries (for /metrics).
+    """slack_sdk's client, paced by `pacer` (a token per call, in lane order), counting the calls
+    that fail after its own retries (for /metrics).
 
-    Inside `calls_until`, a call starts only while the sending deadline leaves room for it."""
+    Inside `calls_until`, a call starts only while the sending deadline leaves room for it (also
+    after waiting for its token)."""
+
+    pacer: Pacer | None = None
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
         why = _room_for(float(self.timeout))
         if why is not None:
             raise DeadlinePassed(f"{api_method} not called: {why}")
+        channel = call_channel(kwargs)
+        if self.pacer is not None:
+            self.pacer.acquire(api_method, channel)
+            why = _room_for(float(self.timeout))
+            if why is not None:
+                raise DeadlinePassed(f"{api_method} not called after its turn: {why}")
         try:
-            return super().api_call(api_method, **kwargs)
+            response = super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, error_code(exc)).inc()
             _note_failure(api_method, exc)
+            if self.pacer is not None and rate_limited(exc):
+                wait = retry_after_s(getattr(exc.response, "headers", None))
+                self.pacer.rate_limited(api_method, channel, 1.0 if wait is None else wait)
             raise
         except Exception as exc:
             metrics.SLACK_API_ERRORS.labels(api_method, type(exc).__name__).inc()
             _note_failure(api_method, exc)
             raise
+        if self.pacer is not None and api_method == "chat.postMessage":
+            self.pacer.learn_channel(channel, str(response.get("channel") or "") or None)
+        return response
 
 
-def make_client(token: str, base_url: str | None = None, timeout: int = 10) -> WebClient:
+def make_client(token: str, base_url: str | None = None, timeout: int = 10, pacer: Pacer | None = None) -> WebClient:
+    """The bot's client; `pacer` (one per process) keeps its calls within Slack's limits."""
     base = base_url or DEFAULT_API_URL
     if not base.endswith("/"):
         base += "/"
     handlers: list[RetryHandler] = [
         _BoundedConnectionErrors(max_retry_count=3),
-        _BoundedRateLimits(max_retry_count=5),
+        # Once, and only a short Retry-After: a longer one is the caller's (the delivery loop's).
+        _BoundedRateLimits(max_retry_count=1),
         _BoundedServerErrors(max_retry_count=3),
     ]
     for handler in handlers:
         handler.timeout = float(timeout)  # type: ignore[attr-defined]
-    return CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=handlers)
+    client = CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=handlers)
+    client.pacer = pacer
+    return client
 
 
 def make_request_client(token: str, base_url: str | None = None, timeout: float = REQUEST_TIMEOUT_S) -> WebClient:
@@ -168,10 +229,6 @@ def make_request_client(token: str, base_url: str | None = None, timeout: float 
         base += "/"
     # slack_sdk hands `timeout` to urllib as is: a float works although it is annotated int.
     return CountingWebClient(token=token, base_url=base, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
-
-
-def is_rate_limited(exc: SlackApiError) -> bool:
-    return error_code(exc) == "ratelimited" or getattr(exc.response, "status_code", None) == 429
 
 
 def error_code(exc: SlackApiError) -> str:

@@ -14,7 +14,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.domain.deliveries import Firing
+from bot.domain.deliveries import NOT_PLACED_YET, Firing
 from bot.domain.incidents import Incident
 from bot.domain.records import Attempt, DeliveryRecord
 from bot.store.base import StoreBase, _from_db_datetime, _incident, _to_db
@@ -188,14 +188,31 @@ class DeliveriesPart(StoreBase):
                 return 0
             return int(next(db.query("SELECT attempts FROM deliveries WHERE id = ?", [delivery_id]))["attempts"])
 
-    def postpone_delivery(self, delivery_id: int, reason: str, at: datetime) -> None:
-        """Back to pending until `at` without counting a failed attempt: it waited its turn (a
-        receiver's pace, a place not made yet), so its next real failure backs off as a first one."""
+    def defer_delivery(self, delivery_id: int, at: datetime, *, claim: datetime | None = None) -> None:
+        """Back to pending until `at`, not counted as a failed attempt: the bot's own pacing held it
+        back before it reached Slack (no token for its method or channel yet). With `claim`, only
+        while that claim is still the delivery's (as `retry_delivery`)."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = 'pending', last_error = ?, next_attempt_at = ? WHERE id = ?",
-                [reason, _to_db(at), delivery_id],
+            sql = "UPDATE deliveries SET status = 'pending', next_attempt_at = ? WHERE id = ? AND status = 'sending'"
+            params: list[Any] = [_to_db(at), delivery_id]
+            if claim is not None:
+                sql += " AND claim_until = ?"
+                params.append(_to_db(claim))
+            db.execute(sql, params)
+
+    def retry_unplaced(self, number: int, now: datetime) -> int:
+        """Deliveries of the incident that waited for its announcement or war room, due now.
+
+        Only those (their `last_error` starts with NOT_PLACED_YET): never one waiting out a
+        receiver's `Retry-After` (RATELIMITED, a status page's 429), which must not go sooner.
+        """
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE incident = ? AND status = 'pending'"
+                " AND next_attempt_at > ? AND last_error LIKE ?",
+                [_to_db(now), number, _to_db(now), f"{NOT_PLACED_YET}%"],
             )
+            return int(cursor.rowcount)
 
     def cancel_delivery(self, delivery_id: int, reason: str) -> None:
         with self.transaction() as db:

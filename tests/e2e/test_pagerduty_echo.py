@@ -85,7 +85,8 @@ def test_the_echo_of_a_slack_ack_and_resolve_changes_nothing_more(world):
     page = running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
     key = dedup_key(running.bot.store.get(1))
     running.slack.wait_for(lambda: pd.alert(key), timeout=10)
-    room = running.bot.store.get(1).war_room_id
+    # The page goes before the war room exists (issue 18): wait for the room.
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
 
     running.click(page.button("incident_ack"), user="U0PRIMARY")
     [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.acknowledged"), timeout=10)

@@ -31,6 +31,7 @@ EXPECTED = {
     ),
     "followup": "anyone",  # like note: it only adds to the record
     "verify": "anyone",  # issue 20: watching a fix reads and says, it changes nothing
+    "catchup": "anyone",  # issue 23: the story so far, to the asker only (its 'anyone' default)
     # Issue 21: acknowledging stops the escalation, so it is for responders and the path's people.
     "ack": "responders",
     **dict.fromkeys(("resolve", "reopen", "severity", "role", "postmortem"), "responders"),

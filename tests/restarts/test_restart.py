@@ -154,6 +154,8 @@ def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
             declared = time.monotonic()
             platform.command("declare p2 Search is slow", user="U0ALICE")
             slack.wait_for_dm("U0PRIMARY", "You are paged")
+            # The page no longer waits for the war room (issue 18): wait for the room as well.
+            slack.wait_for(lambda: slack.channel_by_name("inc-1-search-is-slow"))
             bot.kill()  # the reminder is due 3 s after declare
             assert time.monotonic() - declared < 3
             time.sleep(max(0.0, 3.3 - (time.monotonic() - declared)))

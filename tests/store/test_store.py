@@ -13,7 +13,7 @@ import pytest
 
 from bot import config
 from bot.domain import incidents
-from bot.domain.deliveries import Delivery, Firing
+from bot.domain.deliveries import NOT_PLACED_YET, RATELIMITED, Delivery, Firing
 from bot.domain.escalation import due_actions
 from bot.domain.incidents import Incident
 from bot.domain.records import AuditRecord, Event
@@ -398,22 +398,27 @@ def test_retry_counts_attempts_and_respects_next_attempt_at(store: Store, claime
     assert (final.status, final.attempts, final.last_error) == ("sent", 3, None)
 
 
-def test_a_postponed_delivery_waits_without_counting_an_attempt(store: Store, claimed: Incident) -> None:
-    assert store.start_delivery(3, T0)
-    store.postpone_delivery(3, "pacing", T0 + minutes(1))
-    record = store.deliveries(claimed.number, kind="page")[0]
-    assert (record.status, record.attempts, record.last_error) == ("pending", 0, "pacing")
-    assert 3 not in [d.id for d in store.due_deliveries(T0 + timedelta(seconds=59))]
-    assert store.start_delivery(3, T0 + minutes(1))
-    assert store.retry_delivery(3, "timeout", T0 + minutes(2)) == 1  # its first real failure
-
-
 def test_a_stale_copy_cannot_start_a_delivery_before_its_retry_is_due(store: Store, claimed: Incident) -> None:
     # Two copies of delivery 1 were queued; the first attempt fails and reschedules it.
     assert store.start_delivery(1, T0)
     store.retry_delivery(1, "ratelimited", T0 + minutes(1))
     assert store.start_delivery(1, T0 + timedelta(seconds=1)) is False  # the stale copy must wait
     assert store.start_delivery(1, T0 + minutes(1)) is True
+
+
+def test_retry_unplaced_pulls_forward_only_what_waited_for_a_place(store: Store, claimed: Incident) -> None:
+    for delivery_id in (1, 2, 3, 4):
+        assert store.start_delivery(delivery_id, T0)
+    store.retry_delivery(1, f"{NOT_PLACED_YET} the incident is not announced yet", T0 + minutes(1))
+    store.retry_delivery(2, RATELIMITED, T0 + minutes(1))  # waiting out Slack's Retry-After
+    store.retry_delivery(3, "status page rate limited (429)", T0 + minutes(1))
+    store.defer_delivery(4, T0 + minutes(1))  # paced: not a failure, not counted
+    assert store.deliveries(claimed.number)[3].attempts == 0
+
+    assert store.retry_unplaced(claimed.number, T0 + timedelta(seconds=1)) == 1
+
+    assert [d.id for d in store.due_deliveries(T0 + timedelta(seconds=1))] == [1]
+    assert store.retry_unplaced(claimed.number + 1, T0) == 0
 
 
 def test_sub_second_retry_times_compare_as_instants(store: Store, claimed: Incident) -> None:

@@ -12,7 +12,7 @@ membership), so a test can assert the bot never sends anything Slack would rejec
         assert slack.messages_in("incident-response")[0].text == "hello"
 
 `SlackSandbox` is assembled here from one mixin per concern: the server (`server`), fault
-injection (`faults`), response_urls and acks (`responses`), one module per API family
+injection (`faults`), Slack's rate limits (`limits`), response_urls and acks (`responses`), one module per API family
 (`auth`, `chat`, `conversations`, `users`, `views`, `files`), world set-up (`world`) and what
 tests look at (`inspect`), all on the state and helpers of `core`. Block Kit rules are in
 `blockkit`, the workspace's records in `workspace`, fixed names and tables in `constants`;
@@ -30,6 +30,7 @@ from bot.sandbox.slack.conversations import ConversationsMethods
 from bot.sandbox.slack.faults import Faults
 from bot.sandbox.slack.files import FilesMethods
 from bot.sandbox.slack.inspect import Inspection
+from bot.sandbox.slack.limits import RateLimits
 from bot.sandbox.slack.responses import Responses
 from bot.sandbox.slack.server import Server
 from bot.sandbox.slack.socket_mode import SocketModeMethods
@@ -42,6 +43,7 @@ __all__ = ["SlackSandbox"]
 
 class SlackSandbox(
     Server,
+    RateLimits,
     Faults,
     Responses,
     AuthMethods,
@@ -64,10 +66,13 @@ class SlackSandbox(
         scopes: Iterable[str] = DEFAULT_SCOPES,
         seed: bool = True,
         trigger_ttl: float = TRIGGER_TTL_SECONDS,
+        rate_limits: bool = True,
     ) -> None:
+        """`rate_limits=False` answers calls however fast they come (a baseline, a burst test)."""
         app_tokens = frozenset(app_tokens)
         super().__init__(tokens=frozenset(tokens) | app_tokens, scopes=scopes, trigger_ttl=trigger_ttl)
         self.app_tokens = app_tokens
+        self.set_rate_limits(rate_limits)
         self._methods = {
             "api.test": self._api_test,
             "auth.test": self._auth_test,

@@ -280,6 +280,9 @@ class SandboxCore:
         # Inspection
         def conversation(self, ref: str) -> Conversation | None: ...
 
+        # RateLimits
+        def _limit(self, method: str, params: dict[str, Any]) -> int | None: ...
+
         # Faults
         def _take_faults(self, method: str) -> tuple[float, _Fault | None]: ...
 

@@ -149,6 +149,9 @@ class Server(SandboxCore):
             if method not in self._methods:
                 raise SlackError("unknown_method", req_method=method)
             self._authenticate(method, token)
+            retry_after = self._limit(method, params)
+            if retry_after is not None:
+                return self._answer_limited(method, params, retry_after)
             with self._lock:
                 result = self._methods[method](params)
                 hold = self._holds.get(method, 0.0) + stall
@@ -173,6 +176,15 @@ class Server(SandboxCore):
         needed = METHOD_SCOPES.get(method)
         if needed and needed not in self.scopes:
             raise SlackError("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))
+
+    def _answer_limited(
+        self, method: str, params: dict[str, Any], retry_after: int
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Slack's answer to a call over its rate limit: 429, `Retry-After`, `ratelimited`."""
+        response = {"ok": False, "error": "ratelimited"}
+        self._record(Call(method, params, response, 429, time.time()))
+        headers = {"Content-Type": "application/json; charset=utf-8", "Retry-After": str(retry_after)}
+        return 429, headers, json.dumps(response).encode()
 
     def _answer(
         self, method: str, params: dict[str, Any], response: dict[str, Any], status: int

@@ -350,7 +350,12 @@ def update_modal(incident: Incident, statuspage: bool = False) -> dict[str, Any]
 
 def page(config: Config, incident: Incident, detail: str) -> list[Block]:
     """The DM that pages someone: what, how bad, how fast, where to go, and the Acknowledge button."""
-    room = f"War room: <#{incident.war_room_id}>" if incident.war_room_id else f"Announced in #{config.channel}"
+    if incident.war_room_id:
+        room = f"War room: <#{incident.war_room_id}>"
+    elif config.has_war_room(incident.severity) and incident.is_open:
+        room = f"Announced in #{config.channel}; the war room link follows here"  # edited in, PAGE_LINK
+    else:
+        room = f"Announced in #{config.channel}"
     return [
         header(f"📟 You are paged: {incident.ref} · {severity_label(config, incident.severity)}"),
         section(f"*{user_text(incident.title, 1000)}*\n{room}. Commander <@{incident.commander}>."),

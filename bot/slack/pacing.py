@@ -1,0 +1,222 @@
+"""The bot's side of Slack's rate limits: every Web API call takes a token first, from a bucket
+per method (by its tier) and, for chat.postMessage, per channel, so the bot rarely meets a 429
+at all; and when tokens are short, the most urgent call goes first.
+
+Order, when calls wait for the same bucket: `Lane` (pages and replies to people, then
+announcements and their edits, then war-room set-up, then FYIs, thread lines and reminders),
+then who started it (a person before an alert), then first come. A call says its lane and
+origin with `pace(...)` around it (a context variable: the delivery loop sets it per kind, the
+set-up per step, the alert intake for what alerts start). A 429 met anyway empties the bucket
+for Slack's `Retry-After`, so every caller waits it out, not only the one that met it.
+
+A caller that retries itself (the delivery loop) does not sleep long here: past `max_wait_s` it
+gets `Saturated` with the wait, and reschedules the delivery for then.
+
+The rates are Slack's published tiers, a little under (docs.slack.dev/apis/web-api/rate-limits):
+Tier 2 20 a minute, Tier 3 50, Tier 4 100; chat.postMessage about one a second per channel.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+
+class Lane(IntEnum):
+    """What a call is for, most urgent first."""
+
+    PEOPLE = 0  # pages, and replies to a person (their command's answer, a form)
+    ANNOUNCE = 1  # announcements and their edits, proposals
+    SETUP = 2  # war-room set-up: the channel, its topic, invites, the briefing
+    BACKGROUND = 3  # FYIs, thread lines, reminders, look-ups
+
+
+class Origin(IntEnum):
+    PERSON = 0
+    ALERT = 1
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_minute: float
+    burst: int
+
+
+# A little under Slack's own, in rate and burst: the bot's clock and Slack's do not start together.
+TIER_2 = Rate(18, 4)
+TIER_3 = Rate(45, 8)
+TIER_4 = Rate(90, 16)
+POST_PER_CHANNEL = Rate(50, 5)
+POST_WORKSPACE = Rate(240, 25)
+
+METHOD_RATES: dict[str, Rate] = {
+    "chat.postMessage": POST_WORKSPACE,
+    "chat.update": TIER_3,
+    "chat.delete": TIER_3,
+    "chat.postEphemeral": TIER_4,
+    "chat.getPermalink": TIER_4,
+    "conversations.create": TIER_2,
+    "conversations.setTopic": TIER_2,
+    "conversations.setPurpose": TIER_2,
+    "conversations.invite": TIER_3,
+    "conversations.join": TIER_3,
+    "conversations.info": TIER_3,
+    "conversations.open": TIER_3,
+    "conversations.archive": TIER_2,
+    "conversations.history": TIER_3,
+    "conversations.replies": TIER_3,
+    "conversations.members": TIER_4,
+    "conversations.list": TIER_2,
+    "users.info": TIER_4,
+    "users.lookupByEmail": TIER_3,
+    "usergroups.list": TIER_2,
+    "usergroups.users.list": TIER_2,
+    "views.open": TIER_4,
+    "views.update": TIER_4,
+    "views.push": TIER_4,
+    "files.getUploadURLExternal": TIER_4,
+    "files.completeUploadExternal": TIER_4,
+    "files.info": TIER_4,
+}
+
+_LANE: ContextVar[tuple[Lane, Origin]] = ContextVar("slack_lane", default=(Lane.PEOPLE, Origin.PERSON))
+_MAX_WAIT: ContextVar[float | None] = ContextVar("slack_max_wait", default=None)
+
+
+@contextmanager
+def pace(lane: Lane, origin: Origin | None = None, *, max_wait_s: float | None = None) -> Iterator[None]:
+    """Calls made within go in `lane` (keeping the origin already set, unless given); with
+    `max_wait_s`, a call that would wait longer for its token raises `Saturated` instead."""
+    current = _LANE.get()
+    lane_token = _LANE.set((lane, current[1] if origin is None else origin))
+    wait_token = _MAX_WAIT.set(max_wait_s) if max_wait_s is not None else None
+    try:
+        yield
+    finally:
+        _LANE.reset(lane_token)
+        if wait_token is not None:
+            _MAX_WAIT.reset(wait_token)
+
+
+def current_lane() -> tuple[Lane, Origin]:
+    return _LANE.get()
+
+
+class Saturated(Exception):
+    """No token for this call within the caller's `max_wait_s`: try again in `after` seconds."""
+
+    def __init__(self, method: str, after: float) -> None:
+        super().__init__(f"{method}: paced, next token in {after:.1f} s")
+        self.method = method
+        self.after = after
+
+
+class _Bucket:
+    def __init__(self, rate: Rate, now: float) -> None:
+        self.rate = rate.per_minute / 60.0
+        self.capacity = float(rate.burst)
+        self.tokens = self.capacity
+        self.at = now
+        self.blocked_until = 0.0
+        self.waiting: list[tuple[int, int, int]] = []  # (lane, origin, seq): a heap
+
+    def wait(self, now: float) -> float:
+        if now < self.blocked_until:
+            return self.blocked_until - now
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+class Pacer:
+    """Token buckets for the Web API, shared by every thread of the process."""
+
+    def __init__(self, rates: dict[str, Rate] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rates = METHOD_RATES if rates is None else rates
+        self.clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._aliases: dict[str, str] = {}  # a channel's name (as posted to) -> its ID
+        self.waited_s = 0.0  # total time calls spent waiting for a token (for the benchmarks)
+
+    def acquire(self, method: str, channel: str | None = None) -> None:
+        """Wait for this call's tokens, in lane order; `Saturated` past the caller's max wait."""
+        rate = self.rates.get(method)
+        if rate is None:
+            return
+        lane, origin = _LANE.get()
+        max_wait = _MAX_WAIT.get()
+        entry = (int(lane), int(origin), next(self._seq))
+        started = self.clock()
+        with self._cond:
+            buckets = self._buckets_for(method, channel, rate, started)
+            for bucket in buckets:
+                heapq.heappush(bucket.waiting, entry)
+            try:
+                while True:
+                    now = self.clock()
+                    first = all(bucket.waiting[0] == entry for bucket in buckets)
+                    wait = max(bucket.wait(now) for bucket in buckets)
+                    if first and wait <= 0:
+                        for bucket in buckets:
+                            bucket.tokens -= 1
+                        break
+                    if max_wait is not None and now - started + max(wait, 0.05) > max_wait:
+                        raise Saturated(method, max(wait, 0.05))
+                    self._cond.wait(timeout=max(0.01, wait) if first else 0.25)
+            finally:
+                for bucket in buckets:
+                    bucket.waiting.remove(entry)
+                    heapq.heapify(bucket.waiting)
+                self.waited_s += self.clock() - started
+                self._cond.notify_all()
+
+    def learn_channel(self, named: str | None, channel_id: str | None) -> None:
+        """A post to `named` ("incident-response", "#x", a user ID) landed in `channel_id`: both
+        are one channel to Slack's per-channel limit, so both share one bucket from now on."""
+        if named and channel_id and named != channel_id:
+            with self._cond:
+                self._aliases[named] = channel_id
+
+    def rate_limited(self, method: str, channel: str | None, retry_after: float) -> None:
+        """Slack answered 429 anyway: nobody calls `method` (there) until `retry_after` is over."""
+        rate = self.rates.get(method)
+        if rate is None:
+            return
+        with self._cond:
+            now = self.clock()
+            for bucket in self._buckets_for(method, channel, rate, now):
+                bucket.blocked_until = max(bucket.blocked_until, now + retry_after)
+                bucket.tokens = 0.0
+                bucket.at = now + retry_after
+            self._cond.notify_all()
+
+    def _buckets_for(self, method: str, channel: str | None, rate: Rate, now: float) -> list[_Bucket]:
+        keys = [((method, ""), rate)]
+        if method == "chat.postMessage" and channel:
+            keys.append(((method, self._aliases.get(channel, channel)), POST_PER_CHANNEL))
+        buckets = []
+        for key, key_rate in keys:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(key_rate, now)
+            buckets.append(bucket)
+        return buckets
+
+
+def call_channel(kwargs: dict[str, Any]) -> str | None:
+    """The channel a Web API call names (in its JSON body, form or query), if any."""
+    for part in ("json", "data", "params"):
+        values = kwargs.get(part)
+        if isinstance(values, dict) and values.get("channel"):
+            return str(values["channel"])
+    return None

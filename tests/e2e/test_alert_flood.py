@@ -1,0 +1,90 @@
+"""A flood of alerts: the intake has a bounded queue of its own (full: 503 with Retry-After,
+nothing recorded, the sender's re-send is taken), a person's declare is not queued behind it, and
+Cloud Monitoring's "Test connection" makes nothing. Slack's limits are on (the sandbox's default)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.alerts.webhook import RETRY_AFTER_S
+from bot.sandbox.monitoring import cloud_monitoring_notification, cloud_monitoring_test_notification, send
+from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
+from tests.conftest import FAST_CONFIG
+
+ANNOUNCE = "C0INCIDENT"
+
+PROPOSE_CONFIG = (
+    FAST_CONFIG
+    + """
+alerts:
+  default: {severity: P2, action: propose}
+"""
+)
+
+
+def alert(n: int) -> dict:
+    return cloud_monitoring_notification(
+        incident_id=f"0.flood{n}",
+        policy=f"Flood policy {n}",
+        started_at=datetime.now(UTC) - timedelta(seconds=30),
+        summary=f"Alert number {n} is firing.",
+    )
+
+
+def cm(bot: SandboxedBot) -> str:
+    return f"{bot.base_url}/alerts/cloud-monitoring"
+
+
+def proposals(bot: SandboxedBot) -> list:
+    return [m for m in bot.slack.top_level(ANNOUNCE) if m.has_button("alert_declare")]
+
+
+def test_the_cloud_monitoring_test_notification_is_answered_and_makes_nothing():
+    with SandboxedBot(config_text=PROPOSE_CONFIG) as running:
+        answer = send(cm(running), cloud_monitoring_test_notification(), token=ALERT_TOKEN)
+
+        assert answer.status == 200 and answer.body == {"test": True}
+        assert running.bot.store.unsettled_alerts() == []
+        assert running.bot.store.count_incidents() == 0
+        # A real notification right after is handled as usual: nothing was wedged by the test.
+        assert send(cm(running), alert(1), token=ALERT_TOKEN).status == 202
+        running.slack.wait_for(lambda: proposals(running), timeout=10)
+        assert len(proposals(running)) == 1 and "1970" not in proposals(running)[0].all_text
+
+
+def test_a_full_alert_queue_answers_503_with_retry_after_and_the_resend_is_taken():
+    with SandboxedBot(config_text=PROPOSE_CONFIG, alert_queue=2) as running:
+        running.slack.delay("chat.postMessage", seconds=1.5)  # each proposal holds its place a while
+        assert send(cm(running), alert(1), token=ALERT_TOKEN).status == 202
+        assert send(cm(running), alert(2), token=ALERT_TOKEN).status == 202
+
+        full = send(cm(running), alert(3), token=ALERT_TOKEN)
+
+        assert full.status == 503 and full.headers.get("Retry-After") == str(RETRY_AFTER_S)
+        store = running.bot.store
+        assert [store.alert(n) and store.alert(n).policy for n in (1, 2)] == ["Flood policy 1", "Flood policy 2"]
+        assert store.alert(3) is None, "a refused notification was recorded"
+        running.slack.wait_for(lambda: len(proposals(running)) == 2, timeout=15)
+        running.slack.clear_faults()
+        # The sender delivers again, later: taken, once.
+        assert running.slack.wait_for(lambda: send(cm(running), alert(3), token=ALERT_TOKEN).status == 202)
+        running.slack.wait_for(lambda: len(proposals(running)) == 3, timeout=15)
+        assert len([m for m in proposals(running) if "Flood policy 3" in m.all_text]) == 1
+        assert store.alert(3).policy == "Flood policy 3" and store.alert(4) is None
+
+
+def test_a_persons_declare_is_announced_ahead_of_a_flood_of_alert_proposals():
+    """Thirty proposals owed to one channel take Slack ~30 s at one post a second; a person's
+    declare made meanwhile goes ahead of those still waiting (compared, not timed)."""
+    with SandboxedBot(config_text=PROPOSE_CONFIG) as running:
+        for n in range(30):
+            assert send(cm(running), alert(n), token=ALERT_TOKEN).status == 202
+        running.slack.wait_for(lambda: len(proposals(running)) >= 3, timeout=10)
+
+        running.command("declare p3 Export button broken", user="U0ALICE")
+
+        running.slack.wait_for_message(ANNOUNCE, "INC-1 ·", timeout=10)
+        posted_before = len(proposals(running))
+        print(f"\nthe person's announcement went out with {30 - posted_before} alert proposals still owed")
+        assert posted_before <= 15, f"the announcement waited behind {posted_before} alert proposals"
+        running.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=5)
