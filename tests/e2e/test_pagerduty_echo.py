@@ -101,3 +101,19 @@ def test_the_echo_of_a_slack_ack_and_resolve_changes_nothing_more(world):
     ]
     lines = [e.text for e in running.bot.store.timeline(1) if "acknowledged" in e.text]
     assert len(lines) == 1, lines
+
+
+def test_the_links_follow_as_soon_as_the_war_room_exists_not_at_the_next_backoff(world):
+    """The links trigger waits for the war room as "not placed yet": pulled forward by the set-up,
+    never left to a backoff (here a minute) when the room is made a moment after the page."""
+    running, pd = world
+    running.bot.deliveries.retry_base = timedelta(seconds=60)
+    running.slack.delay("conversations.create", 1.5, times=1)
+    running.command("declare p1 Checkout returns 500", user="U0ALICE")
+    running.slack.wait_for_dm("U0PRIMARY", "You are paged")
+    key = dedup_key(running.slack.wait_for(lambda: running.bot.store.get(1), timeout=5))
+    [first] = running.slack.wait_for(lambda: pd.accepted("trigger"), timeout=10)
+    assert "links" not in first  # sent before the war room existed
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+    [_, links] = running.slack.wait_for(lambda: pd.accepted("trigger")[1:] and pd.accepted("trigger"), timeout=10)
+    assert links["dedup_key"] == key and any(room in link["href"] for link in links["links"])
