@@ -94,6 +94,7 @@ class Context:
     cloud: CloudSources
     statuspage: StatuspageClient | None = None  # None: no status page configured
     pagerduty: PagerDutyClient | None = None  # None: no PagerDuty configured (or no routing key)
+    instance: str = ""  # this process's name: the executor a confirmed change records
 
     def now(self) -> datetime:
         return self.clock()

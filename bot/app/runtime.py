@@ -38,7 +38,6 @@ from bot.delivery.dispatch import Dispatcher, Route
 from bot.diagnose import run as diagnose_run
 from bot.domain.deliveries import DeliveryKind
 from bot.domain.policy import Config
-from bot.domain.proposals import ProposalStatus
 from bot.google.cloud import CloudSources
 from bot.incident import followups, publishing
 from bot.incident.announcer import Announcer
@@ -147,6 +146,7 @@ class IncidentBot:
             timers=self.timers,
             statuspage=self.statuspage,
             pagerduty=self.pagerduty,
+            instance=settings.instance,
             cloud=CloudSources(
                 settings.cloud_run_api_url,
                 settings.cloud_logging_api_url,
@@ -212,11 +212,27 @@ class IncidentBot:
                 )
             )
         # A rollback or scale under way when the process died: report it, never resend it.
-        self.work.submit(production.report_interrupted, self.ctx, self.store.proposals(ProposalStatus.EXECUTING))
+        # A rollback or scale whose executor died: report it (once, whoever notices), never resend
+        # it. One still running on a live instance (this lease change notwithstanding) is left be.
+        self.work.submit(production.report_lapsed, self.ctx, dead_predecessors=self.store.dialect == "sqlite")
+        self.timers.scheduler.add_job(
+            self._report_lapsed,
+            "interval",
+            seconds=production.EXECUTION_LAPSE_S / 2,
+            id="executions",
+            replace_existing=True,
+            max_instances=1,
+        )
         self.finish_setups()
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True
         )
+
+    def _report_lapsed(self) -> None:
+        try:
+            production.report_lapsed(self.ctx)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.warning("could not look for changes whose executor died", exc_info=True)
 
     def start_in_background(self) -> None:
         self._starting = threading.Thread(target=self.start, name="start-up", daemon=True)

@@ -6,14 +6,24 @@ transaction that checks it is still pending (so a second click never sends a sec
 re-checks that production still looks as proposed, sends exactly one update to Cloud Run, waits
 for its operation, probes the health endpoint, and edits the proposal with the outcome. Nothing
 is retried blindly: a failure is reported with the next step, and a change the bot was carrying
-out when it stopped is reported at start-up as "outcome unknown", never sent again.
+out when it stopped is reported as "outcome unknown", never sent again.
+
+A change being carried out names its executor (the instance) and renews a heartbeat every
+`EXECUTION_BEAT_S` while it runs. "Outcome unknown" is said only once that heartbeat has lapsed
+(`EXECUTION_LAPSE_S`: the executor died), by whichever instance's leader notices first, once:
+the finishing write matches only a proposal still executing, and one that matched nothing
+records and says nothing. A lease change alone is not a reason: the executor is still at work.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -247,7 +257,9 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
     if proposal.status != ProposalStatus.PENDING:  # in progress or done: anyone may be told, nobody may act
         return Reply(confirm_verdict(proposal, user=user, now=ctx.now()).message)
     permissions.require(ctx, proposal.action, user, incident)
-    verdict, proposal = ctx.store.start_proposal(proposal_id, decide, ctx.now(), user=user, move_traffic=move_traffic)
+    verdict, proposal = ctx.store.start_proposal(
+        proposal_id, decide, ctx.now(), user=user, move_traffic=move_traffic, executor=ctx.instance
+    )
     if not verdict.start:
         if verdict.outcome == "expired" and proposal.status == ProposalStatus.EXPIRED:
             _edit(ctx, proposal, ":hourglass: *Expired* before anyone confirmed it. Nothing was sent.")
@@ -263,7 +275,8 @@ def confirm(ctx: Context, proposal_id: int, user: str, move_traffic: bool = Fals
     if incident is not None:
         _start_fix(ctx, incident, user, proposal)
     try:
-        execute(ctx, proposal)
+        with _heartbeat(ctx, proposal):
+            execute(ctx, proposal)
     except Exception:  # noqa: BLE001 - the request may have reached Google: say so, never resend
         log.exception("proposal %s failed while executing", proposal_id)
         current = ctx.store.get_proposal(proposal_id)
@@ -590,6 +603,9 @@ def _finish(ctx: Context, proposal: Proposal, status: str, line: str) -> Proposa
         actor=actor,
         text=summary,
     )
+    if finished is None:  # no longer executing: whoever finished it first said so; nothing new here
+        log.warning("proposal %s was no longer executing when it finished (%s): nothing recorded", proposal.id, status)
+        return ctx.store.get_proposal(proposal.id) or proposal
     _edit(ctx, finished, line)
     return finished
 
@@ -651,18 +667,58 @@ def _start_fix(ctx: Context, incident: Incident, user: str, proposal: Proposal) 
 # -- start-up --------------------------------------------------------------------------------
 
 
-def report_interrupted(ctx: Context, interrupted: list[Proposal]) -> None:
-    """Changes the bot was carrying out when it stopped: say the outcome is unknown, never resend.
+# A change being carried out renews its executor's heartbeat this often; one whose heartbeat is
+# older than the lapse is reported "outcome unknown" (its executor died).
+EXECUTION_BEAT_S = 2.0
+EXECUTION_LAPSE_S = 10.0
 
-    `interrupted` is read before the bot takes requests (`ctx.store.proposals(ProposalStatus.EXECUTING)` at
-    start-up): a confirm clicked just after the restart is running, not interrupted."""
+
+@contextmanager
+def _heartbeat(ctx: Context, proposal: Proposal) -> Iterator[None]:
+    """Renew the execution's heartbeat every `EXECUTION_BEAT_S` while the block runs."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(EXECUTION_BEAT_S):
+            try:
+                if not ctx.store.beat_execution(proposal.id, ctx.instance, ctx.now()):
+                    return
+            except Exception:  # noqa: BLE001 - the next beat tries again; a lapse is reported by others
+                log.warning("could not renew the heartbeat of proposal %s", proposal.id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"beat-{proposal.id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def report_lapsed(ctx: Context, *, dead_predecessors: bool = False) -> None:
+    """Changes whose executor stopped beating (it died): say the outcome is unknown, never resend.
+
+    Run by the leader periodically; each is reported once, by whichever instance finishes it
+    first. `dead_predecessors` (SQLite at start-up: the one process before this one is dead):
+    another executor's changes are reported at once."""
+    before = ctx.now() - timedelta(seconds=EXECUTION_LAPSE_S)
+    lapsed = ctx.store.lapsed_executions(before, dead_except=ctx.instance if dead_predecessors else None)
+    report_interrupted(ctx, lapsed)
+
+
+def report_interrupted(ctx: Context, interrupted: list[Proposal]) -> None:
+    """Changes the bot was carrying out when its executor stopped: say the outcome is unknown, never resend."""
     for proposal in interrupted:
-        finished = _finish(
-            ctx,
-            proposal,
+        finished = ctx.store.finish_proposal(
+            proposal.id,
             ProposalStatus.UNKNOWN,
             _unknown_text(ctx, proposal, "the bot stopped while it was carrying this out"),
+            ctx.now(),
+            actor=proposal.confirmed_by or "bot",
+            text=_unknown_text(ctx, proposal, "the bot stopped while it was carrying this out").split("\n", 1)[0],
         )
+        if finished is None:
+            continue  # finished after all, or reported by another instance first
+        _edit(ctx, finished, finished.outcome)
         if finished.channel:
             try:
                 ctx.slack.post(

@@ -93,6 +93,14 @@ DELIVERY_CLAIMS = (
 )
 
 
+# A rollback or scale being carried out names the instance doing it and its latest heartbeat, so
+# "outcome unknown" is said only once that instance has stopped beating (bot/changes/flow.py).
+EXECUTION_OWNERS = (
+    "ALTER TABLE proposals ADD COLUMN executor TEXT",
+    "ALTER TABLE proposals ADD COLUMN heartbeat_at TEXT",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
@@ -103,4 +111,5 @@ def migrations() -> tuple[Migration, ...]:
         Migration(6, "war-room greetings, once per person", postgres=GREETINGS, sqlite=GREETINGS),
         Migration(7, "the daily on-call readiness check", postgres=ONCALL_CHECKS, sqlite=ONCALL_CHECKS),
         Migration(8, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
+        Migration(9, "executions owned by an instance", postgres=EXECUTION_OWNERS, sqlite=EXECUTION_OWNERS),
     )

@@ -61,6 +61,7 @@ class ProposalsPart(StoreBase):
         *,
         user: str,
         move_traffic: bool = False,
+        executor: str = "",
     ) -> tuple[Verdict, Proposal]:
         """Decide a confirm click and, if it may start, mark the proposal executing: one
         transaction, so of two clicks at once exactly one gets `start`. An expired proposal is
@@ -78,9 +79,9 @@ class ProposalsPart(StoreBase):
                 proposal = replace(proposal, status="expired", finished_at=now)
             if verdict.start:
                 db.execute(
-                    "UPDATE proposals SET status = 'executing', confirmed_by = ?, confirmed_at = ?, move_traffic = ?"
-                    " WHERE id = ? AND status = 'pending'",
-                    [user, _to_db(now), int(move_traffic), proposal_id],
+                    "UPDATE proposals SET status = 'executing', confirmed_by = ?, confirmed_at = ?, move_traffic = ?,"
+                    " executor = ?, heartbeat_at = ? WHERE id = ? AND status = 'pending'",
+                    [user, _to_db(now), int(move_traffic), executor or None, _to_db(now), proposal_id],
                 )
                 proposal = replace(
                     proposal, status="executing", confirmed_by=user, confirmed_at=now, move_traffic=move_traffic
@@ -118,13 +119,17 @@ class ProposalsPart(StoreBase):
 
     def finish_proposal(
         self, proposal_id: int, status: str, outcome: str, now: datetime, *, actor: str, text: str
-    ) -> Proposal:
-        """executing -> succeeded | failed | unknown, with the outcome on the timeline and in the audit."""
+    ) -> Proposal | None:
+        """executing -> succeeded | failed | unknown, with the outcome on the timeline and in the
+        audit; None, recording nothing, when it was no longer executing (another instance said
+        its outcome is unknown, or finished it, first)."""
         with self.transaction() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE proposals SET status = ?, outcome = ?, finished_at = ? WHERE id = ? AND status = 'executing'",
                 [status, outcome, _to_db(now), proposal_id],
             )
+            if cursor.rowcount != 1:
+                return None
             proposal = _proposal(next(db.query("SELECT * FROM proposals WHERE id = ?", [proposal_id])))
             self._event(db, proposal.incident, now, proposal_event(proposal.action, status), actor, text)
             self._audit(
@@ -136,6 +141,25 @@ class ProposalsPart(StoreBase):
                 {"proposal": proposal_id, "kind": proposal.kind, "target": proposal.target, "outcome": outcome},
             )
         return proposal
+
+    def beat_execution(self, proposal_id: int, executor: str, now: datetime) -> bool:
+        """The executing instance is alive: its heartbeat is renewed; False once it no longer executes."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE proposals SET heartbeat_at = ? WHERE id = ? AND status = 'executing' AND executor = ?",
+                [_to_db(now), proposal_id, executor],
+            )
+            return cursor.rowcount == 1
+
+    def lapsed_executions(self, before: datetime, *, dead_except: str | None = None) -> list[Proposal]:
+        """Proposals executing whose executor's last heartbeat is older than `before` (it died);
+        with `dead_except`, also every one of another executor (SQLite: a dead predecessor's)."""
+        sql = "SELECT * FROM proposals WHERE status = 'executing' AND (heartbeat_at IS NULL OR heartbeat_at < ?"
+        params: list[Any] = [_to_db(before)]
+        if dead_except is not None:
+            sql += " OR coalesce(executor, '') != ?"
+            params.append(dead_except)
+        return [_proposal(r) for r in self._rows(sql + ") ORDER BY id", params)]
 
 
 def _proposal(row: dict[str, Any]) -> Proposal:

@@ -202,6 +202,36 @@ def test_only_one_of_two_starts_wins_and_an_expired_one_is_marked(store_url):
         store.close()
 
 
+def test_an_execution_is_reported_lapsed_only_once_its_executors_heartbeat_is_old_and_finished_once(store_url):
+    store = Store(store_url)
+    try:
+        saved = store.create_proposal(proposal(id=0), T0, "proposed")
+        decide = lambda current: confirm_verdict(current, user="U0PRIMARY", now=T0)  # noqa: E731
+        _, started = store.start_proposal(saved.id, decide, T0, user="U0PRIMARY", executor="instance-a")
+        assert started.status == "executing"
+        # Alive: beating, so not lapsed, whoever leads; another instance's beat is refused.
+        assert store.beat_execution(saved.id, "instance-a", T0 + timedelta(seconds=8))
+        assert not store.beat_execution(saved.id, "instance-b", T0 + timedelta(seconds=9))
+        assert store.lapsed_executions(T0 + timedelta(seconds=5)) == []
+        # Dead: its last beat is older than the lapse.
+        assert [p.id for p in store.lapsed_executions(T0 + timedelta(seconds=9))] == [saved.id]
+        # A SQLite successor treats another executor's changes as its dead predecessor's, never its own.
+        assert [p.id for p in store.lapsed_executions(T0, dead_except="instance-b")] == [saved.id]
+        assert store.lapsed_executions(T0, dead_except="instance-a") == []
+
+        first = store.finish_proposal(saved.id, "unknown", "outcome unknown", T0, actor="bot", text="unknown")
+        late = store.finish_proposal(saved.id, "succeeded", "rolled back", T0, actor="U0PRIMARY", text="done")
+        assert first is not None and first.status == "unknown"
+        assert late is None, "the finishing write that matched no executing row records nothing"
+        assert store.get_proposal(saved.id).status == "unknown"
+        kinds = [e.kind for e in store.timeline(saved.incident)]
+        assert kinds.count("rollback-unknown") == 1 and kinds.count("rollback-succeeded") == 0
+        assert [a.action for a in store.audit_log(saved.incident)].count("rollback-succeeded") == 0
+        assert store.lapsed_executions(T0 + timedelta(hours=1)) == []
+    finally:
+        store.close()
+
+
 # -- config ------------------------------------------------------------------------------------
 
 

@@ -166,9 +166,12 @@ def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
             slack.wait_for_message(room.id, "has had no update", timeout=10)
             reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
             assert len(reminders) == 1 and not reminders[0].edited
+            first = reminders[0]
             bot.kill()
             bot.start()
-            time.sleep(1.0)  # the next reminder (6 s) is not due yet: nothing may be re-sent
+            time.sleep(1.0)  # nothing may be re-sent by the restart
+            # One reminder showing: the first, or already the next (6 s after the declare) that
+            # replaced it, when the two restarts took long on a loaded machine.
             reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
             assert len(reminders) == 1 and not reminders[0].edited
             # The next reminder, from the restarted process, replaces the one its predecessor posted.
@@ -176,7 +179,7 @@ def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
             slack.wait_for(
                 lambda: [m.ts for m in slack.messages_in(room.id) if "has had no update" in m.all_text] == [second.ts]
             )
-            assert [m.ts for m in slack.deleted] == [reminders[0].ts]
+            assert [m.ts for m in slack.deleted] == [first.ts]
         finally:
             if bot.process and bot.process.poll() is None:
                 bot.kill()

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from bot.sandbox.cloud_run import OperationPlan
+from bot.sandbox.gcp_presets import GcpSandbox
 from bot.sandbox.runner import SIGNING_SECRET
 from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
@@ -255,3 +257,80 @@ def test_a_page_in_flight_when_the_leader_freezes_is_sent_once_though_slack_is_s
     assert len(pages(slack, "U0SECOND", "INC-1")) == 1, "the secondary was paged twice"
     assert len(pages(slack, "U0PRIMARY", "INC-1")) == 1
     assert not keyed_repeats(slack), f"delivered twice: {keyed_repeats(slack)}"
+
+
+@pytest.fixture
+def gcp_world(tmp_path: Path, pg_url: str) -> Iterator[tuple[SlackSandbox, GcpSandbox, Instance, Instance]]:
+    """Two instances with the Cloud Run emulator, a rollback's operation held until released."""
+    with SlackSandbox() as slack, GcpSandbox() as gcp:
+        gcp.use("bad_deploy")
+        gcp.cloud_run.operation_plan = OperationPlan(never=True)
+        config = CONFIG.replace(
+            'service: {project: demo-project, region: us-central1, name: tai-autonomics, health_url: "http://127.0.0.1:9/health"}',
+            f'service: {{project: {gcp.project}, region: us-central1, name: tai-autonomics, health_url: "{gcp.health_url}"}}',
+        )
+        assert gcp.health_url in config
+        a = Instance(tmp_path, slack, "instance-a", pg_url)
+        b = Instance(tmp_path, slack, "instance-b", pg_url)
+        for instance in (a, b):
+            Path(instance.env["INCIDENT_BOT_CONFIG"]).write_text(config, encoding="utf-8")
+            instance.env.update(gcp.env())
+        try:
+            a.start()
+            b.start()
+            assert a.health()["leader"] is True and b.health()["leader"] is False
+            yield slack, gcp, a, b
+        finally:
+            a.stop()
+            b.stop()
+
+
+def confirm_rollback_on(slack: SlackSandbox, gcp: GcpSandbox, instance: Instance) -> tuple[str, Any]:
+    platform = SlackPlatform(instance.url, SIGNING_SECRET, slack)
+    platform.command("declare p1 Checkout down", user="U0ALICE")
+    room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"), timeout=10).id
+    platform.command("rollback", user="U0LEAD", channel=room)
+    proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+    platform.click(proposal.button("rollback_confirm"), user="U0LEAD", channel=room)
+    slack.wait_for(lambda: gcp.cloud_run.patches(), timeout=10)
+    return room, proposal
+
+
+def unknown_notices(slack: SlackSandbox, room: str) -> list[Any]:
+    return [m for m in slack.messages_in(room) if m.text.startswith("Outcome unknown")]
+
+
+def test_a_rollback_running_on_the_standby_survives_a_lease_change_without_outcome_unknown(gcp_world, pg_url) -> None:
+    slack, gcp, a, b = gcp_world
+    gcp.cloud_run.operation_plan = OperationPlan()
+    gcp.cloud_run.operation_delay_s = 8.0  # Cloud Run takes 8 s: the lease changes meanwhile
+    room, proposal = confirm_rollback_on(slack, gcp, b)  # b executes it; a leads
+    a.kill()
+    b.wait_until(lambda h: h["leader"] is True, timeout=LEASE_S + 3)
+    store = Store(pg_url)
+    try:
+        slack.wait_for(lambda: store.proposals()[-1].status == "succeeded", timeout=20)
+        kinds = [e.kind for e in store.timeline(1)]
+    finally:
+        store.close()
+    assert "rollback-unknown" not in kinds and kinds.count("rollback-succeeded") == 1
+    assert not unknown_notices(slack, room), "a rollback still running was declared outcome unknown"
+    assert len(gcp.cloud_run.patches()) == 1
+
+
+def test_a_rollback_whose_instance_dies_is_reported_outcome_unknown_once_by_the_leader(gcp_world, pg_url) -> None:
+    slack, gcp, a, b = gcp_world
+    room, proposal = confirm_rollback_on(slack, gcp, b)  # b executes it; a leads, and keeps leading
+    b.kill()
+    notice = slack.wait_for(lambda: unknown_notices(slack, room), timeout=25)[0]
+    assert "Check traffic" in notice.text
+    time.sleep(6.0)  # another round of the leader's look: it must not report it again
+    assert len(unknown_notices(slack, room)) == 1
+    store = Store(pg_url)
+    try:
+        assert store.proposals()[-1].status == "unknown"
+        assert [e.kind for e in store.timeline(1)].count("rollback-unknown") == 1
+    finally:
+        store.close()
+    assert len(gcp.cloud_run.patches()) == 1, "never sent again"
+    assert a.health()["leader"] is True
