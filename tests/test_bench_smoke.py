@@ -21,6 +21,7 @@ CASES = {
     "history.py": (["--resolved", "300", "--open", "5", "--requests", "2"], "targets: "),
     "diagnose.py": (["--rounds", "1"], "verdict of the last round"),
     "pagerduty_down.py": (["--rounds", "1"], "verdict: PagerDuty down"),
+    "storm.py": (["--declares", "3"], "target: fewer than 5 rate-limited answers"),
 }
 
 

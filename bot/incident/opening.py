@@ -7,7 +7,7 @@ link the war room once it exists, `DeliveryKind.PAGE_LINK`).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -17,7 +17,7 @@ from bot.domain import pagerduty
 from bot.domain.deliveries import status_page_firing
 from bot.domain.incidents import Incident, declare
 from bot.incident.announcer import AnnouncementChannelError
-from bot.slack.gateway import error_code
+from bot.slack.gateway import error_code, rate_limited, retry_after_s
 from bot.statuspage.client import GENERIC_BODY, GENERIC_NAME
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,12 @@ def create(
     return incident
 
 
+def _set_up_later(ctx: Context, number: int) -> None:
+    incident = ctx.store.get(number)
+    if incident is not None:
+        ctx.work.submit(set_up, ctx, incident)
+
+
 def set_up(ctx: Context, incident: Incident) -> Reply | None:
     """After the ack: announcement, war room, first steps (the pages are already under way).
 
@@ -77,6 +83,12 @@ def set_up(ctx: Context, incident: Incident) -> Reply | None:
         return Reply(f"{incident.ref} is recorded, but {exc}")
     except SlackApiError as exc:
         log.warning("setting up %s failed: %s", incident.ref, error_code(exc))
+        if rate_limited(exc):
+            # Slack said when: the set-up goes on then, not at the next set-up round.
+            wait = retry_after_s(getattr(exc.response, "headers", None)) or 1.0
+            number = incident.number
+            ctx.timers.place(f"setup-{number}", lambda: _set_up_later(ctx, number), ctx.now() + timedelta(seconds=wait))
+            return None  # the person hears once it is announced
         return Reply(
             f"{incident.ref} is recorded, but Slack refused part of its set-up (`{error_code(exc)}`). "
             "It will be retried; `/incident list` shows it meanwhile."

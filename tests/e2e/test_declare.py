@@ -36,9 +36,15 @@ def test_declare_p1_announces_opens_a_war_room_and_briefs_it(bot):
         "incident_diagnose",
         "incident_resolve",
     ]
-    # The topic is set just after the channel is made: wait for it, do not race it.
+    # The topic is set just after the channel is made, and the invite just after that: wait for
+    # both, do not race them.
     room = bot.slack.wait_for(
-        lambda: (found := bot.slack.channel_by_name("inc-1-checkout-returns-500")) and found.topic and found
+        lambda: (
+            (found := bot.slack.channel_by_name("inc-1-checkout-returns-500"))
+            and found.topic
+            and "U0ALICE" in found.members
+            and found
+        )
     )
     assert "INC-1" in room.topic and "Checkout returns 500" in room.topic
     assert "U0ALICE" in room.members
