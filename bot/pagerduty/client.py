@@ -20,8 +20,11 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 API_URL = "https://api.pagerduty.com"
 DEFAULT_TIMEOUT_S = 5.0
+EVENTS_PER_MINUTE = 120  # "approximately 120 calls/minute per integration key" (Events API rate limits)
 _MESSAGE_CHARS = 300
 
 
@@ -70,6 +74,31 @@ class _Secret:
     __str__ = __repr__
 
 
+class Pace:
+    """PagerDuty's documented limit, kept by the sender: about 120 events a minute per
+    integration key over a rolling window. `take` books a slot, or says how long until one frees,
+    so the bot rarely meets a 429 at all (it still retries one with backoff)."""
+
+    def __init__(self, events: int = EVENTS_PER_MINUTE, window_s: float = 60.0, margin_s: float = 1.0) -> None:
+        self.events = events
+        # A slot is booked before the request leaves and counted by PagerDuty when it arrives:
+        # the margin keeps the two windows from overlapping by the request's own travel time.
+        self.window_s = window_s + margin_s
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def take(self, now: float | None = None) -> float:
+        """0 and a slot booked, or the seconds to wait before asking again."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            while self._sent and now - self._sent[0] >= self.window_s:
+                self._sent.popleft()
+            if len(self._sent) < self.events:
+                self._sent.append(now)
+                return 0.0
+            return max(0.01, self.window_s - (now - self._sent[0]))
+
+
 class PagerDutyClient:
     """One Events API v2 integration (its routing key), and optionally a REST API token."""
 
@@ -93,6 +122,7 @@ class PagerDutyClient:
         self._routing_key = _Secret(routing_key)
         self._api_token = _Secret(api_token.strip()) if api_token and api_token.strip() else None
         self.timeout = timeout
+        self.pace = Pace()
 
     @property
     def routing_key(self) -> str:

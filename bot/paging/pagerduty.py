@@ -30,15 +30,17 @@ from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord
 from bot.pagerduty.client import PagerDutyClient, PagerDutyError
 from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.pacing import Saturated
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 WAITING = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
-# The links wait for the announcement and war room this long at most: they are "not placed yet"
-# (retried with backoff, and at once when set-up has made the place, `Store.retry_unplaced`).
+# The links wait for the announcement and war room this long at most (retried with backoff, and
+# pulled forward the moment set-up has made them); after it they go with what exists.
 LINKS_WAIT = timedelta(minutes=2)
-_WAITING_FOR_SLACK = "waiting for the announcement and the war room"
+_WAITING_FOR_SLACK = "the announcement and the war room"
+_PACING = "PagerDuty Events API (about 120 events a minute per integration key)"
 # A later event that makes an earlier one moot while it still waits.
 _SUPERSEDES = {
     pagerduty.EventAction.ACKNOWLEDGE: {pagerduty.EventAction.TRIGGER, pagerduty.LINKS},
@@ -83,6 +85,7 @@ def routes(
                     store.cancel_delivery(delivery.id, "moot: the incident was acknowledged or resolved")
                     return
                 if not _set_up(config, incident) and clock() - incident.declared_at < LINKS_WAIT:
+                    # Retried with backoff, and at once when set-up has made them (`retry_unplaced`).
                     raise NotPlacedYet(_WAITING_FOR_SLACK)
             links = _links(slack, incident)
             if delivery.target == pagerduty.LINKS and not links:
@@ -97,6 +100,11 @@ def routes(
             label=label or incident.severity,
             links=links,
         )
+        wait = client.pace.take()
+        if wait:
+            # PagerDuty's limit would refuse it: deferred (not a failed attempt) until the oldest
+            # event leaves the window, as the Slack pacer defers a call it has no token for.
+            raise Saturated(_PACING, wait)
         try:
             client.send(event)
         except PagerDutyError as exc:
@@ -166,8 +174,9 @@ WARN_AFTER_FAILURES = 3
 
 
 def _failing(delivery: DeliveryRecord, attempts: int, reason: str) -> str | None:
-    """Said once, at the third failure in a row: the Slack side carries on, the retries too."""
-    if attempts != WARN_AFTER_FAILURES or reason.startswith(NOT_PLACED_YET):
+    """Said from the third failed try, once (the warning's key is the delivery's); waiting for the
+    war room is no failure, and the pace defers without counting a try at all."""
+    if attempts < WARN_AFTER_FAILURES or reason.startswith(NOT_PLACED_YET):
         return None
     return (
         f"⚠️ PagerDuty did not take the {delivery.target} (`{reason}`). Slack paging carries on; "

@@ -106,11 +106,13 @@ class PagerDutySandbox(JsonServer):
         routing_keys: tuple[str, ...] = (ROUTING_KEY,),
         api_token: str = API_TOKEN,
         per_minute: int | None = RATE_LIMIT_PER_MINUTE,
+        window_s: float = 60.0,
     ) -> None:
         super().__init__()
         self.routing_keys = set(routing_keys)
         self.api_token = api_token
-        self.per_minute = per_minute
+        self.per_minute = per_minute  # events taken per key within `window_s` (a minute, as documented)
+        self.window_s = window_s
         self._recent: dict[str, list[float]] = {}
         self.alerts: list[Alert] = []  # every alert ever opened, oldest first
         self.users: dict[str, User] = {}
@@ -363,7 +365,7 @@ class PagerDutySandbox(JsonServer):
         if self.per_minute is None:
             return False
         with self._lock:
-            recent = self._recent[key] = [t for t in self._recent.get(key, []) if now - t < 60.0]
+            recent = self._recent[key] = [t for t in self._recent.get(key, []) if now - t < self.window_s]
             if len(recent) >= self.per_minute:
                 return True
             recent.append(now)

@@ -17,7 +17,7 @@ from datetime import timedelta
 import pytest
 
 from bot.domain.pagerduty import dedup_key
-from bot.pagerduty.client import signature
+from bot.pagerduty.client import Pace, signature
 from bot.sandbox.pagerduty import API_TOKEN, ROUTING_KEY, PagerDutySandbox
 from bot.sandbox.runner import SandboxedBot
 from tests.conftest import FAST_CONFIG
@@ -364,3 +364,24 @@ def test_unknown_keys_and_event_types_are_200_and_ignored(world):
         assert post_webhook(running, body, signature(body, SECRET)) == 200, body
     assert post_webhook(running, b"not json", signature(b"not json", SECRET)) == 400
     assert running.bot.store.get(1).acknowledged_at is None
+
+
+def test_the_bot_paces_itself_to_pagerdutys_limit_and_meets_no_429(pd_env):
+    # PagerDuty's limit shrunk to 3 events in 3 s (it is about 120 a minute), the bot's pace too.
+    with (
+        PagerDutySandbox(per_minute=3, window_s=3.0) as pd,
+        SandboxedBot(config_text=PD_CONFIG, pagerduty=pd) as running,
+    ):
+        assert running.bot.pagerduty is not None
+        running.bot.pagerduty.pace = Pace(events=3, window_s=3.0)
+        for n in range(1, 5):
+            running.command(f"declare p1 Storm part {n}", user="U0ALICE")
+        keys = [
+            running.slack.wait_for(lambda n=n: running.bot.store.get(n) and key_of(running, n)) for n in range(1, 5)
+        ]
+        running.slack.wait_for(lambda: all(events(pd, "trigger", k) for k in keys), timeout=20)
+        assert [c.status for c in pd.calls if c.status != 202] == []  # paced: never refused
+        started = [c.at for c in pd.calls]
+        assert max(started) - min(started) >= 2.5  # the fourth waited for the window
+        rooms = [running.bot.store.get(n).war_room_id for n in range(1, 5)]
+        assert not [m for r in rooms if r for m in running.slack.messages_in(r) if "PagerDuty" in m.all_text]

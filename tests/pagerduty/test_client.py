@@ -120,3 +120,13 @@ def test_every_pagerduty_secret_is_redacted_from_the_logs_even_while_rotating():
     env = {"K": ROUTING_KEY, "S": "old-secret, new-secret", "T": API_TOKEN}
     secrets = set(config_secrets(config, env))
     assert {ROUTING_KEY, API_TOKEN, "old-secret", "new-secret"} <= secrets
+
+
+def test_the_pace_books_slots_within_the_window_and_says_when_the_next_frees():
+    from bot.pagerduty.client import Pace
+
+    pace = Pace(events=2, window_s=60.0, margin_s=0.0)
+    assert pace.take(100.0) == 0.0 and pace.take(110.0) == 0.0
+    assert pace.take(120.0) == pytest.approx(40.0)  # the first leaves the window at 160
+    assert pace.take(160.0) == 0.0
+    assert pace.take(165.0) == pytest.approx(5.0)
