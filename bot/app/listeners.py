@@ -69,7 +69,9 @@ def build_bolt_app(ctx: Context, settings: Settings, client: Any) -> App:
     app.error(_refuse_malformed)
     # Over HTTP: replays refused, events seen before answered 200. In Socket Mode requests carry
     # no signature to replay, but Slack still retries events, so copies are recognised there too.
-    app.use(replay.middleware(replay.ReplayGuard()))
+    # On PostgreSQL the memory is shared by the instances: a replay sent to another is refused too.
+    shared = ctx.store.remember_request if ctx.store.dialect == "postgresql" else None
+    app.use(replay.middleware(replay.ReplayGuard(remember=shared)))
     app.command("/incident")(_command_listener(ctx, owners))
     for action_id, handler in commands.actions().items():
         app.action(action_id)(_action_listener(ctx, handler, owners))

@@ -12,7 +12,9 @@ and counts anything but a 2xx as a failed delivery (above 5% in an hour it disab
 event subscriptions). So an event is recognised by its `event_id` and a copy is answered 200
 with no effect, logged once; only commands and interactions seen before get 401.
 
-The memory is per process: on several instances a replay sent to another one is not caught.
+The memory is per process, and on PostgreSQL also in the store (`remember`, shared by every
+instance), so a replay sent to another instance is refused as well. If the store cannot be
+reached the process's own memory still answers (a request is not refused for an outage).
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ log = logging.getLogger(__name__)
 
 
 class ReplayGuard:
-    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window_s: float = WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        remember: Callable[[str, float], bool] | None = None,
+    ) -> None:
         self.window_s = window_s
         self._clock = clock
+        self._remember = remember  # the instances' shared memory (PostgreSQL), or None
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, float] = OrderedDict()  # oldest first
         self._events: OrderedDict[str, float] = OrderedDict()  # event_id -> first seen, oldest first
@@ -67,6 +75,12 @@ class ReplayGuard:
             if key in seen:
                 return False
             seen[key] = now
+        if self._remember is None:
+            return True
+        try:
+            return self._remember(key, window_s)
+        except Exception:  # noqa: BLE001 - an outage must not refuse every request
+            log.warning("could not check the shared replay memory; this process's own answered", exc_info=True)
             return True
 
 

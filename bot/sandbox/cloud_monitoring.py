@@ -5,7 +5,12 @@ this emulator is a gRPC server for `google.monitoring.v3.MetricService` on 127.0
 the way the Logging emulator is: `url` is `http://127.0.0.1:<port>`, read by `bot.google` as
 "plaintext gRPC, anonymous". It serves Cloud Run's `run.googleapis.com/request_count` (DELTA,
 INT64, label `response_code_class`) and `run.googleapis.com/request_latencies` (DELTA,
-DISTRIBUTION, in ms) from the requests the sandbox's live traffic records (`record`).
+DISTRIBUTION, in ms) from the requests the sandbox's live traffic records (`record`), and the
+container metrics diagnose reads for Scenario 8 and 9 from per-minute samples a preset loads
+(`load_containers`): `run.googleapis.com/container/memory/utilizations` (DELTA, DISTRIBUTION of
+0..1 per instance: ALIGN_PERCENTILE_nn, or ALIGN_DELTA with a percentile reducer; no MAX, MIN
+or MEAN aligner of a distribution) and `run.googleapis.com/container/instance_count` (GAUGE,
+INT64, label `state`: no DELTA, RATE or percentile aligner of a gauge).
 
 Strict where the API is (https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.timeSeries/list):
 `name` is `projects/{project}`; the filter names exactly one `metric.type` and compares only
@@ -45,6 +50,7 @@ METRICS = (REQUEST_COUNT, REQUEST_LATENCIES, MEMORY_UTILIZATIONS, INSTANCE_COUNT
 _DISTRIBUTION_ALIGNERS = {"ALIGN_PERCENTILE_99": 99, "ALIGN_PERCENTILE_95": 95, "ALIGN_PERCENTILE_50": 50}
 _GAUGE_ALIGNERS = ("ALIGN_MAX", "ALIGN_MIN", "ALIGN_MEAN", "ALIGN_SUM")
 _NUMBER_REDUCERS = ("REDUCE_MAX", "REDUCE_MIN", "REDUCE_MEAN", "REDUCE_SUM")
+_INTEGER_REDUCERS = ("REDUCE_MAX", "REDUCE_MIN", "REDUCE_SUM", "REDUCE_NONE")  # keep INT64
 _GROUPS = {
     REQUEST_COUNT: (
         "metric.labels.response_code_class",
@@ -243,20 +249,22 @@ class MonitoringEmulator(FaultInjection):
     ) -> list[dict[str, Any]]:
         """Memory utilisation (a DISTRIBUTION per revision) and instance count (a GAUGE per
         revision and state), aligned per period and reduced across series as the API does."""
+        # Validity as the Aligner / Reducer docs give it (google/monitoring/v3/common.proto).
+        numeric_reducers = (*_NUMBER_REDUCERS, *_LATENCY_REDUCERS, "REDUCE_NONE")
         if metric == MEMORY_UTILIZATIONS:
-            if aligner == "ALIGN_DELTA":
+            if aligner in ("ALIGN_DELTA", "ALIGN_SUM"):  # these keep the DISTRIBUTION
+                if aligner == "ALIGN_SUM" or reducer in ("REDUCE_SUM", "REDUCE_NONE"):
+                    raise ListError("UNIMPLEMENTED", "the emulator does not return distribution values")
                 if reducer not in _LATENCY_REDUCERS:
-                    raise ListError(
-                        "INVALID_ARGUMENT", f"ALIGN_DELTA / {reducer} does not suit {metric} (DISTRIBUTION)"
-                    )
-            elif aligner not in (*_DISTRIBUTION_ALIGNERS, "ALIGN_MEAN"):
+                    raise ListError("INVALID_ARGUMENT", f"ALIGN_DELTA / {reducer} does not suit {metric}")
+            elif aligner not in _DISTRIBUTION_ALIGNERS:  # no MAX, MIN, MEAN, COUNT or RATE of a distribution
                 raise ListError("INVALID_ARGUMENT", f"{aligner} does not suit {metric} (DELTA, DISTRIBUTION)")
-            elif reducer not in (*_NUMBER_REDUCERS, "REDUCE_NONE"):
+            elif reducer not in numeric_reducers:
                 raise ListError("INVALID_ARGUMENT", f"{reducer} does not suit {aligner} of {metric}")
         else:
-            if aligner not in _GAUGE_ALIGNERS:
+            if aligner not in _GAUGE_ALIGNERS:  # no DELTA or RATE of a GAUGE, no percentile of a number
                 raise ListError("INVALID_ARGUMENT", f"{aligner} does not suit {metric} (GAUGE, INT64)")
-            if reducer not in (*_NUMBER_REDUCERS, "REDUCE_NONE"):
+            if reducer not in numeric_reducers:
                 raise ListError("INVALID_ARGUMENT", f"{reducer} does not suit {metric} (GAUGE, INT64)")
         for field, value in clauses.items():
             allowed = {
@@ -305,7 +313,7 @@ class MonitoringEmulator(FaultInjection):
                     aligned = [_align(aligner, values) for values in per_series.values()]
                     number = _reduce(reducer, aligned)
                 typed: dict[str, Any] = {"doubleValue": number}
-                if metric == INSTANCE_COUNT and aligner != "ALIGN_MEAN" and reducer != "REDUCE_MEAN":
+                if metric == INSTANCE_COUNT and aligner != "ALIGN_MEAN" and reducer in _INTEGER_REDUCERS:
                     typed = {"int64Value": str(int(number))}
                 out_groups.setdefault(outer, []).append({"interval": span, "value": typed})
             upper = lower
@@ -431,6 +439,8 @@ def _reduce(reducer: str, values: list[float]) -> float:
         return min(values)
     if reducer == "REDUCE_MEAN":
         return sum(values) / len(values)
+    if reducer in _LATENCY_REDUCERS:
+        return _percentile(sorted(values), _LATENCY_REDUCERS[reducer])
     return sum(values)  # REDUCE_SUM, or REDUCE_NONE (one series)
 
 

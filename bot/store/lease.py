@@ -85,6 +85,15 @@ class LeasePart(StoreBase):
         rows = self._rows(f"SELECT *, {self._clock_sql} AS db_now FROM leases WHERE name = ?", [LEASE])
         return _lease(rows[0], float(rows[0]["db_now"])) if rows else None
 
+    def remember_request(self, key: str, window_s: float) -> bool:
+        """True the first time any instance sees `key` (a signed request) within `window_s`
+        seconds by the database's clock; older memories are forgotten on the way."""
+        with self.urgent(), self.transaction() as db:
+            now = self._db_now(db)
+            db.execute("DELETE FROM seen_requests WHERE at < ?", [now - window_s])
+            cursor = db.execute("INSERT INTO seen_requests (key, at) VALUES (?, ?) ON CONFLICT DO NOTHING", [key, now])
+            return cursor.rowcount == 1
+
     def notify_work(self, number: int | None = None, at: datetime | None = None) -> None:
         """Tell the leader (on another instance) there is work: an incident to re-plan (or, with
         `at`, to look at by then at the latest), or deliveries to send."""

@@ -101,6 +101,14 @@ EXECUTION_OWNERS = (
 )
 
 
+# Signed Slack requests seen (PostgreSQL): the replay guard's memory, shared by every instance, so
+# a replay sent to another instance is refused too (bot/app/replay.py). Times: the database's clock.
+SEEN_REQUESTS = (
+    "CREATE TABLE IF NOT EXISTS seen_requests (key TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS seen_requests_by_at ON seen_requests (at)",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
@@ -112,4 +120,5 @@ def migrations() -> tuple[Migration, ...]:
         Migration(7, "the daily on-call readiness check", postgres=ONCALL_CHECKS, sqlite=ONCALL_CHECKS),
         Migration(8, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
         Migration(9, "executions owned by an instance", postgres=EXECUTION_OWNERS, sqlite=EXECUTION_OWNERS),
+        Migration(10, "signed requests seen, for every instance", postgres=SEEN_REQUESTS, sqlite=SEEN_REQUESTS),
     )

@@ -101,6 +101,7 @@ def test_the_emulator_refuses_what_the_api_refuses():
 
     assert refused(MEMORY, "ALIGN_MAX") == "INVALID_ARGUMENT"  # a DISTRIBUTION has no max
     assert refused(MEMORY, "ALIGN_DELTA", "REDUCE_MAX") == "INVALID_ARGUMENT"
+    assert refused(MEMORY, "ALIGN_MEAN", "REDUCE_MAX") == "INVALID_ARGUMENT"  # MEAN is for numeric values
     assert refused(MEMORY, "ALIGN_PERCENTILE_99", "REDUCE_MAX") == "OK"
     assert refused(INSTANCES, "ALIGN_DELTA", "REDUCE_SUM") == "INVALID_ARGUMENT"  # a GAUGE has no delta
     assert refused(INSTANCES, "ALIGN_PERCENTILE_99") == "INVALID_ARGUMENT"

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -334,3 +335,22 @@ def test_a_rollback_whose_instance_dies_is_reported_outcome_unknown_once_by_the_
         store.close()
     assert len(gcp.cloud_run.patches()) == 1, "never sent again"
     assert a.health()["leader"] is True
+
+
+def test_a_replay_sent_to_the_other_instance_is_refused(world) -> None:
+    slack, a, b = world
+    form = {
+        "command": "/incident",
+        "text": "declare p3 Replayed once",
+        "user_id": "U0PRIMARY",
+        "channel_id": "C0INCIDENT",
+        "team_id": "T0SANDBOX",
+        "response_url": slack.response_url(slack.new_response_key(), channel="C0INCIDENT", user="U0PRIMARY"),
+        "trigger_id": "1.2.replay",
+    }
+    body, sent_at = urlencode(form), int(time.time())
+    first = SlackPlatform(a.url, SIGNING_SECRET, slack).send(body, timestamp=sent_at)
+    again = SlackPlatform(b.url, SIGNING_SECRET, slack).send(body, timestamp=sent_at)
+    assert (first.status, again.status) == (200, 401), "the other instance accepted the replay"
+    # A new delivery (Slack signs each anew) is a new request, on either instance.
+    assert SlackPlatform(b.url, SIGNING_SECRET, slack).send(body, timestamp=sent_at + 1).status == 200
