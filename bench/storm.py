@@ -149,7 +149,7 @@ def main() -> int:
     runs = {"Slack's limits on": storm(True, n), "baseline: no limits": storm(False, n)}
     announce_floor, room_floor = floor_s(n)
     print()
-    print(f"storm: {n} concurrent P1 declares, each paging its own on-call")
+    print(f"storm: {n} concurrent P1 declares by {n} people, all paging the one primary on-call")
     header = f"{'':<22} {'page p50':>9} {'page p99':>9} {'last announced':>15} {'last war room':>14} {'429s':>5}"
     print(header)
     print("-" * len(header))

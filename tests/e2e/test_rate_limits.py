@@ -164,3 +164,27 @@ def test_the_client_sleeps_out_only_a_short_rate_limit_itself():
             raise AssertionError("a long Retry-After was slept out in-process")
         assert time.monotonic() - started < 1
         assert [m.text for m in slack.messages_in("C0INCIDENT")] == ["short wait: retried"]
+
+
+def test_announcement_edits_that_pile_up_collapse_into_the_latest(bot):
+    bot.command("declare p3 Export button broken", user="U0ALICE")
+    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", timeout=10)
+    store = bot.bot.store
+    bot.slack.wait_for(lambda: not [d for d in store.deliveries(1) if d.status in ("pending", "sending")], timeout=10)
+    bot.slack.delay("chat.update", seconds=1.0)  # a slow Slack: the edits owed pile up
+
+    for n in range(8):
+        bot.command(f"update INC-1 Step {n}", user="U0ALICE")
+
+    def settled():
+        return not [d for d in store.deliveries(1, kind="refresh") if d.status in ("pending", "sending")]
+
+    bot.slack.wait_for(settled, timeout=30)
+    refreshes = store.deliveries(1, kind="refresh")
+    superseded = [d for d in refreshes if d.status == "cancelled" and "superseded" in (d.last_error or "")]
+    edits = [c for c in bot.slack.calls_to("chat.update") if c.params.get("ts") == announcement.ts and c.ok]
+    assert superseded, [(d.id, d.status, d.last_error) for d in refreshes]
+    assert len(edits) == len(refreshes) - len(superseded) < len(refreshes)
+    # Nothing owed was lost: the last edit went after the last update was recorded.
+    last_update = max(e.at for e in store.timeline(1) if e.kind == "update")
+    assert edits[-1].at >= last_update.timestamp()
