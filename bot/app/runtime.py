@@ -111,7 +111,7 @@ class IncidentBot:
         self.slack = SlackGateway(self.client, self.request_client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.alert_work = BoundedExecutor(ALERT_THREADS, alert_queue, name="alerts")
-        self.announcer = Announcer(config, self.store, self.slack, clock)
+        self.announcer = Announcer(config, self.store, self.slack, clock, instance=settings.instance)
         self.directory = Directory(config, self.slack, self.store, clock, retry_s=lookup_retry_s)
         self.statuspage = statuspage.from_config(config.statuspage)
         self.pagerduty = pagerduty_client.from_config(

@@ -29,14 +29,20 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 WAR_ROOM_PATIENCE = timedelta(seconds=30)
+# How long one instance's claim on an incident's set-up holds: far longer than a set-up takes
+# (a few Slack calls), so only a holder that died is taken over from, at the next set-up round.
+SETUP_DEADLINE = timedelta(minutes=2)
 
 
 class Announcer:
-    def __init__(self, config: Config, store: Store, slack: SlackGateway, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, config: Config, store: Store, slack: SlackGateway, clock: Callable[[], datetime], instance: str = ""
+    ) -> None:
         self.config = config
         self.store = store
         self.slack = slack
         self.clock = clock
+        self.instance = instance  # the holder of the set-up claims this process makes
         # One lock per incident: two edits racing must not leave the older state on screen.
         self._locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
         self._channel_id: str | None = None
@@ -65,16 +71,28 @@ class Announcer:
         """
         with self._locks[number]:
             incident = self._incident(number)
-            if incident.announcement_ts is None:
-                with pace(Lane.ANNOUNCE):
-                    incident = self._post_announcement(incident)
-            if self.config.has_war_room(incident.severity) and incident.is_open:
-                with pace(Lane.SETUP):
-                    if incident.war_room_id is None:
-                        incident = self._create_war_room(incident)
-                    if not incident.war_room_briefed:
-                        return self._brief_war_room(incident)
-            return incident
+            if not self.needs_setup(incident):
+                return incident
+            # In the store, not only in this process: the leader's set-up round and a standby's
+            # declare must never both announce or both make a war room. The claim's holder
+            # finishes; if it dies, another takes over after the deadline.
+            now = self.clock()
+            if not self.store.claim_setup(number, self.instance, now, now + SETUP_DEADLINE):
+                return incident
+            try:
+                incident = self._incident(number)  # as the claim found it: another may have just finished
+                if incident.announcement_ts is None:
+                    with pace(Lane.ANNOUNCE):
+                        incident = self._post_announcement(incident)
+                if self.config.has_war_room(incident.severity) and incident.is_open:
+                    with pace(Lane.SETUP):
+                        if incident.war_room_id is None:
+                            incident = self._create_war_room(incident)
+                        if not incident.war_room_briefed:
+                            return self._brief_war_room(incident)
+                return incident
+            finally:
+                self.store.release_setup(number, self.instance)
 
     def refresh(self, number: int) -> None:
         """Edit the announcement in place to show the incident as the store has it now."""

@@ -28,6 +28,23 @@ class IncidentsPart(DeliveriesPart, AlertsPart):
     """Incidents, timeline and audit. A declare records its firings and links its alerts in its own
     transaction, so this part builds on those two."""
 
+    def claim_setup(self, number: int, holder: str, now: datetime, until: datetime) -> bool:
+        """Claim the incident's set-up (announcing it, making its war room) until `until`: False
+        while another holder's claim runs, so two instances never both post or create. On SQLite
+        (one process) another holder's claim is a dead predecessor's, taken over at once."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO setup_claims (incident, holder, until) VALUES (?, ?, ?) ON CONFLICT (incident) DO UPDATE"
+                " SET holder = excluded.holder, until = excluded.until"
+                " WHERE setup_claims.holder = excluded.holder OR setup_claims.until <= ? OR ?",
+                [number, holder, _to_db(until), _to_db(now), self.dialect == "sqlite"],
+            )
+            return cursor.rowcount == 1
+
+    def release_setup(self, number: int, holder: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM setup_claims WHERE incident = ? AND holder = ?", [number, holder])
+
     def create_incident(
         self, draft: Incident, now: datetime, firings: tuple[Firing, ...] = (), alerts: tuple[int, ...] = ()
     ) -> Incident:

@@ -109,6 +109,13 @@ SEEN_REQUESTS = (
 )
 
 
+# An incident's set-up (announcing it, making its war room) is claimed by one instance until a
+# deadline (bot/incident/announcer.py), so two instances never both post or create.
+SETUP_CLAIMS = (
+    "CREATE TABLE IF NOT EXISTS setup_claims (incident BIGINT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL)",
+)
+
+
 def migrations() -> tuple[Migration, ...]:
     return (
         Migration(1, "the first release's schema", postgres=BASELINE, sqlite=()),
@@ -121,4 +128,5 @@ def migrations() -> tuple[Migration, ...]:
         Migration(8, "deliveries claimed until a deadline", postgres=DELIVERY_CLAIMS, sqlite=DELIVERY_CLAIMS),
         Migration(9, "executions owned by an instance", postgres=EXECUTION_OWNERS, sqlite=EXECUTION_OWNERS),
         Migration(10, "signed requests seen, for every instance", postgres=SEEN_REQUESTS, sqlite=SEEN_REQUESTS),
+        Migration(11, "set-up claimed by one instance", postgres=SETUP_CLAIMS, sqlite=SETUP_CLAIMS),
     )

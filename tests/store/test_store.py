@@ -533,3 +533,19 @@ def test_change_decides_again_on_a_conflict_and_reports_a_no_op(store: Store) ->
     assert change is None and current.acknowledged_by == "U0SECOND"
     assert decided_on == [None, "U0SECOND"]  # decided on the stale copy, then again on the fresh one
     assert [a.action for a in store.audit_log(inc.number)].count("ack") == 1
+
+
+def test_an_incidents_set_up_is_claimed_by_one_instance_until_its_deadline(store: Store) -> None:
+    if store.dialect == "sqlite":
+        pytest.skip("one process per SQLite file: another holder's claim is a dead predecessor's")
+    inc = store.create_incident(draft(), T0)
+    until = T0 + minutes(2)
+    assert store.claim_setup(inc.number, "instance-a", T0, until)
+    assert store.claim_setup(inc.number, "instance-a", T0, until), "its holder may go on"
+    assert not store.claim_setup(inc.number, "instance-b", T0 + minutes(1), T0 + minutes(3)), "two would both post"
+    assert store.claim_setup(inc.number, "instance-b", until, T0 + minutes(4)), "a dead holder is taken over"
+    assert not store.claim_setup(inc.number, "instance-a", until, T0 + minutes(4))
+    store.release_setup(inc.number, "instance-a")  # not its claim any more: changes nothing
+    assert not store.claim_setup(inc.number, "instance-a", until, T0 + minutes(4))
+    store.release_setup(inc.number, "instance-b")
+    assert store.claim_setup(inc.number, "instance-a", until, T0 + minutes(4))
