@@ -20,7 +20,7 @@ from datetime import timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot.context import Context
-from bot.domain.alerts import Alert, attached_line, incident_title, scenario_for
+from bot.domain.alerts import Alert, incident_title, scenario_for
 from bot.domain.incidents import Incident
 from bot.domain.policy import AlertRoute
 from bot.domain.records import AlertReceipt, AlertRecord
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # One alert's Slack work at a time: the webhook, a retry and a button may all reach one alert.
 _locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+# One group message's edit at a time; a request meanwhile makes the holder edit once more.
+_group_guard = threading.Lock()
+_group_busy: set[str] = set()
+_group_again: set[str] = set()
 
 
 def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertReceipt]:
@@ -117,18 +121,15 @@ def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:
 
 
 def still_firing(ctx: Context, alert_id: int) -> None:
-    """A repeat notification: one line under the incident or the proposal, never a second one."""
+    """A repeat notification: the incident's group message edited, or one line under the proposal."""
     with _locks[alert_id]:
         record = ctx.store.alert(alert_id)
         if record is None or not record.is_open or record.dismissed_by:
             return
-        text = alert_blocks.still_firing(record)
         if record.incident is not None:
-            incident = ctx.store.get(record.incident)
-            if incident is not None and incident.is_open:
-                ctx.announcer.in_thread(incident, text)
+            show_group(ctx, record)  # the group's one message, edited: never a line per re-send
         elif record.proposal_ts and record.proposal_channel:
-            ctx.slack.post(record.proposal_channel, text, thread_ts=record.proposal_ts)
+            ctx.slack.post(record.proposal_channel, alert_blocks.still_firing(record), thread_ts=record.proposal_ts)
     # A repeat is also the moment to finish what an earlier delivery could not.
     settle(ctx, alert_id)
 
@@ -151,13 +152,61 @@ def _link(ctx: Context, record: AlertRecord) -> AlertRecord:
     if incident is None or incident.announcement_ts is None:
         return record
     refresh_proposal(ctx, record)
-    ctx.announcer.post_once(
-        f"alert-link:{record.id}",
+    show_group(ctx, record)
+    return ctx.store.note_alert(record.id, link_noted=True)
+
+
+def group_of(ctx: Context, record: AlertRecord) -> list[AlertRecord]:
+    """The alerts of the record's group (Alertmanager `groupKey`, Cloud Monitoring project and
+    policy) attached to its incident, oldest first."""
+    if record.incident is None:
+        return [record]
+    group = [
+        a for a in ctx.store.alerts_of(record.incident) if a.source == record.source and a.group_key == record.group_key
+    ]
+    return sorted(group, key=lambda a: a.id) or [record]
+
+
+def show_group(ctx: Context, record: AlertRecord) -> None:
+    """The incident's one message for the alert's group: posted once (post-once key, its ts kept
+    in the store), then edited in place. Requests that arrive while one is being shown collapse
+    into one more edit showing the latest state."""
+    incident = ctx.store.get(record.incident or 0)
+    if incident is None or not incident.is_open or incident.announcement_ts is None:
+        return
+    key = f"alert-group:{incident.number}:{group_of(ctx, record)[0].id}"
+    with _group_guard:
+        if key in _group_busy:
+            _group_again.add(key)
+            return
+        _group_busy.add(key)
+    try:
+        while True:
+            with _group_guard:
+                _group_again.discard(key)
+            _show_group_once(ctx, incident, record, key)
+            with _group_guard:
+                if key not in _group_again:
+                    return
+    finally:
+        with _group_guard:
+            _group_busy.discard(key)
+
+
+def _show_group_once(ctx: Context, incident: Incident, record: AlertRecord, key: str) -> None:
+    text, blocks = alert_blocks.group_status(group_of(ctx, record))
+    known = ctx.store.posted(key)
+    if known is not None:
+        ctx.slack.update(known[0], known[1], text, blocks)
+        return
+    channel, ts = ctx.announcer.post_once(
+        key,
         incident.announcement_channel or ctx.config.channel,
-        attached_line(record),
+        text,
+        blocks,
         thread_ts=incident.announcement_ts,
     )
-    return ctx.store.note_alert(record.id, link_noted=True)
+    ctx.store.note_posted(key, channel, ts, ctx.now())
 
 
 def _close(ctx: Context, record: AlertRecord) -> AlertRecord:
@@ -168,6 +217,7 @@ def _close(ctx: Context, record: AlertRecord) -> AlertRecord:
         all_closed = all(not a.is_open for a in ctx.store.alerts_of(incident.number))
         text, blocks = alert_blocks.alert_closed(record, incident, all_closed)
         _post_to_incident(ctx, incident, f"alert-closed:{record.id}", text, blocks)
+        show_group(ctx, record)
     refresh_proposal(ctx, record)
     return ctx.store.note_alert(record.id, close_noted=True)
 

@@ -213,9 +213,12 @@ def _alert_scene(world: SandboxedBot, pd: PagerDutySandbox, say: Callable[[str],
     incident = store.get(number)
     assert incident is not None and incident.announcement_ts
     slack.wait_for(
-        lambda: any("Still firing" in m.all_text for m in slack.thread("C0INCIDENT", incident.announcement_ts or ""))
+        lambda: any(
+            "1 firing, 0 closed (2 notifications" in m.all_text
+            for m in slack.thread("C0INCIDENT", incident.announcement_ts or "")
+        )
     )
-    say(f"  → no second incident: a 'still firing' line under INC-{number}")
+    say(f"  → no second incident: INC-{number}'s alert-group message is edited ('1 firing, 0 closed')")
 
     key = dedup_key(incident)
     slack.wait_for(lambda: pd.alert(key), timeout=10)

@@ -256,6 +256,16 @@ class DeliveriesPart(StoreBase):
                 [key, channel, _to_db(now), thread_ts],
             )
 
+    def note_posted(self, key: str, channel: str, ts: str, now: datetime) -> None:
+        """Where a message posted once under `key` landed, so later edits need no history search.
+        Kept beside the attempts (`posted:<key>`, the message's ts in `thread_ts`)."""
+        self.note_attempt(f"posted:{key}", channel, now, ts)
+
+    def posted(self, key: str) -> tuple[str, str] | None:
+        """(channel, ts) of the message posted once under `key`, if it is known to have landed."""
+        found = self.attempt(f"posted:{key}")
+        return (found.channel, found.thread_ts) if found is not None and found.thread_ts else None
+
     def attempt(self, key: str) -> Attempt | None:
         rows = self._rows("SELECT channel, at, thread_ts FROM attempts WHERE key = ?", [key])
         if not rows:

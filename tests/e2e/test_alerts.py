@@ -133,8 +133,11 @@ def test_the_same_alert_sent_three_times_makes_one_incident(alert_bot):
     assert [d.status for d in deliveries] == [202, 202, 202]
     assert sorted(o for d in deliveries for o in d.body["outcomes"]) == ["new", "repeat", "repeat"]
     message = announcement(alert_bot)
-    alert_bot.slack.wait_for(lambda: thread_text(alert_bot, message).count("Still firing") == 2)
+    # The repeats edit the group's one message in the thread (issue 18: no line per re-send).
+    alert_bot.slack.wait_for(lambda: "1 firing, 0 closed (3 notifications" in thread_text(alert_bot, message))
     time.sleep(0.3)
+    assert "Still firing" not in thread_text(alert_bot, message)
+    assert len([m for m in alert_bot.slack.thread(ANNOUNCE, message.ts) if "1 firing" in m.all_text]) == 1
     assert alert_bot.bot.store.count_incidents() == 1
     announcements = [m for m in alert_bot.slack.top_level(ANNOUNCE) if "INC-" in m.all_text]
     assert len(announcements) == 1
@@ -420,3 +423,53 @@ def test_an_alert_declared_after_its_ack_target_says_so_once_and_warns_of_no_bre
     assert not [t for t in everything if "SLA). Paged so far" in t]
     # The statistics still count from detection.
     assert alert_bot.bot.store.get(1).detected == started
+
+
+def _group_of_30(status: str = "firing") -> dict:
+    starts = datetime.now(UTC) - timedelta(minutes=1)
+    alerts = [
+        alertmanager_alert(
+            alertname="InstanceDown",
+            fingerprint=f"f{i:03d}",
+            starts_at=starts,
+            labels={"instance": f"host-{i}:9100"},
+            summary=f"Instance host-{i}:9100 down",
+        )
+        for i in range(30)
+    ]
+    for alert in alerts[:4] if status == "some-resolved" else []:
+        alert.update(status="resolved", endsAt=datetime.now(UTC).isoformat())
+    return alertmanager_notification(alerts)
+
+
+def test_a_30_alert_group_makes_one_incident_and_one_message_that_re_sends_edit(alert_bot):
+    # Slack's rate limits are on (the sandbox default): the bot has to stay within them.
+    assert send(am_url(alert_bot), _group_of_30(), token=ALERT_TOKEN, auth="bearer").status == 202
+    message = announcement(alert_bot)
+    alert_bot.slack.wait_for(lambda: "InstanceDown*: 30 firing, 0 closed" in thread_text(alert_bot, message))
+    assert alert_bot.bot.store.count_incidents() == 1
+    assert len(alert_bot.bot.store.alerts_of(1)) == 30
+
+    def posts_to_thread() -> int:
+        # The alerts' posts in the thread (the thread also holds the war room's link).
+        return len(
+            [
+                c
+                for c in alert_bot.slack.calls_to("chat.postMessage")
+                if c.params.get("thread_ts") == message.ts and "InstanceDown" in str(c.params.get("text"))
+            ]
+        )
+
+    posted = posts_to_thread()
+    assert posted == 1  # one group message, not a line per alert
+    assert send(am_url(alert_bot), _group_of_30(), token=ALERT_TOKEN, auth="bearer").body["outcomes"] == ["repeat"] * 30
+    alert_bot.slack.wait_for(lambda: "30 firing, 0 closed (60 notifications" in thread_text(alert_bot, message))
+    time.sleep(0.3)
+    assert posts_to_thread() == posted  # the re-send edited the message in place
+    assert send(am_url(alert_bot), _group_of_30("some-resolved"), token=ALERT_TOKEN, auth="bearer").status == 202
+    alert_bot.slack.wait_for(lambda: "26 firing, 4 closed" in thread_text(alert_bot, message), timeout=30)
+    group_messages = [m for m in alert_bot.slack.thread(ANNOUNCE, message.ts) if "InstanceDown*:" in m.all_text]
+    assert len(group_messages) == 1 and group_messages[0].edited
+    # Only the 4 closings posted lines of their own.
+    assert posts_to_thread() - posted <= 4
+    assert alert_bot.bot.store.count_incidents() == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.mrkdwn import escape, link, user_text
-from bot.domain.alerts import SOURCE_NAMES, link_label
+from bot.domain.alerts import SOURCE_NAMES, attached_line, link_label
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import AlertRecord
@@ -107,3 +107,26 @@ def alert_closed(alert: AlertRecord, incident: Incident, all_closed: bool) -> tu
         section(text),
         {"type": "section", "text": {"type": "mrkdwn", "text": suggestion}, "accessory": resolve},
     ]
+
+
+GROUP_LINES = 20  # the group message lists this many alerts; the rest are counted
+
+
+def group_status(alerts: list[AlertRecord]) -> tuple[str, list[Block]]:
+    """An incident's one message for an alert group ("HighErrorRate: 31 firing, 4 closed"),
+    edited in place as alerts join, repeat and close instead of a line per alert per re-send."""
+    firing = [a for a in alerts if a.is_open]
+    closed = len(alerts) - len(firing)
+    notifications = sum(a.notifications for a in alerts)
+    head = (
+        f"🔔 *{escape(alerts[0].policy)}*: {len(firing)} firing, {closed} closed"
+        f" ({notifications} notification{'s' if notifications != 1 else ''},"
+        f" last at {max(a.last_seen_at for a in alerts):%H:%M:%S} UTC)."
+    )
+    lines = [attached_line(a) for a in firing[:GROUP_LINES]]
+    if len(firing) > GROUP_LINES:
+        lines.append(f"… and {len(firing) - GROUP_LINES} more firing.")
+    blocks = [section(head)]
+    for start in range(0, len(lines), 5):  # a section holds 3,000 characters; a line at most ~450
+        blocks.append(section("\n".join(lines[start : start + 5])[:3000]))
+    return head, blocks  # the text is the notification; the blocks list the alerts
