@@ -99,6 +99,12 @@ def describe(config: Config) -> str:
             "horizon": fmt(checks.horizon),
             "channel": checks.channel or config.channel,
         }
+    if config.heartbeat:
+        data["heartbeat"] = {
+            "url": config.heartbeat.url,
+            "every": fmt(config.heartbeat.every),
+            "max_backlog": fmt(config.heartbeat.max_backlog),
+        }
     return f"# effective config ({config.source})\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

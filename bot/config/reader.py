@@ -18,6 +18,7 @@ from bot.domain.policy import (
     AlertsConfig,
     Config,
     EscalationStep,
+    HeartbeatRules,
     OnCallChecks,
     PagerDutyConfig,
     PagingRules,
@@ -142,6 +143,7 @@ class Reader:
                 "paging",
                 "verify",
                 "oncall_checks",
+                "heartbeat",
             },
         )
         channel = (self.string(top.get("channel", "incident-response"), "channel") or "").lstrip("#")
@@ -254,6 +256,7 @@ class Reader:
         paging = self.paging(self.mapping(top.get("paging"), "paging", {"manual_repeat_after"}))
         verify = self.verify(self.mapping(top.get("verify"), "verify", {"window", "every", "thresholds", "smoke"}))
         oncall_checks = self.oncall_checks(top) if "oncall_checks" in top else None
+        heartbeat = self.heartbeat(top.get("heartbeat")) if top.get("heartbeat") is not None else None
 
         if self.errors:
             return None
@@ -278,8 +281,26 @@ class Reader:
             verify=verify,
             alerts=alerts,
             oncall_checks=oncall_checks,
+            heartbeat=heartbeat,
             source=source,
         )
+
+    def heartbeat(self, value: Any) -> HeartbeatRules | None:
+        """`heartbeat:` {url (required, http(s)), every (default 1m), max_backlog (default 2m)}."""
+        body = self.mapping(value, "heartbeat", {"url", "every", "max_backlog"})
+        default = HeartbeatRules(url="")
+        url = self.string(body.get("url"), "heartbeat.url") or ""
+        if url and not re.match(r"https?://[^/\s]+", url):
+            self.error("heartbeat.url", f"{url[:60]!r} is not an http(s) URL")
+        every = self.duration(body.get("every"), "heartbeat.every")
+        max_backlog = self.duration(body.get("max_backlog"), "heartbeat.max_backlog")
+        every = default.every if every is None else every
+        max_backlog = default.max_backlog if max_backlog is None else max_backlog
+        if every <= timedelta(0):
+            self.error("heartbeat.every", "must be longer than 0s")
+        if max_backlog <= timedelta(0):
+            self.error("heartbeat.max_backlog", "must be longer than 0s")
+        return HeartbeatRules(url=url, every=every, max_backlog=max_backlog)
 
     def oncall_checks(self, top: dict[str, Any]) -> OnCallChecks:
         """`oncall_checks:` (present, even empty, turns the daily check on); every key has a default."""

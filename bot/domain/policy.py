@@ -135,6 +135,16 @@ class OnCallChecks:
 
 
 @dataclass(frozen=True)
+class HeartbeatRules:
+    """`heartbeat:` a dead man's switch the leader calls (GET `url`) every `every` while healthy:
+    its timers fire on time and the oldest undelivered page is younger than `max_backlog`."""
+
+    url: str
+    every: timedelta = timedelta(minutes=1)
+    max_backlog: timedelta = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
 class Config:
     channel: str
     war_room_severities: tuple[str, ...]
@@ -155,6 +165,7 @@ class Config:
     paging: PagingRules = field(default_factory=PagingRules)
     verify: VerifyRules = field(default_factory=VerifyRules)
     alerts: AlertsConfig | None = None
+    heartbeat: HeartbeatRules | None = None  # None: no dead man's switch
     oncall_checks: OnCallChecks | None = None  # None: no daily readiness check (`check-oncall` still runs)
     # How long Slack may take to show an uploaded draft in the channel before it is deleted and
     # uploaded again (Slack answers the upload before it shares the file, and may never share it).

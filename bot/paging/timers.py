@@ -48,6 +48,7 @@ from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord
 from bot.oncall.handoffs import HandoffNotices
 from bot.oncall.readiness import DailyCheck
+from bot.paging.heartbeat import Heartbeat
 from bot.store import LeaseLost, Store
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Timers:
         # Other timers kept in the store (verify watches): each planner re-places its jobs from
         # the store at start-up, at every reconcile and when another instance says so.
         self._planners: list[Callable[[], None]] = []
+        self.heartbeat: Heartbeat | None = None
         self._build()
         self._stopping.set()  # nothing runs before start()
 
@@ -153,6 +155,29 @@ class Timers:
             max_instances=1,
         )
         self._loop.start()
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        """The dead man's switch (`heartbeat:`), a job of this leader's scheduler only."""
+        rules = self.config.heartbeat
+        if rules is None:
+            return
+        self.heartbeat = Heartbeat(
+            rules,
+            self.store,
+            self.clock,
+            leading=lambda: self.leading and not self._stopping.is_set(),
+            running=lambda: self.running,
+        )
+        self.heartbeat.start()
+        self.scheduler.add_job(
+            self.heartbeat.run,
+            "interval",
+            seconds=rules.every.total_seconds(),
+            id="heartbeat",
+            replace_existing=True,
+            max_instances=1,
+        )
 
     def stop(self, timeout: float = STOP_BOUND_S) -> None:
         """Stop planning and sending; wait at most `timeout` for running work, then return.

@@ -189,9 +189,9 @@ def test_unknown_top_level_key() -> None:
     raw["chanel"] = "typo"
     errors = errors_of(raw)
     assert len(errors) == 1
-    # oncall_checks (issue 23) is a top-level key now, in its alphabetical place.
+    # oncall_checks (issue 23) and heartbeat (issue 19) are top-level keys now, in their alphabetical place.
     assert errors[0].startswith(
-        "chanel: unknown key (expected one of: alerts, channel, oncall_checks, pagerduty, paging, people,"
+        "chanel: unknown key (expected one of: alerts, channel, heartbeat, oncall_checks, pagerduty, paging, people,"
     )
 
 
@@ -474,3 +474,28 @@ def test_pagerduty_errors_name_their_key() -> None:
     assert any(e.startswith("pagerduty.routing_key_env: 'R0ABC DEF' is not an environment variable") for e in errors)
     assert any(e.startswith("pagerduty.webhook_secret: unknown key") for e in errors), errors
     assert len(errors) == 3
+
+
+# -- heartbeat (issue 19) ---------------------------------------------------------------------
+
+
+def test_heartbeat_defaults_and_round_trip() -> None:
+    raw = default_raw()
+    raw["heartbeat"] = {"url": "https://hc-ping.com/abc"}
+    parsed = config.parse(yaml.safe_dump(raw))
+    assert parsed.heartbeat is not None
+    assert (parsed.heartbeat.every, parsed.heartbeat.max_backlog) == (timedelta(minutes=1), timedelta(minutes=2))
+    assert config.parse(config.describe(parsed)) == parsed
+    assert config.parse(yaml.safe_dump(default_raw())).heartbeat is None
+
+
+def test_heartbeat_errors_name_the_key() -> None:
+    raw = default_raw()
+    raw["heartbeat"] = {"url": "not a url", "every": "0s", "max_backlog": "soon", "evry": "1m"}
+    errors = errors_of(raw)
+    assert any(e.startswith("heartbeat.url: 'not a url' is not an http(s) URL") for e in errors), errors
+    assert any(e.startswith("heartbeat.every: must be longer than 0s") for e in errors), errors
+    assert any(e.startswith("heartbeat.max_backlog:") for e in errors), errors
+    assert any(e.startswith("heartbeat.evry: unknown key") for e in errors), errors
+    raw["heartbeat"] = {"every": "1m"}
+    assert "heartbeat.url: is required" in errors_of(raw)
