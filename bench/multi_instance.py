@@ -133,10 +133,12 @@ class Pager:
         while not self.stopping.wait(0.005):
             dms = self.slack.dms_to("U0PRIMARY")
             for m in dms[seen:]:
-                found = re.search(r"You are paged: (INC-\d+)", m.text or "")
+                # A page alone, or a page digest: "You are paged: INC-4, INC-5 (2 incidents)".
+                found = re.search(r"You are paged: (INC-\d+(?:, INC-\d+)*)", m.text or "")
                 if found:
                     with self.lock:
-                        self.paged_at.setdefault(found.group(1), float(m.ts))
+                        for ref in re.findall(r"INC-\d+", found.group(1)):
+                            self.paged_at.setdefault(ref, float(m.ts))
                         self.arrived.notify_all()
             seen = len(dms)
 

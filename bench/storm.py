@@ -1,8 +1,10 @@
 """Benchmark: a storm of P1 declares against a Slack that enforces its rate limits.
 
 32 P1s are declared at once (released together by a barrier) by 32 people; each pages the
-primary on-call, one person, so the pages share one DM channel and Slack's one post a second per
-channel (after a short burst) bounds them whatever the bot does: the page floor is printed too. The real bot runs as `incident-bot serve` in a process of its own; the
+primary on-call, one person, so the pages share one DM channel, where Slack posts one message a
+second after a short burst: the pages that pile up go as page digests (one message, a section and
+an Acknowledge button per incident), so a page's count is per incident whichever message carried
+it. The real bot runs as `incident-bot serve` in a process of its own; the
 Slack sandbox runs here, once with Slack's limits enforced (its default: per-method tiers, and
 chat.postMessage per channel) and once, the baseline, answering everything at once.
 
@@ -41,7 +43,8 @@ from bot.sandbox.slack import SlackSandbox  # noqa: E402
 from bot.sandbox.slack.limits import POST_PER_CHANNEL, TIER_2  # noqa: E402
 from bot.sandbox.slack.platform import SlackPlatform  # noqa: E402
 
-PAGED = re.compile(r"You are paged: INC-(\d+)\b")
+# A page alone ("You are paged: INC-3 (P1 ...") or a page digest ("You are paged: INC-4, INC-5 (2 incidents)").
+PAGED = re.compile(r"You are paged: (INC-\d+(?:, INC-\d+)*)")
 ANNOUNCED = re.compile(r"^INC-(\d+) \(P1")
 WAIT_S = 240.0
 
@@ -107,6 +110,7 @@ def storm(limits: bool, n: int) -> dict[str, object]:
                 "last_announcement": max(announced.values()) - first if announced else None,
                 "rooms": len(rooms),
                 "last_room": max(rooms) - first if rooms else None,
+                "page_messages": _page_messages(slack),
                 "rate_limited": len(slack.rate_limited()),
                 "limited_by": dict(Counter(c.method for c in slack.rate_limited())),
                 "problems": n - len(numbers) + len([x for x in numbers if x not in pages]),
@@ -128,12 +132,22 @@ def _seen(slack: SlackSandbox) -> tuple[dict[int, float], dict[int, float], list
         text = str(call.params.get("text", ""))
         if call.method == "chat.postMessage":
             if m := PAGED.search(text):
-                pages.setdefault(int(m.group(1)), call.at)
+                for ref in re.findall(r"INC-(\d+)", m.group(1)):
+                    pages.setdefault(int(ref), call.at)
             elif (m := ANNOUNCED.match(text)) and not call.params.get("thread_ts"):
                 announced.setdefault(int(m.group(1)), call.at)
         elif call.method == "conversations.create":
             rooms.append(call.at)
     return pages, announced, rooms
+
+
+def _page_messages(slack: SlackSandbox) -> int:
+    """How many messages carried the pages (a digest carries several)."""
+    with slack._lock:  # noqa: SLF001 - the sandbox appends from its server threads
+        calls = list(slack.calls)
+    return sum(
+        1 for c in calls if c.ok and c.method == "chat.postMessage" and PAGED.search(str(c.params.get("text", "")))
+    )
 
 
 def _s(value: object) -> str:
@@ -161,11 +175,11 @@ def main() -> int:
     for label, r in runs.items():
         if r["limited_by"]:
             print(f"  429s met ({label}): {r['limited_by']}")
-    print(
-        f"floor Slack's tiers allow: pages to one person and announcements {announce_floor:.0f} s,"
-        f" war rooms {room_floor:.0f} s"
-    )
     limited = runs["Slack's limits on"]
+    print(
+        f"floor Slack's tiers allow: announcements (one channel) {announce_floor:.0f} s,"
+        f" war rooms {room_floor:.0f} s; messages that carried the pages: {limited['page_messages']}"
+    )
     checks = [
         ("page p99 <= 1 s", isinstance(limited["page_p99"], float) and limited["page_p99"] <= 1.0),
         (

@@ -41,7 +41,8 @@ from bot.sandbox.slack.platform import SlackPlatform  # noqa: E402
 TARGET_P99_S = 1.0
 TARGET_CONCURRENCY = 32
 PAGE_TIMEOUT_S = 60.0
-PAGED = re.compile(r"You are paged: INC-(\d+)\b")
+# A page alone ("You are paged: INC-3 (P1 ...") or a page digest ("You are paged: INC-4, INC-5 (2 incidents)").
+PAGED = re.compile(r"You are paged: (INC-\d+(?:, INC-\d+)*)")
 
 
 def page_times(slack: SlackSandbox) -> dict[int, float]:
@@ -53,8 +54,8 @@ def page_times(slack: SlackSandbox) -> dict[int, float]:
         if call.method != "chat.postMessage" or not call.ok:
             continue
         match = PAGED.search(str(call.params.get("text", "")))
-        if match:
-            first.setdefault(int(match.group(1)), call.at)
+        for ref in re.findall(r"INC-(\d+)", match.group(1)) if match else []:
+            first.setdefault(int(ref), call.at)
     return first
 
 

@@ -29,6 +29,9 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 WAR_ROOM_PATIENCE = timedelta(seconds=30)
+# A set-up whose war room would wait longer than this for its token makes it in a job of its own,
+# queued behind the other incidents' announcements (`opening.set_up`).
+WAR_ROOM_INLINE_WAIT_S = 1.0
 # How long one instance's claim on an incident's set-up holds: far longer than a set-up takes
 # (a few Slack calls), so only a holder that died is taken over from, at the next set-up round.
 SETUP_DEADLINE = timedelta(minutes=2)
@@ -63,8 +66,9 @@ class Announcer:
             and not (incident.war_room_id and incident.war_room_briefed)
         )
 
-    def setup(self, number: int) -> Incident:
-        """Post the announcement and, for war-room severities, open and brief the war room.
+    def setup(self, number: int, *, war_room: bool = True) -> Incident:
+        """Post the announcement and, for war-room severities (unless `war_room` is False: the
+        caller makes it later), open and brief the war room.
 
         Pages do not wait for any of it; once the war room exists, the pages already sent are
         owed an edit that links it (`page_links`).
@@ -84,7 +88,7 @@ class Announcer:
                 if incident.announcement_ts is None:
                     with pace(Lane.ANNOUNCE):
                         incident = self._post_announcement(incident)
-                if self.config.has_war_room(incident.severity) and incident.is_open:
+                if war_room and self.config.has_war_room(incident.severity) and incident.is_open:
                     with pace(Lane.SETUP):
                         if incident.war_room_id is None:
                             incident = self._create_war_room(incident)
@@ -93,6 +97,11 @@ class Announcer:
                 return incident
             finally:
                 self.store.release_setup(number, self.instance)
+
+    def war_room_would_wait(self) -> bool:
+        """Whether a new war room would wait its turn for Slack's conversations.create limit (Tier
+        2: a few a minute) longer than `WAR_ROOM_INLINE_WAIT_S`: a storm of declares."""
+        return self.slack.pacing_wait("conversations.create") > WAR_ROOM_INLINE_WAIT_S
 
     def refresh(self, number: int) -> None:
         """Edit the announcement in place to show the incident as the store has it now."""

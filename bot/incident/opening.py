@@ -7,6 +7,7 @@ link the war room once it exists, `DeliveryKind.PAGE_LINK`).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
@@ -72,13 +73,18 @@ def _set_up_later(ctx: Context, number: int) -> None:
         ctx.work.submit(set_up, ctx, incident)
 
 
-def set_up(ctx: Context, incident: Incident) -> Reply | None:
+def set_up(ctx: Context, incident: Incident, *, hand_off: bool = True) -> Reply | None:
     """After the ack: announcement, war room, first steps (the pages are already under way).
 
-    Safe to re-run; the store says what is done.
+    In a storm, a war room waits its turn for Slack's conversations.create limit (a few a
+    minute): then the announcement goes now and the war room is made by a job of its own
+    (`_make_war_room`), queued behind the other incidents' set-ups, so no announcement waits for
+    another incident's war room (`hand_off`; the job itself waits its turn). Safe to re-run; the
+    store says what is done.
     """
+    later = hand_off and ctx.config.has_war_room(incident.severity) and ctx.announcer.war_room_would_wait()
     try:
-        incident = ctx.announcer.setup(incident.number)
+        incident = ctx.announcer.setup(incident.number, war_room=not later)
     except AnnouncementChannelError as exc:
         return Reply(f"{incident.ref} is recorded, but {exc}")
     except SlackApiError as exc:
@@ -99,4 +105,22 @@ def set_up(ctx: Context, incident: Incident) -> Reply | None:
         ctx.store.retry_unplaced(incident.number, ctx.now())
         ctx.timers.wake_deliveries()
     room = f" War room: <#{incident.war_room_id}>." if incident.war_room_id else ""
+    if later and ctx.announcer.needs_setup(incident):
+        _pool(ctx, incident).submit(_make_war_room, ctx, incident.number)
+        room = " Its war room follows in a moment (Slack makes a few a minute); you will be invited."
     return Reply(f"{incident.ref} is announced in <#{incident.announcement_channel}>.{room}")
+
+
+def _make_war_room(ctx: Context, number: int) -> None:
+    incident = ctx.store.get(number)
+    if incident is not None:
+        set_up(ctx, incident, hand_off=False)
+
+
+def _pool(ctx: Context, incident: Incident) -> Executor:
+    """Where an incident's war-room job runs: an alert's on the alert intake's pool, a person's on theirs."""
+    try:
+        by_alert = incident.declared_by == ctx.slack.bot_user_id()
+    except SlackApiError:
+        by_alert = False
+    return ctx.alert_work if by_alert else ctx.work

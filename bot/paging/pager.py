@@ -28,6 +28,7 @@ from bot.domain.deliveries import Delivery, DeliveryKind, DeliveryStatus, Firing
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord, EventKind
+from bot.paging.digest import Digests, Page
 from bot.slack.blocks import incident as blocks
 from bot.slack.gateway import SlackGateway, error_code, rate_limited
 from bot.store import Store
@@ -67,12 +68,14 @@ class Pager:
         # One lock per incident around editing its pages: a link edit and an ack's close.
         self._page_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
         self._page_locks_guard = threading.Lock()
+        # Pages to one person that pile up go as one message (bot/paging/digest.py).
+        self.digests = Digests(config, store, slack, directory, clock, self._owe_link, self._after_sent)
 
     def routes(self) -> dict[DeliveryKind, Route]:
         composed = Route(self._send_composed, after_sent=self._after_sent, failing=_failing)
         plain = Route(self._send_composed, after_sent=self._after_sent)
         return {
-            DeliveryKind.PAGE: composed,
+            DeliveryKind.PAGE: Route(self._send_page, after_sent=self._after_sent, failing=_failing),
             DeliveryKind.FYI: composed,
             DeliveryKind.REMINDER_ESCALATION: plain,
             DeliveryKind.PAGED_NOTE: plain,
@@ -99,9 +102,20 @@ class Pager:
             user=outgoing.user,
             thread_ts=outgoing.thread_ts,
         )
+
+    def _send_page(self, delivery: DeliveryRecord, incident: Incident) -> None:
+        """A page: alone, or with the others owed to the same person at once (a page digest)."""
+        outgoing = self._compose(delivery, incident)
+        if outgoing is None:
+            return
+        assert outgoing.user is not None  # a page goes to one person's DM
+        self.digests.send(delivery, incident, Page(outgoing.channel, outgoing.user, outgoing.text, outgoing.blocks))
+
+    def _owe_link(self, delivery: DeliveryRecord, incident: Incident) -> None:
+        """A page just posted, composed before the war room existed: if it exists now, its
+        `page_links` edit may have run before this page was recorded as sent, so this page is
+        owed its own."""
         if delivery.kind == DeliveryKind.PAGE and not incident.war_room_id:
-            # Composed before the war room existed: if it exists now, its `page_links` edit may
-            # have run before this page was recorded as sent, so this page is owed its own.
             now = self.store.get(incident.number)
             if now is not None and now.war_room_id:
                 self.store.record_firing(incident.number, page_link(delivery.id), self.clock())
@@ -122,6 +136,9 @@ class Pager:
             if current.war_room_id and current.is_open and current.acknowledged_at is None:
                 for page in self.store.deliveries(current.number, kind=DeliveryKind.PAGE, status=DeliveryStatus.SENT):
                     if (only is None or page.id == only) and page.channel and page.ts:
+                        if self.digests.members(page):
+                            self.digests.render(page.channel, page.ts)  # every incident in it as it is now
+                            continue
                         self.slack.update(
                             page.channel,
                             page.ts,
@@ -277,12 +294,16 @@ class Pager:
 
     def _close_page(self, page: DeliveryRecord, incident: Incident, *, stand_down: bool) -> None:
         assert page.channel and page.ts
-        self.slack.update(
-            page.channel,
-            page.ts,
-            f"{incident.ref} acknowledged",
-            blocks.page_closed(self.config, incident),
-        )
+        if self.digests.members(page):
+            # One section of a digest closes; the other incidents in it keep theirs as they are.
+            self.digests.render(page.channel, page.ts)
+        else:
+            self.slack.update(
+                page.channel,
+                page.ts,
+                f"{incident.ref} acknowledged",
+                blocks.page_closed(self.config, incident),
+            )
         acker = incident.acknowledged_by
         if stand_down and acker and page.user != acker:
             # Both the ack and the page's own sender may close it: one stand-down each page,

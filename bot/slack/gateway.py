@@ -104,6 +104,12 @@ def calls_until(deadline: float, stopping: threading.Event | None = None) -> Ite
         _budget.limit, _budget.calls = outer
 
 
+def in_doubt() -> bool:
+    """Whether a post this thread made within its `calls_until` may have landed unanswered."""
+    calls: Calls | None = getattr(_budget, "calls", None)
+    return calls is not None and calls.in_doubt
+
+
 def _note_failure(api_method: str, exc: Exception) -> None:
     calls: Calls | None = getattr(_budget, "calls", None)
     if calls is None or api_method not in POSTING_METHODS:
@@ -250,6 +256,12 @@ class SlackGateway:
         self._cache_lock = threading.Lock()
         self._bot_user_id: str | None = None
 
+    def pacing_wait(self, method: str, channel: str | None = None) -> float:
+        """About how long a call to `method` (in `channel`) made now would wait for the pacer's
+        token (0: none, or no pacer)."""
+        pacer = getattr(self.client, "pacer", None)
+        return pacer.wait_for(method, channel) if isinstance(pacer, Pacer) else 0.0
+
     def post(
         self,
         channel: str,
@@ -257,13 +269,16 @@ class SlackGateway:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
         key: str | None = None,
+        also: list[str] | None = None,
     ) -> tuple[str, str]:
         """Post a message; returns (channel id, ts).
 
         `key` is stored in the message's metadata so `find_posted` can tell, after a crash,
-        whether a post that was under way when the process died reached Slack.
+        whether a post that was under way when the process died reached Slack; `also`, the keys
+        of the other deliveries one message carries (a page digest), found the same way.
         """
-        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": {"key": key}} if key else None
+        payload = {"key": key, **({"also": " ".join(also)} if also else {})}
+        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": payload} if key else None
         response = self.client.chat_postMessage(
             channel=channel,
             text=text,
@@ -279,7 +294,7 @@ class SlackGateway:
         `thread_ts`: history leaves thread replies out) since `oldest`, if any."""
         for message in self._recent(channel, oldest, thread_ts):
             payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("key") == key:
+            if payload.get("key") == key or key in str(payload.get("also") or "").split():
                 return str(message["ts"])
         return None
 

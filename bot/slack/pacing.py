@@ -12,8 +12,12 @@ for Slack's `Retry-After`, so every caller waits it out, not only the one that m
 A caller that retries itself (the delivery loop) does not sleep long here: past `max_wait_s` it
 gets `Saturated` with the wait, and reschedules the delivery for then.
 
-The rates are Slack's published tiers, a little under (docs.slack.dev/apis/web-api/rate-limits):
-Tier 2 20 a minute, Tier 3 50, Tier 4 100; chat.postMessage about one a second per channel.
+The rates are Slack's published tiers (docs.slack.dev/apis/web-api/rate-limits): Tier 2 20 a
+minute, Tier 3 50, Tier 4 100; chat.postMessage about one a second per channel, with short bursts.
+Each bucket mirrors Slack's (bot.slack.tiers, which the sandbox enforces) a little under: the
+rate 2% under and the burst one token under, so the bot is never ahead of Slack's own bucket
+(the token absorbs the calls' differing latencies, the 2% the clocks'). The channel a post
+names and the ID Slack answers with are one bucket (`learn_channel`).
 """
 
 from __future__ import annotations
@@ -52,12 +56,24 @@ class Rate:
     burst: int
 
 
-# A little under Slack's own, in rate and burst: the bot's clock and Slack's do not start together.
-TIER_2 = Rate(18, 4)
-TIER_3 = Rate(45, 8)
-TIER_4 = Rate(90, 16)
-POST_PER_CHANNEL = Rate(50, 5)
-POST_WORKSPACE = Rate(240, 25)
+# Slack's own (bot.slack.tiers), mirrored a little under: the rate 2% under, the burst one token
+# under. The one token is the margin for latency (the bot takes its token a moment before Slack
+# counts the call, and calls do not all take equally long); the 2% keeps the bot's bucket behind
+# Slack's over time. Any wider and a storm's announcements and war rooms land more than 10% after
+# Slack's floor (bench/storm.py): 18 a minute for conversations.create had the 32nd war room at
+# 93 s instead of 81.
+RATE_MARGIN = 0.98
+
+
+def _under(limit: tiers.Limit) -> Rate:
+    return Rate(limit.per_minute * RATE_MARGIN, max(1, limit.burst - 1))
+
+
+TIER_2 = _under(tiers.TIER_LIMITS[tiers.Tier.TIER_2])
+TIER_3 = _under(tiers.TIER_LIMITS[tiers.Tier.TIER_3])
+TIER_4 = _under(tiers.TIER_LIMITS[tiers.Tier.TIER_4])
+POST_PER_CHANNEL = _under(tiers.POST_PER_CHANNEL)
+POST_WORKSPACE = _under(tiers.POST_WORKSPACE)
 
 _TIER_RATES: dict[tiers.Tier, Rate] = {
     tiers.Tier.TIER_2: TIER_2,
@@ -111,13 +127,36 @@ class _Bucket:
         self.at = now
         self.blocked_until = 0.0
         self.waiting: list[tuple[int, int, int]] = []  # (lane, origin, seq): a heap
+        self.merged_into: _Bucket | None = None  # one channel known by two names: see `absorb`
 
     def wait(self, now: float) -> float:
         if now < self.blocked_until:
             return self.blocked_until - now
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
+        self._fill(now)
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def _fill(self, now: float) -> None:
+        if now > self.at:
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+
+    def absorb(self, other: _Bucket, now: float) -> None:
+        """`other` counted calls to the same channel under another name: Slack counted them all in
+        one bucket, so this one carries both's spending from now on (and whoever waits on either)."""
+        self._fill(now)
+        other._fill(now)
+        self.tokens = min(self.tokens, self.tokens + other.tokens - other.capacity)
+        self.blocked_until = max(self.blocked_until, other.blocked_until)
+        self.waiting.extend(other.waiting)
+        heapq.heapify(self.waiting)
+        other.waiting = []
+        other.merged_into = self
+
+    def live(self) -> _Bucket:
+        bucket = self
+        while bucket.merged_into is not None:
+            bucket = bucket.merged_into
+        return bucket
 
 
 class Pacer:
@@ -142,34 +181,77 @@ class Pacer:
         entry = (int(lane), int(origin), next(self._seq))
         started = self.clock()
         with self._cond:
-            buckets = self._buckets_for(method, channel, rate, started)
-            for bucket in buckets:
-                heapq.heappush(bucket.waiting, entry)
+            # The narrowest bucket first (the channel's, then the method's): a call waiting for its
+            # channel's token never holds up, in a wider bucket, calls to other channels.
+            stages = list(reversed(self._buckets_for(method, channel, rate, started)))
+            taken: list[_Bucket] = []
             try:
-                while True:
-                    now = self.clock()
-                    first = all(bucket.waiting[0] == entry for bucket in buckets)
-                    wait = max(bucket.wait(now) for bucket in buckets)
-                    if first and wait <= 0:
-                        for bucket in buckets:
-                            bucket.tokens -= 1
-                        break
-                    if max_wait is not None and now - started + max(wait, 0.05) > max_wait:
-                        raise Saturated(method, max(wait, 0.05))
-                    self._cond.wait(timeout=max(0.01, wait) if first else 0.25)
+                for stage in stages:
+                    bucket = stage.live()
+                    heapq.heappush(bucket.waiting, entry)
+                    try:
+                        while True:
+                            now = self.clock()
+                            bucket = bucket.live()  # a channel's two names merged meanwhile
+                            first = bucket.waiting[0] == entry
+                            wait = bucket.wait(now)
+                            if first and wait <= 0:
+                                bucket.tokens -= 1
+                                taken.append(bucket)
+                                break
+                            if max_wait is not None and now - started + max(wait, 0.05) > max_wait:
+                                raise Saturated(method, max(wait, 0.05))
+                            self._cond.wait(timeout=max(0.01, wait) if first else 0.25)
+                    finally:
+                        bucket = bucket.live()
+                        if entry in bucket.waiting:
+                            bucket.waiting.remove(entry)
+                            heapq.heapify(bucket.waiting)
+                        self._cond.notify_all()
+            except BaseException:
+                for bucket in taken:  # a call that does not go gives back what it took
+                    live = bucket.live()
+                    live.tokens = min(live.capacity, live.tokens + 1)
+                raise
             finally:
-                for bucket in buckets:
-                    bucket.waiting.remove(entry)
-                    heapq.heapify(bucket.waiting)
                 self.waited_s += self.clock() - started
-                self._cond.notify_all()
+
+    def wait_for(self, method: str, channel: str | None = None) -> float:
+        """About how long a call to `method` made now would wait for its token (0: none), counting
+        the calls already waiting ahead of it. Takes nothing."""
+        rate = self.rates.get(method)
+        if rate is None:
+            return 0.0
+        with self._cond:
+            now = self.clock()
+            longest = 0.0
+            for bucket in self._buckets_for(method, channel, rate, now):
+                wait = bucket.wait(now)
+                if bucket.waiting:
+                    wait += len(bucket.waiting) / bucket.rate
+                longest = max(longest, wait)
+            return longest
 
     def learn_channel(self, named: str | None, channel_id: str | None) -> None:
         """A post to `named` ("incident-response", "#x", a user ID) landed in `channel_id`: both
         are one channel to Slack's per-channel limit, so both share one bucket from now on."""
         if named and channel_id and named != channel_id:
             with self._cond:
+                if self._aliases.get(named) == channel_id:
+                    return
                 self._aliases[named] = channel_id
+                # Calls counted under the name so far count against the ID's bucket too: without
+                # this, the posts made by name and those made by ID each had a whole burst.
+                for method, channel in list(self._buckets):
+                    if channel != named:
+                        continue
+                    by_name = self._buckets.pop((method, named))
+                    by_id = self._buckets.get((method, channel_id))
+                    if by_id is None:
+                        self._buckets[(method, channel_id)] = by_name
+                    elif by_id is not by_name:
+                        by_id.absorb(by_name, self.clock())
+                self._cond.notify_all()
 
     def rate_limited(self, method: str, channel: str | None, retry_after: float) -> None:
         """Slack answered 429 anyway: nobody calls `method` (there) until `retry_after` is over."""

@@ -5,6 +5,7 @@ little under it (bot/slack/pacing.py), so a method moved to another tier moves i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -17,6 +18,27 @@ class Tier(StrEnum):
     # allowed, and a workspace-wide limit besides.
     POST = "special (chat.postMessage)"
 
+
+@dataclass(frozen=True)
+class Limit:
+    """A rate: `per_minute` calls a minute on average, `burst` of them at once."""
+
+    per_minute: float
+    burst: int
+
+
+# Slack's published rate of each tier. Slack publishes no burst size ("short bursts allowed"):
+# these are the sandbox's, which it enforces, and the bot's pacer mirrors them a little under.
+TIER_LIMITS: dict[Tier, Limit] = {
+    Tier.TIER_1: Limit(1, 1),
+    Tier.TIER_2: Limit(20, 5),
+    Tier.TIER_3: Limit(50, 10),
+    Tier.TIER_4: Limit(100, 20),
+}
+# chat.postMessage: "one message per second per channel, short bursts >1 allowed", and a
+# workspace-wide limit ("several hundred messages per minute").
+POST_PER_CHANNEL = Limit(60, 6)
+POST_WORKSPACE = Limit(300, 30)
 
 METHOD_TIERS: dict[str, Tier] = {
     "api.test": Tier.TIER_4,

@@ -248,6 +248,14 @@ class DeliveriesPart(StoreBase):
             params.append(status)
         return [_delivery(r) for r in self._rows(sql + " ORDER BY id", params)]
 
+    def pages_in_message(self, channel: str, ts: str) -> list[DeliveryRecord]:
+        """The pages sent as one message (a page digest holds several; a page alone, one)."""
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE kind = 'page' AND status = 'sent' AND channel = ? AND ts = ? ORDER BY id",
+            [channel, ts],
+        )
+        return [_delivery(r) for r in rows]
+
     def note_attempt(self, key: str, channel: str, now: datetime, thread_ts: str | None = None) -> None:
         with self.transaction() as db:
             db.execute(

@@ -32,14 +32,19 @@ class Tier:
     burst: int
 
 
-TIER_1 = Tier("Tier 1", 1, 1)
-TIER_2 = Tier("Tier 2", 20, 5)
-TIER_3 = Tier("Tier 3", 50, 10)
-TIER_4 = Tier("Tier 4", 100, 20)
-# chat.postMessage: "one message per second per channel, short bursts >1 allowed", and a
-# workspace-wide limit ("several hundred messages per minute").
-POST_PER_CHANNEL = Tier("1 per second per channel", 60, 6)
-POST_WORKSPACE = Tier("special (workspace-wide)", 300, 30)
+def _tier(name: str, limit: tiers.Limit) -> Tier:
+    return Tier(name, limit.per_minute, limit.burst)
+
+
+# Slack's published rates (bot.slack.tiers, written once; the bot paces itself a little under).
+TIER_1 = _tier("Tier 1", tiers.TIER_LIMITS[tiers.Tier.TIER_1])
+TIER_2 = _tier("Tier 2", tiers.TIER_LIMITS[tiers.Tier.TIER_2])
+TIER_3 = _tier("Tier 3", tiers.TIER_LIMITS[tiers.Tier.TIER_3])
+TIER_4 = _tier("Tier 4", tiers.TIER_LIMITS[tiers.Tier.TIER_4])
+# chat.postMessage: about one message a second per channel after a short burst, and a
+# workspace-wide limit besides.
+POST_PER_CHANNEL = _tier("1 per second per channel", tiers.POST_PER_CHANNEL)
+POST_WORKSPACE = _tier("special (workspace-wide)", tiers.POST_WORKSPACE)
 
 # Slack's published rate for each tier; each method's tier is bot.slack.tiers'.
 TIER_RATES: dict[tiers.Tier, Tier] = {

@@ -380,6 +380,57 @@ def page_closed(config: Config, incident: Incident) -> list[Block]:
     ]
 
 
+# Incidents in one page digest: a section each (two with a header), within Slack's 50 blocks.
+DIGEST_MAX = 20
+
+
+def page_digest_text(incidents: list[Incident]) -> str:
+    """A digest's notification text: every incident in it, so the phone shows them all."""
+    return f"📟 You are paged: {', '.join(i.ref for i in incidents)} ({len(incidents)} incidents)"
+
+
+def page_digest(config: Config, pages: list[tuple[Incident, str, bool]]) -> list[Block]:
+    """Several pages to one person in one DM (a storm of incidents): each incident its own section
+    with its own Acknowledge button, or, once it is `closed` (acknowledged, resolved), none."""
+    out: list[Block] = [header(f"📟 You are paged for {len(pages)} incidents")]
+    for incident, detail, closed in pages[:DIGEST_MAX]:
+        label = severity_label(config, incident.severity)
+        if closed:
+            who = pagerduty.person(incident.acknowledged_by) if incident.acknowledged_by else "someone"
+            state = "resolved" if not incident.is_open else f"acknowledged by {who}"
+            out.append(
+                {
+                    "type": "section",
+                    "block_id": f"page_{incident.number}",
+                    "text": _text(
+                        "mrkdwn",
+                        f"✅ *{incident.ref}* ({label}) was {state}. No action needed from you.\n"
+                        f"{user_text(incident.title, 500)}"[:SECTION_MAX],
+                    ),
+                }
+            )
+            continue
+        if incident.war_room_id:
+            room = f"War room: <#{incident.war_room_id}>"
+        elif config.has_war_room(incident.severity):
+            room = f"Announced in #{config.channel}; the war room link follows here"
+        else:
+            room = f"Announced in #{config.channel}"
+        text = (
+            f"*{incident.ref} · {label}*: *{user_text(incident.title, 1000)}*\n{room}. "
+            f"Commander <@{incident.commander}>. SLA: {sla_text(config, incident.severity)}. You were paged as {detail}."
+        )
+        out.append(
+            {
+                "type": "section",
+                "block_id": f"page_{incident.number}",
+                "text": _text("mrkdwn", text[:SECTION_MAX]),
+                "accessory": button("Acknowledge", ids.ACK, str(incident.number), style="primary"),
+            }
+        )
+    return out
+
+
 def fyi(config: Config, incident: Incident) -> list[Block]:
     room = f"<#{incident.war_room_id}>" if incident.war_room_id else f"#{config.channel}"
     return [
