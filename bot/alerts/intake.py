@@ -44,9 +44,12 @@ _group_again: set[str] = set()
 
 def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertReceipt]:
     """Record the alerts now; show them in Slack after the caller has answered."""
-    receipts = ctx.store.record_alerts(alerts, ctx.now())
+    reopen_within = ctx.config.alerts.reopen_within if ctx.config.alerts else timedelta(0)
+    receipts = ctx.store.record_alerts(alerts, ctx.now(), reopen_within)
+    if any(r.outcome in ("refire", "closed") for r in receipts):
+        ctx.timers.wake_deliveries()  # a re-fire's message is a delivery, recorded with the alert
     for receipt in receipts:
-        if receipt.record is None or receipt.outcome == "stale":
+        if receipt.record is None or receipt.outcome in ("stale", "refire"):
             continue
         if receipt.outcome == "repeat":
             ctx.alert_work.submit(_guarded, still_firing, ctx, receipt.record.id)
@@ -90,7 +93,8 @@ def settle(ctx: Context, alert_id: int) -> None:
         record = ctx.store.alert(alert_id)
         if record is None:
             return
-        waiting = record.is_open and record.incident is None and not record.dismissed_by
+        # A re-fire of a resolved incident is said in it (a delivery), never declared or proposed.
+        waiting = record.is_open and record.incident is None and not record.dismissed_by and record.refire_of is None
         if waiting and record.action == "declare":
             try:
                 incident = declare(ctx, record, by=ctx.slack.bot_user_id(), commander=_first_responder(ctx, record))

@@ -257,13 +257,16 @@ class SlackGateway:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
         key: str | None = None,
+        broadcast: bool = False,
     ) -> tuple[str, str]:
         """Post a message; returns (channel id, ts).
 
         `key` is stored in the message's metadata so `find_posted` can tell, after a crash,
-        whether a post that was under way when the process died reached Slack.
+        whether a post that was under way when the process died reached Slack. `broadcast`: a
+        thread reply also shown in the channel (Slack's "Also send to #channel").
         """
         metadata = {"event_type": POST_EVENT_TYPE, "event_payload": {"key": key}} if key else None
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast and thread_ts else {}
         response = self.client.chat_postMessage(
             channel=channel,
             text=text,
@@ -271,6 +274,7 @@ class SlackGateway:
             thread_ts=thread_ts,
             unfurl_links=False,
             metadata=metadata,
+            **extra,
         )
         return str(response["channel"]), str(response["ts"])
 
