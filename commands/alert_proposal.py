@@ -47,6 +47,10 @@ def on_dismiss(ctx: Context, click: ButtonClick) -> Reply:
         return Reply(f"<@{current.dismissed_by}> already dismissed this alert.")
     assert current is not None
     saved = current
+    # The proposal stands for its whole alert group: its waiting groupmates are dismissed too.
+    for other in alert_incidents.proposal_group(ctx, current):
+        if other.id != current.id and other.incident is None and not other.dismissed_by:
+            ctx.store.dismiss_alert(other.id, by=click.user)
 
     def show() -> Reply | None:
         alert_incidents.refresh_proposal(ctx, saved)

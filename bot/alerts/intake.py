@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 # One group message's edit at a time; a request meanwhile makes the holder edit once more.
 _group_guard = threading.Lock()
+_proposal_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _group_busy: set[str] = set()
 _group_again: set[str] = set()
 
@@ -100,13 +101,7 @@ def settle(ctx: Context, alert_id: int) -> None:
                 settle_linked(ctx, incident.number, but=alert_id)
             record = _reread(ctx, alert_id)
         elif waiting and record.action == "propose" and record.proposal_ts is None:
-            channel, ts = ctx.announcer.post_once(
-                f"alert-proposal:{record.id}",
-                ctx.config.channel,
-                alert_blocks.proposal_text(ctx.config, record),
-                _proposal_blocks(ctx, record),
-            )
-            record = ctx.store.note_alert(alert_id, proposal_channel=channel, proposal_ts=ts)
+            record = _propose(ctx, record)
         if record.incident is not None and not record.link_noted:
             record = _link(ctx, record)
         if not record.is_open and not record.close_noted:
@@ -128,21 +123,62 @@ def still_firing(ctx: Context, alert_id: int) -> None:
             return
         if record.incident is not None:
             show_group(ctx, record)  # the group's one message, edited: never a line per re-send
-        elif record.proposal_ts and record.proposal_channel:
-            ctx.slack.post(record.proposal_channel, alert_blocks.still_firing(record), thread_ts=record.proposal_ts)
+        else:
+            refresh_proposal(ctx, record)  # the proposal edited to count it: never a line per re-send
     # A repeat is also the moment to finish what an earlier delivery could not.
     settle(ctx, alert_id)
 
 
-def refresh_proposal(ctx: Context, record: AlertRecord) -> None:
-    """Edit the proposal to show the alert as the store has it now."""
-    if record.proposal_channel and record.proposal_ts:
-        ctx.slack.update(
-            record.proposal_channel,
-            record.proposal_ts,
+def _propose(ctx: Context, record: AlertRecord) -> AlertRecord:
+    """One proposal per alert group: the first alert posts it, its waiting groupmates join it."""
+    with _proposal_locks[(record.source, record.group_key or f"#{record.id}")]:
+        record = _reread(ctx, record.id)
+        if record.proposal_ts is not None:
+            return record
+        shared = next((a for a in ctx.store.open_group_alerts(record) if a.proposal_channel and a.proposal_ts), None)
+        if shared is not None and shared.proposal_channel and shared.proposal_ts:
+            record = ctx.store.note_alert(
+                record.id, proposal_channel=shared.proposal_channel, proposal_ts=shared.proposal_ts
+            )
+            refresh_proposal(ctx, record)
+            return record
+        channel, ts = ctx.announcer.post_once(
+            f"alert-proposal:{record.id}",
+            ctx.config.channel,
             alert_blocks.proposal_text(ctx.config, record),
-            _proposal_blocks(ctx, record),
+            _proposal_blocks(ctx, [record]),
         )
+        return ctx.store.note_alert(record.id, proposal_channel=channel, proposal_ts=ts)
+
+
+def proposal_group(ctx: Context, record: AlertRecord) -> list[AlertRecord]:
+    """The alerts the record's proposal shows (its group's, which share the one message)."""
+    if not (record.proposal_channel and record.proposal_ts):
+        return [record]
+    return ctx.store.proposal_alerts(record.proposal_channel, record.proposal_ts) or [record]
+
+
+def refresh_proposal(ctx: Context, record: AlertRecord) -> None:
+    """Edit the proposal to show its alerts as the store has them now; edits asked for while
+    one is under way collapse into one more."""
+    channel, ts = record.proposal_channel, record.proposal_ts
+    if channel and ts:
+
+        def edit() -> None:
+            group = proposal_group(ctx, record)
+            ctx.slack.update(
+                channel, ts, alert_blocks.proposal_text(ctx.config, _lead(group)), _proposal_blocks(ctx, group)
+            )
+
+        _collapsed(f"proposal:{channel}:{ts}", edit)
+
+
+def _lead(group: list[AlertRecord]) -> AlertRecord:
+    """Whose state a group's proposal shows: a declared one, else one still waiting, else the first."""
+    return next(
+        (a for a in group if a.incident is not None),
+        next((a for a in group if a.is_open and not a.dismissed_by), group[0]),
+    )
 
 
 def _link(ctx: Context, record: AlertRecord) -> AlertRecord:
@@ -175,6 +211,11 @@ def show_group(ctx: Context, record: AlertRecord) -> None:
     if incident is None or not incident.is_open or incident.announcement_ts is None:
         return
     key = f"alert-group:{incident.number}:{group_of(ctx, record)[0].id}"
+    _collapsed(key, lambda: _show_group_once(ctx, incident, record, key))
+
+
+def _collapsed(key: str, show: Callable[[], None]) -> None:
+    """Run `show` for `key`; a request while one runs makes it run once more, not once each."""
     with _group_guard:
         if key in _group_busy:
             _group_again.add(key)
@@ -184,7 +225,7 @@ def show_group(ctx: Context, record: AlertRecord) -> None:
         while True:
             with _group_guard:
                 _group_again.discard(key)
-            _show_group_once(ctx, incident, record, key)
+            show()
             with _group_guard:
                 if key not in _group_again:
                     return
@@ -236,10 +277,11 @@ def _post_to_incident(ctx: Context, incident: Incident, key: str, text: str, blo
         ctx.announcer.post_once(f"{key}:war-room", incident.war_room_id, text, blocks)
 
 
-def _proposal_blocks(ctx: Context, record: AlertRecord) -> list[Block]:
+def _proposal_blocks(ctx: Context, group: list[AlertRecord]) -> list[Block]:
+    record = _lead(group)
     incident = ctx.store.get(record.incident) if record.incident is not None else None
     scenario = scenario_for(record.policy, record.condition, record.summary)
-    return alert_blocks.proposal(ctx.config, record, scenario, incident)
+    return alert_blocks.proposal(ctx.config, record, scenario, incident, group)
 
 
 def _first_responder(ctx: Context, record: AlertRecord) -> str | None:

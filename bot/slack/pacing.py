@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from bot.slack import tiers
+
 
 class Lane(IntEnum):
     """What a call is for, most urgent first."""
@@ -57,34 +59,16 @@ TIER_4 = Rate(90, 16)
 POST_PER_CHANNEL = Rate(50, 5)
 POST_WORKSPACE = Rate(240, 25)
 
+_TIER_RATES: dict[tiers.Tier, Rate] = {
+    tiers.Tier.TIER_2: TIER_2,
+    tiers.Tier.TIER_3: TIER_3,
+    tiers.Tier.TIER_4: TIER_4,
+    tiers.Tier.POST: POST_WORKSPACE,  # and POST_PER_CHANNEL per channel
+}
+# Not paced: Slack calls their limits generous, and the bot calls them at start-up only.
+_UNPACED = frozenset({"api.test", "auth.test"})
 METHOD_RATES: dict[str, Rate] = {
-    "chat.postMessage": POST_WORKSPACE,
-    "chat.update": TIER_3,
-    "chat.delete": TIER_3,
-    "chat.postEphemeral": TIER_4,
-    "chat.getPermalink": TIER_4,
-    "conversations.create": TIER_2,
-    "conversations.setTopic": TIER_2,
-    "conversations.setPurpose": TIER_2,
-    "conversations.invite": TIER_3,
-    "conversations.join": TIER_3,
-    "conversations.info": TIER_3,
-    "conversations.open": TIER_3,
-    "conversations.archive": TIER_2,
-    "conversations.history": TIER_3,
-    "conversations.replies": TIER_3,
-    "conversations.members": TIER_4,
-    "conversations.list": TIER_2,
-    "users.info": TIER_4,
-    "users.lookupByEmail": TIER_3,
-    "usergroups.list": TIER_2,
-    "usergroups.users.list": TIER_2,
-    "views.open": TIER_4,
-    "views.update": TIER_4,
-    "views.push": TIER_4,
-    "files.getUploadURLExternal": TIER_4,
-    "files.completeUploadExternal": TIER_4,
-    "files.info": TIER_4,
+    method: _TIER_RATES[tier] for method, tier in tiers.METHOD_TIERS.items() if method not in _UNPACED
 }
 
 _LANE: ContextVar[tuple[Lane, Origin]] = ContextVar("slack_lane", default=(Lane.PEOPLE, Origin.PERSON))

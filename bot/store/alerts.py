@@ -133,6 +133,13 @@ class AlertsPart(StoreBase):
         )
         return [_alert(r) for r in rows]
 
+    def proposal_alerts(self, channel: str, ts: str) -> list[AlertRecord]:
+        """The alerts one proposal shows (an alert group proposes once), oldest first."""
+        rows = self._rows(
+            "SELECT * FROM alerts WHERE proposal_channel = ? AND proposal_ts = ? ORDER BY id", [channel, ts]
+        )
+        return [_alert(r) for r in rows]
+
     def alert(self, alert_id: int) -> AlertRecord | None:
         rows = self._rows("SELECT * FROM alerts WHERE id = ?", [alert_id])
         return _alert(rows[0]) if rows else None

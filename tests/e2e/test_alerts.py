@@ -344,12 +344,13 @@ def test_declaring_one_proposal_of_a_group_takes_its_waiting_groupmates_along(al
     ]
     send(am_url(alert_bot), alertmanager_notification(alerts), token=ALERT_TOKEN, auth="query")
     first = alert_bot.slack.wait_for_message(ANNOUNCE, "a:8080", with_button="alert_declare")
-    second = alert_bot.slack.wait_for_message(ANNOUNCE, "b:8080", with_button="alert_declare")
+    # One Alertmanager notification is one proposal (issue 18): both alerts are listed in it.
+    alert_bot.slack.wait_for(lambda: "b:8080" in current(alert_bot, first).all_text)
+    assert len([m for m in alert_bot.slack.top_level(ANNOUNCE) if "HighLatency" in m.all_text]) == 1
 
-    alert_bot.click(first.button("alert_declare"), user="U0ALICE")
+    alert_bot.click(current(alert_bot, first).button("alert_declare"), user="U0ALICE")
 
-    for proposal in (first, second):
-        alert_bot.slack.wait_for(lambda p=proposal: "Declared as INC-1 by <@U0ALICE>" in current(alert_bot, p).all_text)
+    alert_bot.slack.wait_for(lambda: "Declared as INC-1 by <@U0ALICE>" in current(alert_bot, first).all_text)
     assert alert_bot.bot.store.count_incidents() == 1
     assert len(alert_bot.bot.store.alerts_of(1)) == 2
     assert alert_bot.bot.store.get(1).detected_at == starts - timedelta(seconds=30)  # the earlier of the two
@@ -473,3 +474,39 @@ def test_a_30_alert_group_makes_one_incident_and_one_message_that_re_sends_edit(
     # Only the 4 closings posted lines of their own.
     assert posts_to_thread() - posted <= 4
     assert alert_bot.bot.store.count_incidents() == 1
+
+
+def test_a_30_alert_group_to_propose_makes_one_proposal_edited_and_dismissed_whole(alert_bot):
+    starts = datetime.now(UTC) - timedelta(minutes=1)
+    labels = {"service_name": "tai-autonomics", "team": "payments"}
+    alerts = [
+        alertmanager_alert(
+            alertname="HighLatency",
+            fingerprint=f"p{i:03d}",
+            starts_at=starts,
+            labels={**labels, "instance": f"host-{i}:8080"},
+            summary=f"p95 above 1 s on host-{i}:8080",
+        )
+        for i in range(30)
+    ]
+    assert send(am_url(alert_bot), alertmanager_notification(alerts), token=ALERT_TOKEN, auth="bearer").status == 202
+    proposal = alert_bot.slack.wait_for_message(ANNOUNCE, "HighLatency", with_button="alert_declare")
+    alert_bot.slack.wait_for(lambda: "30 firing, 0 closed" in current(alert_bot, proposal).all_text, timeout=30)
+
+    def proposals() -> list:
+        return [m for m in alert_bot.slack.top_level(ANNOUNCE) if "HighLatency" in m.all_text]
+
+    posts = len(alert_bot.slack.calls_to("chat.postMessage"))
+    assert len(proposals()) == 1
+    # The re-send edits the proposal: nothing is posted, in the channel or under the proposal.
+    assert send(am_url(alert_bot), alertmanager_notification(alerts), token=ALERT_TOKEN, auth="bearer").status == 202
+    alert_bot.slack.wait_for(lambda: "(60 notifications" in current(alert_bot, proposal).all_text, timeout=30)
+    time.sleep(0.3)
+    assert len(alert_bot.slack.calls_to("chat.postMessage")) == posts
+    assert not alert_bot.slack.thread(ANNOUNCE, proposal.ts)
+
+    alert_bot.click(current(alert_bot, proposal).button("alert_dismiss"), user="U0PRIMARY")
+    alert_bot.slack.wait_for(lambda: "Dismissed by" in current(alert_bot, proposal).all_text)
+    group = alert_bot.bot.store.proposal_alerts(ANNOUNCE, proposal.ts)
+    assert len(group) == 30 and all(a.dismissed_by == "U0PRIMARY" for a in group)
+    assert alert_bot.bot.store.count_incidents() == 0

@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.sandbox.slack.core import SandboxCore
 from bot.sandbox.slack.workspace import Call
+from bot.slack import tiers
 
 
 @dataclass(frozen=True)
@@ -40,38 +41,15 @@ TIER_4 = Tier("Tier 4", 100, 20)
 POST_PER_CHANNEL = Tier("1 per second per channel", 60, 6)
 POST_WORKSPACE = Tier("special (workspace-wide)", 300, 30)
 
-# Each method's tier, from its page in Slack's method reference.
-METHOD_TIERS: dict[str, Tier] = {
-    "api.test": TIER_4,
-    "auth.test": TIER_4,  # special: generous
-    "chat.postMessage": POST_WORKSPACE,  # and POST_PER_CHANNEL per channel
-    "chat.update": TIER_3,
-    "chat.delete": TIER_3,
-    "chat.postEphemeral": TIER_4,
-    "chat.getPermalink": TIER_4,  # special: generous
-    "conversations.create": TIER_2,
-    "conversations.setTopic": TIER_2,
-    "conversations.setPurpose": TIER_2,
-    "conversations.invite": TIER_3,
-    "conversations.join": TIER_3,
-    "conversations.info": TIER_3,
-    "conversations.open": TIER_3,
-    "conversations.archive": TIER_2,
-    "conversations.history": TIER_3,
-    "conversations.replies": TIER_3,
-    "conversations.members": TIER_4,
-    "conversations.list": TIER_2,
-    "users.info": TIER_4,
-    "users.lookupByEmail": TIER_3,
-    "usergroups.list": TIER_2,
-    "usergroups.users.list": TIER_2,
-    "views.open": TIER_4,
-    "views.update": TIER_4,
-    "views.push": TIER_4,
-    "files.getUploadURLExternal": TIER_4,
-    "files.completeUploadExternal": TIER_4,
-    "files.info": TIER_4,
+# Slack's published rate for each tier; each method's tier is bot.slack.tiers'.
+TIER_RATES: dict[tiers.Tier, Tier] = {
+    tiers.Tier.TIER_1: TIER_1,
+    tiers.Tier.TIER_2: TIER_2,
+    tiers.Tier.TIER_3: TIER_3,
+    tiers.Tier.TIER_4: TIER_4,
+    tiers.Tier.POST: POST_WORKSPACE,  # and POST_PER_CHANNEL per channel
 }
+METHOD_TIERS: dict[str, Tier] = {method: TIER_RATES[tier] for method, tier in tiers.METHOD_TIERS.items()}
 
 
 class _Bucket:

@@ -35,8 +35,10 @@ def proposal(
     alert: AlertRecord,
     scenario: Scenario | None,
     incident: Incident | None = None,
+    group: list[AlertRecord] | None = None,
 ) -> list[Block]:
-    """The proposal as the alert's state has it: open with buttons, or decided, or resolved."""
+    """The proposal as the alert's state has it: open with buttons, or decided, or resolved.
+    An alert group's one proposal also counts and lists its alerts."""
     mark = "🚨" if alert.is_open and alert.incident is None and not alert.dismissed_by else "▫️"
     blocks: list[Block] = [header(f"{mark} Alert: {alert.policy}")]
     if alert.summary:
@@ -58,6 +60,8 @@ def proposal(
         blocks.append(
             context(f"Its trigger: {escape(scenario.alert_trigger)} First check: {escape(scenario.first_checks[0])}")
         )
+    if group is not None and len(group) > 1:
+        blocks.extend(group_status(group)[1])
     blocks.append(_state(alert, incident))
     return blocks
 
