@@ -1,5 +1,9 @@
 """The dead man's switch with two `serve` processes on one PostgreSQL: one ping stream (the
-leader's), none while nobody leads, and the new leader's once it takes the lease."""
+leader's), none while nobody leads, and the new leader's once it takes the lease.
+
+Checked against builds broken on purpose: with the heartbeat on a thread of every instance
+(standbys ping) the first window sees 10 pings in 5 s; with the leader's heartbeat on a thread
+that outlives its lease, the old leader pings again after it wakes (8 in the last window)."""
 
 from __future__ import annotations
 
