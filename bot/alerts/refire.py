@@ -16,8 +16,6 @@ where a fresh incident would have been seen.
 from __future__ import annotations
 
 import json
-import threading
-from collections import defaultdict
 from datetime import datetime
 
 from bot.context import Context
@@ -32,24 +30,10 @@ from bot.slack.blocks import alerts as alert_blocks
 
 
 def routes(ctx: Context) -> dict[DeliveryKind, Route]:
-    # Per message, the newest delivery committed when the store was last read for an edit.
-    shown: dict[str, int] = {}
-    locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-    guard = threading.Lock()
-
     def send(delivery: DeliveryRecord, incident: Incident) -> None:
-        key = delivery.target
-        with guard:
-            lock = locks[key]
-        with lock:
-            if delivery.id <= shown.get(key, 0):
-                ctx.store.cancel_delivery(delivery.id, "superseded: a later edit already showed it")
-                return
-            newest = ctx.store.last_delivery_id(incident.number, DeliveryKind.ALERT_REFIRE, target=key)
-            if not show(key, json.loads(delivery.detail or "{}"), incident):
-                ctx.store.cancel_delivery(delivery.id, "no re-fire to show")
-                return
-            shown[key] = max(shown.get(key, 0), newest)
+        if not show(delivery.target, json.loads(delivery.detail or "{}"), incident):
+            ctx.store.cancel_delivery(delivery.id, "no re-fire to show")
+            return
         ctx.store.finish_delivery(delivery.id, ctx.now(), user=None, channel=None, ts=None)
 
     def show(key: str, group: dict[str, str], incident: Incident) -> bool:
@@ -76,7 +60,15 @@ def routes(ctx: Context) -> dict[DeliveryKind, Route]:
         return True
 
     # A send cut short is sent again: the post is found by its key, an edit is the same edit.
-    return {DeliveryKind.ALERT_REFIRE: Route(send, landed=lambda delivery, incident, since: False)}
+    # Every delivery of one key shows that message as stored when it is sent, so the ones that
+    # pile up collapse into the latest (the dispatcher's rule for edits, `Route.edits`).
+    return {
+        DeliveryKind.ALERT_REFIRE: Route(
+            send,
+            landed=lambda delivery, incident, since: False,
+            edits=lambda delivery, incident: delivery.target,
+        )
+    }
 
 
 def _reopened_since(ctx: Context, number: int, resolved_at: datetime) -> tuple[str, datetime] | None:

@@ -200,13 +200,9 @@ class DeliveriesPart(StoreBase):
                 params.append(_to_db(claim))
             db.execute(sql, params)
 
-    def last_delivery_id(self, number: int, kind: str, target: str | None = None) -> int:
-        """The newest committed delivery of `kind` (and `target`, if given) for the incident (0 if
-        none), whatever its status."""
-        sql, params = "SELECT max(id) AS id FROM deliveries WHERE incident = ? AND kind = ?", [number, kind]
-        if target is not None:
-            sql, params = sql + " AND target = ?", [*params, target]
-        rows = self._rows(sql, params)
+    def last_delivery_id(self, number: int, kind: str) -> int:
+        """The newest committed delivery of `kind` for the incident (0 if none), whatever its status."""
+        rows = self._rows("SELECT max(id) AS id FROM deliveries WHERE incident = ? AND kind = ?", [number, kind])
         return int(rows[0]["id"] or 0) if rows else 0
 
     def retry_unplaced(self, number: int, now: datetime) -> int:
