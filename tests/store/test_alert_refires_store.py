@@ -59,7 +59,7 @@ def test_a_group_firing_again_within_the_window_is_a_re_fire_with_its_message_ow
 
 
 def test_after_the_window_it_is_new_and_a_re_fire_still_firing_then_becomes_new(store):
-    number = resolved_incident(store)
+    resolved_incident(store)
     inside = T0 + timedelta(minutes=20)
     assert store.record_alerts([(alert(alert_id="0.second", started=inside), DECLARE)], inside, WINDOW)[0].outcome == (
         "refire"
