@@ -134,6 +134,7 @@ class IncidentBot:
         self.leadership = Leadership(
             self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop
         )
+        self.timers.lease_current = self.leadership.current
         self.ctx = Context(
             config=config,
             store=self.store,

@@ -16,6 +16,14 @@ client's one short retry is the dispatcher's own to handle: the row stays pendin
 cancelled, never earlier. A send with nowhere to go yet (`NotPlacedYet`) waits with
 `last_error` NOT_PLACED_YET, and set-up pulls it forward once the place exists.
 
+Edits that pile up collapse into the latest: a route whose deliveries edit a message (`edits`
+names it) has its edits of one message sent one at a time, and an edit for which a later edit of
+the same message is owed (or went already) is marked superseded instead of sent, so a slow or
+rate-limited Slack gets one chat.update with the latest state, not one per change. Only edits of
+one kind collapse into each other: kinds that edit one message differently (a page's war-room
+link and an ack's close) keep their own order (`bot.paging.pager` edits pages under one lock and
+reads the incident inside it, so a closed page is never reopened by an older link edit).
+
 A failure that persists is said out loud in the war room (a route's `failing` says when and
 how), because a silent failed page is the worst bug this bot can have. A receiver that refuses
 the call itself (`Refused`) is not retried, and the war room hears why.
@@ -78,6 +86,9 @@ class Route:
     are not a post found by its key (an upload); `after_sent` tidies up around a message that just
     landed and never raises; `may_go` says whether it is its turn (status page calls go in order);
     `failing` is the war room's warning after `attempts` failed tries, or None for no warning yet.
+    `edits` names the message a delivery edits (a key, the same for every edit of that message),
+    for edits of which the latest shows everything the earlier ones would: those that pile up
+    collapse into the latest (see the module's docstring).
     """
 
     send: Callable[[DeliveryRecord, Incident], None]
@@ -85,7 +96,14 @@ class Route:
     after_sent: Callable[[DeliveryRecord], None] | None = None
     may_go: Callable[[DeliveryRecord], bool] | None = None
     failing: Callable[[DeliveryRecord, int, str], str | None] | None = None
+    edits: Callable[[DeliveryRecord, Incident], str] | None = None
 
+
+# The statuses of an edit that make an earlier edit of the same message moot: owed, under way,
+# sent, or itself replaced by a still later one.
+_LATER_EDIT = frozenset(
+    {DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.SUPERSEDED}
+)
 
 Routes = Mapping[DeliveryKind, Route]
 
@@ -116,6 +134,9 @@ class Dispatcher:
         # Set while this instance must send nothing more (it lost the lease, or is stopping):
         # no further Slack call starts; the deliveries in flight are left to the deadline rule.
         self.stopping: threading.Event | None = None
+        # One edit of a message at a time (by incident, kind and message), so the latest goes last.
+        self._edit_locks: dict[tuple[int, str, str], threading.Lock] = {}
+        self._edit_locks_guard = threading.Lock()
 
     def route(self, delivery: DeliveryRecord) -> Route:
         try:
@@ -161,7 +182,7 @@ class Dispatcher:
             with self._lane(delivery, incident):
                 if delivery.attempts and delivery.channel and self._landed(delivery, incident):
                     return
-                self.route(delivery).send(delivery, incident)
+                self._send_or_collapse(delivery, incident, until)
         except Saturated as exc:
             # Held back by the bot's own pacing before it reached Slack: not a failure.
             self.store.defer_delivery(delivery.id, self.clock() + timedelta(seconds=exc.after), claim=until)
@@ -191,6 +212,46 @@ class Dispatcher:
             if sent is not None:
                 counters.DELIVERIES_SENT.labels(delivery.kind).inc()
                 self._after_sent(sent)
+
+    def _send_or_collapse(self, delivery: DeliveryRecord, incident: Incident, until: datetime) -> None:
+        """Send the delivery; an edit only if no later edit of its message is owed or went already
+        (else it is marked superseded), one edit of a message at a time."""
+        route = self.route(delivery)
+        if route.edits is None:
+            route.send(delivery, incident)
+            return
+        message = route.edits(delivery, incident)
+        with self._edit_lock((incident.number, delivery.kind, message)):
+            later = self._later_edit(delivery, incident, route.edits, message)
+            if later is None:
+                route.send(delivery, incident)
+            elif self.store.supersede_delivery(delivery.id, later, claim=until):
+                counters.DELIVERIES_SUPERSEDED.labels(delivery.kind).inc()
+                log.info(
+                    "delivery %s (%s) superseded by %s: edits that pile up collapse", delivery.id, delivery.kind, later
+                )
+
+    def _later_edit(
+        self,
+        delivery: DeliveryRecord,
+        incident: Incident,
+        edits: Callable[[DeliveryRecord, Incident], str],
+        message: str,
+    ) -> int | None:
+        """The newest later edit of the same kind and message owed, under way or sent, if any."""
+        later = [
+            other.id
+            for other in self.store.deliveries(incident.number, delivery.kind)
+            if other.id > delivery.id and other.status in _LATER_EDIT and edits(other, incident) == message
+        ]
+        return max(later) if later else None
+
+    def _edit_lock(self, key: tuple[int, str, str]) -> threading.Lock:
+        with self._edit_locks_guard:
+            lock = self._edit_locks.get(key)
+            if lock is None:
+                lock = self._edit_locks[key] = threading.Lock()
+            return lock
 
     def _sent(self, delivery: DeliveryRecord) -> DeliveryRecord | None:
         sent = self.store.deliveries(delivery.incident, delivery.kind, DeliveryStatus.SENT)

@@ -54,7 +54,10 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # due at `next_attempt_at`
     SENDING = "sending"  # claimed by a sender; a crash leaves it here, and recovery looks it up
     SENT = "sent"  # accepted by Slack (or the status page)
-    CANCELLED = "cancelled"  # moot (an ack, a resolve, superseded) or refused for good
+    CANCELLED = "cancelled"  # moot (an ack, a resolve) or refused for good
+    # An edit a later edit of the same message replaced before it was sent (`Route.edits`): not
+    # sent, not failed; `last_error` names the delivery that superseded it.
+    SUPERSEDED = "superseded"
 
 
 # Pages (and the SLA alarm) go first and on a lane of their own.

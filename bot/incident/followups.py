@@ -5,16 +5,14 @@ These are deliveries, written in the change's own transaction (`bot.domain.deliv
 so a SIGKILL right after the ack loses none of them, and the dispatcher sends them like pages:
 retried until Slack accepts them, across restarts. Each post carries its delivery's key in its
 metadata, so a post under way when the process died is looked up in Slack rather than sent twice.
-Announcement edits that pile up (a slow or rate-limited Slack) collapse into the latest: an
-edit shows the incident as stored, so an edit whose change an edit since has shown is cancelled
-as superseded instead of sent.
+Announcement edits that pile up (a slow or rate-limited Slack) collapse into the latest (the
+dispatcher's rule for every edit, `Route.edits`): an edit shows the incident as stored when it is
+sent, so the latest shows every change before it, and the earlier ones are marked superseded.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -32,24 +30,8 @@ from bot.store import Store
 def routes(
     store: Store, slack: SlackGateway, announcer: Announcing, clock: Callable[[], datetime]
 ) -> dict[DeliveryKind, Route]:
-    # Per incident, the newest edit delivery that was committed when the announcement was last
-    # read for an edit: its change (and every earlier one) is on screen, so it need not edit again.
-    shown: dict[int, int] = {}
-    locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
-    guard = threading.Lock()
-
     def refresh(delivery: DeliveryRecord, incident: Incident) -> None:
-        with guard:
-            lock = locks[incident.number]
-        with lock:
-            if delivery.id <= shown.get(incident.number, 0):
-                # Edits that pile up (a slow or rate-limited Slack) collapse into the latest.
-                store.cancel_delivery(delivery.id, "superseded: a later edit already showed it")
-                return
-            # Listed before the read: every edit committed by now has its change in what is read.
-            newest = store.last_delivery_id(incident.number, DeliveryKind.REFRESH)
-            announcer.refresh(incident.number)
-            shown[incident.number] = max(shown.get(incident.number, 0), newest)
+        announcer.refresh(incident.number)  # the incident as stored now
         store.finish_delivery(delivery.id, clock(), user=None, channel=None, ts=None)
 
     def post(delivery: DeliveryRecord, incident: Incident) -> None:
@@ -76,4 +58,8 @@ def routes(
             thread_ts=thread_ts,
         )
 
-    return {DeliveryKind.REFRESH: Route(refresh), DeliveryKind.POST: Route(post)}
+    return {
+        # Every refresh edits the incident's one announcement.
+        DeliveryKind.REFRESH: Route(refresh, edits=lambda delivery, incident: "announcement"),
+        DeliveryKind.POST: Route(post),
+    }
