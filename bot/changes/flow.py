@@ -637,7 +637,13 @@ def _show(ctx: Context, proposal: Proposal, line: str) -> None:
 
 
 def routes(ctx: Context) -> dict[DeliveryKind, Route]:
-    return {DeliveryKind.PROPOSAL_EDIT: Route(lambda delivery, incident: deliver_edit(ctx, delivery, incident))}
+    return {
+        DeliveryKind.PROPOSAL_EDIT: Route(
+            lambda delivery, incident: deliver_edit(ctx, delivery, incident),
+            # The proposal's one message: the latest edit shows its outcome, or its latest line.
+            edits=lambda delivery, incident: f"proposal:{delivery.target}",
+        )
+    }
 
 
 def deliver_edit(ctx: Context, delivery: DeliveryRecord, incident: Incident) -> None:

@@ -18,6 +18,16 @@ DELIVERIES_SENT = Counter(
     "Messages the bot owed that Slack (or the status page) accepted, by kind (page, fyi, reminder...).",
     ["kind"],
 )
+DELIVERIES_SUPERSEDED = Counter(
+    "incident_bot_deliveries_superseded",
+    "Edits not sent because a later edit of the same message was owed or sent (they piled up), by kind.",
+    ["kind"],
+)
+DELIVERIES_MERGED = Counter(
+    "incident_bot_deliveries_merged",
+    "Lines owed to one thread at once, sent within another line's message instead of their own, by kind.",
+    ["kind"],
+)
 SLACK_API_ERRORS = Counter(
     "incident_bot_slack_api_errors",
     "Slack Web API calls that failed after retries, by method and error code.",

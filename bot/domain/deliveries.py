@@ -38,6 +38,7 @@ class DeliveryKind(StrEnum):
     PROPOSAL_EDIT = "proposal_edit"  # a proposal's message edited to its outcome
     PAGE_LINK = "page_link"  # pages already sent edited to link the war room, once it exists
     PAGERDUTY = "pagerduty"  # an Events API v2 event (trigger, acknowledge, resolve, links)
+    ALERT_REFIRE = "alert_refire"  # a resolved incident's alert group firing again: its one message
 
 
 # Slack's error for a call refused by its rate limit (HTTP 429 with `Retry-After`); a delivery
@@ -54,7 +55,10 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # due at `next_attempt_at`
     SENDING = "sending"  # claimed by a sender; a crash leaves it here, and recovery looks it up
     SENT = "sent"  # accepted by Slack (or the status page)
-    CANCELLED = "cancelled"  # moot (an ack, a resolve, superseded) or refused for good
+    CANCELLED = "cancelled"  # moot (an ack, a resolve) or refused for good
+    # An edit a later edit of the same message replaced before it was sent (`Route.edits`): not
+    # sent, not failed; `last_error` names the delivery that superseded it.
+    SUPERSEDED = "superseded"
 
 
 # Pages (and the SLA alarm) go first and on a lane of their own.

@@ -83,8 +83,11 @@ class Pager:
             DeliveryKind.REMINDER: plain,
             DeliveryKind.WARNING: plain,
             DeliveryKind.FIX_NUDGE: plain,
-            DeliveryKind.CLOSE_PAGES: Route(self._send_close_pages),
-            DeliveryKind.PAGE_LINK: Route(self._send_page_link),
+            # Each edits every page sent (or the one named): a later one of the same kind and
+            # detail does all an earlier one would. A link and a close never collapse into each
+            # other: they are ordered by the pages' lock instead (`_send_page_link`).
+            DeliveryKind.CLOSE_PAGES: Route(self._send_close_pages, edits=_pages_edited),
+            DeliveryKind.PAGE_LINK: Route(self._send_page_link, edits=_pages_edited),
         }
 
     def _send_composed(self, delivery: DeliveryRecord, incident: Incident) -> None:
@@ -312,6 +315,11 @@ class Pager:
             self.store.record_firing(
                 incident.number, post_to(f"stand_down:{page.id}", page.channel, page.ts, text), self.clock()
             )
+
+
+def _pages_edited(delivery: DeliveryRecord, incident: Incident) -> str:
+    """Which pages a link or close edits: all sent (and how), or the one in `detail`."""
+    return f"pages:{delivery.detail}"
 
 
 def _failing(delivery: DeliveryRecord, attempts: int, reason: str) -> str | None:

@@ -226,6 +226,18 @@ class DeliveriesPart(StoreBase):
                 [reason, delivery_id],
             )
 
+    def supersede_delivery(self, delivery_id: int, by: int, *, claim: datetime | None = None) -> bool:
+        """An edit being sent, replaced by a later edit of the same message (`by`) before it went:
+        marked superseded (neither sent nor failed). With `claim`, only while that claim is still
+        the delivery's (as `retry_delivery`); False if it was not (then nothing changed)."""
+        with self.transaction() as db:
+            sql = "UPDATE deliveries SET status = 'superseded', last_error = ? WHERE id = ? AND status = 'sending'"
+            params: list[Any] = [f"superseded by delivery {by}", delivery_id]
+            if claim is not None:
+                sql += " AND claim_until = ?"
+                params.append(_to_db(claim))
+            return db.execute(sql, params).rowcount == 1
+
     def resume_delivery(self, delivery_id: int, *, claim: datetime | None = None) -> None:
         """A delivery caught mid-send by a crash, which Slack says never arrived: send it again
         (with `claim`, only if the delivery is still claimed with that deadline)."""
@@ -319,11 +331,15 @@ class DeliveriesPart(StoreBase):
 
     # -- telemetry -------------------------------------------------------------------------
 
-    def delivery_backlog(self) -> tuple[int, datetime | None]:
-        """How many deliveries are not yet accepted (pending or being sent), and the oldest's birth."""
-        row = self._rows(
-            "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
-        )[0]
+    def delivery_backlog(self, kinds: Collection[str] | None = None) -> tuple[int, datetime | None]:
+        """How many deliveries are not yet accepted (pending or being sent), and the oldest's birth;
+        of `kinds` only when given (the heartbeat looks at pages), of every kind otherwise."""
+        sql = "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
+        params: list[Any] = []
+        if kinds is not None:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})" if kinds else " AND 1 = 0"
+            params = list(kinds)
+        row = self._rows(sql, params)[0]
         return int(row["n"]), _from_db_datetime(row["oldest"])
 
     # -- follow-ups: what a change owes Slack ----------------------------------------------

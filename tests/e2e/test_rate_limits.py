@@ -181,7 +181,7 @@ def test_announcement_edits_that_pile_up_collapse_into_the_latest(bot):
 
     bot.slack.wait_for(settled, timeout=30)
     refreshes = store.deliveries(1, kind="refresh")
-    superseded = [d for d in refreshes if d.status == "cancelled" and "superseded" in (d.last_error or "")]
+    superseded = [d for d in refreshes if d.status == "superseded" and "superseded by" in (d.last_error or "")]
     edits = [c for c in bot.slack.calls_to("chat.update") if c.params.get("ts") == announcement.ts and c.ok]
     assert superseded, [(d.id, d.status, d.last_error) for d in refreshes]
     assert len(edits) == len(refreshes) - len(superseded) < len(refreshes)
