@@ -5,8 +5,8 @@ one channel: 32 incidents paging the same primary would have the 32nd page wait 
 So the pages to one person go one sender at a time (per DM channel, in this process), and the
 sender whose turn it is takes every escalation page owed to that person by the time Slack's
 token for that DM comes: those whose senders wait behind it (`_Queued`) and those still pending in
-the store (claimed there, as their own sender would). A page owed alone goes alone, at once, as
-before; several go as one message, each incident its own section with its own **Acknowledge**
+the store (claimed there, as their own sender would). The first page of a run goes alone, at
+once, when the DM has a token for it, as before; the pages owed after it go as one message, each incident its own section with its own **Acknowledge**
 button (`blocks.page_digest`).
 
 Each page stays its own delivery row: all are stored with the digest's channel before it is
@@ -125,7 +125,8 @@ class Digests:
                 return
             person.busy = True
         try:
-            self._turn(person, _Queued(delivery, incident, page), own=True)
+            # The first page of a run goes alone when the DM has a token for it now.
+            self._turn(person, _Queued(delivery, incident, page), own=True, first_of_run=True)
             while True:  # pages handed over meanwhile, the oldest first
                 with person.lock:
                     if not person.queued:
@@ -145,7 +146,7 @@ class Digests:
         with self._guard:
             return self._people.setdefault(channel, _Person())
 
-    def _turn(self, person: _Person, first: _Queued, *, own: bool) -> None:
+    def _turn(self, person: _Person, first: _Queued, *, own: bool, first_of_run: bool = False) -> None:
         """One message to this person: `first` and whatever else is owed to them by the time the
         DM's token comes. `own`: `first` is this thread's own row (its dispatcher records it and
         hears its failure); the others' are recorded, or put back, here."""
@@ -153,10 +154,11 @@ class Digests:
             self._release(first.delivery, DeadlinePassed("handed over too close to its deadline"), doubt=False)
             return
         wait = self.slack.pacing_wait("chat.postMessage", first.page.channel)
+        gather = not first_of_run or wait > 0
         if 0 < wait <= GATHER_WAIT_MAX_S:
             time.sleep(wait)  # the DM's token comes then: what is owed to this person by then goes with it
         handed: list[_Queued] = []
-        if escalation(first.delivery):
+        if gather and escalation(first.delivery):
             with person.lock:
                 waiting = sorted(person.queued.values(), key=lambda q: q.delivery.id)
                 handed = [q for q in waiting if escalation(q.delivery)][: blocks.DIGEST_MAX - 1]
@@ -170,7 +172,7 @@ class Digests:
                 self._release(queued.delivery, DeadlinePassed("handed over too close to its deadline"), doubt=False)
         mine = [] if own else [(first.delivery, first.incident)]  # the rows recorded here
         try:
-            if escalation(first.delivery):
+            if gather and escalation(first.delivery):
                 skip = {first.delivery.id, *(row.id for row, _ in others)}
                 others += self._claim_owed(first.delivery, first.page.user, skip, blocks.DIGEST_MAX - 1 - len(others))
             if not others:

@@ -44,8 +44,13 @@ def test_pages_that_pile_up_go_as_one_message_and_each_button_acks_only_its_inci
     assert all(ack_button(digest, n) for n in numbers), "every incident in the digest has its own button"
     # Each page is its own delivery row, all sent as the digest's message.
     for n in numbers:
-        [row] = bot.bot.store.deliveries(n, kind="page")
-        assert (row.status, row.channel, row.ts) == ("sent", digest.channel, digest.ts)
+        row = slack.wait_for(
+            lambda n=n: [r for r in bot.bot.store.deliveries(n, kind="page") if r.status == "sent"],
+            timeout=10,
+            what=f"INC-{n}'s page recorded as sent",
+        )[0]
+        assert (row.channel, row.ts) == (digest.channel, digest.ts)
+        assert len(bot.bot.store.deliveries(n, kind="page")) == 1
 
     acked, other = numbers[-1], numbers[0]
     result = bot.click(ack_button(digest, acked), user="U0PRIMARY")
