@@ -193,3 +193,10 @@ def test_a_re_fire_of_a_proposed_group_declared_into_a_resolved_incident_posts_i
     time.sleep(0.3)
     assert len(refire_bot.slack.top_level(ANNOUNCE)) == posted  # no second proposal, no new incident
     assert refire_bot.bot.store.count_incidents() == 1
+
+    # `/incident reopen` is the button's reopen: the message says who, its button gone.
+    assert "INC-1 reopened" in refire_bot.command("reopen INC-1 Latency is back", user=PRIMARY).text
+    edited = refire_bot.slack.wait_for(
+        lambda: f"<@{PRIMARY}> reopened INC-1" in (m := current(refire_bot, message)).all_text and m, timeout=10
+    )
+    assert not edited.has_button("incident_reopen")
