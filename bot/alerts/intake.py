@@ -54,10 +54,13 @@ Step = Callable[[Context, int], None]
 def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertReceipt]:
     """Record the alerts now; show them in Slack after the caller has answered: one job per
     alert group (an Alertmanager notification's 100 alerts are one job, not 100)."""
-    receipts = ctx.store.record_alerts(alerts, ctx.now())
+    reopen_within = ctx.config.alerts.reopen_within if ctx.config.alerts else timedelta(0)
+    receipts = ctx.store.record_alerts(alerts, ctx.now(), reopen_within)
+    if any(r.outcome in ("refire", "closed") for r in receipts):
+        ctx.timers.wake_deliveries()  # a re-fire's message is a delivery, recorded with the alert
     groups: dict[tuple[str, str], list[tuple[Step, int]]] = {}
     for receipt in receipts:
-        if receipt.record is None or receipt.outcome == "stale":
+        if receipt.record is None or receipt.outcome in ("stale", "refire"):
             continue
         step = still_firing if receipt.outcome == "repeat" else settle
         groups.setdefault(_group_id(receipt.record), []).append((step, receipt.record.id))
@@ -115,7 +118,8 @@ def settle(ctx: Context, alert_id: int) -> None:
         record = ctx.store.alert(alert_id)
         if record is None:
             return
-        waiting = record.is_open and record.incident is None and not record.dismissed_by
+        # A re-fire of a resolved incident is said in it (a delivery), never declared or proposed.
+        waiting = record.is_open and record.incident is None and not record.dismissed_by and record.refire_of is None
         if waiting and record.action == "declare":
             try:
                 incident = declare(ctx, record, by=ctx.slack.bot_user_id(), commander=_first_responder(ctx, record))

@@ -258,6 +258,7 @@ class SlackGateway:
         thread_ts: str | None = None,
         key: str | None = None,
         also: Sequence[str] = (),
+        broadcast: bool = False,
     ) -> tuple[str, str]:
         """Post a message; returns (channel id, ts).
 
@@ -265,9 +266,11 @@ class SlackGateway:
         whether a post that was under way when the process died reached Slack; `also` are the
         keys of the other deliveries the message carries (lines owed to one thread at once),
         kept space-separated in one string (metadata values are strings, numbers or booleans).
+        `broadcast`: a thread reply also shown in the channel (Slack's "Also send to #channel").
         """
         payload: dict[str, Any] = {"key": key, **({"also": " ".join(also)} if also else {})}
         metadata = {"event_type": POST_EVENT_TYPE, "event_payload": payload} if key else None
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast and thread_ts else {}
         response = self.client.chat_postMessage(
             channel=channel,
             text=text,
@@ -275,6 +278,7 @@ class SlackGateway:
             thread_ts=thread_ts,
             unfurl_links=False,
             metadata=metadata,
+            **extra,
         )
         return str(response["channel"]), str(response["ts"])
 
