@@ -4,7 +4,9 @@ at all; and when tokens are short, the most urgent call goes first.
 
 Order, when calls wait for the same bucket: `Lane` (pages and replies to people, then
 announcements and their edits, then war-room set-up, then FYIs, thread lines and reminders),
-then who started it (a person before an alert), then first come. A call says its lane and
+then who started it (a person before an alert), then first come. A call an alert started never
+takes a bucket's last token (`PEOPLES_RESERVE`): a person's call that comes while alerts keep a
+bucket busy goes at once instead of at the next refill. A call says its lane and
 origin with `pace(...)` around it (a context variable: the delivery loop sets it per kind, the
 set-up per step, the alert intake for what alerts start). A 429 met anyway empties the bucket
 for Slack's `Retry-After`, so every caller waits it out, not only the one that met it.
@@ -26,6 +28,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -81,6 +84,10 @@ _TIER_RATES: dict[tiers.Tier, Rate] = {
     tiers.Tier.TIER_4: TIER_4,
     tiers.Tier.POST: POST_WORKSPACE,  # and POST_PER_CHANNEL per channel
 }
+# What an alert's call leaves in every bucket it takes from: a person's call that comes meanwhile
+# finds a token at once (their page or announcement goes the moment it is asked for, not at the
+# next refill, a second later in a DM that alert pages keep busy). Alerts' rate is unchanged.
+PEOPLES_RESERVE = 1.0
 # Not paced: Slack calls their limits generous, and the bot calls them at start-up only.
 _UNPACED = frozenset({"api.test", "auth.test"})
 METHOD_RATES: dict[str, Rate] = {
@@ -110,6 +117,17 @@ def current_lane() -> tuple[Lane, Origin]:
     return _LANE.get()
 
 
+@dataclass(frozen=True)
+class Waited:
+    """A call that did not get its token at once: `seconds` waited, or told to wait (`Saturated`)."""
+
+    method: str
+    channel: str | None
+    lane: Lane
+    origin: Origin
+    seconds: float
+
+
 class Saturated(Exception):
     """No token for this call within the caller's `max_wait_s`: try again in `after` seconds."""
 
@@ -129,11 +147,12 @@ class _Bucket:
         self.waiting: list[tuple[int, int, int]] = []  # (lane, origin, seq): a heap
         self.merged_into: _Bucket | None = None  # one channel known by two names: see `absorb`
 
-    def wait(self, now: float) -> float:
+    def wait(self, now: float, need: float = 1.0) -> float:
+        """Seconds until the bucket holds `need` tokens (0: it does now)."""
         if now < self.blocked_until:
             return self.blocked_until - now
         self._fill(now)
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
 
     def _fill(self, now: float) -> None:
         if now > self.at:
@@ -170,6 +189,8 @@ class Pacer:
         self._seq = itertools.count()
         self._aliases: dict[str, str] = {}  # a channel's name (as posted to) -> its ID
         self.waited_s = 0.0  # total time calls spent waiting for a token (for the benchmarks)
+        # The latest calls that had to wait for a token or were held back (benchmarks, tests).
+        self.waits: deque[Waited] = deque(maxlen=500)
 
     def acquire(self, method: str, channel: str | None = None) -> None:
         """Wait for this call's tokens, in lane order; `Saturated` past the caller's max wait."""
@@ -179,12 +200,14 @@ class Pacer:
         lane, origin = _LANE.get()
         max_wait = _MAX_WAIT.get()
         entry = (int(lane), int(origin), next(self._seq))
+        need = 1.0 + (PEOPLES_RESERVE if origin == Origin.ALERT else 0.0)
         started = self.clock()
         with self._cond:
             # The narrowest bucket first (the channel's, then the method's): a call waiting for its
             # channel's token never holds up, in a wider bucket, calls to other channels.
             stages = list(reversed(self._buckets_for(method, channel, rate, started)))
             taken: list[_Bucket] = []
+            held: float | None = None  # how long the call waited, or was told to (None: went at once)
             try:
                 for stage in stages:
                     bucket = stage.live()
@@ -194,13 +217,15 @@ class Pacer:
                             now = self.clock()
                             bucket = bucket.live()  # a channel's two names merged meanwhile
                             first = bucket.waiting[0] == entry
-                            wait = bucket.wait(now)
+                            wait = bucket.wait(now, need)
                             if first and wait <= 0:
                                 bucket.tokens -= 1
                                 taken.append(bucket)
                                 break
                             if max_wait is not None and now - started + max(wait, 0.05) > max_wait:
-                                raise Saturated(method, max(wait, 0.05))
+                                held = max(wait, 0.05)
+                                raise Saturated(method, held)
+                            held = 0.0
                             self._cond.wait(timeout=max(0.01, wait) if first else 0.25)
                     finally:
                         bucket = bucket.live()
@@ -214,7 +239,11 @@ class Pacer:
                     live.tokens = min(live.capacity, live.tokens + 1)
                 raise
             finally:
-                self.waited_s += self.clock() - started
+                waited = self.clock() - started
+                self.waited_s += waited
+                if held is not None:
+                    where = self._aliases.get(channel, channel) if channel else None
+                    self.waits.append(Waited(method, where, lane, origin, max(held, waited)))
 
     def wait_for(self, method: str, channel: str | None = None) -> float:
         """About how long a call to `method` made now would wait for its token (0: none), counting
