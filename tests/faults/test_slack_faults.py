@@ -52,8 +52,9 @@ def test_a_p1_completes_while_slack_fails_a_third_of_its_calls() -> None:
             print([(d.id, d.kind, d.status, d.last_error) for d in store.deliveries(1)])
             store.close()
             raise
-        # Retries back off (5 s, 10 s, 20 s): a delivery unlucky three times is sent ~35 s later.
-        slack.wait_for(lambda: settled(running.db_path), timeout=60, what="every delivery sent")
+        # Retries back off (5 s, 10 s, 20 s, 40 s): a delivery unlucky four times is sent ~75 s
+        # later, and closing two pages fails when either edit meets a fault (p ~0.5 per try).
+        slack.wait_for(lambda: settled(running.db_path), timeout=150, what="every delivery sent")
         slack.clear_faults()
         result = audit(slack, running.db_path, [], len(running.gcp.cloud_run.patches()))
         store = Store(running.db_path)
