@@ -78,6 +78,7 @@ class Announcer:
             # finishes; if it dies, another takes over after the deadline.
             now = self.clock()
             if not self.store.claim_setup(number, self.instance, now, now + SETUP_DEADLINE):
+                log.info("INC-%s: its set-up is under way on another instance", number)
                 return incident
             try:
                 incident = self._incident(number)  # as the claim found it: another may have just finished

@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 WRITE_LOCK = 7_415_001
 MIGRATION_LOCK = 7_415_002
 WORK_CHANNEL = "incident_bot_work"
+# A session that sits inside a transaction without sending anything for this long is ended by
+# the server, which rolls it back and frees its locks. Every write transaction holds WRITE_LOCK,
+# so an instance frozen mid-transaction (SIGSTOP, a VM paused, a stop-the-world stall) would
+# otherwise hold every other instance's writes, the lease's takeover included, until it woke.
+# The store's transactions send their statements back to back (no Slack or Google call inside
+# one), so a live one is never idle nearly this long.
+IDLE_IN_TRANSACTION_S = 5
 
 
 def is_postgres_url(path: str) -> bool:
@@ -58,6 +65,11 @@ class PostgresTx:
             return iter(cursor.fetchall())
 
 
+def _configure(conn: Any) -> None:
+    """Each new pool connection: ended by the server if left idle inside a transaction."""
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
+
+
 class PostgresBackend:
     def __init__(self, url: str, max_connections: int = 10, timeout_s: float = 30.0) -> None:
         try:
@@ -73,6 +85,7 @@ class PostgresBackend:
             min_size=1,
             max_size=max_connections,
             kwargs={"autocommit": True},
+            configure=_configure,
             timeout=timeout_s,
             name="incident-bot",
             open=True,

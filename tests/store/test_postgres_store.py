@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 
 import psycopg
 
 from bot.domain import incidents
 from bot.store import Store, open_store
+from bot.store.postgres import IDLE_IN_TRANSACTION_S
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -62,4 +67,36 @@ def test_reads_survive_the_server_dropping_the_pools_connections(pg_url: str) ->
         )
         assert again.number == made.number + 1
     finally:
+        store.close()
+
+
+FROZEN_MID_TRANSACTION = """
+import os, signal, sys
+from bot.store import Store
+store = Store(sys.argv[1])
+with store.transaction() as db:  # holds the writers' lock, as every write transaction does
+    db.execute("SELECT 1")
+    print("in transaction", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_an_instance_frozen_inside_a_write_transaction_does_not_hold_the_lease_takeover(pg_url: str) -> None:
+    """SIGSTOP (or a paused VM) mid-transaction leaves the server waiting with the writers' lock
+    held; the server ends that session after IDLE_IN_TRANSACTION_S, so the other instance can
+    write, and take the lease, long before the frozen one wakes (without the timeout: never)."""
+    frozen = subprocess.Popen([sys.executable, "-c", FROZEN_MID_TRANSACTION, pg_url], stdout=subprocess.PIPE, text=True)
+    store = Store(pg_url)
+    try:
+        assert frozen.stdout is not None and frozen.stdout.readline().strip() == "in transaction"
+        took: list[object] = []
+        started = time.monotonic()
+        taker = threading.Thread(target=lambda: took.append(store.acquire_lease("instance-b", 2.0)), daemon=True)
+        taker.start()
+        taker.join(timeout=IDLE_IN_TRANSACTION_S + 10)
+        assert took and took[0] is not None, "the frozen instance's transaction held the lease takeover"
+        assert time.monotonic() - started < IDLE_IN_TRANSACTION_S + 10
+    finally:
+        frozen.kill()
+        frozen.wait(timeout=10)
         store.close()

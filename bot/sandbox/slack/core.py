@@ -88,6 +88,9 @@ class SandboxCore:
         self._faults: dict[str, list[_Fault]] = {}
         self._holds: dict[str, float] = {}
         self._chaos: _Chaos | None = None
+        # Web API calls being answered now, and when the last one was (`quiet_for`).
+        self._in_flight = 0
+        self._last_answered = time.monotonic()
         self._last_ts = 0.0
         self._counter = itertools.count(1)
         self._server: _Server | None = None

@@ -91,6 +91,12 @@ class Server(SandboxCore):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def quiet_for(self) -> float:
+        """Seconds since the last Web API call was answered, 0 while one is being answered (a
+        delayed or held one included): a test waits on it for every process to have settled."""
+        with self._lock:
+            return 0.0 if self._in_flight else time.monotonic() - self._last_answered
+
     # ---- HTTP ------------------------------------------------------------------------------------
 
     def handle_http(
@@ -101,7 +107,14 @@ class Server(SandboxCore):
         lower = {k.lower(): v for k, v in headers.items()}
         if parts.path.startswith("/api/"):
             method = parts.path[len("/api/") :]
-            return self._handle_api(method, parts.query, lower, body)
+            with self._lock:
+                self._in_flight += 1
+            try:
+                return self._handle_api(method, parts.query, lower, body)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._last_answered = time.monotonic()
         if parts.path.startswith("/response/") and verb == "POST":
             return self._handle_response_url(parts.path[len("/response/") :], lower, body)
         if parts.path.startswith("/upload/v1/") and verb == "POST":
