@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from bot.alerts import intake as alert_incidents
+from bot.alerts import refire as alert_refire
 from bot.app import observability
 from bot.app.listeners import build_bolt_app
 from bot.app.settings import Settings, config_secrets
@@ -142,6 +143,7 @@ class IncidentBot:
         self.leadership = Leadership(
             self.store, settings.instance, settings.lease_s, on_gain=self._lead, on_loss=self.timers.stop
         )
+        self.timers.lease_current = self.leadership.current
         self.ctx = Context(
             config=config,
             store=self.store,
@@ -371,6 +373,7 @@ def delivery_routes(ctx: Context, pager: Pager) -> dict[DeliveryKind, Route]:
         drafts.routes(ctx.config, ctx.store, ctx.slack, ctx.announcer, ctx.clock),
         diagnose_run.routes(ctx),
         production.routes(ctx),
+        alert_refire.routes(ctx),
     ):
         for kind, route in table.items():
             assert kind not in routes, f"delivery kind {kind} routed twice"

@@ -24,6 +24,13 @@ one kind collapse into each other: kinds that edit one message differently (a pa
 link and an ack's close) keep their own order (`bot.paging.pager` edits pages under one lock and
 reads the incident inside it, so a closed page is never reopened by an older link edit).
 
+Lines that pile up go as one message: plain lines (text, no buttons, never edited later; a
+route's `line` says which) owed to one thread, or one channel, that are due together, or within
+`LINES_WINDOW_S` of each other (the channel's bucket made them wait), are posted as one message,
+joined by newlines in the order they were owed, and every row is recorded sent with its ts. The
+message's metadata carries every row's key, so a crash mid-post is looked up, not posted again.
+Pages, messages with buttons and messages a later delivery edits are never merged.
+
 A failure that persists is said out loud in the war room (a route's `failing` says when and
 how), because a silent failed page is the worst bug this bot can have. A receiver that refuses
 the call itself (`Refused`) is not retried, and the war room hears why.
@@ -86,6 +93,8 @@ class Route:
     are not a post found by its key (an upload); `after_sent` tidies up around a message that just
     landed and never raises; `may_go` says whether it is its turn (status page calls go in order);
     `failing` is the war room's warning after `attempts` failed tries, or None for no warning yet.
+    `line` is the delivery as a plain line (or None to send it on its own), so lines owed to one
+    place at once can go as one message (see the module's docstring).
     `edits` names the message a delivery edits (a key, the same for every edit of that message),
     for edits of which the latest shows everything the earlier ones would: those that pile up
     collapse into the latest (see the module's docstring).
@@ -97,6 +106,35 @@ class Route:
     may_go: Callable[[DeliveryRecord], bool] | None = None
     failing: Callable[[DeliveryRecord, int, str], str | None] | None = None
     edits: Callable[[DeliveryRecord, Incident], str] | None = None
+    line: Callable[[DeliveryRecord, Incident], Line | None] | None = None
+
+
+@dataclass(frozen=True)
+class Line:
+    """A plain line owed to one place (a channel, or a thread in it): text, nothing to press,
+    never edited later, so it may share one message with the lines owed there at the same time."""
+
+    channel: str
+    thread_ts: str | None
+    text: str
+
+
+# Lines owed to one place that are due together, or within this long of each other (held back by
+# the channel's bucket), go as one message; at most this many, and this long, per message.
+LINES_WINDOW_S = 5.0
+LINES_MAX = 20
+LINES_MAX_CHARS = 3000
+
+
+@dataclass
+class _Waiting:
+    """A line whose sender waits for its place's turn; `taken` once another sender took it along."""
+
+    delivery: DeliveryRecord
+    line: Line
+    claim: datetime
+    taken: bool = False
+    carried: bool = False  # claimed by the sender that takes it along: no sender of its own
 
 
 # The statuses of an edit that make an earlier edit of the same message moot: owed, under way,
@@ -137,6 +175,10 @@ class Dispatcher:
         # One edit of a message at a time (by incident, kind and message), so the latest goes last.
         self._edit_locks: dict[tuple[int, str, str], threading.Lock] = {}
         self._edit_locks_guard = threading.Lock()
+        # One post of lines per place at a time, and the lines waiting for their place's turn.
+        self._place_locks: dict[tuple[str, str | None], threading.Lock] = {}
+        self._waiting: dict[tuple[str, str | None], dict[int, _Waiting]] = {}
+        self._lines_guard = threading.Lock()
 
     def route(self, delivery: DeliveryRecord) -> Route:
         try:
@@ -182,7 +224,7 @@ class Dispatcher:
             with self._lane(delivery, incident):
                 if delivery.attempts and delivery.channel and self._landed(delivery, incident):
                     return
-                self._send_or_collapse(delivery, incident, until)
+                self._send_or_collapse(delivery, incident, until, calls)
         except Saturated as exc:
             # Held back by the bot's own pacing before it reached Slack: not a failure.
             self.store.defer_delivery(delivery.id, self.clock() + timedelta(seconds=exc.after), claim=until)
@@ -213,10 +255,15 @@ class Dispatcher:
                 counters.DELIVERIES_SENT.labels(delivery.kind).inc()
                 self._after_sent(sent)
 
-    def _send_or_collapse(self, delivery: DeliveryRecord, incident: Incident, until: datetime) -> None:
+    def _send_or_collapse(self, delivery: DeliveryRecord, incident: Incident, until: datetime, calls: Calls) -> None:
         """Send the delivery; an edit only if no later edit of its message is owed or went already
-        (else it is marked superseded), one edit of a message at a time."""
+        (else it is marked superseded), one edit of a message at a time; a line with the lines
+        owed to its place at the same time."""
         route = self.route(delivery)
+        line = route.line(delivery, incident) if route.line is not None else None
+        if line is not None:
+            self._send_line(delivery, incident, line, until, calls)
+            return
         if route.edits is None:
             route.send(delivery, incident)
             return
@@ -245,6 +292,144 @@ class Dispatcher:
             if other.id > delivery.id and other.status in _LATER_EDIT and edits(other, incident) == message
         ]
         return max(later) if later else None
+
+    def _send_line(
+        self, delivery: DeliveryRecord, incident: Incident, line: Line, until: datetime, calls: Calls
+    ) -> None:
+        """Post the line, with the lines owed to its place at the same time (those waiting for the
+        place's turn here, and those pending and due within the window), as one message."""
+        place = (line.channel, line.thread_ts)
+        me = _Waiting(delivery, line, until)
+        with self._lines_guard:
+            self._waiting.setdefault(place, {})[delivery.id] = me
+            lock = self._place_locks.setdefault(place, threading.Lock())
+        with lock:
+            with self._lines_guard:
+                self._waiting[place].pop(delivery.id, None)
+                if me.taken:
+                    return  # it went with an earlier sender's message (or was put back for a retry)
+            now = self.clock()
+            owed = self._owed_lines(incident, place, but=delivery.id)
+            if self._earlier_under_way(owed, delivery.id, now):
+                # An earlier line of this place is about to wait for its turn: it takes this one
+                # along, in order, instead of this one going first.
+                self.store.defer_delivery(delivery.id, now + timedelta(seconds=0.2), claim=until)
+                return
+            batch = self._take_along(me, owed, place, now)
+            if len(batch) == 1:
+                self.route(delivery).send(delivery, incident)
+                return
+            self._post_lines(delivery, incident, batch, calls)
+
+    def _owed_lines(
+        self, incident: Incident, place: tuple[str, str | None], but: int
+    ) -> dict[int, tuple[DeliveryRecord, Line]]:
+        """The incident's other lines for `place` not yet sent (pending or being sent), by id."""
+        owed: dict[int, tuple[DeliveryRecord, Line]] = {}
+        for other in self.store.deliveries(incident.number):
+            if other.id == but or other.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENDING):
+                continue
+            route = self.routes.get(DeliveryKind(other.kind)) if other.kind in _KINDS else None
+            hook = route.line if route is not None else None
+            if hook is None:
+                continue
+            try:
+                line = hook(other, incident)
+            except Exception:  # noqa: BLE001 - not placeable now: it goes on its own, later
+                continue
+            if line is not None and (line.channel, line.thread_ts) == place:
+                owed[other.id] = (other, line)
+        return owed
+
+    def _earlier_under_way(self, owed: dict[int, tuple[DeliveryRecord, Line]], mine: int, now: datetime) -> bool:
+        """Whether an earlier line of the place is being sent by this instance, not yet waiting for
+        the place's turn (its sender is on its way there)."""
+        with self._lines_guard:
+            waiting = set().union(*(set(w) for w in self._waiting.values()))
+        for other, _ in owed.values():
+            if other.id < mine and other.status == DeliveryStatus.SENDING and other.id not in waiting:
+                holder, until = self.store.delivery_claim(other.id)
+                if (holder or "") == self.instance and until is not None and until > now:
+                    return True
+        return False
+
+    def _take_along(
+        self, me: _Waiting, owed: dict[int, tuple[DeliveryRecord, Line]], place: tuple[str, str | None], now: datetime
+    ) -> list[_Waiting]:
+        """The lines that go in this message, in the order they were owed: this one, those waiting
+        for the place's turn here, and pending ones due within the window (claimed now). A later
+        line that cannot come along ends the message, so no line goes before an earlier one."""
+        batch = [me]
+        chars = len(me.line.text)
+        window = now + timedelta(seconds=LINES_WINDOW_S)
+        for number in sorted(owed):
+            other, line = owed[number]
+            if len(batch) >= LINES_MAX or chars + 1 + len(line.text) > LINES_MAX_CHARS:
+                break
+            with self._lines_guard:
+                waiter = self._waiting.get(place, {}).get(number)
+                if waiter is not None:
+                    waiter.taken = True
+            if waiter is None and self._claimable(other, now):
+                due_by = window if other.last_error is None else now
+                if self.store.start_delivery(other.id, due_by, holder=self.instance, until=me.claim):
+                    waiter = _Waiting(other, line, me.claim, carried=True)
+            if waiter is not None:
+                batch.append(waiter)
+                chars += 1 + len(line.text)
+            elif number > me.delivery.id:
+                break
+        return sorted(batch, key=lambda w: w.delivery.id)
+
+    @staticmethod
+    def _claimable(other: DeliveryRecord, now: datetime) -> bool:
+        """A pending line that may come along: never tried in doubt (that one is looked up first,
+        on its own), and due, or only held back by the bot's own pacing for a moment."""
+        if other.status != DeliveryStatus.PENDING or (other.attempts and other.channel):
+            return False
+        return other.last_error is None or other.next_attempt_at <= now
+
+    def _post_lines(self, delivery: DeliveryRecord, incident: Incident, batch: list[_Waiting], calls: Calls) -> None:
+        """One message for the batch's lines, under every row's key; each row recorded sent with
+        its ts. On failure, the other rows go back to wait as this one does (the caller's)."""
+        channel, thread_ts = batch[0].line.channel, batch[0].line.thread_ts
+        for waiting in batch:
+            self.store.set_delivery_channel(waiting.delivery.id, channel, None, thread_ts)
+        others = [w for w in batch if w.delivery.id != delivery.id]
+        try:
+            posted, ts = self.slack.post(
+                channel,
+                "\n".join(w.line.text for w in batch),
+                None,
+                thread_ts=thread_ts,
+                key=key(delivery),
+                also=[key(w.delivery) for w in others],
+            )
+        except Saturated as exc:
+            for waiting in others:
+                self.store.defer_delivery(
+                    waiting.delivery.id, self.clock() + timedelta(seconds=exc.after), claim=waiting.claim
+                )
+            raise
+        except Exception as exc:
+            after = None
+            if isinstance(exc, SlackApiError) and rate_limited(exc):
+                after = retry_after_s(getattr(exc.response, "headers", None)) or 1.0
+            reason = RATELIMITED if after is not None else f"sent with delivery {delivery.id}: {exc}"
+            for waiting in others:
+                self._retry_later(
+                    waiting.delivery, incident, reason, after=after, claim=waiting.claim, in_doubt=calls.in_doubt
+                )
+            raise
+        now = self.clock()
+        for waiting in batch:
+            self.store.finish_delivery(waiting.delivery.id, now, user=None, channel=posted, ts=ts)
+        for waiting in others:
+            counters.DELIVERIES_MERGED.labels(waiting.delivery.kind).inc()
+            if waiting.carried:  # a row waiting here is counted by its own sender, as it returns
+                counters.DELIVERIES_SENT.labels(waiting.delivery.kind).inc()
+                self._after_sent(replace(waiting.delivery, status=DeliveryStatus.SENT, channel=posted, ts=ts))
+        log.info("%d lines owed to %s went as one message (%s)", len(batch), channel, ts)
 
     def _edit_lock(self, key: tuple[int, str, str]) -> threading.Lock:
         with self._edit_locks_guard:

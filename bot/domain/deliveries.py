@@ -38,6 +38,7 @@ class DeliveryKind(StrEnum):
     PROPOSAL_EDIT = "proposal_edit"  # a proposal's message edited to its outcome
     PAGE_LINK = "page_link"  # pages already sent edited to link the war room, once it exists
     PAGERDUTY = "pagerduty"  # an Events API v2 event (trigger, acknowledge, resolve, links)
+    ALERT_REFIRE = "alert_refire"  # a resolved incident's alert group firing again: its one message
 
 
 # Slack's error for a call refused by its rate limit (HTTP 429 with `Retry-After`); a delivery

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from bot.context import Announcing
-from bot.delivery.dispatch import Route
+from bot.delivery.dispatch import Line, Route
 from bot.delivery.errors import NotPlacedYet
 from bot.delivery.once import post_delivery
 from bot.domain.deliveries import DeliveryKind
@@ -36,14 +37,7 @@ def routes(
 
     def post(delivery: DeliveryRecord, incident: Incident) -> None:
         payload = json.loads(delivery.detail or "{}")
-        if delivery.target == "war_room":
-            channel, thread_ts = incident.war_room_id, None
-        elif delivery.target == "thread":
-            channel, thread_ts = incident.announcement_channel, incident.announcement_ts
-            if not thread_ts:
-                raise NotPlacedYet("the incident is not announced yet")
-        else:
-            channel, thread_ts = payload.get("channel"), payload.get("thread_ts")
+        channel, thread_ts = _place(delivery, incident, payload)
         if not channel:
             store.cancel_delivery(delivery.id, f"nowhere to post ({delivery.target})")
             return
@@ -61,5 +55,26 @@ def routes(
     return {
         # Every refresh edits the incident's one announcement.
         DeliveryKind.REFRESH: Route(refresh, edits=lambda delivery, incident: "announcement"),
-        DeliveryKind.POST: Route(post),
+        # A line without blocks may share one message with the lines owed to its place at once.
+        DeliveryKind.POST: Route(post, line=_line),
     }
+
+
+def _place(delivery: DeliveryRecord, incident: Incident, payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Where a post goes: (channel, thread ts); NotPlacedYet while the announcement is to come."""
+    if delivery.target == "war_room":
+        return incident.war_room_id, None
+    if delivery.target == "thread":
+        if not incident.announcement_ts:
+            raise NotPlacedYet("the incident is not announced yet")
+        return incident.announcement_channel, incident.announcement_ts
+    return payload.get("channel"), payload.get("thread_ts")
+
+
+def _line(delivery: DeliveryRecord, incident: Incident) -> Line | None:
+    """A post of text alone (no blocks: nothing to press, nothing a later edit targets) as a line."""
+    payload = json.loads(delivery.detail or "{}")
+    if payload.get("blocks") or not payload.get("text"):
+        return None
+    channel, thread_ts = _place(delivery, incident, payload)
+    return Line(channel, thread_ts, payload["text"]) if channel else None

@@ -61,6 +61,12 @@ class Leadership:
     def leading(self) -> bool:
         return self.token is not None
 
+    def current(self) -> bool:
+        """This instance leads and took or renewed its lease within the lease's length. A renewal
+        stuck on an unanswering store keeps `leading` true until it returns, though a standby
+        may have taken the lease meanwhile: the heartbeat asks this instead."""
+        return self.token is not None and time.monotonic() - self._renewed_at <= self.lease_s
+
     @property
     def interval_s(self) -> float:
         return self.lease_s / 4

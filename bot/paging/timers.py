@@ -98,6 +98,9 @@ class Timers:
         # the store at start-up, at every reconcile and when another instance says so.
         self._planners: list[Callable[[], None]] = []
         self.heartbeat: Heartbeat | None = None
+        # Whether the lease this leadership runs under was renewed within its length (set by the
+        # runtime to `Leadership.current`): a leader whose renewals hang must not ping.
+        self.lease_current: Callable[[], bool] = lambda: True
         self._build()
         self._stopping.set()  # nothing runs before start()
 
@@ -168,6 +171,7 @@ class Timers:
             self.clock,
             leading=lambda: self.leading and not self._stopping.is_set(),
             running=lambda: self.running,
+            lease_current=lambda: self.lease_current(),
         )
         self.heartbeat.start()
         self.scheduler.add_job(

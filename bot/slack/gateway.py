@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -272,13 +272,20 @@ class SlackGateway:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
         key: str | None = None,
+        also: Sequence[str] = (),
+        broadcast: bool = False,
     ) -> tuple[str, str]:
         """Post a message; returns (channel id, ts).
 
         `key` is stored in the message's metadata so `find_posted` can tell, after a crash,
-        whether a post that was under way when the process died reached Slack.
+        whether a post that was under way when the process died reached Slack; `also` are the
+        keys of the other deliveries the message carries (lines owed to one thread at once),
+        kept space-separated in one string (metadata values are strings, numbers or booleans).
+        `broadcast`: a thread reply also shown in the channel (Slack's "Also send to #channel").
         """
-        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": {"key": key}} if key else None
+        payload: dict[str, Any] = {"key": key, **({"also": " ".join(also)} if also else {})}
+        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": payload} if key else None
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast and thread_ts else {}
         response = self.client.chat_postMessage(
             channel=channel,
             text=text,
@@ -286,6 +293,7 @@ class SlackGateway:
             thread_ts=thread_ts,
             unfurl_links=False,
             metadata=metadata,
+            **extra,
         )
         return str(response["channel"]), str(response["ts"])
 
@@ -294,7 +302,7 @@ class SlackGateway:
         `thread_ts`: history leaves thread replies out) since `oldest`, if any."""
         for message in self._recent(channel, oldest, thread_ts):
             payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("key") == key:
+            if payload.get("key") == key or key in str(payload.get("also") or "").split():
                 return str(message["ts"])
         return None
 

@@ -323,11 +323,15 @@ class DeliveriesPart(StoreBase):
 
     # -- telemetry -------------------------------------------------------------------------
 
-    def delivery_backlog(self) -> tuple[int, datetime | None]:
-        """How many deliveries are not yet accepted (pending or being sent), and the oldest's birth."""
-        row = self._rows(
-            "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
-        )[0]
+    def delivery_backlog(self, kinds: Collection[str] | None = None) -> tuple[int, datetime | None]:
+        """How many deliveries are not yet accepted (pending or being sent), and the oldest's birth;
+        of `kinds` only when given (the heartbeat looks at pages), of every kind otherwise."""
+        sql = "SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries WHERE status IN ('pending', 'sending')"
+        params: list[Any] = []
+        if kinds is not None:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})" if kinds else " AND 1 = 0"
+            params = list(kinds)
+        row = self._rows(sql, params)[0]
         return int(row["n"]), _from_db_datetime(row["oldest"])
 
     # -- follow-ups: what a change owes Slack ----------------------------------------------

@@ -16,7 +16,7 @@ def verdict(**overrides):
         "scheduler_running": True,
         "planned_at": NOW - 0.1 * S,
         "lag_bound": S,
-        "oldest_undelivered": None,
+        "oldest_undelivered_page": None,
         "max_backlog": 2 * S,
     }
     args.update(overrides)
@@ -25,7 +25,7 @@ def verdict(**overrides):
 
 def test_a_healthy_leader_pings():
     assert verdict().ping
-    assert verdict(oldest_undelivered=NOW - 1.9 * S).ping
+    assert verdict(oldest_undelivered_page=NOW - 1.9 * S).ping
 
 
 def test_a_standby_never_pings():
@@ -44,5 +44,11 @@ def test_timers_lagging_past_the_bound_stop_the_ping():
 
 
 def test_an_undelivered_page_older_than_max_backlog_stops_the_ping():
-    v = verdict(oldest_undelivered=NOW - 2 * S)
-    assert not v.ping and "undelivered" in v.reason
+    v = verdict(oldest_undelivered_page=NOW - 2 * S)
+    assert not v.ping and "undelivered page" in v.reason
+
+
+def test_a_leader_whose_lease_is_not_current_does_not_ping():
+    assert verdict(lease_current=True).ping
+    v = verdict(lease_current=False)
+    assert not v.ping and "lease" in v.reason

@@ -6,8 +6,24 @@ superseded by the edit that showed it), once, and in order."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.delivery.dispatch import Dispatcher
+from bot.domain.deliveries import post_to
+from bot.domain.incidents import declare
+from bot.incident import followups
+from bot.sandbox.runner import BOT_TOKEN
+from bot.sandbox.slack import SlackSandbox
+from bot.slack.gateway import SlackGateway, make_client
+from bot.store import Store
 
 RETRY_AFTER = 3
+
+
+class Killed(BaseException):
+    """A SIGKILL, as far as the sender can tell: nothing after it runs."""
 
 
 def _live(store, number: int, kind: str):
@@ -65,3 +81,73 @@ def test_a_page_acked_while_its_war_room_link_edit_waits_ends_closed_and_is_neve
     assert not reopened, "an edit after the ack put the Acknowledge button back"
     [shown] = [m for m in bot.slack.dms_to("U0PRIMARY") if m.ts == page.ts]
     assert not shown.has_button("incident_ack") and "No action needed from you" in shown.all_text
+
+
+def test_lines_owed_to_one_thread_at_once_go_as_fewer_messages_each_once_and_in_order(bot):
+    bot.command("declare p3 Export button broken", user="U0ALICE")
+    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", timeout=10)
+    store = bot.bot.store
+    _settled(bot)
+    bot.slack.rate_limit("chat.postMessage", times=1, retry_after=RETRY_AFTER)  # the first line meets it
+
+    for n in range(10):
+        bot.command(f"update INC-1 Step {n} done", user="U0ALICE")
+
+    bot.slack.wait_for(lambda: not _live(store, 1, "post"), timeout=30)
+    lines = store.deliveries(1, kind="post")[-10:]
+    assert [d.status for d in lines] == ["sent"] * 10, [(d.id, d.status, d.last_error) for d in lines]
+    calls = [c for c in bot.slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == announcement.ts]
+    [refused] = [c for c in calls if c.status == 429]
+    posts = [c for c in calls if c.ok and c.at > refused.at]
+    assert 1 <= len(posts) < 10, len(posts)
+    # Each line shown once, in the order it was owed; every row is recorded with the ts it went in.
+    thread = "\n".join(m.text for m in bot.slack.thread("C0INCIDENT", announcement.ts))
+    for n in range(10):
+        assert thread.count(f"Step {n} done") == 1, thread
+    assert [thread.index(f"Step {n} done") for n in range(10)] == sorted(
+        thread.index(f"Step {n} done") for n in range(10)
+    )
+    shown = {m.ts for m in bot.slack.thread("C0INCIDENT", announcement.ts)}
+    assert all(d.ts in shown for d in lines)
+    assert len({d.ts for d in lines}) == len(posts)
+
+
+def test_a_crash_after_a_merged_post_landed_sends_none_of_its_lines_again(tmp_path):
+    """The merged message carries every row's key: each row left in doubt is found in Slack."""
+    with SlackSandbox() as slack:
+        store = Store(str(tmp_path / "bot.db"))
+        gateway = SlackGateway(make_client(BOT_TOKEN, slack.api_url))
+        now = datetime.now(UTC)
+        incident = store.create_incident(
+            declare(title="Checkout down", severity="P3", by="U0ALICE", now=now, channel="incident-response"),
+            now,
+            (),
+            (),
+        )
+        for n in range(3):
+            store.record_firing(incident.number, post_to(f"line:{n}", "C0INCIDENT", None, f"line {n}"), now)
+        rows = store.deliveries(incident.number)
+        routes = followups.routes(store, gateway, None, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+        first = Dispatcher(store, gateway, lambda: datetime.now(UTC), routes, instance="first")
+        finish = store.finish_delivery
+
+        def killed(*args, **kwargs):
+            raise Killed  # the process dies right after Slack took the post
+
+        store.finish_delivery = killed  # type: ignore[method-assign]
+        with pytest.raises(Killed):
+            first.send(rows[0])
+        store.finish_delivery = finish  # type: ignore[method-assign]
+        assert [d.status for d in store.deliveries(incident.number)] == ["sending"] * 3
+
+        # A restart: what was left in doubt is looked up in Slack, not posted again.
+        after = Dispatcher(store, gateway, lambda: datetime.now(UTC), routes, instance="after")
+        after.recover_interrupted()
+
+        rows = store.deliveries(incident.number)
+        assert [d.status for d in rows] == ["sent"] * 3, [(d.status, d.last_error) for d in rows]
+        [message] = [m for m in slack.messages_in("C0INCIDENT") if "line 0" in m.text]
+        assert message.text == "line 0\nline 1\nline 2"
+        assert {d.ts for d in rows} == {message.ts}
+        assert len([c for c in slack.calls_to("chat.postMessage") if c.ok]) == 1
+        store.close()

@@ -72,3 +72,26 @@ def test_a_failing_monitor_is_tried_again_and_never_holds_the_timers(beating_bot
     monitor.heal()
     healed = time.time()
     assert wait_until(lambda: len(monitor.pings_since(healed)) >= 2, timeout=15), monitor.pings
+
+
+def test_an_edit_slack_keeps_refusing_does_not_stop_the_pings_only_a_page_does(beating_bot, monitor):
+    """The heartbeat says "the pager pages": the backlog it looks at is of pages only. An edit
+    Slack refuses for longer than max_backlog (here every chat.update) waits in /metrics' backlog
+    and leaves the pings alone."""
+    bot = beating_bot.bot
+    bot.deliveries.retry_base = timedelta(milliseconds=200)
+    beating_bot.slack.fail("chat.update", status=500, times=100_000)
+    beating_bot.command("declare p1 Checkout down", user="U0ALICE")
+    beating_bot.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
+
+    def oldest_unsent_edit_age() -> float:
+        _, oldest = bot.store.delivery_backlog()
+        return (bot.ctx.now() - oldest).total_seconds() if oldest else 0.0
+
+    assert wait_until(lambda: oldest_unsent_edit_age() > 3, timeout=15), bot.store.deliveries(1)
+    aged = time.time()
+    unsent = {d.kind for d in bot.store.deliveries(1) if d.status in ("pending", "sending")}
+    assert unsent and not unsent & {"page", "sla_breach"}, unsent
+    assert bot.store.delivery_backlog(["page", "sla_breach"]) == (0, None)
+    # Older than max_backlog (2s), and the pings go on.
+    assert wait_until(lambda: len(monitor.pings_since(aged)) >= 2, timeout=5), unsent

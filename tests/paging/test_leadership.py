@@ -156,3 +156,48 @@ def test_a_leader_that_loses_the_lease_and_takes_it_back_runs_its_timers_again(f
     fast_bot.slack.wait_for_dm("U0SECOND", "You are paged", timeout=3)
     health = bot.health()
     assert health["leader"] is True and health["fencing_token"] == 2
+
+
+class HangingRenewals:
+    """A store whose lease renewals hang while `hang` is set (a connection the network dropped
+    without a reset): the renewal neither succeeds nor fails until released."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.hang = False
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def renew_lease(self, holder: str, token: int, ttl_s: float):
+        if self.hang:
+            self.release.wait(10)
+        return self.store.renew_lease(holder, token, ttl_s)
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def test_a_renewal_that_hangs_makes_the_lease_not_current_though_it_still_leads(tmp_path) -> None:
+    store = Store(str(tmp_path / "lease.db"))
+    hanging = HangingRenewals(store)
+    leadership = Leadership(hanging, "a", 0.4, on_gain=lambda token: None, on_loss=lambda: None)  # type: ignore[arg-type]
+    leadership.start()
+    try:
+        assert leadership.leading and leadership.current()
+        hanging.hang = True
+        assert wait_for(lambda: not leadership.current()), "a lease not renewed for its length is not current"
+        assert leadership.leading  # the renewal has not returned: `leading` alone cannot tell
+        hanging.hang = False
+        hanging.release.set()
+        assert wait_for(leadership.current), "renewed again: current again"
+    finally:
+        leadership.stop()
+        store.close()

@@ -97,6 +97,8 @@ def test_refusals_attempts_setup_and_pages_sent(store: Store, incident: Incident
     assert store.record_firing(n, Firing("page:0", (Delivery("page", "oncall_primary"),)), T0)
     [page] = store.deliveries(n, kind="page")
     assert store.delivery_backlog() == (1, T0)
+    assert store.delivery_backlog(["page"]) == (1, T0)
+    assert store.delivery_backlog(["post", "refresh"]) == (0, None)
     assert store.start_delivery(page.id, T0)
     store.set_delivery_channel(page.id, "D0PRIMARY", "U0PRIMARY")
     assert [d.id for d in store.interrupted_deliveries()] == [page.id]
