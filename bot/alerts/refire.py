@@ -7,16 +7,20 @@ posted once under its key (the attempt noted first, so a post cut short by a cra
 Slack, not posted twice), then edited in place; edits that pile up collapse into the latest, as
 the announcement's do, so a flapping group costs one post and at most one edit in flight.
 
-Where: the incident's war room if it has one (its responders are there, and its other alert
-lines went there); else the announcement's thread, also shown in the channel, since a reply in
-the thread of a resolved incident reaches nobody who is not following it, and the channel is
-where a fresh incident would have been seen.
+Where: the incident's war room if it has one (its responders are there, and its alerts' closing
+lines went there), and the announcement's thread, where its alerts' group message is, also sent
+to the channel: nobody was paged, a reply under a resolved incident reaches only those who
+follow its thread, and the channel is where the fresh incident it stands for would have been
+seen. One message in each place, both edited together; a war room archived since is skipped.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
+
+from slack_sdk.errors import SlackApiError
 
 from bot.context import Context
 from bot.delivery.dispatch import Route
@@ -27,6 +31,13 @@ from bot.domain.incidents import Incident
 from bot.domain.records import DeliveryRecord, EventKind
 from bot.domain.refires import resolution_of
 from bot.slack.blocks import alerts as alert_blocks
+from bot.slack.blocks.incident import Block
+from bot.slack.gateway import error_code
+
+log = logging.getLogger(__name__)
+
+# A war room that is no more: the message is shown in the announcement's thread only.
+GONE = frozenset({"is_archived", "channel_not_found", "not_in_channel"})
 
 
 def routes(ctx: Context) -> dict[DeliveryKind, Route]:
@@ -45,18 +56,21 @@ def routes(ctx: Context) -> dict[DeliveryKind, Route]:
         if not alerts:
             return False
         text, blocks = alert_blocks.refire(alerts, incident.number, resolved_at, reopened)
-        known = ctx.store.posted(key)
-        if known is not None:
-            ctx.slack.update(known[0], known[1], text, blocks)
-            return True
+        places: list[tuple[str, str, str | None]] = []
         if incident.war_room_id:
-            channel, thread_ts, broadcast = incident.war_room_id, None, False
-        elif incident.announcement_channel and incident.announcement_ts:
-            channel, thread_ts, broadcast = incident.announcement_channel, incident.announcement_ts, True
-        else:
+            places.append(("room", incident.war_room_id, None))
+        if incident.announcement_channel and incident.announcement_ts:
+            places.append(("thread", incident.announcement_channel, incident.announcement_ts))
+        if not places:
             raise NotPlacedYet("the incident has neither a war room nor an announcement")
-        posted = post_once(ctx.store, ctx.slack, ctx.now(), key, channel, text, blocks, thread_ts, broadcast=broadcast)
-        ctx.store.note_posted(key, posted[0], posted[1], ctx.now())
+        for place, channel, thread_ts in places:
+            try:
+                _show_in(ctx, f"{key}:{place}", channel, thread_ts, text, blocks)
+            except SlackApiError as exc:
+                if place != "room" or error_code(exc) not in GONE:
+                    raise
+                # The war room is archived or gone: the announcement's thread still says it.
+                log.warning("re-fire of INC-%s not shown in its war room: %s", incident.number, error_code(exc))
         return True
 
     # A send cut short is sent again: the post is found by its key, an edit is the same edit.
@@ -69,6 +83,17 @@ def routes(ctx: Context) -> dict[DeliveryKind, Route]:
             edits=lambda delivery, incident: delivery.target,
         )
     }
+
+
+def _show_in(ctx: Context, key: str, channel: str, thread_ts: str | None, text: str, blocks: list[Block]) -> None:
+    """Post the message under `key` once, then edit it; a thread reply is also sent to the channel."""
+    known = ctx.store.posted(key)
+    if known is not None:
+        ctx.slack.update(known[0], known[1], text, blocks)
+        return
+    broadcast = thread_ts is not None
+    posted = post_once(ctx.store, ctx.slack, ctx.now(), key, channel, text, blocks, thread_ts, broadcast=broadcast)
+    ctx.store.note_posted(key, posted[0], posted[1], ctx.now())
 
 
 def _reopened_since(ctx: Context, number: int, resolved_at: datetime) -> tuple[str, datetime] | None:

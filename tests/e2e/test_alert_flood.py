@@ -15,6 +15,7 @@ from bot.sandbox.monitoring import (
     send,
 )
 from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
+from bot.slack.pacing import Lane, Origin
 from tests.conftest import FAST_CONFIG
 
 ANNOUNCE = "C0INCIDENT"
@@ -174,3 +175,25 @@ def test_a_declared_alert_group_shows_its_alerts_in_one_message_edited_at_most_t
         assert len(edits) <= 6, f"{len(edits)} edits of 3 group messages"
         for number in (1, 2, 3):
             assert len(store.alerts_of(number)) == 20
+
+
+def test_a_persons_announcement_during_a_flood_of_proposals_takes_the_token_alerts_leave():
+    """Twenty proposals owed to one channel keep it busier than Slack's one post a second
+    allows; a person's declare made meanwhile is announced without waiting for a token (an
+    alert's call never takes a bucket's last one), ahead of the proposals still owed.
+    Compared in one run: the proposals waited for the channel, the person's announcement did not."""
+    with SandboxedBot(config_text=PROPOSE_CONFIG) as running:
+        slack = running.slack
+        for n in range(20):
+            assert send(cm(running), alert(n), token=ALERT_TOKEN).status == 202
+        slack.wait_for(lambda: len(proposals(running)) >= 7, timeout=20)  # past the channel's burst
+
+        running.command("declare p3 Export button broken", user="U0ALICE")
+
+        announced = slack.wait_for_message(ANNOUNCE, "INC-1 ·", timeout=20)
+        slack.wait_for(lambda: [m for m in proposals(running) if float(m.ts) > float(announced.ts)], timeout=20)
+        channel = ("incident-response", ANNOUNCE)
+        posts = [w for w in running.bot.pacer.waits if w.method == "chat.postMessage" and w.channel in channel]
+        assert [w for w in posts if w.origin == Origin.ALERT], "the proposals never waited: no contention"
+        mine = [w for w in posts if w.origin == Origin.PERSON and w.lane == Lane.ANNOUNCE]
+        assert not mine, f"the person's announcement waited: {mine}"

@@ -61,6 +61,14 @@ def refire_message(bot: SandboxedBot, room: str):
     return bot.slack.wait_for(lambda: next((m for m in bot.slack.top_level(room) if REFIRE in m.all_text), None))
 
 
+def refire_in_channel(bot: SandboxedBot):
+    """The same message under the announcement, also sent to the channel (nobody was paged)."""
+    announcement = bot.slack.wait_for_message(ANNOUNCE, "INC-1 ·")
+    return bot.slack.wait_for(
+        lambda: next((m for m in bot.slack.thread(ANNOUNCE, announcement.ts) if REFIRE in m.all_text), None)
+    )
+
+
 def test_flapping_within_reopen_within_opens_nothing_pages_nobody_and_edits_one_message(refire_bot):
     room = declared_and_resolved(refire_bot)
     paged_before = pages(refire_bot)
@@ -71,6 +79,8 @@ def test_flapping_within_reopen_within_opens_nothing_pages_nobody_and_edits_one_
     button = message.button("incident_reopen")
     assert button["value"] == "1" and button["text"] == "Reopen INC-1"
     assert "1 firing notification since the resolution" in message.all_text
+    shown = refire_in_channel(refire_bot)
+    assert shown.reply_broadcast and shown.button("incident_reopen")["value"] == "1"
 
     # It flaps: closes, fires again (a new Cloud Monitoring incident), and is re-sent while firing.
     flap(refire_bot, 1, "closed")
@@ -84,8 +94,9 @@ def test_flapping_within_reopen_within_opens_nothing_pages_nobody_and_edits_one_
         timeout=15,
     )
     assert current(refire_bot, message).edited
+    refire_bot.slack.wait_for(lambda: "3 firing notifications" in current(refire_bot, shown).all_text, timeout=15)
     time.sleep(0.5)  # anything still owed would be sent by now
-    assert len(refire_posts(refire_bot)) == 1  # one post; the re-fires edited it
+    assert len(refire_posts(refire_bot)) == 2  # one post in each place; the re-fires edited them
     assert refire_bot.bot.store.count_incidents() == 1
     assert not refire_bot.bot.store.get(1).is_open  # nothing reopened by itself
     assert pages(refire_bot) == paged_before  # nobody paged
@@ -116,6 +127,13 @@ def test_reopen_button_reopens_once_and_refuses_others_and_forgeries(refire_bot)
         lambda: f"<@{PRIMARY}> reopened INC-1" in (m := current(refire_bot, message)).all_text and m, timeout=10
     )
     assert not edited.has_button("incident_reopen")
+    in_channel = refire_bot.slack.wait_for(
+        lambda: (
+            f"<@{PRIMARY}> reopened INC-1" in (m := current(refire_bot, refire_in_channel(refire_bot))).all_text and m
+        ),
+        timeout=10,
+    )
+    assert not in_channel.has_button("incident_reopen")
     # The re-fire still firing is the reopened incident's alert now: its line follows in the thread.
     assert [a.incident for a in refire_bot.bot.store.alerts_of(1)] == [1, 1]
     # Reopening restarts paging as /incident reopen does: the escalation path runs again.
@@ -175,3 +193,10 @@ def test_a_re_fire_of_a_proposed_group_declared_into_a_resolved_incident_posts_i
     time.sleep(0.3)
     assert len(refire_bot.slack.top_level(ANNOUNCE)) == posted  # no second proposal, no new incident
     assert refire_bot.bot.store.count_incidents() == 1
+
+    # `/incident reopen` is the button's reopen: the message says who, its button gone.
+    assert "INC-1 reopened" in refire_bot.command("reopen INC-1 Latency is back", user=PRIMARY).text
+    edited = refire_bot.slack.wait_for(
+        lambda: f"<@{PRIMARY}> reopened INC-1" in (m := current(refire_bot, message)).all_text and m, timeout=10
+    )
+    assert not edited.has_button("incident_reopen")
