@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/diagnose.py
 	$(BIN)/python bench/multi_instance.py
 	$(BIN)/python bench/storm.py
+	$(BIN)/python bench/alert_flood.py
 	$(BIN)/python bench/pagerduty_down.py
 
 # ruff, then the import contract (pyproject.toml [tool.importlinter]: imports point down the layers).

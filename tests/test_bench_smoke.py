@@ -22,6 +22,23 @@ CASES = {
     "diagnose.py": (["--rounds", "1"], "verdict of the last round"),
     "pagerduty_down.py": (["--rounds", "1"], "verdict: PagerDuty down"),
     "storm.py": (["--declares", "3"], "target: fewer than 5 rate-limited answers"),
+    "alert_flood.py": (
+        [
+            "--groups",
+            "2",
+            "--alerts",
+            "20",
+            "--resends",
+            "1",
+            "--interval",
+            "2",
+            "--declare-at",
+            "0.5",
+            "--actions",
+            "declare",
+        ],
+        "target: declare: the person's declare paged within 1 s",
+    ),
 }
 
 

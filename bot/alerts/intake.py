@@ -2,7 +2,10 @@
 
 `receive` records a delivery's alerts (one transaction, in the request) and hands the Slack
 work to the alert intake's own bounded executor (`ctx.alert_work`: people's work never waits
-behind it; `has_room` says whether the webhook may take a notification on). `settle` does that work for one alert, driven by what the store
+behind it; `has_room` says whether the webhook may take a notification on): one job per alert
+group in the notification, however many alerts it holds, which settles each of them in turn and
+then edits each message they changed (the proposal, the group's message in the incident) once,
+showing the latest state, instead of once per alert. `settle` does that work for one alert, driven by what the store
 says is still to do, so it can run again after a crash or a Slack outage (the bot's set-up
 retry calls `settle_all`): declare it, post its proposal, link it in its incident's thread,
 count it closed in its group's message (and, once all have closed, suggest resolving). Declaring goes through `bot.incident.opening.create`, the same path as
@@ -15,6 +18,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
@@ -42,25 +46,46 @@ _group_busy: set[str] = set()
 # One suggestion to resolve per incident at a time: its last alerts may close at once.
 _suggestion_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 _group_again: set[str] = set()
+# Within one batch (an alert group's alerts from one notification): the edits of messages that
+# already exist, by key, made once at the end of the batch. None outside a batch: edits go at once.
+_EDITS: ContextVar[dict[str, Callable[[], None]] | None] = ContextVar("alert_edits", default=None)
+
+Step = Callable[[Context, int], None]
 
 
 def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertReceipt]:
-    """Record the alerts now; show them in Slack after the caller has answered."""
+    """Record the alerts now; show them in Slack after the caller has answered: one job per
+    alert group (an Alertmanager notification's 100 alerts are one job, not 100)."""
     receipts = ctx.store.record_alerts(alerts, ctx.now())
+    groups: dict[tuple[str, str], list[tuple[Step, int]]] = {}
     for receipt in receipts:
         if receipt.record is None or receipt.outcome == "stale":
             continue
-        if receipt.outcome == "repeat":
-            ctx.alert_work.submit(_guarded, still_firing, ctx, receipt.record.id)
-        else:
-            ctx.alert_work.submit(_guarded, settle, ctx, receipt.record.id)
+        step = still_firing if receipt.outcome == "repeat" else settle
+        groups.setdefault(_group_id(receipt.record), []).append((step, receipt.record.id))
+    for steps in groups.values():
+        ctx.alert_work.submit(batch, ctx, steps)
     return receipts
+
+
+def batch(ctx: Context, steps: list[tuple[Step, int]]) -> None:
+    """Each alert's step in turn, then each message the steps edited, once, as the store has it
+    by then. A message's first post is never put off (only edits of one that exists are), so
+    a crash mid-batch loses at most an edit the next notification makes again."""
+    edits: dict[str, Callable[[], None]] = {}
+    token = _EDITS.set(edits)
+    try:
+        for step, alert_id in steps:
+            _guarded(step, ctx, alert_id)
+    finally:
+        _EDITS.reset(token)
+    for key, edit in edits.items():
+        _guarded_edit(ctx, key, edit)
 
 
 def settle_all(ctx: Context) -> None:
     """Finish every alert's Slack work that an outage or a crash left undone."""
-    for record in ctx.store.unsettled_alerts():
-        _guarded(settle, ctx, record.id)
+    batch(ctx, [(settle, record.id) for record in ctx.store.unsettled_alerts()])
 
 
 def declare(ctx: Context, record: AlertRecord, by: str, commander: str | None = None) -> Incident:
@@ -112,9 +137,9 @@ def settle(ctx: Context, alert_id: int) -> None:
 
 def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:
     """Once an incident is announced: the lines of the alerts declared with it, which waited."""
-    for other in ctx.store.alerts_of(number):
-        if other.id != but and not other.link_noted:
-            ctx.alert_work.submit(_guarded, settle, ctx, other.id)
+    waiting = [(settle, other.id) for other in ctx.store.alerts_of(number) if other.id != but and not other.link_noted]
+    if waiting:
+        ctx.alert_work.submit(batch, ctx, waiting)
 
 
 def still_firing(ctx: Context, alert_id: int) -> None:
@@ -133,7 +158,7 @@ def still_firing(ctx: Context, alert_id: int) -> None:
 
 def _propose(ctx: Context, record: AlertRecord) -> AlertRecord:
     """One proposal per alert group: the first alert posts it, its waiting groupmates join it."""
-    with _proposal_locks[(record.source, record.group_key or f"#{record.id}")]:
+    with _proposal_locks[_group_id(record)]:
         record = _reread(ctx, record.id)
         if record.proposal_ts is not None:
             return record
@@ -172,7 +197,7 @@ def refresh_proposal(ctx: Context, record: AlertRecord) -> None:
                 channel, ts, alert_blocks.proposal_text(ctx.config, _lead(group)), _proposal_blocks(ctx, group)
             )
 
-        _collapsed(f"proposal:{channel}:{ts}", edit)
+        _edit(f"proposal:{channel}:{ts}", edit)
 
 
 def _lead(group: list[AlertRecord]) -> AlertRecord:
@@ -213,7 +238,20 @@ def show_group(ctx: Context, record: AlertRecord) -> None:
     if incident is None or not incident.is_open or incident.announcement_ts is None:
         return
     key = f"alert-group:{incident.number}:{group_of(ctx, record)[0].id}"
-    _collapsed(key, lambda: _show_group_once(ctx, incident, record, key))
+    if ctx.store.posted(key) is not None:
+        _edit(key, lambda: _show_group_once(ctx, incident, record, key))  # in a batch: once, at its end
+    else:
+        _collapsed(key, lambda: _show_group_once(ctx, incident, record, key))  # its first post is never put off
+
+
+def _edit(key: str, edit: Callable[[], None]) -> None:
+    """Edit the message `key` now, or, within a batch, once at the batch's end (the latest
+    asked for: an edit reads the store when it runs)."""
+    edits = _EDITS.get()
+    if edits is not None:
+        edits[key] = edit
+        return
+    _collapsed(key, edit)
 
 
 def _collapsed(key: str, show: Callable[[], None]) -> None:
@@ -312,26 +350,47 @@ def _reread(ctx: Context, alert_id: int) -> AlertRecord:
     return record
 
 
-def _guarded(step: Callable[[Context, int], None], ctx: Context, alert_id: int) -> None:
+def _guarded(step: Step, ctx: Context, alert_id: int) -> None:
+    _attempt(
+        ctx,
+        f"alert-retry-{alert_id}",
+        f"showing alert {alert_id} in Slack",
+        lambda: step(ctx, alert_id),
+        lambda: ctx.alert_work.submit(_guarded, step, ctx, alert_id),
+    )
+
+
+def _guarded_edit(ctx: Context, key: str, edit: Callable[[], None]) -> None:
+    _attempt(
+        ctx,
+        f"alert-edit-retry-{key}",
+        f"editing {key} in Slack",
+        lambda: _collapsed(key, edit),
+        lambda: ctx.alert_work.submit(_guarded_edit, ctx, key, edit),
+    )
+
+
+def _attempt(ctx: Context, timer: str, what: str, work: Callable[[], None], again: Callable[[], object]) -> None:
     try:
         # What an alert starts waits behind what people started, in every lane.
         with pace(Lane.ANNOUNCE, Origin.ALERT):
-            step(ctx, alert_id)
+            work()
     except SlackApiError as exc:
         if not rate_limited(exc):
-            log.warning("showing alert %s in Slack failed; it will be retried", alert_id, exc_info=True)
+            log.warning("%s failed; it will be retried", what, exc_info=True)
             return
         # Slack said when: try again then, rather than at the next set-up retry round.
         wait = retry_after_s(getattr(exc.response, "headers", None)) or 1.0
-        log.info("showing alert %s in Slack was rate limited; again in %.0f s", alert_id, wait)
-        ctx.timers.place(
-            f"alert-retry-{alert_id}",
-            lambda: _resubmit(step, ctx, alert_id),
-            ctx.now() + timedelta(seconds=wait),
-        )
+        log.info("%s was rate limited; again in %.0f s", what, wait)
+
+        def retry() -> None:
+            again()
+
+        ctx.timers.place(timer, retry, ctx.now() + timedelta(seconds=wait))
     except Exception:  # noqa: BLE001 - logged; settle_all tries again with the set-up retry
-        log.warning("showing alert %s in Slack failed; it will be retried", alert_id, exc_info=True)
+        log.warning("%s failed; it will be retried", what, exc_info=True)
 
 
-def _resubmit(step: Callable[[Context, int], None], ctx: Context, alert_id: int) -> None:
-    ctx.alert_work.submit(_guarded, step, ctx, alert_id)
+def _group_id(record: AlertRecord) -> tuple[str, str]:
+    """An alert's group: its notification's groupKey, or its Cloud Monitoring project and policy."""
+    return (record.source, record.group_key or f"#{record.id}")

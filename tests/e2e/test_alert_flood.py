@@ -7,7 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.alerts.webhook import RETRY_AFTER_S
-from bot.sandbox.monitoring import cloud_monitoring_notification, cloud_monitoring_test_notification, send
+from bot.sandbox.monitoring import (
+    alertmanager_alert,
+    alertmanager_notification,
+    cloud_monitoring_notification,
+    cloud_monitoring_test_notification,
+    send,
+)
 from bot.sandbox.runner import ALERT_TOKEN, SandboxedBot
 from tests.conftest import FAST_CONFIG
 
@@ -18,6 +24,15 @@ PROPOSE_CONFIG = (
     + """
 alerts:
   default: {severity: P2, action: propose}
+"""
+)
+
+
+DECLARE_CONFIG = (
+    FAST_CONFIG
+    + """
+alerts:
+  default: {severity: P2, action: declare}
 """
 )
 
@@ -88,3 +103,74 @@ def test_a_persons_declare_is_announced_ahead_of_a_flood_of_alert_proposals():
         print(f"\nthe person's announcement went out with {30 - posted_before} alert proposals still owed")
         assert posted_before <= 15, f"the announcement waited behind {posted_before} alert proposals"
         running.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=5)
+
+
+def group(g: int, size: int) -> dict:
+    """Alertmanager's notification for one group: `size` alerts sharing the alertname FloodG<g>."""
+    starts = datetime.now(UTC) - timedelta(minutes=1)
+    alerts = [
+        alertmanager_alert(
+            alertname=f"FloodG{g}",
+            fingerprint=f"{g:02d}{i:04d}",
+            starts_at=starts,
+            labels={"instance": f"host-{i}:9100"},
+            summary=f"host-{i} is down",
+        )
+        for i in range(size)
+    ]
+    return alertmanager_notification(alerts)
+
+
+def am(bot: SandboxedBot) -> str:
+    return f"{bot.base_url}/alerts/alertmanager"
+
+
+def test_an_alert_group_is_one_job_and_one_edit_of_its_proposal_per_notification():
+    """Five 20-alert groups against an intake that holds 10 jobs: each notification is one job
+    (all taken), and its 19 joiners edit the proposal once, not 19 times (at Tier 3's 50 edits a
+    minute, per-alert edits of ten 100-alert groups took minutes and kept the intake full)."""
+    with SandboxedBot(config_text=PROPOSE_CONFIG, alert_queue=10) as running:
+        answers = [send(am(running), group(g, 20), token=ALERT_TOKEN, auth="bearer").status for g in range(5)]
+
+        assert answers == [202] * 5, "a notification of 20 alerts took 20 places in the intake"
+
+        def shown(count: str) -> bool:
+            texts = [m.all_text for m in proposals(running)]
+            return len(texts) == 5 and all(count in t for t in texts)
+
+        running.slack.wait_for(lambda: shown("20 firing, 0 closed"), timeout=30)
+        assert len(running.slack.calls_to("chat.postMessage")) == 5  # one proposal per group
+        assert len(running.slack.calls_to("chat.update")) <= 5, "the joiners edited the proposal one by one"
+
+        # The re-send (Alertmanager's repeat): taken whole, one edit per group, nothing posted.
+        assert [send(am(running), group(g, 20), token=ALERT_TOKEN, auth="bearer").status for g in range(5)] == [202] * 5
+        running.slack.wait_for(lambda: shown("(40 notifications"), timeout=30)
+        assert len(running.slack.calls_to("chat.postMessage")) == 5
+        assert len(running.slack.calls_to("chat.update")) <= 10
+        assert running.bot.store.count_incidents() == 0
+        assert not running.slack.refusals(), running.slack.refusals()
+
+
+def test_a_declared_alert_group_shows_its_alerts_in_one_message_edited_at_most_twice():
+    """Three 20-alert groups with `action: declare`: three incidents, each with one group message
+    that shows all 20, edited at most twice (the batch and the linking after the declare), not 19 times."""
+    with SandboxedBot(config_text=DECLARE_CONFIG, alert_queue=6) as running:
+        answers = [send(am(running), group(g, 20), token=ALERT_TOKEN, auth="bearer").status for g in range(3)]
+
+        assert answers == [202] * 3
+        store = running.bot.store
+        running.slack.wait_for(lambda: store.count_incidents() == 3 and not store.unsettled_alerts(), timeout=30)
+
+        def group_messages() -> list:
+            return [
+                m
+                for m in running.slack.messages_in(ANNOUNCE)
+                if m.is_reply and "20 firing, 0 closed" in m.all_text and "FloodG" in m.all_text
+            ]
+
+        running.slack.wait_for(lambda: len(group_messages()) == 3, timeout=30)
+        posted = {m.ts for m in group_messages()}
+        edits = [c for c in running.slack.calls_to("chat.update") if c.params.get("ts") in posted]
+        assert len(edits) <= 6, f"{len(edits)} edits of 3 group messages"
+        for number in (1, 2, 3):
+            assert len(store.alerts_of(number)) == 20
