@@ -43,9 +43,9 @@ _locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 _group_guard = threading.Lock()
 _proposal_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _group_busy: set[str] = set()
+_group_again: set[str] = set()
 # One suggestion to resolve per incident at a time: its last alerts may close at once.
 _suggestion_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
-_group_again: set[str] = set()
 # Within one batch (an alert group's alerts from one notification): the edits of messages that
 # already exist, by key, made once at the end of the batch. None outside a batch: edits go at once.
 _EDITS: ContextVar[dict[str, Callable[[], None]] | None] = ContextVar("alert_edits", default=None)

@@ -310,10 +310,10 @@ class Dispatcher:
                     return  # it went with an earlier sender's message (or was put back for a retry)
             now = self.clock()
             owed = self._owed_lines(incident, place, but=delivery.id)
-            if self._earlier_under_way(owed, delivery.id, now):
-                # An earlier line of this place is about to wait for its turn: it takes this one
-                # along, in order, instead of this one going first.
-                self.store.defer_delivery(delivery.id, now + timedelta(seconds=0.2), claim=until)
+            later = self._after_earlier(owed, delivery.id, now)
+            if later is not None:
+                # An earlier line of this place goes first (and takes this one along, in order).
+                self.store.defer_delivery(delivery.id, later, claim=until)
                 return
             batch = self._take_along(me, owed, place, now)
             if len(batch) == 1:
@@ -341,17 +341,24 @@ class Dispatcher:
                 owed[other.id] = (other, line)
         return owed
 
-    def _earlier_under_way(self, owed: dict[int, tuple[DeliveryRecord, Line]], mine: int, now: datetime) -> bool:
-        """Whether an earlier line of the place is being sent by this instance, not yet waiting for
-        the place's turn (its sender is on its way there)."""
+    def _after_earlier(self, owed: dict[int, tuple[DeliveryRecord, Line]], mine: int, now: datetime) -> datetime | None:
+        """When to try again if an earlier line of the place must go first: one this instance is
+        sending that is not yet waiting for the place's turn (its sender is on its way there), or
+        one that cannot come along but is due within the window (then not long after it)."""
         with self._lines_guard:
             waiting = set().union(*(set(w) for w in self._waiting.values()))
+        soon = now + timedelta(seconds=0.2)
+        window = now + timedelta(seconds=LINES_WINDOW_S)
         for other, _ in owed.values():
-            if other.id < mine and other.status == DeliveryStatus.SENDING and other.id not in waiting:
+            if other.id >= mine or other.id in waiting:
+                continue
+            if other.status == DeliveryStatus.SENDING:
                 holder, until = self.store.delivery_claim(other.id)
                 if (holder or "") == self.instance and until is not None and until > now:
-                    return True
-        return False
+                    return soon
+            elif not self._claimable(other, now) and other.next_attempt_at <= window:
+                return max(soon, other.next_attempt_at + timedelta(seconds=0.1))
+        return None
 
     def _take_along(
         self, me: _Waiting, owed: dict[int, tuple[DeliveryRecord, Line]], place: tuple[str, str | None], now: datetime
@@ -383,9 +390,13 @@ class Dispatcher:
 
     @staticmethod
     def _claimable(other: DeliveryRecord, now: datetime) -> bool:
-        """A pending line that may come along: never tried in doubt (that one is looked up first,
-        on its own), and due, or only held back by the bot's own pacing for a moment."""
-        if other.status != DeliveryStatus.PENDING or (other.attempts and other.channel):
+        """A pending line that may come along: never one tried in doubt (that one is looked up
+        first, on its own; one whose only try Slack refused with a rate limit is not in doubt),
+        and due, or only held back by the bot's own pacing for a moment."""
+        if other.status != DeliveryStatus.PENDING:
+            return False
+        refused_once = other.attempts == 1 and other.last_error == RATELIMITED
+        if other.attempts and other.channel and not refused_once:
             return False
         return other.last_error is None or other.next_attempt_at <= now
 
