@@ -56,10 +56,13 @@ Step = Callable[[Context, int], None]
 def receive(ctx: Context, alerts: list[tuple[Alert, AlertRoute]]) -> list[AlertReceipt]:
     """Record the alerts now; show them in Slack after the caller has answered: one job per
     alert group (an Alertmanager notification's 100 alerts are one job, not 100)."""
-    receipts = ctx.store.record_alerts(alerts, ctx.now())
+    reopen_within = ctx.config.alerts.reopen_within if ctx.config.alerts else timedelta(0)
+    receipts = ctx.store.record_alerts(alerts, ctx.now(), reopen_within)
+    if any(r.outcome in ("refire", "closed") for r in receipts):
+        ctx.timers.wake_deliveries()  # a re-fire's message is a delivery, recorded with the alert
     groups: dict[tuple[str, str], list[tuple[Step, int]]] = {}
     for receipt in receipts:
-        if receipt.record is None or receipt.outcome == "stale":
+        if receipt.record is None or receipt.outcome in ("stale", "refire"):
             continue
         step = still_firing if receipt.outcome == "repeat" else settle
         groups.setdefault(_group_id(receipt.record), []).append((step, receipt.record.id))
@@ -117,15 +120,19 @@ def settle(ctx: Context, alert_id: int) -> None:
         record = ctx.store.alert(alert_id)
         if record is None:
             return
-        waiting = record.is_open and record.incident is None and not record.dismissed_by
+        # A re-fire of a resolved incident is said in it (a delivery), never declared or proposed.
+        waiting = record.is_open and record.incident is None and not record.dismissed_by and record.refire_of is None
         if waiting and record.action == "declare":
             try:
                 incident = declare(ctx, record, by=ctx.slack.bot_user_id(), commander=_first_responder(ctx, record))
             except AlertTaken:
                 pass  # declared meanwhile (a click on its proposal): linked below like any other
             else:
-                set_up(ctx, incident)
-                settle_linked(ctx, incident.number, but=alert_id)
+                # Committed, its pages under way: the set-up (announcement, war room at Tier 2's
+                # 20 a minute) is a job of its own, so this thread goes on to the next group's
+                # declare instead of waiting on Slack, and no alert's page waits behind another
+                # alert incident's war room.
+                ctx.alert_work.submit(set_up_declared, ctx, incident.number)
             record = _reread(ctx, alert_id)
         elif waiting and record.action == "propose" and record.proposal_ts is None:
             record = _propose(ctx, record)
@@ -133,6 +140,24 @@ def settle(ctx: Context, alert_id: int) -> None:
             record = _link(ctx, record)
         if not record.is_open and not record.close_noted:
             record = _close(ctx, record)
+
+
+def set_up_declared(ctx: Context, number: int) -> None:
+    """An alert incident's set-up, then its alerts' lines (each of them, the first included)."""
+
+    def work() -> None:
+        incident = ctx.store.get(number)
+        if incident is not None:
+            set_up(ctx, incident)
+            settle_linked(ctx, number)
+
+    _attempt(
+        ctx,
+        f"alert-setup-{number}",
+        f"setting up INC-{number}",
+        work,
+        lambda: ctx.alert_work.submit(set_up_declared, ctx, number),
+    )
 
 
 def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:

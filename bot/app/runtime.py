@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from bot.alerts import intake as alert_incidents
+from bot.alerts import refire as alert_refire
 from bot.app import observability
 from bot.app.listeners import build_bolt_app
 from bot.app.settings import Settings, config_secrets
@@ -111,7 +112,15 @@ class IncidentBot:
         self.slack = SlackGateway(self.client, self.request_client)
         self.work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="work")
         self.alert_work = BoundedExecutor(ALERT_THREADS, alert_queue, name="alerts")
-        self.announcer = Announcer(config, self.store, self.slack, clock, instance=settings.instance)
+        # A set-up is claimed like a delivery: until a sending deadline, extended call by call.
+        self.announcer = Announcer(
+            config,
+            self.store,
+            self.slack,
+            clock,
+            instance=settings.instance,
+            setup_deadline=timedelta(seconds=SEND_DEADLINE_TIMEOUTS * timeout_s),
+        )
         self.directory = Directory(config, self.slack, self.store, clock, retry_s=lookup_retry_s)
         self.statuspage = statuspage.from_config(config.statuspage)
         self.pagerduty = pagerduty_client.from_config(
@@ -228,6 +237,16 @@ class IncidentBot:
         self.timers.scheduler.add_job(
             self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True
         )
+        # A set-up whose holder died or froze is taken over soon after its claim lapses, not at
+        # the next minute's round.
+        self.timers.scheduler.add_job(
+            self._finish_lapsed_setups,
+            "interval",
+            seconds=max(1.0, self.announcer.setup_deadline.total_seconds() / 3),
+            id="setup-lapsed",
+            replace_existing=True,
+            max_instances=1,
+        )
 
     def _report_lapsed(self) -> None:
         try:
@@ -278,6 +297,19 @@ class IncidentBot:
             if self.announcer.needs_setup(incident):
                 self.work.submit(self._finish_setup, incident.number)
         self.alert_work.submit(alert_incidents.settle_all, self.ctx)
+
+    def _finish_lapsed_setups(self) -> None:
+        try:
+            now = self.ctx.now()
+            for number in self.store.lapsed_setups(now):
+                incident = self.store.get(number)
+                if incident is None or not self.announcer.needs_setup(incident):
+                    self.store.drop_lapsed_setup(number, now)  # done before its holder died
+                    continue
+                log.warning("INC-%s: its set-up claim lapsed (its holder died or froze): taking it over", number)
+                self.work.submit(self._finish_setup, number)
+        except Exception:  # noqa: BLE001 - the next round looks again
+            log.warning("could not look for set-ups whose holder died", exc_info=True)
 
     def _finish_setup(self, number: int) -> None:
         try:
@@ -341,6 +373,7 @@ def delivery_routes(ctx: Context, pager: Pager) -> dict[DeliveryKind, Route]:
         drafts.routes(ctx.config, ctx.store, ctx.slack, ctx.announcer, ctx.clock),
         diagnose_run.routes(ctx),
         production.routes(ctx),
+        alert_refire.routes(ctx),
     ):
         for kind, route in table.items():
             assert kind not in routes, f"delivery kind {kind} routed twice"

@@ -11,18 +11,19 @@ from bot.domain import schedules as schedules_module
 from bot.domain.policy import AlertRule, AlertsConfig, Config
 
 
+def fmt(delta: timedelta | None) -> str | None:
+    """A duration as the config writes it (`30m`, `1d`, `45s`)."""
+    if delta is None:
+        return None
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def describe(config: Config) -> str:
     """The effective config as YAML, for `incident-bot check-config`."""
-
-    def fmt(delta: timedelta | None) -> str | None:
-        if delta is None:
-            return None
-        seconds = int(delta.total_seconds())
-        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-            if seconds and seconds % size == 0:
-                return f"{seconds // size}{unit}"
-        return f"{seconds}s"
-
     data: dict[str, Any] = {
         "channel": config.channel,
         "war_room": {
@@ -117,4 +118,8 @@ def describe_alerts(alerts: AlertsConfig) -> dict[str, Any]:
             match["labels"] = dict(r.labels)
         return {"match": match, **vars(r.route)}
 
-    return {"default": vars(alerts.default), "rules": [rule(r) for r in alerts.rules]}
+    return {
+        "default": vars(alerts.default),
+        "reopen_within": fmt(alerts.reopen_within),
+        "rules": [rule(r) for r in alerts.rules],
+    }

@@ -35,6 +35,7 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _USERGROUP_HANDLE = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
+REOPEN_WITHIN_MAX = timedelta(days=1)
 
 
 class Reader:
@@ -519,7 +520,7 @@ class Reader:
         """The optional `alerts:` section: a default route and rules tried in order."""
         if value is None:
             return None
-        body = self.mapping(value, "alerts", {"default", "rules"})
+        body = self.mapping(value, "alerts", {"default", "reopen_within", "rules"})
         default_raw = self.mapping(body.get("default"), "alerts.default", {"severity", "action"})
         default = self.alert_route(default_raw, "alerts.default")
         rules: list[AlertRule] = []
@@ -545,9 +546,17 @@ class Reader:
             route = self.alert_route(rule, key, default)
             if route is not None:
                 rules.append(AlertRule(route=route, policy=policy, labels=tuple(labels)))
+        reopen_within = self.duration(body.get("reopen_within"), "alerts.reopen_within")
+        if reopen_within is not None and reopen_within > REOPEN_WITHIN_MAX:
+            self.error(
+                "alerts.reopen_within", "must be at most 1d: a longer window hides new incidents behind old ones"
+            )
+            reopen_within = None
         if default is None:
             return None
-        return AlertsConfig(default=default, rules=tuple(rules))
+        if reopen_within is None:
+            return AlertsConfig(default=default, rules=tuple(rules))
+        return AlertsConfig(default=default, rules=tuple(rules), reopen_within=reopen_within)
 
     def alert_route(self, body: dict[str, Any], key: str, fallback: AlertRoute | None = None) -> AlertRoute | None:
         """`{severity, action}`; a rule leaves out what it takes from `alerts.default`."""

@@ -31,10 +31,13 @@ def post_once(
     blocks: list[dict[str, Any]] | None = None,
     thread_ts: str | None = None,
     channel_id: str | None = None,
+    *,
+    broadcast: bool = False,
 ) -> tuple[str, str]:
     """Post under `key` once: the attempt is noted before posting; if a previous attempt was cut
     short, Slack's history (searched by the key in the message's metadata) says whether it landed.
-    `channel_id` is where to search when `channel` is a name."""
+    `channel_id` is where to search when `channel` is a name; `broadcast` also shows a thread
+    reply in the channel."""
     earlier = store.attempt(key)
     if earlier is not None:
         try:
@@ -49,6 +52,8 @@ def post_once(
         if ts is not None:
             return earlier.channel, ts
     store.note_attempt(key, channel_id or channel, now, thread_ts)
+    if broadcast:
+        return slack.post(channel, text, blocks, thread_ts=thread_ts, key=key, broadcast=True)
     return slack.post(channel, text, blocks, thread_ts=thread_ts, key=key)
 
 

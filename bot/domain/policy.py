@@ -83,6 +83,9 @@ class AlertRule:
 class AlertsConfig:
     default: AlertRoute
     rules: tuple[AlertRule, ...] = ()
+    # A group (or alert) firing again less than this after its incident was resolved posts in
+    # that incident, with a Reopen button, instead of opening a new one; 0s: never.
+    reopen_within: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)

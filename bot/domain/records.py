@@ -197,6 +197,9 @@ class AlertRecord:
     dismissed_by: str | None
     link_noted: bool
     close_noted: bool
+    # The resolved incident this alert fired again soon after (bot/domain/refires.py): posted in
+    # it, with a Reopen button, instead of declared or proposed. Attached to it if it reopens.
+    refire_of: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -206,4 +209,4 @@ class AlertRecord:
 @dataclass(frozen=True)
 class AlertReceipt:
     record: AlertRecord | None
-    outcome: str  # new | attached | repeat | closed | stale
+    outcome: str  # new | attached | refire | repeat | closed | stale

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,27 +23,37 @@ from bot.domain.deliveries import page_links
 from bot.domain.incidents import Incident, war_room_name
 from bot.domain.policy import Config
 from bot.slack.blocks import incident as blocks
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import DeadlinePassed, SlackGateway, calls_until, error_code
 from bot.slack.pacing import Lane, pace
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 WAR_ROOM_PATIENCE = timedelta(seconds=30)
-# How long one instance's claim on an incident's set-up holds: far longer than a set-up takes
-# (a few Slack calls), so only a holder that died is taken over from, at the next set-up round.
-SETUP_DEADLINE = timedelta(minutes=2)
+# How long one instance's claim on an incident's set-up holds unless extended. The holder extends
+# it whenever its next Slack call would not have two client timeouts left (`calls_until`), and
+# makes no call once it cannot; so a claim lapses only when its holder died or froze, and the
+# leader takes the set-up over then (`lapsed_setups`), looking up what was already made. The
+# bot passes its sending deadline (three Slack client timeouts), as for deliveries.
+SETUP_DEADLINE = timedelta(seconds=30)
 
 
 class Announcer:
     def __init__(
-        self, config: Config, store: Store, slack: SlackGateway, clock: Callable[[], datetime], instance: str = ""
+        self,
+        config: Config,
+        store: Store,
+        slack: SlackGateway,
+        clock: Callable[[], datetime],
+        instance: str = "",
+        setup_deadline: timedelta = SETUP_DEADLINE,
     ) -> None:
         self.config = config
         self.store = store
         self.slack = slack
         self.clock = clock
         self.instance = instance  # the holder of the set-up claims this process makes
+        self.setup_deadline = setup_deadline
         # One lock per incident: two edits racing must not leave the older state on screen.
         self._locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
         self._channel_id: str | None = None
@@ -76,24 +87,42 @@ class Announcer:
             # In the store, not only in this process: the leader's set-up round and a standby's
             # declare must never both announce or both make a war room. The claim's holder
             # finishes; if it dies, another takes over after the deadline.
-            now = self.clock()
-            if not self.store.claim_setup(number, self.instance, now, now + SETUP_DEADLINE):
+            if self._claim(number) is None:
                 log.info("INC-%s: its set-up is under way on another instance", number)
                 return incident
             try:
-                incident = self._incident(number)  # as the claim found it: another may have just finished
-                if incident.announcement_ts is None:
-                    with pace(Lane.ANNOUNCE):
-                        incident = self._post_announcement(incident)
-                if self.config.has_war_room(incident.severity) and incident.is_open:
-                    with pace(Lane.SETUP):
-                        if incident.war_room_id is None:
-                            incident = self._create_war_room(incident)
-                        if not incident.war_room_briefed:
-                            return self._brief_war_room(incident)
-                return incident
+                with calls_until(
+                    time.monotonic() + self.setup_deadline.total_seconds(), renew=lambda: self._claim(number)
+                ):
+                    return self._set_up(number)
+            except DeadlinePassed as exc:
+                # Frozen or slowed past the claim, which another instance may have taken over:
+                # it finishes (or the next set-up round does). Nothing more is called from here.
+                log.warning("INC-%s: set-up stopped here: %s", number, exc)
+                return self._incident(number)
             finally:
                 self.store.release_setup(number, self.instance)
+
+    def _claim(self, number: int) -> float | None:
+        """Claim (or extend) the set-up until a deadline: that deadline as a monotonic time, or
+        None while another instance's claim runs or once another has taken ours over."""
+        now = self.clock()
+        if not self.store.claim_setup(number, self.instance, now, now + self.setup_deadline):
+            return None
+        return time.monotonic() + self.setup_deadline.total_seconds()
+
+    def _set_up(self, number: int) -> Incident:
+        incident = self._incident(number)  # as the claim found it: another may have just finished
+        if incident.announcement_ts is None:
+            with pace(Lane.ANNOUNCE):
+                incident = self._post_announcement(incident)
+        if self.config.has_war_room(incident.severity) and incident.is_open:
+            with pace(Lane.SETUP):
+                if incident.war_room_id is None:
+                    incident = self._create_war_room(incident)
+                if not incident.war_room_briefed:
+                    return self._brief_war_room(incident)
+        return incident
 
     def refresh(self, number: int) -> None:
         """Edit the announcement in place to show the incident as the store has it now."""
@@ -221,16 +250,9 @@ class Announcer:
             self.store.note_attempt(key, name, now)
             channel_id, channel_name = self.slack.create_channel(name)
         incident = self.store.record_setup(incident.number, now, war_room_id=channel_id, war_room_name=channel_name)
-        # Pages went before the room existed: each is owed the room's link (sent by the delivery loop).
+        # Pages went before the room existed: each is owed the room's link, and the announcement
+        # is owed an edit showing it (both sent by the delivery loop, retried until Slack takes them).
         self.store.record_firing(incident.number, page_links(channel_id), now)
-        # The announcement shows the war room link as soon as it exists.
-        if incident.announcement_ts and incident.announcement_channel:
-            self.slack.update(
-                incident.announcement_channel,
-                incident.announcement_ts,
-                blocks.fallback_text(self.config, incident),
-                blocks.announcement(self.config, incident, now),
-            )
         return incident
 
     def _find_own_war_room(self, name: str) -> tuple[str, str] | None:

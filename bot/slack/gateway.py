@@ -91,13 +91,18 @@ class Calls:
 
 
 @contextmanager
-def calls_until(deadline: float, stopping: threading.Event | None = None) -> Iterator[Calls]:
+def calls_until(
+    deadline: float, stopping: threading.Event | None = None, renew: Callable[[], float | None] | None = None
+) -> Iterator[Calls]:
     """Slack calls this thread makes in the block (slack_sdk's own retries included) each start
     only while `deadline` (a `time.monotonic()` value) leaves room for them to finish and land,
-    and while `stopping` is not set; otherwise `DeadlinePassed` is raised instead of calling."""
+    and while `stopping` is not set; otherwise `DeadlinePassed` is raised instead of calling.
+
+    `renew`, when given, is asked for a later deadline once the room runs short (a claim in the
+    store extended): the new deadline, or None when the claim is no longer this caller's."""
     outer = getattr(_budget, "limit", None), getattr(_budget, "calls", None)
     calls = Calls()
-    _budget.limit, _budget.calls = (deadline, stopping), calls
+    _budget.limit, _budget.calls = (deadline, stopping, renew), calls
     try:
         yield calls
     finally:
@@ -118,10 +123,20 @@ def _room_for(timeout: float, wait: float = 0.0) -> str | None:
     limit = getattr(_budget, "limit", None)
     if limit is None:
         return None
-    deadline, stopping = limit
+    deadline, stopping, renew = limit
     if stopping is not None and stopping.is_set():
         return "the sender was told to stop"
     left = deadline - time.monotonic() - wait
+    if left < CALL_ROOM_TIMEOUTS * timeout and renew is not None:
+        try:
+            renewed = renew()
+        except Exception:  # noqa: BLE001 - the store unreachable: not renewed, the call waits
+            log.warning("could not extend the claim behind these Slack calls", exc_info=True)
+            renewed = None
+        if renewed is None:
+            return "the claim behind these calls could not be extended"
+        _budget.limit = (renewed, stopping, renew)
+        left = renewed - time.monotonic() - wait
     if left < CALL_ROOM_TIMEOUTS * timeout:
         return f"{left:.1f} s left before the sending deadline"
     return None
@@ -258,6 +273,7 @@ class SlackGateway:
         thread_ts: str | None = None,
         key: str | None = None,
         also: Sequence[str] = (),
+        broadcast: bool = False,
     ) -> tuple[str, str]:
         """Post a message; returns (channel id, ts).
 
@@ -265,9 +281,11 @@ class SlackGateway:
         whether a post that was under way when the process died reached Slack; `also` are the
         keys of the other deliveries the message carries (lines owed to one thread at once),
         kept space-separated in one string (metadata values are strings, numbers or booleans).
+        `broadcast`: a thread reply also shown in the channel (Slack's "Also send to #channel").
         """
         payload: dict[str, Any] = {"key": key, **({"also": " ".join(also)} if also else {})}
         metadata = {"event_type": POST_EVENT_TYPE, "event_payload": payload} if key else None
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast and thread_ts else {}
         response = self.client.chat_postMessage(
             channel=channel,
             text=text,
@@ -275,6 +293,7 @@ class SlackGateway:
             thread_ts=thread_ts,
             unfurl_links=False,
             metadata=metadata,
+            **extra,
         )
         return str(response["channel"]), str(response["ts"])
 

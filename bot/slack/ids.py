@@ -17,6 +17,7 @@ SNOOZE_30M = "reminder_snooze_30m"  # value: "<incident number>:30"
 SNOOZE_1H = "reminder_snooze_1h"  # value: "<incident number>:60"
 ALERT_DECLARE = "alert_declare"  # on alert proposals; value: "alert:<alert id>"
 ALERT_DISMISS = "alert_dismiss"  # value: "alert:<alert id>"
+REOPEN = "incident_reopen"  # on a resolved incident's re-fire message; value: "<incident number>"
 
 DECLARE_MODAL = "declare_modal"
 UPDATE_MODAL = "update_modal"

@@ -4,7 +4,9 @@ at all; and when tokens are short, the most urgent call goes first.
 
 Order, when calls wait for the same bucket: `Lane` (pages and replies to people, then
 announcements and their edits, then war-room set-up, then FYIs, thread lines and reminders),
-then who started it (a person before an alert), then first come. A call says its lane and
+then who started it (a person before an alert), then first come. A call an alert started never
+takes a bucket's last token (`PEOPLES_RESERVE`): a person's call that comes while alerts keep a
+bucket busy goes at once instead of at the next refill. A call says its lane and
 origin with `pace(...)` around it (a context variable: the delivery loop sets it per kind, the
 set-up per step, the alert intake for what alerts start). A 429 met anyway empties the bucket
 for Slack's `Retry-After`, so every caller waits it out, not only the one that met it.
@@ -22,6 +24,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -65,6 +68,10 @@ _TIER_RATES: dict[tiers.Tier, Rate] = {
     tiers.Tier.TIER_4: TIER_4,
     tiers.Tier.POST: POST_WORKSPACE,  # and POST_PER_CHANNEL per channel
 }
+# What an alert's call leaves in every bucket it takes from: a person's call that comes meanwhile
+# finds a token at once (their page or announcement goes the moment it is asked for, not at the
+# next refill, a second later in a DM that alert pages keep busy). Alerts' rate is unchanged.
+PEOPLES_RESERVE = 1.0
 # Not paced: Slack calls their limits generous, and the bot calls them at start-up only.
 _UNPACED = frozenset({"api.test", "auth.test"})
 METHOD_RATES: dict[str, Rate] = {
@@ -94,6 +101,17 @@ def current_lane() -> tuple[Lane, Origin]:
     return _LANE.get()
 
 
+@dataclass(frozen=True)
+class Waited:
+    """A call that did not get its token at once: `seconds` waited, or told to wait (`Saturated`)."""
+
+    method: str
+    channel: str | None
+    lane: Lane
+    origin: Origin
+    seconds: float
+
+
 class Saturated(Exception):
     """No token for this call within the caller's `max_wait_s`: try again in `after` seconds."""
 
@@ -112,12 +130,13 @@ class _Bucket:
         self.blocked_until = 0.0
         self.waiting: list[tuple[int, int, int]] = []  # (lane, origin, seq): a heap
 
-    def wait(self, now: float) -> float:
+    def wait(self, now: float, need: float = 1.0) -> float:
+        """Seconds until the bucket holds `need` tokens (0: it does now)."""
         if now < self.blocked_until:
             return self.blocked_until - now
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
 
 
 class Pacer:
@@ -131,6 +150,8 @@ class Pacer:
         self._seq = itertools.count()
         self._aliases: dict[str, str] = {}  # a channel's name (as posted to) -> its ID
         self.waited_s = 0.0  # total time calls spent waiting for a token (for the benchmarks)
+        # The latest calls that had to wait for a token or were held back (benchmarks, tests).
+        self.waits: deque[Waited] = deque(maxlen=500)
 
     def acquire(self, method: str, channel: str | None = None) -> None:
         """Wait for this call's tokens, in lane order; `Saturated` past the caller's max wait."""
@@ -140,28 +161,36 @@ class Pacer:
         lane, origin = _LANE.get()
         max_wait = _MAX_WAIT.get()
         entry = (int(lane), int(origin), next(self._seq))
+        need = 1.0 + (PEOPLES_RESERVE if origin == Origin.ALERT else 0.0)
         started = self.clock()
         with self._cond:
             buckets = self._buckets_for(method, channel, rate, started)
             for bucket in buckets:
                 heapq.heappush(bucket.waiting, entry)
+            held: float | None = None  # how long the call waited, or was told to (None: went at once)
             try:
                 while True:
                     now = self.clock()
                     first = all(bucket.waiting[0] == entry for bucket in buckets)
-                    wait = max(bucket.wait(now) for bucket in buckets)
+                    wait = max(bucket.wait(now, need) for bucket in buckets)
                     if first and wait <= 0:
                         for bucket in buckets:
                             bucket.tokens -= 1
                         break
                     if max_wait is not None and now - started + max(wait, 0.05) > max_wait:
-                        raise Saturated(method, max(wait, 0.05))
+                        held = max(wait, 0.05)
+                        raise Saturated(method, held)
+                    held = 0.0
                     self._cond.wait(timeout=max(0.01, wait) if first else 0.25)
             finally:
                 for bucket in buckets:
                     bucket.waiting.remove(entry)
                     heapq.heapify(bucket.waiting)
-                self.waited_s += self.clock() - started
+                waited = self.clock() - started
+                self.waited_s += waited
+                if held is not None:
+                    where = self._aliases.get(channel, channel) if channel else None
+                    self.waits.append(Waited(method, where, lane, origin, max(held, waited)))
                 self._cond.notify_all()
 
     def learn_channel(self, named: str | None, channel_id: str | None) -> None:

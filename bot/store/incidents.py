@@ -45,6 +45,17 @@ class IncidentsPart(DeliveriesPart, AlertsPart):
         with self.transaction() as db:
             db.execute("DELETE FROM setup_claims WHERE incident = ? AND holder = ?", [number, holder])
 
+    def lapsed_setups(self, now: datetime) -> list[int]:
+        """Incidents whose set-up claim has passed its deadline unreleased: its holder died or
+        froze mid-set-up, and whoever claims it next finishes the set-up."""
+        rows = self._rows("SELECT incident FROM setup_claims WHERE until <= ? ORDER BY incident", [_to_db(now)])
+        return [int(r["incident"]) for r in rows]
+
+    def drop_lapsed_setup(self, number: int, now: datetime) -> None:
+        """Forget a lapsed claim on a set-up that is complete (its holder died before releasing it)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM setup_claims WHERE incident = ? AND until <= ?", [number, _to_db(now)])
+
     def create_incident(
         self, draft: Incident, now: datetime, firings: tuple[Firing, ...] = (), alerts: tuple[int, ...] = ()
     ) -> Incident:

@@ -11,7 +11,10 @@ the store (`setup_claims`), so the round leaves it to its holder.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,13 +33,15 @@ SLACK_TIMEOUT_S = 10
 ROOM = "inc-1-checkout-down"
 
 
-@pytest.fixture
-def world(tmp_path: Path, pg_url: str) -> Iterator[tuple[SlackSandbox, Instance, Instance]]:
+@contextmanager
+def two_instances(
+    tmp_path: Path, pg_url: str, slack_timeout_s: int
+) -> Iterator[tuple[SlackSandbox, Instance, Instance]]:
     with SlackSandbox() as slack:
         a = Instance(tmp_path, slack, "instance-a", pg_url)
         b = Instance(tmp_path, slack, "instance-b", pg_url)
         for instance in (a, b):
-            instance.env["INCIDENT_BOT_SLACK_TIMEOUT_S"] = str(SLACK_TIMEOUT_S)
+            instance.env["INCIDENT_BOT_SLACK_TIMEOUT_S"] = str(slack_timeout_s)
         try:
             a.start()
             b.start()
@@ -45,6 +50,12 @@ def world(tmp_path: Path, pg_url: str) -> Iterator[tuple[SlackSandbox, Instance,
         finally:
             a.stop()
             b.stop()
+
+
+@pytest.fixture
+def world(tmp_path: Path, pg_url: str) -> Iterator[tuple[SlackSandbox, Instance, Instance]]:
+    with two_instances(tmp_path, pg_url, SLACK_TIMEOUT_S) as running:
+        yield running
 
 
 def test_the_leaders_setup_round_during_another_instances_slow_setup_makes_one_war_room_and_one_announcement(
@@ -95,3 +106,37 @@ def test_the_leaders_setup_round_during_another_instances_slow_setup_makes_one_w
     # b's round did run during a's set-up, and left it to a.
     assert "INC-1: its set-up is under way on another instance" in b.log.read_text()
     assert "instance-b took the lease" in b.log.read_text()
+
+
+def test_a_set_up_whose_instance_dies_mid_create_is_finished_by_the_leader_once_its_claim_lapses(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The standby that took the declare is killed with its conversations.create on the wire
+    (Slack carries it out 1.5 s later). Its claim lapses after one sending deadline (3 timeouts:
+    6 s here); the leader takes the set-up over, finds the channel the dead one made, and adopts
+    it: one war room, briefed, linked, within seconds rather than at the next minute's round."""
+    timeout_s = 2
+    with two_instances(tmp_path, pg_url, timeout_s) as (slack, a, b):
+        slack.delay("conversations.create", 1.5)
+        SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+        store = Store(pg_url)
+        try:
+            slack.wait_for(lambda: store.attempt("war-room:1"), timeout=10, what="b's war-room attempt")
+            b.kill()
+            killed = time.monotonic()
+            slack.wait_for(lambda: store.get(1).war_room_briefed, timeout=30, what="the war room briefed")
+            finished_after = time.monotonic() - killed
+            slack.clear_faults()
+            slack.wait_for(lambda: slack.quiet_for() > 1.0, timeout=20, what="Slack quiet")
+            incident = store.get(1)
+            assert store.lapsed_setups(datetime.now(UTC) + timedelta(hours=1)) == []
+        finally:
+            store.close()
+    assert finished_after < 3 * timeout_s + 10, f"set up {finished_after:.1f} s after the kill"
+    created = [c for c in slack.calls_to("conversations.create") if c.ok]
+    assert [c.response["channel"]["name"] for c in created] == [ROOM], "a second war room was made"
+    assert incident.war_room_id == created[0].response["channel"]["id"]
+    announcements = [m for m in slack.top_level("C0INCIDENT") if "INC-1 ·" in m.all_text]
+    assert len(announcements) == 1
+    assert len([m for m in slack.messages_in(incident.war_room_id) if "first steps" in m.all_text]) == 1
+    assert "INC-1: its set-up claim lapsed" in a.log.read_text()

@@ -549,3 +549,19 @@ def test_an_incidents_set_up_is_claimed_by_one_instance_until_its_deadline(store
     assert not store.claim_setup(inc.number, "instance-a", until, T0 + minutes(4))
     store.release_setup(inc.number, "instance-b")
     assert store.claim_setup(inc.number, "instance-a", until, T0 + minutes(4))
+
+
+def test_set_up_claims_past_their_deadline_are_listed_as_lapsed_until_released_or_dropped(store: Store) -> None:
+    first, second = store.create_incident(draft(), T0), store.create_incident(draft(), T0)
+    assert store.claim_setup(first.number, "instance-a", T0, T0 + minutes(1))
+    assert store.claim_setup(second.number, "instance-a", T0, T0 + minutes(3))
+    assert store.lapsed_setups(T0 + minutes(1) - timedelta(seconds=1)) == []
+    assert store.lapsed_setups(T0 + minutes(1)) == [first.number]
+    # Extended by its holder (a set-up still going): no longer lapsed.
+    assert store.claim_setup(first.number, "instance-a", T0 + minutes(1), T0 + minutes(2))
+    assert store.lapsed_setups(T0 + minutes(1)) == []
+    store.drop_lapsed_setup(second.number, T0 + minutes(2))  # not lapsed yet: kept
+    assert store.lapsed_setups(T0 + minutes(3)) == [first.number, second.number]
+    store.drop_lapsed_setup(second.number, T0 + minutes(3))
+    store.release_setup(first.number, "instance-a")
+    assert store.lapsed_setups(T0 + minutes(5)) == []

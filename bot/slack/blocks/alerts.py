@@ -7,16 +7,27 @@ it, or that the alert resolved by itself.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bot.core.mrkdwn import escape, link, user_text
+from bot.domain import refires
 from bot.domain.alerts import SOURCE_NAMES, attached_line, link_label
 from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import AlertRecord
 from bot.domain.scenarios import Scenario
 from bot.slack import ids
-from bot.slack.blocks.incident import Block, button, context, header, section, severity_label, slack_date
+from bot.slack.blocks.incident import (
+    Block,
+    button,
+    confirm_dialog,
+    context,
+    header,
+    section,
+    severity_label,
+    slack_date,
+)
 
 SUMMARY_MAX = 1500
 
@@ -138,3 +149,59 @@ def group_status(alerts: list[AlertRecord]) -> tuple[str, list[Block]]:
     for start in range(0, len(lines), 5):  # a section holds 3,000 characters; a line at most ~450
         blocks.append(section("\n".join(lines[start : start + 5])[:3000]))
     return head, blocks  # the text is the notification; the blocks list the alerts
+
+
+REFIRE_LINES = 5  # the re-fire message lists this many alerts; the rest are counted
+
+
+def refire(
+    alerts: list[AlertRecord],
+    number: int,
+    resolved_at: datetime,
+    reopened: tuple[str, datetime] | None,
+) -> tuple[str, list[Block]]:
+    """A resolved incident's one message for an alert group firing again: nothing declared,
+    nobody paged, a **Reopen** button; edited as it fires again (count, last at), and once
+    someone reopens it, to say who (the button gone)."""
+    ref = f"INC-{number}"
+    policy = escape(alerts[0].policy)
+    after = refires.after_text(resolved_at, min(a.started_at for a in alerts))
+    text = f"🔁 {policy} is firing again, {after} {ref} was resolved"
+    firing = [a for a in alerts if a.is_open]
+    notifications = sum(a.notifications for a in alerts)
+    head = f"🔁 *{policy}* is firing again, {after} {ref} was resolved."
+    count = (
+        f"{notifications} firing notification{'s' if notifications != 1 else ''} since the resolution,"
+        f" last at {max(a.last_seen_at for a in alerts):%H:%M:%S} UTC · {len(firing)} firing,"
+        f" {len(alerts) - len(firing)} closed."
+    )
+    lines = [attached_line(a) for a in firing[:REFIRE_LINES]]
+    if len(firing) > REFIRE_LINES:
+        lines.append(f"… and {len(firing) - REFIRE_LINES} more firing.")
+    blocks: list[Block] = [section(head), context(count)]
+    if lines:
+        blocks.append(section("\n".join(lines)[:3000]))
+    if reopened is not None:
+        who, at = reopened
+        blocks.append(context(f"✅ <@{who}> reopened {ref} at {at:%H:%M} UTC."))
+        return f"{text}. Reopened by <@{who}>.", blocks
+    blocks.append(
+        context(
+            f"Nothing was declared and nobody was paged. If the problem is back, reopen {ref}: its paging starts again."
+        )
+    )
+    confirm = confirm_dialog(
+        f"Reopen {ref}?",
+        f"{ref} opens again, and its paging and reminders start again from now.",
+        "Reopen",
+        "Not now",
+        style="primary",
+    )
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": "refire_actions",
+            "elements": [button(f"Reopen {ref}", ids.REOPEN, str(number), style="primary", confirm=confirm)],
+        }
+    )
+    return f"{text}. Nothing was declared.", blocks
