@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/incident-bot demo
 
+# Several worker processes (pytest-xdist), each test module kept on one worker so its module-scoped
+# bot starts once. Most tests wait on sockets and subprocesses, so 4 workers suit even 2 cores.
+TEST_WORKERS ?= 4
 test: $(STAMP) postgres-server
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # The tests start a throwaway PostgreSQL server themselves (tests/pg.py: initdb + pg_ctl in a
 # temporary directory); this only makes sure the server's programs are installed.

@@ -64,6 +64,7 @@ PERSON = "U0ALICE"
 PRIMARY = "U0PRIMARY"
 WAIT_S = 180.0  # after the last send, for the flood's Slack work to finish
 INC = re.compile(r"\bINC-(\d+)\b")
+PAGED = re.compile(r"You are paged: INC-(\d+)\b")
 ALERTNAME = "FloodAlert{:02d}"
 GROUP = re.compile(r"\bFloodAlert(\d\d)\b")
 PERSON_TITLE = "Checkout is down for everyone"
@@ -202,6 +203,7 @@ def run(action: str | None, n_groups: int, n_alerts: int, resends: int, interval
                 "accepted": sum(len(s.accepted_at) for s in senders),
                 "rate_limited": Counter(c.method for c in slack.rate_limited()),
                 "drained_s": time.time() - last_send,
+                "last_group_page_s": _last_group_page(calls, number) - t0 if action == "declare" else None,
                 "flood_s": last_send - t0,
             }
         finally:
@@ -321,6 +323,17 @@ def _posts_per_group(calls: list[Call], n_groups: int, person: int | None) -> di
     return result
 
 
+def _last_group_page(calls: list[Call], person: int | None) -> float:
+    """When the last page of an alert's incident (not the person's) was posted."""
+    pages = [
+        c.at
+        for c in calls
+        if c.ok and c.method == "chat.postMessage" and (m := PAGED.search(str(c.params.get("text", ""))))
+        if int(m.group(1)) != person
+    ]
+    return max(pages, default=float("nan"))
+
+
 def _busiest(times: list[float]) -> int:
     """The most of `times` within any 60 s."""
     return max((sum(1 for u in times if t <= u < t + 60) for t in times), default=0)
@@ -388,6 +401,11 @@ def main() -> int:
             f" accepted {r['accepted']}, answered {dict(r['answers'])}, flushes given up {r['gave_up']};"
             f" 429s {dict(r['rate_limited'])}; {made_then} of {args.groups} made when the person declared;"
             f" flood sent in {r['flood_s']:.1f} s, its Slack work done {r['drained_s']:.1f} s after the last send"
+            + (
+                f"; the last alert incident paged {r['last_group_page_s']:.1f} s after the first POST"
+                if isinstance(r["last_group_page_s"], float)
+                else ""
+            )
         )
     checks = []
     for action, r in runs.items():

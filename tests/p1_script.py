@@ -10,6 +10,7 @@ arrived twice.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -302,6 +303,13 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
         if delivery.status == "cancelled":
             continue
         result.checked += 1
+        if delivery.status == "superseded":
+            # An edit that piled up behind a later one of the same message: that one must be sent.
+            later = re.search(r"superseded by delivery (\d+)", delivery.last_error or "")
+            by = next((d for d in deliveries if later and d.id == int(later.group(1))), None)
+            if by is None or by.status not in {"sent", "superseded"}:
+                result.missing.append(f"{what}: superseded, but not by a sent delivery ({delivery.last_error})")
+            continue
         if delivery.status != "sent":
             result.missing.append(f"{what}: still {delivery.status} ({delivery.last_error})")
             continue

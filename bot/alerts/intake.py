@@ -126,8 +126,11 @@ def settle(ctx: Context, alert_id: int) -> None:
             except AlertTaken:
                 pass  # declared meanwhile (a click on its proposal): linked below like any other
             else:
-                set_up(ctx, incident)
-                settle_linked(ctx, incident.number, but=alert_id)
+                # Committed, its pages under way: the set-up (announcement, war room at Tier 2's
+                # 20 a minute) is a job of its own, so this thread goes on to the next group's
+                # declare instead of waiting on Slack, and no alert's page waits behind another
+                # alert incident's war room.
+                ctx.alert_work.submit(set_up_declared, ctx, incident.number)
             record = _reread(ctx, alert_id)
         elif waiting and record.action == "propose" and record.proposal_ts is None:
             record = _propose(ctx, record)
@@ -135,6 +138,24 @@ def settle(ctx: Context, alert_id: int) -> None:
             record = _link(ctx, record)
         if not record.is_open and not record.close_noted:
             record = _close(ctx, record)
+
+
+def set_up_declared(ctx: Context, number: int) -> None:
+    """An alert incident's set-up, then its alerts' lines (each of them, the first included)."""
+
+    def work() -> None:
+        incident = ctx.store.get(number)
+        if incident is not None:
+            set_up(ctx, incident)
+            settle_linked(ctx, number)
+
+    _attempt(
+        ctx,
+        f"alert-setup-{number}",
+        f"setting up INC-{number}",
+        work,
+        lambda: ctx.alert_work.submit(set_up_declared, ctx, number),
+    )
 
 
 def settle_linked(ctx: Context, number: int, but: int | None = None) -> None:

@@ -114,8 +114,13 @@ def post_to(key: str, channel: str, thread_ts: str | None, text: str) -> Firing:
 
 
 def page_links(war_room_id: str) -> Firing:
-    """The pages sent before the war room existed, edited to link it (pages never wait for it)."""
-    return Firing(f"page_links:{war_room_id}", (Delivery(DeliveryKind.PAGE_LINK, "incident"),))
+    """The war room exists: the pages sent before it are edited to link it (pages never wait for
+    it), and the announcement to show it. Owed in the store with the room, so a slow or failing
+    edit is retried by the delivery loop instead of failing the set-up that made the room."""
+    return Firing(
+        f"page_links:{war_room_id}",
+        (Delivery(DeliveryKind.PAGE_LINK, "incident"), Delivery(DeliveryKind.REFRESH, "incident")),
+    )
 
 
 def page_link(page_id: int) -> Firing:

@@ -254,16 +254,9 @@ class Announcer:
             self.store.note_attempt(key, name, now)
             channel_id, channel_name = self.slack.create_channel(name)
         incident = self.store.record_setup(incident.number, now, war_room_id=channel_id, war_room_name=channel_name)
-        # Pages went before the room existed: each is owed the room's link (sent by the delivery loop).
+        # Pages went before the room existed: each is owed the room's link, and the announcement
+        # is owed an edit showing it (both sent by the delivery loop, retried until Slack takes them).
         self.store.record_firing(incident.number, page_links(channel_id), now)
-        # The announcement shows the war room link as soon as it exists.
-        if incident.announcement_ts and incident.announcement_channel:
-            self.slack.update(
-                incident.announcement_channel,
-                incident.announcement_ts,
-                blocks.fallback_text(self.config, incident),
-                blocks.announcement(self.config, incident, now),
-            )
         return incident
 
     def _find_own_war_room(self, name: str) -> tuple[str, str] | None:

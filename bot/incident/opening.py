@@ -17,7 +17,7 @@ from bot.domain import pagerduty
 from bot.domain.deliveries import status_page_firing
 from bot.domain.incidents import Incident, declare
 from bot.incident.announcer import AnnouncementChannelError
-from bot.slack.gateway import error_code, rate_limited, retry_after_s
+from bot.slack.gateway import DeadlinePassed, error_code, rate_limited, retry_after_s
 from bot.statuspage.client import GENERIC_BODY, GENERIC_NAME
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,12 @@ def set_up(ctx: Context, incident: Incident) -> Reply | None:
             return None  # the person hears once it is announced
         return Reply(
             f"{incident.ref} is recorded, but Slack refused part of its set-up (`{error_code(exc)}`). "
+            "It will be retried; `/incident list` shows it meanwhile."
+        )
+    except (OSError, DeadlinePassed) as exc:  # Slack did not answer in time (a timeout, a reset)
+        log.warning("setting up %s failed: %s", incident.ref, type(exc).__name__)
+        return Reply(
+            f"{incident.ref} is recorded, but Slack did not answer in time during its set-up. "
             "It will be retried; `/incident list` shows it meanwhile."
         )
     finally:

@@ -197,3 +197,31 @@ def test_a_persons_announcement_during_a_flood_of_proposals_takes_the_token_aler
         assert [w for w in posts if w.origin == Origin.ALERT], "the proposals never waited: no contention"
         mine = [w for w in posts if w.origin == Origin.PERSON and w.lane == Lane.ANNOUNCE]
         assert not mine, f"the person's announcement waited: {mine}"
+
+
+def test_alert_incidents_are_all_paged_before_their_war_rooms_are_made():
+    """Twelve alert groups with `action: declare`, each a P2 with a war room: war rooms go at
+    Slack's Tier 2 (about one every 3 s after a burst of 4), pages at one a second in the
+    primary's DM. Every alert incident is committed and paged at once, its set-up following as
+    a job of its own: all twelve pages are posted before the 8th war room exists. (When the
+    set-up ran on the thread that declared, the 4 alert threads waited on war rooms 5-8 before
+    the 12th group was declared at all.)"""
+    with SandboxedBot(config_text=DECLARE_CONFIG) as running:
+        slack = running.slack
+        for g in range(12):
+            assert send(am(running), group(g, 1), token=ALERT_TOKEN, auth="bearer").status == 202
+        primary_dm = slack.wait_for_dm("U0PRIMARY", "You are paged", timeout=20).channel
+
+        def pages() -> list:  # the primary's (the P2 path pages the secondary too, 2 s later)
+            return [
+                c
+                for c in slack.calls_to("chat.postMessage")
+                if c.ok and c.response.get("channel") == primary_dm and "You are paged" in str(c.params.get("text"))
+            ]
+
+        slack.wait_for(lambda: len(pages()) == 12, timeout=60)
+        slack.wait_for(lambda: len([c for c in slack.calls_to("conversations.create") if c.ok]) >= 8, timeout=60)
+        rooms = sorted(c.at for c in slack.calls_to("conversations.create") if c.ok)
+        last_page = max(c.at for c in pages())
+        assert last_page < rooms[7], f"the last page went {last_page - rooms[7]:.1f} s after the 8th war room"
+        assert running.bot.store.count_incidents() == 12

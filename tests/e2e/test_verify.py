@@ -129,7 +129,10 @@ def test_a_rollback_during_an_on_demand_watch_replaces_it():
         running.click(proposal.button("rollback_confirm"), user=LEAD, channel=room)
         finished(running, room, proposal.ts, "succeeded")
         watch_message(running, room, "a newer watch replaced it")
-        first, second = running.bot.store.watches()
+        # The old watch is stopped (and says so) before the new one is written: wait for both.
+        first, second = running.slack.wait_for(
+            lambda: (watches := running.bot.store.watches()) and len(watches) == 2 and watches, what="two watches"
+        )
         assert (
             first.status == "stopped"
             and second.status == "watching"

@@ -52,8 +52,9 @@ def test_a_p1_completes_while_slack_fails_a_third_of_its_calls() -> None:
             print([(d.id, d.kind, d.status, d.last_error) for d in store.deliveries(1)])
             store.close()
             raise
-        # Retries back off (5 s, 10 s, 20 s): a delivery unlucky three times is sent ~35 s later.
-        slack.wait_for(lambda: settled(running.db_path), timeout=60, what="every delivery sent")
+        # Retries back off (5 s, 10 s, 20 s, 40 s): a delivery unlucky four times is sent ~75 s
+        # later, and closing two pages fails when either edit meets a fault (p ~0.5 per try).
+        slack.wait_for(lambda: settled(running.db_path), timeout=150, what="every delivery sent")
         slack.clear_faults()
         result = audit(slack, running.db_path, [], len(running.gcp.cloud_run.patches()))
         store = Store(running.db_path)
@@ -192,3 +193,28 @@ def test_the_chaos_mode_answers_as_slack_does_on_a_bad_day() -> None:
     assert all(a[2] >= 0.3 for a in stalled), "a stalled call is answered only after the stall"
     # A refused call changed nothing; a stalled one was carried out all the same.
     assert posted == {a[3] for a in stalled}
+
+
+def test_a_set_up_call_slack_leaves_unanswered_is_retried_not_reported_as_a_bug() -> None:
+    """conversations.create carried out but answered after the client gave up: the declarer
+    hears that set-up will be retried (never "something went wrong"), and the retry adopts the
+    room Slack did make instead of making a second one; the announcement then shows it."""
+    with SandboxedBot(
+        config_text=p1_config("p", "http://127.0.0.1:9/health"), slack_timeout_s=1, setup_retry_s=1
+    ) as running:
+        slack = running.slack
+        slack.hold_response("conversations.create", 2.5)
+        reply = running.command("declare p1 Checkout returns 500", user="U0ALICE")
+        said = reply.wait_response(lambda r: "Announcing" not in r.text)
+        assert "went wrong" not in said.text and "did not answer in time" in said.text, said.text
+        slack.clear_faults()
+        room = slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=30, what="the war room")
+        announcement = slack.wait_for(
+            lambda: (m := slack.wait_for_message("C0INCIDENT", "Checkout returns 500")) and room in m.all_text and m,
+            timeout=30,
+            what="the announcement showing the war room",
+        )
+        rooms = [c.name for c in slack.conversations() if c.name.startswith("inc-1")]
+        assert rooms == ["inc-1-checkout-returns-500"], rooms
+        assert announcement.edited
+        assert not [e for e in slack.ephemerals_to("U0ALICE") if "went wrong" in e.all_text]

@@ -163,7 +163,7 @@ class Inspection(SandboxCore):
                 return item.button(action_id)
         raise AssertionError(f"no visible button {action_id!r}\n{self.dump()}")
 
-    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 5.0, what: str = "") -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 15.0, what: str = "") -> T:
         """Poll `predicate` until it returns something truthy; return that, or fail with a dump."""
         deadline = time.monotonic() + timeout
         while True:
@@ -181,7 +181,7 @@ class Inspection(SandboxCore):
         contains: str | None = None,
         *,
         with_button: str | None = None,
-        timeout: float = 5.0,
+        timeout: float = 15.0,
     ) -> Message:
         """The newest message in `channel` matching; waits for it to arrive."""
 
@@ -203,11 +203,11 @@ class Inspection(SandboxCore):
         contains: str | None = None,
         *,
         with_button: str | None = None,
-        timeout: float = 5.0,
+        timeout: float = 15.0,
     ) -> Message:
         return self.wait_for_message(user, contains, with_button=with_button, timeout=timeout)
 
-    def wait_for_ephemeral(self, user: str, contains: str | None = None, *, timeout: float = 5.0) -> Ephemeral:
+    def wait_for_ephemeral(self, user: str, contains: str | None = None, *, timeout: float = 15.0) -> Ephemeral:
         def found() -> Ephemeral | None:
             for eph in reversed(self.ephemerals_to(user)):
                 if contains is None or contains in eph.all_text:
@@ -216,7 +216,7 @@ class Inspection(SandboxCore):
 
         return self.wait_for(found, timeout, f"an ephemeral to {user} containing {contains!r}")
 
-    def wait_for_view(self, callback_id: str | None = None, *, timeout: float = 5.0) -> dict[str, Any]:
+    def wait_for_view(self, callback_id: str | None = None, *, timeout: float = 15.0) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             views = self.views(callback_id, open_only=True)
             return views[-1] if views else None

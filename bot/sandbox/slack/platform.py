@@ -85,7 +85,7 @@ class PlatformResult:
         return self.sandbox.responses(key)
 
     def wait_response(
-        self, predicate: Callable[[ResponsePost], bool] | None = None, timeout: float = 5.0
+        self, predicate: Callable[[ResponsePost], bool] | None = None, timeout: float = 15.0
     ) -> ResponsePost:
         """The first response_url post (matching `predicate`), waiting for it to arrive."""
         if self.response_key is None:
