@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/diagnose.py
 	$(BIN)/python bench/multi_instance.py
+	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/storm.py
 	$(BIN)/python bench/alert_flood.py
 	$(BIN)/python bench/pagerduty_down.py

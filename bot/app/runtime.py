@@ -306,7 +306,9 @@ class IncidentBot:
                 if incident is None or not self.announcer.needs_setup(incident):
                     self.store.drop_lapsed_setup(number, now)  # done before its holder died
                     continue
-                log.warning("INC-%s: its set-up claim lapsed (its holder died or froze): taking it over", number)
+                log.warning(
+                    "INC-%s: its set-up claim lapsed (its holder died, froze or failed): taking it over", number
+                )
                 self.work.submit(self._finish_setup, number)
         except Exception:  # noqa: BLE001 - the next round looks again
             log.warning("could not look for set-ups whose holder died", exc_info=True)

@@ -98,14 +98,18 @@ class Announcer:
                 with calls_until(
                     time.monotonic() + self.setup_deadline.total_seconds(), renew=lambda: self._claim(number)
                 ):
-                    return self._set_up(number, war_room=war_room)
+                    done = self._set_up(number, war_room=war_room)
             except DeadlinePassed as exc:
                 # Frozen or slowed past the claim, which another instance may have taken over:
                 # it finishes (or the next set-up round does). Nothing more is called from here.
                 log.warning("INC-%s: set-up stopped here: %s", number, exc)
-                return self._incident(number)
-            finally:
                 self.store.release_setup(number, self.instance)
+                return self._incident(number)
+            # Any other failure keeps the claim: a call that timed out may still land, so the
+            # set-up is taken up again only once the claim lapses (the leader's lapsed-claim
+            # look), asking Slack first, as a delivery in doubt is; not at the next minute's round.
+            self.store.release_setup(number, self.instance)
+            return done
 
     def _claim(self, number: int) -> float | None:
         """Claim (or extend) the set-up until a deadline: that deadline as a monotonic time, or

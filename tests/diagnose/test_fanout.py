@@ -118,10 +118,14 @@ def test_logging_api_never_answering_costs_only_its_own_timeout(cloud, sandbox):
 
 def test_a_hanging_health_endpoint_does_not_hold_up_the_others(cloud, sandbox):
     sandbox.hang("health")
-    report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=0.8)
+    # A timeout long enough that a loaded machine's slow sources still finish well before it:
+    # held up by the health check, they would finish at it, not before.
+    report = diagnose(cloud, sandbox.service_ref, NOW, timeout_s=3.0)
     results = by_name(report.results)
     assert results["health"].error is not None and results["health"].error.kind == "timeout"
-    assert all(results[n].ok and results[n].finished_s < 0.5 for n in SOURCE_NAMES[:-1])
+    assert results["health"].finished_s >= 2.9
+    slow = {n: results[n].finished_s for n in SOURCE_NAMES[:-1] if not (results[n].ok and results[n].finished_s < 2.0)}
+    assert not slow, slow
     # Without the health numbers the logs still name the bad deployment.
     assert triage(report, "P2").likely.scenario == "1A"
 

@@ -44,7 +44,7 @@ def test_a_p1_completes_while_slack_fails_a_third_of_its_calls() -> None:
     ) as running:
         slack = running.slack
         slack.chaos(FAULT_RATE, seed, stall_s=STALL_S)
-        script = ScriptedP1(slack, lambda: running.platform, timeout=45)
+        script = ScriptedP1(slack, lambda: running.platform, timeout=90)
         try:
             script.run()
         except AssertionError:

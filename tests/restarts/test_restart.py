@@ -175,7 +175,7 @@ def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
             reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
             assert len(reminders) == 1 and not reminders[0].edited
             # The next reminder, from the restarted process, replaces the one its predecessor posted.
-            second = slack.wait_for_message(room.id, "reminder 2 in a row", timeout=10)
+            second = slack.wait_for_message(room.id, "reminder 2 in a row", timeout=30)
             slack.wait_for(
                 lambda: [m.ts for m in slack.messages_in(room.id) if "has had no update" in m.all_text] == [second.ts]
             )

@@ -140,3 +140,32 @@ def test_a_set_up_whose_instance_dies_mid_create_is_finished_by_the_leader_once_
     assert len(announcements) == 1
     assert len([m for m in slack.messages_in(incident.war_room_id) if "first steps" in m.all_text]) == 1
     assert "INC-1: its set-up claim lapsed" in a.log.read_text()
+
+
+def test_a_set_up_whose_announcement_timed_out_is_taken_up_after_its_claim_lapses_and_not_posted_twice(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Slack carries the standby's announcement out 2.5 s after the call, past the client's 2 s
+    timeout: the standby's set-up fails. Its claim is kept, not released: the leader takes the
+    set-up up once it lapses (not at the next minute's round), finds the announcement that
+    landed meanwhile by its key, and goes on with the war room. One announcement."""
+    timeout_s = 2
+    with two_instances(tmp_path, pg_url, timeout_s) as (slack, a, b):
+        slack.delay("chat.postMessage", timeout_s + 0.5)
+        SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
+        slack.wait_for(
+            lambda: [m for m in slack.top_level("C0INCIDENT") if "INC-1 ·" in m.all_text], timeout=10, what="the post"
+        )
+        slack.clear_faults()
+        store = Store(pg_url)
+        try:
+            slack.wait_for(lambda: store.get(1).war_room_briefed, timeout=30, what="the war room briefed")
+            slack.wait_for(lambda: slack.quiet_for() > 1.0, timeout=20, what="Slack quiet")
+            incident = store.get(1)
+        finally:
+            store.close()
+    announcements = [m for m in slack.top_level("C0INCIDENT") if "INC-1 ·" in m.all_text]
+    assert len(announcements) == 1, f"announced {len(announcements)} times"
+    assert incident.announcement_ts == announcements[0].ts
+    assert [c.response["channel"]["name"] for c in slack.calls_to("conversations.create") if c.ok] == [ROOM]
+    assert "INC-1: its set-up claim lapsed" in a.log.read_text()
