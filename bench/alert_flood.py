@@ -299,7 +299,7 @@ def _posts_per_group(calls: list[Call], n_groups: int, person: int | None) -> di
         channel = str(call.response.get("channel") or call.params.get("channel") or "")
         text, thread = str(call.params.get("text", "")), call.params.get("thread_ts")
         number = INC.search(text)
-        alert = text.startswith(("🚨 Alert:", "🔔", "🟢 Alert")) or "Alert closed" in text
+        alert = text.startswith(("🚨 Alert:", "🔔", "🟢 Alert", "🟢 Every alert")) or "Alert closed" in text
         if str(call.response.get("ts")) in by_ts and not thread:
             group = by_ts[str(call.response.get("ts"))]
         elif thread and str(thread) in by_ts:

@@ -241,6 +241,16 @@ def _post_key(call: Call) -> str | None:
     return payload.get("key") if isinstance(payload, dict) else None
 
 
+def _post_keys(call: Call) -> list[str]:
+    """Every delivery key a post carries: its own, and those of the lines it took along (`also`)."""
+    key = _post_key(call)
+    if key is None:
+        return []
+    metadata = call.params.get("metadata")
+    payload = (json.loads(metadata) if isinstance(metadata, str) else metadata or {}).get("event_payload") or {}
+    return [key, *str(payload.get("also") or "").split()]
+
+
 def _identity(call: Call) -> tuple[str, str, str]:
     channel = str(call.response.get("channel") or call.params.get("channel"))
     return channel, str(call.params.get("thread_ts") or ""), str(call.params.get("text") or "")
@@ -297,10 +307,24 @@ def audit(slack: SlackSandbox, db_path: str, kills: list[float], cloud_run_patch
     assert room_incident is not None, "INC-1 was never declared"
 
     # Every delivery the store owes is sent, once.
-    keyed = Counter(_post_key(c) for c in posts)
+    keyed = Counter(k for c in posts for k in _post_keys(c))
+    by_id = {d.id: d for d in deliveries}
     for delivery in deliveries:
         what = f"delivery {delivery.id} ({delivery.kind} to {delivery.target})"
         if delivery.status == "cancelled":
+            continue
+        if delivery.status == "superseded":
+            # An edit a later edit of the same message replaced: accounted for once the edit that
+            # superseded it (or the one that superseded that) went.
+            result.checked += 1
+            last = delivery
+            while last.status == "superseded" and last.last_error:
+                later = by_id.get(int(last.last_error.rsplit(" ", 1)[-1]))
+                if later is None or later.id <= last.id:
+                    break
+                last = later
+            if last.status not in ("sent", "cancelled"):
+                result.missing.append(f"{what}: superseded by delivery {last.id}, which is {last.status}")
             continue
         result.checked += 1
         if delivery.status == "superseded":

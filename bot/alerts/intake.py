@@ -8,7 +8,7 @@ then edits each message they changed (the proposal, the group's message in the i
 showing the latest state, instead of once per alert. `settle` does that work for one alert, driven by what the store
 says is still to do, so it can run again after a crash or a Slack outage (the bot's set-up
 retry calls `settle_all`): declare it, post its proposal, link it in its incident's thread,
-say that it closed. Declaring goes through `bot.incident.opening.create`, the same path as
+count it closed in its group's message (and, once all have closed, suggest resolving). Declaring goes through `bot.incident.opening.create`, the same path as
 `/incident declare`, and the store refuses a second incident for the same alert.
 """
 
@@ -44,6 +44,8 @@ _group_guard = threading.Lock()
 _proposal_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _group_busy: set[str] = set()
 _group_again: set[str] = set()
+# One suggestion to resolve per incident at a time: its last alerts may close at once.
+_suggestion_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 # Within one batch (an alert group's alerts from one notification): the edits of messages that
 # already exist, by key, made once at the end of the batch. None outside a batch: edits go at once.
 _EDITS: ContextVar[dict[str, Callable[[], None]] | None] = ContextVar("alert_edits", default=None)
@@ -314,30 +316,39 @@ def _show_group_once(ctx: Context, incident: Incident, record: AlertRecord, key:
 
 
 def _close(ctx: Context, record: AlertRecord) -> AlertRecord:
+    """A closed alert is counted in its group's one message (no line per alert); once every alert
+    attached to the incident has closed, one line suggests resolving it."""
     incident = ctx.store.get(record.incident) if record.incident is not None else None
     if incident is not None and incident.is_open:
         if incident.announcement_ts is None:
             return record  # said once the announcement exists
-        all_closed = all(not a.is_open for a in ctx.store.alerts_of(incident.number))
-        text, blocks = alert_blocks.alert_closed(record, incident, all_closed)
-        _post_to_incident(ctx, incident, f"alert-closed:{record.id}", text, blocks)
         show_group(ctx, record)
+        attached = ctx.store.alerts_of(incident.number)
+        if all(not a.is_open for a in attached):
+            _suggest_resolving(ctx, incident, attached)
     refresh_proposal(ctx, record)
     return ctx.store.note_alert(record.id, close_noted=True)
 
 
-def _post_to_incident(ctx: Context, incident: Incident, key: str, text: str, blocks: list[Block]) -> None:
-    """The announcement's thread and the war room, each once even across a crash."""
-    if incident.announcement_ts:
-        ctx.announcer.post_once(
+def _suggest_resolving(ctx: Context, incident: Incident, attached: list[AlertRecord]) -> None:
+    """The incident's one suggestion to resolve, once every alert attached to it has closed: in
+    the announcement's thread and the war room, once per incident (not per group or alert), even
+    when its last alerts close at once, across a crash, or after alerts re-fire and close again."""
+    key = f"alerts-all-closed:{incident.number}"
+    with _suggestion_locks[incident.number]:
+        if ctx.store.posted(key) is not None:
+            return
+        text, blocks = alert_blocks.all_closed(incident, attached)
+        channel, ts = ctx.announcer.post_once(
             key,
             incident.announcement_channel or ctx.config.channel,
             text,
             blocks,
             thread_ts=incident.announcement_ts,
         )
-    if incident.war_room_id:
-        ctx.announcer.post_once(f"{key}:war-room", incident.war_room_id, text, blocks)
+        if incident.war_room_id:
+            ctx.announcer.post_once(f"{key}:war-room", incident.war_room_id, text, blocks)
+        ctx.store.note_posted(key, channel, ts, ctx.now())
 
 
 def _proposal_blocks(ctx: Context, group: list[AlertRecord]) -> list[Block]:

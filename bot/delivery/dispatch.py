@@ -124,6 +124,13 @@ class Line:
 LINES_WINDOW_S = 5.0
 LINES_MAX = 20
 LINES_MAX_CHARS = 3000
+# The longest a sender taking lines along waits for a later line's sender to reach the place.
+LINES_JOIN_S = 1.0
+
+
+def _refused_once(delivery: DeliveryRecord) -> bool:
+    """Its one try was refused by Slack's rate limit: nothing was carried out, nothing is in doubt."""
+    return delivery.attempts == 1 and delivery.last_error == RATELIMITED
 
 
 @dataclass
@@ -178,7 +185,7 @@ class Dispatcher:
         # One post of lines per place at a time, and the lines waiting for their place's turn.
         self._place_locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._waiting: dict[tuple[str, str | None], dict[int, _Waiting]] = {}
-        self._lines_guard = threading.Lock()
+        self._lines_guard = threading.Condition()  # notified as a line starts waiting for its place
 
     def route(self, delivery: DeliveryRecord) -> Route:
         try:
@@ -222,7 +229,12 @@ class Dispatcher:
             # A failed attempt that got as far as Slack (a timeout, a dropped answer) may have
             # landed all the same: ask Slack before sending it again.
             with self._lane(delivery, incident):
-                if delivery.attempts and delivery.channel and self._landed(delivery, incident):
+                if (
+                    delivery.attempts
+                    and delivery.channel
+                    and not _refused_once(delivery)
+                    and self._landed(delivery, incident)
+                ):
                     return
                 self._send_or_collapse(delivery, incident, until, calls)
         except Saturated as exc:
@@ -302,6 +314,7 @@ class Dispatcher:
         me = _Waiting(delivery, line, until)
         with self._lines_guard:
             self._waiting.setdefault(place, {})[delivery.id] = me
+            self._lines_guard.notify_all()
             lock = self._place_locks.setdefault(place, threading.Lock())
         with lock:
             with self._lines_guard:
@@ -310,12 +323,15 @@ class Dispatcher:
                     return  # it went with an earlier sender's message (or was put back for a retry)
             now = self.clock()
             owed = self._owed_lines(incident, place, but=delivery.id)
-            if self._earlier_under_way(owed, delivery.id, now):
-                # An earlier line of this place is about to wait for its turn: it takes this one
-                # along, in order, instead of this one going first.
-                self.store.defer_delivery(delivery.id, now + timedelta(seconds=0.2), claim=until)
+            later = self._after_earlier(owed, delivery.id, now)
+            if later is not None:
+                # An earlier line of this place goes first (and takes this one along, in order).
+                self.store.defer_delivery(delivery.id, later, claim=until)
                 return
             batch = self._take_along(me, owed, place, now)
+            if batch is None:  # an earlier line was taken by its own sender meanwhile: it goes first
+                self.store.defer_delivery(delivery.id, now + timedelta(seconds=0.2), claim=until)
+                return
             if len(batch) == 1:
                 self.route(delivery).send(delivery, incident)
                 return
@@ -341,51 +357,84 @@ class Dispatcher:
                 owed[other.id] = (other, line)
         return owed
 
-    def _earlier_under_way(self, owed: dict[int, tuple[DeliveryRecord, Line]], mine: int, now: datetime) -> bool:
-        """Whether an earlier line of the place is being sent by this instance, not yet waiting for
-        the place's turn (its sender is on its way there)."""
+    def _after_earlier(self, owed: dict[int, tuple[DeliveryRecord, Line]], mine: int, now: datetime) -> datetime | None:
+        """When to try again if an earlier line of the place must go first: one this instance is
+        sending that is not yet waiting for the place's turn (its sender is on its way there), or
+        one that cannot come along but is due within the window (then not long after it)."""
         with self._lines_guard:
             waiting = set().union(*(set(w) for w in self._waiting.values()))
+        soon = now + timedelta(seconds=0.2)
+        window = now + timedelta(seconds=LINES_WINDOW_S)
         for other, _ in owed.values():
-            if other.id < mine and other.status == DeliveryStatus.SENDING and other.id not in waiting:
+            if other.id >= mine or other.id in waiting:
+                continue
+            if other.status == DeliveryStatus.SENDING:
                 holder, until = self.store.delivery_claim(other.id)
                 if (holder or "") == self.instance and until is not None and until > now:
-                    return True
-        return False
+                    return soon
+            elif not self._claimable(other, now) and other.next_attempt_at <= window:
+                return max(soon, other.next_attempt_at + timedelta(seconds=0.1))
+        return None
 
     def _take_along(
         self, me: _Waiting, owed: dict[int, tuple[DeliveryRecord, Line]], place: tuple[str, str | None], now: datetime
-    ) -> list[_Waiting]:
+    ) -> list[_Waiting] | None:
         """The lines that go in this message, in the order they were owed: this one, those waiting
         for the place's turn here, and pending ones due within the window (claimed now). A later
-        line that cannot come along ends the message, so no line goes before an earlier one."""
+        line that cannot come along ends the message; an earlier one that another sender took
+        meanwhile makes it None (nothing taken: that one goes first), so no line goes before an
+        earlier one."""
         batch = [me]
         chars = len(me.line.text)
         window = now + timedelta(seconds=LINES_WINDOW_S)
+        waiters: list[_Waiting] = []
         for number in sorted(owed):
             other, line = owed[number]
             if len(batch) >= LINES_MAX or chars + 1 + len(line.text) > LINES_MAX_CHARS:
                 break
-            with self._lines_guard:
-                waiter = self._waiting.get(place, {}).get(number)
-                if waiter is not None:
-                    waiter.taken = True
-            if waiter is None and self._claimable(other, now):
+            waiter = self._waiter(place, other, now)
+            if waiter is not None:
+                waiters.append(waiter)
+            elif self._claimable(other, now):
                 due_by = window if other.last_error is None else now
                 if self.store.start_delivery(other.id, due_by, holder=self.instance, until=me.claim):
                     waiter = _Waiting(other, line, me.claim, carried=True)
+                elif number < me.delivery.id:
+                    for taken in (w for w in batch if w.carried):  # claimed here just now: back to pending
+                        self.store.defer_delivery(taken.delivery.id, now, claim=me.claim)
+                    return None
             if waiter is not None:
                 batch.append(waiter)
                 chars += 1 + len(line.text)
             elif number > me.delivery.id:
                 break
+        with self._lines_guard:
+            for waiter in waiters:
+                waiter.taken = True
         return sorted(batch, key=lambda w: w.delivery.id)
+
+    def _waiter(self, place: tuple[str, str | None], other: DeliveryRecord, now: datetime) -> _Waiting | None:
+        """The line's sender if it waits for the place's turn; for a line this instance is sending
+        whose sender is on its way here, a moment's wait for it (`LINES_JOIN_S`)."""
+        with self._lines_guard:
+            waiter = self._waiting.get(place, {}).get(other.id)
+        if waiter is not None or other.status != DeliveryStatus.SENDING:
+            return waiter
+        holder, until = self.store.delivery_claim(other.id)
+        if (holder or "") != self.instance or until is None or until <= now:
+            return None
+        with self._lines_guard:
+            self._lines_guard.wait_for(lambda: other.id in self._waiting.get(place, {}), timeout=LINES_JOIN_S)
+            return self._waiting.get(place, {}).get(other.id)
 
     @staticmethod
     def _claimable(other: DeliveryRecord, now: datetime) -> bool:
-        """A pending line that may come along: never tried in doubt (that one is looked up first,
-        on its own), and due, or only held back by the bot's own pacing for a moment."""
-        if other.status != DeliveryStatus.PENDING or (other.attempts and other.channel):
+        """A pending line that may come along: never one tried in doubt (that one is looked up
+        first, on its own; one whose only try Slack refused with a rate limit is not in doubt),
+        and due, or only held back by the bot's own pacing for a moment."""
+        if other.status != DeliveryStatus.PENDING:
+            return False
+        if other.attempts and other.channel and not _refused_once(other):
             return False
         return other.last_error is None or other.next_attempt_at <= now
 

@@ -248,4 +248,7 @@ def _alert_scene(world: SandboxedBot, pd: PagerDutySandbox, say: Callable[[str],
     )
     send(url, closed, token=ALERT_TOKEN)
     slack.wait_for_message(acked.war_room_id or "C0INCIDENT", "Every alert attached", timeout=10)
-    say(f"  → 'alert closed' in INC-{number}'s thread and war room, with a suggestion to resolve (never automatic)")
+    say(
+        f"  → counted closed in INC-{number}'s alert-group message; every alert closed: one line in its thread and"
+        " war room suggests resolving (never automatic)"
+    )

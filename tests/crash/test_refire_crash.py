@@ -56,7 +56,10 @@ def test_a_re_fire_message_killed_mid_post_is_there_once_after_the_restart(world
     room = slack.wait_for(lambda: slack.channel_by_name("inc-1-error-rate-5-for-2-min"), timeout=15).id
     send(url, error_rate("closed", started=started), token=ALERT_TOKEN)
     announcement = slack.wait_for_message(ANNOUNCE, "INC-1 ·")
-    slack.wait_for(lambda: any("Alert closed" in m.all_text for m in slack.messages_in(room)), timeout=15)
+    slack.wait_for(
+        lambda: any("Every alert attached to INC-1 has closed" in m.all_text for m in slack.messages_in(room)),
+        timeout=15,
+    )
     platform.command("resolve INC-1 Rolled back", user=PRIMARY)
     slack.wait_for(lambda: any("is resolved" in m.all_text for m in slack.messages_in(room)), timeout=15)
 

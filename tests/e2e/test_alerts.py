@@ -186,7 +186,7 @@ def test_a_closed_alert_edits_its_proposal_to_resolved_by_itself(alert_bot):
     assert alert_bot.bot.store.count_incidents() == 0
 
 
-def test_a_closed_alert_posts_the_closing_line_and_suggests_resolving(alert_bot):
+def test_a_closed_alert_is_counted_closed_and_the_incident_suggested_for_resolving(alert_bot):
     started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
     send(cm_url(alert_bot), error_rate(started=started), token=ALERT_TOKEN)
     message = announcement(alert_bot)
@@ -195,12 +195,13 @@ def test_a_closed_alert_posts_the_closing_line_and_suggests_resolving(alert_bot)
     send(cm_url(alert_bot), error_rate("closed", started=started), token=ALERT_TOKEN)
 
     ended = started + timedelta(minutes=3)
-    alert_bot.slack.wait_for(lambda: f"Alert closed at {ended:%H:%M} UTC" in thread_text(alert_bot, message))
-    closing = [m for m in alert_bot.slack.thread(ANNOUNCE, message.ts) if "Alert closed" in m.all_text][-1]
+    alert_bot.slack.wait_for(lambda: f"the last at {ended:%H:%M} UTC" in thread_text(alert_bot, message))
+    closing = [m for m in alert_bot.slack.thread(ANNOUNCE, message.ts) if "has closed" in m.all_text][-1]
     assert "Every alert attached to INC-1 has closed" in closing.all_text
     assert closing.button("incident_resolve")["value"] == "1"
+    alert_bot.slack.wait_for(lambda: "0 firing, 1 closed" in thread_text(alert_bot, message))
     room = alert_bot.bot.store.get(1).war_room_id
-    alert_bot.slack.wait_for_message(room, "Alert closed at")
+    alert_bot.slack.wait_for_message(room, "Every alert attached to INC-1 has closed")
     assert alert_bot.bot.store.get(1).is_open  # a suggestion: the bot never resolves by itself
 
 
@@ -233,7 +234,7 @@ def test_alertmanager_group_attaches_every_alert_to_one_incident_until_all_resol
 
     resolved_first = {**first, "status": "resolved", "endsAt": datetime.now(UTC).isoformat()}
     send(am_url(alert_bot), alertmanager_notification([resolved_first, second]), token=ALERT_TOKEN, auth="bearer")
-    alert_bot.slack.wait_for(lambda: "Alert closed at" in thread_text(alert_bot, message))
+    alert_bot.slack.wait_for(lambda: "InstanceDown*: 1 firing, 1 closed" in thread_text(alert_bot, message))
     assert "Every alert attached" not in thread_text(alert_bot, message)
 
     resolved_second = {**second, "status": "resolved", "endsAt": datetime.now(UTC).isoformat()}
@@ -438,7 +439,7 @@ def _group_of_30(status: str = "firing") -> dict:
         )
         for i in range(30)
     ]
-    for alert in alerts[:4] if status == "some-resolved" else []:
+    for alert in alerts[:4] if status == "some-resolved" else alerts if status == "all-resolved" else []:
         alert.update(status="resolved", endsAt=datetime.now(UTC).isoformat())
     return alertmanager_notification(alerts)
 
@@ -471,9 +472,46 @@ def test_a_30_alert_group_makes_one_incident_and_one_message_that_re_sends_edit(
     alert_bot.slack.wait_for(lambda: "26 firing, 4 closed" in thread_text(alert_bot, message), timeout=30)
     group_messages = [m for m in alert_bot.slack.thread(ANNOUNCE, message.ts) if "InstanceDown*:" in m.all_text]
     assert len(group_messages) == 1 and group_messages[0].edited
-    # Only the 4 closings posted lines of their own.
-    assert posts_to_thread() - posted <= 4
+    # The 4 closings are counted in the group's message: no line of their own.
+    assert posts_to_thread() == posted
     assert alert_bot.bot.store.count_incidents() == 1
+
+
+def test_closing_4_of_30_alerts_posts_no_line_and_closing_all_posts_one_resolve_suggestion(alert_bot):
+    assert send(am_url(alert_bot), _group_of_30(), token=ALERT_TOKEN, auth="bearer").status == 202
+    message = announcement(alert_bot)
+    alert_bot.slack.wait_for(lambda: "InstanceDown*: 30 firing, 0 closed" in thread_text(alert_bot, message))
+    room = alert_bot.slack.wait_for(lambda: alert_bot.bot.store.get(1).war_room_id)
+
+    assert send(am_url(alert_bot), _group_of_30("some-resolved"), token=ALERT_TOKEN, auth="bearer").status == 202
+
+    alert_bot.slack.wait_for(lambda: "26 firing, 4 closed" in thread_text(alert_bot, message), timeout=30)
+    alert_bot.slack.wait_for(lambda: not alert_bot.bot.store.unsettled_alerts(), timeout=15)
+    assert not _closing_posts(alert_bot, room), "a closing posted a line of its own"
+
+    assert send(am_url(alert_bot), _group_of_30("all-resolved"), token=ALERT_TOKEN, auth="bearer").status == 202
+
+    alert_bot.slack.wait_for(lambda: "0 firing, 30 closed" in thread_text(alert_bot, message), timeout=30)
+    alert_bot.slack.wait_for(lambda: not alert_bot.bot.store.unsettled_alerts(), timeout=15)
+    alert_bot.slack.wait_for(lambda: len(_closing_posts(alert_bot, room)) >= 2, timeout=15)
+    posts = _closing_posts(alert_bot, room)
+    # One suggestion for the incident, in its thread and its war room: not one per group or alert.
+    assert sorted(str(c.params.get("channel")) for c in posts) == sorted([ANNOUNCE, room]), posts
+    assert all("Every alert attached to INC-1 has closed (all 30 alerts" in str(c.params["text"]) for c in posts)
+    assert [c.params.get("thread_ts") for c in posts if c.params.get("channel") == ANNOUNCE] == [message.ts]
+    assert alert_bot.bot.store.get(1).is_open  # a suggestion: the bot never resolves by itself
+
+
+def _closing_posts(bot: SandboxedBot, room: str) -> list:
+    """The posts about alerts closing in the incident's thread and war room (not the group's
+    message, which counts them)."""
+    return [
+        c
+        for c in bot.slack.calls_to("chat.postMessage")
+        if c.ok
+        and c.params.get("channel") in (ANNOUNCE, room)
+        and any(said in str(c.params.get("text")) for said in ("Alert closed", "has closed"))
+    ]
 
 
 def test_a_30_alert_group_to_propose_makes_one_proposal_edited_and_dismissed_whole(alert_bot):

@@ -29,7 +29,7 @@ from bot.sandbox.slack import SlackSandbox
 from bot.sandbox.slack.platform import SlackPlatform
 from bot.store import Store
 from tests.conftest import FAST_CONFIG
-from tests.p1_script import _post_key
+from tests.p1_script import _post_keys
 from tests.restarts.test_restart import BotProcess
 
 LEASE_S = 2.0
@@ -218,8 +218,8 @@ def test_a_declare_on_the_standby_pages_at_once_and_the_page_links_its_war_room_
 
 def keyed_repeats(slack: SlackSandbox) -> list[str]:
     """Metadata keys (one per delivery) that Slack took more than once."""
-    keys = [_post_key(c) for c in slack.calls_to("chat.postMessage") if c.ok]
-    return sorted(k for k in set(keys) if k is not None and keys.count(k) > 1)
+    keys = [k for c in slack.calls_to("chat.postMessage") if c.ok for k in _post_keys(c)]
+    return sorted(k for k in set(keys) if keys.count(k) > 1)
 
 
 def test_a_page_in_flight_when_the_leader_freezes_is_sent_once_though_slack_is_slow(world, pg_url) -> None:

@@ -105,17 +105,21 @@ def still_firing(alert: AlertRecord) -> str:
     )
 
 
-def alert_closed(alert: AlertRecord, incident: Incident, all_closed: bool) -> tuple[str, list[Block]]:
-    """The incident's line for a closed alert; with every attached alert closed, a suggestion
-    to resolve (the bot never resolves by itself: the alert stopping is not the fix verified)."""
-    ended = alert.ended_at or alert.closed_at
+def all_closed(incident: Incident, alerts: list[AlertRecord]) -> tuple[str, list[Block]]:
+    """The incident's one line once every alert attached to it has closed: a suggestion to resolve
+    (the bot never resolves by itself: the alert stopping is not the fix verified). Each closing
+    is counted in its group's message, not a line of its own."""
+    last = max(alerts, key=lambda a: a.ended_at or a.closed_at or a.started_at)
+    ended = last.ended_at or last.closed_at
     at = f"{ended:%H:%M} UTC" if ended else "just now"
-    text = f"🟢 Alert closed at {at}: *{escape(alert.policy)}* ({source_name(alert)})."
-    if not all_closed:
-        return text, [section(text)]
+    count = f"all {len(alerts)} alerts" if len(alerts) != 1 else "its alert"
+    text = (
+        f"🟢 Every alert attached to {incident.ref} has closed ({count}; the last at {at}: "
+        f"*{escape(last.policy)}*, {source_name(last)})."
+    )
     suggestion = (
-        f"Every alert attached to {incident.ref} has closed. If the runbook's checks agree (error rate under 1%, "
-        f"health 200, a real call works), resolve it: `/incident resolve {incident.ref} <summary>`."
+        "If the runbook's checks agree (error rate under 1%, health 200, a real call works), "
+        f"resolve it: `/incident resolve {incident.ref} <summary>`."
     )
     resolve: dict[str, Any] = button("Resolve", ids.RESOLVE, str(incident.number))
     return f"{text} {suggestion}", [
