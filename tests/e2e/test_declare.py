@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.sandbox.runner import SandboxedBot
+from tests.conftest import FAST_CONFIG
 
 ANNOUNCE = "C0INCIDENT"
 
@@ -290,3 +291,19 @@ def test_a_button_naming_no_incident_answers_politely(bot):
 
     assert click.status == 200
     click.wait_response(lambda r: "That incident no longer exists." in r.text)
+
+
+def test_an_announcement_slack_answers_too_late_is_taken_up_when_its_set_up_claim_lapses_and_posted_once() -> None:
+    """Slack carries the announcement out 1.5 s after the call, past the 1 s client timeout: the
+    declarer is told it will be retried, and it is within seconds, once its set-up claim lapses
+    (3 timeouts), not at the next minute's round; the announcement that landed is found by its key."""
+    with SandboxedBot(config_text=FAST_CONFIG, slack_timeout_s=1) as running:
+        running.slack.delay("chat.postMessage", 1.5)
+        reply = running.command("declare p1 Checkout returns 500", user="U0ALICE")
+        said = reply.wait_response(lambda r: "INC-1 is recorded" in r.text, timeout=15)
+        assert "did not answer in time" in said.text
+        running.slack.clear_faults()
+        running.slack.wait_for(lambda: running.bot.store.get(1).war_room_briefed, timeout=30, what="the set-up")
+        announcements = [m for m in running.slack.top_level("C0INCIDENT") if "INC-1 ·" in m.all_text]
+        assert len(announcements) == 1, f"announced {len(announcements)} times"
+        assert not [r for r in reply.responses() if "went wrong" in r.text]
