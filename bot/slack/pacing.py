@@ -17,8 +17,8 @@ gets `Saturated` with the wait, and reschedules the delivery for then.
 The rates are Slack's published tiers (docs.slack.dev/apis/web-api/rate-limits): Tier 2 20 a
 minute, Tier 3 50, Tier 4 100; chat.postMessage about one a second per channel, with short bursts.
 Each bucket mirrors Slack's (bot.slack.tiers, which the sandbox enforces) a little under: the
-rate 2% under and the burst one token under, so the bot is never ahead of Slack's own bucket
-(the token absorbs the calls' differing latencies, the 2% the clocks'). The channel a post
+rate 1% under and the burst one token under, so the bot is never ahead of Slack's own bucket
+(the token absorbs the calls' differing latencies, the 1% the clocks'). The channel a post
 names and the ID Slack answers with are one bucket (`learn_channel`).
 """
 
@@ -59,13 +59,13 @@ class Rate:
     burst: int
 
 
-# Slack's own (bot.slack.tiers), mirrored a little under: the rate 2% under, the burst one token
+# Slack's own (bot.slack.tiers), mirrored a little under: the rate 1% under, the burst one token
 # under. The one token is the margin for latency (the bot takes its token a moment before Slack
-# counts the call, and calls do not all take equally long); the 2% keeps the bot's bucket behind
+# counts the call, and calls do not all take equally long); the 1% keeps the bot's bucket behind
 # Slack's over time. Any wider and a storm's announcements and war rooms land more than 10% after
 # Slack's floor (bench/storm.py): 18 a minute for conversations.create had the 32nd war room at
 # 93 s instead of 81.
-RATE_MARGIN = 0.98
+RATE_MARGIN = 0.99
 
 
 def _under(limit: tiers.Limit) -> Rate:
