@@ -124,7 +124,7 @@ class Pager:
                 self.store.record_firing(incident.number, page_link(delivery.id), self.clock())
 
     def _send_close_pages(self, delivery: DeliveryRecord, incident: Incident) -> None:
-        self.close_pages(incident, stand_down=delivery.detail == "stand_down")
+        self.close_pages(incident, stand_down=delivery.detail == "stand_down", progress=f"closed:{delivery.id}")
         self.store.finish_delivery(delivery.id, self.clock(), user=None, channel=None, ts=None)
 
     def _send_page_link(self, delivery: DeliveryRecord, incident: Incident) -> None:
@@ -274,7 +274,7 @@ class Pager:
         # The delivery loop is woken after every send and picks the new rows up at once.
         self.store.cancel_delivery(delivery.id, f"expanded to {', '.join(users)}")
 
-    def close_pages(self, incident: Incident, *, stand_down: bool = True) -> None:
+    def close_pages(self, incident: Incident, *, stand_down: bool = True, progress: str | None = None) -> None:
         """Every page sent loses its button; on ack, the other paged people are told to stand down.
 
         A page still being sent is closed by its sender once it lands (see `_after_sent`). Raises
@@ -282,11 +282,18 @@ class Pager:
         retried (closing again is harmless, and each stand-down is sent once).
         """
         failed = []
+        # With `progress`, each page closed is recorded under it, so a retry of the same delivery
+        # edits only the pages still open: closing two pages otherwise fails whenever either edit
+        # meets a fault, and a struggling Slack pushed the retries minutes apart.
+        done = self.store.fired_keys(incident.number) if progress else set()
         with self._page_lock(incident.number):
             for page in self.store.deliveries(incident.number, kind=DeliveryKind.PAGE, status=DeliveryStatus.SENT):
-                if page.channel and page.ts:
+                key = f"{progress}:{page.id}"
+                if page.channel and page.ts and key not in done:
                     try:
                         self._close_page(page, incident, stand_down=stand_down)
+                        if progress:
+                            self.store.record_firing(incident.number, Firing(key, ()), self.clock())
                     except Exception as exc:  # noqa: BLE001 - one page that cannot be closed must not stop the others
                         if isinstance(exc, SlackApiError) and rate_limited(exc):
                             raise  # the rest wait out Slack's Retry-After with the delivery

@@ -44,6 +44,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
 # The longest `Retry-After` a call sleeps out in-process (once); longer waits are the caller's.
 RATE_LIMIT_WAIT_MAX_S = 2.0
+NAME_TTL_S = 3600.0  # how long a display name is trusted (a rename shows in the next hour's drafts)
 
 
 def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
@@ -268,6 +269,10 @@ class SlackGateway:
         self.request_client = request_client or client
         self._email_cache: dict[str, str] = {}
         self._dm_cache: dict[str, str] = {}
+        # Display names for text read outside Slack (the post-mortem): kept for NAME_TTL_S, so a
+        # draft upload retried under a struggling Slack does not spend its sending deadline asking
+        # for the same names again, and makes progress from one try to the next.
+        self._name_cache: dict[str, tuple[float, str | None]] = {}
         self._cache_lock = threading.Lock()
         self._bot_user_id: str | None = None
 
@@ -457,17 +462,28 @@ class SlackGateway:
 
     def display_name(self, user: str) -> str | None:
         """The name people know `user` by (profile display name, else real name), None if Slack
-        cannot say. users.info, Tier 4; for text read outside Slack, such as the post-mortem."""
+        cannot say. users.info, Tier 4; for text read outside Slack, such as the post-mortem.
+        A name found (or a user Slack does not know) is remembered for NAME_TTL_S."""
+        with self._cache_lock:
+            cached = self._name_cache.get(user)
+        if cached is not None and time.monotonic() - cached[0] < NAME_TTL_S:
+            return cached[1]
         try:
             found = self.client.users_info(user=user)["user"]
         except SlackApiError as exc:
             log.info("no name for %s (users.info: %s)", user, error_code(exc))
-            return None
+            if rate_limited(exc) or error_code(exc) not in {"user_not_found", "user_not_visible"}:
+                return None  # asked again next time
+            found = {}
         profile = found.get("profile") or {}
+        named = None
         for name in (profile.get("display_name"), profile.get("real_name"), found.get("real_name"), found.get("name")):
             if isinstance(name, str) and name.strip():
-                return name.strip()
-        return None
+                named = name.strip()
+                break
+        with self._cache_lock:
+            self._name_cache[user] = (time.monotonic(), named)
+        return named
 
     def user_by_email(self, email: str) -> str:
         key = email.lower()

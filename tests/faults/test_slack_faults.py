@@ -14,6 +14,8 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
+
 from bot.sandbox.runner import SandboxedBot
 from bot.sandbox.slack import SlackSandbox
 from bot.store import Store
@@ -33,6 +35,7 @@ def settled(db_path: str) -> bool:
         store.close()
 
 
+@pytest.mark.timeout(300)  # a whole P1 with backed-off retries: minutes on a loaded machine
 def test_a_p1_completes_while_slack_fails_a_third_of_its_calls() -> None:
     seed = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1 << 32))
     print(f"\nFAULT_SEED={seed}")
