@@ -131,6 +131,14 @@ def all_closed(incident: Incident, alerts: list[AlertRecord]) -> tuple[str, list
 GROUP_LINES = 20  # the group message lists this many alerts; the rest are counted
 
 
+def _firing_lines(firing: list[AlertRecord], limit: int) -> list[str]:
+    """The first `limit` firing alerts, a line each, and a count of the rest."""
+    lines = [attached_line(a) for a in firing[:limit]]
+    if len(firing) > limit:
+        lines.append(f"… and {len(firing) - limit} more firing.")
+    return lines
+
+
 def group_status(alerts: list[AlertRecord]) -> tuple[str, list[Block]]:
     """An incident's one message for an alert group ("HighErrorRate: 31 firing, 4 closed"),
     edited in place as alerts join, repeat and close instead of a line per alert per re-send."""
@@ -142,9 +150,7 @@ def group_status(alerts: list[AlertRecord]) -> tuple[str, list[Block]]:
         f" ({notifications} notification{'s' if notifications != 1 else ''},"
         f" last at {max(a.last_seen_at for a in alerts):%H:%M:%S} UTC)."
     )
-    lines = [attached_line(a) for a in firing[:GROUP_LINES]]
-    if len(firing) > GROUP_LINES:
-        lines.append(f"… and {len(firing) - GROUP_LINES} more firing.")
+    lines = _firing_lines(firing, GROUP_LINES)
     blocks = [section(head)]
     for start in range(0, len(lines), 5):  # a section holds 3,000 characters; a line at most ~450
         blocks.append(section("\n".join(lines[start : start + 5])[:3000]))
@@ -175,9 +181,7 @@ def refire(
         f" last at {max(a.last_seen_at for a in alerts):%H:%M:%S} UTC · {len(firing)} firing,"
         f" {len(alerts) - len(firing)} closed."
     )
-    lines = [attached_line(a) for a in firing[:REFIRE_LINES]]
-    if len(firing) > REFIRE_LINES:
-        lines.append(f"… and {len(firing) - REFIRE_LINES} more firing.")
+    lines = _firing_lines(firing, REFIRE_LINES)
     blocks: list[Block] = [section(head), context(count)]
     if lines:
         blocks.append(section("\n".join(lines)[:3000]))
