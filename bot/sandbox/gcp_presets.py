@@ -528,13 +528,21 @@ class GcpSandbox:
 
     # -- live traffic ----------------------------------------------------------------------
 
-    def start_live(self, error_rate: float | None = None, latency_ms: float | None = None) -> None:
+    def start_live(
+        self, error_rate: float | None = None, latency_ms: float | None = None, served_for: float = 3.0
+    ) -> None:
         """Serve requests from now on (about `live_rps` a second), each recorded in the request
         log and in Cloud Monitoring's metrics: exactly `error_rate` of them 5xx, at `latency_ms`
-        (the bad deploy's rate follows traffic, as its health does)."""
+        (the bad deploy's rate follows traffic, as its health does).
+
+        A real service was serving before anyone looked: the last `served_for` seconds of that
+        traffic are recorded at once, so a query of the seconds before a fast rollback (the verify
+        baseline) finds requests however soon after this call it is made."""
         self.set_live(error_rate, latency_ms)
         if self._live is not None and self._live.is_alive():
             return
+        if served_for > 0:
+            self._serve(served_for, datetime.now(UTC))
         self._live_stop.clear()
         self._live = threading.Thread(target=self._serve_live, name="live-traffic", daemon=True)
         self._live.start()
@@ -554,21 +562,24 @@ class GcpSandbox:
     def _serve_live(self) -> None:
         tick = 0.1
         while not self._live_stop.wait(tick):
-            self._live_debt += self.live_rps * tick
-            count = int(self._live_debt)
-            self._live_debt -= count
-            now = datetime.now(UTC)
-            revision = self._serving_now()
-            served = []
-            for i in range(count):
-                self._live_errors_debt += self.live_error_rate
-                error = self._live_errors_debt >= 1
-                if error:
-                    self._live_errors_debt -= 1
-                at = now - timedelta(milliseconds=(count - i) * 2)
-                served.append(Served(at, 500 if error else 200, self.live_latency_ms, revision))
-            self.monitoring.record(served)
-            self.logging.add([self._request_log(s) for s in served])
+            self._serve(tick, datetime.now(UTC))
+
+    def _serve(self, seconds: float, now: datetime) -> None:
+        """The requests of the `seconds` up to `now`, spread evenly across them."""
+        self._live_debt += self.live_rps * seconds
+        count = int(self._live_debt)
+        self._live_debt -= count
+        revision = self._serving_now()
+        served = []
+        for i in range(count):
+            self._live_errors_debt += self.live_error_rate
+            error = self._live_errors_debt >= 1
+            if error:
+                self._live_errors_debt -= 1
+            at = now - timedelta(seconds=seconds * (count - i - 1) / count)
+            served.append(Served(at, 500 if error else 200, self.live_latency_ms, revision))
+        self.monitoring.record(served)
+        self.logging.add([self._request_log(s) for s in served])
 
     def _serving_now(self) -> str:
         try:
