@@ -75,9 +75,11 @@ def test_a_full_alert_queue_answers_503_with_retry_after_and_the_resend_is_taken
         # or it holds one of the two places when the notifications arrive.
         bot = running.bot
         running.slack.wait_for(
-            lambda: bot.leadership.leading
-            and bot.timers.scheduler.get_job("setup-lapsed") is not None  # added after the sweep is queued
-            and bot.alert_work.queued == 0
+            lambda: (
+                bot.leadership.leading
+                and bot.timers.scheduler.get_job("setup-lapsed") is not None  # added after the sweep is queued
+                and bot.alert_work.queued == 0
+            )
         )
         running.slack.delay("chat.postMessage", seconds=1.5)  # each proposal holds its place a while
         assert send(cm(running), alert(1), token=ALERT_TOKEN).status == 202
