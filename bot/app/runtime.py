@@ -49,7 +49,7 @@ from bot.pagerduty import client as pagerduty_client
 from bot.paging import pagerduty as pagerduty_events
 from bot.paging.leadership import Leadership
 from bot.paging.pager import Pager
-from bot.paging.timers import Timers
+from bot.paging.timers import JOBS, Timers
 from bot.review import drafts
 from bot.slack.gateway import SlackGateway, error_code, make_client, make_request_client
 from bot.slack.pacing import Pacer
@@ -232,10 +232,16 @@ class IncidentBot:
             id="executions",
             replace_existing=True,
             max_instances=1,
+            executor=JOBS,
         )
         self.finish_setups()
         self.timers.scheduler.add_job(
-            self.finish_setups, "interval", seconds=self.setup_retry_s, id="setup-retry", replace_existing=True
+            self.finish_setups,
+            "interval",
+            seconds=self.setup_retry_s,
+            id="setup-retry",
+            replace_existing=True,
+            executor=JOBS,
         )
         # A set-up whose holder died or froze is taken over soon after its claim lapses, not at
         # the next minute's round.
@@ -246,6 +252,7 @@ class IncidentBot:
             id="setup-lapsed",
             replace_existing=True,
             max_instances=1,
+            executor=JOBS,
         )
 
     def _report_lapsed(self) -> None:

@@ -35,6 +35,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from datetime import datetime, timedelta
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor as JobPool
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -65,6 +66,13 @@ RECONCILE_EVERY_S = 45.0
 RETRY_BASE_S = 0.5
 RETRY_MAX_S = 30.0
 STOP_BOUND_S = 5.0  # how long stopping waits for senders before leaving them behind
+# The scheduler's own threads, in two pools: the incident timers (who is paged next, reminders)
+# and the leader's bookkeeping on one; every other job (a verify sample waiting on Google, a
+# set-up or an alert's Slack work retried later, handoff notices, the readiness check) on the
+# other, so ten watches stuck on a slow Cloud Monitoring never hold back an escalation.
+TIMER_THREADS = 10
+JOB_THREADS = 8
+JOBS = "jobs"  # the executor of `place`d work
 
 
 class Timers:
@@ -108,6 +116,7 @@ class Timers:
         """Fresh scheduler, loop and senders: a leader that lost the lease and takes it back starts anew."""
         self.scheduler = _Scheduler(
             timezone="UTC",
+            executors={"default": JobPool(TIMER_THREADS), JOBS: JobPool(JOB_THREADS)},
             # Two runs of one incident's job may overlap (a re-plan while the last run finishes);
             # the store's claims make that safe, and a limit of 1 would make APScheduler skip it.
             job_defaults={"coalesce": True, "max_instances": 8, "misfire_grace_time": None},
@@ -321,7 +330,7 @@ class Timers:
             with self._working():
                 run()
 
-        self.scheduler.place(key, job, at)
+        self.scheduler.place(key, job, at, executor=JOBS)
 
     def tick_at(self, number: int, at: datetime) -> None:
         """Run the incident's timer at `at` at the latest (a later `replan` may bring it forward)."""
@@ -371,9 +380,9 @@ class Timers:
             with self._working():
                 next_at = notices.run()
             if not self._stopping.is_set():
-                self.scheduler.place("handoffs", run, next_at)
+                self.scheduler.place("handoffs", run, next_at, executor=JOBS)
 
-        self.scheduler.place("handoffs", run, self.clock())
+        self.scheduler.place("handoffs", run, self.clock(), executor=JOBS)
 
     def start_oncall_checks(self, checks: DailyCheck) -> None:
         """One more job: the daily on-call readiness check, at `oncall_checks.at` (bot/oncall/readiness.py
@@ -385,9 +394,9 @@ class Timers:
             with self._working():
                 next_at = checks.run()
             if not self._stopping.is_set():
-                self.scheduler.place("oncall-checks", run, next_at)
+                self.scheduler.place("oncall-checks", run, next_at, executor=JOBS)
 
-        self.scheduler.place("oncall-checks", run, self.clock())
+        self.scheduler.place("oncall-checks", run, self.clock(), executor=JOBS)
 
     def wake_deliveries(self) -> None:
         """Send pending deliveries now (new pages, a manual page, a status page call)."""
@@ -508,12 +517,19 @@ class _Scheduler(BackgroundScheduler):
         self._placed_lock = threading.Lock()
         self._placements = itertools.count(1)
 
-    def place(self, key: str, func: Callable[..., Any], run_date: datetime, args: Sequence[Any] = ()) -> None:
+    def place(
+        self,
+        key: str,
+        func: Callable[..., Any],
+        run_date: datetime,
+        args: Sequence[Any] = (),
+        executor: str = "default",
+    ) -> None:
         """Run `func(*args)` at `run_date` as `key`'s one job, instead of the one before."""
         with self._placed_lock:
             previous = self._placed.get(key)
             job_id = self._placed[key] = f"{key}@{next(self._placements)}"
-            self.add_job(func, "date", run_date=run_date, id=job_id, args=list(args))
+            self.add_job(func, "date", run_date=run_date, id=job_id, args=list(args), executor=executor)
             if previous is not None:
                 with suppress(JobLookupError):  # it ran (and was removed) or never was added
                     super().remove_job(previous)

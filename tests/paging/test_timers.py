@@ -17,7 +17,7 @@ from bot import config
 from bot.domain import incidents
 from bot.domain.deliveries import Delivery, Firing
 from bot.domain.records import DeliveryRecord
-from bot.paging.timers import Timers
+from bot.paging.timers import JOB_THREADS, TIMER_THREADS, Timers
 from bot.store import Store
 from tests.conftest import FAST_CONFIG
 
@@ -197,6 +197,36 @@ def test_the_reconcile_job_restores_a_timer_the_scheduler_lost(tmp_path):
         wait_until(lambda: len(store.deliveries(number, kind="page", status="sent")) == len(STEPS))
         assert {key: len(found) for key, found in step_deliveries(store, number).items()} == dict.fromkeys(STEPS, 1)
     finally:
+        timers.stop()
+        store.close()
+
+
+def test_escalations_keep_time_while_more_placed_jobs_are_stuck_than_the_scheduler_has_threads(tmp_path):
+    """Placed jobs (verify samples waiting on a Google that does not answer) run on a pool of
+    their own: with every one of its threads stuck and more jobs queued behind them, a P1
+    declared meanwhile still pages every step of its escalation path."""
+    store = Store(str(tmp_path / "t.db"))
+    pager = RecordingPager(store)
+    timers = Timers(STEPS_CONFIG, store, pager, lambda: datetime.now(UTC), reconcile_every_s=3600)  # type: ignore[arg-type]
+    timers.start()
+    stuck = threading.Event()
+    started: list[int] = []
+
+    def hang(n: int) -> None:
+        started.append(n)
+        stuck.wait(30)
+
+    try:
+        for n in range(TIMER_THREADS + JOB_THREADS):  # more than both pools' threads together
+            timers.place(f"verify-{n}", lambda n=n: hang(n), datetime.now(UTC))
+        wait_until(lambda: len(started) >= JOB_THREADS)
+        number = declared_p1(store)
+        timers.tick_at(number, datetime.now(UTC))
+        wait_until(lambda: len(store.deliveries(number, kind="page", status="sent")) == len(STEPS))
+        assert {key: len(found) for key, found in step_deliveries(store, number).items()} == dict.fromkeys(STEPS, 1)
+        assert len(started) == JOB_THREADS, "placed jobs ran beyond their own pool"
+    finally:
+        stuck.set()
         timers.stop()
         store.close()
 
