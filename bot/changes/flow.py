@@ -35,6 +35,7 @@ from bot.core.durations import humanize
 from bot.core.errors import UsageError
 from bot.core.mrkdwn import escape
 from bot.delivery.dispatch import Route
+from bot.delivery.once import post_patiently
 from bot.domain import access, actions
 from bot.domain.deliveries import Delivery, DeliveryKind, Firing
 from bot.domain.incidents import Incident, start_fix
@@ -66,6 +67,7 @@ from bot.domain.service import (
 from bot.oncall.directory import mentioned_user
 from bot.slack.blocks import changes as change_blocks
 from bot.slack.blocks.incident import slack_date
+from bot.slack.gateway import error_code
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +177,25 @@ def _post_proposal(
     key = f"proposal:{proposal.id}"
     posted_at = time.time()
     try:
-        posted_channel, ts = ctx.slack.post(
-            channel, change_blocks.proposal_text(proposal, incident.ref), blocks, thread_ts=thread_ts, key=key
+        # A few tries through a Slack that rate limits or fails for a moment: the person waits
+        # for this message during an outage, and its buttons are the way to the fix.
+        posted_channel, ts = post_patiently(
+            ctx.slack,
+            channel,
+            change_blocks.proposal_text(proposal, incident.ref),
+            blocks,
+            key=key,
+            thread_ts=thread_ts,
         )
-    except (SlackApiError, OSError):
+    except (SlackApiError, OSError) as exc:
         # A timeout or a lost answer: the proposal may be in Slack all the same, and its
         # buttons work. It must be linked, or its outcome could never be shown on it.
-        found = ctx.slack.find_posted(channel, key, posted_at - 1, thread_ts)
+        try:
+            found = ctx.slack.find_posted(channel, key, posted_at - 1, thread_ts)
+        except (SlackApiError, OSError):
+            found = None
         if found is None:
-            raise
+            return _not_posted(ctx, proposal, user, exc)
         posted_channel, ts = channel, found
     ctx.store.set_proposal_message(proposal.id, posted_channel, ts)
     latest = ctx.store.get_proposal(proposal.id)
@@ -194,6 +206,20 @@ def _post_proposal(
     if posted_channel != fallback_channel:
         return Reply(f"The proposal is in <#{posted_channel}>.")
     return None
+
+
+def _not_posted(ctx: Context, proposal: Proposal, user: str, exc: Exception) -> Reply:
+    """Slack did not take the proposal: withdrawn, so no proposal waits unseen (should its post
+    have landed after all, its buttons find it cancelled and change nothing)."""
+    why = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+    log.warning("the proposal %s could not be posted: %s", proposal.id, why)
+    ctx.store.cancel_proposal(
+        proposal.id,
+        ctx.now(),
+        user=user,
+        text=f"The proposal to {escape(proposal.what)} was withdrawn: Slack did not take its message ({why})",
+    )
+    return Reply(f"Slack did not take the proposal (`{why}`); nothing was proposed. Try again in a moment.")
 
 
 def who_may_confirm(ctx: Context, incident: Incident, action: str) -> str:

@@ -51,7 +51,14 @@ from slack_sdk.errors import SlackApiError
 from bot.core import counters
 from bot.delivery.errors import NotPlacedYet, Refused, RetryLater, Undeliverable, transient
 from bot.delivery.once import key
-from bot.domain.deliveries import NOT_PLACED_YET, RATELIMITED, DeliveryKind, DeliveryStatus, warning
+from bot.domain.deliveries import (
+    NOT_PLACED_YET,
+    RATELIMITED,
+    DeliveryKind,
+    DeliveryStatus,
+    retry_delay,
+    warning,
+)
 from bot.domain.incidents import Incident
 from bot.domain.records import DeliveryRecord
 from bot.slack.gateway import (
@@ -581,7 +588,7 @@ class Dispatcher:
     ) -> None:
         """Try again after a backoff, or exactly when the receiver said (`Retry-After`); a send
         whose outcome is in doubt not before its claim's deadline (`claim`)."""
-        delay = min(self.retry_max, self.retry_base * (2 ** min(delivery.attempts, 10)))
+        delay = retry_delay(delivery.kind, delivery.attempts, self.retry_base, self.retry_max)
         if after is not None:
             delay = timedelta(seconds=after)
         at = self.clock() + delay

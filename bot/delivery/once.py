@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.delivery.errors import transient
 from bot.domain.records import DeliveryRecord
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import SlackGateway, error_code, rate_limited, retry_after_s
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,54 @@ def post_once(
     if broadcast:
         return slack.post(channel, text, blocks, thread_ts=thread_ts, key=key, broadcast=True)
     return slack.post(channel, text, blocks, thread_ts=thread_ts, key=key)
+
+
+# A message a person is waiting for (a rollback proposal) is tried this often when Slack is rate
+# limiting or failing, waiting at most this long between tries: then the person is told.
+PATIENT_TRIES = 4
+PATIENT_WAIT_MAX_S = 5.0
+
+
+def post_patiently(
+    slack: SlackGateway,
+    channel: str,
+    text: str,
+    blocks: list[dict[str, Any]] | None,
+    *,
+    key: str,
+    thread_ts: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, str]:
+    """Post under `key` for a person who is waiting, through a Slack that rate limits or fails
+    for a moment: a few tries, each honouring `Retry-After` (up to a bound), and before each
+    retry Slack's history is asked for the key, so a post that landed without an answer is not
+    posted twice. A refusal (not transient) or the last failure is raised."""
+    since = time.time() - 1
+    for attempt in range(PATIENT_TRIES):
+        try:
+            if attempt:
+                found = slack.find_posted(channel, key, since, thread_ts)
+                if found is not None:
+                    return channel, found
+            return slack.post(channel, text, blocks, thread_ts=thread_ts, key=key)
+        except (SlackApiError, OSError) as exc:
+            if isinstance(exc, SlackApiError) and not transient(exc):
+                raise
+            if attempt + 1 == PATIENT_TRIES:
+                raise
+            asked = None
+            if isinstance(exc, SlackApiError) and rate_limited(exc):
+                asked = retry_after_s(getattr(exc.response, "headers", None))
+            if asked is not None and asked > PATIENT_WAIT_MAX_S:
+                raise  # a long wait: better the person hears now and tries again
+            wait = asked if asked is not None else min(PATIENT_WAIT_MAX_S, 0.5 * 2**attempt)
+            log.info("posting %s failed (%s); trying again in %.1f s", key, _why(exc), wait)
+            sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _why(exc: Exception) -> str:
+    return error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
 
 
 def post_delivery(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -66,6 +67,17 @@ URGENT_KINDS = frozenset({DeliveryKind.PAGE, DeliveryKind.SLA_BREACH})
 # Kinds sent to a service other than Slack, on a lane of their own: that service being slow or
 # down never holds up a Slack page or post (PagerDuty's events beside the first page).
 OUTSIDE_KINDS = frozenset({DeliveryKind.PAGERDUTY})
+# A page Slack keeps failing is tried again at least this often: waking the person matters more
+# than sparing a struggling Slack one call every half minute (other kinds back off further).
+URGENT_RETRY_MAX = timedelta(seconds=30)
+
+
+def retry_delay(kind: str, attempts: int, base: timedelta, ceiling: timedelta) -> timedelta:
+    """How long to wait before trying a delivery again after `attempts` failed tries: doubling
+    from `base`, up to `ceiling` (`URGENT_RETRY_MAX` for pages and the SLA alarm)."""
+    if kind in URGENT_KINDS:
+        ceiling = min(ceiling, URGENT_RETRY_MAX)
+    return min(ceiling, base * (2 ** min(max(attempts, 0), 10)))
 
 
 @dataclass(frozen=True)

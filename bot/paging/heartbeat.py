@@ -1,7 +1,7 @@
 """The leader's dead man's switch: GET `heartbeat.url` every `heartbeat.every` while healthy.
 
-Run as a job of the leader's scheduler (`Timers.start`), on the pool its other timers use, so a
-standby, a stopped or a stuck scheduler (every worker thread busy) never pings. Each run reads the
+Run as a job of the leader's scheduler (`Timers.start`), on the pool the escalation timers use, so
+a standby, a stopped or a stuck scheduler (every timer thread busy) never pings. Each run reads the
 oldest undelivered page from the store and asks `bot.domain.heartbeat` whether to ping (lease
 current, the round on time once the store has answered, no page older than `max_backlog`); the
 GET runs on a thread of its own with a short timeout, so a slow or dead monitor never holds a timer. A failed ping is logged and the next

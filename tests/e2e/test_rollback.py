@@ -421,3 +421,46 @@ def test_a_permissions_entry_for_rollback_is_what_the_proposal_names_and_what_co
         world.click(proposal.button("rollback_confirm"), user=LEAD, channel=room)
         world.slack.wait_for(lambda: world.bot.store.refusals(1), what="the refusal audited")
         assert patches(world) == []
+
+
+def quiet(running: SandboxedBot) -> None:
+    """The declare's set-up has settled: a fault injected now meets the proposal's own calls."""
+    running.slack.wait_for(lambda: running.slack.quiet_for() > 1.0, what="Slack quiet for a second")
+
+
+def proposal_posts(running: SandboxedBot) -> list:
+    return [c for c in running.slack.calls_to("chat.postMessage") if "rollback_confirm" in json.dumps(c.params)]
+
+
+def test_a_proposal_slack_rate_limits_for_a_moment_is_posted_once_after_its_retry_after(running):
+    room = declare(running)
+    quiet(running)
+    # The client sleeps out one short Retry-After itself; the proposal's own tries go past the rest.
+    running.slack.rate_limit("chat.postMessage", times=3, retry_after=1)
+
+    proposal = propose(running, room)
+
+    assert [c.status for c in proposal_posts(running)] == [429, 429, 429, 200]
+    assert [m.ts for m in running.slack.messages_in(room) if "proposed by" in m.all_text] == [proposal.ts]
+    [stored] = running.bot.store.proposals()
+    assert stored.status == "pending" and stored.ts == proposal.ts
+
+
+def test_a_proposal_slack_keeps_refusing_is_withdrawn_and_the_person_told(running):
+    room = declare(running)
+    quiet(running)
+    running.slack.rate_limit("chat.postMessage", times=50, retry_after=1)
+
+    reply = running.command("rollback", user=LEAD, channel=room)
+    assert "Reading" in reply.text, reply.text
+    told = running.slack.wait_for_ephemeral(LEAD, "Slack did not take the proposal")
+    running.slack.clear_faults()
+
+    assert "`ratelimited`" in told.text and "nothing was proposed" in told.text, told.text
+    [stored] = running.bot.store.proposals()
+    assert stored.status == "cancelled" and stored.ts is None  # no proposal waits unseen
+    assert not [m for m in running.slack.messages_in(room) if "proposed by" in m.all_text]
+    assert not patches(running)
+    # Pressed again once Slack takes posts: one proposal, posted.
+    again = propose(running, room)
+    assert again.has_button("rollback_confirm") and len(running.bot.store.proposals()) == 2
