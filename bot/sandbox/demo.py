@@ -76,11 +76,11 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         say("▶ @alice: /incident declare p1 Checkout returns 500")
         reply = world.command("declare p1 Checkout returns 500", user="U0ALICE")
         say(f"  ack ({reply.elapsed * 1000:.0f} ms): {reply.text}")
-        page = slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
+        page = slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
         room: str = slack.wait_for(lambda: (incident := store.get(1)) and incident.war_room_id or "")
         slack.wait_for_message(room, "first steps", timeout=ROOM_S)
         say("  → announcement in #incident-response, war room opened and briefed, primary on-call paged")
-        trigger = slack.wait_for(lambda: pd.accepted("trigger"), timeout=10)[0]
+        trigger = slack.wait_for(lambda: pd.accepted("trigger"))[0]
         say(
             f"  → PagerDuty: trigger accepted (202), severity {trigger['payload']['severity']},"
             f" {trigger['payload']['summary']!r}, dedup_key {trigger['dedup_key']}"
@@ -90,17 +90,17 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         say("  " + world.command("list", user="U0BOB").text)
 
         say("▶ (nobody acknowledges for 3 s: the secondary on-call is paged)")
-        slack.wait_for_dm("U0SECOND", "You are paged", timeout=10)
+        slack.wait_for_dm("U0SECOND", "You are paged")
 
         say("▶ @primary presses [Acknowledge] on the page")
         world.click(page.button("incident_ack"), user="U0PRIMARY")
-        slack.wait_for_dm("U0SECOND", "You can stand down", timeout=10)
+        slack.wait_for_dm("U0SECOND", "You can stand down")
         say("  → escalation stopped; the secondary is told to stand down")
-        slack.wait_for(lambda: pd.accepted("acknowledge"), timeout=10)
+        slack.wait_for(lambda: pd.accepted("acknowledge"))
         say("  → PagerDuty: acknowledge accepted (202), same dedup_key: its phone calls stop too")
 
         say("▶ (no update for 4 s: the bot reminds the commander in the war room)")
-        reminder = slack.wait_for_message(room, "has had no update", with_button="reminder_snooze_30m", timeout=10)
+        reminder = slack.wait_for_message(room, "has had no update", with_button="reminder_snooze_30m")
         say("▶ @alice presses [Snooze 30 min] on the reminder")
         world.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
         slack.wait_for_message(room, "snoozed by", timeout=ROOM_S)
@@ -119,7 +119,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 
         say("▶ @primary presses [Roll back to …00042…] on the diagnosis")
         world.click(summary.button("rollback_propose"), user="U0PRIMARY", channel=room)
-        proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
         say("  → proposal in the war room: traffic now, the target revision, who may confirm")
         # The old revision's instances take a moment to start, so the first probes still fail.
         world.gcp.warmup_s = 1.5
@@ -156,9 +156,9 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
         )
         slack.wait_for_message(room, "All clear", timeout=ROOM_S)
         say("  → the all-clear in the war room and under the announcement; timers stopped")
-        slack.wait_for(lambda: pd.accepted("resolve"), timeout=10)
+        slack.wait_for(lambda: pd.accepted("resolve"))
         say("  → PagerDuty: resolve accepted (202)")
-        upload = slack.wait_for(lambda: slack.uploaded_files(), timeout=10)[0]
+        upload = slack.wait_for(lambda: slack.uploaded_files())[0]
         say(f"  → post-mortem draft uploaded to the war room as {upload.name}")
         slack.wait_for(lambda: (draft := store.draft(1)) and draft.file_id)
 
@@ -204,7 +204,7 @@ def _alert_scene(world: SandboxedBot, pd: PagerDutySandbox, say: Callable[[str],
     before = time.monotonic()
     delivery = send(url, firing, token=ALERT_TOKEN)
     say(f"  answered {delivery.status} in {(time.monotonic() - before) * 1000:.0f} ms; the rule says: declare P1")
-    page = slack.wait_for_dm("U0PRIMARY", "Error rate", with_button="incident_ack", timeout=10)
+    page = slack.wait_for_dm("U0PRIMARY", "Error rate", with_button="incident_ack")
     number = max(i.number for i in store.open_incidents())
     say(f"  → INC-{number} declared by the bot, detected at the alert's start, announced, primary paged")
 
@@ -221,7 +221,7 @@ def _alert_scene(world: SandboxedBot, pd: PagerDutySandbox, say: Callable[[str],
     say(f"  → no second incident: INC-{number}'s alert-group message is edited ('1 firing, 0 closed')")
 
     key = dedup_key(incident)
-    slack.wait_for(lambda: pd.alert(key), timeout=10)
+    slack.wait_for(lambda: pd.alert(key))
     say("▶ @primary's phone rings (PagerDuty); they acknowledge in the PagerDuty app")
     answers = pd.acknowledge(key, "PPRIMARY")
     say(f"  PagerDuty sends the signed v3 webhook incident.acknowledged; the bot answers {answers[0]}")
@@ -247,7 +247,7 @@ def _alert_scene(world: SandboxedBot, pd: PagerDutySandbox, say: Callable[[str],
         ended_at=datetime.now(UTC),
     )
     send(url, closed, token=ALERT_TOKEN)
-    slack.wait_for_message(acked.war_room_id or "C0INCIDENT", "Every alert attached", timeout=10)
+    slack.wait_for_message(acked.war_room_id or "C0INCIDENT", "Every alert attached")
     say(
         f"  → counted closed in INC-{number}'s alert-group message; every alert closed: one line in its thread and"
         " war room suggests resolving (never automatic)"

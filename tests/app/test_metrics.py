@@ -80,7 +80,7 @@ def test_pages_sent_and_timer_lag_are_measured(fast_bot: SandboxedBot) -> None:
     pages = _sample("incident_bot_deliveries_sent_total", {"kind": "page"})
     lags = _sample("incident_bot_timer_lag_seconds_count")
     fast_bot.command("declare p1 Checkout returns 500")
-    fast_bot.slack.wait_for_dm("U0SECOND", "You are paged", timeout=10)  # a timer fired: the 2 s step
+    fast_bot.slack.wait_for_dm("U0SECOND", "You are paged")  # a timer fired: the 2 s step
     fast_bot.slack.wait_for(lambda: _sample("incident_bot_deliveries_sent_total", {"kind": "page"}) >= pages + 2)
     assert _sample("incident_bot_timer_lag_seconds_count") > lags
 

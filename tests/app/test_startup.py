@@ -129,8 +129,8 @@ def test_a_private_announcement_channel_cannot_be_joined_and_the_reply_says_to_i
         assert running.bot.store.count_incidents() == 1
 
         running.slack.invite("G0PRIV", "U0BOT")
-        running.slack.wait_for_message("G0PRIV", "INC-1 ·", with_button="incident_ack", timeout=10)
-        running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+        running.slack.wait_for_message("G0PRIV", "INC-1 ·", with_button="incident_ack")
+        running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
 
 def test_the_sandbox_refuses_joining_a_private_channel_like_slack(slack):

@@ -33,7 +33,7 @@ def world(tmp_path: Path) -> Iterator[tuple[SlackSandbox, GcpSandbox, BotProcess
         bot.start()
         platform = SlackPlatform(bot.url, SIGNING_SECRET, slack)
         platform.command("declare p1 Checkout returns 500", user="U0ALICE")
-        slack.wait_for_message(slack.wait_for(lambda: slack.channel_by_name(ROOM), timeout=10).id, "first steps")
+        slack.wait_for_message(slack.wait_for(lambda: slack.channel_by_name(ROOM)).id, "first steps")
         try:
             yield slack, gcp, bot, platform
         finally:
@@ -50,7 +50,7 @@ def test_an_update_acked_just_before_a_kill_is_posted_once_after_the_restart(wor
     room = slack.channel_by_name(ROOM).id
     slack.fail("chat.postMessage", 500, times=1000)  # Slack is having a moment as the bot dies
     assert platform.command("update Checkout errors began at 10:02", user="U0ALICE", channel=room).status == 200
-    slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c.injected], timeout=5)
+    slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c.injected])
     bot.kill()
     slack.clear_faults()
     assert not texts(slack, room, "errors began at 10:02")
@@ -87,7 +87,7 @@ def test_a_summary_posted_just_before_a_kill_is_found_in_slack_not_posted_again(
     room = slack.channel_by_name(ROOM).id
     slack.hold_response("chat.postMessage", 3.0)  # Slack has the summary; the bot never hears back
     assert platform.command("diagnose", user="U0PRIMARY", channel=room).status == 200
-    slack.wait_for_message(room, "Diagnosis of", timeout=10)
+    slack.wait_for_message(room, "Diagnosis of")
     bot.kill()
     slack.clear_faults()
 

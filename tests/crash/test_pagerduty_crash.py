@@ -43,9 +43,9 @@ def test_a_kill_while_the_trigger_is_in_flight_sends_it_once_after_the_restart(w
     pd.hang()
     platform = SlackPlatform(bot.url, SIGNING_SECRET, slack)
     assert platform.command("declare p1 Checkout returns 500", user="U0ALICE").status == 200
-    slack.wait_for_dm("U0PRIMARY", "You are paged", timeout=10)
+    slack.wait_for_dm("U0PRIMARY", "You are paged")
     db = bot.env["INCIDENT_BOT_DB"]
-    slack.wait_for(lambda: any(d.status == "sending" for d in Store(db).deliveries(1, kind="pagerduty")), timeout=10)
+    slack.wait_for(lambda: any(d.status == "sending" for d in Store(db).deliveries(1, kind="pagerduty")))
     bot.kill()
     pd.heal()  # the held request ends without PagerDuty taking the event
     assert not pd.accepted()

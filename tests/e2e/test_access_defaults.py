@@ -34,8 +34,8 @@ def test_an_outsiders_acknowledge_is_refused_and_escalation_continues():
         assert running.bot.store.get(1).acknowledged_at is None
         assert [r.detail["action"] for r in running.bot.store.refusals(1) if r.actor == OUTSIDER] == ["ack", "ack"]
         # The secondary (2 s) and the VP (4 s) are still paged: the refusal stopped nothing.
-        running.slack.wait_for_dm("U0SECOND", "You are paged", timeout=8)
-        running.slack.wait_for_dm("U0VP", "You are paged", timeout=8)
+        running.slack.wait_for_dm("U0SECOND", "You are paged")
+        running.slack.wait_for_dm("U0VP", "You are paged")
         # The CEO is on the P1 path (step 4) before being paged, and may stop it.
         assert "You acknowledged INC-1" in running.command("ack INC-1", user="U0CEO").text
         assert running.bot.store.get(1).acknowledged_by == "U0CEO"

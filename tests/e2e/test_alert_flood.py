@@ -65,7 +65,7 @@ def test_the_cloud_monitoring_test_notification_is_answered_and_makes_nothing():
         assert running.bot.store.count_incidents() == 0
         # A real notification right after is handled as usual: nothing was wedged by the test.
         assert send(cm(running), alert(1), token=ALERT_TOKEN).status == 202
-        running.slack.wait_for(lambda: proposals(running), timeout=10)
+        running.slack.wait_for(lambda: proposals(running))
         assert len(proposals(running)) == 1 and "1970" not in proposals(running)[0].all_text
 
 
@@ -106,15 +106,15 @@ def test_a_persons_declare_is_announced_ahead_of_a_flood_of_alert_proposals():
     with SandboxedBot(config_text=PROPOSE_CONFIG) as running:
         for n in range(30):
             assert send(cm(running), alert(n), token=ALERT_TOKEN).status == 202
-        running.slack.wait_for(lambda: len(proposals(running)) >= 3, timeout=10)
+        running.slack.wait_for(lambda: len(proposals(running)) >= 3)
 
         running.command("declare p3 Export button broken", user="U0ALICE")
 
-        running.slack.wait_for_message(ANNOUNCE, "INC-1 ·", timeout=10)
+        running.slack.wait_for_message(ANNOUNCE, "INC-1 ·")
         posted_before = len(proposals(running))
         print(f"\nthe person's announcement went out with {30 - posted_before} alert proposals still owed")
         assert posted_before <= 15, f"the announcement waited behind {posted_before} alert proposals"
-        running.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=5)
+        running.slack.wait_for_dm("U0SUPPORT", "You are paged")
 
 
 def group(g: int, size: int) -> dict:

@@ -32,7 +32,7 @@ def scripted(running: SandboxedBot) -> str:
     running.command("diagnose", user=LEAD, channel=room)
     running.slack.wait_for(lambda: any(e.kind == "diagnose" for e in running.bot.store.timeline(1)), timeout=15)
     running.command("rollback", user=LEAD, channel=room)
-    running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+    running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
     running.command("followup Alert on the deploy's error rate", user=COMMANDER, channel=room)
     return room
 

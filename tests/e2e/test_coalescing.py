@@ -38,7 +38,7 @@ def _settled(bot, number: int = 1) -> None:
 
 def test_edits_of_one_message_piling_up_under_a_rate_limit_make_one_edit_with_the_latest_state(bot):
     bot.command("declare p3 Export button broken", user="U0ALICE")
-    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", timeout=10)
+    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·")
     store = bot.bot.store
     _settled(bot)
     bot.slack.rate_limit("chat.update", times=1, retry_after=RETRY_AFTER)  # the first edit meets it
@@ -64,12 +64,12 @@ def test_edits_of_one_message_piling_up_under_a_rate_limit_make_one_edit_with_th
 def test_a_page_acked_while_its_war_room_link_edit_waits_ends_closed_and_is_never_reopened(bot):
     bot.slack.delay("conversations.create", seconds=1.5)  # the page lands before the war room
     bot.command("declare p1 Checkout down", user="U0ALICE")
-    page = bot.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=5)
+    page = bot.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
     store = bot.bot.store
     # Slack's chat.update allowance is spent: the link edit owed once the war room exists waits.
     bot.slack.rate_limit("chat.update", times=1, retry_after=RETRY_AFTER)
-    bot.slack.wait_for(lambda: _live(store, 1, "page_link"), timeout=10)
-    bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("chat.update") if c.status == 429], timeout=10)
+    bot.slack.wait_for(lambda: _live(store, 1, "page_link"))
+    bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("chat.update") if c.status == 429])
     assert _live(store, 1, "page_link"), "the link edit did not wait"
 
     bot.command("ack INC-1", user="U0PRIMARY")
@@ -86,7 +86,7 @@ def test_a_page_acked_while_its_war_room_link_edit_waits_ends_closed_and_is_neve
 
 def test_lines_owed_to_one_thread_at_once_go_as_fewer_messages_each_once_and_in_order(bot):
     bot.command("declare p3 Export button broken", user="U0ALICE")
-    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", timeout=10)
+    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·")
     store = bot.bot.store
     _settled(bot)
     # The first line meets Slack's limit; the channel's bucket then holds the others back a while.

@@ -264,8 +264,8 @@ def test_slack_errors_during_set_up_are_retried(bot):
 
     bot.command("declare p1 Checkout down")
 
-    room = bot.slack.wait_for(lambda: bot.slack.channel_by_name("inc-1-checkout-down"), timeout=10)
-    bot.slack.wait_for_message(room.id, "first steps", timeout=10)
+    room = bot.slack.wait_for(lambda: bot.slack.channel_by_name("inc-1-checkout-down"))
+    bot.slack.wait_for_message(room.id, "first steps")
     announcement(bot)
 
 

@@ -41,7 +41,7 @@ def test_diagnose_names_the_runbook_scenario_for_each_preset(preset, likely, als
             assert f"Likely: {likely}" in text
         for scenario in also:
             assert f"*{scenario}*" in text or f"Scenario {scenario}" in text
-        details = running.slack.wait_for(lambda: len(running.slack.thread(room, summary.ts)) >= 6, timeout=10)
+        details = running.slack.wait_for(lambda: len(running.slack.thread(room, summary.ts)) >= 6)
         assert details
         # The timeline line is written just after the last detail is posted.
         running.slack.wait_for(lambda: any(e.kind == "diagnose" for e in running.bot.store.timeline(1)))
@@ -64,7 +64,7 @@ def test_the_diagnose_button_and_the_roll_back_button():
         assert button["value"] == f"1:{revision}"
         running.click(button, user="U0LEAD", channel=room)
         # The button opens the same confirmed proposal as `/incident rollback` (test_e2e_rollback.py).
-        proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
         assert f"Roll back to:* `{revision}`" in proposal.all_text
         assert not running.gcp.cloud_run.patches()
 
@@ -145,6 +145,6 @@ def test_a_service_with_a_thousand_revisions_is_diagnosed_within_the_source_time
 
         running.gcp.cloud_run.requests.clear()
         running.command("rollback", user="U0LEAD", channel=room)
-        proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+        proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
         assert f"Roll back to:* `{world.previous_revision}`" in proposal.all_text
         assert len([r for r in running.gcp.cloud_run.requests if r.endpoint == "revisions.list"]) == 1

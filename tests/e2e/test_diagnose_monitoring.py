@@ -38,7 +38,7 @@ def test_memory_above_90_percent_from_cloud_monitoring_names_scenario_8():
         assert memory["aggregation"]["alignmentPeriod"] == "60s"
         assert 'resource.labels.service_name = "tai-autonomics"' in memory["filter"]
         assert asked(running, INSTANCES)["aggregation"]["perSeriesAligner"] == "ALIGN_MAX"
-        running.slack.wait_for(lambda: len(running.slack.thread(room, summary.ts)) >= 7, timeout=10)
+        running.slack.wait_for(lambda: len(running.slack.thread(room, summary.ts)) >= 7)
         thread = running.slack.thread(room, summary.ts)
         detail = next(m.text for m in thread if "Memory &amp; instances" in m.text or "Memory & instances" in m.text)
         assert "Memory utilisation (p99):" in detail and "Source: Cloud Monitoring, per minute." in detail

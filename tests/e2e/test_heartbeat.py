@@ -68,7 +68,7 @@ def test_a_failing_monitor_is_tried_again_and_never_holds_the_timers(beating_bot
     monitor.hang("ping")  # the first pings never get an answer (client timeout)
     beating_bot.command("declare p3 Export button broken")
     # Paging goes on while the monitor hangs.
-    beating_bot.slack.wait_for_dm(SUPPORT, "You are paged", with_button="incident_ack", timeout=10)
+    beating_bot.slack.wait_for_dm(SUPPORT, "You are paged", with_button="incident_ack")
     monitor.heal()
     healed = time.time()
     assert wait_until(lambda: len(monitor.pings_since(healed)) >= 2, timeout=15), monitor.pings
@@ -82,7 +82,7 @@ def test_an_edit_slack_keeps_refusing_does_not_stop_the_pings_only_a_page_does(b
     bot.deliveries.retry_base = timedelta(milliseconds=200)
     beating_bot.slack.fail("chat.update", status=500, times=100_000)
     beating_bot.command("declare p1 Checkout down", user="U0ALICE")
-    beating_bot.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
+    beating_bot.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
 
     def oldest_unsent_edit_age() -> float:
         _, oldest = bot.store.delivery_backlog()

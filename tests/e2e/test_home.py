@@ -74,7 +74,7 @@ def test_acknowledge_on_the_home_tab_is_the_page_s_ack_and_refreshes_the_tab(run
 
     click = running.platform.click_home(PRIMARY, "incident_ack", "1")
     assert click.status == 200
-    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_by == PRIMARY, timeout=10)
+    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_by == PRIMARY)
     view = published(running, PRIMARY, "You acknowledged INC-1")
     assert "waiting for your ack" not in str(view["blocks"])
     # The same ack as the page's: the page DM loses its button.

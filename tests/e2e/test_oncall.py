@@ -151,6 +151,6 @@ def test_a_step_due_after_a_handoff_pages_the_incoming_member():
         assert running.bot.store.get(1).declared_at < shift.ends_at
 
         running.slack.wait_for_dm(SECOND, "You are paged")
-        page = running.slack.wait_for_dm(incoming, "You are paged", timeout=6)
+        page = running.slack.wait_for_dm(incoming, "You are paged")
         assert float(page.ts) >= shift.ends_at.timestamp()
         assert not pages_to(running, outgoing)

@@ -71,7 +71,7 @@ def test_pages_that_pile_up_go_as_one_message_and_each_button_acks_only_its_inci
         assert ack_button(digest, n), f"INC-{n}'s button went with INC-{acked}'s ack"
 
     bot.click(ack_button(digest, other), user="U0PRIMARY")
-    slack.wait_for(lambda: bot.bot.store.get(other).acknowledged_at, timeout=10)
+    slack.wait_for(lambda: bot.bot.store.get(other).acknowledged_at)
     digest = slack.wait_for(
         lambda: (
             (m := next(m for m in page_messages(slack, "U0PRIMARY") if m.ts == digest.ts))

@@ -75,7 +75,7 @@ def test_declare_triggers_with_the_routing_key_and_severity_mapping_then_the_lin
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
     key = key_of(running)
 
-    triggers = running.slack.wait_for(lambda: events(pd, "trigger", key)[1:] and events(pd, "trigger", key), timeout=10)
+    triggers = running.slack.wait_for(lambda: events(pd, "trigger", key)[1:] and events(pd, "trigger", key))
     first, links = triggers
     assert first["routing_key"] == ROUTING_KEY
     assert first["payload"]["summary"] == "INC-1 P1 · Critical: Checkout returns 500"
@@ -97,7 +97,7 @@ def test_p2_maps_to_error_and_p3_is_not_sent(world):
     running.command("declare p2 Search is slow", user="U0ALICE")
     running.command("declare p3 Export button broken", user="U0ALICE")
     running.slack.wait_for_dm("U0SUPPORT", "You are paged")
-    running.slack.wait_for(lambda: events(pd, "trigger", key_of(running, 1)), timeout=10)
+    running.slack.wait_for(lambda: events(pd, "trigger", key_of(running, 1)))
     assert events(pd, "trigger", key_of(running, 1))[0]["payload"]["severity"] == "error"
     time.sleep(0.5)
     assert not events(pd, key=key_of(running, 2))
@@ -108,15 +108,15 @@ def test_slack_ack_acknowledges_and_resolve_resolves_with_the_same_key(world):
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     page = running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
     key = key_of(running)
-    running.slack.wait_for(lambda: events(pd, "trigger", key), timeout=10)
+    running.slack.wait_for(lambda: events(pd, "trigger", key))
 
     running.click(page.button("incident_ack"), user="U0PRIMARY")
-    [ack] = running.slack.wait_for(lambda: events(pd, "acknowledge"), timeout=10)
+    [ack] = running.slack.wait_for(lambda: events(pd, "acknowledge"))
     assert ack == {"routing_key": ROUTING_KEY, "event_action": "acknowledge", "dedup_key": key}
     assert pd.alert(key).status == "acknowledged"
 
     running.command("resolve INC-1 Rolled back", user="U0ALICE")
-    [resolve] = running.slack.wait_for(lambda: events(pd, "resolve"), timeout=10)
+    [resolve] = running.slack.wait_for(lambda: events(pd, "resolve"))
     assert resolve["dedup_key"] == key
     assert pd.alert(key).status == "resolved"
 
@@ -127,13 +127,13 @@ def test_an_ack_in_pagerduty_stops_the_slack_escalation_shown_as_that_person(wor
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
     key = key_of(running)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
 
     assert pd.acknowledge(key, "PDANA01") == [200]
     incident = running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at and running.bot.store.get(1))
     assert incident.acknowledged_by == "U0SECOND"
     room = incident.war_room_id
-    running.slack.wait_for_message(room, "INC-1 acknowledged in PagerDuty by <@U0SECOND>", timeout=10)
+    running.slack.wait_for_message(room, "INC-1 acknowledged in PagerDuty by <@U0SECOND>")
     time.sleep(2.5)  # past the secondary's step (2 s)
     assert not [m for m in running.slack.dms_to("U0SECOND") if "You are paged" in m.all_text]
     timeline = [e.text for e in running.bot.store.timeline(1)]
@@ -148,10 +148,10 @@ def test_an_ack_by_someone_slack_does_not_know_shows_their_pagerduty_name(world)
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
     key = key_of(running)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
 
     assert pd.acknowledge(key, "PNOBODY") == [200]
-    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at, timeout=5)
+    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at)
     assert running.bot.store.get(1).acknowledged_by == "pagerduty:Robin Night"
     running.slack.wait_for(
         lambda: [
@@ -162,7 +162,7 @@ def test_an_ack_by_someone_slack_does_not_know_shows_their_pagerduty_name(world)
         timeout=10,
         what="the announcement showing who acknowledged in PagerDuty",
     )
-    running.slack.wait_for_message("C0INCIDENT", "INC-1 acknowledged in PagerDuty by Robin Night.", timeout=5)
+    running.slack.wait_for_message("C0INCIDENT", "INC-1 acknowledged in PagerDuty by Robin Night.")
     # The page's button is gone, as after a Slack ack.
     running.slack.wait_for(
         lambda: not any(m.has_button("incident_ack") for m in running.slack.dms_to("U0PRIMARY")), timeout=5
@@ -183,7 +183,7 @@ def test_a_bad_or_missing_signature_is_401_and_changes_nothing(world):
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
     key = key_of(running)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
     alert = pd.alert(key)
     body = json.dumps(pd.webhook_payload(alert, "incident.acknowledged", "PX")).encode()
 
@@ -199,11 +199,11 @@ def test_a_rotated_secret_is_accepted(world):
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
     key = key_of(running)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
     # During the rotation PagerDuty signs with the old and the new secret; the bot knows the new one.
     pd.subscriptions[0].secrets = (OLD_SECRET, SECRET)
     assert pd.acknowledge(key, "PANYONE") == [200]
-    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at, timeout=5)
+    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at)
 
 
 def test_a_429_then_202_delivers_the_event_once(world):
@@ -211,7 +211,7 @@ def test_a_429_then_202_delivers_the_event_once(world):
     pd.fail(times=1, status=429)
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     key = running.slack.wait_for(lambda: running.bot.store.get(1) and key_of(running))
-    running.slack.wait_for(lambda: events(pd, "trigger", key), timeout=10)
+    running.slack.wait_for(lambda: events(pd, "trigger", key))
     statuses = [c.status for c in pd.calls]
     assert statuses[0] == 429 and statuses[1] == 202
 
@@ -219,7 +219,7 @@ def test_a_429_then_202_delivers_the_event_once(world):
         sent = running.bot.store.deliveries(1, kind="pagerduty")
         return sent if all(d.status in ("sent", "cancelled") for d in sent) else []
 
-    sent = running.slack.wait_for(settled, timeout=10)
+    sent = running.slack.wait_for(settled)
     time.sleep(0.5)
     trigger = sent[0]
     assert trigger.target == "trigger" and trigger.status == "sent" and trigger.attempts == 2
@@ -234,8 +234,8 @@ def test_a_400_is_reported_once_in_the_war_room_and_not_retried(world):
     running, pd = world
     pd.fail(times=50, status=400)
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
-    room = running.slack.wait_for(lambda: running.bot.store.get(1) and running.bot.store.get(1).war_room_id, timeout=10)
-    warning = running.slack.wait_for_message(room, "PagerDuty refused the trigger", timeout=10)
+    room = running.slack.wait_for(lambda: running.bot.store.get(1) and running.bot.store.get(1).war_room_id)
+    warning = running.slack.wait_for_message(room, "PagerDuty refused the trigger")
     assert ROUTING_KEY not in warning.all_text
     time.sleep(1.0)
     refused = [m for m in running.slack.messages_in(room) if "PagerDuty refused" in m.all_text]
@@ -277,8 +277,8 @@ def test_a_pagerduty_outage_is_told_once_in_the_war_room_and_slack_carries_on(wo
     running, pd = world
     pd.down()
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
-    running.slack.wait_for_dm("U0PRIMARY", "You are paged", timeout=10)
-    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+    running.slack.wait_for_dm("U0PRIMARY", "You are paged")
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
     warning = running.slack.wait_for_message(room, "PagerDuty did not take the trigger", timeout=15)
     assert "503" in warning.all_text
     pd.heal()
@@ -290,9 +290,9 @@ def test_a_slack_ack_while_pagerduty_is_down_drops_the_late_trigger(world):
     running, pd = world
     pd.down()
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
-    page = running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack", timeout=10)
+    page = running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
     running.click(page.button("incident_ack"), user="U0PRIMARY")
-    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at, timeout=5)
+    running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at)
     pd.heal()
     running.slack.wait_for(lambda: events(pd, "acknowledge"), timeout=15)
     # Nobody's phone rings for an incident someone is already on.
@@ -304,23 +304,23 @@ def test_a_slack_ack_while_pagerduty_is_down_drops_the_late_trigger(world):
 def test_severity_into_the_list_triggers_out_of_it_resolves_and_reopen_triggers_again(world):
     running, pd = world
     running.command("declare p3 Export button broken", user="U0ALICE")
-    running.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=10)
+    running.slack.wait_for_dm("U0SUPPORT", "You are paged")
     key = key_of(running)
     running.command("severity INC-1 p2", user="U0ALICE")
-    [trigger] = running.slack.wait_for(lambda: events(pd, "trigger", key), timeout=10)
+    [trigger] = running.slack.wait_for(lambda: events(pd, "trigger", key))
     assert trigger["payload"]["severity"] == "error"
     assert trigger["payload"]["summary"].startswith("INC-1 P2 · High:")
 
     running.command("severity INC-1 p4", user="U0ALICE")
-    running.slack.wait_for(lambda: events(pd, "resolve", key), timeout=10)
+    running.slack.wait_for(lambda: events(pd, "resolve", key))
     assert pd.alert(key).status == "resolved"
 
     running.command("severity INC-1 p1", user="U0ALICE")
-    running.slack.wait_for(lambda: len(events(pd, "trigger", key)) == 2, timeout=10)
+    running.slack.wait_for(lambda: len(events(pd, "trigger", key)) == 2)
     running.command("resolve INC-1 Fixed", user="U0ALICE")
-    running.slack.wait_for(lambda: len(events(pd, "resolve", key)) == 2, timeout=10)
+    running.slack.wait_for(lambda: len(events(pd, "resolve", key)) == 2)
     running.command("reopen INC-1 It is back", user="U0ALICE")
-    running.slack.wait_for(lambda: len(events(pd, "trigger", key)) == 3, timeout=10)
+    running.slack.wait_for(lambda: len(events(pd, "trigger", key)) == 3)
     # A trigger after a resolve opens a new alert in PagerDuty, under the same key.
     assert pd.alert(key).status == "triggered" and len(pd.alerts) == 3
 
@@ -330,8 +330,8 @@ def test_pagerduty_resolving_offers_resolve_and_never_resolves_by_itself(world):
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
     key = key_of(running)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
-    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
     assert pd.resolve(key, "PANYONE") == [200]
     line = running.slack.wait_for_message(room, "PagerDuty says INC-1 is resolved", with_button="incident_resolve")
@@ -349,7 +349,7 @@ def test_unknown_keys_and_event_types_are_200_and_ignored(world):
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
     key = key_of(running)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
     alert = pd.alert(key)
     stranger = json.dumps(pd.webhook_payload(alert, "incident.acknowledged", "PX")).replace(key, "someone-else")
     for body in (

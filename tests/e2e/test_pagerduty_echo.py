@@ -58,18 +58,18 @@ def test_the_echo_of_the_bots_own_resolve_offers_nothing_and_a_responders_resolv
     running, pd = world
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
-    incident = running.slack.wait_for(lambda: running.bot.store.get(1), timeout=5)
+    incident = running.slack.wait_for(lambda: running.bot.store.get(1))
     key = dedup_key(incident)
-    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+    running.slack.wait_for(lambda: pd.alert(key))
 
     # Lowered out of the list: the bot resolves in PagerDuty, and PagerDuty says so back.
     running.command("severity INC-1 p3", user="U0ALICE")
-    [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.resolved"), timeout=10)
+    [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.resolved"))
     assert status == 200
     # Raised again: a new alert, and this time a responder resolves it in PagerDuty.
     running.command("severity INC-1 p1", user="U0ALICE")
-    running.slack.wait_for(lambda: (a := pd.alert(key)) and a.status == "triggered" and a, timeout=10)
+    running.slack.wait_for(lambda: (a := pd.alert(key)) and a.status == "triggered" and a)
     assert pd.resolve(key, "PANYONE") == [200]
     running.slack.wait_for_message(room, "PagerDuty says INC-1 is resolved", with_button="incident_resolve")
     settle(running)
@@ -84,16 +84,16 @@ def test_the_echo_of_a_slack_ack_and_resolve_changes_nothing_more(world):
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     page = running.slack.wait_for_dm("U0PRIMARY", "You are paged", with_button="incident_ack")
     key = dedup_key(running.bot.store.get(1))
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    running.slack.wait_for(lambda: pd.alert(key))
     # The page goes before the war room exists (issue 18): wait for the room.
-    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
     running.click(page.button("incident_ack"), user="U0PRIMARY")
-    [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.acknowledged"), timeout=10)
+    [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.acknowledged"))
     assert status == 200
     assert running.bot.store.get(1).acknowledged_by == "U0PRIMARY"
     running.command("resolve INC-1 Rolled back", user="U0ALICE")
-    [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.resolved"), timeout=10)
+    [(status, _)] = running.slack.wait_for(lambda: echoes(pd, "incident.resolved"))
     assert status == 200
     settle(running)
     assert not [
@@ -111,9 +111,9 @@ def test_the_links_follow_as_soon_as_the_war_room_exists_not_at_the_next_backoff
     running.slack.delay("conversations.create", 1.5, times=1)
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
-    key = dedup_key(running.slack.wait_for(lambda: running.bot.store.get(1), timeout=5))
-    [first] = running.slack.wait_for(lambda: pd.accepted("trigger"), timeout=10)
+    key = dedup_key(running.slack.wait_for(lambda: running.bot.store.get(1)))
+    [first] = running.slack.wait_for(lambda: pd.accepted("trigger"))
     assert "links" not in first  # sent before the war room existed
-    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id, timeout=10)
-    [_, links] = running.slack.wait_for(lambda: pd.accepted("trigger")[1:] and pd.accepted("trigger"), timeout=10)
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
+    [_, links] = running.slack.wait_for(lambda: pd.accepted("trigger")[1:] and pd.accepted("trigger"))
     assert links["dedup_key"] == key and any(room in link["href"] for link in links["links"])

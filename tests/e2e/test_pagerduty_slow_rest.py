@@ -36,8 +36,8 @@ def test_an_ack_while_pagerduty_rest_hangs_is_answered_in_time_and_shown_by_name
     pd.add_user("PDANA01", "Dana Cruz", "second@example.com")  # Slack knows the email: U0SECOND
     running.command("declare p1 Checkout returns 500", user="U0ALICE")
     running.slack.wait_for_dm("U0PRIMARY", "You are paged")
-    key = dedup_key(running.slack.wait_for(lambda: running.bot.store.get(1), timeout=5))
-    running.slack.wait_for(lambda: pd.alert(key), timeout=10)
+    key = dedup_key(running.slack.wait_for(lambda: running.bot.store.get(1)))
+    running.slack.wait_for(lambda: pd.alert(key))
 
     pd.hang(endpoint="user")
     started = time.monotonic()

@@ -47,7 +47,7 @@ def test_primary_is_paged_at_once_and_the_secondary_after_the_delay(fast_bot):
     assert not fast_bot.slack.wait_for_dm(VP, "FYI").has_button("incident_ack")
     assert not pages_to(fast_bot, SECOND)
 
-    fast_bot.slack.wait_for_dm(SECOND, "You are paged", with_button="incident_ack", timeout=6)
+    fast_bot.slack.wait_for_dm(SECOND, "You are paged", with_button="incident_ack")
     assert time.monotonic() - declared >= 1.9  # the step is `after: 2s`
     fast_bot.slack.wait_for_message(room, "Paged <@U0SECOND>")
 
@@ -82,7 +82,7 @@ def page_message(bot, user):
 
 def test_ack_from_the_announcement_tells_the_others_to_stand_down(fast_bot):
     fast_bot.command("declare p1 Checkout down")
-    fast_bot.slack.wait_for_dm(SECOND, "You are paged", timeout=6)
+    fast_bot.slack.wait_for_dm(SECOND, "You are paged")
     announcement = fast_bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", with_button="incident_ack")
 
     fast_bot.click(announcement.button("incident_ack"), user=SECOND, channel="C0INCIDENT")
@@ -101,7 +101,7 @@ def test_an_unacknowledged_incident_gets_an_sla_breach_warning(fast_bot):
     fast_bot.command("declare p1 Checkout down")
     room = fast_bot.slack.wait_for(lambda: fast_bot.bot.store.get(1).war_room_id)
 
-    warning = fast_bot.slack.wait_for_message(room, "is not acknowledged", timeout=6)
+    warning = fast_bot.slack.wait_for_message(room, "is not acknowledged")
     assert "3s" in warning.all_text and "<@U0PRIMARY>" in warning.all_text
 
 
@@ -176,7 +176,7 @@ def test_an_email_nobody_has_is_reported_not_dropped(fast_bot):
     fast_bot.command("page INC-1 nobody_email")
 
     room = fast_bot.slack.wait_for(lambda: fast_bot.bot.store.get(1).war_room_id)
-    warning = fast_bot.slack.wait_for_message(room, "Could not page nobody_email", timeout=10)
+    warning = fast_bot.slack.wait_for_message(room, "Could not page nobody_email")
     assert "no Slack user has the email ghost@example.com" in warning.all_text
     assert fast_bot.bot.store.deliveries(1, kind="page", status="pending")
 
@@ -259,7 +259,7 @@ def test_a_page_still_being_sent_when_someone_acknowledges_is_closed_once_it_lan
 
     assert "You acknowledged INC-1" in fast_bot.command("ack INC-1", user="U0ALICE").text
 
-    page = fast_bot.slack.wait_for(lambda: [m for m in fast_bot.slack.dms_to(PRIMARY) if not m.is_reply], timeout=6)[0]
+    page = fast_bot.slack.wait_for(lambda: [m for m in fast_bot.slack.dms_to(PRIMARY) if not m.is_reply])[0]
     fast_bot.slack.wait_for(lambda: "acknowledged by <@U0ALICE>" in page_now(fast_bot, PRIMARY, page.ts).all_text)
     assert not page_now(fast_bot, PRIMARY, page.ts).has_button("incident_ack")
     fast_bot.slack.wait_for_dm(PRIMARY, "acknowledged by <@U0ALICE>. You can stand down")
@@ -276,7 +276,7 @@ def page_now(bot, user, ts):
 def test_resolve_leaves_no_live_acknowledge_button_on_any_page(fast_bot):
     fast_bot.command("declare p1 Checkout down", user="U0ALICE")
     fast_bot.slack.wait_for_dm(PRIMARY, "You are paged", with_button="incident_ack")
-    fast_bot.slack.wait_for_dm(SECOND, "You are paged", with_button="incident_ack", timeout=6)
+    fast_bot.slack.wait_for_dm(SECOND, "You are paged", with_button="incident_ack")
 
     fast_bot.command("resolve INC-1 False alarm", user="U0ALICE")
 
@@ -329,7 +329,7 @@ def test_the_fix_clock_nudges_when_no_fix_is_under_way():
         running.command("declare p2 Search is slow", user="U0ALICE")
         room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
 
-        nudge = running.slack.wait_for_message(room, "no fix under way", timeout=8)
+        nudge = running.slack.wait_for_message(room, "no fix under way")
 
         assert time.monotonic() - declared >= 2.5  # `fix_within: 3s`
         assert "INC-1" in nudge.all_text

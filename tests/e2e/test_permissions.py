@@ -400,7 +400,7 @@ def test_a_public_update_on_a_quiet_incident_opens_it_without_the_title(public):
 
     running.command("update INC-1 --public monitoring A fix is deployed", user=COMMANDER)
 
-    running.slack.wait_for(lambda: page.calls_to("update_incident"), timeout=10)
+    running.slack.wait_for(lambda: page.calls_to("update_incident"))
     assert "admin" not in everything_sent(page)
     assert page.calls_to("update_incident")[0].body["incident"]["body"] == "A fix is deployed"
 

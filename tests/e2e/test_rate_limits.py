@@ -70,7 +70,7 @@ def test_a_ratelimited_page_waits_out_retry_after_and_is_sent_once(bot):
 
     bot.command("declare p3 Export button broken", user="U0ALICE")
 
-    waiting = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.attempts == 1 and p, timeout=10)
+    waiting = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.attempts == 1 and p)
     [refused] = [c for c in bot.slack.calls_to("conversations.open") if c.status == 429]
     # Kept, and planned exactly when Slack said (not cancelled, not the 5 s backoff).
     assert waiting.status == "pending" and waiting.last_error == RATELIMITED
@@ -79,7 +79,7 @@ def test_a_ratelimited_page_waits_out_retry_after_and_is_sent_once(bot):
     bot.slack.wait_for_dm("U0SUPPORT", "You are paged", timeout=RETRY_AFTER + 5)
     opened = [c for c in bot.slack.calls_to("conversations.open") if c.ok]
     assert opened[0].at - refused.at >= RETRY_AFTER - 0.1
-    sent = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.status == "sent" and p, timeout=5)
+    sent = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.status == "sent" and p)
     assert sent.attempts == 2
     assert len([m for m in bot.slack.dms_to("U0SUPPORT") if "You are paged" in m.text]) == 1
 
@@ -87,11 +87,11 @@ def test_a_ratelimited_page_waits_out_retry_after_and_is_sent_once(bot):
 def test_a_page_that_an_ack_made_moot_while_it_waited_out_a_rate_limit_is_not_sent(bot):
     bot.slack.rate_limit("conversations.open", times=1, retry_after=RETRY_AFTER)
     bot.command("declare p3 Export button broken", user="U0ALICE")
-    bot.slack.wait_for(lambda: (p := page_of(bot)) and p.last_error == RATELIMITED, timeout=10)
+    bot.slack.wait_for(lambda: (p := page_of(bot)) and p.last_error == RATELIMITED)
 
     bot.command("ack INC-1", user="U0ALICE")
 
-    cancelled = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.status == "cancelled" and p, timeout=10)
+    cancelled = bot.slack.wait_for(lambda: (p := page_of(bot)) and p.status == "cancelled" and p)
     assert "no longer needed" in (cancelled.last_error or "")
     assert not [m for m in bot.slack.dms_to("U0SUPPORT") if "You are paged" in m.text]
 
@@ -168,9 +168,9 @@ def test_the_client_sleeps_out_only_a_short_rate_limit_itself():
 
 def test_announcement_edits_that_pile_up_collapse_into_the_latest(bot):
     bot.command("declare p3 Export button broken", user="U0ALICE")
-    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·", timeout=10)
+    announcement = bot.slack.wait_for_message("C0INCIDENT", "INC-1 ·")
     store = bot.bot.store
-    bot.slack.wait_for(lambda: not [d for d in store.deliveries(1) if d.status in ("pending", "sending")], timeout=10)
+    bot.slack.wait_for(lambda: not [d for d in store.deliveries(1) if d.status in ("pending", "sending")])
     bot.slack.delay("chat.update", seconds=1.0)  # a slow Slack: the edits owed pile up
 
     for n in range(8):

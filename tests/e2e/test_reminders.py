@@ -66,14 +66,14 @@ def test_each_reminder_is_a_new_message_that_mentions_the_commander_and_replaces
     assert "<@U0ALICE>" in reminder.all_text  # the commander (the declarer)
     assert reminder.has_button("reminder_snooze_30m") and reminder.has_button("reminder_snooze_1h")
     # Slack does not notify on an edit: the second reminder is a new post, mentioning again.
-    second = reminding.slack.wait_for_message(room, "reminder 2 in a row", timeout=5)
+    second = reminding.slack.wait_for_message(room, "reminder 2 in a row")
     assert second.ts != reminder.ts and not second.edited and "<@U0ALICE>" in second.all_text
     # ...and the first one is deleted, so the war room holds one reminder.
     reminding.slack.wait_for(lambda: reminder.ts in [m.ts for m in reminding.slack.deleted])
     assert [m.ts for m in reminders_in(reminding, room)] == [second.ts]
     assert not reminder.edited
     # The third replaces the second in turn; each old reminder is deleted once, never asked twice.
-    third = reminding.slack.wait_for_message(room, "reminder 3 in a row", timeout=5)
+    third = reminding.slack.wait_for_message(room, "reminder 3 in a row")
     reminding.slack.wait_for(lambda: [m.ts for m in reminders_in(reminding, room)] == [third.ts])
     deletes = [c.params.get("ts") for c in reminding.slack.calls_to("chat.delete")]
     assert deletes[:2] == [reminder.ts, second.ts] and len(deletes) == len(set(deletes))
@@ -81,7 +81,7 @@ def test_each_reminder_is_a_new_message_that_mentions_the_commander_and_replaces
 
 def test_an_update_pushes_the_next_reminder_back(reminding):
     room = declare_acked(reminding)
-    first = reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    first = reminding.slack.wait_for_message(room, "has had no update")
     posted = len(reminder_posts(reminding))
 
     reminding.command("update Index rebuild running", user="U0ALICE", channel=room)
@@ -100,7 +100,7 @@ def test_an_update_pushes_the_next_reminder_back(reminding):
 
 def test_an_update_from_the_form_starts_a_new_series_of_reminders(reminding):
     room = declare_acked(reminding)
-    first = reminding.slack.wait_for_message(room, "has had no update", with_button="incident_post_update", timeout=5)
+    first = reminding.slack.wait_for_message(room, "has had no update", with_button="incident_post_update")
     click = reminding.click(first.button("incident_post_update"), user="U0ALICE", channel=room)
     assert click.status == 200
     view = reminding.slack.wait_for_view("update_modal")
@@ -121,7 +121,7 @@ def test_an_update_from_the_form_starts_a_new_series_of_reminders(reminding):
 
 def test_snooze_holds_reminders_and_says_so(reminding):
     room = declare_acked(reminding)
-    reminder = reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    reminder = reminding.slack.wait_for_message(room, "has had no update")
 
     click = reminding.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
 
@@ -141,7 +141,7 @@ def test_a_snooze_clicked_before_its_reminder_is_recorded_still_marks_that_remin
     room = declare_acked(reminding)
     # Slack has the reminder at once, the bot hears back only later: the click comes in between.
     reminding.slack.hold_response("chat.postMessage", 1.5)
-    reminder = reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    reminder = reminding.slack.wait_for_message(room, "has had no update")
     assert not reminding.bot.store.deliveries(1, kind="reminder", status="sent")
 
     click = reminding.click(reminder.button("reminder_snooze_30m"), user="U0ALICE", channel=room)
@@ -158,7 +158,7 @@ def test_a_snooze_clicked_before_its_reminder_is_recorded_still_marks_that_remin
 def test_a_reminder_ignored_twice_notifies_the_next_person_on_the_path(reminding):
     declare_acked(reminding)
 
-    note = reminding.slack.wait_for_dm("U0SECOND", "has had no update", timeout=10)
+    note = reminding.slack.wait_for_dm("U0SECOND", "has had no update")
 
     assert "INC-1" in note.all_text and "<@U0ALICE>" in note.all_text
     assert not note.has_button("incident_ack")
@@ -166,7 +166,7 @@ def test_a_reminder_ignored_twice_notifies_the_next_person_on_the_path(reminding
 
 def test_resolve_stops_every_reminder(reminding):
     room = declare_acked(reminding)
-    reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    reminding.slack.wait_for_message(room, "has had no update")
 
     reminding.command("resolve INC-1 Index rebuilt", user="U0ALICE")
     reminding.slack.wait_for_message(room, "resolved INC-1")
@@ -225,9 +225,9 @@ def test_a_failing_status_page_never_blocks_slack_and_is_retried(with_statuspage
 
     room = declare_acked(running)  # Slack goes on: paging and ack work while the status page fails
 
-    warning = running.slack.wait_for_message(room, "The status page (create) failed", timeout=10)
+    warning = running.slack.wait_for_message(room, "The status page (create) failed")
     assert STATUSPAGE_KEY not in warning.all_text
-    running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id, timeout=10)
+    running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id)
     assert len(page.calls_to("create_incident")) == 3
 
 
@@ -247,7 +247,7 @@ def test_a_p3_is_not_made_public_until_someone_posts_a_public_update(with_status
 
     running.command("update INC-1 --public monitoring Fix deployed", user="U0ALICE")
 
-    running.slack.wait_for(lambda: page.calls_to("update_incident"), timeout=10)
+    running.slack.wait_for(lambda: page.calls_to("update_incident"))
     assert len(page.calls_to("create_incident")) == 1
     assert page.calls_to("update_incident")[0].body["incident"]["status"] == "monitoring"
 
@@ -256,7 +256,7 @@ def test_a_snooze_lasts_what_its_button_says_whatever_value_comes_back(reminding
     # Slack echoes a button's value back from the client, so it can arrive forged: the length of
     # the snooze is the button's (reminder_snooze_1h), never parsed out of the value.
     room = declare_acked(reminding)
-    reminding.slack.wait_for_message(room, "has had no update", timeout=5)
+    reminding.slack.wait_for_message(room, "has had no update")
     before = datetime.now(UTC)
 
     click = reminding.click(action_id="reminder_snooze_1h", value="1:x", user="U0ALICE", channel=room)

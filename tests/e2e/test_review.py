@@ -173,7 +173,7 @@ def test_no_timer_fires_after_resolve_and_reopen_replans_them_from_the_reopening
     assert reply.text == "INC-1 reopened."
     slack.wait_for_message(room, "reopened INC-1: Errors are back")
     slack.wait_for_message(ANNOUNCE, "INC-1 ·", with_button="incident_resolve")  # edited back to open
-    reminder = slack.wait_for_message(room, "has had no update", timeout=8)
+    reminder = slack.wait_for_message(room, "has had no update")
     assert world.bot.timers.scheduler.job_for("postmortem-1") is None, "a reopen drops the post-mortem reminder"
     assert reminder.ts not in nags
     assert time.monotonic() - reopened_at >= 2.8, "the cadence counts from the reopening"
@@ -301,7 +301,7 @@ def test_the_post_mortem_reminder_fires_once_across_a_restart_that_straddles_it(
             bot.start()
             platform = SlackPlatform(bot.url, SIGNING_SECRET, slack)
             platform.command("declare p1 Checkout down", user="U0ALICE")
-            room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"), timeout=10)
+            room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"))
             platform.command("ack", user="U0PRIMARY", channel=room.id)
             platform.command("resolve Rolled back", user="U0ALICE", channel=room.id)
             resolved = time.monotonic()
@@ -315,7 +315,7 @@ def test_the_post_mortem_reminder_fires_once_across_a_restart_that_straddles_it(
             time.sleep(max(0.0, 5.3 - (time.monotonic() - resolved)))
 
             bot.start()
-            reminder = slack.wait_for_dm("U0ALICE", "post-mortem of *INC-1*", timeout=10)
+            reminder = slack.wait_for_dm("U0ALICE", "post-mortem of *INC-1*")
             assert "https://sandbox.slack.com/files/" in reminder.text  # the draft's permalink
             bot.kill()
             bot.start()
@@ -368,7 +368,7 @@ def test_the_resolve_form_says_on_the_status_page_what_was_ticked(monkeypatch, t
         )
         with SandboxedBot(config_text=config) as running:
             room = declare(running)
-            running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id, timeout=10)
+            running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id)
             announcement = running.slack.wait_for_message(ANNOUNCE, "INC-1 ·", with_button="incident_resolve")
             running.click(announcement.button("incident_resolve"), user="U0PRIMARY")
             view = running.slack.wait_for_view("resolve_modal")
@@ -380,7 +380,7 @@ def test_the_resolve_form_says_on_the_status_page_what_was_ticked(monkeypatch, t
                 view, {"resolve_summary": "Rolled back to 00042", "resolve_public": ticked}, user="U0PRIMARY"
             )
             running.slack.wait_for_message(room, "All clear")
-            [resolved] = running.slack.wait_for(lambda: page.calls_to("update_incident"), timeout=10)
+            [resolved] = running.slack.wait_for(lambda: page.calls_to("update_incident"))
             assert resolved.body["incident"] == {"status": "resolved", "body": public_text}
             assert not running.slack.refusals()
 

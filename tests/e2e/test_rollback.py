@@ -44,7 +44,7 @@ def propose(
     reply = running.command(text, user=user, channel=room)
     assert "Reading" in reply.text, reply.text
     assert "'s its " not in reply.text, reply.text  # "Reading tai-autonomics's its current settings"
-    return running.slack.wait_for_message(room, "proposed by", with_button=button, timeout=10)
+    return running.slack.wait_for_message(room, "proposed by", with_button=button)
 
 
 def refused(text: str) -> bool:
@@ -275,7 +275,7 @@ def test_the_diagnose_summary_button_opens_the_same_proposal(running):
 
     running.click(summary.button("rollback_propose"), user=LEAD, channel=room)
 
-    proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+    proposal = running.slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
     assert f"`{running.gcp.world.previous_revision}`" in proposal.all_text
 
 

@@ -35,7 +35,7 @@ def world(monkeypatch) -> Iterator[tuple[SandboxedBot, StatuspageSandbox]]:
 
 
 def public_incident(running: SandboxedBot, page: StatuspageSandbox) -> str:
-    running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id, timeout=10)
+    running.slack.wait_for(lambda: running.bot.store.get(1).statuspage_id)
     return running.bot.store.get(1).statuspage_id
 
 
@@ -54,7 +54,7 @@ def test_an_update_that_failed_never_lands_after_the_resolve(world):
     running.slack.wait_for(lambda: page.calls_to("update_incident"))  # the 503
     running.command("resolve INC-1 Index rebuilt", user="U0ALICE")
 
-    running.slack.wait_for(lambda: settled(running), timeout=10)
+    running.slack.wait_for(lambda: settled(running))
     time.sleep(1.0)  # past the failed update's retry (300 ms, then 600 ms)
     assert page.incident(public_id)["status"] == "resolved"
     assert [c.body["incident"]["status"] for c in page.calls_to("update_incident")] == ["identified", "resolved"]
@@ -105,7 +105,7 @@ def test_a_call_the_status_page_refuses_is_not_retried_and_the_war_room_hears_wh
 
     running.command("update INC-1 --public identified Bad index", user="U0ALICE")
 
-    warning = running.slack.wait_for_message(room, "The status page refused the update", timeout=8)
+    warning = running.slack.wait_for_message(room, "The status page refused the update")
     assert "422" in warning.all_text and KEY not in warning.all_text
     time.sleep(1.5)  # past several retries at 300 ms, had it been retried
     assert len(page.calls_to("update_incident")) == 1
@@ -121,7 +121,7 @@ def test_a_p3_made_public_by_an_update_posts_no_spurious_failure(world):
 
     running.command("update INC-1 --public monitoring Fix deployed", user="U0ALICE")
 
-    running.slack.wait_for(lambda: settled(running) and page.calls_to("update_incident"), timeout=10)
+    running.slack.wait_for(lambda: settled(running) and page.calls_to("update_incident"))
     time.sleep(1.0)  # a warning from a failed first try would have been posted by now
     public_id = running.bot.store.get(1).statuspage_id
     assert page.incident(public_id)["status"] == "monitoring"
@@ -140,7 +140,7 @@ def test_the_resolve_button_resolves_the_public_incident(world):
     form = running.slack.wait_for_view("resolve_modal")
     running.platform.submit_view(form, {"resolve_summary": "Index rebuilt"}, user="U0ALICE")
 
-    running.slack.wait_for(lambda: page.incident(public_id)["status"] == "resolved", timeout=8)
+    running.slack.wait_for(lambda: page.incident(public_id)["status"] == "resolved")
     public = page.incident(public_id)
     assert public["resolved_at"] and public["incident_updates"][0]["status"] == "resolved"
     assert running.bot.store.get(1).resolved_at is not None

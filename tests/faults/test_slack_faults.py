@@ -127,7 +127,7 @@ def test_a_page_is_not_queued_behind_a_backlog_of_reminders() -> None:
         )
         # Slack slows down as every incident's reminder comes due: more are owed than sent.
         slack.delay("chat.postMessage", SLOW_POST_S)
-        slack.wait_for(lambda: _pending_reminders(running.db_path) >= BACKLOG_INCIDENTS // 2, timeout=10)
+        slack.wait_for(lambda: _pending_reminders(running.db_path) >= BACKLOG_INCIDENTS // 2)
         running.command("declare p2 Checkout returns 500", user="U0ALICE")
         page = slack.wait_for_dm("U0SECOND", "Checkout returns 500", timeout=20)
         with sqlite3.connect(running.db_path) as db:

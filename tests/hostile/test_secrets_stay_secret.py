@@ -78,7 +78,7 @@ def test_no_secret_reaches_a_log_line_or_slack_while_everything_fails(
             world.slack.error("conversations.invite", "cant_invite", times=5)
             world.slack.fail("chat.update", status=500, times=5)
             world.command("declare p1 Checkout returns 500", user="U0PRIMARY")
-            room = world.slack.wait_for(lambda: world.bot.store.get(1).war_room_id, timeout=10)
+            room = world.slack.wait_for(lambda: world.bot.store.get(1).war_room_id)
             page.fail(times=2, status=401)
             world.command("update --public identified Bad deploy", user="U0PRIMARY", channel=room)
             world.gcp.fail("logging", 500)
@@ -87,7 +87,7 @@ def test_no_secret_reaches_a_log_line_or_slack_while_everything_fails(
             world.slack.wait_for_message(room, "Diagnosis ·", timeout=20)
             world.slack.error("chat.postMessage", "internal_error", times=2)
             world.command("rollback", user="U0PRIMARY", channel=room)
-            world.slack.wait_for(lambda: page.calls, timeout=10)
+            world.slack.wait_for(lambda: page.calls)
             # The refused posts are logged when their sender meets them, which a loaded machine
             # can put after the status page's call: wait for them before looking.
             world.slack.wait_for(lambda: any("internal_error" in line for line in raw.lines), what="the refusal logged")
@@ -154,7 +154,7 @@ def _sweep(world: SandboxedBot, alert_token: str, metrics_token: str) -> None:
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
     world.command("declare p1 Checkout returns 500", user="U0PRIMARY")
-    room = world.slack.wait_for(lambda: world.bot.store.get(1).war_room_id, timeout=10)
+    room = world.slack.wait_for(lambda: world.bot.store.get(1).war_room_id)
     world.command("update identified Bad deploy", user="U0PRIMARY", channel=room)
     world.command("resolve Rolled back", user="U0PRIMARY", channel=room)
     world.slack.wait_for(lambda: world.bot.store.delivery_backlog()[0] == 0, timeout=10, what="every delivery sent")
@@ -242,11 +242,11 @@ def test_pagerduty_secrets_are_redacted_by_value_in_every_line(
             with contextlib.suppress(urllib.error.HTTPError):
                 urllib.request.urlopen(request, timeout=5).close()
         pd.acknowledge(pd.alerts[0].dedup_key, "PUNKNOWN")  # a REST read with the token, 404
-        world.slack.wait_for(lambda: world.bot.store.get(1).acknowledged_at, timeout=10)
+        world.slack.wait_for(lambda: world.bot.store.get(1).acknowledged_at)
         pd.fail(times=1, status=400)  # refused: the war room is told, with the error
         world.command("resolve INC-1 Rolled back", user="U0PRIMARY")
-        world.slack.wait_for(lambda: pd.calls and pd.calls[-1].status == 400, timeout=10)
-        world.slack.wait_for(lambda: any("refused" in line for line in raw.lines), timeout=10)
+        world.slack.wait_for(lambda: pd.calls and pd.calls[-1].status == 400)
+        world.slack.wait_for(lambda: any("refused" in line for line in raw.lines))
         sent_to_slack = json.dumps([c.params for c in world.slack.calls], ensure_ascii=False)
         swept = len(raw.lines)
         _libraries_log(key, old, new, token)

@@ -44,13 +44,13 @@ def test_the_handoff_dm_is_sent_once_across_a_restart_that_straddles_the_handoff
             incoming = shift_at(schedule, handoff).member  # type: ignore[union-attr]
             outgoing = shift_at(schedule, handoff - timedelta(microseconds=1)).member  # type: ignore[union-attr]
             until = f"until {when(handoff + schedule.length, schedule, handoff)}"
-            dm = slack.wait_for_dm(incoming, f"You are on call for *primary* {until}", timeout=10)
+            dm = slack.wait_for_dm(incoming, f"You are on call for *primary* {until}")
             assert "INC-1 (P3 · Export button broken) is open." in dm.all_text
             # The first start noticed the handoff just before it (seconds old: within the grace), so
             # the outgoing may already hold a "shift is over" of an earlier handoff (whenever the
             # declare came within 1.5 s of a handoff and the next one is straddled): wait for this
             # handoff's own, not the newest "shift is over" at the moment of looking.
-            handover = slack.wait_for_dm(outgoing, f"<@{incoming}> is on call {until}", timeout=5)
+            handover = slack.wait_for_dm(outgoing, f"<@{incoming}> is on call {until}")
             assert "shift is over" in handover.all_text and "INC-1" in handover.all_text
 
             bot.kill()

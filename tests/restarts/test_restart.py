@@ -105,7 +105,7 @@ def test_a_step_due_while_the_bot_was_down_fires_once_at_start_up(world):
     time.sleep(max(0.0, 3.3 - (time.monotonic() - declared)))
 
     bot.start()
-    slack.wait_for_dm("U0SECOND", "You are paged", timeout=10)
+    slack.wait_for_dm("U0SECOND", "You are paged")
     time.sleep(1.0)
     assert len(pages_to(slack, "U0SECOND")) == 1
     assert len(pages_to(slack, "U0PRIMARY")) == 1
@@ -134,9 +134,9 @@ def test_a_declare_killed_before_its_set_up_is_finished_at_restart(world):
     bot.start()
 
     room = slack.channel_by_name("inc-1-checkout-down")
-    slack.wait_for_message(room.id, "first steps", timeout=10)
+    slack.wait_for_message(room.id, "first steps")
     assert slack.channel_by_name("inc-1-checkout-down-2") is None, "the war room made before the crash is reused"
-    slack.wait_for_dm("U0PRIMARY", "You are paged", timeout=10)
+    slack.wait_for_dm("U0PRIMARY", "You are paged")
     announcements = [m for m in slack.top_level("C0INCIDENT") if "INC-1 ·" in m.all_text]
     assert len(announcements) == 1
 
@@ -163,7 +163,7 @@ def test_a_reminder_due_while_the_bot_was_down_is_posted_once(tmp_path: Path):
             bot.start()
             room = slack.channel_by_name("inc-1-search-is-slow")
             assert room is not None
-            slack.wait_for_message(room.id, "has had no update", timeout=10)
+            slack.wait_for_message(room.id, "has had no update")
             reminders = [m for m in slack.messages_in(room.id) if "has had no update" in m.all_text]
             assert len(reminders) == 1 and not reminders[0].edited
             first = reminders[0]

@@ -36,12 +36,12 @@ def test_a_rollback_killed_between_executing_and_its_outcome_is_reported_not_res
             bot.start()
             platform = SlackPlatform(bot.url, SIGNING_SECRET, slack)
             platform.command("declare p1 Checkout down", user="U0ALICE")
-            room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"), timeout=10).id
+            room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down")).id
             platform.command("rollback", user="U0LEAD", channel=room)
-            proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+            proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
             platform.click(proposal.button("rollback_confirm"), user="U0LEAD", channel=room)
-            slack.wait_for_message(room, "Rolling back…", timeout=10)
-            slack.wait_for(lambda: gcp.cloud_run.patches(), timeout=10)
+            slack.wait_for_message(room, "Rolling back…")
+            slack.wait_for(lambda: gcp.cloud_run.patches())
 
             bot.kill()
             gcp.cloud_run.allow_changes()

@@ -137,7 +137,7 @@ def test_declares_on_both_instances_get_distinct_numbers_one_announcement_and_on
     assert numbers == ["INC-1", "INC-2"], replies
 
     for ref in ("INC-1", "INC-2"):
-        slack.wait_for(lambda ref=ref: pages(slack, "U0PRIMARY", ref), timeout=5)
+        slack.wait_for(lambda ref=ref: pages(slack, "U0PRIMARY", ref))
     # A declare on the standby reaches the leader by NOTIFY: paged within a second, not a poll.
     assert time.monotonic() - started < 3.0
     time.sleep(1.0)
@@ -149,7 +149,7 @@ def test_declares_on_both_instances_get_distinct_numbers_one_announcement_and_on
     # Pages go at once, before the war rooms exist (issue 18); whichever instance set an
     # incident up, its page is then edited to link the war room.
     for ref in ("INC-1", "INC-2"):
-        slack.wait_for(lambda ref=ref: "War room: <#" in pages(slack, "U0PRIMARY", ref)[0].all_text, timeout=10)
+        slack.wait_for(lambda ref=ref: "War room: <#" in pages(slack, "U0PRIMARY", ref)[0].all_text)
         assert len(pages(slack, "U0PRIMARY", ref)) == 1
 
 
@@ -157,7 +157,7 @@ def test_the_leader_killed_before_an_escalation_step_is_replaced_and_the_step_fi
     slack, a, b = world
     SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
     declared = time.monotonic()
-    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=5)
+    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"))
     time.sleep(max(0.0, 2.5 - (time.monotonic() - declared)))  # the secondary is due at 3 s
     a.kill()
     killed = time.monotonic()
@@ -177,19 +177,19 @@ def test_a_leader_paused_past_its_lease_sends_nothing_when_it_wakes(world) -> No
     slack, a, b = world
     SlackPlatform(a.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
     declared = time.monotonic()
-    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=5)
+    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"))
     time.sleep(max(0.0, 1.0 - (time.monotonic() - declared)))
     a.signal(signal.SIGSTOP)  # a's timers still plan the secondary (3 s) and the CEO (5 s)
 
     b.wait_until(lambda h: h["leader"] is True, timeout=LEASE_S + 3)
-    slack.wait_for(lambda: pages(slack, "U0SECOND", "INC-1"), timeout=5)
+    slack.wait_for(lambda: pages(slack, "U0SECOND", "INC-1"))
     # Wake the old leader as the CEO's step comes due: its overdue timer and the new leader's
     # run at the same moment, and its token is no longer the lease's.
     time.sleep(max(0.0, 5.0 - (time.monotonic() - declared)))
     woke_at_log = len(a.log.read_text())
     a.signal(signal.SIGCONT)
 
-    slack.wait_for(lambda: pages(slack, "U0CEO", "INC-1"), timeout=5)
+    slack.wait_for(lambda: pages(slack, "U0CEO", "INC-1"))
     a.wait_until(lambda h: h["leader"] is False, timeout=5)
     time.sleep(1.5)
     for user in ("U0PRIMARY", "U0SECOND", "U0CEO"):
@@ -205,10 +205,10 @@ def test_a_declare_on_the_standby_pages_at_once_and_the_page_links_its_war_room_
     slack, a, b = world
     slack.hold_response("conversations.create", 1.5)  # a slow Slack while the standby sets up
     SlackPlatform(b.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
-    page = slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=10)[0]
+    page = slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"))[0]
     # The leader paged without waiting for the standby's slow war room (issue 18) ...
     assert "War room: <#" not in page.all_text, "the page waited for the war room"
-    room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"), timeout=10)
+    room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"))
     # ... and the page is edited to link it once the standby has made it.
     linked = slack.wait_for(
         lambda: [m for m in pages(slack, "U0PRIMARY", "INC-1") if room.id in m.all_text], timeout=10
@@ -228,11 +228,11 @@ def test_a_page_in_flight_when_the_leader_freezes_is_sent_once_though_slack_is_s
     sending deadline (9 s): earlier, Slack's history has nothing yet, and it would page again."""
     slack, a, b = world
     SlackPlatform(a.url, SIGNING_SECRET, slack).command("declare p1 Checkout down", user="U0ALICE")
-    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"), timeout=5)
+    slack.wait_for(lambda: pages(slack, "U0PRIMARY", "INC-1"))
     # Pages go before the war room (issue 18): let the set-up finish before Slack turns slow, as
     # this is about the secondary's page (a set-up post caught by the 6 s is another matter).
-    slack.wait_for(lambda: "War room: <#" in pages(slack, "U0PRIMARY", "INC-1")[0].all_text, timeout=10)
-    slack.wait_for(lambda: [m for m in slack.messages_in("C0INCIDENT") if "War room: <#" in m.all_text], timeout=10)
+    slack.wait_for(lambda: "War room: <#" in pages(slack, "U0PRIMARY", "INC-1")[0].all_text)
+    slack.wait_for(lambda: [m for m in slack.messages_in("C0INCIDENT") if "War room: <#" in m.all_text])
     slack.delay("chat.postMessage", 6.0)  # the secondary is due at 3 s: its page lands 6 s after it is sent
     store = Store(pg_url)
     try:
@@ -240,7 +240,7 @@ def test_a_page_in_flight_when_the_leader_freezes_is_sent_once_though_slack_is_s
         def secondary() -> Any:
             return next((d for d in store.deliveries(1, kind="page") if d.target == "oncall_secondary"), None)
 
-        slack.wait_for(lambda: (d := secondary()) is not None and d.status == "sending", timeout=10)
+        slack.wait_for(lambda: (d := secondary()) is not None and d.status == "sending")
         time.sleep(0.5)  # its post is on the wire (conversations.open answers at once)
         a.signal(signal.SIGSTOP)
         frozen = time.monotonic()
@@ -289,11 +289,11 @@ def gcp_world(tmp_path: Path, pg_url: str) -> Iterator[tuple[SlackSandbox, GcpSa
 def confirm_rollback_on(slack: SlackSandbox, gcp: GcpSandbox, instance: Instance) -> tuple[str, Any]:
     platform = SlackPlatform(instance.url, SIGNING_SECRET, slack)
     platform.command("declare p1 Checkout down", user="U0ALICE")
-    room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"), timeout=10).id
+    room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down")).id
     platform.command("rollback", user="U0LEAD", channel=room)
-    proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+    proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
     platform.click(proposal.button("rollback_confirm"), user="U0LEAD", channel=room)
-    slack.wait_for(lambda: gcp.cloud_run.patches(), timeout=10)
+    slack.wait_for(lambda: gcp.cloud_run.patches())
     return room, proposal
 
 

@@ -44,9 +44,9 @@ def test_a_watch_killed_mid_window_resumes_once_after_the_restart(tmp_path: Path
             bot.start()
             platform = SlackPlatform(bot.url, SIGNING_SECRET, slack)
             platform.command("declare p1 Checkout down", user="U0ALICE")
-            room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down"), timeout=10).id
+            room = slack.wait_for(lambda: slack.channel_by_name("inc-1-checkout-down")).id
             platform.command("rollback", user="U0LEAD", channel=room)
-            proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm", timeout=10)
+            proposal = slack.wait_for_message(room, "proposed by", with_button="rollback_confirm")
             platform.click(proposal.button("rollback_confirm"), user="U0LEAD", channel=room)
             slack.wait_for(lambda: (_watch(bot)[0] and len(_watch(bot)[0].samples) >= 2) or None, timeout=15)
 
