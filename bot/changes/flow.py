@@ -67,7 +67,7 @@ from bot.domain.service import (
 from bot.oncall.directory import mentioned_user
 from bot.slack.blocks import changes as change_blocks
 from bot.slack.blocks.incident import slack_date
-from bot.slack.gateway import error_code
+from bot.slack.gateway import calls_until, error_code
 
 log = logging.getLogger(__name__)
 
@@ -639,15 +639,25 @@ def _finish(ctx: Context, proposal: Proposal, status: str, line: str) -> Proposa
 def _edit(ctx: Context, proposal: Proposal, line: str) -> None:
     if not proposal.channel or not proposal.ts:
         return
+    doubt = ctx.slack.in_doubt_for()
     try:
-        _show(ctx, proposal, line)
+        # Bounded, so that no retry of this edit starts after `doubt` has run out.
+        with calls_until(time.monotonic() + doubt) as calls:
+            _show(ctx, proposal, line)
+        if not calls.resent:
+            return
+        log.info("an edit of proposal %s was sent again after no answer; showing it again later", proposal.id)
     except Exception:  # noqa: BLE001 - retried as a delivery: the outcome must reach the proposal
-        log.warning("could not edit proposal %s; retrying", proposal.id, exc_info=True)
-        edit = Delivery(DeliveryKind.PROPOSAL_EDIT, str(proposal.id), line)
-        ctx.store.record_firing(
-            proposal.incident, Firing(f"{DeliveryKind.PROPOSAL_EDIT}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now()
-        )
-        ctx.timers.wake_deliveries()
+        log.warning("could not edit proposal %s; showing it again later", proposal.id, exc_info=True)
+    # The edit that went unanswered may still land (Slack slow to answer, the client's own
+    # retries), after a later one such as the outcome: shown again, as the proposal stands
+    # then, once that can no longer happen, so the message ends on the latest state.
+    later = timedelta(seconds=doubt)
+    edit = Delivery(DeliveryKind.PROPOSAL_EDIT, str(proposal.id), line, after=later)
+    ctx.store.record_firing(
+        proposal.incident, Firing(f"{DeliveryKind.PROPOSAL_EDIT}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now()
+    )
+    ctx.timers.wake_deliveries()
 
 
 def _show(ctx: Context, proposal: Proposal, line: str) -> None:

@@ -87,6 +87,7 @@ class Delivery:
     kind: DeliveryKind
     target: str  # a role name, user ID or email for DMs; "incident" for posts about the incident
     detail: str = ""
+    after: timedelta = timedelta(0)  # due this long after it is recorded
 
 
 @dataclass(frozen=True)

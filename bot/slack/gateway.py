@@ -44,6 +44,8 @@ DEFAULT_API_URL = "https://slack.com/api/"
 POST_EVENT_TYPE = "incident_bot_post"
 # The longest `Retry-After` a call sleeps out in-process (once); longer waits are the caller's.
 RATE_LIMIT_WAIT_MAX_S = 2.0
+# slack_sdk's own retries of a call that timed out or lost its connection (each may still land).
+CONNECTION_RETRIES = 3
 NAME_TTL_S = 3600.0  # how long a display name is trusted (a rename shows in the next hour's drafts)
 
 
@@ -89,6 +91,9 @@ class Calls:
     """What `calls_until` saw: whether a post went out whose outcome is unknown (no answer, or a 5xx)."""
 
     in_doubt: bool = False
+    # A call of the block was sent again after no answer or a 5xx (slack_sdk's own retries):
+    # the first request may still be carried out, after later calls (an edit landing stale).
+    resent: bool = False
 
 
 @contextmanager
@@ -163,7 +168,15 @@ class _Bounded:
                         wait = float(values[0]) + 1.0
         if _room_for(self.timeout, wait) is not None:
             return False
-        return bool(super().can_retry(state=state, request=request, response=response, error=error))  # type: ignore[misc]
+        retry = bool(super().can_retry(state=state, request=request, response=response, error=error))  # type: ignore[misc]
+        calls: Calls | None = getattr(_budget, "calls", None)
+        if (
+            retry
+            and calls is not None
+            and (error is not None or (response is not None and response.status_code >= 500))
+        ):
+            calls.resent = True
+        return retry
 
 
 class _BoundedConnectionErrors(_Bounded, ConnectionErrorRetryHandler):
@@ -230,7 +243,7 @@ def make_client(token: str, base_url: str | None = None, timeout: int = 10, pace
     if not base.endswith("/"):
         base += "/"
     handlers: list[RetryHandler] = [
-        _BoundedConnectionErrors(max_retry_count=3),
+        _BoundedConnectionErrors(max_retry_count=CONNECTION_RETRIES),
         # Once, and only a short Retry-After: a longer one is the caller's (the delivery loop's).
         _BoundedRateLimits(max_retry_count=1),
         _BoundedServerErrors(max_retry_count=3),
@@ -275,6 +288,12 @@ class SlackGateway:
         self._name_cache: dict[str, tuple[float, str | None]] = {}
         self._cache_lock = threading.Lock()
         self._bot_user_id: str | None = None
+
+    def in_doubt_for(self) -> float:
+        """Seconds after a call that failed began in which its request may still land in Slack:
+        each of the client's own retries of a timed-out call waits up to one timeout, and a
+        request Slack was slow to answer may be carried out after the client gave up on it."""
+        return float(self.client.timeout) * (CONNECTION_RETRIES + 2)
 
     def pacing_wait(self, method: str, channel: str | None = None) -> float:
         """About how long a call to `method` (in `channel`) made now would wait for the pacer's

@@ -85,7 +85,7 @@ class DeliveriesPart(StoreBase):
                     delivery.kind,
                     delivery.target,
                     delivery.detail,
-                    _to_db(now),
+                    _to_db(now + delivery.after),
                     _to_db(now),
                 ],
             )

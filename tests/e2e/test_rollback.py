@@ -464,3 +464,40 @@ def test_a_proposal_slack_keeps_refusing_is_withdrawn_and_the_person_told(runnin
     # Pressed again once Slack takes posts: one proposal, posted.
     again = propose(running, room)
     assert again.has_button("rollback_confirm") and len(running.bot.store.proposals()) == 2
+
+
+def test_an_edit_that_lands_after_the_outcome_is_followed_by_the_outcome_again():
+    """Slack carries out the "Rolling back…" edit only after the client gave up on it (and its
+    retry, and the outcome's edit, went through): the stale edit lands last. The proposal is shown
+    again once no such edit can still land, so the message ends on the outcome."""
+    with SandboxedBot(config_text=CONFIG, preset="bad_deploy", slack_timeout_s=2) as running:
+        room = declare(running)
+        proposal = propose(running, room)
+        quiet(running)
+        running.slack.delay("chat.update", seconds=4, times=1)  # the next edit: the proposal's "Rolling back…"
+
+        running.click(proposal.button("rollback_confirm"), user=LEAD, channel=room)
+        finished(running, room, proposal.ts, "succeeded")
+
+        def edits():
+            return [c for c in running.slack.calls_to("chat.update") if c.params.get("ts") == proposal.ts and c.ok]
+
+        # The stale edit landed after the outcome's (the sandbox records a call as it is answered).
+        stale = running.slack.wait_for(
+            lambda: [c for c in edits() if c.params["text"].endswith(": executing") and c.at > _outcome(edits()).at]
+        )
+        assert stale
+        shown = running.slack.wait_for(
+            lambda: (m := _message(running, room, proposal.ts)) is not None and "*Done*" in m.all_text and m,
+            what="the outcome shown again after the stale edit",
+        )
+        assert "Rolling back" not in shown.all_text
+        assert edits()[-1].params["text"].endswith(": succeeded")
+
+
+def _outcome(edits):
+    return next(c for c in edits if c.params["text"].endswith(": succeeded"))
+
+
+def _message(running: SandboxedBot, room: str, ts: str):
+    return next((m for m in running.slack.messages_in(room) if m.ts == ts), None)
