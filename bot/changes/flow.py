@@ -336,7 +336,9 @@ def cancel(ctx: Context, proposal_id: int, user: str) -> Reply | None:
     )
     if not cancelled:
         return Reply(f"This proposal is already {proposal.status}; there is nothing to cancel.")
-    _edit(ctx, proposal, f":no_entry_sign: *Cancelled* by <@{user}>. Nothing was sent.")
+    # The outcome is the line shown, so a late re-show (a post Slack was slow to answer, a retried
+    # edit) says the same thing.
+    _edit(ctx, proposal, proposal.outcome)
     return None
 
 

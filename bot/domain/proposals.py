@@ -288,4 +288,4 @@ def parse_instances(text: str) -> int:
 
 def cancelled_outcome(user: str) -> str:
     """What a proposal cancelled by `user` says it ended in."""
-    return f"cancelled by <@{user}>"
+    return f":no_entry_sign: *Cancelled* by <@{user}>. Nothing was sent."

@@ -204,6 +204,9 @@ def test_declare_update_and_resolve_reach_the_status_page(with_statuspage):
     reply = running.command("update INC-1 --public identified Bad index on search", user="U0ALICE")
     assert reply.text == "Update posted to INC-1 and the status page."
     running.command("update INC-1 internal note only", user="U0ALICE")
+    # An update still waiting its turn when the resolve comes is superseded by it (README: status
+    # page calls in order; tests/e2e/test_statuspage_order.py): here the update has gone first.
+    running.slack.wait_for(lambda: page.calls_to("update_incident"))
     running.command("resolve INC-1 --public Index rebuilt", user="U0ALICE")
 
     updates = running.slack.wait_for(
