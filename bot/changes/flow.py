@@ -649,16 +649,18 @@ def _edit(ctx: Context, proposal: Proposal, line: str) -> None:
         if not calls.resent:
             return
         log.info("an edit of proposal %s was sent again after no answer; showing it again later", proposal.id)
+        retries = [timedelta(seconds=doubt)]
     except Exception:  # noqa: BLE001 - retried as a delivery: the outcome must reach the proposal
-        log.warning("could not edit proposal %s; showing it again later", proposal.id, exc_info=True)
+        log.warning("could not edit proposal %s; retrying", proposal.id, exc_info=True)
+        retries = [timedelta(0), timedelta(seconds=doubt)]
     # The edit that went unanswered may still land (Slack slow to answer, the client's own
-    # retries), after a later one such as the outcome: shown again, as the proposal stands
+    # retries), after a later one such as the outcome: the proposal is shown again, as it stands
     # then, once that can no longer happen, so the message ends on the latest state.
-    later = timedelta(seconds=doubt)
-    edit = Delivery(DeliveryKind.PROPOSAL_EDIT, str(proposal.id), line, after=later)
-    ctx.store.record_firing(
-        proposal.incident, Firing(f"{DeliveryKind.PROPOSAL_EDIT}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now()
-    )
+    for after in retries:
+        edit = Delivery(DeliveryKind.PROPOSAL_EDIT, str(proposal.id), line, after=after)
+        ctx.store.record_firing(
+            proposal.incident, Firing(f"{DeliveryKind.PROPOSAL_EDIT}:{uuid.uuid4().hex[:12]}", (edit,)), ctx.now()
+        )
     ctx.timers.wake_deliveries()
 
 

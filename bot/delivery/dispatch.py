@@ -304,11 +304,16 @@ class Dispatcher:
         edits: Callable[[DeliveryRecord, Incident], str],
         message: str,
     ) -> int | None:
-        """The newest later edit of the same kind and message owed, under way or sent, if any."""
+        """The newest later edit of the same kind and message owed, under way or sent, if any
+        (one recorded to go later, and not tried yet, replaces nothing before its time)."""
+        now = self.clock()
         later = [
             other.id
             for other in self.store.deliveries(incident.number, delivery.kind)
-            if other.id > delivery.id and other.status in _LATER_EDIT and edits(other, incident) == message
+            if other.id > delivery.id
+            and other.status in _LATER_EDIT
+            and not (other.status == DeliveryStatus.PENDING and not other.attempts and other.next_attempt_at > now)
+            and edits(other, incident) == message
         ]
         return max(later) if later else None
 

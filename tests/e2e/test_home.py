@@ -40,7 +40,7 @@ def published(running: SandboxedBot, user: str, contains: str) -> dict:
         view = running.slack.home_view(user)
         return view if view is not None and contains in str(view["blocks"]) else None
 
-    return running.slack.wait_for(found, timeout=10, what=f"{user}'s Home tab showing {contains!r}")
+    return running.slack.wait_for(found, what=f"{user}'s Home tab showing {contains!r}")
 
 
 def test_opening_the_home_tab_publishes_roles_shifts_and_pages_waiting(running):
