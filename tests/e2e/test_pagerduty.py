@@ -132,7 +132,8 @@ def test_an_ack_in_pagerduty_stops_the_slack_escalation_shown_as_that_person(wor
     assert pd.acknowledge(key, "PDANA01") == [200]
     incident = running.slack.wait_for(lambda: running.bot.store.get(1).acknowledged_at and running.bot.store.get(1))
     assert incident.acknowledged_by == "U0SECOND"
-    room = incident.war_room_id
+    # The page goes before the war room exists, so the ack can come first: the room, once made.
+    room = running.slack.wait_for(lambda: running.bot.store.get(1).war_room_id)
     running.slack.wait_for_message(room, "INC-1 acknowledged in PagerDuty by <@U0SECOND>")
     time.sleep(2.5)  # past the secondary's step (2 s)
     assert not [m for m in running.slack.dms_to("U0SECOND") if "You are paged" in m.all_text]
