@@ -67,7 +67,7 @@ from bot.domain.service import (
 from bot.oncall.directory import mentioned_user
 from bot.slack.blocks import changes as change_blocks
 from bot.slack.blocks.incident import slack_date
-from bot.slack.gateway import calls_until, error_code
+from bot.slack.gateway import calls_until, failure_code
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _post_proposal(
 def _not_posted(ctx: Context, proposal: Proposal, user: str, exc: Exception) -> Reply:
     """Slack did not take the proposal: withdrawn, so no proposal waits unseen (should its post
     have landed after all, its buttons find it cancelled and change nothing)."""
-    why = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+    why = failure_code(exc)
     log.warning("the proposal %s could not be posted: %s", proposal.id, why)
     ctx.store.cancel_proposal(
         proposal.id,

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.delivery.errors import transient
 from bot.domain.records import DeliveryRecord
-from bot.slack.gateway import SlackGateway, error_code, rate_limited, retry_after_s
+from bot.slack.gateway import SlackGateway, error_code, failure_code, rate_limited, retry_after_s
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,9 @@ def post_patiently(
             if asked is not None and asked > PATIENT_WAIT_MAX_S:
                 raise  # a long wait: better the person hears now and tries again
             wait = asked if asked is not None else min(PATIENT_WAIT_MAX_S, 0.5 * 2**attempt)
-            log.info("posting %s failed (%s); trying again in %.1f s", key, _why(exc), wait)
+            log.info("posting %s failed (%s); trying again in %.1f s", key, failure_code(exc), wait)
             sleep(wait)
     raise AssertionError("unreachable")
-
-
-def _why(exc: Exception) -> str:
-    return error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
 
 
 def post_delivery(

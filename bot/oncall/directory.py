@@ -29,7 +29,7 @@ from bot.delivery.errors import Undeliverable
 from bot.domain import schedules
 from bot.domain.incidents import Incident
 from bot.domain.policy import INCIDENT_ROLES, Config
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import SlackGateway, error_code, failure_code
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -182,7 +182,7 @@ class Directory:
                 else:
                     self._fetch_email(gateway, ref)
             except Exception as exc:  # noqa: BLE001 - kept stale, retried; never a request's problem
-                code = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+                code = failure_code(exc)
                 problems.append(f"{ref} ({code})")
         if problems:
             log.warning("could not look up %s in Slack; retrying in %.0f s", ", ".join(problems), self.retry_s)

@@ -29,7 +29,7 @@ from bot.domain.incidents import Incident
 from bot.domain.policy import Config
 from bot.domain.records import DeliveryRecord
 from bot.pagerduty.client import PagerDutyClient, PagerDutyError
-from bot.slack.gateway import SlackGateway, error_code
+from bot.slack.gateway import SlackGateway, failure_code
 from bot.slack.pacing import Saturated
 from bot.store import Store
 
@@ -156,17 +156,13 @@ def _links(slack: SlackGateway, incident: Incident) -> list[dict[str, str]]:
         try:
             href = slack.permalink(incident.announcement_channel, incident.announcement_ts) or href
         except (SlackApiError, OSError) as exc:
-            log.info("no permalink for %s's announcement (%s); linking its channel", incident.ref, _code(exc))
+            log.info("no permalink for %s's announcement (%s); linking its channel", incident.ref, failure_code(exc))
         links.append({"href": href, "text": f"{incident.ref} announcement in Slack"})
     return links
 
 
 def _redirect(channel: str) -> str:
     return f"https://slack.com/app_redirect?channel={channel}"
-
-
-def _code(exc: Exception) -> str:
-    return error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
 
 
 # A passing 429 or 503, retried a moment later, is nobody's business; three in a row are.

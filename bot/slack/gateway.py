@@ -273,6 +273,11 @@ def error_code(exc: SlackApiError) -> str:
         return "unknown_error"
 
 
+def failure_code(exc: BaseException) -> str:
+    """Slack's error code when Slack refused the call, else the failure's type (`TimeoutError`)."""
+    return error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+
+
 class SlackGateway:
     """The Slack Web API calls the bot makes, named for what they do."""
 
